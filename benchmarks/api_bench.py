@@ -1,0 +1,302 @@
+"""HTTP API benchmark: metric ingest, downsampled series, filtered run listing.
+
+Starts a real ``runyard server`` (embedded SQLite, or ``--db URL``) in a temporary directory
+and prints one JSON document with medians. When MLflow is available (``import mlflow`` works,
+or ``--mlflow-cmd`` names an ``mlflow`` executable), the same three measurements run against a
+local MLflow tracking server (SQLite backend) through its REST API: ``log-batch``,
+``metrics/get-history`` and ``runs/search``.
+
+    python benchmarks/api_bench.py                 # full sizes (takes a few minutes)
+    python benchmarks/api_bench.py --quick         # small sizes, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TOKEN = "ry_bench_operator_token_0123456789abcdef"
+BATCH = 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def median_ms(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return round(statistics.median(times), 2)
+
+
+# --------------------------------------------------------------------------- runyard
+
+
+class Runyard:
+    def __init__(self, work: Path, db: str | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "runyard", "server", "--port", str(self.port),
+                "--data-dir", str(work / "runyard")]
+        if db:
+            args += ["--db", db]
+        env = {**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_up(f"{self.url}/v1/health", self.proc)
+        self.http = httpx.Client(base_url=self.url, timeout=300,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+        self.db = db or f"sqlite:///{work / 'runyard' / 'runyard.db'}"
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def local_run(self, name: str) -> tuple[str, str, str]:
+        r = self.http.post("/v1/runs", json={"name": name, "executor": "local"})
+        r.raise_for_status()
+        out = r.json()
+        return out["run"]["id"], out["attempt"]["id"], out["lease"]
+
+    def ingest(self, clients: int, batches: int) -> float:
+        """Points per second with ``clients`` concurrent writers (one run each)."""
+        runs = [self.local_run(f"ingest-{clients}-{i}") for i in range(clients)]
+
+        def writer(run: tuple[str, str, str]) -> None:
+            rid, aid, lease = run
+            with httpx.Client(base_url=self.url, timeout=300,
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+                for b in range(batches):
+                    pts = [{"step": b * BATCH + i, "tag": "loss", "value": 1.0 / (i + 1)}
+                           for i in range(BATCH)]
+                    c.post(f"/v1/runs/{rid}/metrics", json={
+                        "attempt_id": aid, "lease": lease, "points": pts}).raise_for_status()
+
+        t = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(writer, runs))
+        return round(clients * batches * BATCH / (time.perf_counter() - t))
+
+    def series(self, points: int, repeat: int) -> float:
+        rid, aid, lease = self.local_run("series")
+        # Load through the store directly: the point is reading, and ingest is measured above.
+        from runyard.store import open_store
+
+        store = open_store(self.db, upgrade=False)
+        try:
+            for start in range(0, points, 50_000):
+                store.add_metric_points(rid, 1, [
+                    {"step": s, "tag": "loss", "value": 1.0 / (s + 1), "at": 0.0}
+                    for s in range(start, min(points, start + 50_000))])
+        finally:
+            store.close()
+        return median_ms(lambda: self.http.get(f"/v1/runs/{rid}/metrics/loss/series",
+                                               params={"points": 2000}).raise_for_status(),
+                         repeat)
+
+    def listing(self, runs: int, repeat: int) -> float:
+        import sqlalchemy as sa
+
+        from runyard import submission
+        from runyard.store import open_store, schema
+
+        store = open_store(self.db, upgrade=False)
+        statuses = ["queued", "completed", "failed", "cancelled"]
+        try:
+            rows = []
+            for i in range(runs):
+                row = submission.build_run({"name": f"r{i}", "command": ["true"]}, None,
+                                           owner="bench", now=time.time() - runs + i)
+                row["status"] = statuses[i % 4]
+                rows.append(row)
+            engine: sa.Engine = store.engine  # type: ignore[attr-defined]
+            with engine.begin() as conn:
+                for i in range(0, len(rows), 5000):
+                    conn.execute(schema.runs.insert(), rows[i:i + 5000])
+        finally:
+            store.close()
+        return median_ms(lambda: self.http.get("/v1/runs", params={
+            "status": "failed", "limit": 50}).raise_for_status(), repeat)
+
+
+# --------------------------------------------------------------------------- mlflow
+
+
+class MLflow:
+    """A local MLflow tracking server (SQLite backend), driven through its REST API."""
+
+    def __init__(self, work: Path, cmd: list[str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        db = work / "mlflow.db"
+        self.proc = subprocess.Popen(
+            [*cmd, "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{db}", "--workers", "4",
+             "--default-artifact-root", str(work / "mlruns")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_up(f"{self.url}/health", self.proc, timeout=300)
+        self.http = httpx.Client(base_url=f"{self.url}/api/2.0/mlflow", timeout=600)
+        r = self.http.post("/experiments/create", json={"name": "bench"})
+        r.raise_for_status()
+        self.experiment = r.json()["experiment_id"]
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def run(self, name: str) -> str:
+        r = self.http.post("/runs/create", json={"experiment_id": self.experiment,
+                                                 "run_name": name})
+        r.raise_for_status()
+        return str(r.json()["run"]["info"]["run_id"])
+
+    def ingest(self, clients: int, batches: int) -> float:
+        runs = [self.run(f"ingest-{clients}-{i}") for i in range(clients)]
+
+        def writer(rid: str) -> None:
+            with httpx.Client(base_url=str(self.http.base_url), timeout=600) as c:
+                for b in range(batches):
+                    ms = [{"key": "loss", "value": 1.0 / (i + 1), "timestamp": 0,
+                           "step": b * BATCH + i} for i in range(BATCH)]
+                    c.post("/runs/log-batch", json={"run_id": rid, "metrics": ms}
+                           ).raise_for_status()
+
+        t = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            list(pool.map(writer, runs))
+        return round(clients * batches * BATCH / (time.perf_counter() - t))
+
+    def series(self, points: int, repeat: int) -> float:
+        rid = self.run("series")
+        for start in range(0, points, BATCH):
+            ms = [{"key": "loss", "value": 1.0 / (s + 1), "timestamp": 0, "step": s}
+                  for s in range(start, min(points, start + BATCH))]
+            self.http.post("/runs/log-batch", json={"run_id": rid, "metrics": ms}
+                           ).raise_for_status()
+        # MLflow has no downsampling: the chart needs the history, page by page.
+
+        def history() -> None:
+            token = None
+            while True:
+                params: dict[str, Any] = {"run_id": rid, "metric_key": "loss",
+                                          "max_results": 25000}
+                if token:
+                    params["page_token"] = token
+                r = self.http.get("/metrics/get-history", params=params)
+                r.raise_for_status()
+                token = r.json().get("next_page_token")
+                if not token:
+                    return
+        return median_ms(history, repeat)
+
+    def listing(self, runs: int, repeat: int) -> float:
+        statuses = ["RUNNING", "FINISHED", "FAILED", "KILLED"]
+        for i in range(runs):
+            rid = self.run(f"r{i}")
+            self.http.post("/runs/update", json={"run_id": rid, "status": statuses[i % 4]}
+                           ).raise_for_status()
+        return median_ms(lambda: self.http.post("/runs/search", json={
+            "experiment_ids": [self.experiment], "filter": "attributes.status = 'FAILED'",
+            "max_results": 50}).raise_for_status(), repeat)
+
+
+def measure(target: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "ingest_points_per_s_1_client": statistics.median(
+            target.ingest(1, args.batches) for _ in range(args.repeat_ingest)),
+        "ingest_points_per_s_4_clients": statistics.median(
+            target.ingest(4, args.batches) for _ in range(args.repeat_ingest)),
+        f"series_2000_of_{args.series_points}_ms": target.series(args.series_points,
+                                                                 args.repeat),
+        f"list_50_by_status_of_{args.runs}_runs_ms": target.listing(args.runs, args.repeat),
+    }
+
+
+def mlflow_command(explicit: str | None) -> list[str] | None:
+    if explicit:
+        return [explicit]
+    if importlib.util.find_spec("mlflow") is not None:
+        return [sys.executable, "-m", "mlflow"]
+    return None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--db", help="database URL for runyard (default: embedded SQLite)")
+    p.add_argument("--batches", type=int, default=50, help="1,000-point batches per client")
+    p.add_argument("--series-points", type=int, default=1_000_000)
+    p.add_argument("--runs", type=int, default=100_000)
+    p.add_argument("--repeat", type=int, default=7, help="timed reads per median")
+    p.add_argument("--repeat-ingest", type=int, default=3)
+    p.add_argument("--mlflow-cmd", help="path of an mlflow executable (default: python -m "
+                                        "mlflow when importable)")
+    p.add_argument("--mlflow-runs", type=int, help="runs for MLflow's listing (default --runs; "
+                                                   "MLflow creates them one request each)")
+    p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    args = p.parse_args()
+    if args.quick:
+        args.batches, args.series_points, args.runs, args.repeat = 5, 20_000, 2_000, 3
+        args.repeat_ingest = 1
+    work = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
+    out: dict[str, Any] = {"python": sys.version.split()[0], "batch": BATCH,
+                           "database": args.db or "sqlite (embedded)"}
+    try:
+        ry = Runyard(work, args.db)
+        try:
+            out["runyard"] = measure(ry, args)
+        finally:
+            ry.close()
+        cmd = mlflow_command(args.mlflow_cmd)
+        if cmd is None:
+            out["mlflow"] = "skipped: mlflow not installed (pip install 'runyard[bench]')"
+        else:
+            ml = MLflow(work, cmd)
+            try:
+                if args.mlflow_runs:
+                    args.runs = args.mlflow_runs
+                out["mlflow"] = measure(ml, args)
+            finally:
+                ml.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

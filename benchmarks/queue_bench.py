@@ -1,0 +1,172 @@
+"""Claim throughput and latency of the queue, against the raw commit rate of the same database.
+
+Prints JSON. For each dialect: 10,000 queued runs, 20 registered workers of mixed
+capabilities; claims/s and p50/p99 claim latency with 1, 4 and 16 concurrent claimers; and, in
+the same run, the rate of a trivial one-row ``UPDATE ...; COMMIT`` through the same engine (the
+physical limit). Each figure is the median of ``--repeat`` rounds.
+
+    python benchmarks/queue_bench.py [--runs 10000] [--claims 2000] [--repeat 3] [--pg URL|none]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from runyard import models
+from runyard.queue import Queue
+from runyard.store import open_store
+from runyard.store.engine import sqlite_url
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def fleet() -> list[models.Capabilities]:
+    out = []
+    for i in range(20):
+        kind = i % 4
+        gpus = [{"index": g, "name": "fake", "vram_gib": 24} for g in range(2)] if kind == 0 else []
+        out.append(models.Capabilities.from_dict({
+            "host_id": f"host-{i:02d}", "cpus": 32 if kind < 2 else 4,
+            "ram_gib": 128 if kind < 2 else 8, "gpus": gpus, "slots": 10_000,
+            "labels": {"pool": "a" if i % 2 else "b"},
+        }))
+    return out
+
+
+def fill(q: Queue, n: int) -> None:
+    rng = random.Random(1)
+    for caps in fleet():
+        q.register_worker(caps)
+    kinds: list[dict[str, Any]] = [{}, {}, {"min_ram_gib": 16}, {"require_cuda": True},
+                                   {"prefer_cuda": True}, {"labels": {"pool": "a"}}]
+    rows = []
+    now = time.time()
+    from runyard import submission
+
+    for i in range(n):
+        req = {"name": f"run-{i}", "command": ["true"], "constraints": rng.choice(kinds),
+               "priority": rng.randint(0, 2)}
+        rows.append(submission.build_run(req, None, owner="bench", now=now + i * 1e-6))
+    # Bulk insert: filling is not what is measured.
+    from runyard.store.schema import runs
+
+    with q.store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(runs.insert(), rows)
+
+
+def claim_round(q: Queue, claimers: int, total: int) -> dict[str, float]:
+    hosts = [c.host_id for c in fleet()]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [total]
+
+    def work(idx: int) -> None:
+        host = hosts[idx % len(hosts)]
+        mine: list[float] = []
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    break
+                remaining[0] -= 1
+            t0 = time.perf_counter()
+            c = q.claim(host)
+            mine.append(time.perf_counter() - t0)
+            if c is None:
+                raise RuntimeError(f"{host} found nothing to claim")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(claimers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    return {"claims_per_s": len(latencies) / wall,
+            "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
+
+
+def raw_commit_rate(engine: sa.Engine, n: int = 2000) -> float:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, "
+                             "v INTEGER NOT NULL)")
+        conn.exec_driver_sql("DELETE FROM bench_raw")
+        conn.exec_driver_sql("INSERT INTO bench_raw (id, v) VALUES (1, 0)")
+    with engine.connect() as conn:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with conn.begin():
+                conn.exec_driver_sql("UPDATE bench_raw SET v = v + 1 WHERE id = 1")
+        return n / (time.perf_counter() - t0)
+
+
+def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"claimers": {}}
+    rounds: dict[int, list[dict[str, float]]] = {1: [], 4: [], 16: []}
+    raws = []
+    for _ in range(args.repeat):
+        store = open_store(url)
+        q = Queue(store)
+        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+            for t in ("events", "attempts", "runs", "workers", "host_policies"):
+                conn.exec_driver_sql(f"DELETE FROM {t}")
+        fill(q, args.runs)
+        raws.append(raw_commit_rate(store.engine))  # type: ignore[attr-defined]
+        for n in (1, 4, 16):
+            rounds[n].append(claim_round(q, n, args.claims))
+        store.close()
+    raw = statistics.median(raws)
+    result["raw_update_commit_per_s"] = round(raw, 1)
+    for n, rs in rounds.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        result["claimers"][str(n)] = {
+            "claims_per_s": round(med["claims_per_s"], 1),
+            "p50_ms": round(med["p50_ms"], 3), "p99_ms": round(med["p99_ms"], 3),
+            "ratio_to_raw": round(med["claims_per_s"] / raw, 3),
+        }
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=10_000)
+    p.add_argument("--claims", type=int, default=2_000, help="claims per round and concurrency")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--pg", default=os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT),
+                   help="PostgreSQL admin URL, or 'none'")
+    args = p.parse_args()
+    out: dict[str, Any] = {"runs": args.runs, "claims_per_round": args.claims,
+                           "repeat": args.repeat, "python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        out["sqlite"] = bench(sqlite_url(os.path.join(tmp, "bench.db")), args)
+    if args.pg != "none":
+        admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
+        name = f"runyard_bench_{secrets.token_hex(4)}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            out["postgresql"] = bench(args.pg.rsplit("/", 1)[0] + f"/{name}", args)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The worker side of the HTTP API (``/v1/workers/claim``, ``/v1/attempts/...``), over httpx.
+
+Every call maps failures onto :mod:`runyard.errors` at this boundary, keeping ``__cause__``:
+no answer or a 5xx is :class:`errors.TransportError` (retry later), 409 is
+:class:`errors.LeaseConflict` (the lease is gone: stop, never retry), other 4xx are the
+error class the server named. :meth:`WorkerAPI.call` retries transport errors with
+exponential backoff and full jitter; the claim loop and the spool do their own pacing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from runyard import errors
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds one HTTP request may take (connect, read, write) before it counts as a failure.
+REQUEST_TIMEOUT_S = 10.0
+#: Seconds an artifact upload may take.
+UPLOAD_TIMEOUT_S = 600.0
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``.
+
+    Full jitter keeps a fleet of agents that lost the server at the same moment from coming
+    back in lockstep. ``minimum`` puts a floor under each delay so an idle loop never spins.
+    """
+
+    base: float = 0.5
+    cap: float = 30.0
+    minimum: float = 0.0
+    failures: int = 0
+    rng: random.Random | None = None
+
+    def next_delay(self) -> float:
+        """The delay before the next try; each call counts one more failure."""
+        ceiling = min(self.cap, self.base * (2 ** min(self.failures, 30)))
+        self.failures += 1
+        rand = (self.rng or random).uniform(0.0, ceiling)
+        return max(self.minimum, rand)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+_ERRORS_BY_NAME: dict[str, type[errors.RunyardError]] = {
+    cls.__name__: cls for cls in (
+        errors.ConfigError, errors.ValidationError, errors.ManifestError, errors.NotFound,
+        errors.Conflict, errors.IllegalTransition, errors.LeaseConflict, errors.AuthError,
+        errors.Forbidden, errors.ArtifactError, errors.ChecksumMismatch, errors.TooLarge,
+    )
+}
+
+
+def _error_from_response(resp: httpx.Response, what: str) -> errors.RunyardError:
+    """The :mod:`runyard.errors` instance for a non-2xx answer."""
+    try:
+        body = resp.json().get("error") or {}
+    except Exception:  # not JSON (a proxy's HTML page): keep the status and some text
+        body = {"message": resp.text[:200]}
+    if not isinstance(body, dict):
+        body = {"message": str(body)[:200]}
+    message = f"{what}: HTTP {resp.status_code}: {body.get('message') or resp.reason_phrase}"
+    if resp.status_code >= 500:
+        return errors.ServerError(message, status=resp.status_code)
+    if resp.status_code == 409:
+        # IllegalTransition is a conflict too (an attempt that already ended): both mean
+        # "this lease may no longer act", which is what the agent needs to know.
+        return errors.LeaseConflict(message, status=409, type=body.get("type"))
+    cls = _ERRORS_BY_NAME.get(str(body.get("type")))
+    if cls is None or cls.http_status != resp.status_code:
+        cls = {400: errors.ArtifactError, 401: errors.AuthError, 403: errors.Forbidden,
+               404: errors.NotFound, 413: errors.TooLarge,
+               422: errors.ValidationError}.get(resp.status_code, errors.RunyardError)
+    if issubclass(cls, errors.ValidationError):
+        return cls(message, field=body.get("field"), errors=body.get("errors"))
+    if cls is errors.IllegalTransition:  # pragma: no cover - 409 handled above
+        return errors.Conflict(message)
+    return cls(message, status=resp.status_code)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transport failures and 5xx: the server may answer later."""
+    return isinstance(exc, errors.TransportError)
+
+
+class WorkerAPI:
+    """The calls an agent makes, with one worker token.
+
+    ``transport`` is injectable (``httpx.MockTransport`` in unit tests of callers).
+    """
+
+    def __init__(self, server: str, token: str | None, *,
+                 timeout: float = REQUEST_TIMEOUT_S,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if not server.startswith(("http://", "https://")):
+            raise errors.ConfigError(f"server: expected an http:// or https:// URL, got "
+                                     f"{server!r}", field="server")
+        headers = {"User-Agent": "runyard-agent"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.server = server.rstrip("/")
+        self._client = httpx.Client(base_url=self.server, headers=headers,
+                                    timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: Mapping[str, Any] | None = None, content: bytes | Any = None,
+                headers: Mapping[str, str] | None = None,
+                timeout: float | None = None) -> httpx.Response:
+        """One request; a non-2xx answer or no answer raises a :mod:`runyard.errors` class."""
+        what = f"{method} {path}"
+        try:
+            resp = self._client.request(
+                method, path, json=json, params=params, content=content, headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.HTTPError as exc:
+            raise errors.TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 300:
+            raise _error_from_response(resp, what)
+        return resp
+
+    def call(self, fn: Callable[[], T], *, attempts: int = 5,
+             backoff: Backoff | None = None,
+             should_stop: Callable[[], bool] | None = None) -> T:
+        """Run ``fn`` retrying transport errors up to ``attempts`` times, with backoff."""
+        backoff = backoff or Backoff(base=0.25, cap=5.0)
+        for i in range(attempts):
+            try:
+                return fn()
+            except errors.TransportError as exc:
+                if i == attempts - 1 or (should_stop is not None and should_stop()):
+                    raise
+                delay = backoff.next_delay()
+                log.info("%s; retrying in %.2f s", exc.message, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _json(resp: httpx.Response) -> dict[str, Any]:
+        if resp.status_code == 204 or not resp.content:
+            return {}
+        data = resp.json()
+        return data if isinstance(data, dict) else {"value": data}
+
+    # --- the worker endpoints ---------------------------------------------------------------
+
+    def claim(self, host_id: str, capabilities: Mapping[str, Any],
+              free_slots: int) -> dict[str, Any] | None:
+        """A claimed run (the claim answer) or None when nothing is eligible (204)."""
+        resp = self.request("POST", "/v1/workers/claim", json={
+            "host_id": host_id, "capabilities": dict(capabilities), "free_slots": free_slots})
+        return None if resp.status_code == 204 else self._json(resp)
+
+    def heartbeat(self, attempt_id: str, lease: str, running: bool = True) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/heartbeat",
+                                       json={"lease": lease, "running": running}))
+
+    def progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any] | None,
+                 warnings: Sequence[str] = ()) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/progress", json={
+            "lease": lease, "snapshot": dict(snapshot) if snapshot is not None else None,
+            "warnings": list(warnings)}))
+
+    def metrics(self, run_id: str, attempt_id: str, lease: str,
+                points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/runs/{run_id}/metrics", json={
+            "attempt_id": attempt_id, "lease": lease, "points": list(points)}))
+
+    def logs(self, attempt_id: str, lease: str,
+             chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/logs",
+                                       json={"lease": lease, "chunks": list(chunks)}))
+
+    def put_artifact(self, run_id: str, attempt_id: str, lease: str, name: str, kind: str,
+                     data: bytes | Any, sha256: str) -> dict[str, Any]:
+        """Upload a blob; ``data`` is bytes or a binary file object (streamed)."""
+        return self._json(self.request(
+            "PUT", f"/v1/runs/{run_id}/artifacts/{name}",
+            params={"attempt_id": attempt_id, "kind": kind}, content=data,
+            headers={"X-Content-SHA256": sha256, "X-Runyard-Lease": lease,
+                     "Content-Type": "application/octet-stream"},
+            timeout=UPLOAD_TIMEOUT_S))
+
+    def checkpoint(self, attempt_id: str, lease: str, *, step: int, status: str,
+                   name: str, sha256: str | None, size: int | None,
+                   metrics: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/checkpoints", json={
+            "lease": lease, "step": step, "status": status, "name": name, "sha256": sha256,
+            "size": size, "metrics": dict(metrics)}))
+
+    def complete(self, attempt_id: str, lease: str, exit_code: int = 0,
+                 details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/complete", json={
+            "lease": lease, "exit_code": exit_code, "details": dict(details or {})}))
+
+    def fail(self, attempt_id: str, lease: str, reason: str, *, exit_code: int | None = None,
+             stderr_tail: Sequence[str] = (),
+             details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/fail", json={
+            "lease": lease, "reason": reason, "exit_code": exit_code,
+            "stderr_tail": list(stderr_tail), "details": dict(details or {})}))

@@ -1,0 +1,613 @@
+"""Supervising one claimed attempt, from launch to its report (PRODUCT.md sections 3 and 5).
+
+:class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
+launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
+on the process one probe interval at a time: each tick reads the protocol files
+(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`spool.Outbox`.
+Heartbeats go from their own thread, so a slow upload or a slow server can never starve the
+lease. After the exit it does a final read, uploads the artifact bundle and the checkpoints,
+and reports ``complete`` or ``fail`` with the reason; the server's retry policy decides what
+happens next. A 409 anywhere means another worker owns the run now: the process is stopped
+and the attempt abandoned without a report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import functools
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard import errors, models
+from runyard.agent import probe as probe_mod
+from runyard.agent import process
+from runyard.agent.api import Backoff, WorkerAPI
+from runyard.agent.spool import Outbox, Spool
+from runyard.manifest import blueprint
+from runyard.sdk import file_sink
+
+log = logging.getLogger(__name__)
+
+#: Grace given to a process whose lease was lost: someone else owns the run now.
+LEASE_LOST_GRACE_S = 2.0
+#: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
+HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 0.1, 5.0
+#: Longest wait between two checks of the attempt loop (stop flags, lease loss).
+LOOP_STEP_S = 0.25
+#: Agent options that must not leak into the training process (the token above all).
+AGENT_ENV = ("RUNYARD_SERVER", "RUNYARD_TOKEN", "RUNYARD_HOST_ID", "RUNYARD_SLOTS",
+             "RUNYARD_LABELS", "RUNYARD_WORK_DIR", "RUNYARD_PROBE_INTERVAL_S",
+             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S")
+ARTIFACT_BUNDLE = "artifacts.tar.zst"
+
+
+class Outcome(enum.StrEnum):
+    """How the agent reported the attempt."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"  # lease lost: no report
+    UNREPORTED = "unreported"  # forced shutdown before the report went through
+
+
+def parse_time(value: Any, field: str) -> float:
+    """An ISO 8601 time (or UNIX seconds) from the server as UNIX seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise errors.ValidationError(f"{field}: expected an ISO 8601 time, got {value!r}",
+                                 field=field)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A claim answer (api.md ``POST /v1/workers/claim``), checked."""
+
+    run: dict[str, Any]
+    attempt_id: str
+    number: int
+    lease: str
+    lease_expires_at: float
+    command: list[str]
+    env: dict[str, str]
+    config: dict[str, Any]
+    probe_interval_s: float | None
+    seed: Any
+    claimed_at: float = field(default_factory=time.time)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["id"])
+
+    @property
+    def constraints(self) -> models.Constraints:
+        try:
+            return models.Constraints.from_dict(self.run.get("constraints") or {})
+        except errors.ValidationError:
+            return models.Constraints()
+
+    @property
+    def stale_after_s(self) -> float:
+        """The lease length, as the claim answer implies it."""
+        return max(self.lease_expires_at - self.claimed_at, 0.0)
+
+    @classmethod
+    def from_claim(cls, body: Mapping[str, Any]) -> Assignment:
+        run, attempt = body.get("run"), body.get("attempt")
+        if not isinstance(run, Mapping) or not isinstance(run.get("id"), str):
+            raise errors.ValidationError("claim.run: expected an object with an id",
+                                         field="claim.run")
+        if not isinstance(attempt, Mapping) or not isinstance(attempt.get("id"), str):
+            raise errors.ValidationError("claim.attempt: expected {id, number}",
+                                         field="claim.attempt")
+        lease = body.get("lease")
+        if not isinstance(lease, str) or not lease:
+            raise errors.ValidationError("claim.lease: missing", field="claim.lease")
+        command = body.get("command") or run.get("command")
+        if not isinstance(command, list):
+            command = []  # refused as a setup error, with the run reported, not dropped
+        env = body.get("env") or {}
+        probe = body.get("probe_interval_s", run.get("probe_interval_s"))
+        return cls(
+            run=dict(run), attempt_id=attempt["id"], number=int(attempt.get("number") or 1),
+            lease=lease,
+            lease_expires_at=parse_time(body.get("lease_expires_at"), "claim.lease_expires_at"),
+            command=list(command),
+            env={str(k): str(v) for k, v in env.items()} if isinstance(env, Mapping) else {},
+            config=dict(body.get("config") or run.get("config") or {}),
+            probe_interval_s=float(probe) if isinstance(probe, int | float) and probe > 0
+            else None,
+            seed=body.get("seed", run.get("seed")),
+        )
+
+
+@dataclass(frozen=True)
+class AttemptSettings:
+    """What the agent gives every attempt."""
+
+    host_id: str
+    work_dir: Path
+    probe_interval_s: float = 1.0
+    stop_grace_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class AttemptPaths:
+    """The files of one attempt under ``<work-dir>/<run_id>/<attempt>/``."""
+
+    root: Path
+
+    progress_file = property(lambda self: self.root / "progress.json")
+    metrics_file = property(lambda self: self.root / "metrics.jsonl")
+    checkpoints_file = property(lambda self: self.root / file_sink.CHECKPOINTS_FILE)
+    checkpoint_dir = property(lambda self: self.root / "checkpoints")
+    artifact_dir = property(lambda self: self.root / "artifacts")
+    config_file = property(lambda self: self.root / "config.json")
+    stop_file = property(lambda self: self.root / "STOP")
+    log_dir = property(lambda self: self.root / "logs")
+
+
+def heartbeat_interval(stale_after_s: float) -> float:
+    """min(stale_after / 4, 5 s), kept within sane bounds."""
+    if stale_after_s <= 0:
+        return HEARTBEAT_MAX_S
+    return min(max(stale_after_s / 4.0, HEARTBEAT_MIN_S), HEARTBEAT_MAX_S)
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+class LeaseLost(Exception):
+    """Internal: the server answered 409; unwind to the abandon path."""
+
+
+class AttemptRunner:
+    """Runs one attempt to its report. :meth:`run` blocks (call it in a thread)."""
+
+    def __init__(self, assignment: Assignment, api: WorkerAPI, settings: AttemptSettings,
+                 gpus: Sequence[int] = (), *,
+                 on_event: Callable[[str, AttemptRunner], None] | None = None) -> None:
+        self.a = assignment
+        self.api = api
+        self.settings = settings
+        self.gpus = list(gpus)
+        self.paths = AttemptPaths(settings.work_dir / assignment.run_id / str(assignment.number))
+        self.probe_interval_s = assignment.probe_interval_s or settings.probe_interval_s
+        self.hb_interval_s = heartbeat_interval(assignment.stale_after_s)
+        self.outcome: Outcome | None = None
+        self.reason: str | None = None
+        self.proc: process.ManagedProcess | None = None
+        self.cwd: Path | None = None
+        self._on_event = on_event
+        self._logs = probe_mod.LogBuffer()
+        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
+        self._outbox: Outbox | None = None
+        self._done = threading.Event()
+        self._wake = threading.Event()  # cuts the supervisor's sleep short
+        self._lease_lost = False
+        self._shutdown = False  # the agent is stopping: report worker_shutdown
+        self._forced = False
+        self._stop_ordered: tuple[str | None, float] | None = None
+        self._lock = threading.Lock()
+
+    # --- control from other threads ---------------------------------------------------------
+
+    def shutdown(self, force: bool = False) -> None:
+        """The agent is stopping: stop the process (its grace period, or at once)."""
+        with self._lock:
+            self._shutdown = True
+            self._forced = self._forced or force
+            proc = self.proc
+        if proc is not None:
+            if force:
+                proc.kill()
+            else:
+                proc.request_stop(self.settings.stop_grace_s)
+        self._wake.set()
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def _lose_lease(self, where: str, exc: errors.RunyardError) -> None:
+        with self._lock:
+            first = not self._lease_lost
+            self._lease_lost = True
+            proc = self.proc
+        if first:
+            log.warning("run %s attempt %d: lease lost (%s: %s); stopping the process and "
+                        "abandoning the attempt", self.a.run_id, self.a.number, where,
+                        exc.message)
+        if proc is not None:
+            proc.request_stop(LEASE_LOST_GRACE_S)
+        self._wake.set()
+
+    # --- the attempt ------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Launch, supervise, report. Never raises (one bad run cannot kill the agent)."""
+        try:
+            self.outcome = self._run()
+        except Exception:  # a bug must not leave the run claimed for ever: fail it
+            log.exception("run %s attempt %d: agent error", self.a.run_id, self.a.number)
+            if self.proc is not None and self.proc.result is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.outcome = self._report_safely("fail", reason=models.Reason.SETUP_ERROR.value,
+                                               details={"error": "agent error; see its log"})
+        finally:
+            self._done.set()
+            if self._on_event is not None:
+                self._on_event("finished", self)
+        log.info("run %s attempt %d: %s%s", self.a.run_id, self.a.number, self.outcome,
+                 f" ({self.reason})" if self.reason else "")
+        return self.outcome
+
+    def _run(self) -> Outcome:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self._outbox = Outbox(Spool(self.paths.root), self._send)
+        heart = threading.Thread(target=self._heartbeats, daemon=True,
+                                 name=f"heartbeat-{self.a.run_id}")
+        heart.start()
+        try:
+            launch, setup_error = self._prepare()
+            if setup_error is not None:
+                return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
+                                    details={"error": setup_error})
+            assert launch is not None
+            with self._lock:
+                if self._shutdown:
+                    return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
+                                        details={"error": "agent stopping before launch"})
+                self.proc = process.start(launch, self._logs.add)
+            self._beat()  # marks the run running at once
+            result = self._supervise(self.proc)
+            if self._lease_lost:
+                return self._abandon()
+            self._forward(final=True)
+            self._flush_outbox()
+            if result.setup_error is None and not self._forced:
+                try:
+                    self._upload_artifacts()
+                    self._upload_checkpoints()
+                except errors.TransportError:  # only raised once a forced stop gave up
+                    log.warning("run %s: uploads abandoned by a forced stop", self.a.run_id)
+            return self._report_result(result)
+        except LeaseLost:
+            return self._abandon()
+        finally:
+            self._done.set()
+            heart.join(timeout=self.hb_interval_s + 15)
+
+    def _prepare(self) -> tuple[process.Launch | None, str | None]:
+        p = self.paths
+        for d in (p.checkpoint_dir, p.artifact_dir, p.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        p.config_file.write_text(json.dumps(self.a.config, indent=2, sort_keys=True), "utf-8")
+        if not self.a.command or not all(isinstance(x, str) for x in self.a.command):
+            return None, f"command: expected a non-empty argv list, got {self.a.command!r}"
+        try:
+            argv = blueprint.render_command(
+                self.a.command, config_file=p.config_file, run_id=self.a.run_id,
+                attempt=self.a.number, artifact_dir=p.artifact_dir,
+                checkpoint_dir=p.checkpoint_dir, progress_file=p.progress_file,
+                metrics_file=p.metrics_file, stop_file=p.stop_file, seed=self.a.seed,
+                name=self.a.run.get("name"), python=sys.executable)
+        except (errors.ValidationError, ValueError) as exc:
+            return None, getattr(exc, "message", str(exc))
+        env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV}
+        env.update(self.a.env)
+        env.update({
+            "RUNYARD_RUN_ID": self.a.run_id, "RUNYARD_ATTEMPT": str(self.a.number),
+            "RUNYARD_PROGRESS_FILE": str(p.progress_file),
+            "RUNYARD_METRICS_FILE": str(p.metrics_file),
+            "RUNYARD_CHECKPOINT_DIR": str(p.checkpoint_dir),
+            "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
+            "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
+            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
+        })
+        cwd = self.settings.work_dir
+        named = self.a.run.get("workdir")
+        if isinstance(named, str) and named:
+            cwd = self.settings.work_dir / named  # an absolute path replaces the base
+        self.cwd = cwd
+        return process.Launch(argv=argv, cwd=cwd, env=env, log_dir=p.log_dir,
+                              stop_file=p.stop_file, inherit_env=False), None
+
+    def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
+        """Wait for the exit, forwarding progress, metrics and logs every probe interval.
+
+        It sleeps on an event and polls the process once a step instead of using
+        ``proc.wait``, whose waitpid loop wakes up dozens of times a second: the agent's own
+        CPU cost matters on small hosts (the stop deadline has its own timer in ``process``).
+        """
+        next_probe = time.monotonic() + self.probe_interval_s
+        while True:
+            result = proc.poll()
+            if result is not None:
+                return result
+            now = time.monotonic()
+            if not self._lease_lost and now >= next_probe:
+                next_probe = now + self.probe_interval_s
+                try:
+                    self._forward()
+                except LeaseLost:
+                    pass  # the lease-lost stop is on its way; forward nothing more
+            self._wake.wait(max(min(next_probe - time.monotonic(), LOOP_STEP_S), 0.0))
+            self._wake.clear()
+
+    # --- forwarding -------------------------------------------------------------------------
+
+    def _send(self, kind: str, body: Mapping[str, Any]) -> None:
+        a = self.a
+        if kind == "progress":
+            self.api.progress(a.attempt_id, a.lease, body.get("snapshot"),
+                              body.get("warnings") or [])
+        elif kind == "metrics":
+            self.api.metrics(a.run_id, a.attempt_id, a.lease, body["points"])
+        elif kind == "logs":
+            self.api.logs(a.attempt_id, a.lease, body["chunks"])
+        else:
+            raise errors.ValidationError(f"kind: unknown outbox message {kind!r}", field="kind")
+
+    def _post(self, kind: str, body: Mapping[str, Any]) -> None:
+        assert self._outbox is not None
+        try:
+            self._outbox.post(kind, body)
+        except errors.LeaseConflict as exc:
+            self._lose_lease(kind, exc)
+            raise LeaseLost() from exc
+
+    def _forward(self, final: bool = False) -> None:
+        """Probe the files and the output once; send (or spool) what changed."""
+        found = self._probe.read(final=final)
+        # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
+        # whose step is ahead of the stored series.
+        for batch in found.metric_batches:
+            self._post("metrics", {"points": batch})
+        if found.progress is not None:
+            self._post("progress", found.progress)
+        chunks = self._logs.drain(final=final)
+        batch_chunks: list[dict[str, Any]] = []
+        size = 0
+        for chunk in chunks:
+            if batch_chunks and size + len(chunk["data"]) > 1024 * 1024:
+                self._post("logs", {"chunks": batch_chunks})
+                batch_chunks, size = [], 0
+            batch_chunks.append(chunk)
+            size += len(chunk["data"])
+        if batch_chunks:
+            self._post("logs", {"chunks": batch_chunks})
+        if not final:
+            assert self._outbox is not None
+            try:
+                self._outbox.flush()
+            except errors.LeaseConflict as exc:
+                self._lose_lease("spool replay", exc)
+                raise LeaseLost() from exc
+
+    def _flush_outbox(self) -> None:
+        """After the exit: wait for the server until the spool is empty (heartbeats go on)."""
+        assert self._outbox is not None
+        backoff = Backoff(base=0.2, cap=5.0)
+        while True:
+            try:
+                if self._outbox.flush(force=True):
+                    return
+            except errors.LeaseConflict as exc:
+                self._lose_lease("spool replay", exc)
+                raise LeaseLost() from exc
+            if self._forced:
+                log.warning("forced stop: %s keeps what was not sent", self._outbox.spool.path)
+                return
+            time.sleep(backoff.next_delay())
+
+    # --- heartbeats -------------------------------------------------------------------------
+
+    def _heartbeats(self) -> None:
+        while not self._done.wait(self.hb_interval_s):
+            if self._lease_lost:
+                return
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            answer = self.api.heartbeat(self.a.attempt_id, self.a.lease, running=True)
+        except errors.LeaseConflict as exc:
+            self._lose_lease("heartbeat", exc)
+            return
+        except errors.RunyardError as exc:
+            log.warning("run %s: heartbeat failed (%s); retrying", self.a.run_id, exc.message)
+            return
+        if answer.get("stop"):
+            grace = answer.get("grace_s")
+            grace_s = float(grace) if isinstance(grace, int | float) else \
+                self.settings.stop_grace_s
+            intent = answer.get("intent")
+            with self._lock:
+                first = self._stop_ordered is None
+                self._stop_ordered = (intent if isinstance(intent, str) else None, grace_s)
+                proc = self.proc
+            if first:
+                log.info("run %s: the server asks to stop (%s) within %.3g s",
+                         self.a.run_id, intent or "stop", grace_s)
+            if proc is not None:
+                proc.request_stop(grace_s)
+
+    # --- uploads ----------------------------------------------------------------------------
+
+    def _deliver(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` until the server takes it; 409 abandons, forced stop gives up."""
+        backoff = Backoff(base=0.2, cap=5.0)
+        while True:
+            try:
+                return fn()
+            except errors.LeaseConflict as exc:
+                self._lose_lease(what, exc)
+                raise LeaseLost() from exc
+            except errors.TransportError as exc:
+                if self._forced:
+                    raise
+                delay = backoff.next_delay()
+                log.warning("run %s: %s failed (%s); retrying in %.1f s", self.a.run_id, what,
+                            exc.message, delay)
+                time.sleep(delay)
+
+    def _upload_file(self, name: str, kind: str, path: Path) -> tuple[str, int]:
+        sha, size = sha256_file(path)
+
+        def put() -> Any:
+            with open(path, "rb") as fh:
+                return self.api.put_artifact(self.a.run_id, self.a.attempt_id, self.a.lease,
+                                             name, kind, fh, sha)
+
+        self._deliver(f"upload of {name}", put)
+        return sha, size
+
+    def _upload_artifacts(self) -> None:
+        from runyard.artifacts import archive
+
+        root = self.paths.artifact_dir
+        if not root.is_dir() or not any(root.iterdir()):
+            return
+        bundle = archive.bundle_dir(root, dest_dir=self.paths.root)
+        try:
+            self._upload_file(ARTIFACT_BUNDLE, "bundle", bundle)
+        except errors.RunyardError as exc:
+            if isinstance(exc, errors.TransportError):
+                raise
+            log.warning("run %s: the artifact bundle was refused: %s", self.a.run_id,
+                        exc.message)
+        finally:
+            bundle.unlink(missing_ok=True)
+
+    def _upload_checkpoints(self) -> None:
+        """Upload each checkpoint the SDK registered in ``checkpoints.jsonl``."""
+        from runyard.artifacts import archive
+
+        try:
+            lines = self.paths.checkpoints_file.read_text("utf-8").splitlines()
+        except OSError:
+            return
+        for n, line in enumerate(lines, 1):
+            try:
+                rec = json.loads(line)
+                path = Path(rec["path"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s line %d: not a checkpoint record", self.paths.checkpoints_file, n)
+                continue
+            step = rec.get("step") if isinstance(rec.get("step"), int) else 0
+            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            if not path.is_absolute():
+                path = self.paths.checkpoint_dir / path
+            name = f"checkpoints/{path.name}" + (".tar.zst" if path.is_dir() else "")
+            sha: str | None = None
+            size: int | None = None
+            status = "incomplete"
+            if rec.get("status") == "complete" and path.exists():
+                tmp = archive.bundle_dir(path, dest_dir=self.paths.root) if path.is_dir() \
+                    else None
+                try:
+                    sha, size = self._upload_file(name, "checkpoint", tmp or path)
+                    status = "complete"
+                except errors.RunyardError as exc:
+                    if isinstance(exc, errors.TransportError):
+                        raise
+                    log.warning("run %s: checkpoint %s refused: %s", self.a.run_id, name,
+                                exc.message)
+                finally:
+                    if tmp is not None:
+                        tmp.unlink(missing_ok=True)
+            try:
+                self._deliver(f"checkpoint {name}", functools.partial(
+                    self.api.checkpoint, self.a.attempt_id, self.a.lease, step=step,
+                    status=status, name=name, sha256=sha, size=size, metrics=metrics))
+            except errors.RunyardError as exc:
+                if isinstance(exc, errors.TransportError):
+                    raise
+                log.warning("run %s: checkpoint record %s refused: %s", self.a.run_id, name,
+                            exc.message)
+
+    # --- the report -------------------------------------------------------------------------
+
+    def _report_result(self, result: process.ExitResult) -> Outcome:
+        details: dict[str, Any] = {"host": self.settings.host_id, "workdir": str(self.cwd),
+                                   "message": result.message,
+                                   "duration_s": round(result.duration_s, 3)}
+        if result.signal is not None:
+            details["signal"] = process.signal_name(result.signal)
+        if result.setup_error is not None:
+            return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
+                                details={**details, "error": result.setup_error})
+        if self._shutdown:
+            return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
+                                exit_code=result.exit_code, stderr_tail=result.stderr_tail,
+                                details=details)
+        if result.exit_code == 0:
+            return self._report("complete", exit_code=0, details=details)
+        if self._stop_ordered is not None or result.stopped_by_request:
+            intent = self._stop_ordered[0] if self._stop_ordered else None
+            return self._report("fail", reason=models.Reason.STOPPED.value,
+                                exit_code=result.exit_code, stderr_tail=result.stderr_tail,
+                                details={**details, "intent": intent})
+        return self._report("fail", reason=models.Reason.USER_ERROR.value,
+                            exit_code=result.exit_code, stderr_tail=result.stderr_tail,
+                            details=details)
+
+    def _report(self, verb: str, *, reason: str | None = None, exit_code: int | None = None,
+                stderr_tail: Sequence[str] = (),
+                details: Mapping[str, Any] | None = None) -> Outcome:
+        a = self.a
+        self.reason = reason or "completed"
+        try:
+            if verb == "complete":
+                self._deliver("complete", lambda: self.api.complete(
+                    a.attempt_id, a.lease, exit_code=exit_code or 0, details=details))
+                return Outcome.COMPLETED
+            self._deliver(f"fail ({reason})", lambda: self.api.fail(
+                a.attempt_id, a.lease, str(reason), exit_code=exit_code,
+                stderr_tail=list(stderr_tail), details=details))
+            return Outcome.FAILED
+        except errors.TransportError:  # a forced stop while the server is away
+            log.error("run %s: %s not reported (forced stop, server unreachable)",
+                      a.run_id, verb)
+            return Outcome.UNREPORTED
+
+    def _report_safely(self, verb: str, **kwargs: Any) -> Outcome:
+        try:
+            return self._report(verb, **kwargs)
+        except LeaseLost:
+            return Outcome.ABANDONED
+        except errors.RunyardError as exc:
+            log.error("run %s: could not report: %s", self.a.run_id, exc.message)
+            return Outcome.UNREPORTED
+
+    def _abandon(self) -> Outcome:
+        if self.proc is not None and self.proc.result is None:
+            self.proc.request_stop(LEASE_LOST_GRACE_S)
+            self.proc.wait()
+        self.reason = "lease lost"
+        log.warning("run %s attempt %d abandoned: another worker owns the run now",
+                    self.a.run_id, self.a.number)
+        return Outcome.ABANDONED

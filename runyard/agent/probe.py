@@ -1,0 +1,201 @@
+"""Probing one attempt's protocol files: what changed since the last look.
+
+Each :meth:`Probe.read` reads the snapshot (``RUNYARD_PROGRESS_FILE``) and the new lines of the
+metrics stream (``RUNYARD_METRICS_FILE``) and returns the calls to make: a progress call when
+the snapshot changed or there is something to warn about, and metric batches of at most
+:data:`MAX_POINTS_PER_CALL` points. A bad snapshot is a warning, once per kind of problem per
+attempt (not once a tick); a snapshot that never appears is reported once, after
+:data:`MISSING_GRACE_S` or at the final read, since a process may take a while to write its
+first one (and a plain script may never write any).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runyard import defaults
+from runyard.progress import reader
+from runyard.progress import snapshot as snapshot_mod
+
+#: Most metric points in one ``POST /v1/runs/{id}/metrics`` (api.md).
+MAX_POINTS_PER_CALL = 1000
+#: Seconds a snapshot may be absent at the start before it is reported as missing.
+MISSING_GRACE_S = 60.0
+#: Bad metric lines reported one by one per attempt; the rest are counted.
+MAX_LINE_WARNINGS = 20
+
+
+@dataclass
+class ProbeResult:
+    """What one read found: ``progress`` is the body of a progress call, or None."""
+
+    progress: dict[str, Any] | None = None
+    metric_batches: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return sum(len(b) for b in self.metric_batches)
+
+
+class Probe:
+    """Incremental reader of one attempt's snapshot and metrics stream."""
+
+    def __init__(self, progress_file: str | os.PathLike[str],
+                 metrics_file: str | os.PathLike[str], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 missing_grace_s: float = MISSING_GRACE_S) -> None:
+        self.progress_file = os.fspath(progress_file)
+        self.tail = reader.MetricsTail(metrics_file)
+        self._clock = clock
+        self._started = clock()
+        self._missing_grace_s = missing_grace_s
+        self._last: dict[str, Any] | None = None
+        self._warned: set[str] = set()
+        self._line_warnings = 0
+        self.snapshots_read = 0
+        self.points_read = 0
+
+    @property
+    def last_snapshot(self) -> dict[str, Any] | None:
+        return self._last
+
+    def read(self, *, final: bool = False) -> ProbeResult:
+        """What changed since the last read; ``final`` drains the metrics stream fully."""
+        result = ProbeResult()
+        warnings: list[str] = []
+        snap = self._read_snapshot(warnings, final)
+        batch = self.tail.read_all() if final else self.tail.read()
+        warnings.extend(self._line_warning_texts(batch.warnings))
+        points = []
+        now = snapshot_mod.utc_iso() if batch.points else None  # once a read, not a point
+        for point in batch.points:
+            if len(point.tag) > defaults.METRIC_NAME_MAX:
+                # The server refuses a whole batch for one such tag; drop just the point.
+                self._warn_once(warnings, "long-tag",
+                                f"metric tags longer than {defaults.METRIC_NAME_MAX} "
+                                f"characters are not forwarded (first: {point.tag[:80]!r})")
+                continue
+            points.append(self._wire_point(point, now))
+        self.points_read += len(points)
+        for i in range(0, len(points), MAX_POINTS_PER_CALL):
+            result.metric_batches.append(points[i:i + MAX_POINTS_PER_CALL])
+        if snap is not None or warnings:
+            result.progress = {"snapshot": snap, "warnings": warnings}
+        return result
+
+    def _read_snapshot(self, warnings: list[str], final: bool) -> dict[str, Any] | None:
+        last_seq = None
+        if self._last is not None:
+            seq = self._last.get("seq")
+            last_seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        got = reader.read_snapshot(self.progress_file, last_seq)
+        state = got.state
+        if state is reader.ReadState.OK:
+            if got.snapshot == self._last:
+                return None  # no seq, same content: nothing new
+            self._last = got.snapshot
+            self.snapshots_read += 1
+            return got.snapshot
+        if state is reader.ReadState.UNCHANGED:
+            return None
+        if state is reader.ReadState.MISSING:
+            waited = self._clock() - self._started >= self._missing_grace_s
+            if self._last is None and not (final or waited):
+                return None
+            what = "disappeared" if self._last is not None else "was never written"
+            self._warn_once(warnings, "missing",
+                            f"progress file {what}: {self.progress_file}"
+                            + (f" ({got.reason})" if got.reason else ""))
+            return None
+        self._warn_once(warnings, state.value,
+                        f"progress file {state.value}: {got.reason or 'unreadable'}; "
+                        "the last good snapshot is kept")
+        return None
+
+    def _warn_once(self, warnings: list[str], kind: str, text: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.append(text)
+
+    def _line_warning_texts(self, found: list[reader.TailWarning]) -> list[str]:
+        out = []
+        for w in found:
+            self._line_warnings += 1
+            if self._line_warnings <= MAX_LINE_WARNINGS:
+                out.append(f"metrics file line {w.line} skipped: {w.reason}")
+            elif self._line_warnings == MAX_LINE_WARNINGS + 1:
+                out.append(f"metrics file: more than {MAX_LINE_WARNINGS} bad lines; "
+                           "further ones are skipped without a warning")
+        return out
+
+    @staticmethod
+    def _wire_point(point: Any, now: str | None) -> dict[str, Any]:
+        wire: dict[str, Any] = point.to_json()
+        if wire.get("at") is None:  # a foreign writer may leave it out; the server wants one
+            wire["at"] = now
+        return wire
+
+
+# ------------------------------------------------------------------------------------ logs
+
+#: Most bytes of one stream put into one log chunk.
+LOG_CHUNK_BYTES = 256 * 1024
+
+
+class LogBuffer:
+    """Collects ``on_output(stream, offset, data)`` chunks until the next drain.
+
+    Filled by the process's reader threads, drained by the attempt loop. Each drained chunk
+    carries the byte offset (in that stream's log) where its text starts; a UTF-8 character
+    cut between two reads is held back until its last byte arrives, so every chunk decodes
+    cleanly and the server's ``(attempt, stream, offset)`` key stays exact.
+    """
+
+    def __init__(self, chunk_bytes: int = LOG_CHUNK_BYTES) -> None:
+        self._lock = threading.Lock()
+        self._chunk_bytes = chunk_bytes
+        self._pending: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._end: dict[str, int] = {"stdout": 0, "stderr": 0}  # byte offset after pending
+        self._text_at: dict[str, int] = {}  # where the next chunk's text starts, by stream
+        self._decoders = {s: codecs.getincrementaldecoder("utf-8")(errors="replace")
+                          for s in self._pending}
+        self.bytes_in = 0
+
+    def add(self, stream: str, offset: int, data: bytes) -> None:
+        """The :data:`runyard.agent.process.OutputCallback`."""
+        with self._lock:
+            buf = self._pending.setdefault(stream, bytearray())
+            self._text_at.setdefault(stream, offset)
+            buf += data
+            self._end[stream] = offset + len(data)
+            self.bytes_in += len(data)
+
+    def drain(self, *, final: bool = False) -> list[dict[str, Any]]:
+        """``[{"stream", "offset", "data"}]`` for everything added since the last drain."""
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for stream, buf in self._pending.items():
+                if stream not in self._text_at or (not buf and not final):
+                    continue
+                data = bytes(buf)
+                buf.clear()
+                decoder = self._decoders.setdefault(
+                    stream, codecs.getincrementaldecoder("utf-8")(errors="replace"))
+                pos = self._end[stream] - len(data)
+                for i in range(0, max(len(data), 1), self._chunk_bytes):
+                    piece = data[i:i + self._chunk_bytes]
+                    last = i + self._chunk_bytes >= len(data)
+                    text = decoder.decode(piece, final=final and last)
+                    pos += len(piece)
+                    if text:
+                        out.append({"stream": stream, "offset": self._text_at[stream],
+                                    "data": text})
+                    held = len(decoder.getstate()[0])
+                    self._text_at[stream] = pos - held
+        return out

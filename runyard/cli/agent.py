@@ -1,0 +1,122 @@
+"""``runyard agent``: run the fleet worker daemon, self-test it, or install it as a service."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from runyard import defaults, errors
+from runyard.cli.app import app
+
+agent_app = typer.Typer(
+    help="The worker daemon: claims runs this host can serve and supervises them.",
+    invoke_without_command=True,
+)
+app.add_typer(agent_app, name="agent")
+
+_SERVER = typer.Option(None, "--server", envvar="RUNYARD_SERVER",
+                       help="Server URL, e.g. http://10.0.0.1:8470.")
+_TOKEN = typer.Option(None, "--token", envvar="RUNYARD_TOKEN", help="Worker token.")
+_HOST_ID = typer.Option(None, "--host-id", envvar="RUNYARD_HOST_ID",
+                        help="This host's id (default: its host name).")
+_SLOTS = typer.Option(1, "--slots", envvar="RUNYARD_SLOTS", min=1,
+                      help="Attempts run at once.")
+_LABELS = typer.Option("", "--labels", envvar="RUNYARD_LABELS", help="k=v,k2=v2 labels.")
+_WORK_DIR = typer.Option(None, "--work-dir", envvar="RUNYARD_WORK_DIR",
+                         help="Where attempts' files go (default: ./runyard-work).")
+_PROBE = typer.Option(defaults.PROBE_INTERVAL_S, "--probe-interval-s",
+                      envvar="RUNYARD_PROBE_INTERVAL_S",
+                      help="Seconds between progress probes when a run sets none.")
+_EXECUTOR = typer.Option("local", "--executor", envvar="RUNYARD_EXECUTOR",
+                         help="Where runs execute: local.")
+
+
+def _server_or_fail(server: str | None) -> str:
+    if not server:
+        raise errors.ConfigError("server: give --server URL or set RUNYARD_SERVER",
+                                 field="server")
+    return server
+
+
+@agent_app.callback()
+def agent(
+    ctx: typer.Context,
+    server: str | None = _SERVER,
+    token: str | None = _TOKEN,
+    host_id: str | None = _HOST_ID,
+    slots: int = _SLOTS,
+    labels: str = _LABELS,
+    work_dir: Path | None = _WORK_DIR,
+    probe_interval_s: float = _PROBE,
+    executor: str = _EXECUTOR,
+    stop_grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s",
+                                       envvar="RUNYARD_STOP_GRACE_S",
+                                       help="Grace period of runs stopped by an agent stop."),
+    claim_max_wait_s: float = typer.Option(5.0, "--claim-max-wait-s",
+                                           envvar="RUNYARD_CLAIM_MAX_WAIT_S",
+                                           help="Longest pause between claims when idle."),
+    check: bool = typer.Option(False, "--check",
+                               help="Print the capability self-test and exit."),
+) -> None:
+    """Claim runs this host can serve and supervise them until SIGTERM/SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runyard.agent import capabilities
+
+    parsed = capabilities.parse_labels(labels)
+    if check:
+        caps = capabilities.detect(host_id=host_id, labels=parsed, slots=slots,
+                                   workdir=os.getcwd())
+        typer.echo(capabilities.format_check(caps))
+        raise typer.Exit(0)
+    from runyard.agent import daemon
+
+    if not os.environ.get("RUNYARD_LOG_LEVEL"):
+        # The CLI logs warnings by default; an agent's claims and exits belong in its journal.
+        logging.getLogger("runyard.agent").setLevel(logging.INFO)
+    # One line per HTTP request (several a second per run) would drown the journal.
+    logging.getLogger("httpx").setLevel(max(logging.getLogger().level, logging.WARNING))
+    config = daemon.AgentConfig(
+        server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
+        labels=parsed, work_dir=work_dir or Path("runyard-work"),
+        probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
+        claim_max_wait_s=claim_max_wait_s)
+    raise typer.Exit(daemon.Agent(config).run())
+
+
+@agent_app.command("install")
+def install(
+    server: str | None = _SERVER,
+    token: str | None = _TOKEN,
+    host_id: str | None = _HOST_ID,
+    slots: int | None = typer.Option(None, "--slots", envvar="RUNYARD_SLOTS", min=1),
+    labels: str = _LABELS,
+    work_dir: str | None = typer.Option(None, "--work-dir", envvar="RUNYARD_WORK_DIR"),
+    probe_interval_s: float | None = typer.Option(None, "--probe-interval-s",
+                                                  envvar="RUNYARD_PROBE_INTERVAL_S"),
+    executor: str | None = typer.Option(None, "--executor", envvar="RUNYARD_EXECUTOR"),
+    user: bool = typer.Option(False, "--user", help="A systemd --user unit."),
+    windows: bool = typer.Option(False, "--windows",
+                                 help="Render the Windows Scheduled Task script."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print the files (token masked); write nothing."),
+    service_name: str = typer.Option("runyard-agent", "--service-name"),
+    run_as: str | None = typer.Option(None, "--run-as", help="User= of a system unit."),
+    grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--grace-s",
+                                  help="Stop grace period the service manager allows for."),
+) -> None:
+    """Install the agent as a service (systemd unit, or a Windows Scheduled Task)."""
+    from runyard.agent import capabilities
+    from runyard.agent import install as install_mod
+
+    opts = install_mod.AgentOptions(
+        server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
+        labels=capabilities.parse_labels(labels),
+        work_dir=str(Path(work_dir).resolve()) if work_dir else None,
+        probe_interval_s=probe_interval_s, executor=executor, service_name=service_name,
+        user_mode=user, run_as=run_as, grace_s=grace_s)
+    install_mod.install(opts, target="windows" if windows else None, dry_run=dry_run,
+                        echo=typer.echo)

@@ -1,0 +1,159 @@
+"""What every server-talking command shares: connection options, JSON output, formatting."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from runyard.client import Client, Progress, Run
+from runyard.client.client import DEFAULT_SERVER
+
+#: Name of the file ``runyard server`` writes its generated operator token to.
+ADMIN_TOKEN_FILE = "admin-token"
+
+ServerOpt = Annotated[str, typer.Option(
+    "--server", envvar="RUNYARD_SERVER", show_default=True,
+    help="Server URL (env RUNYARD_SERVER).")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="RUNYARD_TOKEN", show_default=False,
+    help="API token (env RUNYARD_TOKEN; for a local server, the data dir's admin-token).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _data_dir() -> Path:
+    """``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
+    if os.environ.get("RUNYARD_DATA_DIR"):
+        return Path(os.environ["RUNYARD_DATA_DIR"]).expanduser()
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]).expanduser() / "runyard"
+    return Path("~/.runyard").expanduser()
+
+
+def is_local(server: str) -> bool:
+    return (urlsplit(server).hostname or "") in {"127.0.0.1", "localhost", "::1"}
+
+
+def resolve_token(server: str, token: str | None) -> str | None:
+    """The given token, else the local server's admin token file (only for a loopback URL)."""
+    if token:
+        return token
+    if not is_local(server):
+        return None
+    path = _data_dir() / ADMIN_TOKEN_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+@contextmanager
+def connect(server: str | None, token: str | None) -> Iterator[Client]:
+    """A :class:`Client` for the command; errors reach ``run_app`` as one line."""
+    url = (server or DEFAULT_SERVER).rstrip("/")
+    client = Client(url, resolve_token(url, token) or "")
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (NaN written as the protocol's strings)."""
+    typer.echo(json.dumps(_finite(value), default=_default, sort_keys=False))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def iso(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h03m``, ``4d02h``; ``-`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    return duration((now - when).total_seconds()) + " ago"
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:.4g}"
+
+
+def percent(progress: Progress | None) -> str:
+    frac = progress.fraction if progress else None
+    return "-" if frac is None else f"{frac * 100:.0f}%"
+
+
+def steps(progress: Progress | None) -> str:
+    if progress is None or progress.step is None:
+        return "-"
+    return f"{progress.step}/{progress.total_steps}" if progress.total_steps else str(progress.step)
+
+
+def key_metrics(progress: Progress | None, limit: int = 2) -> str:
+    """The first few metrics of the snapshot, ``loss`` first when present."""
+    if progress is None or not progress.metrics:
+        return "-"
+    names = sorted(progress.metrics, key=lambda n: (n != "loss", n))[:limit]
+    return " ".join(f"{n}={number(progress.metrics[n])}" for n in names)
+
+
+def status_text(run: Run) -> str:
+    """The status with the stall marker and the termination reason of ended runs."""
+    text = run.status or "-"
+    if run.progress is not None and run.progress.stalled and not run.is_terminal:
+        text += " (stalled)"
+    if run.is_terminal and run.termination_reason and run.termination_reason != run.status:
+        text += f" ({run.termination_reason})"
+    return text
+
+
+STATUS_STYLE = {"queued": "yellow", "claimed": "cyan", "running": "blue", "stopping": "magenta",
+                "completed": "green", "failed": "red", "stopped": "magenta",
+                "cancelled": "dim"}

@@ -1,0 +1,76 @@
+"""``runyard server``: the HTTP API on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from runyard import defaults, errors
+from runyard.cli.app import EXIT_USAGE, app, fail
+
+log = logging.getLogger(__name__)
+
+
+@app.command("server")
+def server(
+    host: str = typer.Option(defaults.HOST, "--host", envvar="RUNYARD_HOST",
+                             help="Address to bind (non-loopback needs TLS or --insecure)."),
+    port: int = typer.Option(defaults.PORT, "--port", envvar="RUNYARD_PORT"),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", envvar="RUNYARD_DATA_DIR",
+        help="Where the embedded database, artifacts and admin token live."),
+    db: str | None = typer.Option(None, "--db", envvar="RUNYARD_DB",
+                                  help="Database URL; default: SQLite under the data dir."),
+    artifacts: str | None = typer.Option(
+        None, "--artifacts", envvar="RUNYARD_ARTIFACTS",
+        help="Blob store directory or fsspec URL; default: <data-dir>/artifacts."),
+    stale_after_s: float = typer.Option(defaults.STALE_AFTER_S, "--stale-after-s",
+                                        envvar="RUNYARD_STALE_AFTER_S",
+                                        help="A lease with no heartbeat this long is lost."),
+    max_upload_mb: float = typer.Option(10 * 1024, "--max-upload-mb",
+                                        envvar="RUNYARD_MAX_UPLOAD_MB",
+                                        help="Largest artifact upload, in MiB."),
+    insecure: bool = typer.Option(False, "--insecure", envvar="RUNYARD_INSECURE",
+                                  help="Allow a non-loopback bind without TLS or auth."),
+    no_auth: bool = typer.Option(False, "--no-auth", envvar="RUNYARD_NO_AUTH",
+                                 help="Treat every request as an operator (loopback only)."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", envvar="RUNYARD_TLS_CERT"),
+    tls_key: Path | None = typer.Option(None, "--tls-key", envvar="RUNYARD_TLS_KEY"),
+    keep_last_checkpoints: int | None = typer.Option(
+        None, "--keep-last-checkpoints", envvar="RUNYARD_KEEP_LAST_CHECKPOINTS",
+        help="Default checkpoint retention when a run sets none (default: keep all)."),
+) -> int:
+    """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
+    from runyard.server import Settings, build_state, create_app
+    from runyard.store.engine import default_data_dir
+
+    settings = Settings(
+        data_dir=(data_dir or default_data_dir()).expanduser(), host=host, port=port,
+        db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
+        max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
+        tls_cert=tls_cert, tls_key=tls_key,
+        admin_token=os.environ.get("RUNYARD_ADMIN_TOKEN") or None,
+        keep_last_checkpoints=keep_last_checkpoints)
+    try:
+        settings.check()
+    except errors.ConfigError as exc:
+        raise fail(exc.message, EXIT_USAGE) from None
+    import uvicorn
+
+    state, token_file = build_state(settings)
+    if token_file is not None:
+        typer.echo(f"runyard: first start: the operator token is in {token_file}")
+    scheme = "https" if settings.tls else "http"
+    typer.echo(f"runyard: serving on {scheme}://{host}:{port} "
+               f"(database {state.store.url}, artifacts {state.blobs.root_url})")
+    config = uvicorn.Config(
+        create_app(settings, state), host=host, port=port, log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        # Live event streams never end on their own: give them a moment, then close them.
+        timeout_graceful_shutdown=3, proxy_headers=False, server_header=False)
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,76 @@
+"""``runyard workers [drain|resume HOST]``: the fleet as the server sees it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runyard.cli import common
+from runyard.cli.app import app
+from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
+from runyard.client import Worker
+from runyard.client.client import DEFAULT_SERVER
+
+workers_app = typer.Typer(help="List workers; drain or resume one.", invoke_without_command=True)
+app.add_typer(workers_app, name="workers")
+
+HostArg = Annotated[str, typer.Argument(help="The worker's host id.", show_default=False)]
+
+
+def _gpus(worker: Worker) -> str:
+    gpus = worker.capabilities.get("gpus") or []
+    if not gpus:
+        return "-"
+    names = {str(g.get("name") or "gpu") for g in gpus if isinstance(g, dict)}
+    return f"{len(gpus)}x {', '.join(sorted(names))}"
+
+
+@workers_app.callback()
+def workers(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Registered workers: capabilities, slots in use, last heartbeat, drained or not."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with common.connect(server, token) as client:
+        found = client.list_workers()
+    if as_json:
+        common.print_json({"items": [w.raw for w in found]})
+        return
+    if not found:
+        typer.echo("no workers registered")
+        return
+    table = Table("host", "state", "slots", "cpus", "ram GiB", "gpus", "labels", "last seen",
+                  box=None)
+    for w in found:
+        caps = w.capabilities
+        state = "drained" if w.drained else ("alive" if w.alive is not False else "offline")
+        style = {"drained": "yellow", "alive": "green", "offline": "red"}[state]
+        labels = caps.get("labels") or {}
+        table.add_row(w.host_id, Text(state, style=style),
+                      f"{w.active_attempts}/{w.slots if w.slots is not None else '-'}",
+                      common.number(caps.get("cpus")), common.number(caps.get("ram_gib")),
+                      _gpus(w), ", ".join(f"{k}={v}" for k, v in labels.items()) or "-",
+                      common.ago(w.last_seen_at))
+    Console(soft_wrap=True).print(table)
+
+
+@workers_app.command()
+def drain(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Let HOST finish what it runs and claim nothing new (operator)."""
+    with common.connect(server, token) as client:
+        result = client.drain(host)
+    common.print_json(result) if as_json else typer.echo(f"worker {host}: drained")
+
+
+@workers_app.command()
+def resume(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Let a drained HOST claim runs again (operator)."""
+    with common.connect(server, token) as client:
+        result = client.resume(host)
+    common.print_json(result) if as_json else typer.echo(f"worker {host}: resumed")

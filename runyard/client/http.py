@@ -1,0 +1,168 @@
+"""The one seam between the client and the network: requests, and errors mapped at the edge.
+
+HTTP error bodies (``{"error": {"type", "message", "field", "errors"}}``) become the matching
+:mod:`runyard.errors` class; connection failures become :class:`errors.TransportError`, the
+httpx exception kept as ``__cause__`` (httpx's ``map_httpcore_exceptions`` habit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from runyard import __version__, errors
+
+#: Default per-request timeout (seconds); connecting gets less so a dead server fails fast.
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+_BY_STATUS: dict[int, type[errors.RunyardError]] = {
+    400: errors.ValidationError, 401: errors.AuthError, 403: errors.Forbidden,
+    404: errors.NotFound, 409: errors.Conflict, 413: errors.TooLarge,
+    422: errors.ValidationError,
+}
+
+
+def _error_class(status: int, type_name: Any) -> type[errors.RunyardError]:
+    named = getattr(errors, type_name, None) if isinstance(type_name, str) else None
+    if isinstance(named, type) and issubclass(named, errors.RunyardError):
+        return named
+    if status >= 500:
+        return errors.ServerError
+    return _BY_STATUS.get(status, errors.RunyardError)
+
+
+def error_from_response(response: httpx.Response) -> errors.RunyardError:
+    """The :mod:`runyard.errors` instance an error response stands for."""
+    body: Any = None
+    with contextlib.suppress(ValueError):
+        body = response.json()
+    info = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(info, dict):
+        text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+        info = {"message": f"HTTP {response.status_code} {response.reason_phrase}"
+                           + (f": {text}" if text else "")}
+    cls = _error_class(response.status_code, info.get("type"))
+    message = str(info.get("message") or cls.__doc__ or cls.__name__).strip()
+    exc: errors.RunyardError
+    if issubclass(cls, errors.ValidationError):
+        exc = cls(message, field=info.get("field"), errors=info.get("errors") or None)
+    elif issubclass(cls, errors.IllegalTransition):
+        # Its constructor builds the message from both states; keep the server's words instead.
+        exc = cls.__new__(cls)
+        errors.RunyardError.__init__(exc, message)
+        exc.current = str(info.get("current", ""))
+        exc.target = str(info.get("target", ""))
+    else:
+        exc = cls(message)
+    exc.details.setdefault("http_status", response.status_code)
+    return exc
+
+
+def encode_param(value: Any) -> str:
+    """Query values: lists comma-joined, datetimes ISO 8601 UTC, booleans lower-case."""
+    if isinstance(value, datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(encode_param(v) for v in value)
+    return str(value)
+
+
+def clean_params(params: Mapping[str, Any] | None) -> dict[str, str]:
+    return {k: encode_param(v) for k, v in (params or {}).items() if v is not None}
+
+
+class Http:
+    """A configured :class:`httpx.Client` that raises :mod:`runyard.errors` only."""
+
+    def __init__(self, server: str, token: str | None, *,
+                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.server = server.rstrip("/")
+        headers = {"User-Agent": f"runyard-client/{__version__}", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.client = httpx.Client(base_url=self.server, headers=headers, timeout=timeout,
+                                   transport=transport)
+
+    def close(self) -> None:
+        self.client.close()
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise errors.TransportError(
+                f"the server at {self.server} did not answer in time ({exc.__class__.__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise errors.TransportError(
+                f"cannot reach the server at {self.server}: {exc or exc.__class__.__name__}"
+            ) from exc
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json_body: Any = None, content: bytes | None = None,
+                headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """Send one request; any status of 400 or more raises the mapped error."""
+        with self._mapped():
+            response = self.client.request(method, path, params=clean_params(params),
+                                           json=json_body, content=content, headers=headers)
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return response
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return decode(self.request("GET", path, params=params))
+
+    def post_json(self, path: str, body: Any = None, params: Mapping[str, Any] | None = None
+                  ) -> Any:
+        return decode(self.request("POST", path, params=params,
+                                   json_body={} if body is None else body))
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+               headers: Mapping[str, str] | None = None,
+               timeout: httpx.Timeout | None = None) -> Iterator[httpx.Response]:
+        """A streamed response (SSE, blobs); errors mapped as in :meth:`request`."""
+        with self._mapped():
+            kwargs: dict[str, Any] = {"params": clean_params(params), "headers": headers}
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            with self.client.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                yield response
+
+
+def decode(response: httpx.Response) -> Any:
+    """The JSON body (``None`` for 204 and empty bodies)."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise errors.ServerError(
+            f"the server answered {response.request.method} {response.request.url.path} "
+            f"with a body that is not JSON") from exc
+
+
+def split_command(command: str | Sequence[str]) -> list[str]:
+    """An argv list from a list or a shell-like string (split, never run through a shell)."""
+    import shlex
+
+    if isinstance(command, str):
+        argv = shlex.split(command)
+    else:
+        argv = [str(a) for a in command]
+    if not argv:
+        raise errors.ValidationError("command: expected a non-empty command", field="command")
+    return argv

@@ -1,0 +1,462 @@
+"""Typed, frozen views of the server's JSON (PRODUCT.md section 9, the HTTP contract).
+
+Every model keeps the JSON it was parsed from in ``raw`` (for ``--json`` output and fields a
+newer server adds). Times become timezone-aware :class:`datetime` objects; a field the server
+left out (``fields=`` selection) is ``None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from runyard import errors, models
+
+if TYPE_CHECKING:
+    from runyard.client.client import Client
+
+T = TypeVar("T")
+JSON = Mapping[str, Any]
+
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def parse_time(value: Any, name: str = "time") -> datetime | None:
+    """An ISO 8601 string (``...Z``) or null; anything else is a contract breach."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
+                                     field=name)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
+                                     field=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_number(value: Any) -> float | None:
+    """A JSON number or one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _SPECIAL.get(value, math.nan)
+    return float(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list; ``next`` is the cursor of the following page."""
+
+    items: tuple[T, ...]
+    next: str | int | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A run's latest progress snapshot (protocol v1) with the server's ETA and stall flag."""
+
+    step: int | None = None
+    total_steps: int | None = None
+    epoch: float | None = None
+    total_epochs: float | None = None
+    percent: float | None = None
+    phase: str | None = None
+    message: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    rate: dict[str, Any] | None = None
+    seq: int | None = None
+    eta_seconds: float | None = None
+    stalled: bool = False
+    updated_at: datetime | None = None
+    progress_updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Progress:
+        """Accepts both the run's ``progress`` object and ``GET .../progress``'s answer."""
+        snap: JSON = (data.get("snapshot") or {}) if "snapshot" in data else data
+        return cls(
+            step=_opt_int(snap.get("step")),
+            total_steps=_opt_int(snap.get("total_steps")),
+            epoch=parse_number(snap.get("epoch")),
+            total_epochs=parse_number(snap.get("total_epochs")),
+            percent=parse_number(snap.get("percent")),
+            phase=snap.get("phase"),
+            message=snap.get("message"),
+            metrics={str(k): parse_number(v) for k, v in (snap.get("metrics") or {}).items()},
+            rate=snap.get("rate"),
+            seq=_opt_int(snap.get("seq")),
+            eta_seconds=parse_number(data.get("eta_seconds", snap.get("eta_seconds"))),
+            stalled=bool(data.get("stalled", False)),
+            updated_at=parse_time(snap.get("updated_at"), "progress.updated_at"),
+            progress_updated_at=parse_time(data.get("progress_updated_at"),
+                                           "progress_updated_at"),
+            raw=dict(data),
+        )
+
+    @property
+    def fraction(self) -> float | None:
+        """Done fraction in [0, 1]: ``percent`` if sent, else step / total_steps."""
+        if self.percent is not None and math.isfinite(self.percent):
+            return min(max(self.percent / 100.0, 0.0), 1.0)
+        if self.step is not None and self.total_steps:
+            return min(max(self.step / self.total_steps, 0.0), 1.0)
+        return None
+
+    @property
+    def has_snapshot(self) -> bool:
+        return bool(self.raw.get("snapshot")) if "snapshot" in self.raw else bool(self.raw)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try to execute a run."""
+
+    id: str
+    number: int
+    host_id: str | None = None
+    active: bool = False
+    claimed_at: datetime | None = None
+    running_at: datetime | None = None
+    ended_at: datetime | None = None
+    termination_reason: str | None = None
+    exit_code: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Attempt:
+        return cls(
+            id=str(data.get("id", "")),
+            number=int(data.get("number", 0)),
+            host_id=data.get("host_id"),
+            active=bool(data.get("active", False)),
+            claimed_at=parse_time(data.get("claimed_at"), "attempt.claimed_at"),
+            running_at=parse_time(data.get("running_at"), "attempt.running_at"),
+            ended_at=parse_time(data.get("ended_at"), "attempt.ended_at"),
+            termination_reason=data.get("termination_reason"),
+            exit_code=_opt_int(data.get("exit_code")),
+            details=dict(data.get("details") or {}),
+            raw=dict(data),
+        )
+
+
+#: Run fields :meth:`Run.reload` may refresh selectively.
+RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
+              "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
+              "updated_at")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as the server reports it, bound to the :class:`Client` that fetched it."""
+
+    id: str
+    name: str | None = None
+    project: str | None = None
+    version: str | None = None
+    notes: str | None = None
+    status: str | None = None
+    attempt: int | None = None
+    host_id: str | None = None
+    executor: str | None = None
+    blueprint: str | None = None
+    command: tuple[str, ...] | None = None
+    config: dict[str, Any] | None = None
+    constraints: dict[str, Any] | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime | None = None
+    termination_reason: str | None = None
+    exit_code: int | None = None
+    progress: Progress | None = None
+    progress_updated_at: datetime | None = None
+    attempts: tuple[Attempt, ...] | None = None
+    explain: dict[str, Any] | None = None
+    artifact_store: str | None = None
+    workdir: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    client: Client | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON, client: Client | None = None) -> Run:
+        command = data.get("command")
+        attempts = data.get("attempts")
+        progress = data.get("progress")
+        return cls(
+            id=str(data["id"]),
+            name=data.get("name"),
+            project=data.get("project"),
+            version=data.get("version"),
+            notes=data.get("notes"),
+            status=data.get("status"),
+            attempt=_opt_int(data.get("attempt")),
+            host_id=data.get("host_id"),
+            executor=data.get("executor"),
+            blueprint=data.get("blueprint"),
+            command=None if command is None else tuple(str(a) for a in command),
+            config=data.get("config"),
+            constraints=data.get("constraints"),
+            priority=_opt_int(data.get("priority")),
+            max_attempts=_opt_int(data.get("max_attempts")),
+            created_at=parse_time(data.get("created_at"), "created_at"),
+            started_at=parse_time(data.get("started_at"), "started_at"),
+            ended_at=parse_time(data.get("ended_at"), "ended_at"),
+            updated_at=parse_time(data.get("updated_at"), "updated_at"),
+            termination_reason=data.get("termination_reason"),
+            exit_code=_opt_int(data.get("exit_code")),
+            progress=None if progress is None else Progress.from_json(
+                {"progress_updated_at": data.get("progress_updated_at"), **progress}),
+            progress_updated_at=parse_time(data.get("progress_updated_at"),
+                                           "progress_updated_at"),
+            attempts=None if attempts is None else tuple(Attempt.from_json(a) for a in attempts),
+            explain=data.get("explain"),
+            artifact_store=data.get("artifact_store"),
+            workdir=data.get("workdir"),
+            raw=dict(data),
+            client=client,
+        )
+
+    # ------------------------------------------------------------------ state
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in {s.value for s in models.TERMINAL}
+
+    def _bound(self) -> Client:
+        if self.client is None:
+            raise errors.ConfigError(f"run {self.id} is not bound to a client")
+        return self.client
+
+    # ------------------------------------------------------------------ verbs
+    def reload(self, fields: Sequence[str] | None = None) -> Run:
+        """A fresh copy from the server; with ``fields``, only those are refreshed."""
+        fresh = self._bound().get_run(self.id)
+        if fields is None:
+            return fresh
+        unknown = sorted(set(fields) - set(RELOADABLE))
+        if unknown:
+            raise errors.ValidationError(
+                f"fields: cannot reload {unknown[0]!r} (reloadable: {', '.join(RELOADABLE)})",
+                field="fields")
+        changes = {name: getattr(fresh, name) for name in fields}
+        raw = {**self.raw, **{name: fresh.raw.get(name) for name in fields}}
+        return dataclasses.replace(self, raw=raw, **changes)
+
+    def stop(self, grace: float = 30.0) -> Run:
+        return self._bound().stop(self, grace=grace)
+
+    def restart(self, resources: Mapping[str, Any] | models.Constraints | None = None) -> Run:
+        return self._bound().restart(self, resources=resources)
+
+    def cancel(self) -> Run:
+        return self._bound().cancel(self)
+
+    def requeue(self) -> Run:
+        return self._bound().requeue(self)
+
+    def delete(self) -> None:
+        self._bound().delete(self)
+
+    def wait(self, until: Sequence[str] | None = None, timeout: float | None = None,
+             on_update: Callable[[Run], None] | None = None, poll_s: float = 1.0) -> Run:
+        return self._bound().wait(self, until=until, timeout=timeout, on_update=on_update,
+                                  poll_s=poll_s)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a run's event log (``seq`` has no gaps per run)."""
+
+    seq: int
+    run_id: str | None
+    status: str | None
+    at: datetime | None
+    actor: str | None = None
+    attempt: int | None = None
+    kind: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Event:
+        return cls(seq=int(data.get("seq", 0)), run_id=data.get("run_id"),
+                   status=data.get("status"), at=parse_time(data.get("at"), "event.at"),
+                   actor=data.get("actor"), attempt=_opt_int(data.get("attempt")),
+                   kind=data.get("kind"), details=dict(data.get("details") or {}),
+                   id=_opt_int(data.get("id")), raw=dict(data))
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One server-sent event: its ``event`` type and decoded ``data``.
+
+    ``id`` is the last event id seen on the stream (as a browser's ``EventSource`` keeps it):
+    events without their own id, such as ``progress``, repeat the previous one.
+    """
+
+    id: str | None
+    event: str
+    data: Any
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    step: int
+    tag: str
+    value: float | None
+    at: datetime | None = None
+    attempt: int | None = None
+
+    @classmethod
+    def from_json(cls, data: JSON) -> MetricPoint:
+        return cls(step=int(data["step"]), tag=str(data["tag"]),
+                   value=parse_number(data.get("value")),
+                   at=parse_time(data.get("at"), "metric.at"),
+                   attempt=_opt_int(data.get("attempt")))
+
+
+@dataclass(frozen=True)
+class MetricTag:
+    tag: str
+    count: int
+    last_step: int | None = None
+    last_value: float | None = None
+
+    @classmethod
+    def from_json(cls, data: JSON) -> MetricTag:
+        return cls(tag=str(data["tag"]), count=int(data.get("count", 0)),
+                   last_step=_opt_int(data.get("last_step")),
+                   last_value=parse_number(data.get("last_value")))
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One bucket of a downsampled series."""
+
+    step: int
+    min: float | None
+    max: float | None
+    last: float | None
+    count: int
+
+    @classmethod
+    def from_json(cls, data: JSON) -> SeriesPoint:
+        return cls(step=int(data["step"]), min=parse_number(data.get("min")),
+                   max=parse_number(data.get("max")), last=parse_number(data.get("last")),
+                   count=int(data.get("count", 1)))
+
+
+@dataclass(frozen=True)
+class Series:
+    tag: str
+    points: tuple[SeriesPoint, ...]
+    total: int
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Series:
+        return cls(tag=str(data.get("tag", "")),
+                   points=tuple(SeriesPoint.from_json(p) for p in data.get("points") or ()),
+                   total=int(data.get("total", 0)))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    status: str
+    attempt: int | None = None
+    name: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Checkpoint:
+        return cls(step=int(data["step"]), status=str(data.get("status", "")),
+                   attempt=_opt_int(data.get("attempt")), name=data.get("name"),
+                   sha256=data.get("sha256"), size=_opt_int(data.get("size")),
+                   metrics=dict(data.get("metrics") or {}),
+                   created_at=parse_time(data.get("created_at"), "checkpoint.created_at"),
+                   raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    sha256: str
+    size: int
+    kind: str | None = None
+    attempt: int | None = None
+    created_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Artifact:
+        return cls(name=str(data["name"]), sha256=str(data["sha256"]), size=int(data["size"]),
+                   kind=data.get("kind"), attempt=_opt_int(data.get("attempt")),
+                   created_at=parse_time(data.get("created_at"), "artifact.created_at"),
+                   raw=dict(data))
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """A slice of a run's captured output; pass ``next_offset`` back to read on."""
+
+    data: str
+    next_offset: int
+    attempt: int | None = None
+
+    @classmethod
+    def from_json(cls, data: JSON) -> LogChunk:
+        return cls(data=str(data.get("data", "")), next_offset=int(data.get("next_offset", 0)),
+                   attempt=_opt_int(data.get("attempt")))
+
+
+@dataclass(frozen=True)
+class Worker:
+    host_id: str
+    hostname: str | None = None
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    drained: bool = False
+    slots: int | None = None
+    last_seen_at: datetime | None = None
+    registered_at: datetime | None = None
+    alive: bool | None = None
+    active_attempts: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: JSON) -> Worker:
+        return cls(host_id=str(data["host_id"]), hostname=data.get("hostname"),
+                   capabilities=dict(data.get("capabilities") or {}),
+                   drained=bool(data.get("drained", False)), slots=_opt_int(data.get("slots")),
+                   last_seen_at=parse_time(data.get("last_seen_at"), "worker.last_seen_at"),
+                   registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
+                   alive=data.get("alive"),
+                   active_attempts=int(data.get("active_attempts") or 0),
+                   raw=dict(data))

@@ -1,0 +1,32 @@
+"""Documented defaults, one place. Every one can be overridden where it is used."""
+
+from __future__ import annotations
+
+#: HTTP port of ``runyard server``.
+PORT = 8470
+HOST = "127.0.0.1"
+
+#: A lease with no heartbeat for this long ends its attempt as ``lost``.
+STALE_AFTER_S = 120.0
+#: How long each heartbeat extends the lease; agents beat several times within it.
+LEASE_S = STALE_AFTER_S
+#: How often the server sweeps for lapsed leases.
+SWEEP_INTERVAL_S = 5.0
+
+MAX_ATTEMPTS = 3
+MAX_RESTARTS_ON_ERRORS = 0
+PROBE_INTERVAL_S = 1.0
+STALL_AFTER_S = 600.0
+STOP_GRACE_S = 30.0
+
+#: How many queued candidates a claim looks at before giving up (eligibility is checked in
+#: Python for globs and labels, so the SQL prefilter keeps this small).
+CLAIM_SCAN = 64
+
+#: Progress snapshot bounds (PRODUCT.md section 5).
+SNAPSHOT_MAX_BYTES = 64 * 1024
+SNAPSHOT_MAX_METRICS = 256
+METRIC_NAME_MAX = 64
+
+#: Lines of stderr kept with a failure.
+STDERR_TAIL_LINES = 40

@@ -1,0 +1,80 @@
+"""Can this worker serve this run? One pure function, used by the claim and by ``explain``.
+
+Each failed check is returned as a sentence naming the constraint and the host's value, so
+``runyard show`` can say *why* a run waits instead of letting it wait silently.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+from runyard import models
+
+
+def policy_from_row(row: Mapping[str, Any]) -> models.HostPolicy | None:
+    """The host policy joined onto a worker row, if the manifest declared one."""
+    if row.get("allow") is None and row.get("deny") is None:
+        return None
+    return models.HostPolicy(
+        host_id=row["host_id"],
+        allow=tuple(row.get("allow") or ()),
+        deny=tuple(row.get("deny") or ()),
+        slots=row.get("policy_slots"),
+        labels=dict(row.get("policy_labels") or {}),
+    )
+
+
+def effective_slots(caps: models.Capabilities, policy: models.HostPolicy | None) -> int:
+    """The operator's policy wins over what the agent reports."""
+    if policy is not None and policy.slots is not None:
+        return policy.slots
+    return caps.slots
+
+
+def effective_labels(caps: models.Capabilities,
+                     policy: models.HostPolicy | None) -> dict[str, str]:
+    labels = dict(caps.labels)
+    if policy is not None:
+        labels.update(policy.labels)
+    return labels
+
+
+def unmet(run: Mapping[str, Any], caps: models.Capabilities,
+          policy: models.HostPolicy | None) -> list[str]:
+    """Why ``caps`` cannot serve ``run`` (empty when it can). Capacity is not checked here."""
+    c = models.Constraints.from_dict(run.get("constraints") or {})
+    host = caps.host_id
+    out: list[str] = []
+    if c.needs_cuda and not caps.has_cuda:
+        what = "require_cuda" if c.require_cuda else ("gpus" if c.gpus else "min_vram_gib")
+        out.append(f"{what}: {host} has no CUDA GPU")
+    if c.gpus > len(caps.gpus):
+        out.append(f"gpus: needs {c.gpus}, {host} has {len(caps.gpus)}")
+    if c.min_vram_gib > 0 and caps.has_cuda and caps.max_vram_gib < c.min_vram_gib:
+        out.append(f"min_vram_gib: needs {c.min_vram_gib:g} GiB per GPU, "
+                   f"{host} has {caps.max_vram_gib:g} GiB")
+    if c.min_ram_gib > caps.ram_gib:
+        out.append(f"min_ram_gib: needs {c.min_ram_gib:g} GiB, {host} has {caps.ram_gib:g} GiB")
+    if c.min_cpus > caps.cpus:
+        out.append(f"min_cpus: needs {c.min_cpus:g}, {host} has {caps.cpus:g}")
+    if c.allowed_hosts and not any(fnmatch.fnmatchcase(host, p) for p in c.allowed_hosts):
+        out.append(f"allowed_hosts: {host} matches none of {list(c.allowed_hosts)}")
+    labels = effective_labels(caps, policy)
+    for key, want in c.labels.items():
+        have = labels.get(key)
+        if have != want:
+            out.append(f"labels: needs {key}={want}, {host} has "
+                       f"{key}={have}" if have is not None else
+                       f"labels: needs {key}={want}, {host} has no {key!r} label")
+    if policy is not None and not policy.admits(run.get("name"), run.get("blueprint")):
+        subject = run.get("name")
+        if policy.allow and not any(
+            fnmatch.fnmatchcase(s, p) for s in (run.get("name"), run.get("blueprint")) if s
+            for p in policy.allow
+        ):
+            out.append(f"host policy: {host} allows only {list(policy.allow)}, not {subject!r}")
+        else:
+            out.append(f"host policy: {host} denies {subject!r} ({list(policy.deny)})")
+    return out

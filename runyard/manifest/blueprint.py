@@ -1,0 +1,294 @@
+"""Blueprints: a named command template, a JSON Schema for its config, default resources.
+
+Command placeholders (``{name}`` in any argv element; ``{{`` and ``}}`` are literal braces):
+
+==================  ======================================================================
+``{config_file}``   path of the run's validated config as JSON (same as RUNYARD_CONFIG_FILE)
+``{run_id}``        the run id
+``{attempt}``       the attempt number (1, 2, ...)
+``{artifact_dir}``  RUNYARD_ARTIFACT_DIR
+``{checkpoint_dir}`` RUNYARD_CHECKPOINT_DIR
+``{progress_file}`` RUNYARD_PROGRESS_FILE
+``{metrics_file}``  RUNYARD_METRICS_FILE
+``{stop_file}``     RUNYARD_STOP_FILE
+``{seed}``          the job's ``seed`` (a job whose command uses it must set one)
+``{name}``          the run's name
+``{python}``        the Python interpreter running the agent (its virtualenv's, not ``PATH``'s)
+==================  ======================================================================
+
+Anything else in braces is refused when the manifest is validated, not when the run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import jsonschema
+import jsonschema.validators
+
+from runyard import errors, models
+from runyard.manifest import fields
+from runyard.manifest.locator import Path, format_path, parse_path
+from runyard.manifest.problems import Problems
+
+#: Every placeholder a command may use, with what fills it.
+PLACEHOLDERS: dict[str, str] = {
+    "config_file": "path of the run's config JSON",
+    "run_id": "run id",
+    "attempt": "attempt number",
+    "artifact_dir": "artifact directory",
+    "checkpoint_dir": "checkpoint directory",
+    "progress_file": "progress snapshot file",
+    "metrics_file": "metrics stream file",
+    "stop_file": "stop request file",
+    "seed": "the job's seed",
+    "name": "the run's name",
+    "python": "the agent's Python interpreter",
+}
+
+BLUEPRINT_KEYS: tuple[str, ...] = (
+    ("name", "command", "description", "config_schema", "config_schema_file")
+    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS
+)
+
+
+def _placeholders(arg: str) -> list[tuple[str, str | None, str | None]]:
+    """``(field, conversion, spec)`` of each placeholder in one argv element."""
+    return [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(arg)
+            if name is not None]
+
+
+def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ...] | None:
+    """A non-empty argv list whose placeholders all exist; ``None`` (and problems) otherwise."""
+    if not isinstance(command, list) or not command:
+        problems.add(path, "expected a non-empty list of strings (argv, run without a shell), "
+                           f"got {command!r}")
+        return None
+    ok = True
+    for i, arg in enumerate(command):
+        where = path + (i,)
+        if not isinstance(arg, str):
+            problems.add(where, f"expected a string, got {arg!r}")
+            ok = False
+            continue
+        try:
+            found = _placeholders(arg)
+        except ValueError as exc:
+            problems.add(where, f"bad placeholder syntax in {arg!r}: {exc} "
+                                "(write {{ and }} for literal braces)")
+            ok = False
+            continue
+        for name, conv, spec in found:
+            if name not in PLACEHOLDERS:
+                known = ", ".join(sorted(PLACEHOLDERS))
+                problems.add(where, f"unknown placeholder {{{name}}} (known: {known})")
+                ok = False
+            elif conv or spec:
+                problems.add(where, f"placeholder {{{name}}} takes no conversion or format spec")
+                ok = False
+    return tuple(command) if ok else None
+
+
+def command_placeholders(command: Sequence[str]) -> set[str]:
+    """Names of the placeholders a (checked) command uses."""
+    return {name for arg in command for name, _, _ in _placeholders(arg)}
+
+
+def render_command(command: Sequence[str], **values: Any) -> list[str]:
+    """Fill every placeholder of ``command``; missing or unknown value names are refused."""
+    unknown = sorted(set(values) - set(PLACEHOLDERS))
+    if unknown:
+        raise errors.ValidationError(f"command: unknown placeholder value {unknown[0]!r}",
+                                     field="command")
+    out = []
+    for arg in command:
+        text = ""
+        for literal, name, _, _ in string.Formatter().parse(arg):
+            text += literal
+            if name is None:
+                continue
+            if values.get(name) is None:
+                raise errors.ValidationError(
+                    f"command: no value for placeholder {{{name}}} in {arg!r}", field="command"
+                )
+            text += str(values[name])
+        out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------- config schemas
+
+
+def _validator_class(schema: Any) -> type[Any]:
+    cls: type[Any] = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
+    )
+    return cls
+
+
+def check_schema(schema: Any, path: Path, problems: Problems) -> bool:
+    """Record every reason ``schema`` is not a valid JSON Schema; True when it is."""
+    if not isinstance(schema, dict):
+        problems.add(path, f"expected a JSON Schema object, got {schema!r}")
+        return False
+    cls = _validator_class(schema)
+    found = sorted(cls(cls.META_SCHEMA).iter_errors(schema),
+                   key=lambda e: (format_path(e.absolute_path), e.message))
+    for err in found:
+        problems.add(path + tuple(err.absolute_path), f"not a valid JSON Schema: {err.message}")
+    return not found
+
+
+def config_errors(schema: dict[str, Any] | None, config: Any) -> list[tuple[Path, str]]:
+    """Every violation of ``schema`` by ``config``, as (path inside config, message)."""
+    if not isinstance(config, dict):
+        return [((), f"expected a table/object, got {config!r}")]
+    if schema is None:
+        return []
+    validator = _validator_class(schema)(schema)
+    found = sorted(validator.iter_errors(config),
+                   key=lambda e: (format_path(e.absolute_path), e.message))
+    return [(tuple(e.absolute_path), e.message) for e in found]
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """A named entry point (PRODUCT.md section 8)."""
+
+    name: str
+    command: tuple[str, ...]
+    config_schema: dict[str, Any] | None = None
+    description: str = ""
+    #: Constraint and policy keys a job inherits unless it sets them itself.
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def placeholders(self) -> set[str]:
+        return command_placeholders(self.command)
+
+    def render_command(self, **values: Any) -> list[str]:
+        """The argv with placeholders filled, e.g. ``render_command(config_file="c.json")``."""
+        return render_command(self.command, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "command": list(self.command),
+                "config_schema": self.config_schema, "description": self.description,
+                "defaults": dict(self.defaults)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base_dir: FsPath | None = None) -> Blueprint:
+        """Parse one blueprint table (``POST /v1/blueprints``); raises ``ValidationError``.
+
+        ``defaults`` (as in :meth:`to_dict`) is accepted and flattened back.
+        """
+        flat = dict(data)
+        if isinstance(flat.get("defaults"), Mapping):
+            flat.update(flat.pop("defaults"))
+        problems = Problems(source="blueprint")
+        bp = parse_blueprint(flat, (), problems, base_dir)
+        if problems or bp is None:
+            items = problems.items
+            text = "; ".join(f"{i['field']}: {i['message']}" if i["field"] else i["message"]
+                             for i in items)
+            raise errors.ValidationError(text or "invalid blueprint",
+                                         field=items[0]["field"] if items else None,
+                                         errors=[{"field": i["field"], "message": i["message"]}
+                                                 for i in items])
+        return bp
+
+
+def _load_schema_file(value: Any, path: Path, problems: Problems,
+                      base_dir: FsPath | None) -> dict[str, Any] | None:
+    if not isinstance(value, str) or not value:
+        problems.add(path, f"expected a file name, got {value!r}")
+        return None
+    if base_dir is None:
+        problems.add(path, "cannot be resolved: the manifest was given as text, not as a file")
+        return None
+    target = base_dir / value
+    try:
+        loaded = json.loads(target.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.add(path, f"cannot read {value!r}: {exc.strerror or exc}")
+        return None
+    except ValueError as exc:
+        problems.add(path, f"{value!r} is not valid JSON: {exc}")
+        return None
+    return loaded if isinstance(loaded, dict) else {"__not_an_object__": loaded}
+
+
+def parse_blueprint(data: Any, path: Path, problems: Problems,
+                    base_dir: FsPath | None) -> Blueprint | None:
+    """One ``[[blueprints]]`` table; problems are recorded, ``None`` when unusable."""
+    if not isinstance(data, Mapping):
+        problems.add(path, f"expected a table, got {data!r}")
+        return None
+    fields.reject_unknown(data, BLUEPRINT_KEYS, path, problems)
+    name: str | None = None
+    if "name" not in data:
+        problems.add(path + ("name",), "required")
+    else:
+        try:
+            name = models.validate_name(data["name"], "name")
+        except errors.ValidationError as exc:
+            problems.add_validation(path, exc)
+    command = None
+    if "command" not in data:
+        problems.add(path + ("command",), "required")
+    else:
+        command = check_command(data["command"], path + ("command",), problems)
+    description = fields.check_str(data, "description", path, problems)
+
+    schema: dict[str, Any] | None = None
+    schema_ok = True
+    if "config_schema" in data and "config_schema_file" in data:
+        problems.add(path + ("config_schema_file",),
+                     "set config_schema or config_schema_file, not both")
+        schema_ok = False
+    elif "config_schema" in data:
+        schema = data["config_schema"]
+        schema_ok = check_schema(schema, path + ("config_schema",), problems)
+    elif "config_schema_file" in data:
+        where = path + ("config_schema_file",)
+        schema = _load_schema_file(data["config_schema_file"], where, problems, base_dir)
+        if schema is not None and "__not_an_object__" in schema:
+            problems.add(where, "expected a JSON Schema object in the file")
+            schema_ok = False
+        elif schema is not None:
+            schema_ok = check_schema(schema, where, problems)
+        else:
+            schema_ok = False
+
+    defaults = fields.check_constraints(data, path, problems)
+    defaults.update(fields.check_policy(data, path, problems))
+    if name is None or command is None or not schema_ok:
+        return None
+    return Blueprint(name=name, command=command, config_schema=schema,
+                     description=description, defaults=defaults)
+
+
+def validate_config(blueprint: Blueprint, config: Any, field_prefix: str = "config") -> None:
+    """Check ``config`` against the blueprint's schema; raise ``ValidationError`` listing all.
+
+    Used by manifest validation and at submit time (``POST /v1/runs``, ``/v1/runs/validate``).
+    Each entry of ``.errors`` is ``{"field": "config.lr", "message": "..."}``.
+    """
+    found = config_errors(blueprint.config_schema, config)
+    problems = Problems(source=f"blueprint {blueprint.name}")
+    fields.check_json_value(config, (), problems)
+    listed = [(p, m) for p, m in found]
+    listed += [(parse_path(i["field"] or ""), i["message"]) for i in problems.items]
+    if not listed:
+        return
+    items = []
+    for rel, message in listed:
+        name = ".".join(filter(None, [field_prefix, format_path(rel)])).replace(".[", "[")
+        items.append({"field": name, "message": message})
+    text = "; ".join(f"{i['field']}: {i['message']}" for i in items)
+    raise errors.ValidationError(text, field=items[0]["field"], errors=items)
+

@@ -1,0 +1,126 @@
+"""Per-key checks of the fields jobs and blueprints share: constraints and retry policy.
+
+Each key is checked on its own so that one manifest reports every bad key at once; the
+constraint checks themselves are ``runyard.models.Constraints``'s.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from runyard import errors, models
+from runyard.manifest.locator import Path
+from runyard.manifest.problems import Problems
+
+#: Constraint keys, written at the top level of a job or blueprint (PRODUCT.md section 8).
+CONSTRAINT_KEYS: tuple[str, ...] = tuple(models.Constraints.__dataclass_fields__)
+#: Scheduling and supervision policy keys (PRODUCT.md section 9, ``POST /v1/runs``).
+POLICY_KEYS: tuple[str, ...] = (
+    "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
+    "probe_interval_s", "stall_after_s",
+)
+
+
+def reject_unknown(data: Mapping[str, Any], known: Iterable[str], base: Path,
+                   problems: Problems) -> None:
+    """One ``unknown key`` problem per key not in ``known``, with a close match when any."""
+    allowed = list(known)
+    for key in data:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.add(base + (key,), f"unknown key{hint}")
+
+
+def check_constraints(data: Mapping[str, Any], base: Path, problems: Problems) -> dict[str, Any]:
+    """The constraint keys present in ``data`` that are valid, normalised."""
+    out: dict[str, Any] = {}
+    for key in CONSTRAINT_KEYS:
+        if key not in data:
+            continue
+        try:
+            parsed = models.Constraints.from_dict({key: data[key]}, prefix="")
+        except errors.ValidationError as exc:
+            problems.add_validation(base, exc)
+            continue
+        out[key] = parsed.to_dict()[key]
+    return out
+
+
+def _int(value: Any, path: Path, problems: Problems, *, minimum: int | None) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"expected an integer, got {value!r}")
+        return None
+    if minimum is not None and value < minimum:
+        problems.add(path, f"must be at least {minimum}, got {value}")
+        return None
+    return value
+
+
+def _seconds(value: Any, path: Path, problems: Problems) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        problems.add(path, f"expected a number of seconds, got {value!r}")
+        return None
+    if value <= 0:
+        problems.add(path, f"must be greater than 0, got {value}")
+        return None
+    return float(value)
+
+
+def check_policy(data: Mapping[str, Any], base: Path, problems: Problems) -> dict[str, Any]:
+    """The retry/probe policy keys present in ``data`` that are valid."""
+    out: dict[str, Any] = {}
+    checks: dict[str, Any] = {
+        "priority": lambda v, p: _int(v, p, problems, minimum=None),
+        "max_attempts": lambda v, p: _int(v, p, problems, minimum=1),
+        "max_restarts_on_errors": lambda v, p: _int(v, p, problems, minimum=0),
+        "probe_interval_s": lambda v, p: _seconds(v, p, problems),
+        "stall_after_s": lambda v, p: _seconds(v, p, problems),
+    }
+    for key, check in checks.items():
+        if key in data:
+            value = check(data[key], base + (key,))
+            if value is not None:
+                out[key] = value
+    if "retry_on_exit_codes" in data:
+        codes = data["retry_on_exit_codes"]
+        path = base + ("retry_on_exit_codes",)
+        if not isinstance(codes, list):
+            problems.add(path, f"expected a list of exit codes, got {codes!r}")
+        else:
+            checked = [_int(c, path + (i,), problems, minimum=None) for i, c in enumerate(codes)]
+            if all(c is not None for c in checked):
+                out["retry_on_exit_codes"] = checked
+    return out
+
+
+def check_str(data: Mapping[str, Any], key: str, base: Path, problems: Problems,
+              default: str = "") -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        problems.add(base + (key,), f"expected a string, got {value!r}")
+        return default
+    return value
+
+
+def check_json_value(value: Any, path: Path, problems: Problems) -> bool:
+    """True when ``value`` survives JSON (configs are handed to training code as JSON)."""
+    if isinstance(value, bool | str) or value is None:
+        return True
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return True
+        problems.add(path, f"{value!r} cannot be written as JSON")
+        return False
+    if isinstance(value, list):
+        return all([check_json_value(v, path + (i,), problems) for i, v in enumerate(value)])
+    if isinstance(value, dict):
+        return all([check_json_value(v, path + (k,), problems) for k, v in value.items()])
+    problems.add(path, f"{type(value).__name__} value {value!s} cannot be written as JSON")
+    return False

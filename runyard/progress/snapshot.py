@@ -1,0 +1,191 @@
+"""The progress snapshot of ``runyard.progress/v1``: encode, validate, write atomically.
+
+A snapshot is a JSON object replaced as a whole on every write (PRODUCT.md section 5). Readers
+must never see half of one, so :func:`write_snapshot` writes a temporary file in the same
+directory and renames it over the target with :func:`os.replace`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from runyard import defaults, errors
+
+SCHEMA_ID = "runyard.progress/v1"
+SCHEMA_RESOURCE = "progress-v1.schema.json"
+
+#: How non-finite floats are spelled on the wire (JSON has no NaN).
+NAN = "NaN"
+POS_INF = "Infinity"
+NEG_INF = "-Infinity"
+_NONFINITE = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
+
+
+def utc_iso(t: float | None = None) -> str:
+    """``t`` (epoch seconds, default now) as ISO 8601 UTC with milliseconds and ``Z``."""
+    ms = int((time.time() if t is None else t) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def encode_number(value: float) -> float | str:
+    """A float as it goes on the wire: itself when finite, else ``"NaN"``/``"Infinity"``."""
+    if value != value:  # NaN is the only value unequal to itself; cheaper than math.isnan
+        return NAN
+    if value == math.inf:
+        return POS_INF
+    if value == -math.inf:
+        return NEG_INF
+    return value
+
+
+def decode_number(value: Any) -> float | None:
+    """The float a wire value stands for, or None when it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return _NONFINITE.get(value)
+    return None
+
+
+def to_wire(obj: Any) -> Any:
+    """``obj`` with every non-finite float (at any depth) spelled as a string."""
+    if isinstance(obj, float):
+        return encode_number(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): to_wire(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_wire(v) for v in obj]
+    return obj
+
+
+def encode_snapshot(snapshot: Mapping[str, Any]) -> bytes:
+    """Serialise a snapshot to UTF-8 JSON with non-finite floats spelled as strings.
+
+    Raises :class:`errors.ValidationError` when the result breaks the bounds (too many
+    metrics, a metric name too long, more than ``SNAPSHOT_MAX_BYTES``).
+    """
+    problems = check_bounds(snapshot)
+    data = json.dumps(to_wire(snapshot), separators=(",", ":"), allow_nan=False,
+                      ensure_ascii=False, default=str).encode()
+    if len(data) > defaults.SNAPSHOT_MAX_BYTES:
+        problems.append(
+            f"snapshot: {len(data)} bytes exceeds {defaults.SNAPSHOT_MAX_BYTES} bytes"
+        )
+    if problems:
+        raise errors.ValidationError("; ".join(problems), field="snapshot")
+    return data
+
+
+def write_snapshot(path: str | os.PathLike[str], snapshot: Mapping[str, Any], *,
+                   fsync: bool = False) -> int:
+    """Encode ``snapshot`` and replace ``path`` with it atomically; returns the bytes written.
+
+    Raises :class:`errors.ValidationError` when the snapshot breaks the bounds.
+    """
+    return write_bytes_atomic(path, encode_snapshot(snapshot), fsync=fsync)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, fsync: bool = False) -> int:
+    """Replace ``path`` with ``obj`` as JSON (non-finite floats as strings), atomically."""
+    data = json.dumps(to_wire(obj), indent=2, allow_nan=False, ensure_ascii=False,
+                      default=str).encode()
+    return write_bytes_atomic(path, data, fsync=fsync)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *,
+                       fsync: bool = False) -> int:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    ``fsync`` makes the content durable before the rename (slower; only matters on power
+    loss). The temporary file lives in the same directory so the rename never crosses a
+    file system, which is what makes it atomic.
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".runyard-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return len(data)
+
+
+def check_bounds(snapshot: Mapping[str, Any]) -> list[str]:
+    """Problems with the size bounds of PRODUCT.md section 5 (not the schema)."""
+    problems: list[str] = []
+    metrics = snapshot.get("metrics")
+    if isinstance(metrics, Mapping):
+        if len(metrics) > defaults.SNAPSHOT_MAX_METRICS:
+            problems.append(
+                f"metrics: {len(metrics)} metrics exceeds {defaults.SNAPSHOT_MAX_METRICS}"
+            )
+        for name in metrics:
+            if len(str(name)) > defaults.METRIC_NAME_MAX:
+                problems.append(
+                    f"metrics.{str(name)[:80]}: name longer than "
+                    f"{defaults.METRIC_NAME_MAX} characters"
+                )
+                break
+    return problems
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of ``runyard.progress/v1`` shipped inside the package."""
+    text = resources.files("runyard.progress").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    # jsonschema is imported here, not at module level, so that writing snapshots (the SDK's
+    # hot path) never pays for it.
+    import jsonschema
+
+    schema = load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_snapshot(obj: Any) -> list[str]:
+    """Every problem with ``obj`` as a v1 snapshot (schema and bounds); empty when valid.
+
+    Each problem names the field, e.g. ``"step: -1 is less than the minimum of 0"``.
+    """
+    if not isinstance(obj, Mapping):
+        return [f"snapshot: expected a JSON object, got {type(obj).__name__}"]
+    problems: list[str] = []
+    for err in sorted(_validator().iter_errors(obj), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in err.absolute_path) or "snapshot"
+        problems.append(f"{where}: {err.message}")
+    # The metric count and name bounds are in the schema itself; only the size is not.
+    try:
+        size = len(json.dumps(to_wire(obj), separators=(",", ":"), ensure_ascii=False,
+                              default=str).encode())
+    except (TypeError, ValueError) as exc:
+        problems.append(f"snapshot: not serialisable as JSON ({exc})")
+    else:
+        if size > defaults.SNAPSHOT_MAX_BYTES:
+            problems.append(f"snapshot: {size} bytes exceeds {defaults.SNAPSHOT_MAX_BYTES} bytes")
+    return problems

@@ -1,0 +1,448 @@
+"""The training-side SDK: one :class:`Run` object with a few verbs.
+
+``log()`` and ``progress()`` only append to a bounded in-memory queue; a daemon thread drains
+it every :data:`DRAIN_INTERVAL_S` into a :class:`~runyard.sdk.sink.Sink`. Nothing in here
+raises into the training loop once the run has started: bad values are dropped with one
+warning, and a failing sink is warned about once and retried on the next drain.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
+from runyard.progress.snapshot import utc_iso
+from runyard.sdk import file_sink, signals
+from runyard.sdk import sink as sink_mod
+from runyard.sdk.notice import Notices
+from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
+
+#: How often the background thread drains the queue and polls for a stop request.
+DRAIN_INTERVAL_S = 0.1
+#: Records (log/progress/checkpoint calls) held in memory at most; beyond it new records are
+#: dropped with one warning rather than blocking training or growing without bound.
+MAX_QUEUED = 200_000
+#: Distinct metric tags per run at most; points of further tags are dropped with one warning.
+MAX_TAGS = 10_000
+#: How long ``finish()`` waits for the background thread to flush.
+FINISH_TIMEOUT_S = 10.0
+#: Longest ``message`` kept in a snapshot.
+MESSAGE_MAX = 4096
+
+_LOG, _PROGRESS, _CHECKPOINT = 0, 1, 2
+
+
+def _is_writer(env: Mapping[str, str], all_ranks: bool) -> bool:
+    return all_ranks or env.get("RANK", "") in ("", "0")
+
+
+class Run:
+    """A tracked training run. Use ``with start_run(...) as run:`` or call ``finish()``.
+
+    Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
+    on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
+    None), ``status`` (None until finished).
+    """
+
+    def __init__(self, name: str | None = None, project: str | None = None,
+                 config: Mapping[str, Any] | None = None, *,
+                 total_steps: int | None = None, total_epochs: float | None = None,
+                 all_ranks: bool = False, run_id: str | None = None,
+                 tags: Mapping[str, str] | None = None,
+                 sink: sink_mod.Sink | None = None, env: Mapping[str, str] | None = None,
+                 snapshot_interval_s: float = DEFAULT_MIN_INTERVAL_S,
+                 warmup_steps: int = DEFAULT_WARMUP_STEPS,
+                 handle_sigterm: bool = True) -> None:
+        env = dict(os.environ if env is None else env)
+        self.name, self.project = name, project
+        self.status: str | None = None
+        self._notices = Notices()
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._tags: set[str] = set()
+        self._next_step = 0
+        self._closed = False
+        self._stop = False
+        self._stop_reason: str | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._final: tuple[str, dict[str, Any]] | None = None
+        self._restore_signals: Any = None
+        self._stop_file = env.get("RUNYARD_STOP_FILE")
+        self._last_stop_check = 0.0
+        user_config = dict(config or {})
+        info = sink_mod.RunInfo(name=name, project=project, config=user_config,
+                                run_id=run_id, tags=dict(tags or {}))
+        self._sink: sink_mod.Sink | None = None
+        if sink is not None or _is_writer(env, all_ranks):
+            try:
+                self._sink = sink or sink_mod.select_sink(env, info)
+            except OSError as exc:  # e.g. an unwritable data directory: train anyway
+                self._notices.warn_once("sink", f"runyard: tracking disabled: {exc}")
+        if self._sink is None:
+            # A non-writing rank: nothing is written, but config and stop requests still work.
+            self.mode = "inactive"
+            self.run_id = env.get("RUNYARD_RUN_ID") or run_id or ""
+            self.attempt = int(env.get("RUNYARD_ATTEMPT") or 1)
+            self.checkpoint_dir = Path(env["RUNYARD_CHECKPOINT_DIR"]) if env.get(
+                "RUNYARD_CHECKPOINT_DIR") else None
+            self.artifact_dir = Path(env["RUNYARD_ARTIFACT_DIR"]) if env.get(
+                "RUNYARD_ARTIFACT_DIR") else None
+            config_file = env.get("RUNYARD_CONFIG_FILE")
+            loaded = file_sink.read_config_file(Path(config_file)) if config_file else None
+        else:
+            self.mode = self._sink.mode
+            self.run_id, self.attempt = self._sink.run_id, self._sink.attempt
+            self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
+                                                      self._sink.artifact_dir)
+            loaded = self._sink.load_config()
+            if env.get("RUNYARD_SERVER") and self.mode == "local":
+                self._notices.warn_once("no-http", "runyard: RUNYARD_SERVER is set but this "
+                                        "SDK has no HTTP reporting yet; the run is recorded "
+                                        "locally")
+        # The orchestrator's validated config wins over the defaults given in code.
+        self.config: dict[str, Any] = {**user_config, **(loaded or {})}
+        self._tracker = ProgressTracker(
+            run_id=self.run_id, attempt=self.attempt, total_steps=total_steps,
+            total_epochs=total_epochs, min_interval_s=snapshot_interval_s,
+            warmup_steps=warmup_steps)
+        if handle_sigterm:
+            self._restore_signals = signals.install(self._on_sigterm)
+        if self._sink is not None:
+            # The start is recorded before start_run returns (the thread does not exist yet,
+            # so the sink is still used from one thread at a time).
+            self._call("event", self._sink_write_event, "start",
+                       {"pid": os.getpid(), "name": name, "project": project,
+                        "mode": self.mode})
+            self._flush_snapshot(time.time())
+            self._thread = threading.Thread(target=self._loop, name="runyard-sdk", daemon=True)
+            self._thread.start()
+        atexit.register(self._at_exit)
+
+    # ------------------------------------------------------------------ verbs
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record ``metrics`` (tag to number) at ``step`` (default: previous step + 1)."""
+        if self._sink is None or self._closed:
+            return
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or step < 0:
+            step = self._coerce_step(step)
+            if step is None:
+                return
+        self._next_step = step + 1
+        tags = self._tags
+        clean = {}
+        try:
+            items = metrics.items()
+        except AttributeError:
+            self._notices.warn_once("metrics-type", f"runyard: log() expects a mapping of "
+                                    f"names to numbers, got {type(metrics).__name__}; ignored")
+            return
+        for tag, value in items:
+            if tag not in tags and not self._admit_tag(tag):
+                continue
+            if type(value) is not float and type(value) is not int:
+                value = self._coerce_value(tag, value)
+                if value is None:
+                    continue
+            clean[tag] = value
+        queue = self._queue
+        if len(queue) >= MAX_QUEUED:
+            self._drop("log")
+            return
+        queue.append((_LOG, step, clean, time.time()))
+
+    def progress(self, step: int | None = None, total_steps: int | None = None,
+                 epoch: float | None = None, total_epochs: float | None = None,
+                 phase: str | None = None, message: str | None = None) -> None:
+        """Report progress explicitly; only the arguments given change the snapshot."""
+        if self._sink is None or self._closed:
+            return
+        fields: dict[str, Any] = {}
+        if step is not None and (step := self._coerce_step(step)) is not None:
+            fields["step"] = step
+            self._next_step = step + 1
+        for key, value in (("total_steps", total_steps), ("epoch", epoch),
+                           ("total_epochs", total_epochs)):
+            if value is not None:
+                number = self._coerce_value(key, value)
+                if number is not None and math.isfinite(number) and number >= 0:
+                    fields[key] = int(number) if key == "total_steps" else number
+                else:
+                    self._notices.warn_once(f"progress:{key}", f"runyard: progress({key}="
+                                            f"{value!r}) ignored: expected a number >= 0")
+        if phase is not None:
+            fields["phase"] = str(phase)[:64] or "train"
+        if message is not None:
+            fields["message"] = str(message)[:MESSAGE_MAX]
+        if len(self._queue) >= MAX_QUEUED:
+            self._drop("progress")
+            return
+        self._queue.append((_PROGRESS, fields, time.time()))
+
+    def checkpoint(self, path: str | os.PathLike[str], step: int | None = None,
+                   metrics: Mapping[str, Any] | None = None) -> None:
+        """Register a checkpoint written at ``path`` (the agent uploads it).
+
+        ``step`` defaults to the latest step and ``metrics`` to the latest values.
+        """
+        if self._sink is None or self._closed:
+            return
+        try:
+            full = os.path.abspath(os.fspath(path))
+            status = "complete" if os.path.exists(full) else "incomplete"
+        except (TypeError, ValueError) as exc:
+            self._notices.warn_once("checkpoint-path", f"runyard: checkpoint path {path!r} "
+                                    f"ignored: {exc}")
+            return
+        if status == "incomplete":
+            self._notices.warn_once(f"checkpoint:{full}", f"runyard: checkpoint {full} does "
+                                    "not exist (yet); recorded as incomplete")
+        clean = None
+        if metrics is not None:
+            clean = {}
+            for key, value in metrics.items():
+                number = self._coerce_value(str(key), value)
+                if number is not None:
+                    clean[str(key)] = number
+        self._queue.append((_CHECKPOINT, full, None if step is None else self._coerce_step(step),
+                            clean, status, time.time()))
+
+    @property
+    def should_stop(self) -> bool:
+        """True once a stop was requested (stop file, server, or SIGTERM): save and leave."""
+        if not self._stop and self._sink is None and self._stop_file:
+            now = time.monotonic()  # non-writing ranks have no thread: poll, at most 10/s
+            if now - self._last_stop_check >= DRAIN_INTERVAL_S:
+                self._last_stop_check = now
+                if os.path.exists(self._stop_file):
+                    self._request_stop("stop_file")
+        return self._stop
+
+    def finish(self, status: str | None = None, *, error: BaseException | None = None,
+               timeout: float = FINISH_TIMEOUT_S) -> None:
+        """End the run: flush, write the final snapshot and status. Idempotent.
+
+        ``status`` defaults to ``stopped`` after a stop request and ``completed`` otherwise;
+        with ``error`` it defaults to ``failed`` and the traceback is recorded.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if status is None:
+            status = "failed" if error is not None else (
+                "stopped" if self._stop else "completed")
+        details: dict[str, Any] = {}
+        if self._stop_reason:
+            details["stop_reason"] = self._stop_reason
+        if error is not None:
+            details["error"] = f"{type(error).__name__}: {error}"
+            details["traceback"] = "".join(traceback.format_exception(error))[-16_000:]
+        self.status = status
+        self._final = (status, details)
+        try:
+            atexit.unregister(self._at_exit)
+        except Exception:  # pragma: no cover - atexit is gone during interpreter shutdown
+            pass
+        if self._restore_signals is not None:
+            self._restore_signals()
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._notices.warn_once("finish-timeout", f"runyard: tracking did not flush "
+                                        f"within {timeout} s; some data may be missing")
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("stopped", error=exc)
+        elif isinstance(exc, SystemExit):
+            if exc.code == signals.SIGTERM_EXIT_CODE or self._stop:
+                self.finish("stopped")
+            else:
+                self.finish("completed" if exc.code in (None, 0) else "failed", error=(
+                    None if exc.code in (None, 0) else exc))
+        else:
+            self.finish("failed", error=exc)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} mode={self.mode} status={self.status}>"
+
+    # ------------------------------------------------------------------ slow paths
+    def _admit_tag(self, tag: Any) -> bool:
+        if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX:
+            self._notices.warn_once(f"tag:{str(tag)[:80]}", f"runyard: metric name "
+                                    f"{str(tag)[:80]!r} dropped: expected a string of 1 to "
+                                    f"{TAG_MAX} characters")
+            return False
+        if len(self._tags) >= MAX_TAGS:
+            self._notices.warn_once("max-tags", f"runyard: more than {MAX_TAGS} distinct metric "
+                                    f"names; new names are dropped (first dropped: {tag!r})")
+            return False
+        self._tags.add(tag)
+        return True
+
+    def _coerce_value(self, tag: str, value: Any) -> float | None:
+        if isinstance(value, bool):
+            return float(value)
+        if isinstance(value, int | float):
+            return value
+        if not isinstance(value, str | bytes) and hasattr(value, "__float__"):
+            try:  # numpy scalars, 0-d tensors
+                return float(value)
+            except Exception:  # noqa: BLE001 - any failure means "not a number"
+                pass
+        self._notices.warn_once(f"value:{tag}", f"runyard: non-numeric value for {tag!r} "
+                                f"dropped ({type(value).__name__}); further ones are "
+                                "dropped silently")
+        return None
+
+    def _coerce_step(self, step: Any) -> int | None:
+        try:
+            number = float(step) if not isinstance(step, int) else step
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            result = int(number)
+            if result < 0:
+                raise ValueError
+            return result
+        except (TypeError, ValueError, OverflowError):
+            self._notices.warn_once("step", f"runyard: step {step!r} is not a non-negative "
+                                    "integer; those points are dropped")
+            return None
+
+    def _drop(self, what: str) -> None:
+        self._notices.warn_once("queue-full", f"runyard: {MAX_QUEUED} records waiting to be "
+                                f"written; {what} calls are dropped until it drains")
+
+    def _on_sigterm(self) -> None:
+        self._request_stop("sigterm")
+
+    def _request_stop(self, reason: str) -> None:
+        if not self._stop:
+            self._stop_reason = reason
+            self._stop = True
+
+    def _at_exit(self) -> None:
+        # A plain start_run() never finished: a script ending with an uncaught exception
+        # leaves it in sys.last_value (set before atexit runs).
+        error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+        self.finish(error=error if isinstance(error, BaseException) else None)
+
+    # ------------------------------------------------------------------ background thread
+    def _loop(self) -> None:
+        stop_announced = False
+        while True:
+            final = self._final is not None
+            try:
+                self._drain()
+                if not stop_announced and (self._stop or self._safe_stop_requested()):
+                    stop_announced = True
+                    self._request_stop(self._stop_reason or "stop_file")
+                    self._call("event", self._sink_write_event, "stop_requested",
+                               {"reason": self._stop_reason})
+                if final:
+                    assert self._final is not None
+                    status, details = self._final
+                    self._tracker.finish(status)
+                    self._flush_snapshot(time.time())
+                    self._call("close", self._sink_close, status, details)
+                    return
+                self._flush_snapshot(time.time())
+            except Exception as exc:  # noqa: BLE001 - never let the thread die silently
+                self._notices.warn_once("loop", f"runyard: tracking error: {exc!r}")
+            self._wake.wait(DRAIN_INTERVAL_S)
+
+    def _drain(self) -> None:
+        queue, tracker = self._queue, self._tracker
+        points: list[MetricPoint] = []
+        while queue:
+            record = queue.popleft()
+            kind = record[0]
+            if kind == _LOG:
+                _, step, metrics, t = record
+                at = utc_iso(t)
+                points.extend(MetricPoint(step, tag, value, at) for tag, value in metrics.items())
+                tracker.observe_step(step, t)
+                if metrics:
+                    tracker.observe_metrics(metrics)
+            elif kind == _PROGRESS:
+                tracker.apply(record[1], record[2])
+            else:
+                _, path, step, metrics, status, t = record
+                if points:  # keep the checkpoint after the points logged before it
+                    self._call("points", self._sink_points, points)
+                    points = []
+                record_ = sink_mod.CheckpointRecord(
+                    path=path, step=tracker.step if step is None else step,
+                    metrics=dict(tracker.metrics) if metrics is None else metrics,
+                    status=status, at=utc_iso(t))
+                self._call("checkpoint", self._sink_checkpoint, record_)
+            if len(points) >= 50_000:
+                self._call("points", self._sink_points, points)
+                points = []
+        if points:
+            self._call("points", self._sink_points, points)
+
+    def _flush_snapshot(self, now: float) -> None:
+        if self._tracker.due(now):
+            self._call("snapshot", self._sink_snapshot, self._tracker.build(now))
+
+    def _call(self, what: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a sink failure must not stop training
+            self._notices.warn_once(f"sink:{what}", f"runyard: could not write {what} "
+                                    f"({self.mode} mode): {exc!r}; will keep trying")
+
+    def _safe_stop_requested(self) -> bool:
+        try:
+            return self._sink is not None and self._sink.stop_requested()
+        except Exception as exc:  # noqa: BLE001
+            self._notices.warn_once("sink:stop", f"runyard: could not check for a stop "
+                                    f"request: {exc!r}")
+            return False
+
+    def _sink_points(self, points: list[MetricPoint]) -> None:
+        assert self._sink is not None
+        self._sink.write_points(points)
+
+    def _sink_snapshot(self, snap: dict[str, Any]) -> None:
+        assert self._sink is not None
+        self._sink.write_snapshot(snap)
+
+    def _sink_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
+        assert self._sink is not None
+        self._sink.register_checkpoint(record)
+
+    def _sink_write_event(self, kind: str, details: dict[str, Any]) -> None:
+        assert self._sink is not None
+        self._sink.write_event(kind, details)
+
+    def _sink_close(self, status: str, details: dict[str, Any]) -> None:
+        assert self._sink is not None
+        self._sink.close(status, details)
+
+
+def start_run(name: str | None = None, project: str | None = None,
+              config: Mapping[str, Any] | None = None, **options: Any) -> Run:
+    """Start tracking a run; see :class:`Run` for the options. Use as ``with`` or call."""
+    return Run(name, project, config, **options)

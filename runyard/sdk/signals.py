@@ -1,0 +1,65 @@
+"""SIGTERM handling for a run, kept in one small module.
+
+The agent stops a run by creating the stop file, then SIGTERM, then SIGKILL after the grace
+period. The handler here only sets a flag (``run.should_stop`` turns true) and chains to the
+handler that was installed before it. When that previous handler was the default one (which
+would have killed the process), a *second* SIGTERM raises :class:`SystemExit` in the main
+thread, so a script that never checks ``should_stop`` still ends, recorded as ``stopped``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+#: Exit status of a process ended by SIGTERM, as shells report it.
+SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+
+
+class SigtermHandler:
+    """Installed by :func:`install`; counts SIGTERMs and calls ``on_term`` for each."""
+
+    def __init__(self, on_term: Callable[[], None], previous: Any) -> None:
+        self.on_term = on_term
+        self.previous = previous
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        self.on_term()
+        if callable(self.previous):
+            self.previous(signum, frame)
+        elif self.previous == signal.SIG_DFL and self.count >= 2:
+            raise SystemExit(SIGTERM_EXIT_CODE)
+
+
+def install(on_term: Callable[[], None]) -> Callable[[], None] | None:
+    """Install the SIGTERM handler; returns the function that restores the previous one.
+
+    Returns None (and installs nothing) off the main thread or where signals are not
+    available, since :func:`signal.signal` only works on the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        handler = SigtermHandler(on_term, previous)
+        signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+    def restore() -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            # Only undo our own handler: someone may have installed theirs on top of it.
+            if signal.getsignal(signal.SIGTERM) is handler:
+                signal.signal(signal.SIGTERM, previous if previous is not None
+                              else signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+    return restore

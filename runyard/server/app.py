@@ -1,0 +1,166 @@
+"""The FastAPI application: routers, error mapping, request metrics, the sweeper's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runyard import errors
+from runyard.artifacts import open_blob_store
+from runyard.queue import Queue
+from runyard.server import auth, routes_admin, routes_data, routes_runs, routes_workers, sse
+from runyard.server.metrics_prom import ServerMetrics
+from runyard.server.settings import Settings
+from runyard.server.state import ServerState
+from runyard.server.sweeper import Sweeper
+from runyard.store import open_store
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1"
+
+
+def error_body(kind: str, message: str, field: str | None = None,
+               items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The one error shape of the API."""
+    return {"error": {"type": kind, "message": message, "field": field,
+                      "errors": items if items is not None else
+                      [{"field": field, "message": message}]}}
+
+
+#: pydantic names the member of a union that failed; the client only needs the field.
+_UNION_TAGS = frozenset({"float", "int", "str", "bool", "dict", "list", "none"})
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [p for p in parts if isinstance(p, int) or not (
+        p in _UNION_TAGS or "[" in p or "(" in p)]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+async def _runyard_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.RunyardError)
+    field = getattr(exc, "field", None)
+    items = getattr(exc, "errors", None)
+    headers = {"WWW-Authenticate": "Bearer"} if type(exc) is errors.AuthError else None
+    if exc.http_status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return JSONResponse(error_body(type(exc).__name__, exc.message, field, items),
+                        status_code=exc.http_status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    items = []
+    for e in exc.errors():
+        field = _field_of(tuple(e.get("loc", ())))
+        items.append({"field": field, "message": f"{field}: {e.get('msg')}"})
+    first = items[0] if items else {"field": "body", "message": "invalid request"}
+    return JSONResponse(error_body("ValidationError", first["message"], first["field"], items),
+                        status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "AuthError", 403: "Forbidden"}.get(
+        exc.status_code, "HTTPError")
+    return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(error_body("ServerError", "internal server error"), status_code=500)
+
+
+class RequestMetrics:
+    """Counts requests by method, route template and status (pure ASGI: streams untouched)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.http_requests.labels(scope["method"], path, str(status["code"])).inc()
+
+
+def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
+    """Open the database (migrating it) and the blob store; create the first token.
+
+    Returns the state and, on a first start without RUNYARD_ADMIN_TOKEN, the path of the
+    file holding the new operator token.
+    """
+    store = open_store(settings.database_url)
+    blobs = open_blob_store(settings.artifacts_location)
+    token_file = None if settings.no_auth else auth.bootstrap_admin(
+        store, settings.data_dir, settings.admin_token)
+    state = ServerState(
+        settings=settings, store=store,
+        queue=Queue(store, stale_after_s=settings.stale_after_s),
+        blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
+        metrics=ServerMetrics(store, settings.stale_after_s))
+    return state, token_file
+
+
+def create_app(settings: Settings, state: ServerState | None = None, *,
+               sweep: bool = True) -> FastAPI:
+    """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper."""
+    if state is None:
+        state, _ = build_state(settings)
+    sweeper = Sweeper(state.queue, settings.sweep_interval_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if sweep:
+            sweeper.start()
+        try:
+            yield
+        finally:
+            sweeper.stop()
+            state.store.close()
+
+    app = FastAPI(title="Runyard", version=API_VERSION, lifespan=lifespan,
+                  description="Schedule, supervise and watch ML training runs.")
+    app.state.runyard = state
+    app.add_exception_handler(errors.RunyardError, _runyard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for module in (routes_admin, routes_runs, routes_data, routes_workers, sse):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(state.metrics.exposition(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.add_middleware(RequestMetrics, metrics=state.metrics)
+    return app

@@ -1,0 +1,201 @@
+"""Bearer tokens and roles (PRODUCT.md section 11).
+
+Secrets are 32 random bytes; only their sha256 is stored, and a request's token is found by
+its hash. That lookup is safe against timing attacks for such tokens: an attacker cannot
+choose the hash it probes with. Leases, which are compared directly, use
+:func:`hmac.compare_digest` (see :mod:`runyard.server.state`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, Request
+
+from runyard import errors, models
+from runyard.models import Role
+from runyard.store.base import Row, Store
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "ry_"
+ADMIN_NAME = "admin"
+ADMIN_TOKEN_FILE = "admin-token"
+#: ``last_used_at`` is written at most this often per token (a write per request is waste).
+TOUCH_EVERY_S = 60.0
+_RANK = {Role.VIEWER: 1, Role.USER: 2, Role.OPERATOR: 3}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name (the actor of events) and role."""
+
+    name: str
+    role: Role
+
+    def at_least(self, role: Role) -> bool:
+        """Human roles are ordered viewer < user < operator; a worker is none of them."""
+        return self.role in _RANK and _RANK[self.role] >= _RANK[role]
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is Role.OPERATOR
+
+
+def new_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def parse_role(value: Any) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise errors.ValidationError(f"role: expected one of {allowed}, got {value!r}",
+                                     field="role") from None
+
+
+class TokenAuth:
+    """Resolves bearer secrets to principals, with a short cache in front of the database."""
+
+    def __init__(self, store: Store, *, enabled: bool = True, cache_s: float = 2.0) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._touched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        """Drop the cache (after a revocation, so it takes effect at once here)."""
+        with self._lock:
+            self._cache.clear()
+
+    def resolve(self, header: str | None) -> Principal:
+        if not self.enabled:
+            return Principal("anonymous", Role.OPERATOR)
+        if not header:
+            raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
+        scheme, _, secret = header.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
+        digest = hash_token(secret)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and now - hit[0] < self.cache_s:
+            principal = hit[1]
+        else:
+            # The lookup is by hash: equal-length digests of 32-byte secrets leak nothing
+            # an attacker can steer, so no timing side channel remains to close here.
+            row = self.store.token_by_hash(digest)
+            principal = None
+            if row is not None and not row.get("revoked_at"):
+                principal = Principal(row["name"], Role(row["role"]))
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, principal)
+        if principal is None:
+            raise errors.AuthError("invalid or revoked token")
+        self._touch(principal.name, now)
+        return principal
+
+    def _touch(self, name: str, now: float) -> None:
+        with self._lock:
+            if now - self._touched.get(name, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
+                return
+            self._touched[name] = now
+        try:
+            self.store.touch_token(name, time.time())
+        except errors.RunyardError:  # bookkeeping only; never fail a request for it
+            log.debug("could not record the use of token %s", name, exc_info=True)
+
+
+def create_token(store: Store, name: str, role: Role | str, secret: str | None = None
+                 ) -> tuple[Row, str]:
+    """Store a new token; returns its row and the secret (shown once, never stored)."""
+    models.validate_name(name, "name")
+    role = parse_role(role)
+    secret = secret or new_secret()
+    if len(secret) < 16:
+        raise errors.ValidationError("token: at least 16 characters", field="token")
+    row = store.create_token(name, role.value, hash_token(secret))
+    return row, secret
+
+
+def bootstrap_admin(store: Store, data_dir: Path, env_token: str | None) -> Path | None:
+    """On first start (no token in the database) create the operator token ``admin``.
+
+    ``env_token`` (RUNYARD_ADMIN_TOKEN) is used when given; otherwise a new secret is written
+    to ``<data_dir>/admin-token`` with mode 0600 and that path is returned (never the secret).
+    """
+    if store.count_tokens():
+        return None
+    if env_token:
+        create_token(store, ADMIN_NAME, Role.OPERATOR, env_token)
+        return None
+    _, secret = create_token(store, ADMIN_NAME, Role.OPERATOR)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)  # O_CREAT's mode is ignored when the file already existed
+    return path
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def principal(request: Request) -> Principal:
+    """The caller, or 401."""
+    auth: TokenAuth = request.app.state.runyard.auth
+    who = auth.resolve(request.headers.get("authorization"))
+    request.state.principal = who
+    return who
+
+
+def _require(check: Callable[[Principal], bool], what: str) -> Callable[..., Principal]:
+    def dep(who: Principal = Depends(principal)) -> Principal:
+        if not check(who):
+            raise errors.Forbidden(f"token {who.name!r} ({who.role.value}) may not {what}")
+        return who
+    return dep
+
+
+#: Read access: viewer, user, operator.
+viewer = _require(lambda p: p.at_least(Role.VIEWER), "read runs")
+#: Submit and manage one's own runs.
+user = _require(lambda p: p.at_least(Role.USER), "submit or change runs")
+#: Operators only.
+operator = _require(lambda p: p.is_operator, "do this (operator only)")
+#: Worker endpoints: workers and operators (an operator token may run a local agent).
+worker = _require(lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker")
+#: Leased calls: workers, or users on their own (local) runs — checked per run.
+lease_holder = _require(lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR),
+                        "report for an attempt")
+
+
+def check_owner(who: Principal, run: Row, what: str) -> None:
+    """A user acts only on runs it owns; operators on all; workers through their lease."""
+    if who.is_operator or who.role is Role.WORKER:
+        return
+    if run.get("owner") != who.name:
+        raise errors.Forbidden(
+            f"token {who.name!r} may not {what} run {run['id']}: it belongs to "
+            f"{run.get('owner')!r}")

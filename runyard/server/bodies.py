@@ -1,0 +1,134 @@
+"""Request bodies as pydantic models: unknown fields are refused, so a typo is a 422 that
+names it. Deep validation (names, constraints, schemas) stays in the domain modules."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunRequest(Body):
+    """``POST /v1/runs`` (PRODUCT.md section 9)."""
+
+    name: str
+    project: str | None = None
+    version: str | None = None
+    notes: str | None = None
+    blueprint: str | None = None
+    command: list[str] | None = None
+    config: dict[str, Any] | None = None
+    constraints: dict[str, Any] | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    max_restarts_on_errors: int | None = None
+    retry_on_exit_codes: list[int] | None = None
+    probe_interval_s: float | None = None
+    stall_after_s: float | None = None
+    env: dict[str, str] | None = None
+    job_key: str | None = None
+    seed: int | None = None
+    executor: Literal["agent", "local", "slurm"] | None = None
+    workdir: str | None = None
+    #: For ``executor: "local"``: the machine the run executes on (default: "local").
+    host_id: str | None = None
+
+
+class ValidateRequest(Body):
+    blueprint: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class StopRequest(Body):
+    grace_seconds: float = Field(default=30.0, ge=0)
+
+
+class RestartRequest(Body):
+    resources: dict[str, Any] | None = None
+    grace_seconds: float = Field(default=30.0, ge=0)
+
+
+class Empty(Body):
+    pass
+
+
+class ClaimRequest(Body):
+    host_id: str
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    free_slots: int | None = Field(default=None, ge=0)
+
+
+class HeartbeatRequest(Body):
+    lease: str
+    running: bool = False
+
+
+class ProgressRequest(Body):
+    lease: str
+    snapshot: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list, max_length=100)
+
+
+class MetricPoint(Body):
+    step: int = Field(ge=0)
+    tag: str = Field(min_length=1, max_length=64)
+    #: A number, or "NaN", "Infinity", "-Infinity" (checked by the route, naming the point).
+    value: Any = Field(json_schema_extra={"anyOf": [
+        {"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})
+    at: float | str | None = None
+
+
+class MetricsRequest(Body):
+    attempt_id: str
+    lease: str
+    points: list[MetricPoint] = Field(max_length=100_000)
+
+
+class LogChunk(Body):
+    stream: Literal["stdout", "stderr"]
+    offset: int = Field(ge=0)
+    data: str
+
+
+class LogsRequest(Body):
+    lease: str
+    chunks: list[LogChunk] = Field(max_length=10_000)
+
+
+class CheckpointRequest(Body):
+    lease: str
+    step: int = Field(ge=0)
+    status: Literal["incomplete", "complete"]
+    name: str | None = None
+    sha256: str | None = None
+    size: int | None = Field(default=None, ge=0)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompleteRequest(Body):
+    lease: str
+    exit_code: int = 0
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailRequest(Body):
+    lease: str
+    reason: str
+    exit_code: int | None = None
+    stderr_tail: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+    no_retry: bool = False
+
+
+class TokenRequest(Body):
+    name: str
+    role: Literal["viewer", "user", "operator", "worker"]
+
+
+class ManifestRequest(Body):
+    text: str
+    source: str = "manifest.toml"

@@ -1,0 +1,193 @@
+"""Operators' endpoints: health, tokens, blueprints and the manifest."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pydantic
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from runyard import errors, models, submission
+from runyard.manifest import Blueprint, Manifest, parse_manifest, plan_reload
+from runyard.server import auth, serialize
+from runyard.server.auth import Principal
+from runyard.server.bodies import ManifestRequest, TokenRequest
+from runyard.server.state import ServerState, get_state
+
+router = APIRouter(tags=["admin"])
+#: Largest manifest accepted, in bytes.
+MANIFEST_MAX = 4 * 1024 * 1024
+
+
+@router.get("/v1/health")
+def health(state: ServerState = Depends(get_state)) -> Any:
+    """Liveness and database reachability (no token needed)."""
+    ok = state.store.ping()
+    body = {"status": "ok" if ok else "degraded", "database": ok,
+            "dialect": state.store.dialect, "time": serialize.iso(time.time())}
+    return body if ok else JSONResponse(body, status_code=503)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def _token_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"name": row["name"], "role": row["role"],
+            "created_at": serialize.iso(row.get("created_at")),
+            "last_used_at": serialize.iso(row.get("last_used_at")),
+            "revoked_at": serialize.iso(row.get("revoked_at"))}
+
+
+@router.post("/v1/tokens", status_code=201)
+def create_token(body: TokenRequest, who: Principal = Depends(auth.operator),
+                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Create a token; the secret is in this answer only."""
+    row, secret = auth.create_token(state.store, body.name, body.role)
+    return {"name": body.name, "role": body.role, "token": secret,
+            "created_at": serialize.iso(row.get("created_at") if row else time.time())}
+
+
+@router.get("/v1/tokens")
+def list_tokens(who: Principal = Depends(auth.operator),
+                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rows = state.store.list_tokens()
+    return {"items": [_token_out(r) for r in rows], "next_after_id": None}
+
+
+@router.delete("/v1/tokens/{name}", status_code=204)
+def revoke_token(name: str, who: Principal = Depends(auth.operator),
+                 state: ServerState = Depends(get_state)) -> Response:
+    if not state.store.revoke_token(name):
+        raise errors.NotFound(f"no active token named {name!r}")
+    state.auth.forget()
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- blueprints
+
+
+def _blueprint_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"name": row["name"], "command": row["command"],
+            "config_schema": row.get("config_schema"), "defaults": row.get("defaults") or {},
+            "source": row.get("source"), "updated_at": serialize.iso(row.get("updated_at"))}
+
+
+def _put_blueprint(state: ServerState, bp: Blueprint, source: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = state.store.put_blueprint(
+        bp.name, list(bp.command), bp.config_schema, dict(bp.defaults), source)
+    return row
+
+
+@router.get("/v1/blueprints")
+def list_blueprints(who: Principal = Depends(auth.viewer),
+                    state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    rows = state.store.list_blueprints()
+    return {"items": [_blueprint_out(r) for r in rows], "next_after_id": None}
+
+
+@router.post("/v1/blueprints", status_code=201)
+def post_blueprint(body: dict[str, Any], who: Principal = Depends(auth.operator),
+                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Create or replace a blueprint (``name``, ``command``, ``config_schema``, defaults)."""
+    bp = Blueprint.from_dict(body)
+    return _blueprint_out(_put_blueprint(state, bp, "api"))
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+async def _manifest_text(request: Request) -> tuple[str, str]:
+    """The TOML and its source name, from JSON ``{text, source}`` or a text/plain body."""
+    raw = await request.body()
+    if len(raw) > MANIFEST_MAX:
+        raise errors.TooLarge(f"body: a manifest may be at most {MANIFEST_MAX} bytes")
+    ctype = request.headers.get("content-type", "")
+    if "json" in ctype:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise errors.ValidationError(f"body: not JSON: {exc}", field="body") from None
+        if not isinstance(data, dict):
+            raise errors.ValidationError("body: expected an object with 'text'", field="body")
+        try:
+            body = ManifestRequest.model_validate(data)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            raise errors.ValidationError(f"{field}: {first['msg']}", field=field) from None
+        return body.text, body.source
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.ValidationError("body: the manifest must be UTF-8 text",
+                                     field="body") from None
+    return text, request.query_params.get("source") or "manifest.toml"
+
+
+_MANIFEST_BODY = {"requestBody": {"content": {
+    "application/json": {"schema": ManifestRequest.model_json_schema()},
+    "text/plain": {"schema": {"type": "string"}}}}}
+
+
+@router.post("/v1/manifest/validate", openapi_extra=_MANIFEST_BODY)
+async def validate_manifest(request: Request, who: Principal = Depends(auth.operator)
+                            ) -> dict[str, Any]:
+    """Parse and validate; 422 with every problem (file, line, field, message)."""
+    text, source = await _manifest_text(request)
+    manifest = parse_manifest(text, source=source)
+    return {"valid": True, "source": source, "hosts": len(manifest.hosts),
+            "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
+
+
+def plan_and_apply(state: ServerState, manifest: Manifest, dry_run: bool, actor: str
+                   ) -> dict[str, Any]:
+    """Plan against the database; unless ``dry_run``, apply it (validated whole first)."""
+    source = manifest.source
+    keys = set(state.store.job_keys(source))
+    hosts = {r["host_id"]: models.HostPolicy.from_dict(r) for r in state.store.list_host_policies()
+             if r.get("source") == source}
+    plan = plan_reload(manifest, keys, hosts)
+    requests = []
+    bps = {bp.name: {"command": list(bp.command), "config_schema": bp.config_schema,
+                     "defaults": dict(bp.defaults)} for bp in manifest.blueprints}
+    now = time.time()
+    for job in plan.new_jobs:
+        req = {**job.to_run_request(), "source": source}
+        if "seed" not in submission._KNOWN:  # noqa: SLF001 - until runs store a seed
+            req.pop("seed", None)
+        # Validate every job before changing anything: all or nothing.
+        submission.build_run(req, bps.get(job.blueprint or ""), owner=actor, now=now)
+        requests.append(req)
+    if not dry_run:
+        for bp in manifest.blueprints:
+            _put_blueprint(state, bp, source)
+        state.queue.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
+        for req in requests:
+            state.queue.submit(req, actor=actor, owner=actor)
+
+    def brief(job: Any) -> dict[str, Any]:
+        return {"name": job.name, "job_key": job.key, "blueprint": job.blueprint}
+
+    return {"dry_run": dry_run, "source": source,
+            "new": [brief(j) for j in plan.new_jobs],
+            "unchanged": [brief(j) for j in plan.unchanged_jobs],
+            "removed": list(plan.removed_keys),
+            "hosts_changed": [h.to_dict() for h in [*plan.new_hosts, *plan.changed_hosts]],
+            "hosts_removed": list(plan.removed_hosts)}
+
+
+@router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)
+async def reload_manifest(request: Request, dry_run: bool = Query(False),
+                          who: Principal = Depends(auth.operator),
+                          state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Queue new jobs, update host policies and blueprints; ``dry_run`` only plans."""
+    import anyio.to_thread
+
+    text, source = await _manifest_text(request)
+    manifest = parse_manifest(text, source=source)
+    result: dict[str, Any] = await anyio.to_thread.run_sync(
+        plan_and_apply, state, manifest, dry_run, who.name)
+    return result

@@ -1,0 +1,228 @@
+"""The data plane: metrics, logs, checkpoints, artifacts and blobs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from runyard import errors, models
+from runyard.artifacts import validate_artifact_name, validate_sha256
+from runyard.server import auth, retention, serialize
+from runyard.server.auth import Principal
+from runyard.server.blobs import put_stream
+from runyard.server.bodies import CheckpointRequest, MetricsRequest
+from runyard.server.state import ServerState, get_state
+
+router = APIRouter(tags=["data"])
+
+ARTIFACT_KINDS = ("file", "bundle", "checkpoint")
+MAX_SERIES_POINTS = 10_000
+
+
+def _holder(state: ServerState, who: Principal, run_id: str, what: str) -> None:
+    if who.role is models.Role.USER:
+        auth.check_owner(who, state.run_or_404(run_id), what)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@router.post("/v1/runs/{run_id}/metrics")
+def post_metrics(run_id: str, body: MetricsRequest, who: Principal = Depends(auth.lease_holder),
+                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A batch of points; re-sending the same (attempt, tag, step) changes nothing."""
+    _holder(state, who, run_id, "send metrics for")
+    _run, att = state.check_lease(body.attempt_id, body.lease, run_id=run_id)
+    now = time.time()
+    points = []
+    for i, p in enumerate(body.points):
+        at = serialize.parse_time(p.at, f"points[{i}].at")
+        points.append({"step": p.step, "tag": p.tag,
+                       "value": serialize.number_in(p.value, f"points[{i}].value"),
+                       "at": now if at is None else at})
+    written = state.store.add_metric_points(
+        run_id, att["number"], points)
+    state.metrics.metric_points.inc(len(points))
+    return {"written": int(written if written is not None else len(points))}
+
+
+def _point_out(p: dict[str, Any]) -> dict[str, Any]:
+    return {"step": p["step"], "tag": p["tag"], "value": serialize.number_out(p["value"]),
+            "at": serialize.iso(p.get("at")), "attempt": p.get("attempt")}
+
+
+@router.get("/v1/runs/{run_id}/metrics")
+def get_metrics(run_id: str, tag: str | None = None, after_step: int | None = Query(None, ge=-1),
+                limit: int = Query(1000, ge=1, le=10_000),
+                who: Principal = Depends(auth.viewer),
+                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.run_or_404(run_id)
+    rows = state.store.list_metric_points(
+        run_id, tag=tag, after_step=after_step, limit=limit)
+    nxt = rows[-1]["step"] if len(rows) >= limit else None
+    return {"items": [_point_out(r) for r in rows], "next_after_step": nxt}
+
+
+@router.get("/v1/runs/{run_id}/metrics/tags")
+def metric_tags(run_id: str, who: Principal = Depends(auth.viewer),
+                state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.run_or_404(run_id)
+    rows = state.store.metric_tags(run_id)
+    return {"items": [{"tag": r["tag"], "count": r["count"], "last_step": r["last_step"],
+                       "last_value": serialize.number_out(r["last_value"])} for r in rows]}
+
+
+@router.get("/v1/runs/{run_id}/metrics/{tag}/series")
+def metric_series(run_id: str, tag: str, points: int = Query(500, ge=1, le=MAX_SERIES_POINTS),
+                  min_step: int | None = None, max_step: int | None = None,
+                  who: Principal = Depends(auth.viewer),
+                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Downsampled: the step range first, then ``points`` buckets of min, max and last."""
+    state.run_or_404(run_id)
+    series = state.store.metric_series(
+        run_id, tag, points=points, min_step=min_step, max_step=max_step)
+    buckets = series["points"] if isinstance(series, dict) else series
+    total = series.get("total") if isinstance(series, dict) else None
+    return {"tag": tag, "total": total,
+            "points": [{k: serialize.number_out(v) if k in ("min", "max", "last") else v
+                        for k, v in b.items()} for b in buckets]}
+
+
+# --------------------------------------------------------------------------- logs
+
+
+@router.get("/v1/runs/{run_id}/logs")
+def get_logs(run_id: str, attempt: int | None = Query(None, ge=1),
+             stream: str = Query("stdout", pattern="^(stdout|stderr)$"),
+             offset: int = Query(0, ge=0), limit_bytes: int = Query(1 << 16, ge=1, le=16 << 20),
+             who: Principal = Depends(auth.viewer),
+             state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Log text from ``offset``; ``attempt`` defaults to the run's latest."""
+    state.run_or_404(run_id)
+    out: dict[str, Any] = state.store.read_logs(
+        run_id, attempt=attempt, stream=stream, offset=offset, limit_bytes=limit_bytes)
+    return {"data": out["data"], "next_offset": out["next_offset"], "attempt": out["attempt"],
+            "stream": stream}
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_out(c: dict[str, Any]) -> dict[str, Any]:
+    return {"id": c.get("id"), "run_id": c["run_id"], "attempt": c["attempt"],
+            "step": c["step"], "status": c["status"], "name": c.get("name"),
+            "sha256": c.get("sha256"), "size": c.get("size"),
+            "metrics": serialize.json_safe(c.get("metrics") or {}),
+            "created_at": serialize.iso(c.get("created_at"))}
+
+
+@router.get("/v1/runs/{run_id}/checkpoints")
+def list_checkpoints(run_id: str, who: Principal = Depends(auth.viewer),
+                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.run_or_404(run_id)
+    rows = state.store.list_checkpoints(run_id)
+    return {"items": [_checkpoint_out(c) for c in rows]}
+
+
+@router.post("/v1/attempts/{attempt_id}/checkpoints", status_code=201)
+def post_checkpoint(attempt_id: str, body: CheckpointRequest,
+                    who: Principal = Depends(auth.lease_holder),
+                    state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Register a checkpoint; a complete one names an uploaded blob and triggers retention."""
+    att0 = state.store.get_attempt(attempt_id)
+    if att0 is None:
+        raise errors.NotFound(f"no attempt {attempt_id!r}")
+    _holder(state, who, att0["run_id"], "register checkpoints for")
+    run, att = state.check_lease(attempt_id, body.lease)
+    size = body.size
+    if body.name is not None:
+        validate_artifact_name(body.name)
+    if body.sha256 is not None:
+        validate_sha256(body.sha256)
+        blob = state.store.get_blob(body.sha256)
+        if blob is None:
+            raise errors.ValidationError(
+                f"sha256: no uploaded blob {body.sha256}; upload it with PUT "
+                f"/v1/runs/{run['id']}/artifacts/{{name}} first", field="sha256")
+        size = blob["size"] if size is None else size
+    elif body.status == "complete":
+        raise errors.ValidationError("sha256: a complete checkpoint needs its blob",
+                                     field="sha256")
+    row = state.store.add_checkpoint(
+        run["id"], att["number"], body.step, body.status, name=body.name, sha256=body.sha256,
+        size=size, metrics=serialize.json_safe(body.metrics))
+    state.queue.add_event(run["id"], "checkpoint",
+                          {"step": body.step, "status": body.status, "sha256": body.sha256,
+                           "attempt": att["number"]}, actor=who.name)
+    deleted = retention.apply(state, run) if body.status == "complete" else []
+    out = _checkpoint_out(row)
+    out["retention_deleted"] = deleted
+    return out
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def _artifact_out(a: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": a["run_id"], "attempt": a["attempt"], "name": a["name"],
+            "kind": a["kind"], "size": a["size"], "sha256": a["sha256"],
+            "created_at": serialize.iso(a.get("created_at"))}
+
+
+@router.get("/v1/runs/{run_id}/artifacts")
+def list_artifacts(run_id: str, who: Principal = Depends(auth.viewer),
+                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.run_or_404(run_id)
+    rows = state.store.list_artifacts(run_id)
+    return {"items": [_artifact_out(a) for a in rows]}
+
+
+@router.put("/v1/runs/{run_id}/artifacts/{name:path}", status_code=201)
+async def put_artifact(
+    run_id: str, name: str, request: Request,
+    attempt_id: str = Query(...),
+    kind: str = Query("file", pattern="^(file|bundle|checkpoint)$"),
+    x_content_sha256: str = Header(..., alias="X-Content-SHA256"),
+    x_runyard_lease: str = Header(..., alias="X-Runyard-Lease"),
+    who: Principal = Depends(auth.lease_holder),
+    state: ServerState = Depends(get_state),
+) -> dict[str, Any]:
+    """Stream the body into the blob store, verify it, then index blob and artifact."""
+    validate_artifact_name(name)
+    sha = validate_sha256(x_content_sha256.strip().lower(), "X-Content-SHA256")
+    limit = state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.TooLarge(f"body: {declared} bytes exceeds the size limit of {limit} bytes")
+    import anyio.to_thread
+
+    def fence() -> dict[str, Any]:
+        _holder(state, who, run_id, "upload artifacts for")
+        return state.check_lease(attempt_id, x_runyard_lease, run_id=run_id)[1]
+
+    att = await anyio.to_thread.run_sync(fence)
+    info = await put_stream(state, request.stream(), sha, limit)
+
+    def index() -> dict[str, Any]:
+        row: dict[str, Any] = state.store.add_artifact(
+            run_id, att["number"], name, kind, info.size, info.sha256)
+        return row
+
+    row = await anyio.to_thread.run_sync(index)
+    return {"name": name, "sha256": info.sha256, "size": info.size,
+            "created": serialize.iso(row.get("created_at")), "kind": kind,
+            "attempt": att["number"], "blob_created": info.created}
+
+
+@router.get("/v1/blobs/{sha256}", response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def get_blob(sha256: str, who: Principal = Depends(auth.viewer),
+             state: ServerState = Depends(get_state)) -> StreamingResponse:
+    """The blob's bytes, streamed."""
+    validate_sha256(sha256)
+    size = state.blobs.size(sha256)  # NotFound (404) when absent
+    return StreamingResponse(state.blobs.iter_chunks(sha256), media_type="application/octet-stream",
+                             headers={"Content-Length": str(size), "ETag": f'"{sha256}"'})

@@ -1,0 +1,189 @@
+"""Runs: submit, list, read, stop/restart/cancel/requeue/delete, events, progress, explain."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from runyard import errors, models, submission
+from runyard.models import Status
+from runyard.server import auth, serialize
+from runyard.server.auth import Principal
+from runyard.server.bodies import Empty, RestartRequest, RunRequest, StopRequest, ValidateRequest
+from runyard.server.progress import progress_out
+from runyard.server.state import ServerState, get_state
+from runyard.store import schema
+from runyard.store.base import RunFilter
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+#: Fields a listing may select (``fields=id,name``).
+LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry"}
+MAX_LIMIT = 1000
+
+
+def submit_request(body: RunRequest) -> tuple[dict[str, Any], str | None]:
+    """The queue's request dict (unset fields left out) and the local host id."""
+    req = body.model_dump(exclude_unset=True)
+    host_id = req.pop("host_id", None)
+    if "seed" not in submission._KNOWN:  # noqa: SLF001 - until runs store a seed (see docs)
+        req.pop("seed", None)
+    return req, host_id
+
+
+def run_detail(state: ServerState, run: dict[str, Any]) -> dict[str, Any]:
+    out = serialize.run_out(run)
+    prog = progress_out(state.store, run)
+    out["progress"] = None if prog["snapshot"] is None else {
+        **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
+    out["stalled"] = prog["stalled"]
+    out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
+    if run["status"] == Status.QUEUED.value:
+        out["explain"] = state.queue.explain(run["id"])
+    return out
+
+
+@router.post("", status_code=201)
+def submit(body: RunRequest, who: Principal = Depends(auth.user),
+           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Queue a run (or, with ``executor: "local"``, start one held by the caller)."""
+    req, host_id = submit_request(body)
+    if req.get("executor") == "local":
+        claim = state.queue.start_local(req, host_id=host_id or "local", actor=who.name,
+                                        owner=who.name, workdir=req.get("workdir"))
+        return {"run": serialize.run_out(claim.run),
+                "attempt": {"id": claim.attempt_id, "number": claim.attempt},
+                "lease": claim.lease, "lease_expires_at": serialize.iso(claim.lease_expires_at)}
+    run, _created = state.queue.submit(req, actor=who.name, owner=who.name)
+    return serialize.run_out(run)
+
+
+@router.post("/validate")
+def validate(body: ValidateRequest, who: Principal = Depends(auth.user),
+             state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Check a config against a blueprint's schema; 422 lists every violation."""
+    bp = _blueprint(state, body.blueprint)
+    submission.validate_config(bp.get("config_schema"), body.config)
+    return {"valid": True, "blueprint": body.blueprint}
+
+
+def _blueprint(state: ServerState, name: str) -> dict[str, Any]:
+    with state.store.transaction() as tx:
+        bp = tx.get_blueprint(name)
+    if bp is None:
+        raise errors.ValidationError(f"blueprint: no blueprint named {name!r}", field="blueprint")
+    return bp
+
+
+@router.get("")
+def list_runs(
+    status: str | None = Query(None, description="comma-separated statuses"),
+    project: str | None = None,
+    name_like: str | None = Query(None, description="SQL ILIKE pattern"),
+    created_after: str | None = None,
+    created_before: str | None = None,
+    host: str | None = None,
+    after_id: str | None = None,
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    sort: str = "-created_at",
+    fields: str | None = Query(None, description="comma-separated columns"),
+    who: Principal = Depends(auth.viewer),
+    state: ServerState = Depends(get_state),
+) -> dict[str, Any]:
+    statuses = tuple(models.Status.parse(s.strip()).value
+                     for s in (status or "").split(",") if s.strip())
+    cols: list[str] | None = None
+    if fields:
+        cols = [f.strip() for f in fields.split(",") if f.strip()]
+        for f in cols:
+            if f not in LISTABLE:
+                raise errors.ValidationError(f"fields: unknown field {f!r}", field="fields")
+    filt = RunFilter(status=statuses, project=project or None, name_like=name_like or None,
+                     created_after=serialize.parse_time(created_after, "created_after"),
+                     created_before=serialize.parse_time(created_before, "created_before"),
+                     host_id=host or None)
+    rows = state.store.list_runs(filt, after_id=after_id or None, limit=limit, sort=sort,
+                                 fields=cols)
+    items = [serialize.run_out(r) for r in rows]
+    if cols:
+        items = [{k: v for k, v in item.items() if k in cols} for item in items]
+    nxt = rows[-1]["id"] if len(rows) == limit else None
+    return {"items": items, "next_after_id": nxt}
+
+
+@router.get("/{run_id}")
+def get_run(run_id: str, who: Principal = Depends(auth.viewer),
+            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return run_detail(state, state.run_or_404(run_id))
+
+
+@router.post("/{run_id}/stop")
+def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(auth.user),
+         state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    auth.check_owner(who, state.run_or_404(run_id), "stop")
+    grace = body.grace_seconds if body else 30.0
+    return serialize.run_out(state.queue.stop(run_id, grace_s=grace, actor=who.name))
+
+
+@router.post("/{run_id}/restart")
+def restart(run_id: str, body: RestartRequest | None = None,
+            who: Principal = Depends(auth.user),
+            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    auth.check_owner(who, state.run_or_404(run_id), "restart")
+    body = body or RestartRequest()
+    return serialize.run_out(state.queue.restart(run_id, constraints=body.resources,
+                                                 grace_s=body.grace_seconds, actor=who.name))
+
+
+@router.post("/{run_id}/cancel")
+def cancel(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
+           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return serialize.run_out(state.queue.cancel(run_id, actor=who.name))
+
+
+@router.post("/{run_id}/requeue")
+def requeue(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
+            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return serialize.run_out(state.queue.requeue(run_id, actor=who.name))
+
+
+@router.delete("/{run_id}", status_code=204)
+def delete(run_id: str, who: Principal = Depends(auth.operator),
+           state: ServerState = Depends(get_state)) -> Response:
+    """Remove an ended run, its metrics, logs, index rows, and blobs nobody else uses."""
+    from runyard.server.blobs import remove_blobs
+
+    orphans = state.queue.delete(run_id, actor=who.name)
+    remove_blobs(state, orphans)
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/events")
+def events(run_id: str, after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+           order: str = Query("asc", pattern="^(asc|desc)$"),
+           who: Principal = Depends(auth.viewer),
+           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A run's events; ``next_after_seq`` continues an ascending read (tail with it)."""
+    state.run_or_404(run_id)
+    rows = state.store.list_events(run_id, after_seq=after_seq, limit=limit, order=order)
+    nxt: int | None
+    if order == "asc":
+        nxt = rows[-1]["seq"] if rows else after_seq
+    else:
+        nxt = None
+    return {"items": [serialize.event_out(r) for r in rows], "next_after_seq": nxt}
+
+
+@router.get("/{run_id}/progress")
+def progress(run_id: str, who: Principal = Depends(auth.viewer),
+             state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return progress_out(state.store, state.run_or_404(run_id))
+
+
+@router.get("/{run_id}/explain")
+def explain(run_id: str, who: Principal = Depends(auth.viewer),
+            state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    return state.queue.explain(run_id)

@@ -1,0 +1,180 @@
+"""The worker side: claim, and the leased attempt calls; plus the workers listing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+
+from runyard import defaults, errors, models
+from runyard.server import auth, serialize
+from runyard.server.auth import Principal
+from runyard.server.bodies import (
+    ClaimRequest,
+    CompleteRequest,
+    FailRequest,
+    HeartbeatRequest,
+    LogsRequest,
+    ProgressRequest,
+)
+from runyard.server.state import ServerState, get_state
+from runyard.store.base import RunFilter
+
+router = APIRouter(tags=["workers"])
+
+ACTIVE = tuple(s.value for s in models.ACTIVE)
+#: Longest warning kept as an event, in characters.
+WARNING_MAX = 2000
+
+
+@router.post("/v1/workers/claim", responses={204: {"description": "nothing eligible"}})
+def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
+          state: ServerState = Depends(get_state)) -> Any:
+    """Register or refresh the worker from its capabilities, then claim its best run."""
+    started = time.perf_counter()
+    caps_in = dict(body.capabilities)
+    if caps_in.setdefault("host_id", body.host_id) != body.host_id:
+        raise errors.ValidationError(
+            "capabilities.host_id: differs from host_id", field="capabilities.host_id")
+    caps = models.Capabilities.from_dict(caps_in)
+    state.queue.register_worker(caps, token_name=who.name)
+    got = state.queue.claim(body.host_id, free_slots=body.free_slots, actor=who.name)
+    state.metrics.claim_latency.observe(time.perf_counter() - started)
+    state.metrics.claims.labels("claimed" if got else "empty").inc()
+    if got is None:
+        return Response(status_code=204)
+    run = state.store.get_run(got.run["id"]) or got.run
+    return {
+        "run": serialize.run_out(run),
+        "attempt": {"id": got.attempt_id, "number": got.attempt},
+        "lease": got.lease, "lease_expires_at": serialize.iso(got.lease_expires_at),
+        "command": run.get("command"), "env": run.get("env") or {},
+        "config": serialize.json_safe(run.get("config") or {}),
+        "probe_interval_s": run.get("probe_interval_s"),
+        "stall_after_s": run.get("stall_after_s"), "seed": run.get("seed"),
+    }
+
+
+def _attempt_owner(state: ServerState, who: Principal, attempt_id: str, what: str) -> None:
+    """Users may hold leases of their own local runs; the lease itself is checked later."""
+    if who.role is models.Role.USER:
+        att = state.store.get_attempt(attempt_id)
+        if att is None:
+            raise errors.NotFound(f"no attempt {attempt_id!r}")
+        auth.check_owner(who, state.run_or_404(att["run_id"]), what)
+
+
+@router.post("/v1/attempts/{attempt_id}/heartbeat")
+def heartbeat(attempt_id: str, body: HeartbeatRequest,
+              who: Principal = Depends(auth.lease_holder),
+              state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    _attempt_owner(state, who, attempt_id, "heartbeat for")
+    order = state.queue.heartbeat(attempt_id, body.lease, running=body.running, actor=who.name)
+    return {"lease_expires_at": serialize.iso(order.lease_expires_at), "stop": order.stop,
+            "intent": order.intent, "grace_s": order.grace_s}
+
+
+def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
+    """Why a snapshot breaks the protocol's bounds (PRODUCT.md section 5), or None."""
+    size = len(json.dumps(snapshot, default=str).encode())
+    if size > defaults.SNAPSHOT_MAX_BYTES:
+        return f"snapshot of {size} bytes exceeds {defaults.SNAPSHOT_MAX_BYTES}"
+    metrics = snapshot.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            return "snapshot.metrics: expected an object"
+        if len(metrics) > defaults.SNAPSHOT_MAX_METRICS:
+            return f"snapshot has {len(metrics)} metrics, at most " \
+                   f"{defaults.SNAPSHOT_MAX_METRICS} allowed"
+        long = [k for k in metrics if len(k) > defaults.METRIC_NAME_MAX]
+        if long:
+            return f"snapshot metric name {long[0][:80]!r} is longer than " \
+                   f"{defaults.METRIC_NAME_MAX} characters"
+    return None
+
+
+@router.post("/v1/attempts/{attempt_id}/progress")
+def progress(attempt_id: str, body: ProgressRequest,
+             who: Principal = Depends(auth.lease_holder),
+             state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Keep the snapshot (an out-of-bounds one becomes a warning); warnings become events."""
+    _attempt_owner(state, who, attempt_id, "report progress for")
+    run, att = state.check_lease(attempt_id, body.lease)
+    warnings = [w[:WARNING_MAX] for w in body.warnings]
+    if body.snapshot is not None:
+        problem = _snapshot_problem(body.snapshot)
+        if problem:
+            warnings.append(f"progress snapshot rejected: {problem}")
+        else:
+            state.queue.record_progress(attempt_id, body.lease, body.snapshot)
+    for text in warnings:
+        state.queue.add_event(run["id"], "warning", {"message": text, "attempt": att["number"]},
+                              actor=who.name)
+    return {}
+
+
+@router.post("/v1/attempts/{attempt_id}/logs")
+def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease_holder),
+         state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Append log chunks; idempotent by (attempt, stream, offset)."""
+    _attempt_owner(state, who, attempt_id, "send logs for")
+    run, att = state.check_lease(attempt_id, body.lease)
+    if body.chunks:
+        state.store.add_log_chunks(
+            run["id"], att["number"], [c.model_dump() for c in body.chunks], at=time.time())
+    return {}
+
+
+@router.post("/v1/attempts/{attempt_id}/complete")
+def complete(attempt_id: str, body: CompleteRequest,
+             who: Principal = Depends(auth.lease_holder),
+             state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    _attempt_owner(state, who, attempt_id, "complete")
+    run = state.queue.complete(attempt_id, body.lease, exit_code=body.exit_code,
+                               details=body.details, actor=who.name)
+    return serialize.run_out(run)
+
+
+@router.post("/v1/attempts/{attempt_id}/fail")
+def fail(attempt_id: str, body: FailRequest, who: Principal = Depends(auth.lease_holder),
+         state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    _attempt_owner(state, who, attempt_id, "fail")
+    run = state.queue.fail(attempt_id, body.lease, reason=body.reason, exit_code=body.exit_code,
+                           stderr_tail=body.stderr_tail, details=body.details,
+                           no_retry=body.no_retry, actor=who.name)
+    return serialize.run_out(run)
+
+
+@router.get("/v1/workers")
+def list_workers(who: Principal = Depends(auth.viewer),
+                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Workers with capabilities, last heartbeat, liveness and their current runs."""
+    now = time.time()
+    items = []
+    for w in state.store.list_workers():
+        out = serialize.worker_out(w, state.settings.stale_after_s, now)
+        current = state.store.list_runs(RunFilter(status=ACTIVE, host_id=w["host_id"]),
+                                        limit=100, fields=["id", "name", "status", "attempt"])
+        out["current"] = [{"run_id": r["id"], "name": r["name"], "status": r["status"],
+                           "attempt": r["attempt"]} for r in current]
+        items.append(out)
+    return {"items": items, "next_after_id": None}
+
+
+@router.post("/v1/workers/{host_id}/drain")
+def drain(host_id: str, who: Principal = Depends(auth.operator),
+          state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.queue.set_drained(host_id, True)
+    return {"host_id": host_id, "drained": True}
+
+
+@router.post("/v1/workers/{host_id}/resume")
+def resume(host_id: str, who: Principal = Depends(auth.operator),
+           state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    state.queue.set_drained(host_id, False)
+    return {"host_id": host_id, "drained": False}
+
+
+

@@ -1,0 +1,137 @@
+"""Rows to JSON at the API edge: UNIX floats become ISO 8601 UTC strings, NaN/Inf strings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from runyard import errors
+from runyard.store.base import Row
+
+#: Run columns that are internal bookkeeping, never shown.
+_RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retry",
+                         "require_cuda", "prefer_cuda", "gpus", "min_vram_gib", "min_ram_gib",
+                         "min_cpus", "stop_deadline", "last_step_at"})
+_RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
+                        "progress_updated_at", "stop_requested_at"})
+#: The spellings of non-finite floats in JSON bodies (PRODUCT.md section 5).
+SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def iso(ts: float | None) -> str | None:
+    """``1700000000.5`` -> ``"2023-11-14T22:13:20.500Z"``; None stays None."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_time(value: str | float | int | None, field: str) -> float | None:
+    """An ISO 8601 string (``Z`` or offset) or UNIX seconds -> UNIX seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise errors.ValidationError(f"{field}: expected a time", field=field)
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise errors.ValidationError(
+                f"{field}: expected an ISO 8601 time or UNIX seconds, got {value!r}",
+                field=field) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise errors.ValidationError(f"{field}: expected a time, got {value!r}", field=field)
+
+
+def number_out(value: float | None) -> float | str | None:
+    """A float for JSON: NaN and infinities as their strings."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return "NaN"
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def number_in(value: Any, field: str) -> float:
+    """A metric value from JSON: a number or one of "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, str) and value in SPECIAL:
+        return SPECIAL[value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise errors.ValidationError(
+            f"{field}: expected a number or \"NaN\"/\"Infinity\"/\"-Infinity\", got {value!r}",
+            field=field)
+    return float(value)
+
+
+def json_safe(value: Any) -> Any:
+    """Deep copy with non-finite floats replaced by their strings (JSON has no NaN)."""
+    if isinstance(value, float):
+        return number_out(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def run_out(row: Row) -> dict[str, Any]:
+    """A run row as the API shows it (listing with ``fields`` keeps only those present)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _RUN_HIDDEN:
+            continue
+        out[key] = iso(value) if key in _RUN_TIMES else json_safe(value)
+    if "lease" in out:  # never leak a lease through a read endpoint
+        del out["lease"]
+    return out
+
+
+def attempt_out(row: Row) -> dict[str, Any]:
+    """An attempt without its lease (the lease is a secret of its holder)."""
+    return {
+        "id": row["id"], "run_id": row["run_id"], "number": row["number"],
+        "host_id": row["host_id"], "active": bool(row["active"]),
+        "claimed_at": iso(row["claimed_at"]), "running_at": iso(row.get("running_at")),
+        "ended_at": iso(row.get("ended_at")),
+        "lease_expires_at": iso(row["lease_expires_at"]) if row["active"] else None,
+        "termination_reason": row.get("termination_reason"),
+        "exit_code": row.get("exit_code"), "details": json_safe(row.get("details")),
+    }
+
+
+def event_out(row: Row) -> dict[str, Any]:
+    return {
+        "id": row.get("id"), "seq": row["seq"], "run_id": row["run_id"],
+        "attempt": row["attempt"], "at": iso(row["at"]), "kind": row["kind"],
+        "status": row["status"], "actor": row["actor"], "details": json_safe(row["details"]),
+    }
+
+
+def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
+    return {
+        "host_id": row["host_id"], "hostname": row["hostname"],
+        "capabilities": json_safe(row["capabilities"]), "has_cuda": bool(row["has_cuda"]),
+        "slots": row["slots"], "drained": bool(row["drained"]),
+        "registered_at": iso(row["registered_at"]), "last_seen_at": iso(row["last_seen_at"]),
+        "alive": now - row["last_seen_at"] <= stale_after_s,
+        "active_attempts": int(row.get("active_attempts") or 0),
+        "policy": None if row.get("allow") is None else {
+            "allow": row["allow"], "deny": row["deny"], "slots": row.get("policy_slots"),
+            "labels": row.get("policy_labels")},
+    }
+
+
+def items(rows: Iterable[Row], fn: Any) -> list[dict[str, Any]]:
+    return [fn(r) for r in rows]

@@ -1,0 +1,96 @@
+"""Server settings: one frozen value object, filled by the CLI from options and env vars."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from runyard import defaults, errors
+
+#: Default upload limit for one artifact or checkpoint blob, in MiB.
+MAX_UPLOAD_MB = 10 * 1024
+#: Checkpoint retention when a run's config says nothing (None keeps every checkpoint).
+KEEP_LAST_CHECKPOINTS: int | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``create_app`` needs. Paths and URLs are resolved by :meth:`resolved`."""
+
+    data_dir: Path
+    host: str = defaults.HOST
+    port: int = defaults.PORT
+    db_url: str | None = None
+    artifacts: str | None = None
+    stale_after_s: float = defaults.STALE_AFTER_S
+    max_upload_mb: float = MAX_UPLOAD_MB
+    insecure: bool = False
+    no_auth: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Taken as the first operator token ("admin") when the database has none.
+    admin_token: str | None = None
+    #: Seconds between polls of the event table by each SSE stream.
+    sse_poll_s: float = 0.25
+    #: Seconds between SSE heartbeat comments.
+    sse_heartbeat_s: float = 15.0
+    keep_last_checkpoints: int | None = KEEP_LAST_CHECKPOINTS
+
+    @property
+    def database_url(self) -> str:
+        from runyard.store import default_url
+
+        return self.db_url or default_url(self.data_dir)
+
+    @property
+    def artifacts_location(self) -> str:
+        return self.artifacts or str(self.data_dir / "artifacts")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """Sweep often enough to end a lapsed lease soon after it lapses."""
+        return min(self.stale_after_s / 4, defaults.SWEEP_INTERVAL_S)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def check(self) -> None:
+        """Refuse unsafe or inconsistent settings with one clear message."""
+        if self.stale_after_s <= 0:
+            raise errors.ConfigError("--stale-after-s: must be above 0")
+        if self.max_upload_mb <= 0:
+            raise errors.ConfigError("--max-upload-mb: must be above 0")
+        if not 0 <= self.port <= 65535:
+            raise errors.ConfigError(f"--port: {self.port} is not a TCP port")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise errors.ConfigError("--tls-cert and --tls-key: give both or neither")
+        for opt, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not path.is_file():
+                raise errors.ConfigError(f"{opt}: no such file {str(path)!r}")
+        if is_loopback(self.host) or self.insecure:
+            return
+        if self.no_auth:
+            raise errors.ConfigError(
+                f"refusing to listen on {self.host} without authentication (--no-auth): "
+                "bind 127.0.0.1, enable tokens, or pass --insecure")
+        if not self.tls:
+            raise errors.ConfigError(
+                f"refusing to listen on {self.host} without TLS: tokens would cross the "
+                "network in clear text; give --tls-cert and --tls-key, or pass --insecure "
+                "on a trusted network")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,58 @@
+"""What every route needs, built once per app: store, queue, blob store, auth, metrics."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from runyard import errors
+from runyard.artifacts import BlobStore
+from runyard.queue import Queue
+from runyard.server.auth import TokenAuth
+from runyard.server.metrics_prom import ServerMetrics
+from runyard.server.settings import Settings
+from runyard.store.base import Row, Store
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    store: Store
+    queue: Queue
+    blobs: BlobStore
+    auth: TokenAuth
+    metrics: ServerMetrics
+
+    def run_or_404(self, run_id: str) -> Row:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise errors.NotFound(f"no run {run_id!r}")
+        return run
+
+    def check_lease(self, attempt_id: str, lease: str, run_id: str | None = None
+                    ) -> tuple[Row, Row]:
+        """Read-only fencing for data-plane calls (metrics, logs, artifacts, checkpoints):
+        the lease must be the attempt's and the attempt the run's current one -> (run, attempt).
+
+        State changes go through the queue, which fences again under its row locks.
+        """
+        att = self.store.get_attempt(attempt_id)
+        if att is None:
+            raise errors.NotFound(f"no attempt {attempt_id!r}")
+        if run_id is not None and att["run_id"] != run_id:
+            raise errors.LeaseConflict(f"attempt {attempt_id} does not belong to run {run_id}")
+        if not isinstance(lease, str) or not hmac.compare_digest(att["lease"], lease):
+            raise errors.LeaseConflict(f"attempt {attempt_id}: the lease does not match")
+        run = self.run_or_404(att["run_id"])
+        if not att["active"] or run["attempt_id"] != attempt_id:
+            raise errors.LeaseConflict(
+                f"attempt {attempt_id} of run {run['id']} is no longer active; "
+                f"the run is {run['status']}")
+        return run, att
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.runyard
+    return state

@@ -1,0 +1,33 @@
+"""Persistence: one interface (:mod:`runyard.store.base`), SQLite and PostgreSQL behind it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runyard.store.base import RunFilter, Store, Transaction, WorkerFilter
+from runyard.store.engine import create_engine, default_data_dir, sqlite_url
+
+
+def default_url(data_dir: str | Path | None = None) -> str:
+    """The embedded SQLite database under the data directory."""
+    return sqlite_url(Path(data_dir or default_data_dir()) / "runyard.db")
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
+    """Open (and by default migrate) the database at ``url``; SQLite under the data dir if None."""
+    engine = create_engine(url or default_url())
+    store: Store
+    if engine.dialect.name == "sqlite":
+        from runyard.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(engine)
+    else:
+        from runyard.store.postgres import PostgresStore
+
+        store = PostgresStore(engine)
+    if upgrade:
+        store.upgrade()
+    return store
+
+
+__all__ = ["RunFilter", "Store", "Transaction", "WorkerFilter", "default_url", "open_store"]

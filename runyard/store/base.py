@@ -1,0 +1,296 @@
+"""The one storage interface the rest of Runyard talks to.
+
+Two levels, as in procrastinate: :class:`Store` answers reads and opens transactions;
+:class:`Transaction` offers the small set of primitives the queue's rules are written in.
+The rules themselves (what may change, when) live in :mod:`runyard.queue`, never here.
+Rows are plain ``dict``s keyed by column name.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters of ``GET /v1/runs``; every field is optional."""
+
+    status: tuple[str, ...] = ()
+    project: str | None = None
+    name_like: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    host_id: str | None = None
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerFilter:
+    """What the SQL prefilter of a claim knows about the claiming worker."""
+
+    has_cuda: bool
+    gpus: int
+    max_vram_gib: float
+    ram_gib: float
+    cpus: float
+
+
+class Transaction(abc.ABC):
+    """Primitives valid inside one database transaction."""
+
+    @abc.abstractmethod
+    def lock_run(self, run_id: str) -> Row | None:
+        """Read a run and hold its row lock until the transaction ends."""
+
+    @abc.abstractmethod
+    def insert_run(self, row: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, values: Mapping[str, Any],
+                   expect_status: Sequence[str] | None = None) -> bool:
+        """Update a run; with ``expect_status``, only if its status is one of them."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def append_event(self, run_id: str, *, kind: str, status: str, actor: str, attempt: int,
+                     at: float, details: Mapping[str, Any] | None) -> int:
+        """Append the run's next event and return its ``seq`` (the run must be locked)."""
+
+    @abc.abstractmethod
+    def claim_run(self, run_id: str, values: Mapping[str, Any]) -> tuple[int, int] | None:
+        """Move a still-queued run to claimed in one conditional write: bump its attempt
+        number and event counter, set ``values``; return ``(attempt, seq)`` or None if it was
+        no longer queued."""
+
+    @abc.abstractmethod
+    def insert_event(self, row: Mapping[str, Any]) -> None:
+        """Insert an event whose ``seq`` the caller already took from the run row."""
+
+    @abc.abstractmethod
+    def lock_attempt(self, attempt_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def insert_attempt(self, row: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def update_attempt(self, attempt_id: str, values: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def claim_candidates(self, worker: WorkerFilter, after: tuple[int, float, str] | None,
+                         limit: int) -> list[Row]:
+        """Queued runs the worker may be able to serve, best first (priority desc, then age),
+        locked against other claimers where the dialect can (``SKIP LOCKED``)."""
+
+    @abc.abstractmethod
+    def worker_state(self, host_id: str) -> Row | None:
+        """The worker row with its host policy and its count of active attempts."""
+
+    @abc.abstractmethod
+    def free_cuda_workers(self, seen_after: float) -> int:
+        """How many live, undrained CUDA workers have a free slot (for ``prefer_cuda``)."""
+
+    @abc.abstractmethod
+    def expired_attempts(self, now: float, limit: int) -> list[Row]:
+        """Active attempts whose lease has lapsed, locked where the dialect can."""
+
+    @abc.abstractmethod
+    def stalled_candidates(self, now: float, limit: int) -> list[Row]:
+        """Running runs whose last step is older than their ``stall_after_s``, not yet marked."""
+
+    @abc.abstractmethod
+    def upsert_worker(self, row: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool: ...
+
+    @abc.abstractmethod
+    def upsert_host_policy(self, row: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def insert_progress(self, row: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def get_blueprint(self, name: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def run_by_job_key(self, job_key: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
+        """Those of ``candidates`` no artifact or checkpoint refers to any more."""
+
+    @abc.abstractmethod
+    def run_blob_refs(self, run_id: str) -> list[str]: ...
+
+
+class Store(abc.ABC):
+    """A Runyard database: SQLite or PostgreSQL behind one interface."""
+
+    url: str
+    dialect: str
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A write transaction: committed on success, rolled back on any exception."""
+
+    @abc.abstractmethod
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to ``revision``."""
+
+    @abc.abstractmethod
+    def downgrade(self, revision: str) -> None: ...
+
+    @abc.abstractmethod
+    def current_revision(self) -> str | None: ...
+
+    @abc.abstractmethod
+    def ping(self) -> bool:
+        """True when the database answers."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # Reads.
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_runs(self, filt: RunFilter, *, after_id: str | None = None, limit: int = 50,
+                  sort: str = "-created_at", fields: Sequence[str] | None = None) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def count_runs_by_status(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def get_attempt(self, attempt_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_attempts(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def list_events(self, run_id: str, *, after_seq: int = 0, limit: int = 100,
+                    order: str = "asc") -> list[Row]: ...
+
+    @abc.abstractmethod
+    def events_since(self, after_id: int, limit: int = 500) -> list[Row]:
+        """Events of all runs with a global id above ``after_id`` (for live streams)."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[Row]:
+        """Workers with their host policy and active attempt count."""
+
+    @abc.abstractmethod
+    def get_worker(self, host_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_host_policies(self) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def queued_runs(self, limit: int = 1000) -> list[Row]:
+        """Queued runs in the order workers are offered them."""
+
+    @abc.abstractmethod
+    def iter_progress(self, run_id: str, limit: int = 20) -> Iterator[Row]:
+        """The most recent progress snapshots of a run, newest first."""
+
+    # ------------------------------------------------------------------ data plane
+    # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens; implemented once in
+    # runyard.store.data (where the conventions for values and offsets are documented).
+    @abc.abstractmethod
+    def add_metric_points(self, run_id: str, attempt: int,
+                          points: Sequence[Mapping[str, Any]]) -> int: ...
+
+    @abc.abstractmethod
+    def metric_tags(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def list_metric_points(self, run_id: str, *, tag: str | None = None,
+                           after_step: int | None = None, attempt: int | None = None,
+                           limit: int = 1000) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def metric_series(self, run_id: str, tag: str, *, points: int,
+                      min_step: int | None = None, max_step: int | None = None
+                      ) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def count_metric_points(self) -> int: ...
+
+    @abc.abstractmethod
+    def add_log_chunks(self, run_id: str, attempt: int, chunks: Sequence[Mapping[str, Any]],
+                       at: float) -> int: ...
+
+    @abc.abstractmethod
+    def read_logs(self, run_id: str, *, attempt: int | None = None, stream: str = "stdout",
+                  offset: int = 0, limit_bytes: int = 65536) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def add_blob(self, sha256: str, size: int) -> Row: ...
+
+    @abc.abstractmethod
+    def get_blob(self, sha256: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def delete_blob(self, sha256: str) -> bool: ...
+
+    @abc.abstractmethod
+    def add_artifact(self, run_id: str, attempt: int, name: str, kind: str, size: int,
+                     sha256: str) -> Row: ...
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def unreferenced_blob_shas(self, candidates: Sequence[str]) -> list[str]: ...
+
+    @abc.abstractmethod
+    def add_checkpoint(self, run_id: str, attempt: int, step: int, status: str,
+                       name: str | None = None, sha256: str | None = None,
+                       size: int | None = None, metrics: Mapping[str, Any] | None = None
+                       ) -> Row: ...
+
+    @abc.abstractmethod
+    def list_checkpoints(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def delete_checkpoints(self, run_id: str, ids: Sequence[int]) -> list[str]: ...
+
+    @abc.abstractmethod
+    def put_blueprint(self, name: str, command: Sequence[str],
+                      config_schema: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+                      source: str | None = None) -> Row: ...
+
+    @abc.abstractmethod
+    def list_blueprints(self) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def get_blueprint(self, name: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def create_token(self, name: str, role: str, token_hash: str) -> Row: ...
+
+    @abc.abstractmethod
+    def token_by_hash(self, token_hash: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def revoke_token(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def touch_token(self, name: str, at: float) -> None: ...
+
+    @abc.abstractmethod
+    def count_tokens(self) -> int: ...
+
+    @abc.abstractmethod
+    def job_keys(self, source: str | None = None) -> dict[str, Row]: ...

@@ -1,0 +1,84 @@
+"""Engines for the two dialects, with the settings Runyard relies on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from runyard import errors
+
+#: Seconds a writer waits for SQLite's lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def default_data_dir() -> Path:
+    """``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
+    if os.environ.get("RUNYARD_DATA_DIR"):
+        return Path(os.environ["RUNYARD_DATA_DIR"]).expanduser()
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]).expanduser() / "runyard"
+    return Path.home() / ".runyard"
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """Create an engine for ``sqlite:///file`` or ``postgresql+psycopg://...``."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise errors.ConfigError(f"database URL: cannot parse {url!r}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, parsed, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=32,
+                                **kwargs)
+    raise errors.ConfigError(
+        f"database URL: unsupported backend {parsed.get_backend_name()!r} "
+        "(use sqlite:///path or postgresql+psycopg://...)"
+    )
+
+
+def _sqlite_engine(url: str, parsed: sa.URL, **kwargs: Any) -> sa.Engine:
+    if parsed.database in (None, "", ":memory:"):
+        raise errors.ConfigError("database URL: SQLite needs a file (sqlite:///path/runyard.db)")
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        # We issue BEGIN ourselves (below); the driver must not.
+        connect_args={"isolation_level": None, "timeout": SQLITE_BUSY_TIMEOUT_S,
+                      "check_same_thread": False},
+        pool_size=8,
+        max_overflow=64,
+        **kwargs,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged write is on disk before we answer, so neither a process
+        # crash nor a power cut loses it (NORMAL would only survive the former).
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Writers take the lock up front so a read-then-write transaction can never fail with
+        # SQLITE_BUSY half-way; readers use a deferred BEGIN and never block writers (WAL).
+        if conn.get_execution_options().get("readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,262 @@
+"""The tables, defined once. Migrations in ``migrations/versions`` must match this file
+(``tests/test_store_migrations.py`` compares them).
+
+Times are UNIX seconds as floats: they order exactly, compare cheaply in SQL on both
+dialects and convert once at the API edge.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Time = sa.Float(precision=53)
+JSON = sa.JSON()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False, server_default="default"),
+    sa.Column("version", sa.String(100), nullable=False, server_default=""),
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("blueprint", sa.String(200)),
+    sa.Column("command", JSON),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("constraints", JSON, nullable=False),
+    sa.Column("env", JSON),
+    sa.Column("owner", sa.String(200)),
+    # Manifest jobs carry the sha256 of what defines their work; reload looks runs up by it.
+    sa.Column("job_key", sa.String(64), unique=True),
+    sa.Column("source", sa.String(500)),
+    # Scheduling columns, copied out of `constraints` so the claim can prefilter in SQL.
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("require_cuda", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("prefer_cuda", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("gpus", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("min_vram_gib", sa.Float, nullable=False, server_default="0"),
+    sa.Column("min_ram_gib", sa.Float, nullable=False, server_default="0"),
+    sa.Column("min_cpus", sa.Float, nullable=False, server_default="0"),
+    # Lifecycle.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt_id", sa.String(40)),
+    sa.Column("host_id", sa.String(200)),
+    sa.Column("executor", sa.String(20), nullable=False, server_default="agent"),
+    sa.Column("workdir", sa.Text),
+    sa.Column("artifact_store", sa.Text),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("termination_reason", sa.String(20)),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("stop_requested_at", Time),
+    sa.Column("stop_deadline", Time),
+    sa.Column("stop_intent", sa.String(20)),
+    sa.Column("no_retry", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Retry policy.
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("max_restarts_on_errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_on_exit_codes", JSON, nullable=False),
+    sa.Column("error_restarts", sa.Integer, nullable=False, server_default="0"),
+    # Attempts made before the last manual requeue/restart: automatic retries count from here.
+    sa.Column("budget_start", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("probe_interval_s", sa.Float, nullable=False, server_default="1"),
+    sa.Column("stall_after_s", sa.Float, nullable=False, server_default="600"),
+    # Progress (latest snapshot; history in progress_snapshots).
+    sa.Column("progress", JSON),
+    sa.Column("progress_updated_at", Time),
+    sa.Column("last_step_at", Time),
+    sa.Column("stalled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Per-run event counter: the next event gets event_seq + 1, in the same transaction.
+    sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("queued_at", Time),
+    sa.Column("started_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_runs_claim", "status", "priority", "created_at"),
+    sa.Index("ix_runs_project_created", "project", "created_at"),
+    sa.Index("ix_runs_status_id", "status", "id"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("host_id", sa.String(200), nullable=False),
+    sa.Column("lease", sa.String(64), nullable=False),
+    sa.Column("lease_expires_at", Time, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("stop_ack", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("claimed_at", Time, nullable=False),
+    sa.Column("running_at", Time),
+    sa.Column("ended_at", Time),
+    sa.Column("termination_reason", sa.String(20)),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("details", JSON),
+    sa.UniqueConstraint("run_id", "number"),
+    sa.Index("ix_attempts_active_lease", "active", "lease_expires_at"),
+    sa.Index("ix_attempts_host_active", "host_id", "active"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("host_id", sa.String(200), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False, server_default=""),
+    sa.Column("capabilities", JSON, nullable=False),
+    sa.Column("has_cuda", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("slots", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("drained", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("token_name", sa.String(200)),
+    sa.Column("registered_at", Time, nullable=False),
+    sa.Column("last_seen_at", Time, nullable=False),
+)
+
+host_policies = sa.Table(
+    "host_policies",
+    metadata,
+    sa.Column("host_id", sa.String(200), primary_key=True),
+    sa.Column("allow", JSON, nullable=False),
+    sa.Column("deny", JSON, nullable=False),
+    sa.Column("slots", sa.Integer),
+    sa.Column("labels", JSON, nullable=False),
+    sa.Column("source", sa.String(500)),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("details", JSON),
+    sa.UniqueConstraint("run_id", "seq"),
+)
+
+metric_points = sa.Table(
+    "metric_points",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Column("step", sa.BigInteger, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    # NaN/Inf survive as NULL value plus their spelling in `special` (SQLite stores NaN as NULL).
+    sa.Column("value", sa.Float(precision=53)),
+    sa.Column("special", sa.String(9)),
+    sa.Column("at", Time, nullable=False),
+)
+
+progress_snapshots = sa.Table(
+    "progress_snapshots",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("received_at", Time, nullable=False),
+    sa.Column("snapshot", JSON, nullable=False),
+    sa.Index("ix_progress_snapshots_run", "run_id", "id"),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False, server_default="file"),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("run_id", "attempt", "name"),
+    sa.Index("ix_artifacts_sha256", "sha256"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256")),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("metrics", JSON),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("run_id", "attempt", "step"),
+    sa.Index("ix_checkpoints_sha256", "sha256"),
+)
+
+log_chunks = sa.Table(
+    "log_chunks",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("stream", sa.String(8), primary_key=True),
+    sa.Column("offset", sa.BigInteger, primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("at", Time, nullable=False),
+)
+
+blueprints = sa.Table(
+    "blueprints",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("command", JSON, nullable=False),
+    sa.Column("config_schema", JSON),
+    sa.Column("defaults", JSON, nullable=False),
+    sa.Column("source", sa.String(500)),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    # sha256 of the secret: tokens are high-entropy, so a slow KDF buys nothing here.
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time),
+    sa.Column("revoked_at", Time),
+)

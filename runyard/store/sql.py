@@ -1,0 +1,420 @@
+"""The SQLAlchemy Core implementation of :mod:`runyard.store.base`, shared by both dialects.
+
+Dialect differences (row locks, ``SKIP LOCKED``, upserts) are the hooks that
+:mod:`runyard.store.sqlite` and :mod:`runyard.store.postgres` override.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+
+from runyard import errors
+from runyard.store import base, data, schema
+from runyard.store.schema import (
+    artifacts,
+    attempts,
+    blueprints,
+    checkpoints,
+    events,
+    host_policies,
+    progress_snapshots,
+    runs,
+    workers,
+)
+
+log = logging.getLogger(__name__)
+
+#: Columns a listing may sort on (a leading '-' means descending).
+SORTABLE = frozenset({"created_at", "updated_at", "priority", "name", "status", "ended_at"})
+
+
+def _row(r: sa.Row[Any] | None) -> base.Row | None:
+    return None if r is None else dict(r._mapping)
+
+
+class SQLTransaction(base.Transaction):
+    """Primitives over one open connection; the transaction is the connection's."""
+
+    #: Appended to SELECTs that must lock rows; SQLite needs none (BEGIN IMMEDIATE).
+    lock_clause: dict[str, Any] = {}
+    skip_locked_clause: dict[str, Any] = {}
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def _locked(self, stmt: sa.Select[Any], skip: bool = False) -> sa.Select[Any]:
+        opts = self.skip_locked_clause if skip else self.lock_clause
+        return stmt.with_for_update(**opts) if opts else stmt
+
+    # runs
+    def lock_run(self, run_id: str) -> base.Row | None:
+        stmt = self._locked(sa.select(runs).where(runs.c.id == run_id))
+        return _row(self.conn.execute(stmt).first())
+
+    def insert_run(self, row: Mapping[str, Any]) -> None:
+        self.conn.execute(runs.insert().values(**row))
+
+    def update_run(self, run_id: str, values: Mapping[str, Any],
+                   expect_status: Sequence[str] | None = None) -> bool:
+        stmt = runs.update().where(runs.c.id == run_id).values(**values)
+        if expect_status is not None:
+            stmt = stmt.where(runs.c.status.in_(list(expect_status)))
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def delete_run(self, run_id: str) -> None:
+        self.conn.execute(runs.delete().where(runs.c.id == run_id))
+
+    def append_event(self, run_id: str, *, kind: str, status: str, actor: str, attempt: int,
+                     at: float, details: Mapping[str, Any] | None) -> int:
+        seq = self.conn.execute(
+            runs.update().where(runs.c.id == run_id)
+            .values(event_seq=runs.c.event_seq + 1).returning(runs.c.event_seq)
+        ).scalar_one()
+        self.conn.execute(events.insert().values(
+            run_id=run_id, seq=seq, kind=kind, status=status, actor=actor, attempt=attempt,
+            at=at, details=dict(details) if details else None,
+        ))
+        return int(seq)
+
+    def claim_run(self, run_id: str, values: Mapping[str, Any]) -> tuple[int, int] | None:
+        stmt = (runs.update()
+                .where(runs.c.id == run_id, runs.c.status == "queued")
+                .values(attempt=runs.c.attempt + 1, event_seq=runs.c.event_seq + 1, **values)
+                .returning(runs.c.attempt, runs.c.event_seq))
+        r = self.conn.execute(stmt).first()
+        return None if r is None else (int(r[0]), int(r[1]))
+
+    def insert_event(self, row: Mapping[str, Any]) -> None:
+        self.conn.execute(events.insert().values(**row))
+
+    # attempts
+    def lock_attempt(self, attempt_id: str) -> base.Row | None:
+        stmt = self._locked(sa.select(attempts).where(attempts.c.id == attempt_id))
+        return _row(self.conn.execute(stmt).first())
+
+    def insert_attempt(self, row: Mapping[str, Any]) -> None:
+        self.conn.execute(attempts.insert().values(**row))
+
+    def update_attempt(self, attempt_id: str, values: Mapping[str, Any]) -> None:
+        self.conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
+
+    # claiming
+    _CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
+                       runs.c.created_at, runs.c.constraints, runs.c.prefer_cuda,
+                       runs.c.require_cuda, runs.c.gpus)
+
+    def claim_candidates(self, worker: base.WorkerFilter, after: tuple[int, float, str] | None,
+                         limit: int) -> list[base.Row]:
+        c = runs.c
+        stmt = sa.select(*self._CANDIDATE_COLS).where(
+            c.status == "queued",
+            c.gpus <= worker.gpus,
+            c.min_vram_gib <= worker.max_vram_gib,
+            c.min_ram_gib <= worker.ram_gib,
+            c.min_cpus <= worker.cpus,
+        )
+        if not worker.has_cuda:
+            stmt = stmt.where(c.require_cuda == sa.false())
+        if after is not None:
+            prio, created, rid = after
+            stmt = stmt.where(sa.or_(
+                c.priority < prio,
+                sa.and_(c.priority == prio, c.created_at > created),
+                sa.and_(c.priority == prio, c.created_at == created, c.id > rid),
+            ))
+        stmt = stmt.order_by(c.priority.desc(), c.created_at, c.id).limit(limit)
+        stmt = self._locked(stmt, skip=True)
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+    def worker_state(self, host_id: str) -> base.Row | None:
+        active = (sa.select(sa.func.count()).select_from(attempts)
+                  .where(attempts.c.host_id == host_id, attempts.c.active == sa.true())
+                  .scalar_subquery())
+        stmt = (
+            sa.select(workers, host_policies.c.allow, host_policies.c.deny,
+                      host_policies.c.slots.label("policy_slots"),
+                      host_policies.c.labels.label("policy_labels"),
+                      active.label("active_attempts"))
+            .select_from(workers.outerjoin(host_policies,
+                                           host_policies.c.host_id == workers.c.host_id))
+            .where(workers.c.host_id == host_id)
+        )
+        return _row(self.conn.execute(stmt).first())
+
+    def free_cuda_workers(self, seen_after: float) -> int:
+        active = (sa.select(sa.func.count()).select_from(attempts)
+                  .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
+                  .correlate(workers).scalar_subquery())
+        slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(workers.outerjoin(host_policies,
+                                           host_policies.c.host_id == workers.c.host_id))
+            .where(workers.c.has_cuda == sa.true(), workers.c.drained == sa.false(),
+                   workers.c.last_seen_at >= seen_after, active < slots)
+        )
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def expired_attempts(self, now: float, limit: int) -> list[base.Row]:
+        stmt = (sa.select(attempts)
+                .where(attempts.c.active == sa.true(), attempts.c.lease_expires_at < now)
+                .order_by(attempts.c.lease_expires_at).limit(limit))
+        return [dict(r._mapping) for r in self.conn.execute(self._locked(stmt, skip=True))]
+
+    def stalled_candidates(self, now: float, limit: int) -> list[base.Row]:
+        c = runs.c
+        stmt = (sa.select(c.id, c.last_step_at, c.stall_after_s, c.attempt)
+                .where(c.status == "running", c.stalled == sa.false(),
+                       c.last_step_at.is_not(None),
+                       c.last_step_at + c.stall_after_s < now)
+                .limit(limit))
+        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+
+    # workers and policies
+    def upsert_worker(self, row: Mapping[str, Any]) -> None:
+        keep = {"registered_at", "drained", "host_id"}
+        self._upsert(workers, row, ["host_id"], [k for k in row if k not in keep])
+
+    def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool:
+        stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def upsert_host_policy(self, row: Mapping[str, Any]) -> None:
+        self._upsert(host_policies, row, ["host_id"], [k for k in row if k != "host_id"])
+
+    def _upsert(self, table: sa.Table, row: Mapping[str, Any], keys: list[str],
+                update: list[str]) -> None:
+        raise NotImplementedError
+
+    # misc
+    def insert_progress(self, row: Mapping[str, Any]) -> None:
+        self.conn.execute(progress_snapshots.insert().values(**row))
+
+    def get_blueprint(self, name: str) -> base.Row | None:
+        return _row(self.conn.execute(
+            sa.select(blueprints).where(blueprints.c.name == name)).first())
+
+    def run_by_job_key(self, job_key: str) -> base.Row | None:
+        return _row(self.conn.execute(sa.select(runs).where(runs.c.job_key == job_key)).first())
+
+    def run_blob_refs(self, run_id: str) -> list[str]:
+        a = sa.select(artifacts.c.sha256).where(artifacts.c.run_id == run_id)
+        c = sa.select(checkpoints.c.sha256).where(checkpoints.c.run_id == run_id,
+                                                  checkpoints.c.sha256.is_not(None))
+        return sorted({r[0] for r in self.conn.execute(sa.union(a, c))})
+
+    def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
+        if not candidates:
+            return []
+        used_a = sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(candidates))
+        used_c = sa.select(checkpoints.c.sha256).where(checkpoints.c.sha256.in_(candidates))
+        used = {r[0] for r in self.conn.execute(sa.union(used_a, used_c))}
+        return sorted(set(candidates) - used)
+
+
+class SQLStore(data.DataMixin, base.Store):
+    """A store over a SQLAlchemy engine."""
+
+    transaction_class: type[SQLTransaction] = SQLTransaction
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+        self.dialect = engine.dialect.name
+
+    # transactions
+    @contextmanager
+    def transaction(self) -> Iterator[base.Transaction]:
+        try:
+            with self.engine.begin() as conn:
+                yield self.transaction_class(conn)
+        except sa.exc.IntegrityError as exc:
+            raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
+        except sa.exc.OperationalError as exc:
+            raise errors.StoreError(f"database error: {exc.orig}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.connect().execution_options(readonly=True) as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise errors.StoreError(f"database error: {exc.orig}") from exc
+
+    # migrations
+    def _alembic(self, conn: sa.Connection) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location",
+                            str(resources.files("runyard.store") / "migrations"))
+        cfg.attributes["connection"] = conn
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            command.upgrade(self._alembic(conn), revision)
+
+    def downgrade(self, revision: str) -> None:
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            command.downgrade(self._alembic(conn), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def ping(self) -> bool:
+        try:
+            with self._read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except (errors.StoreError, sa.exc.DBAPIError):
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # reads
+    def get_run(self, run_id: str) -> base.Row | None:
+        with self._read() as conn:
+            return _row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).first())
+
+    def list_runs(self, filt: base.RunFilter, *, after_id: str | None = None, limit: int = 50,
+                  sort: str = "-created_at", fields: Sequence[str] | None = None
+                  ) -> list[base.Row]:
+        key = sort.lstrip("-")
+        if key not in SORTABLE:
+            raise errors.ValidationError(
+                f"sort: cannot sort by {key!r} (one of: {', '.join(sorted(SORTABLE))})",
+                field="sort")
+        desc = sort.startswith("-")
+        cols = [runs.c[f] for f in fields] if fields else list(runs.c)
+        if fields:
+            for needed in ("id", key):
+                if needed not in fields:
+                    cols.append(runs.c[needed])
+        c = runs.c
+        stmt = sa.select(*cols)
+        if filt.status:
+            stmt = stmt.where(c.status.in_(filt.status))
+        if filt.project:
+            stmt = stmt.where(c.project == filt.project)
+        if filt.name_like:
+            stmt = stmt.where(c.name.ilike(filt.name_like))
+        if filt.created_after is not None:
+            stmt = stmt.where(c.created_at > filt.created_after)
+        if filt.created_before is not None:
+            stmt = stmt.where(c.created_at < filt.created_before)
+        if filt.host_id:
+            stmt = stmt.where(c.host_id == filt.host_id)
+        if filt.ids:
+            stmt = stmt.where(c.id.in_(filt.ids))
+        sort_col = c[key]
+        with self._read() as conn:
+            if after_id is not None:
+                # Keyset pagination: continue strictly after (sort value, id) of after_id.
+                pivot = conn.execute(sa.select(sort_col).where(c.id == after_id)).first()
+                if pivot is None:
+                    raise errors.ValidationError(f"after_id: no run {after_id!r}",
+                                                 field="after_id")
+                v = pivot[0]
+                if v is None:
+                    after = sa.and_(sort_col.is_(None), c.id < after_id if desc
+                                    else c.id > after_id)
+                elif desc:
+                    after = sa.or_(sort_col < v, sa.and_(sort_col == v, c.id < after_id),
+                                   sort_col.is_(None))
+                else:
+                    after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id))
+                stmt = stmt.where(after)
+            if desc:
+                stmt = stmt.order_by(sort_col.desc().nulls_last(), c.id.desc())
+            else:
+                stmt = stmt.order_by(sort_col.asc().nulls_last(), c.id.asc())
+            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+    def count_runs_by_status(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(runs.c.status, sa.func.count()).group_by(runs.c.status))
+            return {s: int(n) for s, n in rows}
+
+    def get_attempt(self, attempt_id: str) -> base.Row | None:
+        with self._read() as conn:
+            return _row(conn.execute(
+                sa.select(attempts).where(attempts.c.id == attempt_id)).first())
+
+    def list_attempts(self, run_id: str) -> list[base.Row]:
+        with self._read() as conn:
+            stmt = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(
+                attempts.c.number)
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def list_events(self, run_id: str, *, after_seq: int = 0, limit: int = 100,
+                    order: str = "asc") -> list[base.Row]:
+        if order not in ("asc", "desc"):
+            raise errors.ValidationError("order: expected 'asc' or 'desc'", field="order")
+        stmt = sa.select(events).where(events.c.run_id == run_id, events.c.seq > after_seq)
+        stmt = stmt.order_by(events.c.seq.asc() if order == "asc" else events.c.seq.desc())
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+    def events_since(self, after_id: int, limit: int = 500) -> list[base.Row]:
+        stmt = (sa.select(events).where(events.c.id > after_id).order_by(events.c.id)
+                .limit(limit))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def _workers_stmt(self) -> sa.Select[Any]:
+        active = (sa.select(sa.func.count()).select_from(attempts)
+                  .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
+                  .correlate(workers).scalar_subquery())
+        return (sa.select(workers, host_policies.c.allow, host_policies.c.deny,
+                          host_policies.c.slots.label("policy_slots"),
+                          host_policies.c.labels.label("policy_labels"),
+                          active.label("active_attempts"))
+                .select_from(workers.outerjoin(host_policies,
+                                               host_policies.c.host_id == workers.c.host_id)))
+
+    def list_workers(self) -> list[base.Row]:
+        with self._read() as conn:
+            stmt = self._workers_stmt().order_by(workers.c.host_id)
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def get_worker(self, host_id: str) -> base.Row | None:
+        with self._read() as conn:
+            return _row(conn.execute(
+                self._workers_stmt().where(workers.c.host_id == host_id)).first())
+
+    def list_host_policies(self) -> list[base.Row]:
+        with self._read() as conn:
+            stmt = sa.select(host_policies).order_by(host_policies.c.host_id)
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def queued_runs(self, limit: int = 1000) -> list[base.Row]:
+        c = runs.c
+        stmt = (sa.select(runs).where(c.status == "queued")
+                .order_by(c.priority.desc(), c.created_at, c.id).limit(limit))
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def iter_progress(self, run_id: str, limit: int = 20) -> Iterator[base.Row]:
+        stmt = (sa.select(progress_snapshots).where(progress_snapshots.c.run_id == run_id)
+                .order_by(progress_snapshots.c.id.desc()).limit(limit))
+        with self._read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        return iter(rows)
+
+
+__all__ = ["SQLStore", "SQLTransaction", "schema"]

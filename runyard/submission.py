@@ -1,0 +1,177 @@
+"""Turn a run request (the body of ``POST /v1/runs``) into a validated row, or say why not.
+
+Nothing is written here; :mod:`runyard.queue` stores what this returns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+
+from runyard import defaults, errors, models
+
+_KNOWN = frozenset({
+    "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
+    "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
+    "probe_interval_s", "stall_after_s", "env", "job_key", "source", "executor", "workdir",
+})
+_JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EXECUTORS = ("agent", "local", "slurm")
+
+
+def new_id() -> str:
+    """A time-ordered id: 12 hex digits of milliseconds, then 10 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+def _int(req: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    value = req.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.ValidationError(f"{key}: expected an integer, got {value!r}", field=key)
+    if value < minimum:
+        raise errors.ValidationError(f"{key}: must be at least {minimum}, got {value}", field=key)
+    return value
+
+
+def _positive(req: Mapping[str, Any], key: str, default: float) -> float:
+    value = req.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value <= 0:
+        raise errors.ValidationError(f"{key}: expected a number above 0, got {value!r}",
+                                     field=key)
+    return float(value)
+
+
+def _str(req: Mapping[str, Any], key: str, default: str, limit: int) -> str:
+    value = req.get(key, default)
+    if value is None:
+        value = default
+    if not isinstance(value, str) or len(value) > limit:
+        raise errors.ValidationError(f"{key}: expected text of at most {limit} characters",
+                                     field=key)
+    return value
+
+
+def validate_config(schema: Mapping[str, Any] | None, config: Any, prefix: str = "config"
+                    ) -> None:
+    """Check ``config`` against a blueprint's JSON Schema; all violations in one error."""
+    if not isinstance(config, Mapping):
+        raise errors.ValidationError(f"{prefix}: expected an object", field=prefix)
+    if not schema:
+        return
+    validator = jsonschema.Draft202012Validator(schema)
+    found = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    if not found:
+        return
+    items = []
+    for e in found:
+        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                                for p in e.absolute_path)
+        items.append({"field": path, "message": f"{path}: {e.message}"})
+    raise errors.ValidationError(items[0]["message"], field=items[0]["field"], errors=items)
+
+
+def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
+              owner: str | None, now: float) -> dict[str, Any]:
+    """Validate ``req`` and return the ``runs`` row for it (status ``queued``)."""
+    if not isinstance(req, Mapping):
+        raise errors.ValidationError("body: expected a JSON object", field="body")
+    unknown = sorted(set(req) - _KNOWN)
+    if unknown:
+        raise errors.ValidationError(f"{unknown[0]}: unknown field", field=unknown[0])
+    name = models.validate_name(req.get("name"), "name")
+    project = models.validate_name(req.get("project") or "default", "project")
+    executor = req.get("executor") or "agent"
+    if executor not in EXECUTORS:
+        raise errors.ValidationError(
+            f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}",
+            field="executor")
+
+    bp_name = req.get("blueprint")
+    command = req.get("command")
+    if bp_name is not None and command is not None:
+        raise errors.ValidationError("command: give a blueprint or a command, not both",
+                                     field="command")
+    if bp_name is not None:
+        if blueprint is None:
+            raise errors.ValidationError(f"blueprint: no blueprint named {bp_name!r}",
+                                         field="blueprint")
+        command = blueprint["command"]
+    elif command is not None:
+        if not isinstance(command, list) or not command or not all(
+                isinstance(a, str) for a in command):
+            raise errors.ValidationError("command: expected a non-empty list of strings (argv)",
+                                         field="command")
+    elif executor != "local":
+        raise errors.ValidationError("blueprint: a run needs a blueprint or a command",
+                                     field="blueprint")
+
+    config = req.get("config") or {}
+    validate_config(blueprint.get("config_schema") if blueprint else None, config)
+
+    bp_defaults: Mapping[str, Any] = (blueprint or {}).get("defaults") or {}
+    merged_constraints = dict(bp_defaults.get("constraints") or {})
+    raw_constraints = req.get("constraints") or {}
+    if not isinstance(raw_constraints, Mapping):
+        raise errors.ValidationError("constraints: expected an object", field="constraints")
+    merged_constraints.update(raw_constraints)
+    constraints = models.Constraints.from_dict(merged_constraints)
+
+    policy = {**models.normalise_defaults(), **{k: v for k, v in bp_defaults.items()
+                                               if k != "constraints"}, **req}
+    codes = policy.get("retry_on_exit_codes") or []
+    if not isinstance(codes, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in codes):
+        raise errors.ValidationError("retry_on_exit_codes: expected a list of integers",
+                                     field="retry_on_exit_codes")
+    env = req.get("env") or {}
+    if not isinstance(env, Mapping) or not all(
+            isinstance(k, str) and _ENV_NAME_RE.match(k) and isinstance(v, str)
+            for k, v in env.items()):
+        raise errors.ValidationError("env: expected a table of NAME = \"value\" strings",
+                                     field="env")
+    job_key = req.get("job_key")
+    if job_key is not None and (not isinstance(job_key, str) or not _JOB_KEY_RE.match(job_key)):
+        raise errors.ValidationError("job_key: expected 64 lowercase hex digits", field="job_key")
+
+    return {
+        "id": new_id(),
+        "name": name,
+        "project": project,
+        "version": _str(req, "version", "", 100),
+        "notes": _str(req, "notes", "", 10_000),
+        "blueprint": bp_name,
+        "command": command,
+        "config": dict(config),
+        "constraints": constraints.to_dict(),
+        "env": dict(env) or None,
+        "owner": owner,
+        "job_key": job_key,
+        "source": req.get("source"),
+        "priority": _int(policy, "priority", 0, -1_000_000),
+        "require_cuda": constraints.require_cuda or constraints.needs_cuda,
+        "prefer_cuda": constraints.prefer_cuda,
+        "gpus": constraints.gpus,
+        "min_vram_gib": constraints.min_vram_gib,
+        "min_ram_gib": constraints.min_ram_gib,
+        "min_cpus": constraints.min_cpus,
+        "status": models.Status.QUEUED.value,
+        "executor": executor,
+        "workdir": req.get("workdir"),
+        "max_attempts": _int(policy, "max_attempts", defaults.MAX_ATTEMPTS, 1),
+        "max_restarts_on_errors": _int(policy, "max_restarts_on_errors",
+                                       defaults.MAX_RESTARTS_ON_ERRORS, 0),
+        "retry_on_exit_codes": list(codes),
+        "probe_interval_s": _positive(policy, "probe_interval_s", defaults.PROBE_INTERVAL_S),
+        "stall_after_s": _positive(policy, "stall_after_s", defaults.STALL_AFTER_S),
+        "created_at": now,
+        "queued_at": now,
+        "updated_at": now,
+    }

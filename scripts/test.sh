@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh machine, then runs the whole suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k queue).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_postgres
+ensure_venv test
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,48 @@
+"""A claimer loop shared by the concurrency test's threads and processes."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from runyard.queue import Queue
+from runyard.store import open_store
+
+
+def retries_once(run_id: str) -> bool:
+    """About one run in ten fails its first attempt with worker_shutdown (so it requeues)."""
+    return hashlib.sha256(run_id.encode()).digest()[0] < 26
+
+
+def claim_loop(url: str, host_id: str, deadline: float,
+               queue: Queue | None = None) -> list[tuple[str, int, str]]:
+    """Claim and finish runs until nothing is left to do; return (run, attempt, host) claimed."""
+    own = queue is None
+    q = queue or Queue(open_store(url, upgrade=False), stale_after_s=600)
+    got: list[tuple[str, int, str]] = []
+    try:
+        while time.time() < deadline:
+            c = q.claim(host_id)
+            if c is None:
+                counts = q.store.count_runs_by_status()
+                if not any(counts.get(s) for s in ("queued", "claimed", "running")):
+                    return got
+                time.sleep(0.005)
+                continue
+            got.append((c.run["id"], c.attempt, host_id))
+            if c.attempt == 1 and retries_once(c.run["id"]):
+                q.fail(c.attempt_id, c.lease, reason="worker_shutdown")
+            else:
+                q.complete(c.attempt_id, c.lease)
+        raise TimeoutError(f"{host_id}: work left at the deadline")
+    finally:
+        if own:
+            q.store.close()
+
+
+def process_main(args: tuple[str, str, float]) -> list[tuple[str, int, str]] | dict[str, Any]:
+    try:
+        return claim_loop(*args)
+    except Exception as exc:  # report instead of hanging the pool
+        return {"error": repr(exc)}

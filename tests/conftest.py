@@ -1,0 +1,157 @@
+"""Shared fixtures: real SQLite files and throwaway databases on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+
+PG_ADMIN_URL = os.environ.get("RUNYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+PG_AVAILABLE = _pg_available()
+# CI must not silently skip the PostgreSQL half of the suite.
+if os.environ.get("CI") and not PG_AVAILABLE:
+    raise RuntimeError(f"PostgreSQL is required in CI but {PG_ADMIN_URL} is not reachable")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+                   ) -> None:
+    """No test sees the developer's RUNYARD_* settings or writes into their data directory."""
+    for key in list(os.environ):
+        if key.startswith("RUNYARD_") and key != "RUNYARD_TEST_PG":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RUNYARD_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+class PgDatabases:
+    """Creates databases cloned from a migrated template; drops them at the end."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.template: str | None = None
+        self.created: list[str] = []
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        return self._psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+    def url(self, name: str) -> str:
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        return f"{base}/{name}"
+
+    def new(self, migrated: bool = True) -> str:
+        name = f"runyard_t_{os.getpid()}_{secrets.token_hex(4)}"
+        with self._admin() as conn:
+            if migrated:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self._template()}"')
+            else:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.url(name)
+
+    def _template(self) -> str:
+        if self.template is None:
+            from runyard.store import open_store
+
+            name = f"runyard_tpl_{os.getpid()}_{secrets.token_hex(4)}"
+            with self._admin() as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            self.created.append(name)
+            open_store(self.url(name)).close()
+            self.template = name
+        return self.template
+
+    def drop_all(self) -> None:
+        with self._admin() as conn:
+            for name in reversed(self.created):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    if not PG_AVAILABLE:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    dbs = PgDatabases()
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
+    """A fresh, migrated database URL of each dialect."""
+    if request.param == "sqlite":
+        from runyard.store import open_store
+        from runyard.store.engine import sqlite_url
+
+        url = sqlite_url(os.path.join(tmp_path, "runyard.db"))
+        open_store(url).close()
+        return url
+    dbs: PgDatabases = request.getfixturevalue("pg_databases")
+    return dbs.new()
+
+
+@pytest.fixture
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]
+                 ) -> Callable[[str], str]:
+    """A factory of empty (unmigrated) databases, by dialect."""
+
+    def make(dialect: str) -> str:
+        if dialect == "sqlite":
+            from runyard.store.engine import sqlite_url
+
+            return sqlite_url(os.path.join(tmp_path, f"empty-{secrets.token_hex(3)}.db"))
+        dbs: PgDatabases = request.getfixturevalue("pg_databases")
+        return dbs.new(migrated=False)
+
+    return make
+
+
+@pytest.fixture
+def store(db_url: str):  # type: ignore[no-untyped-def]
+    from runyard.store import open_store
+
+    s = open_store(db_url, upgrade=False)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def queue(store):  # type: ignore[no-untyped-def]
+    from runyard.queue import Queue
+
+    return Queue(store, stale_after_s=60)
+
+
+@pytest.fixture
+def live_server(tmp_path, db_url):  # type: ignore[no-untyped-def]
+    """A real server process on 127.0.0.1 over each database dialect."""
+    from .live_server import LiveServer
+
+    server = LiveServer(tmp_path / "server", db_url, stale_after_s=5).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sqlite_server(tmp_path):  # type: ignore[no-untyped-def]
+    """A real server process on its embedded SQLite database (one dialect, for speed)."""
+    from .live_server import LiveServer
+
+    server = LiveServer(tmp_path / "server", stale_after_s=5).start()
+    yield server
+    server.stop()

@@ -1,0 +1,340 @@
+"""The agent's parts on real files: spool, probe, log buffer, backoff, claim parsing, GPUs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runyard import errors, models
+from runyard.agent import api as api_mod
+from runyard.agent import attempt, daemon, probe, spool
+
+# --------------------------------------------------------------------------- backoff
+
+
+def test_backoff_grows_with_full_jitter_and_resets() -> None:
+    b = api_mod.Backoff(base=1.0, cap=8.0, rng=random.Random(1))
+    delays = [b.next_delay() for _ in range(8)]
+    assert all(0 <= d <= 8.0 for d in delays)
+    ceilings = [min(8.0, 2**i) for i in range(8)]
+    assert all(d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered, not lockstep
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_backoff_minimum_is_a_floor() -> None:
+    b = api_mod.Backoff(base=0.001, cap=0.001, minimum=0.5)
+    assert b.next_delay() == 0.5
+
+
+# --------------------------------------------------------------------------- spool
+
+
+class FlakyServer:
+    """Records what was delivered; ``down`` makes every call a transport error."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.got: list[tuple[str, Any]] = []
+        self.refuse: set[int] = set()
+        self.conflict = False
+
+    def send(self, kind: str, body: Any) -> None:
+        if self.conflict:
+            raise errors.LeaseConflict("gone")
+        if self.down:
+            raise errors.TransportError("connection refused")
+        if body.get("n") in self.refuse:
+            raise errors.ValidationError("bad entry", field="points")
+        self.got.append((kind, body["n"]))
+
+
+def test_outbox_spools_while_down_and_replays_in_order(tmp_path: Path) -> None:
+    server = FlakyServer()
+    clock = [0.0]
+    box = spool.Outbox(spool.Spool(tmp_path), server.send, clock=lambda: clock[0])
+    assert box.post("metrics", {"n": 1})
+    server.down = True
+    assert not box.post("metrics", {"n": 2})
+    assert not box.post("progress", {"n": 3})  # queued behind 2, not tried
+    server.down = False
+    # Not before the backoff delay: new messages queue behind the spool, never overtake it.
+    assert not box.post("logs", {"n": 4})
+    assert server.got == [("metrics", 1)]
+    clock[0] += 60
+    assert box.flush()
+    assert server.got == [("metrics", 1), ("metrics", 2), ("progress", 3), ("logs", 4)]
+    assert not box.backlog
+    assert box.post("metrics", {"n": 5})
+    assert [n for _, n in server.got] == [1, 2, 3, 4, 5]
+
+
+def test_spool_cursor_survives_a_new_spool_object(tmp_path: Path) -> None:
+    server = FlakyServer()
+    s = spool.Spool(tmp_path)
+    for n in range(3):
+        s.append("metrics", {"n": n})
+    server.refuse = set()
+    calls = {"count": 0}
+
+    def send_two(kind: str, body: Any) -> None:
+        calls["count"] += 1
+        if calls["count"] > 2:
+            raise errors.TransportError("down again")
+        server.send(kind, body)
+
+    assert not s.replay(send_two)
+    again = spool.Spool(tmp_path)  # e.g. after a restart: the cursor is on disk
+    assert again.pending()
+    assert again.replay(server.send)
+    assert [n for _, n in server.got] == [0, 1, 2]  # 2 once, nothing twice
+
+
+def test_spool_skips_refused_and_torn_entries(tmp_path: Path) -> None:
+    server = FlakyServer()
+    server.refuse = {1}
+    s = spool.Spool(tmp_path)
+    for n in range(3):
+        s.append("metrics", {"n": n})
+    with open(s.path, "a") as fh:
+        fh.write("garbage line\n")
+    s.append("metrics", {"n": 3})
+    with open(s.path, "a") as fh:
+        fh.write('{"kind": "metrics", "bo')  # torn by a crash mid-append
+    assert not s.replay(server.send)
+    assert [n for _, n in server.got] == [0, 2, 3]
+
+
+def test_outbox_lease_conflict_propagates(tmp_path: Path) -> None:
+    server = FlakyServer()
+    box = spool.Outbox(spool.Spool(tmp_path), server.send)
+    server.conflict = True
+    with pytest.raises(errors.LeaseConflict):
+        box.post("metrics", {"n": 1})
+
+
+# --------------------------------------------------------------------------- probe
+
+
+def _snap(seq: int, **extra: Any) -> dict[str, Any]:
+    return {"schema": "runyard.progress/v1", "seq": seq,
+            "updated_at": "2026-01-01T00:00:00.000Z", "step": seq, **extra}
+
+
+def test_probe_forwards_changes_only_and_batches_metrics(tmp_path: Path) -> None:
+    prog, metrics = tmp_path / "progress.json", tmp_path / "metrics.jsonl"
+    p = probe.Probe(prog, metrics)
+    assert p.read().progress is None  # nothing yet, and no "missing" warning this early
+    prog.write_text(json.dumps(_snap(1)))
+    with open(metrics, "w") as fh:
+        for i in range(2500):
+            fh.write(json.dumps({"step": i, "tag": "loss", "value": "NaN" if i == 7 else i})
+                     + "\n")
+        fh.write('{"step": 2500, "tag": "lo')  # half a line: left for the next read
+    got = p.read()
+    assert got.progress == {"snapshot": _snap(1), "warnings": []}
+    assert [len(b) for b in got.metric_batches] == [1000, 1000, 500]
+    assert got.metric_batches[0][7]["value"] == "NaN"
+    assert all(pt["at"] for b in got.metric_batches for pt in b)
+    again = p.read()
+    assert again.progress is None and again.points == 0
+    with open(metrics, "a") as fh:
+        fh.write('ss", "value": 1}\n')
+    prog.write_text(json.dumps(_snap(2)))
+    third = p.read()
+    assert third.points == 1 and third.progress is not None
+    assert third.progress["snapshot"]["seq"] == 2
+
+
+@pytest.mark.parametrize("content,kind", [
+    ("{not json", "corrupt"),
+    ('{"schema": "runyard.progress/v1", "seq": 3', "partial"),
+    (json.dumps(_snap(5, pad="x" * 70_000)), "oversized"),
+    (json.dumps({"schema": "other"}), "invalid"),
+    ("", "partial"),
+])
+def test_probe_warns_once_per_kind(tmp_path: Path, content: str, kind: str) -> None:
+    prog = tmp_path / "progress.json"
+    p = probe.Probe(prog, tmp_path / "metrics.jsonl")
+    prog.write_text(json.dumps(_snap(1)))
+    p.read()
+    prog.write_text(content)
+    first = p.read()
+    assert first.progress is not None and first.progress["snapshot"] is None
+    assert len(first.progress["warnings"]) == 1
+    assert f"progress file {kind}" in first.progress["warnings"][0]
+    assert p.read().progress is None  # not every tick
+    prog.write_text(json.dumps(_snap(2)))
+    assert p.read().progress == {"snapshot": _snap(2), "warnings": []}
+    assert p.last_snapshot == _snap(2)
+
+
+def test_probe_reports_a_missing_snapshot_at_the_final_read(tmp_path: Path) -> None:
+    p = probe.Probe(tmp_path / "progress.json", tmp_path / "metrics.jsonl")
+    assert p.read().progress is None
+    final = p.read(final=True)
+    assert final.progress is not None
+    assert "never written" in final.progress["warnings"][0]
+
+
+def test_probe_reports_bad_metric_lines_with_a_cap(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("oops\n" * (probe.MAX_LINE_WARNINGS + 5)
+                       + json.dumps({"step": 1, "tag": "a", "value": 1}) + "\n")
+    got = probe.Probe(tmp_path / "p.json", metrics).read()
+    assert got.points == 1
+    assert got.progress is not None
+    warnings = got.progress["warnings"]
+    assert len(warnings) == probe.MAX_LINE_WARNINGS + 1
+    assert warnings[0].startswith("metrics file line 1 skipped")
+    assert "further ones" in warnings[-1]
+
+
+# --------------------------------------------------------------------------- log buffer
+
+
+def test_log_buffer_keeps_byte_offsets_and_whole_characters() -> None:
+    buf = probe.LogBuffer(chunk_bytes=4)
+    data = "héllo wörld\n".encode()
+    buf.add("stdout", 0, data[:2])  # "h" and the first byte of "é"
+    first = buf.drain()
+    assert first == [{"stream": "stdout", "offset": 0, "data": "h"}]
+    buf.add("stdout", 2, data[2:])
+    buf.add("stderr", 0, b"err\n")
+    rest = buf.drain(final=True)
+    out = [c for c in rest if c["stream"] == "stdout"]
+    assert "".join(c["data"] for c in first + out) == "héllo wörld\n"
+    for chunk in out:  # each offset is where its text starts in the byte stream
+        assert data[chunk["offset"]:].decode().startswith(chunk["data"])
+    assert [c for c in rest if c["stream"] == "stderr"] == [
+        {"stream": "stderr", "offset": 0, "data": "err\n"}]
+    assert buf.drain() == []
+
+
+# --------------------------------------------------------------------------- claim answers
+
+
+def _claim(**over: Any) -> dict[str, Any]:
+    body = {"run": {"id": "r1", "name": "n", "constraints": {"gpus": 2}},
+            "attempt": {"id": "a1", "number": 2}, "lease": "L",
+            "lease_expires_at": "2030-01-01T00:00:00.000Z", "command": ["x", "{seed}"],
+            "env": {"A": 1}, "config": {"lr": 0.1}, "probe_interval_s": 0.5, "seed": 7}
+    body.update(over)
+    return body
+
+
+def test_assignment_from_claim() -> None:
+    a = attempt.Assignment.from_claim(_claim())
+    assert (a.run_id, a.attempt_id, a.number, a.lease) == ("r1", "a1", 2, "L")
+    assert a.env == {"A": "1"} and a.seed == 7 and a.probe_interval_s == 0.5
+    assert a.constraints.gpus == 2
+    assert a.stale_after_s > 0
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"run": None}, "claim.run"),
+    ({"attempt": {"number": 1}}, "claim.attempt"),
+    ({"lease": ""}, "claim.lease"),
+    ({"lease_expires_at": "soon"}, "claim.lease_expires_at"),
+])
+def test_assignment_refuses_a_bad_claim(over: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as info:
+        attempt.Assignment.from_claim(_claim(**over))
+    assert info.value.field == field
+
+
+def test_heartbeat_interval() -> None:
+    assert attempt.heartbeat_interval(3.0) == 0.75
+    assert attempt.heartbeat_interval(120.0) == 5.0
+    assert attempt.heartbeat_interval(0.0) == 5.0
+    assert attempt.heartbeat_interval(0.01) == attempt.HEARTBEAT_MIN_S
+
+
+# --------------------------------------------------------------------------- GPUs
+
+
+def test_gpu_pool_gives_each_attempt_its_own() -> None:
+    pool = daemon.GpuPool(tuple(models.GPU(index=i) for i in range(3)))
+    a = pool.take(models.Constraints(gpus=2))
+    b = pool.take(models.Constraints(require_cuda=True))
+    assert a == [0, 1] and b == [2]
+    assert pool.take(models.Constraints()) == []
+    assert pool.free() == ()
+    assert pool.take(models.Constraints(gpus=1)) == []  # none left: warned, none given
+    pool.give_back(a)
+    assert [g.index for g in pool.free()] == [0, 1]
+    assert pool.take(models.Constraints(prefer_cuda=True)) == [0]
+
+
+def test_agent_config_refuses_bad_options() -> None:
+    with pytest.raises(errors.ConfigError):
+        daemon.AgentConfig(server="http://x", executor="slurm").validate()
+    with pytest.raises(errors.ValidationError) as info:
+        daemon.AgentConfig(server="http://x", slots=0).validate()
+    assert info.value.field == "slots"
+    with pytest.raises(errors.ValidationError):
+        daemon.AgentConfig(server="http://x", probe_interval_s=0).validate()
+
+
+# --------------------------------------------------------------------------- HTTP errors
+
+
+def _api(handler: Any) -> api_mod.WorkerAPI:
+    return api_mod.WorkerAPI("http://server", "tok", transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("status,body,cls", [
+    (409, {"error": {"type": "LeaseConflict", "message": "stale"}}, errors.LeaseConflict),
+    (409, {"error": {"type": "IllegalTransition", "message": "x"}}, errors.LeaseConflict),
+    (422, {"error": {"type": "ValidationError", "message": "bad", "field": "lease"}},
+     errors.ValidationError),
+    (401, {"error": {"type": "AuthError", "message": "who"}}, errors.AuthError),
+    (403, {"error": {"type": "Forbidden", "message": "no"}}, errors.Forbidden),
+    (404, "not json", errors.NotFound),
+    (503, {"error": {"type": "StoreError", "message": "db"}}, errors.ServerError),
+])
+def test_api_maps_http_errors(status: int, body: Any, cls: type[Exception]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["Authorization"] == "Bearer tok"
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(cls) as info:
+        _api(handler).heartbeat("a1", "L")
+    assert type(info.value) is cls
+    assert f"HTTP {status}" in str(info.value)
+
+
+def test_api_claim_204_is_none_and_transport_errors_are_retryable() -> None:
+    assert _api(lambda r: httpx.Response(204)).claim("h", {"host_id": "h"}, 1) is None
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    api = _api(refuse)
+    with pytest.raises(errors.TransportError) as info:
+        api.call(lambda: api.heartbeat("a", "L"), attempts=2,
+                 backoff=api_mod.Backoff(base=0.001, cap=0.001))
+    assert api_mod.is_retryable(info.value)
+
+
+def test_api_refuses_a_bad_server_url() -> None:
+    with pytest.raises(errors.ConfigError):
+        api_mod.WorkerAPI("server:8470", None)
+
+
+def test_probe_drops_tags_the_server_refuses_with_one_warning(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.jsonl"
+    long_tag = "t" * 100
+    metrics.write_text("".join(json.dumps({"step": i, "tag": tag, "value": 1}) + "\n"
+                               for i, tag in enumerate(["ok", long_tag, long_tag, "ok"])))
+    got = probe.Probe(tmp_path / "p.json", metrics).read()
+    assert [p["step"] for b in got.metric_batches for p in b] == [0, 3]
+    assert got.progress is not None and len(got.progress["warnings"]) == 1

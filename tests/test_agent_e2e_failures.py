@@ -1,0 +1,135 @@
+"""End to end, when things break: a host dies, the server restarts, a worker freezes."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .agent_helpers import (
+    AgentProc,
+    Api,
+    kill_quietly,
+    pid_alive,
+    training_pid,
+    write_train_script,
+)
+from .live_server import LiveServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProc]]:
+    started: list[AgentProc] = []
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+@pytest.fixture
+def orphans() -> Iterator[list[int]]:
+    """Training pids a test leaves behind on purpose (their agent was killed)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        kill_quietly(pid)
+
+
+def _start(tmp_path: Path, stale_after_s: float) -> tuple[LiveServer, Api]:
+    server = LiveServer(tmp_path / "server", stale_after_s=stale_after_s).start()
+    return server, Api(server)
+
+
+def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
+        tmp_path: Path, agents: list[AgentProc], orphans: list[int]) -> None:
+    server, api = _start(tmp_path, 3)
+    try:
+        script = write_train_script(tmp_path)
+        rid = api.submit("victim", script, {"steps": 30, "sleep": 0.1,
+                                            "sleep_by_attempt": {"2": 0.01}})
+        token = api.worker_token()
+        first = AgentProc(server, token, "doomed", tmp_path / "w1")
+        agents.append(first)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        orphans.append(training_pid(first, rid, 1))
+        first.signal(signal.SIGKILL)
+        first.wait(5)
+        agents.append(AgentProc(server, token, "survivor", tmp_path / "w2"))
+        run = api.wait(rid, {"completed"}, timeout=30)
+        assert run["host_id"] == "survivor" and run["attempt"] == 2
+        statuses = [(e["status"], e["details"].get("reason")) for e in api.events(rid)
+                    if e["kind"] == "status"]
+        assert ("queued", "lost") in statuses
+        by_attempt = collections.Counter(p["attempt"] for p in api.metrics(rid))
+        assert by_attempt[2] == 30 and by_attempt[1] >= 1  # both attempts' points kept
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_server_restart_mid_run_loses_and_duplicates_no_metric(
+        tmp_path: Path, agents: list[AgentProc]) -> None:
+    server, api = _start(tmp_path, 20)
+    try:
+        script = write_train_script(tmp_path)
+        steps, per = 60, 20
+        rid = api.submit("steady", script, {"steps": steps, "sleep": 0.05,
+                                            "points_per_step": per})
+        agent = AgentProc(server, api.worker_token(), "box", tmp_path / "work")
+        agents.append(agent)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        server.kill()
+        time.sleep(1.5)  # training goes on; the agent spools what it cannot send
+        server.start()
+        run = api.wait(rid, {"completed", "failed"}, timeout=40)
+        assert run["status"] == "completed", run
+        points = api.metrics(rid)
+        keys = collections.Counter((p["tag"], p["step"]) for p in points)
+        assert len(points) == steps * per
+        assert set(keys.values()) == {1}
+        assert api.http.get(f"/v1/runs/{rid}/progress").json()["snapshot"]["seq"] == steps
+        out = api.logs(rid)
+        assert out.count("done\n") == 1 and out.startswith("pid ")
+        assert "spooling" in agent.log()
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
+        tmp_path: Path, agents: list[AgentProc]) -> None:
+    server, api = _start(tmp_path, 3)
+    try:
+        script = write_train_script(tmp_path)
+        rid = api.submit("fenced", script, {"steps": 200, "sleep": 0.1,
+                                            "sleep_by_attempt": {"2": 0.005}})
+        token = api.worker_token()
+        frozen = AgentProc(server, token, "frozen", tmp_path / "w1")
+        agents.append(frozen)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        pid = training_pid(frozen, rid, 1)
+        frozen.signal(signal.SIGSTOP)
+        api.wait(rid, lambda r: r["attempt"] == 1 and r["status"] == "queued", timeout=15)
+        other = AgentProc(server, token, "other", tmp_path / "w2")
+        agents.append(other)
+        api.wait(rid, lambda r: r["attempt"] == 2 and r["status"] == "running", timeout=15)
+        frozen.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while "abandoned" not in frozen.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "lease lost" in frozen.log() and "abandoned" in frozen.log()
+        assert not pid_alive(pid)  # its training process was stopped
+        run = api.wait(rid, {"completed", "failed"}, timeout=30)
+        assert run["status"] == "completed" and run["host_id"] == "other"
+        ends = [e["details"] for e in api.events(rid)
+                if e["kind"] == "status" and e["status"] in ("completed", "failed")]
+        assert [d["worker"] for d in ends] == ["other"]  # the frozen one reported nothing
+        assert frozen.proc.poll() is None  # the agent itself lives on, claiming again
+    finally:
+        api.close()
+        server.stop()

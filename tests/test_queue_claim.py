@@ -1,0 +1,165 @@
+"""Claiming: eligibility, host policy, slots, order, prefer_cuda, drain, explain."""
+
+from __future__ import annotations
+
+import pytest
+
+from runyard import errors, models
+from runyard.queue import Queue
+
+from .factories import caps, submit
+
+
+def test_unregistered_worker_is_refused(queue: Queue) -> None:
+    with pytest.raises(errors.NotFound, match="not registered"):
+        queue.claim("ghost")
+
+
+def test_constraints_route_runs_to_eligible_workers_only(queue: Queue) -> None:
+    queue.register_worker(caps("cpu", ram=8, cpus=4, slots=10))
+    queue.register_worker(caps("gpu", ram=64, cpus=32, gpus=2, vram=24, slots=10,
+                               labels={"zone": "a"}))
+    cuda = submit(queue, "cuda", require_cuda=True)
+    two = submit(queue, "two-gpus", gpus=2)
+    three = submit(queue, "three-gpus", gpus=3)
+    vram = submit(queue, "big-vram", min_vram_gib=40)
+    ram = submit(queue, "ram", min_ram_gib=32)
+    cpus = submit(queue, "cpus", min_cpus=16)
+    pinned = submit(queue, "pinned", allowed_hosts=["cp*"])
+    label = submit(queue, "label", labels={"zone": "a"})
+    anywhere = submit(queue, "anywhere")
+
+    got: dict[str, str] = {}
+    for host in ("cpu", "gpu"):
+        while (c := queue.claim(host)) is not None:
+            got[c.run["name"]] = host
+    assert got == {"cuda": "gpu", "two-gpus": "gpu", "ram": "gpu", "cpus": "gpu",
+                   "pinned": "cpu", "label": "gpu", "anywhere": "cpu"}
+    for run in (three, vram):
+        assert queue.store.get_run(run["id"])["status"] == "queued"
+    del cuda, two, ram, cpus, pinned, label, anywhere
+
+
+def test_host_policy_allow_and_deny(queue: Queue) -> None:
+    queue.register_worker(caps("box", slots=10))
+    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("resnet-*", "bert-*"),
+                                               deny=("bert-large*",))])
+    submit(queue, "resnet-50")
+    submit(queue, "bert-large")
+    submit(queue, "gpt-2")
+    submit(queue, "other", blueprint=None)
+    names = []
+    while (c := queue.claim("box")) is not None:
+        names.append(c.run["name"])
+    assert names == ["resnet-50"]
+    # Policies update in place: widening allow lets the waiting runs through.
+    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("*",))])
+    while (c := queue.claim("box")) is not None:
+        names.append(c.run["name"])
+    assert sorted(names) == ["bert-large", "gpt-2", "other", "resnet-50"]
+
+
+def test_policy_matches_blueprint_names(queue: Queue) -> None:
+    from runyard.store.schema import blueprints
+
+    with queue.store.transaction() as tx:
+        tx.conn.execute(blueprints.insert().values(  # type: ignore[attr-defined]
+            name="mlp", command=["python", "mlp.py"], config_schema=None, defaults={},
+            updated_at=0.0))
+    queue.register_worker(caps("box"))
+    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("mlp",))])
+    run, _ = queue.submit({"name": "some-job", "blueprint": "mlp"})
+    c = queue.claim("box")
+    assert c is not None and c.run["id"] == run["id"]
+
+
+def test_slots_limit_concurrent_attempts(queue: Queue) -> None:
+    queue.register_worker(caps("w", slots=2))
+    for i in range(4):
+        submit(queue, f"r{i}")
+    a, b = queue.claim("w"), queue.claim("w")
+    assert a is not None and b is not None
+    assert queue.claim("w") is None
+    queue.complete(a.attempt_id, a.lease)
+    assert queue.claim("w") is not None
+    # The operator's policy overrides what the agent reports, and free_slots narrows it.
+    queue.set_host_policies([models.HostPolicy(host_id="w", slots=5)])
+    assert queue.claim("w", free_slots=0) is None
+    assert queue.claim("w") is not None
+
+
+def test_priority_then_age(queue: Queue) -> None:
+    queue.register_worker(caps("w", slots=10))
+    submit(queue, "old-low")
+    submit(queue, "high", priority=5)
+    submit(queue, "new-low")
+    submit(queue, "higher", priority=9)
+    order = []
+    while (c := queue.claim("w")) is not None:
+        order.append(c.run["name"])
+    assert order == ["higher", "high", "old-low", "new-low"]
+
+
+def test_ineligible_head_does_not_block_the_queue(store) -> None:  # type: ignore[no-untyped-def]
+    q = Queue(store, claim_scan=4)  # small pages so the scan must go past several
+    q.register_worker(caps("w", slots=1))
+    for i in range(10):
+        submit(q, f"pinned-{i}", allowed_hosts=["elsewhere"], priority=1)
+    target = submit(q, "mine")
+    c = q.claim("w")
+    assert c is not None and c.run["id"] == target["id"]
+
+
+def test_prefer_cuda_goes_to_cuda_when_free_else_cpu(queue: Queue) -> None:
+    queue.register_worker(caps("cpu", slots=4))
+    queue.register_worker(caps("gpu", gpus=1, slots=1))
+    first = submit(queue, "p1", prefer_cuda=True)
+    second = submit(queue, "p2", prefer_cuda=True)
+    assert queue.claim("cpu") is None  # the GPU host is free: leave it for the GPU
+    g = queue.claim("gpu")
+    assert g is not None and g.run["id"] == first["id"]
+    c = queue.claim("cpu")  # the GPU host is full now: the CPU may take it
+    assert c is not None and c.run["id"] == second["id"]
+
+
+def test_drained_worker_claims_nothing(queue: Queue) -> None:
+    queue.register_worker(caps("w"))
+    submit(queue)
+    queue.set_drained("w", True)
+    assert queue.claim("w") is None
+    queue.register_worker(caps("w"))  # an agent restart keeps the drain
+    assert queue.claim("w") is None
+    queue.set_drained("w", False)
+    assert queue.claim("w") is not None
+    with pytest.raises(errors.NotFound):
+        queue.set_drained("nope", True)
+
+
+def test_explain_names_the_failing_constraint_per_worker(queue: Queue) -> None:
+    queue.register_worker(caps("pi", ram=4, cpus=4))
+    queue.register_worker(caps("gpu", ram=64, gpus=1, vram=12))
+    run = submit(queue, "bert-large", require_cuda=True, min_vram_gib=40, min_ram_gib=8)
+    out = queue.explain(run["id"])
+    by_host = {w["host_id"]: w for w in out["workers"]}
+    assert by_host["pi"]["unmet"] == ["require_cuda: pi has no CUDA GPU",
+                                      "min_ram_gib: needs 8 GiB, pi has 4 GiB"]
+    assert by_host["gpu"]["unmet"] == ["min_vram_gib: needs 40 GiB per GPU, gpu has 12 GiB"]
+    assert out["summary"] == "no registered worker can ever serve this run"
+
+    ok = submit(queue, "small")
+    queue.set_drained("pi", True)
+    explained = queue.explain(ok["id"])
+    assert explained["summary"] == "eligible on gpu, pi; waiting for its turn (priority, then age)"
+    assert {w["host_id"]: w["state"] for w in explained["workers"]}["pi"] == ["drained"]
+    with pytest.raises(errors.NotFound):
+        queue.explain("nope")
+
+
+def test_capabilities_bad_input(queue: Queue) -> None:
+    with pytest.raises(errors.ValidationError, match="capabilities.ram_gib: must not be negative"):
+        models.Capabilities.from_dict({"host_id": "h", "ram_gib": -1})
+    with pytest.raises(errors.ValidationError, match="capabilities.host_id"):
+        models.Capabilities.from_dict({"host_id": "../etc"})
+    with pytest.raises(errors.ValidationError, match="capabilities.slots: must be at least 1"):
+        models.Capabilities.from_dict({"host_id": "h", "slots": 0})
+    assert queue.store.list_workers() == []

@@ -1,0 +1,238 @@
+"""Metrics, logs, artifacts, blobs and checkpoints over HTTP."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .live_server import LiveServer
+from .test_server_support import Api, admin, error_of, sha
+
+
+@pytest.fixture
+def api(sqlite_server):  # type: ignore[no-untyped-def]
+    client = admin(sqlite_server)
+    yield client
+    client.close()
+
+
+def running(api: Api, name: str = "r", **body: Any) -> tuple[str, str, str]:
+    """A run claimed by box-1: (run id, attempt id, lease)."""
+    run = api.submit(name, **body)
+    claim = api.claim("box-1")
+    assert claim and claim["run"]["id"] == run["id"]
+    return run["id"], claim["attempt"]["id"], claim["lease"]
+
+
+def upload(api: Api, run_id: str, aid: str, lease: str, name: str, data: bytes,
+           digest: str | None = None, kind: str = "file") -> httpx.Response:
+    return api.request("PUT", f"/v1/runs/{run_id}/artifacts/{name}",
+                       params={"attempt_id": aid, "kind": kind}, content=data,
+                       headers={"X-Content-SHA256": digest or sha(data),
+                                "X-Runyard-Lease": lease})
+
+
+def blob_files(server: LiveServer) -> list[str]:
+    root = server.data_dir / "artifacts"
+    return sorted(p.name for p in Path(root).rglob("*") if p.is_file()
+                  and len(p.name) == 64)
+
+
+def test_metrics_roundtrip_special_values_and_series(api: Api) -> None:
+    rid, aid, lease = running(api)
+    points = [{"step": s, "tag": "loss", "value": 1.0 / (s + 1)} for s in range(1000)]
+    points += [{"step": 5, "tag": "acc", "value": "NaN", "at": "2026-01-01T00:00:00.000Z"},
+               {"step": 6, "tag": "acc", "value": "Infinity"}]
+    out = api.ok("POST", f"/v1/runs/{rid}/metrics",
+                 json={"attempt_id": aid, "lease": lease, "points": points})
+    assert out["written"] == 1002
+    # Idempotent: the same (attempt, tag, step) again changes nothing.
+    api.ok("POST", f"/v1/runs/{rid}/metrics",
+           json={"attempt_id": aid, "lease": lease, "points": points[:10]})
+    tags = {t["tag"]: t for t in api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"]}
+    assert tags["loss"]["count"] == 1000 and tags["loss"]["last_step"] == 999
+    assert tags["acc"]["last_value"] == "Infinity"
+    page = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "acc"})
+    assert [p["value"] for p in page["items"]] == ["NaN", "Infinity"]
+    assert page["items"][0]["at"] == "2026-01-01T00:00:00.000Z" and page["items"][0]["attempt"] == 1
+    page = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "loss", "limit": 400})
+    assert len(page["items"]) == 400 and page["next_after_step"] == 399
+    page = api.ok("GET", f"/v1/runs/{rid}/metrics",
+                  params={"tag": "loss", "after_step": 399, "limit": 1000})
+    assert page["items"][0]["step"] == 400 and page["next_after_step"] is None
+    series = api.ok("GET", f"/v1/runs/{rid}/metrics/loss/series", params={"points": 10})
+    assert series["total"] == 1000 and series["tag"] == "loss"
+    assert series["points"][0]["step"] == 0 and series["points"][-1]["step"] == 999
+    assert len(series["points"]) <= 11
+    ranged = api.ok("GET", f"/v1/runs/{rid}/metrics/loss/series",
+                    params={"points": 5, "min_step": 100, "max_step": 199})
+    assert ranged["total"] == 100 and ranged["points"][-1]["step"] == 199
+
+
+@pytest.mark.parametrize("point, field", [
+    ({"step": -1, "tag": "x", "value": 1}, "points[0].step"),
+    ({"step": 1, "tag": "", "value": 1}, "points[0].tag"),
+    ({"step": 1, "tag": "x", "value": "lots"}, "points[0].value"),
+    ({"step": 1, "tag": "x"}, "points[0].value"),
+    ({"step": 1, "tag": "x", "value": 1, "at": "noon"}, "points[0].at"),
+    ({"step": 1, "tag": "x", "value": 1, "extra": 1}, "points[0].extra"),
+])
+def test_bad_metric_points(api: Api, point: dict[str, Any], field: str) -> None:
+    rid, aid, lease = running(api)
+    r = api.post(f"/v1/runs/{rid}/metrics", {"attempt_id": aid, "lease": lease,
+                                             "points": [point]})
+    assert r.status_code == 422, r.text
+    assert error_of(r)["field"] == field
+
+
+def test_metrics_are_fenced(api: Api) -> None:
+    rid, aid, lease = running(api)
+    r = api.post(f"/v1/runs/{rid}/metrics", {"attempt_id": aid, "lease": "stale" * 8,
+                                             "points": [{"step": 1, "tag": "x", "value": 1}]})
+    assert r.status_code == 409
+    other = api.submit("other")
+    r = api.post(f"/v1/runs/{other['id']}/metrics",
+                 {"attempt_id": aid, "lease": lease, "points": []})
+    assert r.status_code == 409 and "does not belong" in error_of(r)["message"]
+    assert api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"] == []
+
+
+def test_logs_append_idempotent_and_read(api: Api) -> None:
+    rid, aid, lease = running(api)
+    chunks = [{"stream": "stdout", "offset": 0, "data": "hello "},
+              {"stream": "stdout", "offset": 6, "data": "world\n"},
+              {"stream": "stderr", "offset": 0, "data": "warn\n"}]
+    api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": chunks})
+    api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": chunks[:1]})
+    out = api.ok("GET", f"/v1/runs/{rid}/logs")
+    assert out == {"data": "hello world\n", "next_offset": 12, "attempt": 1, "stream": "stdout"}
+    out = api.ok("GET", f"/v1/runs/{rid}/logs", params={"stream": "stderr", "attempt": 1})
+    assert out["data"] == "warn\n"
+    part = api.ok("GET", f"/v1/runs/{rid}/logs", params={"offset": 6, "limit_bytes": 3})
+    assert part["data"] == "wor" and part["next_offset"] == 9
+    r = api.post(f"/v1/attempts/{aid}/logs",
+                 {"lease": lease, "chunks": [{"stream": "stdin", "offset": 0, "data": "x"}]})
+    assert r.status_code == 422 and error_of(r)["field"] == "chunks[0].stream"
+    assert api.get(f"/v1/runs/{rid}/logs", params={"stream": "x"}).status_code == 422
+
+
+def test_artifacts_dedupe_download_and_delete(api: Api) -> None:
+    server = api.server
+    data = os.urandom(300_000)
+    rid1, aid1, lease1 = running(api, "a")
+    out = api.ok("PUT", f"/v1/runs/{rid1}/artifacts/model/weights.bin", 201,
+                 params={"attempt_id": aid1}, content=data,
+                 headers={"X-Content-SHA256": sha(data), "X-Runyard-Lease": lease1})
+    assert out["sha256"] == sha(data) and out["size"] == len(data) and out["name"] == \
+        "model/weights.bin"
+    api.ok("POST", f"/v1/attempts/{aid1}/complete", json={"lease": lease1})
+    rid2, aid2, lease2 = running(api, "b")
+    assert upload(api, rid2, aid2, lease2, "copy.bin", data).status_code == 201
+    assert upload(api, rid2, aid2, lease2, "own.bin", b"unique").status_code == 201
+    assert blob_files(server) == sorted([sha(data), sha(b"unique")])  # stored once
+    listed = api.ok("GET", f"/v1/runs/{rid2}/artifacts")["items"]
+    assert {a["name"] for a in listed} == {"copy.bin", "own.bin"}
+    got = api.get(f"/v1/blobs/{sha(data)}")
+    assert got.status_code == 200 and got.content == data
+    assert api.get(f"/v1/blobs/{'0' * 64}").status_code == 404
+    assert api.get("/v1/blobs/..%2F..%2Fetc").status_code in (404, 422)
+    api.ok("POST", f"/v1/attempts/{aid2}/complete", json={"lease": lease2})
+    # Deleting run 1 keeps the shared blob; deleting run 2 removes both.
+    assert api.request("DELETE", f"/v1/runs/{rid1}").status_code == 204
+    assert blob_files(server) == sorted([sha(data), sha(b"unique")])
+    assert api.request("DELETE", f"/v1/runs/{rid2}").status_code == 204
+    assert blob_files(server) == []
+    assert api.get(f"/v1/blobs/{sha(data)}").status_code == 404
+
+
+def test_artifact_refusals_keep_nothing(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "s", extra_args=["--max-upload-mb", "0.1"]).start()
+    api = admin(server)
+    try:
+        rid, aid, lease = running(api)
+        r = upload(api, rid, aid, lease, "x.bin", b"abc", digest=sha(b"abd"))
+        assert r.status_code == 400 and error_of(r)["type"] == "ChecksumMismatch"
+        big = os.urandom(200_000)
+        r = upload(api, rid, aid, lease, "big.bin", big)
+        assert r.status_code == 413 and error_of(r)["type"] == "TooLarge"
+
+        def chunked() -> Any:  # no Content-Length: the limit is enforced while streaming
+            for i in range(0, len(big), 10_000):
+                yield big[i:i + 10_000]
+
+        r = api.request("PUT", f"/v1/runs/{rid}/artifacts/big.bin",
+                        params={"attempt_id": aid}, content=chunked(),
+                        headers={"X-Content-SHA256": sha(big), "X-Runyard-Lease": lease})
+        assert r.status_code == 413
+        for name in ("../escape", "a/../../b", "/abs", "a\\b", "a//b", ".", "..", "x\x00"):
+            # Percent-encoded, so no client or proxy normalises the path before the server.
+            encoded = "".join(f"%{b:02X}" for b in name.encode())
+            r = upload(api, rid, aid, lease, encoded, b"x")
+            assert r.status_code == 422, (name, r.text)
+            assert error_of(r)["field"] == "name"
+        r = upload(api, rid, aid, lease, "x.bin", b"x", digest="XYZ")
+        assert r.status_code == 422 and error_of(r)["field"] == "X-Content-SHA256"
+        r = upload(api, rid, aid, "not-the-lease", "x.bin", b"x")
+        assert r.status_code == 409
+        r = upload(api, rid, aid, lease, "x.bin", b"x", kind="weights")
+        assert r.status_code == 422
+        assert blob_files(server) == []
+        assert api.ok("GET", f"/v1/runs/{rid}/artifacts")["items"] == []
+        leftovers = [p for p in (server.data_dir / "artifacts").rglob("*") if p.is_file()]
+        assert leftovers == []
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_concurrent_uploads_of_one_blob(api: Api) -> None:
+    rid, aid, lease = running(api)
+    data = os.urandom(2_000_000)
+
+    def put(i: int) -> int:
+        with httpx.Client(base_url=api.server.url, timeout=60,
+                          headers={"Authorization": f"Bearer {api.secret}"}) as c:
+            return c.put(f"/v1/runs/{rid}/artifacts/copy-{i}.bin", params={"attempt_id": aid},
+                         content=data, headers={"X-Content-SHA256": sha(data),
+                                                "X-Runyard-Lease": lease}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(put, range(6))) == [201] * 6
+    assert blob_files(api.server) == [sha(data)]
+    assert len(api.ok("GET", f"/v1/runs/{rid}/artifacts")["items"]) == 6
+    assert api.get(f"/v1/blobs/{sha(data)}").content == data
+
+
+def test_checkpoints_and_retention(api: Api) -> None:
+    rid, aid, lease = running(api, config={"runyard.keep_last_checkpoints": 1,
+                                           "runyard.keep_best_checkpoints": 1,
+                                           "runyard.checkpoint_metric": "loss"})
+    losses = {100: 0.5, 200: 0.2, 300: 0.4, 400: 0.3}
+    for step, loss in losses.items():
+        blob = f"ckpt-{step}".encode()
+        assert upload(api, rid, aid, lease, f"ckpt/{step}.pt", blob,
+                      kind="checkpoint").status_code == 201
+        out = api.ok("POST", f"/v1/attempts/{aid}/checkpoints", 201, json={
+            "lease": lease, "step": step, "status": "complete", "name": f"ckpt/{step}.pt",
+            "sha256": sha(blob), "metrics": {"loss": loss}})
+        assert out["size"] == len(blob)
+    kept = api.ok("GET", f"/v1/runs/{rid}/checkpoints")["items"]
+    assert [c["step"] for c in kept] == [200, 400]  # best loss, and the last one
+    api.ok("POST", f"/v1/attempts/{aid}/checkpoints", 201,
+           json={"lease": lease, "step": 500, "status": "incomplete"})
+    r = api.post(f"/v1/attempts/{aid}/checkpoints",
+                 {"lease": lease, "step": 600, "status": "complete", "sha256": "a" * 64})
+    assert r.status_code == 422 and error_of(r)["field"] == "sha256"
+    r = api.post(f"/v1/attempts/{aid}/checkpoints",
+                 {"lease": lease, "step": 600, "status": "complete"})
+    assert r.status_code == 422 and error_of(r)["field"] == "sha256"
+    r = api.post(f"/v1/attempts/{aid}/checkpoints",
+                 {"lease": lease, "step": 600, "status": "done"})
+    assert r.status_code == 422 and error_of(r)["field"] == "status"
+    events = api.ok("GET", f"/v1/runs/{rid}/events", params={"limit": 1000})["items"]
+    assert sum(e["kind"] == "checkpoint" for e in events) == 5
