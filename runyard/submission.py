@@ -19,7 +19,7 @@ from runyard import defaults, errors, models
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
-    "probe_interval_s", "stall_after_s", "env", "job_key", "source", "executor", "workdir",
+    "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
 })
 _JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -141,6 +141,11 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     if job_key is not None and (not isinstance(job_key, str) or not _JOB_KEY_RE.match(job_key)):
         raise errors.ValidationError("job_key: expected 64 lowercase hex digits", field="job_key")
 
+    seed = req.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                             or not -(2**63) <= seed < 2**63):
+        raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
+
     return {
         "id": new_id(),
         "name": name,
@@ -150,6 +155,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "blueprint": bp_name,
         "command": command,
         "config": dict(config),
+        "seed": seed,
         "constraints": constraints.to_dict(),
         "env": dict(env) or None,
         "owner": owner,

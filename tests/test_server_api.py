@@ -254,3 +254,13 @@ def test_explain_and_validate(api: Api) -> None:
     r = api.post("/v1/runs", {"name": "bp", "blueprint": "mlp", "config": {}})
     assert r.status_code == 422 and "lr" in error_of(r)["message"]
     assert api.submit("bp", blueprint="mlp", command=None, config={"lr": 0.1})["blueprint"] == "mlp"
+
+
+def test_seed_is_stored_and_handed_to_the_worker(api: Api) -> None:
+    run = api.submit("seeded", command=["python", "train.py", "--seed", "{seed}"], seed=7)
+    assert api.ok("GET", f"/v1/runs/{run['id']}")["seed"] == 7
+    claim = api.claim("box-1")
+    assert claim is not None and claim["seed"] == 7 and claim["run"]["seed"] == 7
+    for bad in ("7", True, 2**64, 1.5):
+        r = api.post("/v1/runs", {"name": "bad-seed", "command": ["x"], "seed": bad})
+        assert r.status_code == 422 and error_of(r)["field"] == "seed", (bad, r.text)

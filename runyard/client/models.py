@@ -183,6 +183,7 @@ class Run:
     blueprint: str | None = None
     command: tuple[str, ...] | None = None
     config: dict[str, Any] | None = None
+    seed: int | None = None
     constraints: dict[str, Any] | None = None
     priority: int | None = None
     max_attempts: int | None = None
@@ -219,6 +220,7 @@ class Run:
             blueprint=data.get("blueprint"),
             command=None if command is None else tuple(str(a) for a in command),
             config=data.get("config"),
+            seed=_opt_int(data.get("seed")),
             constraints=data.get("constraints"),
             priority=_opt_int(data.get("priority")),
             max_attempts=_opt_int(data.get("max_attempts")),

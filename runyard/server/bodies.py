@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 
 class Body(BaseModel):
@@ -31,7 +31,7 @@ class RunRequest(Body):
     stall_after_s: float | None = None
     env: dict[str, str] | None = None
     job_key: str | None = None
-    seed: int | None = None
+    seed: StrictInt | None = None
     executor: Literal["agent", "local", "slurm"] | None = None
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").

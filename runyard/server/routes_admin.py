@@ -156,8 +156,6 @@ def plan_and_apply(state: ServerState, manifest: Manifest, dry_run: bool, actor:
     now = time.time()
     for job in plan.new_jobs:
         req = {**job.to_run_request(), "source": source}
-        if "seed" not in submission._KNOWN:  # noqa: SLF001 - until runs store a seed
-            req.pop("seed", None)
         # Validate every job before changing anything: all or nothing.
         submission.build_run(req, bps.get(job.blueprint or ""), owner=actor, now=now)
         requests.append(req)

@@ -29,8 +29,6 @@ def submit_request(body: RunRequest) -> tuple[dict[str, Any], str | None]:
     """The queue's request dict (unset fields left out) and the local host id."""
     req = body.model_dump(exclude_unset=True)
     host_id = req.pop("host_id", None)
-    if "seed" not in submission._KNOWN:  # noqa: SLF001 - until runs store a seed (see docs)
-        req.pop("seed", None)
     return req, host_id
 
 

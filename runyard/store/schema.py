@@ -32,6 +32,8 @@ runs = sa.Table(
     sa.Column("blueprint", sa.String(200)),
     sa.Column("command", JSON),
     sa.Column("config", JSON, nullable=False),
+    # A manifest job's seed: part of its identity, and the `{seed}` command placeholder.
+    sa.Column("seed", sa.BigInteger),
     sa.Column("constraints", JSON, nullable=False),
     sa.Column("env", JSON),
     sa.Column("owner", sa.String(200)),

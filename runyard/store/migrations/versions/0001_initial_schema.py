@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("blueprint", sa.String(length=200), nullable=True),
         sa.Column("command", sa.JSON(), nullable=True),
         sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("seed", sa.BigInteger(), nullable=True),
         sa.Column("constraints", sa.JSON(), nullable=False),
         sa.Column("env", sa.JSON(), nullable=True),
         sa.Column("owner", sa.String(length=200), nullable=True),
