@@ -247,7 +247,7 @@ def test_plan_reload() -> None:
     assert plan.new_jobs == [hello] and plan.unchanged_jobs == [small]
     assert plan.removed_keys == ["gone"] and plan.removed_hosts == ["old"]
     assert plan.changed_hosts == [pi] and plan.new_hosts == []
-    assert plan.to_dict()["new_jobs"] == [{"name": "hello", "job_key": hello.key,
+    assert plan.to_dict()["new"] == [{"name": "hello", "job_key": hello.key,
                                            "blueprint": None}]
     again = plan_reload(m, {j.key for j in m.jobs}, {h.host_id: h for h in m.hosts})
     assert again.is_noop and again.unchanged_jobs == m.jobs and not again.removed_keys

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from runyard import errors
+from runyard.cli import common
 from runyard.cli.app import EXIT_ERROR, app
+from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
+from runyard.client.client import DEFAULT_SERVER
 from runyard.manifest import Manifest, load_manifest
 
 manifest_app = typer.Typer(help="Validate and reload the TOML manifest.", no_args_is_help=True)
@@ -22,9 +26,61 @@ def validate(
     file: Path = typer.Argument(..., help="The manifest (TOML) to check.", dir_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check FILE: hosts, blueprints, jobs and every job config against its schema."""
+    """Check FILE offline (no server): hosts, blueprints, jobs and every job config against
+    its blueprint's schema. Every problem is listed, one per line, as FILE:LINE: KEY: WHAT."""
+    manifest = _load_or_exit(file, as_json)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **manifest.to_dict()}))
+    else:
+        _print_summary(manifest)
+
+
+@manifest_app.command("reload")
+def reload(
+    file: Path = typer.Argument(..., help="The manifest (TOML) to apply.", dir_okay=False),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Only show what would change; change nothing."),
+    source: str | None = typer.Option(
+        None, "--source", help="Name this manifest on the server (default: its full path). "
+        "Jobs of the same source that the file no longer lists are reported as removed."),
+    server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Apply FILE on the server (operator): new jobs are queued, host policies and blueprints
+    updated in place; unchanged jobs keep their runs; removed jobs stay until cancelled.
+    Reloading the same file again changes nothing. FILE is validated here first."""
+    _load_or_exit(file, as_json)
+    with common.connect(server, token) as client:
+        result = client.reload_manifest(file, dry_run=dry_run, source=source)
+    if as_json:
+        common.print_json(result)
+        return
+    _print_plan(result)
+
+
+@app.command("blueprints")
+def blueprints(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """List the blueprints stored on the server (from manifests or POST /v1/blueprints)."""
+    with common.connect(server, token) as client:
+        found = client.list_blueprints()
+    if as_json:
+        common.print_json({"items": found})
+        return
+    if not found:
+        typer.echo("no blueprints")
+        return
+    table = Table("blueprint", "command", "config schema", "source", "updated", box=None)
+    for bp in found:
+        schema = bp.get("config_schema") or {}
+        keys = ", ".join(sorted(schema.get("properties") or {})) if schema else "none"
+        table.add_row(bp["name"], " ".join(bp.get("command") or []), keys or "any",
+                      bp.get("source") or "-", bp.get("updated_at") or "-")
+    Console(soft_wrap=True).print(table)
+
+
+def _load_or_exit(file: Path, as_json: bool) -> Manifest:
     try:
-        manifest = load_manifest(file)
+        return load_manifest(file)
     except errors.ManifestError as exc:
         if as_json:
             typer.echo(json.dumps({"ok": False, "file": str(file), "errors": exc.errors}))
@@ -34,10 +90,31 @@ def validate(
             count = len(exc.errors)
             typer.echo(f"runyard: {file}: {count} problem{'s' * (count != 1)}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
-    if as_json:
-        typer.echo(json.dumps({"ok": True, **manifest.to_dict()}))
-    else:
-        _print_summary(manifest)
+
+
+def _print_plan(result: dict[str, Any]) -> None:
+    console = Console(soft_wrap=True)
+    verb = "would be" if result.get("dry_run") else "were"
+    table = Table("change", "job", "job id", "blueprint", box=None)
+    for label, style, jobs in (("new", "green", result.get("new") or []),
+                               ("unchanged", "dim", result.get("unchanged") or [])):
+        for j in jobs:
+            table.add_row(f"[{style}]{label}[/{style}]", j["name"], j["job_key"][:12],
+                          j.get("blueprint") or "(command)")
+    for key in result.get("removed") or []:
+        table.add_row("[yellow]removed[/yellow]", "-", key[:12], "(stays until cancelled)")
+    if table.row_count:
+        console.print(table)
+    for host in result.get("hosts_changed") or []:
+        console.print(f"host policy {host['id']}: allow {host.get('allow') or ['*']}, "
+                      f"deny {host.get('deny') or []}, slots {host.get('slots') or '-'}")
+    for host in result.get("hosts_removed") or []:
+        console.print(f"host policy {host}: no longer listed (kept)")
+    new = len(result.get("new") or [])
+    console.print(f"{new} new run{'s' * (new != 1)} {verb} queued, "
+                  f"{len(result.get('unchanged') or [])} unchanged, "
+                  f"{len(result.get('removed') or [])} removed from the file"
+                  + (" (dry run: nothing changed)" if result.get("dry_run") else ""))
 
 
 def _print_summary(manifest: Manifest) -> None:

@@ -288,6 +288,16 @@ class Client:
     def resume(self, host: str) -> dict[str, Any]:
         return dict(self._http.post_json(f"/v1/workers/{quote(host, safe='')}/resume") or {})
 
+    def reload_manifest(self, path: str | os.PathLike[str], *, dry_run: bool = False,
+                        source: str | None = None) -> dict[str, Any]:
+        """Send a manifest file (with the schema files it names): new jobs are queued, host
+        policies updated; ``dry_run`` only reports new / unchanged / removed (operator)."""
+        from runyard.manifest import request_body
+
+        body = request_body(path, source)
+        params = {"dry_run": "true" if dry_run else "false"}
+        return dict(self._http.post_json("/v1/manifest/reload", body, params=params) or {})
+
     def list_blueprints(self) -> list[dict[str, Any]]:
         return [dict(b) for b in self._http.get_json("/v1/blueprints")["items"]]
 

@@ -23,7 +23,7 @@ from runyard.manifest.blueprint import (
 from runyard.manifest.job import Job, canonical_json, job_key
 from runyard.manifest.locator import LineIndex, format_path, parse_path
 from runyard.manifest.overrides import parse_config_overrides
-from runyard.manifest.parser import Manifest, load_manifest, parse_manifest
+from runyard.manifest.parser import Manifest, load_manifest, parse_manifest, request_body
 from runyard.manifest.problems import format_error
 from runyard.manifest.reload import ReloadPlan, plan_reload
 
@@ -45,5 +45,6 @@ __all__ = [
     "parse_path",
     "plan_reload",
     "render_command",
+    "request_body",
     "validate_config",
 ]

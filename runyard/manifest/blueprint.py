@@ -21,9 +21,10 @@ Anything else in braces is refused when the manifest is validated, not when the 
 
 from __future__ import annotations
 
+import errno
 import json
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -181,7 +182,7 @@ class Blueprint:
                 "defaults": dict(self.defaults)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: FsPath | None = None) -> Blueprint:
+    def from_dict(cls, data: Mapping[str, Any], read: SchemaReader | None = None) -> Blueprint:
         """Parse one blueprint table (``POST /v1/blueprints``); raises ``ValidationError``.
 
         ``defaults`` (as in :meth:`to_dict`) is accepted and flattened back.
@@ -190,7 +191,7 @@ class Blueprint:
         if isinstance(flat.get("defaults"), Mapping):
             flat.update(flat.pop("defaults"))
         problems = Problems(source="blueprint")
-        bp = parse_blueprint(flat, (), problems, base_dir)
+        bp = parse_blueprint(flat, (), problems, read)
         if problems or bp is None:
             items = problems.items
             text = "; ".join(f"{i['field']}: {i['message']}" if i["field"] else i["message"]
@@ -202,19 +203,40 @@ class Blueprint:
         return bp
 
 
+#: Returns the text of a ``config_schema_file`` named as the manifest names it; raises OSError.
+SchemaReader = Callable[[str], str]
+
+
+def schema_reader(base_dir: FsPath | None = None, files: Mapping[str, str] | None = None
+                  ) -> SchemaReader | None:
+    """Resolve schema files from ``files`` (sent along with a manifest's text), else relative
+    to ``base_dir`` (the manifest's folder); None when neither is given."""
+    if files is None and base_dir is None:
+        return None
+
+    def read(name: str) -> str:
+        if files is not None:
+            if name not in files:
+                raise FileNotFoundError(errno.ENOENT, "not sent with the manifest", name)
+            return files[name]
+        assert base_dir is not None
+        return (base_dir / name).read_text(encoding="utf-8")
+
+    return read
+
+
 def _load_schema_file(value: Any, path: Path, problems: Problems,
-                      base_dir: FsPath | None) -> dict[str, Any] | None:
+                      read: SchemaReader | None) -> dict[str, Any] | None:
     if not isinstance(value, str) or not value:
         problems.add(path, f"expected a file name, got {value!r}")
         return None
-    if base_dir is None:
+    if read is None:
         problems.add(path, "cannot be resolved: the manifest was given as text, not as a file")
         return None
-    target = base_dir / value
     try:
-        loaded = json.loads(target.read_text(encoding="utf-8"))
-    except OSError as exc:
-        problems.add(path, f"cannot read {value!r}: {exc.strerror or exc}")
+        loaded = json.loads(read(value))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(path, f"cannot read {value!r}: {getattr(exc, 'strerror', None) or exc}")
         return None
     except ValueError as exc:
         problems.add(path, f"{value!r} is not valid JSON: {exc}")
@@ -223,7 +245,7 @@ def _load_schema_file(value: Any, path: Path, problems: Problems,
 
 
 def parse_blueprint(data: Any, path: Path, problems: Problems,
-                    base_dir: FsPath | None) -> Blueprint | None:
+                    read: SchemaReader | None) -> Blueprint | None:
     """One ``[[blueprints]]`` table; problems are recorded, ``None`` when unusable."""
     if not isinstance(data, Mapping):
         problems.add(path, f"expected a table, got {data!r}")
@@ -255,7 +277,7 @@ def parse_blueprint(data: Any, path: Path, problems: Problems,
         schema_ok = check_schema(schema, path + ("config_schema",), problems)
     elif "config_schema_file" in data:
         where = path + ("config_schema_file",)
-        schema = _load_schema_file(data["config_schema_file"], where, problems, base_dir)
+        schema = _load_schema_file(data["config_schema_file"], where, problems, read)
         if schema is not None and "__not_an_object__" in schema:
             problems.add(where, "expected a JSON Schema object in the file")
             schema_ok = False

@@ -11,7 +11,7 @@ from typing import Any
 
 from runyard import errors, models
 from runyard.manifest import fields
-from runyard.manifest.blueprint import Blueprint, parse_blueprint
+from runyard.manifest.blueprint import Blueprint, parse_blueprint, schema_reader
 from runyard.manifest.job import DEFAULT_PROJECT, Job, parse_job
 from runyard.manifest.locator import LineIndex, Path
 from runyard.manifest.problems import Problems
@@ -70,10 +70,40 @@ def load_manifest(path: str | FsPath) -> Manifest:
     return parse_manifest(text, source=str(path), base_dir=fs_path.parent)
 
 
-def parse_manifest(text: str, source: str = "<manifest>",
-                   base_dir: FsPath | None = None) -> Manifest:
-    """Validate manifest text. ``base_dir`` resolves ``config_schema_file`` (None: refused)."""
+def referenced_files(text: str) -> list[str]:
+    """The ``config_schema_file`` names the manifest text uses (none if it does not parse):
+    what a client sends along with the text so the server never reads its own disk."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    tables = data.get("blueprints")
+    names = [t.get("config_schema_file") for t in tables if isinstance(t, Mapping)] \
+        if isinstance(tables, list) else []
+    return sorted({n for n in names if isinstance(n, str) and n})
+
+
+def request_body(path: str | FsPath, source: str | None = None) -> dict[str, Any]:
+    """The ``POST /v1/manifest/reload`` body for a file: its text, its source name (default:
+    the resolved path, so reloads from any folder are the same source) and the texts of the
+    schema files it names (the server never reads its own disk for them)."""
+    fs_path = FsPath(path)
+    text = fs_path.read_text(encoding="utf-8")
+    files: dict[str, str] = {}
+    for name in referenced_files(text):
+        try:
+            files[name] = (fs_path.parent / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass  # the server reports it, naming the file and key
+    return {"text": text, "source": source or str(fs_path.resolve()), "files": files}
+
+
+def parse_manifest(text: str, source: str = "<manifest>", base_dir: FsPath | None = None,
+                   files: Mapping[str, str] | None = None) -> Manifest:
+    """Validate manifest text. ``config_schema_file`` names are looked up in ``files`` (their
+    texts, as a client sends them) or relative to ``base_dir``; with neither they are refused."""
     problems = Problems(source=source)
+    read = schema_reader(base_dir, files)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -108,7 +138,7 @@ def parse_manifest(text: str, source: str = "<manifest>",
             continue
         if isinstance(name, str):
             first_bp_line[name] = problems.line(path)
-        bp = parse_blueprint(raw, path, problems, base_dir)
+        bp = parse_blueprint(raw, path, problems, read)
         if bp is not None:
             blueprints[bp.name] = bp
         elif isinstance(name, str):

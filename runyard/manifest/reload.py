@@ -34,17 +34,17 @@ class ReloadPlan:
         return not (self.new_jobs or self.changed_hosts or self.new_hosts)
 
     def to_dict(self) -> dict[str, Any]:
-        """The answer of ``POST /v1/manifest/reload``: new / unchanged / removed jobs."""
+        """The answer of ``POST /v1/manifest/reload``: new / unchanged / removed jobs, and
+        host policies created or changed (``hosts_changed``) and no longer listed."""
         def brief(job: Job) -> dict[str, Any]:
             return {"name": job.name, "job_key": job.key, "blueprint": job.blueprint}
 
         return {
-            "new_jobs": [brief(j) for j in self.new_jobs],
-            "unchanged_jobs": [brief(j) for j in self.unchanged_jobs],
-            "removed_keys": list(self.removed_keys),
-            "new_hosts": [h.to_dict() for h in self.new_hosts],
-            "changed_hosts": [h.to_dict() for h in self.changed_hosts],
-            "removed_hosts": list(self.removed_hosts),
+            "new": [brief(j) for j in self.new_jobs],
+            "unchanged": [brief(j) for j in self.unchanged_jobs],
+            "removed": list(self.removed_keys),
+            "hosts_changed": [h.to_dict() for h in [*self.new_hosts, *self.changed_hosts]],
+            "hosts_removed": list(self.removed_hosts),
         }
 
 

@@ -132,3 +132,5 @@ class TokenRequest(Body):
 class ManifestRequest(Body):
     text: str
     source: str = "manifest.toml"
+    #: The texts of the ``config_schema_file``s the manifest names, keyed by those names.
+    files: dict[str, str] = Field(default_factory=dict)

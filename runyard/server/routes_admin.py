@@ -99,8 +99,9 @@ def post_blueprint(body: dict[str, Any], who: Principal = Depends(auth.operator)
 # --------------------------------------------------------------------------- manifest
 
 
-async def _manifest_text(request: Request) -> tuple[str, str]:
-    """The TOML and its source name, from JSON ``{text, source}`` or a text/plain body."""
+async def _manifest_body(request: Request) -> ManifestRequest:
+    """The TOML, its source name and schema files, from JSON ``{text, source, files}`` or a
+    text/plain body (``?source=`` names it)."""
     raw = await request.body()
     if len(raw) > MANIFEST_MAX:
         raise errors.TooLarge(f"body: a manifest may be at most {MANIFEST_MAX} bytes")
@@ -113,18 +114,23 @@ async def _manifest_text(request: Request) -> tuple[str, str]:
         if not isinstance(data, dict):
             raise errors.ValidationError("body: expected an object with 'text'", field="body")
         try:
-            body = ManifestRequest.model_validate(data)
+            return ManifestRequest.model_validate(data)
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "body"
             raise errors.ValidationError(f"{field}: {first['msg']}", field=field) from None
-        return body.text, body.source
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise errors.ValidationError("body: the manifest must be UTF-8 text",
                                      field="body") from None
-    return text, request.query_params.get("source") or "manifest.toml"
+    return ManifestRequest(text=text, source=request.query_params.get("source")
+                           or "manifest.toml")
+
+
+async def _parsed(request: Request) -> Manifest:
+    body = await _manifest_body(request)
+    return parse_manifest(body.text, source=body.source, files=body.files)
 
 
 _MANIFEST_BODY = {"requestBody": {"content": {
@@ -136,45 +142,36 @@ _MANIFEST_BODY = {"requestBody": {"content": {
 async def validate_manifest(request: Request, who: Principal = Depends(auth.operator)
                             ) -> dict[str, Any]:
     """Parse and validate; 422 with every problem (file, line, field, message)."""
-    text, source = await _manifest_text(request)
-    manifest = parse_manifest(text, source=source)
-    return {"valid": True, "source": source, "hosts": len(manifest.hosts),
+    manifest = await _parsed(request)
+    return {"valid": True, "source": manifest.source, "hosts": len(manifest.hosts),
             "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
 
 
 def plan_and_apply(state: ServerState, manifest: Manifest, dry_run: bool, actor: str
                    ) -> dict[str, Any]:
-    """Plan against the database; unless ``dry_run``, apply it (validated whole first)."""
+    """Plan against the database; unless ``dry_run``, apply it. Every job is validated
+    before anything changes, so an invalid manifest changes nothing; applying is idempotent
+    (runs are keyed by job id), so a reload interrupted half-way converges when repeated."""
     source = manifest.source
-    keys = set(state.store.job_keys(source))
+    # A job already queued from elsewhere (another source name) is unchanged, not new.
+    known = state.store.job_keys()
+    keys = set(state.store.job_keys(source)) | {j.key for j in manifest.jobs if j.key in known}
     hosts = {r["host_id"]: models.HostPolicy.from_dict(r) for r in state.store.list_host_policies()
              if r.get("source") == source}
     plan = plan_reload(manifest, keys, hosts)
-    requests = []
     bps = {bp.name: {"command": list(bp.command), "config_schema": bp.config_schema,
                      "defaults": dict(bp.defaults)} for bp in manifest.blueprints}
     now = time.time()
-    for job in plan.new_jobs:
-        req = {**job.to_run_request(), "source": source}
-        # Validate every job before changing anything: all or nothing.
-        submission.build_run(req, bps.get(job.blueprint or ""), owner=actor, now=now)
-        requests.append(req)
+    requests = [{**job.to_run_request(), "source": source} for job in plan.new_jobs]
+    for req in requests:
+        submission.build_run(req, bps.get(req.get("blueprint") or ""), owner=actor, now=now)
     if not dry_run:
         for bp in manifest.blueprints:
             _put_blueprint(state, bp, source)
         state.queue.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
         for req in requests:
             state.queue.submit(req, actor=actor, owner=actor)
-
-    def brief(job: Any) -> dict[str, Any]:
-        return {"name": job.name, "job_key": job.key, "blueprint": job.blueprint}
-
-    return {"dry_run": dry_run, "source": source,
-            "new": [brief(j) for j in plan.new_jobs],
-            "unchanged": [brief(j) for j in plan.unchanged_jobs],
-            "removed": list(plan.removed_keys),
-            "hosts_changed": [h.to_dict() for h in [*plan.new_hosts, *plan.changed_hosts]],
-            "hosts_removed": list(plan.removed_hosts)}
+    return {"dry_run": dry_run, "source": source, **plan.to_dict()}
 
 
 @router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)
@@ -184,8 +181,7 @@ async def reload_manifest(request: Request, dry_run: bool = Query(False),
     """Queue new jobs, update host policies and blueprints; ``dry_run`` only plans."""
     import anyio.to_thread
 
-    text, source = await _manifest_text(request)
-    manifest = parse_manifest(text, source=source)
+    manifest = await _parsed(request)
     result: dict[str, Any] = await anyio.to_thread.run_sync(
         plan_and_apply, state, manifest, dry_run, who.name)
     return result
