@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from runyard.sdk import Run, start_run
+    from runyard.sdk import Run, configure, start_run
 
-__all__ = ["Run", "__version__", "start_run"]
+__all__ = ["Run", "__version__", "configure", "start_run"]
 
 
 def __getattr__(name: str) -> object:
-    if name in ("start_run", "Run"):
+    if name in ("start_run", "Run", "configure"):
         from runyard import sdk
 
         return getattr(sdk, name)

@@ -237,11 +237,13 @@ def test_non_zero_rank_writes_nothing_but_sees_config_and_stop(tmp_path: Path) -
     assert (work / "metrics.jsonl").exists()
 
 
-def test_local_mode_writes_under_data_dir(tmp_path: Path) -> None:
+def test_files_mode_writes_under_data_dir(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_") and k != "RANK"}
     env.update({"PYTHONPATH": str(REPO), "RUNYARD_DATA_DIR": str(tmp_path / "data")})
     proc = run_script("""
         import runyard.sdk as sdk
+        import runyard.sdk.sink as sink
+        sink.embedded_available = lambda: False  # as without the server extra (no SQLAlchemy)
         with sdk.start_run(name="nb", project="p", config={"lr": 0.1}, total_steps=10) as run:
             for i in range(10):
                 run.log({"loss": 1.0 / (i + 1)}, step=i)

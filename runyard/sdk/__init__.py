@@ -1,11 +1,14 @@
 """The training-side SDK: ``start_run`` and :class:`Run` (PRODUCT.md sections 5 and 7).
 
-Importing this package loads only the standard library and :mod:`runyard.progress`.
+Importing this package loads only the standard library and :mod:`runyard.progress`; the
+chosen mode's module (httpx for HTTP, SQLAlchemy for the embedded store) loads on ``start_run``.
 """
 
 from __future__ import annotations
 
 from runyard.sdk.run import Run, start_run
+from runyard.sdk.settings import SdkSettings, configure
 from runyard.sdk.sink import CheckpointRecord, RunInfo, Sink, select_sink
 
-__all__ = ["CheckpointRecord", "Run", "RunInfo", "Sink", "select_sink", "start_run"]
+__all__ = ["CheckpointRecord", "Run", "RunInfo", "SdkSettings", "Sink", "configure",
+           "select_sink", "start_run"]

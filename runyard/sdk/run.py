@@ -21,7 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
+from runyard import defaults, errors
+from runyard.progress.metrics_stream import MetricPoint
 from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink, signals
 from runyard.sdk import sink as sink_mod
@@ -35,6 +36,11 @@ DRAIN_INTERVAL_S = 0.1
 MAX_QUEUED = 200_000
 #: Distinct metric tags per run at most; points of further tags are dropped with one warning.
 MAX_TAGS = 10_000
+#: Longest metric name: the server's bound (PRODUCT.md section 5), so that every mode keeps
+#: the same points; longer names are dropped with one warning.
+TAG_MAX = defaults.METRIC_NAME_MAX
+#: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.
+MAX_STEP = 2**63 - 1
 #: How long ``finish()`` waits for the background thread to flush.
 FINISH_TIMEOUT_S = 10.0
 #: Longest ``message`` kept in a snapshot.
@@ -86,9 +92,12 @@ class Run:
         self._sink: sink_mod.Sink | None = None
         if sink is not None or _is_writer(env, all_ranks):
             try:
-                self._sink = sink or sink_mod.select_sink(env, info)
-            except OSError as exc:  # e.g. an unwritable data directory: train anyway
-                self._notices.warn_once("sink", f"runyard: tracking disabled: {exc}")
+                self._sink = sink or sink_mod.select_sink(env, info,
+                                                          warn=self._notices.warn_once)
+            except errors.ConfigError:
+                raise  # a broken RUNYARD_CONFIG_FILE: the run must not train on a wrong config
+            except Exception as exc:  # noqa: BLE001 - e.g. an unwritable data dir: train anyway
+                self._notices.warn_once("sink", f"runyard: tracking disabled: {exc!r}")
         if self._sink is None:
             # A non-writing rank: nothing is written, but config and stop requests still work.
             self.mode = "inactive"
@@ -106,10 +115,6 @@ class Run:
             self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
                                                       self._sink.artifact_dir)
             loaded = self._sink.load_config()
-            if env.get("RUNYARD_SERVER") and self.mode == "local":
-                self._notices.warn_once("no-http", "runyard: RUNYARD_SERVER is set but this "
-                                        "SDK has no HTTP reporting yet; the run is recorded "
-                                        "locally")
         # The orchestrator's validated config wins over the defaults given in code.
         self.config: dict[str, Any] = {**user_config, **(loaded or {})}
         self._tracker = ProgressTracker(
@@ -136,7 +141,7 @@ class Run:
             return
         if step is None:
             step = self._next_step
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or step < 0 or step > MAX_STEP:
             step = self._coerce_step(step)
             if step is None:
                 return
@@ -321,12 +326,12 @@ class Run:
             if isinstance(number, float) and not number.is_integer():
                 raise ValueError
             result = int(number)
-            if result < 0:
+            if not 0 <= result <= MAX_STEP:
                 raise ValueError
             return result
         except (TypeError, ValueError, OverflowError):
-            self._notices.warn_once("step", f"runyard: step {step!r} is not a non-negative "
-                                    "integer; those points are dropped")
+            self._notices.warn_once("step", f"runyard: step {str(step)[:40]} is not an integer "
+                                    f"from 0 to {MAX_STEP}; those points are dropped")
             return None
 
     def _drop(self, what: str) -> None:
