@@ -129,3 +129,45 @@ def test_error_lines_point_at_the_offending_key(data: dict[str, Any], as_table: 
     assert [e["text"] for e in info.value.errors] == [
         f"gen.toml:{at + 2}: jobs[{k}].bogus_key: unknown key"
     ]
+
+
+@pytest.fixture(scope="module")
+def queue(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One real SQLite store for every generated example (each uses its own source name)."""
+    from runyard.queue import Queue
+    from runyard.store import open_store
+    from runyard.store.engine import sqlite_url
+
+    store = open_store(sqlite_url(tmp_path_factory.mktemp("prop") / "runyard.db"))
+    yield Queue(store)
+    store.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(manifests())
+def test_applying_twice_leaves_the_database_as_it_was(queue, data: dict[str, Any]  # type: ignore[no-untyped-def]
+                                                      ) -> None:
+    import uuid
+
+    from runyard.manifest.apply import apply_manifest
+
+    # A fresh source per example: hypothesis replays drawn values, so it must not draw this.
+    manifest = parse_manifest(render(data, reverse=False, config_as_table=False),
+                              source=f"gen-{uuid.uuid4().hex}.toml")
+    apply_manifest(queue, manifest, dry_run=False, actor="prop")
+    state = _snapshot(queue)
+    again = apply_manifest(queue, manifest, dry_run=False, actor="prop")
+    assert again["new"] == [] and again["hosts_changed"] == [] and again["removed"] == []
+    assert len(again["unchanged"]) == len(manifest.jobs)
+    assert _snapshot(queue) == state
+    keys = queue.store.job_keys()
+    assert all(j.key in keys for j in manifest.jobs)
+
+
+def _snapshot(queue: Any) -> tuple[Any, ...]:
+    from runyard.store.base import RunFilter
+
+    store = queue.store
+    runs = store.list_runs(RunFilter(), limit=10_000)
+    return (sorted(store.job_keys().items()), sorted(map(repr, store.list_host_policies())),
+            sorted(map(repr, store.list_blueprints())), repr(runs))

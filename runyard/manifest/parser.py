@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -83,7 +84,7 @@ def referenced_files(text: str) -> list[str]:
     return sorted({n for n in names if isinstance(n, str) and n})
 
 
-def request_body(path: str | FsPath, source: str | None = None) -> dict[str, Any]:
+def request_body(path: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
     """The ``POST /v1/manifest/reload`` body for a file: its text, its source name (default:
     the resolved path, so reloads from any folder are the same source) and the texts of the
     schema files it names (the server never reads its own disk for them)."""

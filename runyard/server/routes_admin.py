@@ -10,8 +10,9 @@ import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from runyard import errors, models, submission
-from runyard.manifest import Blueprint, Manifest, parse_manifest, plan_reload
+from runyard import errors
+from runyard.manifest import Blueprint, Manifest, parse_manifest
+from runyard.manifest.apply import apply_manifest
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import ManifestRequest, TokenRequest
@@ -147,33 +148,6 @@ async def validate_manifest(request: Request, who: Principal = Depends(auth.oper
             "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
 
 
-def plan_and_apply(state: ServerState, manifest: Manifest, dry_run: bool, actor: str
-                   ) -> dict[str, Any]:
-    """Plan against the database; unless ``dry_run``, apply it. Every job is validated
-    before anything changes, so an invalid manifest changes nothing; applying is idempotent
-    (runs are keyed by job id), so a reload interrupted half-way converges when repeated."""
-    source = manifest.source
-    # A job already queued from elsewhere (another source name) is unchanged, not new.
-    known = state.store.job_keys()
-    keys = set(state.store.job_keys(source)) | {j.key for j in manifest.jobs if j.key in known}
-    hosts = {r["host_id"]: models.HostPolicy.from_dict(r) for r in state.store.list_host_policies()
-             if r.get("source") == source}
-    plan = plan_reload(manifest, keys, hosts)
-    bps = {bp.name: {"command": list(bp.command), "config_schema": bp.config_schema,
-                     "defaults": dict(bp.defaults)} for bp in manifest.blueprints}
-    now = time.time()
-    requests = [{**job.to_run_request(), "source": source} for job in plan.new_jobs]
-    for req in requests:
-        submission.build_run(req, bps.get(req.get("blueprint") or ""), owner=actor, now=now)
-    if not dry_run:
-        for bp in manifest.blueprints:
-            _put_blueprint(state, bp, source)
-        state.queue.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
-        for req in requests:
-            state.queue.submit(req, actor=actor, owner=actor)
-    return {"dry_run": dry_run, "source": source, **plan.to_dict()}
-
-
 @router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)
 async def reload_manifest(request: Request, dry_run: bool = Query(False),
                           who: Principal = Depends(auth.operator),
@@ -183,5 +157,5 @@ async def reload_manifest(request: Request, dry_run: bool = Query(False),
 
     manifest = await _parsed(request)
     result: dict[str, Any] = await anyio.to_thread.run_sync(
-        plan_and_apply, state, manifest, dry_run, who.name)
+        lambda: apply_manifest(state.queue, manifest, dry_run=dry_run, actor=who.name))
     return result
