@@ -41,6 +41,7 @@ def nvml_works() -> bool:
 @pytest.fixture(autouse=True)
 def no_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(capabilities.FAKE_GPUS_ENV, raising=False)
+    monkeypatch.delenv(capabilities.FAKE_RAM_ENV, raising=False)
 
 
 # --- real detection -------------------------------------------------------------------------
@@ -256,6 +257,18 @@ def test_bad_fake_gpus_are_a_config_error(monkeypatch: pytest.MonkeyPatch, value
     with pytest.raises(errors.ConfigError, match=message) as exc:
         capabilities.detect()
     assert capabilities.FAKE_GPUS_ENV in exc.value.message
+
+
+def test_fake_ram_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = capabilities.detect()
+    assert "fake_ram" not in real.extra
+    monkeypatch.setenv(capabilities.FAKE_RAM_ENV, "256")
+    caps = capabilities.detect()
+    assert caps.ram_gib == 256.0 and caps.extra["fake_ram"] is True
+    assert "256.00 GiB  (FAKE, for tests)" in capabilities.format_check(caps)
+    monkeypatch.setenv(capabilities.FAKE_RAM_ENV, "lots")
+    with pytest.raises(errors.ConfigError, match=capabilities.FAKE_RAM_ENV):
+        capabilities.detect()
 
 
 # --- report ---------------------------------------------------------------------------------

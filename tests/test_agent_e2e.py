@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,23 +95,38 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
 
 def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: Api,
                                       agents: list[AgentProc]) -> None:
+    """Each run is eligible on exactly one of two agents, for exactly one reason."""
     script = write_train_script(tmp_path)
-    manifest = '[[hosts]]\nid = "gpu-box"\ndeny = ["nogpu-*"]\n'
+    manifest = textwrap.dedent("""
+        [[hosts]]
+        id = "gpu-box"
+        deny = ["nogpu-*"]
+        [[hosts]]
+        id = "cpu-box"
+        allow = ["cuda-*", "pinned", "nogpu-*", "bigmem", "lab", "huge"]
+    """)
     resp = api.http.post("/v1/manifest/reload", json={"text": manifest, "source": "f.toml"})
     assert resp.status_code == 200, resp.text
     cfg = {"steps": 3, "sleep": 0.01}
-    cuda = [api.submit(f"cuda-{i}", script, cfg, constraints={"require_cuda": True})
-            for i in range(2)]
+    # Long enough that both CUDA runs hold a GPU at the same time.
+    cuda = [api.submit(f"cuda-{i}", script, {"steps": 15, "sleep": 0.1},
+                       constraints={"require_cuda": True}) for i in range(2)]
     cpu_only = api.submit("pinned", script, cfg, constraints={"allowed_hosts": ["cpu-*"]})
     denied = [api.submit(f"nogpu-{i}", script, cfg) for i in range(2)]
+    bigmem = api.submit("bigmem", script, cfg, constraints={"min_ram_gib": 100})
     labelled = api.submit("lab", script, cfg, constraints={"labels": {"disk": "ssd"}})
+    not_allowed = api.submit("special", script, cfg)  # cpu-box's allow list lacks it
     huge = api.submit("huge", script, cfg, constraints={"min_ram_gib": 100000})
     token = api.worker_token()
+    # FAKE capabilities (test-only overrides, see runyard.agent.capabilities): a CPU machine
+    # reports two GPUs and 8 GiB on one agent, no GPU and 256 GiB on the other.
     fake = json.dumps([{"name": "Fake GPU A", "vram_gib": 24}, {"name": "Fake GPU B",
                                                                   "vram_gib": 24}])
     agents.append(AgentProc(server, token, "gpu-box", tmp_path / "gpu", slots=2,
-                            labels="disk=ssd", env={"RUNYARD_FAKE_GPUS": fake}))
-    agents.append(AgentProc(server, token, "cpu-box", tmp_path / "cpu", slots=2))
+                            labels="disk=ssd", env={"RUNYARD_FAKE_GPUS": fake,
+                                                    "RUNYARD_FAKE_RAM_GIB": "8"}))
+    agents.append(AgentProc(server, token, "cpu-box", tmp_path / "cpu", slots=2,
+                            env={"RUNYARD_FAKE_RAM_GIB": "256"}))
 
     def host(rid: str) -> str:
         return str(api.wait(rid, {"completed"})["host_id"])
@@ -118,13 +134,19 @@ def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: A
     assert [host(r) for r in cuda] == ["gpu-box", "gpu-box"]
     assert host(cpu_only) == "cpu-box"
     assert [host(r) for r in denied] == ["cpu-box", "cpu-box"]
+    assert host(bigmem) == "cpu-box"
     assert host(labelled) == "gpu-box"
-    gpus = {api.logs(r).split("cuda ")[1].split("\n")[0] for r in cuda}
-    assert gpus <= {"0", "1"}  # each CUDA run saw exactly one GPU of the fake box
-    time.sleep(0.5)
+    assert host(not_allowed) == "gpu-box"
+    # Each CUDA run saw exactly one GPU of the fake box, and not the same one.
+    gpus = sorted(api.logs(r).split("cuda ")[1].split("\n")[0] for r in cuda)
+    assert gpus == ["0", "1"]
+    assert "cuda \n" in api.logs(bigmem)  # a CPU run sees no GPU
     run = api.run(huge)
     assert run["status"] == "queued"
     assert "min_ram_gib" in json.dumps(run["explain"])
+    workers = {w["host_id"]: w for w in api.http.get("/v1/workers").json()["items"]}
+    assert workers["gpu-box"]["capabilities"]["fake_gpus"] is True  # marked as fake
+    assert workers["cpu-box"]["capabilities"]["ram_gib"] == 256
 
 
 def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,
@@ -141,9 +163,13 @@ def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,
         resp = api.http.post(f"/v1/runs/{rid}/stop", json={"grace_seconds": 1.5})
         assert resp.status_code == 200, resp.text
     run = api.wait(polite, {"stopped"}, timeout=15)
-    assert run["exit_code"] == 0
+    assert run["exit_code"] == 0 and run["termination_reason"] == "stopped"
     assert "stopping cleanly" in api.logs(polite)
+    stop_file = attempt_dir(agents[0], polite, 1) / "STOP"
+    assert 0 < json.loads(stop_file.read_text())["grace_s"] <= 1.5  # RUNYARD_STOP_FILE
+    assert time.monotonic() - started < 1.4  # it did not need its grace period
     run = api.wait(stubborn, {"stopped"}, timeout=15)
+    assert run["termination_reason"] == "stopped"
     assert time.monotonic() - started >= 1.4  # not before its grace period ran out
     detail = _events(api, stubborn, "status")[-1]["details"]
     assert "after the stop grace period" in detail["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime
 import signal
 import time
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ def orphans() -> Iterator[list[int]]:
         kill_quietly(pid)
 
 
+def _epoch(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def _start(tmp_path: Path, stale_after_s: float) -> tuple[LiveServer, Api]:
     server = LiveServer(tmp_path / "server", stale_after_s=stale_after_s).start()
     return server, Api(server)
@@ -57,14 +62,20 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         agents.append(first)
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
         orphans.append(training_pid(first, rid, 1))
+        time.sleep(1.0)  # a few heartbeats, so the lease was just renewed
         first.signal(signal.SIGKILL)
+        killed_at = time.time()
         first.wait(5)
         agents.append(AgentProc(server, token, "survivor", tmp_path / "w2"))
         run = api.wait(rid, {"completed"}, timeout=30)
         assert run["host_id"] == "survivor" and run["attempt"] == 2
-        statuses = [(e["status"], e["details"].get("reason")) for e in api.events(rid)
-                    if e["kind"] == "status"]
-        assert ("queued", "lost") in statuses
+        events = [e for e in api.events(rid) if e["kind"] == "status"]
+        lost = [e for e in events if e["details"].get("reason") == "lost"]
+        assert [(e["status"], e["attempt"]) for e in lost] == [("queued", 1)]
+        # Not before the lease lapsed: the last heartbeat came at most stale/4 before the kill.
+        waited = _epoch(lost[0]["at"]) - killed_at
+        assert 3 * 0.75 - 0.3 <= waited <= 3 + 3, waited
+        assert events[-1]["status"] == "completed" and events[-1]["attempt"] == 2
         by_attempt = collections.Counter(p["attempt"] for p in api.metrics(rid))
         assert by_attempt[2] == 30 and by_attempt[1] >= 1  # both attempts' points kept
     finally:
@@ -130,6 +141,47 @@ def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
                 if e["kind"] == "status" and e["status"] in ("completed", "failed")]
         assert [d["worker"] for d in ends] == ["other"]  # the frozen one reported nothing
         assert frozen.proc.poll() is None  # the agent itself lives on, claiming again
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
+        tmp_path: Path, agents: list[AgentProc]) -> None:
+    server, api = _start(tmp_path, 3)
+    try:
+        script = write_train_script(tmp_path)
+        rid = api.submit("outage", script, {"steps": 300, "sleep": 0.05,
+                                            "sleep_by_attempt": {"2": 0.005}})
+        first = AgentProc(server, api.worker_token(), "first", tmp_path / "w1")
+        agents.append(first)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        pid = training_pid(first, rid, 1)
+        server.kill()
+        deadline = time.monotonic() + 10
+        while "spooling" not in first.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "spooling" in first.log()  # training goes on, the agent keeps what it reads
+        # Paused across the restart so the server's sweep (not a late heartbeat) decides.
+        first.signal(signal.SIGSTOP)
+        server.start()
+        api.wait(rid, lambda r: r["status"] == "queued", timeout=15)
+        stored_before = len(api.metrics(rid))
+        first.signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while "abandoned" not in first.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "lease lost" in first.log() and "abandoned" in first.log()
+        assert not pid_alive(pid)
+        assert len(api.metrics(rid)) == stored_before  # the spool was refused, not replayed
+        # The agent lives on: it claims the requeued run again, as a new attempt.
+        run = api.wait(rid, {"completed", "failed"}, timeout=30)
+        assert run["status"] == "completed" and run["attempt"] == 2
+        ends = [e for e in api.events(rid) if e["kind"] == "status"
+                and e["status"] in ("completed", "failed")]
+        assert [e["attempt"] for e in ends] == [2]  # attempt 1 was never reported
+        by_attempt = collections.Counter(p["attempt"] for p in api.metrics(rid))
+        assert by_attempt[2] == 300 and by_attempt[1] >= 1
     finally:
         api.close()
         server.stop()

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 #: replaces the real GPU probe, so scheduling tests can pretend a CPU box has GPUs. The
 #: result is marked ``extra["fake_gpus"] = True``; never set it on a real agent.
 FAKE_GPUS_ENV = "RUNYARD_FAKE_GPUS"
+#: Test-only: a number of GiB reported as this host's RAM instead of the real total, so two
+#: agents on one machine can differ in memory for ``min_ram_gib`` tests. Marked
+#: ``extra["fake_ram"] = True``; never set it on a real agent.
+FAKE_RAM_ENV = "RUNYARD_FAKE_RAM_GIB"
 
 #: Seconds any external probe command (nvidia-smi, git) may take.
 PROBE_TIMEOUT_S = 10.0
@@ -77,13 +81,18 @@ def detect(
     if gpu_source == "fake":
         extra["fake_gpus"] = True
     git_commit = probe_git_commit(workdir, notes) if workdir is not None else None
+    ram_gib = fake_ram_gib()
+    if ram_gib is None:
+        ram_gib = probe_ram_gib(notes)
+    else:
+        extra["fake_ram"] = True
     caps = models.Capabilities(
         host_id=host_id,
         hostname=hostname,
         os=platform.system(),
         arch=platform.machine(),
         cpus=probe_cpus(notes),
-        ram_gib=probe_ram_gib(notes),
+        ram_gib=ram_gib,
         gpus=tuple(gpus),
         cuda_driver=cuda_driver,
         python=platform.python_version(),
@@ -188,6 +197,20 @@ def _cgroup_memory_limit() -> float | None:
         # cgroup v1 reports "no limit" as a huge page-aligned number.
         return value if value < 2**60 else None
     return None
+
+
+def fake_ram_gib() -> float | None:
+    """:data:`FAKE_RAM_ENV` (test-only) as GiB, or None when unset."""
+    text = os.environ.get(FAKE_RAM_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise errors.ConfigError(f"{FAKE_RAM_ENV}: expected a number of GiB, got {text!r}")
+    return value
 
 
 # --- GPUs -----------------------------------------------------------------------------------
@@ -367,7 +390,8 @@ def format_check(caps: models.Capabilities) -> str:
         f"hostname     {caps.hostname}",
         f"platform     {caps.os} {caps.arch}",
         f"cpus         {caps.cpus:g}",
-        f"ram          {caps.ram_gib:.2f} GiB",
+        f"ram          {caps.ram_gib:.2f} GiB"
+        + ("  (FAKE, for tests)" if caps.extra.get("fake_ram") else ""),
     ]
     source = caps.extra.get("gpu_probe", "?")
     if caps.gpus:

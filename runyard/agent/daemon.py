@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -107,8 +108,9 @@ class Agent:
         config.validate()
         self.config = config
         self.api = api or WorkerAPI(config.server, config.token)
+        # The git commit reported is the checkout the agent runs in, as ``--check`` shows it.
         self.caps = capabilities.detect(host_id=config.host_id, labels=config.labels,
-                                        slots=config.slots)
+                                        slots=config.slots, workdir=os.getcwd())
         self.host_id = self.caps.host_id
         self.gpus = GpuPool(self.caps.gpus)
         self.runners: dict[str, tuple[attempt_mod.AttemptRunner, threading.Thread,
@@ -171,9 +173,10 @@ class Agent:
     def run(self) -> int:
         """Claim and supervise until stopped; returns the process exit code."""
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        fake = [what for what in ("gpus", "ram") if self.caps.extra.get(f"fake_{what}")]
         log.info("agent %s: server %s, %d slot(s), %d GPU(s)%s, work dir %s", self.host_id,
                  self.api.server, self.config.slots, len(self.caps.gpus),
-                 " (FAKE)" if self.caps.extra.get("fake_gpus") else "", self.settings.work_dir)
+                 f" (FAKE {'/'.join(fake)}, for tests)" if fake else "", self.settings.work_dir)
         with signals.on_stop() as stop:
             try:
                 self._loop(stop)
