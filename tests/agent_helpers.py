@@ -188,7 +188,8 @@ class AgentProc:
 
     def __init__(self, server: LiveServer, token: str, host_id: str, work_dir: Path, *,
                  slots: int = 1, labels: str = "", env: dict[str, str] | None = None,
-                 stop_grace_s: float = 5.0, extra_args: list[str] | None = None) -> None:
+                 stop_grace_s: float = 5.0, extra_args: list[str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.host_id = host_id
         self.work_dir = work_dir
         self.log_path = work_dir.parent / f"agent-{host_id}.log"
@@ -203,7 +204,7 @@ class AgentProc:
                     **(env or {})}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                         env=full_env)
+                                         env=full_env, cwd=cwd)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -56,7 +56,11 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
     bad = api.submit("bad", script, {"steps": 2, "exit_code": 3})
     missing = api.submit("missing", script, command=["no-such-binary-xyz", "{config_file}"])
     unknown = api.submit("unknown", script, command=["python", "{seed}"])  # no seed set
-    agents.append(AgentProc(server, api.worker_token(), "box", tmp_path / "work", slots=2))
+    # A relative command means a file of the directory the agent runs in (its checkout).
+    relative = api.submit("relative", script, {"steps": 1},
+                          command=["{python}", script.name, "--config", "{config_file}"])
+    agents.append(AgentProc(server, api.worker_token(), "box", tmp_path / "work", slots=2,
+                            cwd=script.parent))
 
     run = api.wait(ok, {"completed", "failed"})
     assert run["status"] == "completed", run
@@ -91,6 +95,8 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
     detail = _events(api, missing, "status")[-1]["details"]
     assert "no-such-binary-xyz" in detail["error"]
     assert "{seed}" in _events(api, unknown, "status")[-1]["details"]["error"]
+    assert api.wait(relative, {"completed", "failed"})["status"] == "completed"
+    assert _events(api, relative, "status")[-1]["details"]["workdir"] == str(script.parent)
 
 
 def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: Api,

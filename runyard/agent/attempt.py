@@ -143,6 +143,10 @@ class AttemptSettings:
     work_dir: Path
     probe_interval_s: float = 1.0
     stop_grace_s: float = 30.0
+    #: Where commands run (a run's relative ``workdir`` is taken from here): the directory
+    #: the agent was started in, its checkout, so ``examples/fleet/train_gbt.py`` in a
+    #: manifest means the same file to the operator and to the run. None: ``work_dir``.
+    run_cwd: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -327,10 +331,10 @@ class AttemptRunner:
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
         })
-        cwd = self.settings.work_dir
+        cwd = self.settings.run_cwd or self.settings.work_dir
         named = self.a.run.get("workdir")
         if isinstance(named, str) and named:
-            cwd = self.settings.work_dir / named  # an absolute path replaces the base
+            cwd = cwd / named  # an absolute path replaces the base
         self.cwd = cwd
         return process.Launch(argv=argv, cwd=cwd, env=env, log_dir=p.log_dir,
                               stop_file=p.stop_file, inherit_env=False), None

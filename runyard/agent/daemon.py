@@ -8,6 +8,11 @@ nothing. The first SIGTERM/SIGINT stops claiming and gives every running process
 grace period, then reports those attempts as ``worker_shutdown`` (so they requeue); a second
 signal kills them at once.
 
+Files and directories: each attempt's protocol files, logs and artifacts live under
+``<work-dir>/<run_id>/<attempt>/``; its command runs in the directory the agent was started
+in (the checkout whose git commit it reports), so relative paths in a manifest's commands
+mean what the operator reads.
+
 GPUs: each attempt gets its own via ``CUDA_VISIBLE_DEVICES``. A claim advertises only the
 GPUs no attempt holds, so the server never hands this host a run needing more GPUs than are
 free (and sends ``prefer_cuda`` runs elsewhere while all of them are busy).
@@ -117,7 +122,8 @@ class Agent:
                                       list[int]]] = {}
         self.settings = attempt_mod.AttemptSettings(
             host_id=self.host_id, work_dir=config.work_dir.resolve(),
-            probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s)
+            probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
+            run_cwd=Path.cwd())
         self.claimed = 0
         self._manual_stop = signals.StopSignals()
 
