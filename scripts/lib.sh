@@ -39,3 +39,8 @@ ensure_venv() {
   log "installing runyard[$1] into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
 }
+
+ensure_chromium() {
+  # The web UI tests drive Debian's Chromium through Playwright (its own download is not used).
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}

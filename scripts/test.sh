@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_postgres
+ensure_chromium
 ensure_venv test
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -22,6 +22,8 @@ from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
 from runyard.server.sweeper import Sweeper
+from runyard.server.ui import routes_api as ui_api
+from runyard.server.ui import routes_ui
 from runyard.store import open_store
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (routes_admin, routes_runs, routes_data, routes_workers, sse):
+    for module in (routes_admin, routes_runs, routes_data, routes_workers, sse, ui_api,
+                   routes_ui):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

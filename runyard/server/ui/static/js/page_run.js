@@ -1,0 +1,158 @@
+// One run: header with role-aware actions, live progress, charts, events, logs, files,
+// where it ran and its config.
+
+import { get } from "./api.js";
+import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table } from "./dom.js";
+import { subscribe } from "./live.js";
+import { RunCharts } from "./run_charts.js";
+import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
+import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
+
+const CHART_EVERY_MS = 3000;
+const LOG_EVERY_MS = 2000;
+
+function kv(pairs) {
+  return h("dl.kv", pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => [h("dt", k), h("dd", v)]));
+}
+
+function progressFacts(p, eta) {
+  if (!p) return h("p.muted", "No progress reported yet.");
+  const rate = p.rate && p.rate.value !== undefined
+    ? `${fmtNum(p.rate.value)} ${p.rate.units || ""}`.trim() : null;
+  const pct = percentOf(p);
+  return kv([
+    ["step", p.step !== undefined ? `${fmtNum(p.step)}${p.total_steps ? ` / ${fmtNum(p.total_steps)}` : ""}` : null],
+    ["epoch", p.epoch !== undefined ? `${fmtNum(p.epoch)}${p.total_epochs ? ` / ${fmtNum(p.total_epochs)}` : ""}` : null],
+    ["percent", pct === null ? null : `${pct.toFixed(1)}%`],
+    ["phase", p.phase], ["rate", rate], ["ETA", eta === null ? null : fmtDuration(eta)],
+    ["message", p.message], ["updated", fmtTime(p.updated_at)],
+    ...Object.entries(p.metrics || {}).slice(0, 12).map(([k, v]) => [k, fmtNum(v)]),
+  ]);
+}
+
+export async function render(main, { me, params }) {
+  const runId = params[0];
+  let run;
+  try {
+    run = await get(`/v1/runs/${encodeURIComponent(runId)}`);
+  } catch (err) {
+    main.append(h("h1", "Run"), h("p.error", err.message), h("a", { href: "/" }, "← all runs"));
+    return null;
+  }
+  document.title = `${run.name} · Runyard`;
+  const header = h("div.runhead");
+  const progress = h("section.panel.progresspanel");
+  const info = h("div.cols");
+  main.append(h("p.small", h("a", { href: "/" }, "← all runs")), header, progress);
+  const charts = new RunCharts(main, runId);
+  const lower = h("div.cols");
+  main.append(lower);
+  const left = h("div"), right = h("div");
+  lower.append(left, right);
+  const events = new EventsPanel(left, runId);
+  const logs = new LogPanel(right, runId, run.attempt);
+  const files = new FilesPanel(main, runId);
+  main.append(info);
+
+  function drawHeader() {
+    clear(header, h("div",
+      h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled)),
+      h("div.muted.small.mono", run.id),
+      h("div.small", `project ${run.project}` + (run.version ? ` · version ${run.version}` : "") +
+        (run.owner ? ` · owner ${run.owner}` : "") + ` · attempt ${run.attempt}/${run.max_attempts ?? "?"}`)),
+    h("span.spacer"),
+    actionBar(me, run, (r) => { run = { ...run, ...r }; drawHeader(); refetch(); }));
+  }
+
+  function drawProgress(p, serverEta, status) {
+    const eta = etaOf(p, serverEta);
+    clear(progress, h("h2", "Progress"), progressBar(p, status, eta), progressFacts(p, ACTIVE.has(status) ? eta : null));
+  }
+
+  function drawInfo() {
+    const attempts = run.attempts || [];
+    const explain = run.explain ? section("Why it is waiting",
+      h("p", run.explain.summary),
+      run.explain.workers.length ? table([
+        { title: "Worker", cell: (w) => w.host_id },
+        { title: "Eligible", cell: (w) => (w.eligible ? "yes" : "no") },
+        { title: "Unmet", cell: (w) => w.unmet.join("; ") || "—" },
+        { title: "State", cell: (w) => w.state.join("; ") || "ready" },
+      ], run.explain.workers) : null) : null;
+    clear(info,
+      h("div", explain, section("Where it ran", kv([
+        ["executor", run.executor], ["host", run.host_id || "—"], ["work dir", run.workdir],
+        ["artifact store", run.artifact_store], ["archived", run.archived ? "yes" : "no"],
+        ["created", fmtTime(run.created_at)], ["started", fmtTime(run.started_at)],
+        ["ended", run.ended_at ? fmtTime(run.ended_at) : null],
+        ["termination", run.termination_reason], ["exit code", run.exit_code],
+      ]), attempts.length ? table([
+        { title: "#", cell: (a) => a.number },
+        { title: "Host", cell: (a) => a.host_id },
+        { title: "Claimed", cell: (a) => fmtTime(a.claimed_at) },
+        { title: "Ended", cell: (a) => (a.ended_at ? fmtTime(a.ended_at) : "active") },
+        { title: "Reason", cell: (a) => a.termination_reason || "—" },
+        { title: "Exit", cell: (a) => a.exit_code ?? "—" },
+      ], attempts) : null)),
+      h("div", section("Config", h("pre.json", JSON.stringify(run.config, null, 2))),
+        section("Constraints", h("pre.json", JSON.stringify(run.constraints, null, 2))),
+        run.command ? section("Command", h("pre.json", JSON.stringify(run.command))) : null,
+        run.notes ? section("Notes", h("p", run.notes)) : null));
+  }
+
+  async function refetch() {
+    try {
+      run = await get(`/v1/runs/${encodeURIComponent(runId)}`);
+    } catch {
+      return;
+    }
+    drawHeader();
+    drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
+    drawInfo();
+    logs.setAttempts(run.attempt);
+    if (!ACTIVE.has(run.status)) logs.poll(); // the last lines arrive with the exit
+  }
+  const refetchSoon = debounce(refetch, 300);
+
+  let lastChart = 0;
+  let chartTimer = null;
+  function chartsSoon() {
+    const wait = Math.max(0, lastChart + CHART_EVERY_MS - Date.now());
+    if (chartTimer) return;
+    chartTimer = setTimeout(() => {
+      chartTimer = null;
+      lastChart = Date.now();
+      charts.live().catch(() => {});
+    }, wait);
+  }
+
+  drawHeader();
+  drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
+  drawInfo();
+  const stream = subscribe({
+    runId,
+    onFrame(event, data) {
+      if (event === "progress") {
+        run = { ...run, status: data.status, progress: data.progress, stalled: data.stalled };
+        drawProgress(data.progress, data.eta_seconds, data.status);
+        chartsSoon();
+        return;
+      }
+      if (data.run_id !== runId) return;
+      events.add(data);
+      if (event === "checkpoint") files.load().catch(() => {});
+      refetchSoon();
+    },
+  });
+  const logTimer = setInterval(() => {
+    if (ACTIVE.has(run.status)) logs.poll();
+  }, LOG_EVERY_MS);
+  await Promise.all([charts.load(), events.load(), logs.poll(true), files.load()]
+    .map((p) => p.catch((err) => console.warn(err))));
+  return () => {
+    stream.close();
+    clearInterval(logTimer);
+    clearTimeout(chartTimer);
+  };
+}

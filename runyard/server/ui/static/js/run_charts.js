@@ -1,0 +1,94 @@
+// The run page's metric charts: every chart draws one or more tags from the downsampled
+// series endpoint. Loss-like tags share the first chart; the rest get one chart each.
+
+import { get } from "./api.js";
+import { ChartCard } from "./chartcard.js";
+import { h } from "./dom.js";
+
+const MAX_DEFAULT_CHARTS = 6;
+
+/** Default grouping of tag names into charts. */
+export function defaultGroups(tags) {
+  const loss = tags.filter((t) => /loss/i.test(t));
+  const rest = tags.filter((t) => !/loss/i.test(t));
+  const groups = loss.length ? [loss, ...rest.map((t) => [t])] : rest.map((t) => [t]);
+  return groups.slice(0, MAX_DEFAULT_CHARTS);
+}
+
+export async function seriesOf(runId, tag, range) {
+  return get(`/v1/runs/${encodeURIComponent(runId)}/metrics/${encodeURIComponent(tag)}/series`, {
+    points: range.points, min_step: range.minStep, max_step: range.maxStep });
+}
+
+export class RunCharts {
+  constructor(parent, runId) {
+    this.runId = runId;
+    this.cards = [];
+    this.tags = [];
+    this.box = h("div.charts");
+    this.empty = h("p.muted", "No metrics logged yet.");
+    this.add = h("button", { type: "button", onclick: () => this.addChart([this.tags[0]]) },
+      "+ Chart");
+    parent.append(h("section.panel", h("div.chartbar", h("h2", "Metrics"), h("span.spacer"), this.add),
+      this.empty, this.box));
+  }
+
+  async load() {
+    const got = await get(`/v1/runs/${encodeURIComponent(this.runId)}/metrics/tags`);
+    const tags = got.items.map((t) => t.tag);
+    const fresh = tags.filter((t) => !this.tags.includes(t));
+    this.tags = tags;
+    this.empty.hidden = tags.length > 0;
+    this.add.disabled = !tags.length;
+    if (!this.cards.length) {
+      for (const group of defaultGroups(tags)) this.addChart(group);
+    } else if (fresh.length) {
+      for (const card of this.cards) this.chips(card);
+    }
+  }
+
+  addChart(tags) {
+    if (!tags.length || tags[0] === undefined) return;
+    const state = { tags: new Set(tags) };
+    const extra = h("span.chips");
+    const card = new ChartCard(this.box, {
+      title: "",
+      extra,
+      load: (range) => this.loadCard(state, range),
+      onRemove: (c) => {
+        c.destroy();
+        this.cards = this.cards.filter((x) => x.card !== c);
+      },
+    });
+    const entry = { card, state, extra };
+    this.cards.push(entry);
+    this.chips(entry);
+    card.refresh();
+  }
+
+  /** Tag toggles: a chart draws every tag whose chip is on. */
+  chips(entry) {
+    entry.extra.replaceChildren(...this.tags.map((tag) => h("label.chip", {
+      class: entry.state.tags.has(tag) ? "on" : "",
+    }, h("input", { type: "checkbox", checked: entry.state.tags.has(tag), onchange: (ev) => {
+      if (ev.target.checked) entry.state.tags.add(tag); else entry.state.tags.delete(tag);
+      ev.target.parentElement.classList.toggle("on", ev.target.checked);
+      entry.card.setTitle([...entry.state.tags].join(", ") || "(no tag)");
+      entry.card.refresh();
+    } }), tag)));
+    entry.card.setTitle([...entry.state.tags].join(", ") || "(no tag)");
+  }
+
+  async loadCard(state, range) {
+    const tags = this.tags.filter((t) => state.tags.has(t));
+    const got = await Promise.all(tags.map((t) => seriesOf(this.runId, t, range)));
+    return { series: got.map((g) => ({ label: g.tag, points: g.points })),
+      total: got.reduce((n, g) => n + (g.total || 0), 0) };
+  }
+
+  /** Redraw charts that follow the newest steps (live); zoomed ones keep their range. */
+  async live() {
+    await this.load();
+    for (const { card } of this.cards) if (card.following) card.refresh();
+  }
+}
