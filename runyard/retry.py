@@ -24,6 +24,21 @@ def decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
            stop_acknowledged: bool = False) -> Decision:
     """What happens to ``run`` after its current attempt ended with ``reason``.
 
+    A local run (``executor: "local"``, started by hand) is never requeued: no agent could
+    run it again, it has no command. What would have requeued it fails it instead.
+    """
+    decision = _decide(run, reason, exit_code, stop_acknowledged)
+    if decision.requeue and run.get("executor") == "local":
+        return Decision(Status.FAILED, False,
+                        f"{decision.why}; but a local run is not requeued (only the process "
+                        "that started it can run it)")
+    return decision
+
+
+def _decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
+            stop_acknowledged: bool = False) -> Decision:
+    """What happens to ``run`` after its current attempt ended with ``reason``.
+
     ``run`` needs ``attempt``, ``budget_start``, ``max_attempts``, ``max_restarts_on_errors``,
     ``error_restarts``, ``retry_on_exit_codes``, ``no_retry`` and ``stop_intent``.
     ``stop_acknowledged``: the worker was told of the stop (a heartbeat answer carried it).

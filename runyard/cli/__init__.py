@@ -11,6 +11,7 @@ from runyard.cli import demo as _demo  # noqa: F401
 from runyard.cli import manifest as _manifest  # noqa: F401
 from runyard.cli import runs as _runs  # noqa: F401
 from runyard.cli import server as _server  # noqa: F401
+from runyard.cli import sync as _sync  # noqa: F401
 from runyard.cli import tokens as _tokens  # noqa: F401
 from runyard.cli import workers as _workers  # noqa: F401
 from runyard.cli.app import app, run_app

@@ -41,6 +41,8 @@ MAX_TAGS = 10_000
 TAG_MAX = defaults.METRIC_NAME_MAX
 #: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.
 MAX_STEP = 2**63 - 1
+#: Points handed to the sink in one call at most.
+BATCH_POINTS = 50_000
 #: How long ``finish()`` waits for the background thread to flush.
 FINISH_TIMEOUT_S = 10.0
 #: Longest ``message`` kept in a snapshot.
@@ -155,12 +157,12 @@ class Run:
                                     f"names to numbers, got {type(metrics).__name__}; ignored")
             return
         for tag, value in items:
-            if tag not in tags and not self._admit_tag(tag):
-                continue
             if type(value) is not float and type(value) is not int:
-                value = self._coerce_value(tag, value)
+                value = self._coerce_value(str(tag)[:80], value)
                 if value is None:
                     continue
+            if tag not in tags and not self._admit_tag(tag):
+                continue
             clean[tag] = value
         queue = self._queue
         if len(queue) >= MAX_QUEUED:
@@ -378,14 +380,15 @@ class Run:
 
     def _drain(self) -> None:
         queue, tracker = self._queue, self._tracker
-        points: list[MetricPoint] = []
+        rows: list[sink_mod.MetricRow] = []
+        count = 0
         while queue:
             record = queue.popleft()
             kind = record[0]
             if kind == _LOG:
                 _, step, metrics, t = record
-                at = utc_iso(t)
-                points.extend(MetricPoint(step, tag, value, at) for tag, value in metrics.items())
+                rows.append((step, t, metrics))
+                count += len(metrics)
                 tracker.observe_step(step, t)
                 if metrics:
                     tracker.observe_metrics(metrics)
@@ -393,19 +396,19 @@ class Run:
                 tracker.apply(record[1], record[2])
             else:
                 _, path, step, metrics, status, t = record
-                if points:  # keep the checkpoint after the points logged before it
-                    self._call("points", self._sink_points, points)
-                    points = []
+                if rows:  # keep the checkpoint after the points logged before it
+                    self._call("points", self._sink_points, rows)
+                    rows, count = [], 0
                 record_ = sink_mod.CheckpointRecord(
                     path=path, step=tracker.step if step is None else step,
                     metrics=dict(tracker.metrics) if metrics is None else metrics,
                     status=status, at=utc_iso(t))
                 self._call("checkpoint", self._sink_checkpoint, record_)
-            if len(points) >= 50_000:
-                self._call("points", self._sink_points, points)
-                points = []
-        if points:
-            self._call("points", self._sink_points, points)
+            if count >= BATCH_POINTS:
+                self._call("points", self._sink_points, rows)
+                rows, count = [], 0
+        if rows:
+            self._call("points", self._sink_points, rows)
 
     def _flush_snapshot(self, now: float) -> None:
         if self._tracker.due(now):
@@ -426,9 +429,18 @@ class Run:
                                     f"request: {exc!r}")
             return False
 
-    def _sink_points(self, points: list[MetricPoint]) -> None:
-        assert self._sink is not None
-        self._sink.write_points(points)
+    def _sink_points(self, rows: list[sink_mod.MetricRow]) -> None:
+        sink = self._sink
+        assert sink is not None
+        write_rows = getattr(sink, "write_rows", None)
+        if write_rows is not None:  # the compact path (HTTP, embedded): no object per point
+            write_rows(rows)
+            return
+        points: list[MetricPoint] = []
+        for step, t, metrics in rows:
+            at = utc_iso(t)
+            points.extend(MetricPoint(step, tag, value, at) for tag, value in metrics.items())
+        sink.write_points(points)
 
     def _sink_snapshot(self, snap: dict[str, Any]) -> None:
         assert self._sink is not None

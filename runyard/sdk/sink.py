@@ -52,6 +52,11 @@ class RunInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+#: What ``log()`` recorded: ``(step, time in UNIX seconds, {tag: value})``. A sink that has
+#: ``write_rows(rows)`` gets these directly (no object per point); else ``write_points``.
+MetricRow = tuple[int, float, dict[str, float]]
+
+
 @runtime_checkable
 class Sink(Protocol):
     """The narrow seam between the SDK core and a destination (file, HTTP, store)."""

@@ -61,11 +61,15 @@ class Spool:
 
     def append(self, op: dict[str, Any]) -> None:
         """Add one request at the end (written and flushed before returning)."""
+        self.append_raw(json.dumps(op, separators=(",", ":"), allow_nan=False,
+                                   default=str).encode())
+
+    def append_raw(self, line: bytes) -> None:
+        """Add one request already encoded as a JSON object (no newline inside)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(op, separators=(",", ":"), allow_nan=False, default=str) + "\n"
         fd = os.open(self.ops_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
-            fh.write(line)
+        with os.fdopen(fd, "ab") as fh:
+            fh.write(line + b"\n")
         self._pending += 1
 
     def cursor(self) -> int:

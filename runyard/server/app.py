@@ -17,7 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runyard import errors
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
-from runyard.server import auth, routes_admin, routes_data, routes_runs, routes_workers, sse
+from runyard.server import (
+    auth,
+    routes_admin,
+    routes_data,
+    routes_runs,
+    routes_sync,
+    routes_workers,
+    sse,
+)
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -156,8 +164,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (routes_admin, routes_runs, routes_data, routes_workers, sse, ui_api,
-                   routes_ui):
+    for module in (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
+                   ui_api, routes_ui):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

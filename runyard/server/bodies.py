@@ -3,7 +3,7 @@ names it. Deep validation (names, constraints, schemas) stays in the domain modu
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -82,10 +82,19 @@ class MetricPoint(Body):
     at: float | str | None = None
 
 
+#: One logged step in the compact form: ``[step, at, {tag: value, ...}]`` -- the points of one
+#: ``log()`` call share their step and time, so they travel once (what the SDK sends).
+MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, float | str]]
+
+
 class MetricsRequest(Body):
+    """Points as ``points`` (one object each), ``rows`` (compact), or both; at most
+    100,000 points in all."""
+
     attempt_id: str
     lease: str
-    points: list[MetricPoint] = Field(max_length=100_000)
+    points: list[MetricPoint] = Field(default_factory=list, max_length=100_000)
+    rows: list[MetricRow] = Field(default_factory=list, max_length=100_000)
 
 
 class LogChunk(Body):

@@ -173,20 +173,33 @@ class DataMixin:
             raise errors.ValidationError("points: expected a list", field="points")
         now = time.time()
         rows: dict[tuple[str, int], tuple[Any, ...]] = {}
+        # A batch repeats a few tags many times: each distinct tag is checked once.
+        good_tags: set[str] = set()
         for i, p in enumerate(points):
             if not isinstance(p, Mapping):
                 raise errors.ValidationError(f"points[{i}]: expected an object",
                                              field=f"points[{i}]")
-            tag = _check_tag(p.get("tag"), f"points[{i}].tag")
-            step = _check_int(p.get("step"), f"points[{i}].step")
-            value, special = _encode_value(p.get("value"), f"points[{i}].value")
+            tag = p.get("tag")
+            if type(tag) is not str or tag not in good_tags:
+                tag = _check_tag(tag, f"points[{i}].tag")
+                good_tags.add(tag)
+            step = p.get("step")
+            if type(step) is not int or not 0 <= step <= MAX_STEP:
+                step = _check_int(step, f"points[{i}].step")
+            value = p.get("value")
+            if type(value) is float and value - value == 0.0:  # finite: the common case
+                special = None
+            else:
+                value, special = _encode_value(value, f"points[{i}].value")
             at = p.get("at")
             if at is None:
                 at = now
-            elif not _is_number(at) or not math.isfinite(at):
-                raise errors.ValidationError(f"points[{i}].at: expected UNIX seconds",
-                                             field=f"points[{i}].at")
-            rows[(tag, step)] = (run_id, tag, step, attempt, value, special, float(at))
+            elif type(at) is not float or at - at != 0.0:
+                if not _is_number(at) or not math.isfinite(at):
+                    raise errors.ValidationError(f"points[{i}].at: expected UNIX seconds",
+                                                 field=f"points[{i}].at")
+                at = float(at)
+            rows[(tag, step)] = (run_id, tag, step, attempt, value, special, at)
         if not rows:
             return 0
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"

@@ -1,0 +1,119 @@
+"""The server side of ``runyard sync``: create an ended local run from its record, once.
+
+A synced run keeps the id it had locally, so a second upload finds it and changes nothing.
+It arrives ended (a record of something that happened elsewhere), with its attempts, its
+events in their original sequence and its latest progress; an ``imported`` event is added
+after them saying who uploaded it and from where. Metric points follow in batches through
+``POST /v1/runs/{id}/import/metrics`` (upserts, so a resent batch duplicates nothing).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from runyard import errors, models, submission
+from runyard.store.base import Row, Store
+
+#: What a synced run may say it ended as.
+ENDED = ("completed", "failed", "stopped", "cancelled")
+#: The ``source`` column of synced runs starts with this; only they take imported points.
+SOURCE_PREFIX = "sync:"
+
+
+def _time(value: Any, field: str, default: float | None = None) -> float | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise errors.ValidationError(f"{field}: expected UNIX seconds", field=field)
+    return float(value)
+
+
+def import_run(store: Store, record: Mapping[str, Any], *, owner: str,
+               origin: str) -> tuple[Row, bool]:
+    """Create the run of ``record`` unless its id exists; returns ``(run, created)``."""
+    src = dict(record.get("run") or {})
+    run_id = src.get("id")
+    if not isinstance(run_id, str) or not 1 <= len(run_id) <= 40 or not run_id.isalnum():
+        raise errors.ValidationError("run.id: expected 1-40 letters and digits", field="run.id")
+    status = src.get("status")
+    if status not in ENDED:
+        raise errors.ValidationError(
+            f"run.status: only ended runs are synced ({', '.join(ENDED)}), got {status!r}",
+            field="run.status")
+    now = time.time()
+    request = {k: src[k] for k in ("name", "project", "version", "notes", "config", "workdir")
+               if src.get(k) is not None}
+    request["executor"] = "local"
+    row = submission.build_run(request, None, owner=owner, now=now)
+    created_at = _time(src.get("created_at"), "run.created_at", now)
+    attempts = list(record.get("attempts") or [])
+    row.update(
+        id=run_id, status=status, source=f"{SOURCE_PREFIX}{origin}"[:500],
+        created_at=created_at, queued_at=created_at,
+        started_at=_time(src.get("started_at"), "run.started_at"),
+        ended_at=_time(src.get("ended_at"), "run.ended_at", now),
+        updated_at=now, host_id=src.get("host_id"),
+        termination_reason=_reason(src.get("termination_reason"), "run.termination_reason"),
+        exit_code=src.get("exit_code") if isinstance(src.get("exit_code"), int) else None,
+        attempt=len(attempts), progress=src.get("progress") if isinstance(
+            src.get("progress"), dict) else None,
+        progress_updated_at=_time(src.get("progress_updated_at"), "run.progress_updated_at"),
+        artifact_store=src.get("artifact_store"))
+    with store.transaction() as tx:
+        existing = tx.lock_run(run_id)
+        if existing is not None:
+            return existing, False
+        tx.insert_run(row)
+        for i, att in enumerate(attempts):
+            number = att.get("number", i + 1)
+            if not isinstance(number, int) or number < 1:
+                raise errors.ValidationError(f"attempts[{i}].number: expected >= 1",
+                                             field=f"attempts[{i}].number")
+            claimed = _time(att.get("claimed_at"), f"attempts[{i}].claimed_at", created_at)
+            tx.insert_attempt({
+                "id": submission.new_id(), "run_id": run_id, "number": number,
+                "host_id": str(att.get("host_id") or src.get("host_id") or "local")[:200],
+                "lease": secrets.token_hex(16), "lease_expires_at": claimed, "active": False,
+                "claimed_at": claimed,
+                "running_at": _time(att.get("running_at"), f"attempts[{i}].running_at"),
+                "ended_at": _time(att.get("ended_at"), f"attempts[{i}].ended_at", now),
+                "termination_reason": _reason(att.get("termination_reason"),
+                                              f"attempts[{i}].termination_reason"),
+                "exit_code": att.get("exit_code") if isinstance(att.get("exit_code"), int)
+                else None,
+                "details": att.get("details") if isinstance(att.get("details"), dict) else None,
+            })
+        seq = 0
+        for i, ev in enumerate(record.get("events") or []):
+            seq += 1
+            tx.insert_event({
+                "run_id": run_id, "seq": seq,
+                "attempt": ev.get("attempt") if isinstance(ev.get("attempt"), int) else 0,
+                "at": _time(ev.get("at"), f"events[{i}].at", now),
+                "kind": str(ev.get("kind") or "status")[:32],
+                "status": models.Status.parse(str(ev.get("status") or status)).value,
+                "actor": str(ev.get("actor") or "local")[:200],
+                "details": ev.get("details") if isinstance(ev.get("details"), dict) else None,
+            })
+        tx.update_run(run_id, {"event_seq": seq})
+        tx.append_event(run_id, kind="imported", status=status, actor=owner,
+                        attempt=len(attempts), at=now,
+                        details={"origin": origin, "executor": "local"})
+        out = tx.lock_run(run_id)
+    assert out is not None
+    return out, True
+
+
+def _reason(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    return models.Reason.parse(str(value)).value
+
+
+def check_importable(run: Row) -> None:
+    """Only synced runs take imported points and checkpoints (others need a lease)."""
+    if not str(run.get("source") or "").startswith(SOURCE_PREFIX):
+        raise errors.Conflict(f"run {run['id']} was not synced: send its data with a lease")

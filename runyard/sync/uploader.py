@@ -1,0 +1,166 @@
+"""Upload local runs to a server, idempotently; replay HTTP spools left by an outage.
+
+Each run is created with its own id (``POST /v1/runs/import``: 201 new, 200 known), then its
+points (upserts), then its checkpoints; only when all of that went through is the run noted
+in ``<data dir>/synced.json`` for that server, so an interrupted sync resends (harmlessly)
+and a finished one is skipped next time: running ``runyard sync`` twice creates nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard import errors
+from runyard.client.http import Http
+from runyard.progress import snapshot as snapshot_mod
+from runyard.sdk import checkpoint_files
+from runyard.sdk.spool import Spool
+from runyard.sync import records
+
+MARKER_FILE = "synced.json"
+
+
+@dataclass
+class SyncReport:
+    """What a sync did; printed by the CLI."""
+
+    created: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)  # known to the server, data resent
+    skipped: list[str] = field(default_factory=list)  # synced before
+    points: int = 0
+    checkpoints: int = 0
+    spools_sent: list[str] = field(default_factory=list)
+    spools_dropped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Marker:
+    """The ids of runs fully synced to each server, in ``<data dir>/synced.json``."""
+
+    def __init__(self, data_dir: Path, server: str) -> None:
+        self.path = data_dir / MARKER_FILE
+        self.server = server
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        self.data: dict[str, list[str]] = data if isinstance(data, dict) else {}
+        self.ids = set(self.data.get(server, []))
+
+    def has(self, run_id: str) -> bool:
+        return run_id in self.ids
+
+    def add(self, run_id: str) -> None:
+        self.ids.add(run_id)
+        self.data[self.server] = sorted(self.ids)
+        snapshot_mod.write_json_atomic(self.path, self.data)
+
+
+def origin(data_dir: Path) -> str:
+    return f"{socket.gethostname()}:{data_dir}"
+
+
+def sync(data_dir: Path, http: Http, *, dry_run: bool = False) -> SyncReport:
+    """Upload every ended local run of ``data_dir`` not yet synced to ``http``'s server."""
+    report = SyncReport()
+    marker = Marker(data_dir, http.server)
+    runs: Iterable[records.LocalRun] = list(records.embedded_runs(data_dir)) + list(
+        records.file_runs(data_dir))
+    for run in runs:
+        if marker.has(run.run_id):
+            report.skipped.append(run.run_id)
+            continue
+        if dry_run:
+            report.created.append(run.run_id)
+            continue
+        try:
+            _upload(data_dir, http, run, report)
+        except errors.TransportError:
+            raise  # the server is gone: stop, the next sync starts over
+        except errors.RunyardError as exc:
+            report.problems.append(f"run {run.run_id}: {exc.message}")
+            continue
+        marker.add(run.run_id)
+    if not dry_run:
+        replay_spools(data_dir, http, report)
+    return report
+
+
+def _upload(data_dir: Path, http: Http, run: records.LocalRun, report: SyncReport) -> None:
+    answer = http.post_json("/v1/runs/import", {**run.record, "origin": origin(data_dir)})
+    (report.created if answer.get("created") else report.completed).append(run.run_id)
+    for attempt, rows in run.points():
+        out = http.post_json(f"/v1/runs/{run.run_id}/import/metrics",
+                             {"attempt": attempt, "rows": rows})
+        report.points += int(out.get("written", 0))
+    for ck in run.checkpoints:
+        _upload_checkpoint(data_dir, http, run, ck)
+        report.checkpoints += 1
+
+
+def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
+                       ck: records.CheckpointFile) -> None:
+    body: dict[str, Any] = {"attempt": ck.attempt, "step": ck.step, "status": "incomplete",
+                            "metrics": snapshot_mod.to_wire(ck.metrics), "name": ck.name}
+    if ck.status == "complete":
+        blob: Path | None = None
+        packed = None
+        sha = ck.sha256
+        if sha is not None:  # the embedded store's blob
+            from runyard.artifacts import LocalBlobStore
+
+            store = LocalBlobStore(data_dir / "artifacts")
+            if store.exists(sha):
+                blob = store._path(sha)  # noqa: SLF001 - the local store's own layout
+        elif ck.path is not None:
+            packed = checkpoint_files.pack(ck.path)
+            if packed is not None:
+                blob, sha = packed.file, packed.sha256
+                body["name"] = body["name"] or f"checkpoints/{packed.name}"
+        if blob is not None and sha is not None:
+            name = body["name"] or f"checkpoints/step-{ck.step}"
+            with open(blob, "rb") as fh:
+                http.request("PUT", f"/v1/runs/{run.run_id}/import/artifacts/{name}",
+                             params={"attempt": ck.attempt, "kind": "checkpoint"},
+                             content=fh.read(), headers={"X-Content-SHA256": sha})
+            body.update(status="complete", sha256=sha, name=name)
+        if packed is not None:
+            packed.cleanup()
+    http.post_json(f"/v1/runs/{run.run_id}/import/checkpoints", body)
+
+
+def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
+    """Send what HTTP-mode runs spooled and could not deliver before they ended."""
+    root = data_dir / "local-runs"
+    if not root.is_dir():
+        return
+    for spool_dir in sorted(root.glob("*/spool")):
+        spool = Spool(spool_dir)
+        meta = spool.read_meta()
+        if not meta or not spool.pending:
+            continue
+        if str(meta.get("server", "")).rstrip("/") != http.server:
+            report.problems.append(f"spool of run {meta.get('run_id')} belongs to "
+                                   f"{meta.get('server')}; sync with --server there")
+            continue
+        try:
+            for op, end in spool.pending_ops():
+                if "checkpoint" not in op:
+                    http.request("POST", op["path"], content=json.dumps(
+                        op["body"], separators=(",", ":")).encode(),
+                        headers={"Content-Type": "application/json"})
+                spool.ack(end)
+        except errors.Conflict as exc:
+            report.spools_dropped.append(f"{meta.get('run_id')}: {exc.message}")
+            spool.remove()
+            continue
+        spool.remove()
+        report.spools_sent.append(str(meta.get("run_id")))
