@@ -13,6 +13,7 @@ from runyard.cli import runs as _runs  # noqa: F401
 from runyard.cli import server as _server  # noqa: F401
 from runyard.cli import sync as _sync  # noqa: F401
 from runyard.cli import tokens as _tokens  # noqa: F401
+from runyard.cli import up as _up  # noqa: F401
 from runyard.cli import workers as _workers  # noqa: F401
 from runyard.cli.app import app, run_app
 

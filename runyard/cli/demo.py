@@ -1,5 +1,102 @@
-"""Placeholder: filled in by later work."""
+"""``runyard demo``: ``runyard up`` plus real training jobs, watched live in the terminal."""
 
 from __future__ import annotations
 
-from runyard.cli.app import app  # noqa: F401
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from runyard import errors
+from runyard.cli import up as up_cmd
+from runyard.cli.app import app
+
+if TYPE_CHECKING:
+    from runyard.agent.signals import StopSignals
+    from runyard.stack import LocalStack
+
+#: The demo's operator token (minted on every start, like the agent's): it reloads the
+#: manifest and restarts runs, and is the actor of those events.
+DEMO_TOKEN = "demo"
+#: Exit code of a demo stopped by Ctrl-C (as a shell reports SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+@app.command("demo")
+def demo(
+    data_dir: Path | None = up_cmd.DATA_DIR_OPT,
+    port: int = up_cmd.PORT_OPT,
+    slots: int = typer.Option(2, "--slots", min=1,
+                              help="Jobs trained at once by the local agent."),
+    keep_running: bool = typer.Option(
+        False, "--keep-running",
+        help="When the jobs are done, leave the server and agent up (for the UI, "
+             "`runyard ls`, ...) until Ctrl-C."),
+    timeout_s: float = typer.Option(600.0, "--timeout-s", min=1,
+                                    help="Give up when the jobs have not ended by then."),
+    stop_grace_s: float = typer.Option(10.0, "--stop-grace-s", min=0,
+                                       help="On Ctrl-C, seconds running jobs get to stop."),
+) -> int:
+    """Start a server and a local agent (as `runyard up`), train a few real models on data
+    sets that ship with scikit-learn (gradient-boosted trees, an MLP, NumPy softmax
+    regression) with live progress bars, list their artifacts, and stop.
+
+    Exit code 0 when every job completed. Jobs an earlier demo in the same data directory
+    completed are trained again, as new runs.
+    """
+    import importlib.util
+
+    for module, package in (("numpy", "NumPy"), ("sklearn", "scikit-learn")):
+        if importlib.util.find_spec(module) is None:  # looked up, not imported: it is slow
+            raise errors.ConfigError(f"the demo needs {package}, which is not installed: "
+                                     "pip install 'runyard[server,demo]'")
+    config = up_cmd.stack_config(data_dir, port, slots=slots, stop_grace_s=stop_grace_s,
+                                 probe_interval_s=0.5, tokens={DEMO_TOKEN: "operator"})
+
+    def body(local: LocalStack, stop: StopSignals) -> int:
+        code = _train(local, stop, timeout_s)
+        if keep_running and code == 0 and not stop.graceful.is_set():
+            typer.echo(f"runyard: the server keeps running at {local.url}/ ; Ctrl-C stops it")
+            return up_cmd.wait_for_stop(local, stop)
+        return code
+
+    return up_cmd.run_stack(config, body)
+
+
+def _train(local: LocalStack, stop: StopSignals, timeout_s: float) -> int:
+    from rich.console import Console
+
+    from runyard.client import Client
+    from runyard.demo import board, jobs
+
+    up_cmd.print_banner(local)
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a log or a pipe: no width to fit, keep the rows whole
+        console = Console(highlight=False, width=max(console.width, 132))
+    token = local.secrets[DEMO_TOKEN]
+    with Client(local.url, token) as client:
+        queued = jobs.queue(client, token)
+        again = f" ({queued.again} of them again, as new runs)" if queued.again else ""
+        typer.echo(f"runyard: {len(queued.runs)} demo jobs queued{again}")
+        view = board.Board(client, queued.runs, console,
+                           title=f"runyard demo: {len(queued.runs)} jobs on {local.url}/")
+        outcome, problem = view.watch(stop.graceful.is_set, local.failed, timeout_s)
+        if outcome is board.Outcome.BROKEN:
+            typer.echo(f"runyard: {problem}", err=True)
+            return 1
+        if outcome is board.Outcome.INTERRUPTED:
+            typer.echo("runyard: demo interrupted", err=True)
+            return EXIT_INTERRUPTED
+        console.print()
+        console.print(view.artifacts(local.config.data_dir / "artifacts"))
+        if outcome is board.Outcome.TIMED_OUT:
+            typer.echo(f"runyard: the demo jobs did not end within {timeout_s:g} s", err=True)
+            return 1
+        failed = view.failures()
+        for line in failed:
+            typer.echo(f"runyard: {line}", err=True)
+        if failed:
+            return 1
+    typer.echo(f"runyard: all {len(queued.runs)} demo jobs completed (`runyard up` on the "
+               "same data directory shows them in the UI)")
+    return 0
