@@ -48,6 +48,7 @@ TRAIN_SCRIPT = textwrap.dedent('''
     print("attempt", os.environ["RUNYARD_ATTEMPT"], "token",
           os.environ.get("RUNYARD_TOKEN", "<none>"), flush=True)
     print("argv", json.dumps(sys.argv[1:]), flush=True)
+    print("run", os.environ["RUNYARD_RUN_ID"], "cwd", os.getcwd(), flush=True)
 
     def snapshot(seq, step):
         now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z"

@@ -73,6 +73,7 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
     assert progress["snapshot"]["seq"] == 12 and progress["snapshot"]["step"] == 11
     out = api.logs(ok)
     assert "done" in out and "token <none>" in out  # the worker token never reaches a run
+    assert f"run {ok} cwd {script.parent}\n" in out  # RUNYARD_RUN_ID, the agent's directory
     assert "cuda \n" in out  # CPU run on a GPU-less host: no GPUs visible
     argv = json.loads(next(line[5:] for line in out.splitlines() if line.startswith("argv ")))
     assert argv == ["--config", str(attempt_dir(agents[0], ok, 1) / "config.json")]

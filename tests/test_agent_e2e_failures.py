@@ -185,3 +185,35 @@ def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
     finally:
         api.close()
         server.stop()
+
+
+def test_restarted_agent_stops_what_its_killed_predecessor_left_running(
+        tmp_path: Path, agents: list[AgentProc], orphans: list[int]) -> None:
+    server, api = _start(tmp_path, 3)
+    try:
+        script = write_train_script(tmp_path)
+        rid = api.submit("orphaned", script, {"steps": 300, "sleep": 0.1,
+                                              "sleep_by_attempt": {"2": 0.005}})
+        token = api.worker_token()
+        first = AgentProc(server, token, "box", tmp_path / "work")
+        agents.append(first)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        pid = training_pid(first, rid, 1)
+        orphans.append(pid)
+        first.signal(signal.SIGKILL)
+        first.wait(5)
+        time.sleep(0.5)
+        assert pid_alive(pid)  # its own session: it outlives the agent
+        again = AgentProc(server, token, "box", tmp_path / "work")
+        agents.append(again)
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(pid)
+        assert f"stopping pid {pid} (run {rid} attempt 1), left running" in again.log()
+        run = api.wait(rid, {"completed", "failed"}, timeout=30)  # lost, then requeued
+        assert run["status"] == "completed" and run["attempt"] == 2
+        assert not list((tmp_path / "work").glob("*/*/process.json"))  # records cleaned up
+    finally:
+        api.close()
+        server.stop()

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from runyard import errors, models
+from runyard.agent import orphans, process
 from runyard.agent import probe as probe_mod
-from runyard.agent import process
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
@@ -285,8 +285,14 @@ class AttemptRunner:
                     return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
                                         details={"error": "agent stopping before launch"})
                 self.proc = process.start(launch, self._logs.add)
+            if self.proc.pid is not None:
+                orphans.record(self.paths.root, self.proc.pid)
             self._beat()  # marks the run running at once
-            result = self._supervise(self.proc)
+            try:
+                result = self._supervise(self.proc)
+            finally:
+                if self.proc.result is not None:
+                    orphans.forget(self.paths.root)
             if self._lease_lost:
                 return self._abandon()
             self._forward(final=True)

@@ -13,6 +13,9 @@ Files and directories: each attempt's protocol files, logs and artifacts live un
 in (the checkout whose git commit it reports), so relative paths in a manifest's commands
 mean what the operator reads.
 
+A training process outlives an agent killed outright (it has its own session); the next
+agent started on the same work directory stops it first (:mod:`runyard.agent.orphans`).
+
 GPUs: each attempt gets its own via ``CUDA_VISIBLE_DEVICES``. A claim advertises only the
 GPUs no attempt holds, so the server never hands this host a run needing more GPUs than are
 free (and sends ``prefer_cuda`` runs elsewhere while all of them are busy).
@@ -32,7 +35,7 @@ from typing import Any
 
 from runyard import defaults, errors, models
 from runyard.agent import attempt as attempt_mod
-from runyard.agent import capabilities, signals
+from runyard.agent import capabilities, orphans, signals
 from runyard.agent.api import Backoff, WorkerAPI
 
 log = logging.getLogger(__name__)
@@ -179,6 +182,9 @@ class Agent:
     def run(self) -> int:
         """Claim and supervise until stopped; returns the process exit code."""
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        # Before claiming: what a dead predecessor on this work dir left running trains for
+        # nobody now (its attempts end as lost), so stop it.
+        orphans.reap(self.settings.work_dir)
         fake = [what for what in ("gpus", "ram") if self.caps.extra.get(f"fake_{what}")]
         log.info("agent %s: server %s, %d slot(s), %d GPU(s)%s, work dir %s", self.host_id,
                  self.api.server, self.config.slots, len(self.caps.gpus),
