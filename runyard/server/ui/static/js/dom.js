@@ -103,14 +103,14 @@ export function badge(status) {
   return h("span.badge", { class: `badge st-${status}`, dataset: { status } }, status);
 }
 
-/** Show a message in the top banner; errors stay until dismissed, notes fade. */
+/** Show a message in the corner; notes fade after 4 s, errors after 12 s (or on ×). */
 export function flash(message, kind = "error") {
   const box = document.getElementById("flash");
   const item = h(`div.${kind}`, h("span", message),
     h("button.link", { type: "button", onclick: () => item.remove(), "aria-label": "dismiss" },
       "×"));
   box.append(item);
-  if (kind !== "error") setTimeout(() => item.remove(), 4000);
+  setTimeout(() => item.remove(), kind === "error" ? 12_000 : 4000);
 }
 
 export function section(title, ...body) {

@@ -7,17 +7,22 @@ import { authHeaders, qs } from "./api.js";
 const RETRY_MS = 2000;
 const listeners = new Set();
 let connected = false;
+let open = 0; // streams subscribed now (a page without one shows no "live" dot)
 
-/** fn(connected) whenever any stream connects or drops (drives the header's "live" dot). */
+/** fn(connected, streams) when a stream connects, drops, opens or closes (the "live" dot). */
 export function onConnectionChange(fn) {
   listeners.add(fn);
-  fn(connected);
+  fn(connected, open);
+}
+
+function notify() {
+  for (const fn of listeners) fn(connected, open);
 }
 
 function setConnected(value) {
   if (value === connected) return;
   connected = value;
-  for (const fn of listeners) fn(value);
+  notify();
 }
 
 /** Parse complete frames out of `buffer`; returns what is left (an unfinished frame). */
@@ -88,10 +93,16 @@ export function subscribe({ runId = null, onFrame }) {
     if (!state.closed) state.timer = setTimeout(connect, RETRY_MS);
   }
 
+  open += 1;
+  notify();
   connect();
   return {
     close() {
+      if (state.closed) return;
       state.closed = true;
+      open -= 1;
+      if (!open) connected = false;
+      notify();
       clearTimeout(state.timer);
       if (state.controller) state.controller.abort();
     },

@@ -111,8 +111,9 @@ document.getElementById("logout").addEventListener("click", () => {
   setToken("");
   loginPage("Signed out.");
 });
-onConnectionChange((on) => {
+onConnectionChange((on, streams) => {
   const dot = document.getElementById("live");
+  dot.hidden = !streams;
   dot.classList.toggle("off", !on);
   dot.title = on ? "live updates: connected" : "live updates: reconnecting";
 });
