@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -154,6 +155,10 @@ def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: A
     workers = {w["host_id"]: w for w in api.http.get("/v1/workers").json()["items"]}
     assert workers["gpu-box"]["capabilities"]["fake_gpus"] is True  # marked as fake
     assert workers["cpu-box"]["capabilities"]["ram_gib"] == 256
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # the agents run in this checkout: they report its commit
+        assert workers["cpu-box"]["capabilities"]["git_commit"] == head.stdout.strip()
+    assert "capabilities:\nhost id      cpu-box" in agents[1].log()  # the self-test, logged
 
 
 def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,

@@ -186,6 +186,9 @@ class Agent:
         # nobody now (its attempts end as lost), so stop it.
         orphans.reap(self.settings.work_dir)
         fake = [what for what in ("gpus", "ram") if self.caps.extra.get(f"fake_{what}")]
+        # The self-test of `runyard agent --check`, in the journal before the first claim
+        # registers this host.
+        log.info("capabilities:\n%s", capabilities.format_check(self.caps))
         log.info("agent %s: server %s, %d slot(s), %d GPU(s)%s, work dir %s", self.host_id,
                  self.api.server, self.config.slots, len(self.caps.gpus),
                  f" (FAKE {'/'.join(fake)}, for tests)" if fake else "", self.settings.work_dir)
