@@ -57,6 +57,9 @@ def demo(
         code = _train(local, stop, timeout_s)
         if keep_running and code == 0 and not stop.graceful.is_set():
             typer.echo(f"runyard: the server keeps running at {local.url}/ ; Ctrl-C stops it")
+            if local.token_file is not None:
+                typer.echo(f"runyard: try  RUNYARD_SERVER={local.url} RUNYARD_TOKEN=$(cat "
+                           f"{local.token_file}) runyard ls")
             return up_cmd.wait_for_stop(local, stop)
         return code
 
