@@ -217,3 +217,34 @@ def test_restarted_agent_stops_what_its_killed_predecessor_left_running(
     finally:
         api.close()
         server.stop()
+
+
+def test_a_run_that_ended_before_the_agent_was_stopped_is_not_requeued(
+        tmp_path: Path, agents: list[AgentProc]) -> None:
+    server, api = _start(tmp_path, 30)
+    try:
+        script = write_train_script(tmp_path)
+        rid = api.submit("finished", script, {"steps": 25, "sleep": 0.1, "artifact": "w"})
+        agent = AgentProc(server, api.worker_token(), "box", tmp_path / "work")
+        agents.append(agent)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        pid = training_pid(agent, rid, 1)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)  # the agent's reports hang from now on
+        try:
+            deadline = time.monotonic() + 20
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not pid_alive(pid)  # training ended on its own, exit 0
+            agent.signal(signal.SIGTERM)  # the agent stops while its report is pending
+            time.sleep(0.5)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert agent.wait(40) == 0
+        run = api.wait(rid, {"completed", "failed", "queued"}, timeout=10)
+        assert run["status"] == "completed" and run["attempt"] == 1, run
+        assert {a["name"] for a in api.http.get(f"/v1/runs/{rid}/artifacts").json()["items"]} \
+            == {"artifacts.tar.zst"}
+    finally:
+        api.close()
+        server.stop()

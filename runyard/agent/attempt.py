@@ -570,7 +570,10 @@ class AttemptRunner:
         if result.setup_error is not None:
             return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
                                 details={**details, "error": result.setup_error})
-        if self._shutdown:
+        if self._shutdown and result.stopped_by_request:
+            # Only a process the agent's stop ended: one that had already exited on its own
+            # (its training done, the agent still uploading) is reported as it ended, so a
+            # finished run is not requeued and trained again.
             return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
                                 exit_code=result.exit_code, stderr_tail=result.stderr_tail,
                                 details=details)
