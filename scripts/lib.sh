@@ -36,6 +36,16 @@ ensure_venv() {
   fi
   # The system pip can be old; its resolver gives up on the s3fs/aiobotocore/moto pins.
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=24.2"
+  case ",$1," in
+    *,test,*|*,integrations-test,*)
+      # The framework integrations' tests need torch: install the CPU build first, pinned,
+      # so that resolving transformers/lightning never pulls another (CUDA) torch.
+      if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+        log "installing torch==2.13.0 (CPU) into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+      fi
+      ;;
+  esac
   log "installing runyard[$1] into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[$1]"
 }

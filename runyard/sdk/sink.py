@@ -175,7 +175,8 @@ def select_sink(env: Mapping[str, str] | None = None, info: RunInfo | None = Non
         from runyard.sdk import store_sink
 
         try:
-            return store_sink.StoreSink(cfg.data_dir, info)
+            return store_sink.StoreSink(cfg.data_dir, info,
+                                        heartbeat_interval_s=cfg.heartbeat_interval_s)
         except errors.RunyardError as exc:  # e.g. a database from a newer Runyard
             warn("embedded", f"runyard: the embedded store in {cfg.data_dir} is unusable "
                  f"({exc.message}); recording the run as files instead")
