@@ -21,6 +21,9 @@ export class ChartCard {
     this.options = options;
     this.range = { minStep: null, maxStep: null };
     this.seq = 0;
+    this.inflight = false;
+    this.pending = false;
+    this.lastLoadMs = 0;
     this.minInput = h("input", { type: "text", inputmode: "numeric", placeholder: "min step",
       size: 9, "aria-label": "min step" });
     this.maxInput = h("input", { type: "text", inputmode: "numeric", placeholder: "max step",
@@ -74,19 +77,38 @@ export class ChartCard {
     return this.range.maxStep === null;
   }
 
-  async refresh() {
+  /**
+   * Fetch and redraw. A user's change (zoom, range, tags) always wins: an older answer is
+   * dropped. A live refresh (`{live: true}`) never piles up: while one is in flight the next
+   * waits for it, so a long history costs the server one query at a time per chart.
+   */
+  async refresh({ live = false } = {}) {
+    if (live && this.inflight) {
+      this.pending = true;
+      return;
+    }
     const seq = ++this.seq;
     const points = Math.min(2000, Math.max(100, Math.round(this.chart.width())));
+    const started = performance.now();
+    this.inflight = true;
     try {
       const got = await this.options.load({ ...this.range, points });
       if (seq !== this.seq) return;
+      this.lastLoadMs = performance.now() - started;
       this.chart.setData(got.series, [this.range.minStep, this.range.maxStep]);
       const drawn = got.series.reduce((n, sr) => n + sr.points.length, 0);
       this.info.textContent = `${fmtNum(got.total)} stored points, ${fmtNum(drawn)} drawn`;
       this.root.dataset.total = String(got.total);
+      this.root.dataset.range = `${this.range.minStep ?? ""}:${this.range.maxStep ?? ""}`;
     } catch (err) {
       if (seq !== this.seq) return;
       this.error.textContent = err.message;
+    } finally {
+      if (seq === this.seq) this.inflight = false;
+      if (seq === this.seq && this.pending) {
+        this.pending = false;
+        this.refresh({ live: true });
+      }
     }
   }
 

@@ -4,7 +4,7 @@
 import { get } from "./api.js";
 import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table } from "./dom.js";
 import { subscribe } from "./live.js";
-import { RunCharts } from "./run_charts.js";
+import { RunCharts, tagsOf } from "./run_charts.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
 import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
 
@@ -33,6 +33,9 @@ function progressFacts(p, eta) {
 
 export async function render(main, { me, params }) {
   const runId = params[0];
+  // The tags are asked for alongside the run: the charts wait on them, not on the run.
+  const tags = tagsOf(runId);
+  tags.catch(() => {});
   let run;
   try {
     run = await get(`/v1/runs/${encodeURIComponent(runId)}`);
@@ -115,10 +118,13 @@ export async function render(main, { me, params }) {
   }
   const refetchSoon = debounce(refetch, 300);
 
-  let lastChart = 0;
+  // Live chart refreshes: at most every CHART_EVERY_MS, and further apart when a long history
+  // makes each one slow (five times the last load), so watching never hogs the server.
+  let lastChart = Date.now();
   let chartTimer = null;
   function chartsSoon() {
-    const wait = Math.max(0, lastChart + CHART_EVERY_MS - Date.now());
+    const every = Math.max(CHART_EVERY_MS, 5 * charts.slowestMs);
+    const wait = Math.max(0, lastChart + every - Date.now());
     if (chartTimer) return;
     chartTimer = setTimeout(() => {
       chartTimer = null;
@@ -130,13 +136,16 @@ export async function render(main, { me, params }) {
   drawHeader();
   drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
   drawInfo();
+  let progressAt = run.progress_updated_at;
   const stream = subscribe({
     runId,
     onFrame(event, data) {
       if (event === "progress") {
         run = { ...run, status: data.status, progress: data.progress, stalled: data.stalled };
         drawProgress(data.progress, data.eta_seconds, data.status);
-        chartsSoon();
+        // The stream opens with the current snapshot: only a newer one means new points.
+        if (data.progress_updated_at !== progressAt) chartsSoon();
+        progressAt = data.progress_updated_at;
         return;
       }
       if (data.run_id !== runId) return;
@@ -148,7 +157,7 @@ export async function render(main, { me, params }) {
   const logTimer = setInterval(() => {
     if (ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
-  await Promise.all([charts.load(), events.load(), logs.poll(true), files.load()]
+  await Promise.all([charts.load(tags), events.load(), logs.poll(true), files.load()]
     .map((p) => p.catch((err) => console.warn(err))));
   return () => {
     stream.close();

@@ -6,6 +6,7 @@ import { ChartCard } from "./chartcard.js";
 import { h } from "./dom.js";
 
 const MAX_DEFAULT_CHARTS = 6;
+const TAGS_EVERY_MS = 10_000;
 
 /** Default grouping of tag names into charts. */
 export function defaultGroups(tags) {
@@ -13,6 +14,10 @@ export function defaultGroups(tags) {
   const rest = tags.filter((t) => !/loss/i.test(t));
   const groups = loss.length ? [loss, ...rest.map((t) => [t])] : rest.map((t) => [t]);
   return groups.slice(0, MAX_DEFAULT_CHARTS);
+}
+
+export function tagsOf(runId) {
+  return get(`/v1/runs/${encodeURIComponent(runId)}/metrics/tags`);
 }
 
 export async function seriesOf(runId, tag, range) {
@@ -25,6 +30,7 @@ export class RunCharts {
     this.runId = runId;
     this.cards = [];
     this.tags = [];
+    this.tagsAt = 0;
     this.box = h("div.charts");
     this.empty = h("p.muted", "No metrics logged yet.");
     this.add = h("button", { type: "button", onclick: () => this.addChart([this.tags[0]]) },
@@ -33,8 +39,10 @@ export class RunCharts {
       this.empty, this.box));
   }
 
-  async load() {
-    const got = await get(`/v1/runs/${encodeURIComponent(this.runId)}/metrics/tags`);
+  /** Tags (or `prefetched`, a pending answer of the tags endpoint), then charts for new ones. */
+  async load(prefetched = null) {
+    this.tagsAt = Date.now();
+    const got = await (prefetched || tagsOf(this.runId));
     const tags = got.items.map((t) => t.tag);
     const fresh = tags.filter((t) => !this.tags.includes(t));
     this.tags = tags;
@@ -86,9 +94,15 @@ export class RunCharts {
       total: got.reduce((n, g) => n + (g.total || 0), 0) };
   }
 
-  /** Redraw charts that follow the newest steps (live); zoomed ones keep their range. */
+  /** Redraw charts that follow the newest steps (live); zoomed ones keep their range.
+   * New tags are looked for at most every TAGS_EVERY_MS. */
   async live() {
-    await this.load();
-    for (const { card } of this.cards) if (card.following) card.refresh();
+    if (Date.now() - this.tagsAt > TAGS_EVERY_MS) await this.load();
+    for (const { card } of this.cards) if (card.following) card.refresh({ live: true });
+  }
+
+  /** How long the slowest chart took to load (live refreshes are spaced by it). */
+  get slowestMs() {
+    return Math.max(0, ...this.cards.map(({ card }) => card.lastLoadMs));
   }
 }
