@@ -91,6 +91,32 @@ def test_progress_bar_advances_live_without_a_reload(server: LiveServer, browser
         ui.close()
 
 
+def test_a_stalled_run_is_marked_live_and_cleared_by_a_new_step(
+        server: LiveServer, browser: Any, tokens: dict[str, str]) -> None:
+    api = admin(server)
+    run = api.submit("will-stall", project="ui-stall", stall_after_s=1)
+    worker = Worker(server, tokens["worker"], host_id="ui-stall-box")
+    assert worker.claim()["run"]["id"] == run["id"]
+    worker.heartbeat(running=True)
+    worker.progress(3, 100)
+    ui = Page(browser, server, tokens["viewer"])
+    try:
+        page = ui.goto("/?project=ui-stall")
+        row = f'tr[data-run-id="{run["id"]}"]'
+        page.wait_for_selector(f"{row} .badge[data-status='running']")
+        # The sweeper (every 5 s here) marks it; the page hears of it through the stream.
+        page.wait_for_selector(f"{row} .stalled", timeout=20_000)
+        assert api.ok("GET", f"/v1/runs/{run['id']}")["stalled"] is True
+        ui.shot("runs-stalled")
+        worker.heartbeat(running=True)
+        worker.progress(4, 100)
+        page.wait_for_selector(f"{row} .stalled", state="detached", timeout=20_000)
+        assert percent(page, run["id"]) == 4.0
+        ui.assert_clean()
+    finally:
+        ui.close()
+
+
 def test_filters_and_keyset_pages(server: LiveServer, browser: Any,
                                   tokens: dict[str, str]) -> None:
     api = admin(server)

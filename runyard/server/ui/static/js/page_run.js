@@ -86,7 +86,7 @@ export async function render(main, { me, params }) {
     clear(info,
       h("div", explain, section("Where it ran", kv([
         ["executor", run.executor], ["host", run.host_id || "—"], ["work dir", run.workdir],
-        ["artifact store", run.artifact_store], ["archived", run.archived ? "yes" : "no"],
+        ["artifact store", run.artifact_store || "—"], ["archived", run.archived ? "yes" : "no"],
         ["created", fmtTime(run.created_at)], ["started", fmtTime(run.started_at)],
         ["ended", run.ended_at ? fmtTime(run.ended_at) : null],
         ["termination", run.termination_reason], ["exit code", run.exit_code],

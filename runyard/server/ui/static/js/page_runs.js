@@ -83,7 +83,7 @@ export async function render(main, { query }) {
             (run.progress.total_steps ? ` / ${fmtNum(run.progress.total_steps)}` : "") +
             (run.progress.epoch !== undefined ? ` · epoch ${fmtNum(run.progress.epoch)}` : ""))
           : null),
-      h("td", run.host_id || "—"),
+      h("td.host", run.host_id || "—"),
       h("td.metrics.small", keyMetrics(run.progress)),
       h("td", run.project),
       h("td.age", { title: fmtTime(run.created_at), dataset: { created: run.created_at } },

@@ -39,7 +39,8 @@ export function progressBar(p, status, eta) {
   const pct = percentOf(p);
   const done = status === "completed";
   const shown = done && pct === null ? 100 : pct;
-  const label = shown === null ? (p && p.step !== undefined ? `step ${fmtNum(p.step)}` : "—")
+  const idle = status === "queued" ? "waiting" : "—";
+  const label = shown === null ? (p && p.step !== undefined ? `step ${fmtNum(p.step)}` : idle)
     : `${shown.toFixed(shown < 10 ? 1 : 0)}%`;
   const etaText = ACTIVE.has(status) && eta !== null && eta !== undefined ? ` · ETA ${fmtDuration(eta)}` : "";
   return h("div.progress", {
