@@ -12,7 +12,7 @@ import pytest
 
 from runyard import errors, models
 from runyard.agent import api as api_mod
-from runyard.agent import attempt, daemon, probe, spool
+from runyard.agent import assignment, daemon, probe, spool
 
 # --------------------------------------------------------------------------- backoff
 
@@ -230,7 +230,7 @@ def _claim(**over: Any) -> dict[str, Any]:
 
 
 def test_assignment_from_claim() -> None:
-    a = attempt.Assignment.from_claim(_claim())
+    a = assignment.Assignment.from_claim(_claim())
     assert (a.run_id, a.attempt_id, a.number, a.lease) == ("r1", "a1", 2, "L")
     assert a.env == {"A": "1"} and a.seed == 7 and a.probe_interval_s == 0.5
     assert a.constraints.gpus == 2
@@ -245,15 +245,15 @@ def test_assignment_from_claim() -> None:
 ])
 def test_assignment_refuses_a_bad_claim(over: dict[str, Any], field: str) -> None:
     with pytest.raises(errors.ValidationError) as info:
-        attempt.Assignment.from_claim(_claim(**over))
+        assignment.Assignment.from_claim(_claim(**over))
     assert info.value.field == field
 
 
 def test_heartbeat_interval() -> None:
-    assert attempt.heartbeat_interval(3.0) == 0.75
-    assert attempt.heartbeat_interval(120.0) == 5.0
-    assert attempt.heartbeat_interval(0.0) == 5.0
-    assert attempt.heartbeat_interval(0.01) == attempt.HEARTBEAT_MIN_S
+    assert assignment.heartbeat_interval(3.0) == 0.75
+    assert assignment.heartbeat_interval(120.0) == 5.0
+    assert assignment.heartbeat_interval(0.0) == 5.0
+    assert assignment.heartbeat_interval(0.01) == assignment.HEARTBEAT_MIN_S
 
 
 # --------------------------------------------------------------------------- GPUs

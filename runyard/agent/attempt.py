@@ -13,10 +13,7 @@ and the attempt abandoned without a report.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import functools
-import hashlib
 import json
 import logging
 import os
@@ -24,31 +21,27 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runyard import errors, models
-from runyard.agent import orphans, process
+from runyard.agent import orphans, process, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
+from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
 from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
-from runyard.sdk import file_sink
 
 log = logging.getLogger(__name__)
 
 #: Grace given to a process whose lease was lost: someone else owns the run now.
 LEASE_LOST_GRACE_S = 2.0
-#: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
-HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 0.1, 5.0
 #: Longest wait between two checks of the attempt loop (stop flags, lease loss).
 LOOP_STEP_S = 0.25
 #: Agent options that must not leak into the training process (the token above all).
 AGENT_ENV = ("RUNYARD_SERVER", "RUNYARD_TOKEN", "RUNYARD_HOST_ID", "RUNYARD_SLOTS",
              "RUNYARD_LABELS", "RUNYARD_WORK_DIR", "RUNYARD_PROBE_INTERVAL_S",
              "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S")
-ARTIFACT_BUNDLE = "artifacts.tar.zst"
 
 
 class Outcome(enum.StrEnum):
@@ -58,128 +51,6 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     ABANDONED = "abandoned"  # lease lost: no report
     UNREPORTED = "unreported"  # forced shutdown before the report went through
-
-
-def parse_time(value: Any, field: str) -> float:
-    """An ISO 8601 time (or UNIX seconds) from the server as UNIX seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"{field}: expected an ISO 8601 time, got {value!r}",
-                                 field=field)
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """A claim answer (api.md ``POST /v1/workers/claim``), checked."""
-
-    run: dict[str, Any]
-    attempt_id: str
-    number: int
-    lease: str
-    lease_expires_at: float
-    command: list[str]
-    env: dict[str, str]
-    config: dict[str, Any]
-    probe_interval_s: float | None
-    seed: Any
-    claimed_at: float = field(default_factory=time.time)
-
-    @property
-    def run_id(self) -> str:
-        return str(self.run["id"])
-
-    @property
-    def constraints(self) -> models.Constraints:
-        try:
-            return models.Constraints.from_dict(self.run.get("constraints") or {})
-        except errors.ValidationError:
-            return models.Constraints()
-
-    @property
-    def stale_after_s(self) -> float:
-        """The lease length, as the claim answer implies it."""
-        return max(self.lease_expires_at - self.claimed_at, 0.0)
-
-    @classmethod
-    def from_claim(cls, body: Mapping[str, Any]) -> Assignment:
-        run, attempt = body.get("run"), body.get("attempt")
-        if not isinstance(run, Mapping) or not isinstance(run.get("id"), str):
-            raise errors.ValidationError("claim.run: expected an object with an id",
-                                         field="claim.run")
-        if not isinstance(attempt, Mapping) or not isinstance(attempt.get("id"), str):
-            raise errors.ValidationError("claim.attempt: expected {id, number}",
-                                         field="claim.attempt")
-        lease = body.get("lease")
-        if not isinstance(lease, str) or not lease:
-            raise errors.ValidationError("claim.lease: missing", field="claim.lease")
-        command = body.get("command") or run.get("command")
-        if not isinstance(command, list):
-            command = []  # refused as a setup error, with the run reported, not dropped
-        env = body.get("env") or {}
-        probe = body.get("probe_interval_s", run.get("probe_interval_s"))
-        return cls(
-            run=dict(run), attempt_id=attempt["id"], number=int(attempt.get("number") or 1),
-            lease=lease,
-            lease_expires_at=parse_time(body.get("lease_expires_at"), "claim.lease_expires_at"),
-            command=list(command),
-            env={str(k): str(v) for k, v in env.items()} if isinstance(env, Mapping) else {},
-            config=dict(body.get("config") or run.get("config") or {}),
-            probe_interval_s=float(probe) if isinstance(probe, int | float) and probe > 0
-            else None,
-            seed=body.get("seed", run.get("seed")),
-        )
-
-
-@dataclass(frozen=True)
-class AttemptSettings:
-    """What the agent gives every attempt."""
-
-    host_id: str
-    work_dir: Path
-    probe_interval_s: float = 1.0
-    stop_grace_s: float = 30.0
-    #: Where commands run (a run's relative ``workdir`` is taken from here): the directory
-    #: the agent was started in, its checkout, so ``examples/fleet/train_gbt.py`` in a
-    #: manifest means the same file to the operator and to the run. None: ``work_dir``.
-    run_cwd: Path | None = None
-
-
-@dataclass(frozen=True)
-class AttemptPaths:
-    """The files of one attempt under ``<work-dir>/<run_id>/<attempt>/``."""
-
-    root: Path
-
-    progress_file = property(lambda self: self.root / "progress.json")
-    metrics_file = property(lambda self: self.root / "metrics.jsonl")
-    checkpoints_file = property(lambda self: self.root / file_sink.CHECKPOINTS_FILE)
-    checkpoint_dir = property(lambda self: self.root / "checkpoints")
-    artifact_dir = property(lambda self: self.root / "artifacts")
-    config_file = property(lambda self: self.root / "config.json")
-    stop_file = property(lambda self: self.root / "STOP")
-    log_dir = property(lambda self: self.root / "logs")
-
-
-def heartbeat_interval(stale_after_s: float) -> float:
-    """min(stale_after / 4, 5 s), kept within sane bounds."""
-    if stale_after_s <= 0:
-        return HEARTBEAT_MAX_S
-    return min(max(stale_after_s / 4.0, HEARTBEAT_MIN_S), HEARTBEAT_MAX_S)
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 class LeaseLost(Exception):
@@ -204,6 +75,7 @@ class AttemptRunner:
         self.proc: process.ManagedProcess | None = None
         self.cwd: Path | None = None
         self._on_event = on_event
+        self._uploads = uploads.Uploads(api, assignment, self.paths, self._deliver)
         self._logs = probe_mod.LogBuffer()
         self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
         self._outbox: Outbox | None = None
@@ -299,8 +171,8 @@ class AttemptRunner:
             self._flush_outbox()
             if result.setup_error is None and not self._forced:
                 try:
-                    self._upload_artifacts()
-                    self._upload_checkpoints()
+                    self._uploads.artifacts()
+                    self._uploads.checkpoints()
                 except errors.TransportError:  # only raised once a forced stop gave up
                     log.warning("run %s: uploads abandoned by a forced stop", self.a.run_id)
             return self._report_result(result)
@@ -483,81 +355,6 @@ class AttemptRunner:
                 log.warning("run %s: %s failed (%s); retrying in %.1f s", self.a.run_id, what,
                             exc.message, delay)
                 time.sleep(delay)
-
-    def _upload_file(self, name: str, kind: str, path: Path) -> tuple[str, int]:
-        sha, size = sha256_file(path)
-
-        def put() -> Any:
-            with open(path, "rb") as fh:
-                return self.api.put_artifact(self.a.run_id, self.a.attempt_id, self.a.lease,
-                                             name, kind, fh, sha)
-
-        self._deliver(f"upload of {name}", put)
-        return sha, size
-
-    def _upload_artifacts(self) -> None:
-        from runyard.artifacts import archive
-
-        root = self.paths.artifact_dir
-        if not root.is_dir() or not any(root.iterdir()):
-            return
-        bundle = archive.bundle_dir(root, dest_dir=self.paths.root)
-        try:
-            self._upload_file(ARTIFACT_BUNDLE, "bundle", bundle)
-        except errors.RunyardError as exc:
-            if isinstance(exc, errors.TransportError):
-                raise
-            log.warning("run %s: the artifact bundle was refused: %s", self.a.run_id,
-                        exc.message)
-        finally:
-            bundle.unlink(missing_ok=True)
-
-    def _upload_checkpoints(self) -> None:
-        """Upload each checkpoint the SDK registered in ``checkpoints.jsonl``."""
-        from runyard.artifacts import archive
-
-        try:
-            lines = self.paths.checkpoints_file.read_text("utf-8").splitlines()
-        except OSError:
-            return
-        for n, line in enumerate(lines, 1):
-            try:
-                rec = json.loads(line)
-                path = Path(rec["path"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s line %d: not a checkpoint record", self.paths.checkpoints_file, n)
-                continue
-            step = rec.get("step") if isinstance(rec.get("step"), int) else 0
-            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
-            if not path.is_absolute():
-                path = self.paths.checkpoint_dir / path
-            name = f"checkpoints/{path.name}" + (".tar.zst" if path.is_dir() else "")
-            sha: str | None = None
-            size: int | None = None
-            status = "incomplete"
-            if rec.get("status") == "complete" and path.exists():
-                tmp = archive.bundle_dir(path, dest_dir=self.paths.root) if path.is_dir() \
-                    else None
-                try:
-                    sha, size = self._upload_file(name, "checkpoint", tmp or path)
-                    status = "complete"
-                except errors.RunyardError as exc:
-                    if isinstance(exc, errors.TransportError):
-                        raise
-                    log.warning("run %s: checkpoint %s refused: %s", self.a.run_id, name,
-                                exc.message)
-                finally:
-                    if tmp is not None:
-                        tmp.unlink(missing_ok=True)
-            try:
-                self._deliver(f"checkpoint {name}", functools.partial(
-                    self.api.checkpoint, self.a.attempt_id, self.a.lease, step=step,
-                    status=status, name=name, sha256=sha, size=size, metrics=metrics))
-            except errors.RunyardError as exc:
-                if isinstance(exc, errors.TransportError):
-                    raise
-                log.warning("run %s: checkpoint record %s refused: %s", self.a.run_id, name,
-                            exc.message)
 
     # --- the report -------------------------------------------------------------------------
 

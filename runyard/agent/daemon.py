@@ -37,6 +37,7 @@ from runyard import defaults, errors, models
 from runyard.agent import attempt as attempt_mod
 from runyard.agent import capabilities, orphans, signals
 from runyard.agent.api import Backoff, WorkerAPI
+from runyard.agent.assignment import Assignment, AttemptSettings
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Agent:
         self.gpus = GpuPool(self.caps.gpus)
         self.runners: dict[str, tuple[attempt_mod.AttemptRunner, threading.Thread,
                                       list[int]]] = {}
-        self.settings = attempt_mod.AttemptSettings(
+        self.settings = AttemptSettings(
             host_id=self.host_id, work_dir=config.work_dir.resolve(),
             probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
             run_cwd=Path.cwd())
@@ -147,7 +148,7 @@ class Agent:
         if body is None:
             return None
         try:
-            assignment = attempt_mod.Assignment.from_claim(body)
+            assignment = Assignment.from_claim(body)
         except errors.ValidationError as exc:
             # A claim we cannot read is a server bug; its lease lapses and the run requeues.
             log.error("unreadable claim answer: %s", exc.message)

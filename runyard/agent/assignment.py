@@ -1,0 +1,144 @@
+"""What an attempt is given: the checked claim answer, the agent's settings, its files.
+
+:class:`Assignment` is the server's claim answer (api.md ``POST /v1/workers/claim``), checked
+once so the rest of the agent can trust it; :class:`AttemptPaths` names the files of one
+attempt under ``<work-dir>/<run_id>/<attempt>/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard import errors, models
+from runyard.sdk import file_sink
+
+#: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
+HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 0.1, 5.0
+
+
+def parse_time(value: Any, field: str) -> float:
+    """An ISO 8601 time (or UNIX seconds) from the server as UNIX seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise errors.ValidationError(f"{field}: expected an ISO 8601 time, got {value!r}",
+                                 field=field)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A claim answer (api.md ``POST /v1/workers/claim``), checked."""
+
+    run: dict[str, Any]
+    attempt_id: str
+    number: int
+    lease: str
+    lease_expires_at: float
+    command: list[str]
+    env: dict[str, str]
+    config: dict[str, Any]
+    probe_interval_s: float | None
+    seed: Any
+    claimed_at: float = field(default_factory=time.time)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["id"])
+
+    @property
+    def constraints(self) -> models.Constraints:
+        try:
+            return models.Constraints.from_dict(self.run.get("constraints") or {})
+        except errors.ValidationError:
+            return models.Constraints()
+
+    @property
+    def stale_after_s(self) -> float:
+        """The lease length, as the claim answer implies it."""
+        return max(self.lease_expires_at - self.claimed_at, 0.0)
+
+    @classmethod
+    def from_claim(cls, body: Mapping[str, Any]) -> Assignment:
+        run, attempt = body.get("run"), body.get("attempt")
+        if not isinstance(run, Mapping) or not isinstance(run.get("id"), str):
+            raise errors.ValidationError("claim.run: expected an object with an id",
+                                         field="claim.run")
+        if not isinstance(attempt, Mapping) or not isinstance(attempt.get("id"), str):
+            raise errors.ValidationError("claim.attempt: expected {id, number}",
+                                         field="claim.attempt")
+        lease = body.get("lease")
+        if not isinstance(lease, str) or not lease:
+            raise errors.ValidationError("claim.lease: missing", field="claim.lease")
+        command = body.get("command") or run.get("command")
+        if not isinstance(command, list):
+            command = []  # refused as a setup error, with the run reported, not dropped
+        env = body.get("env") or {}
+        probe = body.get("probe_interval_s", run.get("probe_interval_s"))
+        return cls(
+            run=dict(run), attempt_id=attempt["id"], number=int(attempt.get("number") or 1),
+            lease=lease,
+            lease_expires_at=parse_time(body.get("lease_expires_at"), "claim.lease_expires_at"),
+            command=list(command),
+            env={str(k): str(v) for k, v in env.items()} if isinstance(env, Mapping) else {},
+            config=dict(body.get("config") or run.get("config") or {}),
+            probe_interval_s=float(probe) if isinstance(probe, int | float) and probe > 0
+            else None,
+            seed=body.get("seed", run.get("seed")),
+        )
+
+
+@dataclass(frozen=True)
+class AttemptSettings:
+    """What the agent gives every attempt."""
+
+    host_id: str
+    work_dir: Path
+    probe_interval_s: float = 1.0
+    stop_grace_s: float = 30.0
+    #: Where commands run (a run's relative ``workdir`` is taken from here): the directory
+    #: the agent was started in, its checkout, so ``examples/fleet/train_gbt.py`` in a
+    #: manifest means the same file to the operator and to the run. None: ``work_dir``.
+    run_cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class AttemptPaths:
+    """The files of one attempt under ``<work-dir>/<run_id>/<attempt>/``."""
+
+    root: Path
+
+    progress_file = property(lambda self: self.root / "progress.json")
+    metrics_file = property(lambda self: self.root / "metrics.jsonl")
+    checkpoints_file = property(lambda self: self.root / file_sink.CHECKPOINTS_FILE)
+    checkpoint_dir = property(lambda self: self.root / "checkpoints")
+    artifact_dir = property(lambda self: self.root / "artifacts")
+    config_file = property(lambda self: self.root / "config.json")
+    stop_file = property(lambda self: self.root / "STOP")
+    log_dir = property(lambda self: self.root / "logs")
+
+
+def heartbeat_interval(stale_after_s: float) -> float:
+    """min(stale_after / 4, 5 s), kept within sane bounds."""
+    if stale_after_s <= 0:
+        return HEARTBEAT_MAX_S
+    return min(max(stale_after_s / 4.0, HEARTBEAT_MIN_S), HEARTBEAT_MAX_S)
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

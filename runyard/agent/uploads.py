@@ -1,0 +1,114 @@
+"""An attempt's uploads at exit: the artifact bundle and the checkpoints the SDK registered.
+
+Each call goes through the runner's ``deliver(what, fn)``, which retries while the server is
+unreachable and turns a 409 into the abandon path; a refused upload (a 4xx other than 409)
+is logged and skipped, never fatal to the report.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runyard import errors
+from runyard.agent.api import WorkerAPI
+from runyard.agent.assignment import Assignment, AttemptPaths, sha256_file
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_BUNDLE = "artifacts.tar.zst"
+
+#: ``deliver(what, fn)``: call ``fn`` until the server takes it.
+Deliver = Callable[[str, Callable[[], Any]], Any]
+
+
+class Uploads:
+    """The uploads of one attempt."""
+
+    def __init__(self, api: WorkerAPI, assignment: Assignment, paths: AttemptPaths,
+                 deliver: Deliver) -> None:
+        self.api = api
+        self.a = assignment
+        self.paths = paths
+        self._deliver = deliver
+
+    def file(self, name: str, kind: str, path: Path) -> tuple[str, int]:
+        """Upload one file with its sha256; (sha256, size)."""
+        sha, size = sha256_file(path)
+
+        def put() -> Any:
+            with open(path, "rb") as fh:
+                return self.api.put_artifact(self.a.run_id, self.a.attempt_id, self.a.lease,
+                                             name, kind, fh, sha)
+
+        self._deliver(f"upload of {name}", put)
+        return sha, size
+
+    def artifacts(self) -> None:
+        """Bundle ``RUNYARD_ARTIFACT_DIR`` as tar.zst and upload it (nothing when empty)."""
+        from runyard.artifacts import archive
+
+        root = self.paths.artifact_dir
+        if not root.is_dir() or not any(root.iterdir()):
+            return
+        bundle = archive.bundle_dir(root, dest_dir=self.paths.root)
+        try:
+            self.file(ARTIFACT_BUNDLE, "bundle", bundle)
+        except errors.RunyardError as exc:
+            if isinstance(exc, errors.TransportError):
+                raise
+            log.warning("run %s: the artifact bundle was refused: %s", self.a.run_id,
+                        exc.message)
+        finally:
+            bundle.unlink(missing_ok=True)
+
+    def checkpoints(self) -> None:
+        """Upload each checkpoint the SDK registered in ``checkpoints.jsonl``."""
+        from runyard.artifacts import archive
+
+        try:
+            lines = self.paths.checkpoints_file.read_text("utf-8").splitlines()
+        except OSError:
+            return
+        for n, line in enumerate(lines, 1):
+            try:
+                rec = json.loads(line)
+                path = Path(rec["path"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s line %d: not a checkpoint record", self.paths.checkpoints_file, n)
+                continue
+            step = rec.get("step") if isinstance(rec.get("step"), int) else 0
+            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+            if not path.is_absolute():
+                path = self.paths.checkpoint_dir / path
+            name = f"checkpoints/{path.name}" + (".tar.zst" if path.is_dir() else "")
+            sha: str | None = None
+            size: int | None = None
+            status = "incomplete"
+            if rec.get("status") == "complete" and path.exists():
+                tmp = archive.bundle_dir(path, dest_dir=self.paths.root) if path.is_dir() \
+                    else None
+                try:
+                    sha, size = self.file(name, "checkpoint", tmp or path)
+                    status = "complete"
+                except errors.RunyardError as exc:
+                    if isinstance(exc, errors.TransportError):
+                        raise
+                    log.warning("run %s: checkpoint %s refused: %s", self.a.run_id, name,
+                                exc.message)
+                finally:
+                    if tmp is not None:
+                        tmp.unlink(missing_ok=True)
+            try:
+                self._deliver(f"checkpoint {name}", functools.partial(
+                    self.api.checkpoint, self.a.attempt_id, self.a.lease, step=step,
+                    status=status, name=name, sha256=sha, size=size, metrics=metrics))
+            except errors.RunyardError as exc:
+                if isinstance(exc, errors.TransportError):
+                    raise
+                log.warning("run %s: checkpoint record %s refused: %s", self.a.run_id, name,
+                            exc.message)
