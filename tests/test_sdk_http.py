@@ -275,3 +275,32 @@ def test_unreachable_server_at_close_leaves_the_spool_for_sync(tmp_path: Path,
                                                           "/v1/attempts/a1/complete"]
     assert sink.spool.read_meta() == {"server": "http://fake", "run_id": "r1",
                                       "attempt_id": "a1", "lease": "L"}
+
+
+def test_spool_left_at_exit_is_sent_by_runyard_sync(server: LiveServer, api: Api,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_sink, "CLOSE_WAIT_S", 0.5)
+    settings.configure(retry_interval_s=0.1)
+    data = tmp_path / "data"
+    with pytest.warns(RunyardWarning) as caught, \
+            sdk.start_run(name="left", env=http_env(server, tmp_path),
+                          handle_sigterm=False) as run:
+        run.log({"loss": 0.0}, step=0)
+        time.sleep(0.3)  # the first batch reaches the server
+        server.kill()
+        for step in range(1, 100):
+            run.log({"loss": float(step)}, step=step)
+    assert any("`runyard sync` sends it" in str(w.message) for w in caught)
+    spool = data / "local-runs" / run.run_id / "spool"
+    assert (spool / "ops.jsonl").exists()
+    server.start()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "runyard", "sync", "--server", server.url,
+                           "--token", server.admin_token, "--data-dir", str(data), "--json"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["spools_sent"] == [run.run_id]
+    assert not spool.exists()
+    assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(100))
+    assert api.run(run.run_id)["status"] == "completed"  # the final status was spooled too
