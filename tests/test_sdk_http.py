@@ -291,6 +291,9 @@ def test_spool_left_at_exit_is_sent_by_runyard_sync(server: LiveServer, api: Api
         server.kill()
         for step in range(1, 100):
             run.log({"loss": float(step)}, step=step)
+        ckpt = tmp_path / "late.pt"
+        ckpt.write_bytes(b"late weights")
+        run.checkpoint(ckpt, step=99)
     assert any("`runyard sync` sends it" in str(w.message) for w in caught)
     spool = data / "local-runs" / run.run_id / "spool"
     assert (spool / "ops.jsonl").exists()
@@ -304,3 +307,5 @@ def test_spool_left_at_exit_is_sent_by_runyard_sync(server: LiveServer, api: Api
     assert not spool.exists()
     assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(100))
     assert api.run(run.run_id)["status"] == "completed"  # the final status was spooled too
+    ck = api.http.get(f"/v1/runs/{run.run_id}/checkpoints").json()["items"]
+    assert [(c["step"], c["status"], c["size"]) for c in ck] == [(99, "complete", 12)]

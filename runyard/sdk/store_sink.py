@@ -92,6 +92,14 @@ class StoreSink:
             {"step": p.step, "tag": p.tag, "value": p.value, "at": epoch(p.at)}
             for p in points])
 
+    def write_rows(self, rows: Sequence[sink_mod.MetricRow]) -> None:
+        """The compact path: what ``log()`` recorded, straight into the store."""
+        if self._ended:
+            return
+        self.store.add_metric_points(self.run_id, self.attempt, [
+            {"step": step, "tag": tag, "value": value, "at": t}
+            for step, t, metrics in rows for tag, value in metrics.items()])
+
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         if not self._ended:
             self._fenced(self.queue.record_progress, self.attempt_id, self.lease,

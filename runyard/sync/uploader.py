@@ -153,7 +153,9 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
             continue
         try:
             for op, end in spool.pending_ops():
-                if "checkpoint" not in op:
+                if "checkpoint" in op:
+                    _replay_checkpoint(http, meta, op["checkpoint"])
+                else:
                     http.request("POST", op["path"], content=json.dumps(
                         op["body"], separators=(",", ":")).encode(),
                         headers={"Content-Type": "application/json"})
@@ -164,3 +166,24 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
             continue
         spool.remove()
         report.spools_sent.append(str(meta.get("run_id")))
+
+
+def _replay_checkpoint(http: Http, meta: dict[str, Any], ck: dict[str, Any]) -> None:
+    """A spooled checkpoint: upload its file with the run's lease, then register it."""
+    run_id, attempt_id, lease = meta["run_id"], meta["attempt_id"], meta["lease"]
+    body: dict[str, Any] = {"lease": lease, "step": ck.get("step") or 0,
+                            "status": "incomplete", "metrics": ck.get("metrics") or {}}
+    packed = checkpoint_files.pack(Path(str(ck.get("path")))) \
+        if ck.get("status") == "complete" else None
+    if packed is not None:
+        name = f"checkpoints/{packed.name}"
+        try:
+            with open(packed.file, "rb") as fh:
+                http.request("PUT", f"/v1/runs/{run_id}/artifacts/{name}",
+                             params={"attempt_id": attempt_id, "kind": "checkpoint"},
+                             content=fh.read(), headers={"X-Content-SHA256": packed.sha256,
+                                                         "X-Runyard-Lease": lease})
+        finally:
+            packed.cleanup()
+        body.update(status="complete", name=name, sha256=packed.sha256, size=packed.size)
+    http.post_json(f"/v1/attempts/{attempt_id}/checkpoints", body)
