@@ -172,3 +172,28 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
     finally:
         api.close()
         server.stop()
+
+
+def test_bad_values_in_embedded_mode(tmp_path: Path) -> None:
+    import math
+
+    from runyard.sdk.notice import RunyardWarning
+
+    data = tmp_path / "data"
+    with pytest.warns(RunyardWarning), sdk.start_run(
+            name="bad", env={"RUNYARD_DATA_DIR": str(data)}, handle_sigterm=False) as run:
+        run.log({"nan": math.nan, "inf": -math.inf, "text": "x", "ok": 1}, step=0)
+        run.log({"big": 1.0}, step=2**63 - 1)
+        run.log({"huge": 1.0}, step=2**63)
+        for i in range(sdk.run.MAX_TAGS + 5):
+            run.log({f"t{i}": 0.5}, step=1)
+    store = open_store(default_url(data))
+    try:
+        tags = {t["tag"]: t for t in store.metric_tags(run.run_id)}
+        row = store.get_run(run.run_id)
+    finally:
+        store.close()
+    assert len(tags) == sdk.run.MAX_TAGS and "text" not in tags and "huge" not in tags
+    assert tags["nan"]["last_value"] == "NaN" and tags["inf"]["last_value"] == "-Infinity"
+    assert tags["big"]["last_step"] == 2**63 - 1
+    assert row is not None and row["status"] == "completed"
