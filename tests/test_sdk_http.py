@@ -127,7 +127,11 @@ def test_stop_requested_from_the_server_reaches_the_run(server: LiveServer, api:
                        data_dir=tmp_path / "data", heartbeat_interval_s=0.2)
     with sdk.start_run(name="stoppable", env={}, handle_sigterm=False) as run:
         assert run.mode == "http"
-        api.http.post(f"/v1/runs/{run.run_id}/stop", json={"grace_seconds": 30})
+        cli = subprocess.run(  # what a user types
+            [sys.executable, "-m", "runyard", "stop", run.run_id, "--server", server.url,
+             "--token", server.admin_token], capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+        assert cli.returncode == 0, cli.stderr
         deadline = time.monotonic() + 10
         step = 0
         while not run.should_stop and time.monotonic() < deadline:
