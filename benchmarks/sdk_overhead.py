@@ -11,8 +11,10 @@ times and the medians are reported with every run's numbers.
 
     python benchmarks/sdk_overhead.py [--steps 100000] [--repeat 3] [--no-peers]
 
-Synchronous MLflow makes one HTTP round trip per call, so it runs ``--mlflow-sync-steps``
-(default 1,000) steps; the per-call cost does not depend on the count.
+MLflow and W&B cost far more per call, so they run fewer steps (``--mlflow-sync-steps`` 300,
+``--mlflow-async-steps`` 1,000, ``--wandb-steps`` 10,000 by default): synchronous MLflow makes
+one HTTP round trip per call, and asynchronous MLflow's queue takes tens of seconds to drain a
+few thousand calls into its server. The per-call cost does not depend on the count.
 """
 
 from __future__ import annotations
@@ -301,9 +303,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--mlflow-sync-steps", type=int, default=1_000)
-    parser.add_argument("--mlflow-async-steps", type=int, default=20_000)
-    parser.add_argument("--wandb-steps", type=int, default=20_000)
+    parser.add_argument("--mlflow-sync-steps", type=int, default=300)
+    parser.add_argument("--mlflow-async-steps", type=int, default=1_000)
+    parser.add_argument("--wandb-steps", type=int, default=10_000)
     parser.add_argument("--no-peers", action="store_true", help="skip MLflow and W&B")
     parser.add_argument("--modes", default="agent,http,embedded")
     args = parser.parse_args()
@@ -318,20 +320,28 @@ def main() -> None:
         result["runyard"][name] = repeat(lambda work, f=fn: f(args.steps, work), args.repeat)
     peers: dict[str, Any] = {}
     if not args.no_peers:
-        with contextlib.suppress(ImportError):
-            import mlflow  # noqa: F401
-
-            peers["mlflow"] = median_of([bench_mlflow(
-                args.mlflow_sync_steps, args.mlflow_async_steps, Path(tempfile.mkdtemp()))
-                for _ in range(args.repeat)])
-        with contextlib.suppress(ImportError):
-            import wandb  # noqa: F401
-
-            peers["wandb_offline"] = repeat(lambda work: bench_wandb(args.wandb_steps, work),
-                                            args.repeat)
+        # The peers print progress lines; stdout is for the JSON result only.
+        with contextlib.redirect_stdout(sys.stderr):
+            peers = run_peers(args)
     result["peers"] = peers
     result["targets"] = targets(result)
     print(json.dumps(result, indent=2))
+
+
+def run_peers(args: argparse.Namespace) -> dict[str, Any]:
+    peers: dict[str, Any] = {}
+    with contextlib.suppress(ImportError):
+        import mlflow  # noqa: F401
+
+        peers["mlflow"] = median_of([bench_mlflow(
+            args.mlflow_sync_steps, args.mlflow_async_steps, Path(tempfile.mkdtemp()))
+            for _ in range(args.repeat)])
+    with contextlib.suppress(ImportError):
+        import wandb  # noqa: F401
+
+        peers["wandb_offline"] = repeat(lambda work: bench_wandb(args.wandb_steps, work),
+                                        args.repeat)
+    return peers
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
