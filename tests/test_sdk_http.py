@@ -313,3 +313,46 @@ def test_spool_left_at_exit_is_sent_by_runyard_sync(server: LiveServer, api: Api
     assert api.run(run.run_id)["status"] == "completed"  # the final status was spooled too
     ck = api.http.get(f"/v1/runs/{run.run_id}/checkpoints").json()["items"]
     assert [(c["step"], c["status"], c["size"]) for c in ck] == [(99, "complete", 12)]
+
+
+class EndingServer(FlakyServer):
+    """Refuses one metrics batch (422), then says the run was ended (409 on heartbeat)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heartbeats = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/metrics") and b'"bad"' in request.content:
+            self.paths.append(path)
+            return httpx.Response(422, json={"error": {"type": "ValidationError",
+                                                       "message": "rows[0]: bad"}})
+        if path.endswith("/heartbeat"):
+            self.heartbeats += 1
+            if self.heartbeats >= 2:
+                return httpx.Response(409, json={"error": {
+                    "type": "LeaseConflict", "message": "the run is stopped"}})
+        return super().__call__(request)
+
+
+def test_refused_batches_are_dropped_and_an_ended_run_stops(tmp_path: Path) -> None:
+    fake = EndingServer()
+    settings.configure(server="http://fake", data_dir=tmp_path, heartbeat_interval_s=0.05,
+                       transport=httpx.MockTransport(fake))
+    said: list[str] = []
+    sink = http_sink.HttpSink.create(settings.resolve({}), sdk.RunInfo(name="x"),
+                                     warn=lambda key, text: said.append(text))
+    sink.write_rows([(0, 1.0, {"bad": 1.0})])
+    sink.write_rows([(1, 1.0, {"good": 1.0})])
+    deadline = time.monotonic() + 5
+    while not sink.stop_requested() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sink.stop_requested()  # the server ended the run: the loop is told to stop
+    sink.write_rows([(2, 1.0, {"late": 1.0})])
+    sink.close("completed", {})
+    assert any("refused a request, which is dropped: rows[0]: bad" in t for t in said)
+    assert any("was ended on the server" in t for t in said)
+    steps = [row[0] for body in fake.metric_bodies for row in body["rows"]]
+    assert steps == [1]  # the refused batch is not retried, nothing is sent after the end
+    assert "/v1/attempts/a1/complete" not in fake.paths
