@@ -12,6 +12,7 @@ import pytest
 from runyard import errors
 from runyard.queue import Queue
 from runyard.store.base import Store
+from runyard.store.rollups import SHIFTS, Layout
 
 from .factories import submit
 
@@ -125,6 +126,18 @@ def test_metric_tags(store: Store, queue: Queue) -> None:
 
 
 # ---------------------------------------------------------------- series
+def layout(lo: int, hi: int, n: int) -> tuple[int, int]:
+    """(base, width) of the buckets, checked against what the docstring promises."""
+    lay = Layout.plan(lo, hi, n)
+    block = 1 << lay.shift
+    assert lay.base <= lo and lay.base % block == 0 and lay.width % block == 0
+    assert lay.width * n >= hi - lo + 1  # at most n buckets ...
+    assert (hi - lay.base) // lay.width < n
+    if lay.shift:  # ... and not much coarser than asked: a block is at most 1/4 of ideal
+        assert block * 4 <= -(-(hi - lo + 1) // n)
+    return lay.base, lay.width
+
+
 def brute_series(points: dict[tuple[int, int], Any], n: int, min_step: int | None,
                  max_step: int | None) -> dict[str, Any]:
     """The documented algorithm, in plain Python over every point."""
@@ -142,8 +155,9 @@ def brute_series(points: dict[tuple[int, int], Any], n: int, min_step: int | Non
         return isinstance(v, float)
 
     buckets: dict[int, list[tuple[int, Any]]] = {}
+    base, width = layout(lo, hi, n)
     for (s, _a), v in inside.items():
-        b = (s - lo) * n // (hi - lo + 1)
+        b = (s - base) // width
         buckets.setdefault(b, []).append((s, v))
     out = []
     for b in sorted(buckets):
@@ -185,6 +199,64 @@ def test_series_matches_brute_force_on_random_data(store: Store, queue: Queue) -
         for key in ("total", "min_step", "max_step"):
             assert got[key] == want[key], (n, lo, hi, key)
         assert got["points"] == want["points"], (n, lo, hi)  # doubles round-trip exactly
+
+
+def check_series(store: Store, rid: str, truth: dict[tuple[int, int], Any],
+                 cases: list[tuple[int, int | None, int | None]]) -> None:
+    for n, lo, hi in cases:
+        got = store.metric_series(rid, "loss", points=n, min_step=lo, max_step=hi)
+        want = brute_series(truth, n, lo, hi)
+        for key in ("total", "min_step", "max_step"):
+            assert got[key] == want[key], (n, lo, hi, key)
+        assert got["points"] == want["points"], (n, lo, hi)
+
+
+def test_series_over_every_rollup_level(store: Store, queue: Queue) -> None:
+    """Sparse steps up to 2**30, so long buckets read the coarsest blocks; ranges cut blocks."""
+    rnd = random.Random(99)
+    rid = _run(queue)
+    truth: dict[tuple[int, int], Any] = {}
+    steps = sorted(rnd.sample(range(0, 2**30), 3000))
+    for i in range(0, len(steps), 700):  # several batches, so rollup rows are merged
+        batch = [{"step": s, "tag": "loss", "value": rnd.uniform(-1, 1)} for s in steps[i:i + 700]]
+        store.add_metric_points(rid, 1, batch)
+        truth.update({(p["step"], 1): p["value"] for p in batch})
+    cases: list[tuple[int, int | None, int | None]] = [(1, None, None), (3, None, None),
+                                                      (64, None, None), (2000, None, None)]
+    for _ in range(12):
+        a, b = sorted(rnd.sample(range(0, 2**30), 2))
+        cases.append((rnd.choice([1, 2, 7, 40, 300]), a, b))
+    shifts = {Layout.plan(min(s for s, _ in truth), max(s for s, _ in truth), n).shift
+              for n, _, _ in cases}
+    assert {SHIFTS[-1], 0} <= shifts | {0} and len(shifts) >= 3
+    check_series(store, rid, truth, cases)
+
+
+def test_series_after_resends_and_later_attempts(store: Store, queue: Queue) -> None:
+    """A re-sent point with the same value changes nothing; with a new value its rollups are
+    rebuilt (min/max cannot be taken back); a later attempt's value wins ``last``."""
+    rid = _run(queue)
+    truth: dict[tuple[int, int], Any] = {}
+
+    def send(attempt: int, batch: list[dict[str, Any]]) -> None:
+        store.add_metric_points(rid, attempt, batch)
+        truth.update({(p["step"], attempt): p["value"] for p in batch})
+
+    send(1, [{"step": s, "tag": "loss", "value": float(s % 97)} for s in range(0, 20_000)])
+    cases: list[tuple[int, int | None, int | None]] = [
+        (1, None, None), (10, None, None), (100, None, None), (7, 150, 19_000), (3, 64, 64)]
+    check_series(store, rid, truth, cases)
+    send(1, [{"step": s, "tag": "loss", "value": float(s % 97)} for s in range(5000, 6000)])
+    check_series(store, rid, truth, cases)  # same values: counts not doubled
+    send(1, [{"step": 7000, "tag": "loss", "value": 1e9},   # new max ...
+             {"step": 96, "tag": "loss", "value": "NaN"}])  # ... and the old max (96) gone
+    check_series(store, rid, truth, cases)
+    send(1, [{"step": 7000, "tag": "loss", "value": 3.0}])  # and that max withdrawn again
+    check_series(store, rid, truth, cases)
+    send(2, [{"step": s, "tag": "loss", "value": -float(s)} for s in range(19_990, 20_000)])
+    check_series(store, rid, truth, cases)
+    assert store.metric_tags(rid) == [{"tag": "loss", "count": 20_010, "last_step": 19_999,
+                                       "last_value": -19_999.0}]
 
 
 def test_series_edges(store: Store, queue: Queue) -> None:

@@ -167,6 +167,28 @@ metric_points = sa.Table(
     sa.Column("value", sa.Float(precision=53)),
     sa.Column("special", sa.String(9)),
     sa.Column("at", Time, nullable=False),
+    # SQLite: rows live in primary-key order (no rowid table beside the key), so a range of
+    # steps is one b-tree walk instead of an index walk plus a lookup per row.
+    sqlite_with_rowid=False,
+)
+
+# Per-block aggregates of metric_points, maintained on ingest (see runyard.store.rollups).
+metric_rollups = sa.Table(
+    "metric_rollups",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Column("shift", sa.SmallInteger, primary_key=True),
+    sa.Column("block", sa.BigInteger, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("vmin", sa.Float(precision=53)),
+    sa.Column("vmax", sa.Float(precision=53)),
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+    sa.Column("last_attempt", sa.Integer, nullable=False),
+    sa.Column("last_value", sa.Float(precision=53)),
+    sa.Column("last_special", sa.String(9)),
+    sqlite_with_rowid=False,
 )
 
 progress_snapshots = sa.Table(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, data, schema
+from runyard.store import base, data, metrics, schema
 from runyard.store.schema import (
     artifacts,
     attempts,
@@ -218,7 +218,7 @@ class SQLTransaction(base.Transaction):
         return sorted(set(candidates) - used)
 
 
-class SQLStore(data.DataMixin, base.Store):
+class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
     """A store over a SQLAlchemy engine."""
 
     transaction_class: type[SQLTransaction] = SQLTransaction

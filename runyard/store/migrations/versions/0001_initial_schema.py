@@ -269,6 +269,28 @@ def upgrade() -> None:
             ["run_id"], ["runs.id"], name=op.f("fk_metric_points_run_id_runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("run_id", "tag", "step", "attempt", name=op.f("pk_metric_points")),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "metric_rollups",
+        sa.Column("run_id", sa.String(length=40), nullable=False),
+        sa.Column("tag", sa.String(length=64), nullable=False),
+        sa.Column("shift", sa.SmallInteger(), nullable=False),
+        sa.Column("block", sa.BigInteger(), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False),
+        sa.Column("vmin", sa.Float(precision=53), nullable=True),
+        sa.Column("vmax", sa.Float(precision=53), nullable=True),
+        sa.Column("last_step", sa.BigInteger(), nullable=False),
+        sa.Column("last_attempt", sa.Integer(), nullable=False),
+        sa.Column("last_value", sa.Float(precision=53), nullable=True),
+        sa.Column("last_special", sa.String(length=9), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["runs.id"], name=op.f("fk_metric_rollups_run_id_runs"),
+            ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", "tag", "shift", "block",
+                                name=op.f("pk_metric_rollups")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "progress_snapshots",
@@ -301,6 +323,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_progress_snapshots_run")
 
     op.drop_table("progress_snapshots")
+    op.drop_table("metric_rollups")
     op.drop_table("metric_points")
     op.drop_table("log_chunks")
     op.drop_table("events")

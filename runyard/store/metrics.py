@@ -1,0 +1,355 @@
+"""Metric points: ingest (with :mod:`rollups <runyard.store.rollups>`), listing, tags and
+downsampled series (:class:`MetricsMixin`, mixed into :class:`runyard.store.sql.SQLStore`).
+
+Values follow the conventions of :mod:`runyard.store.data`: NaN and infinities are stored as
+``value`` NULL plus their spelling in ``special`` and travel as those strings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from runyard import errors
+from runyard.store import rollups
+from runyard.store.base import Row
+from runyard.store.data import (
+    MAX_SERIES_POINTS,
+    MAX_STEP,
+    _check_int,
+    _check_tag,
+    _encode_value,
+    _is_number,
+    decode_value,
+)
+from runyard.store.rollups import Agg, Layout
+from runyard.store.schema import metric_points, metric_rollups, runs
+
+_MP_KEY = ["run_id", "tag", "step", "attempt"]
+_MP_COLS = [*_MP_KEY, "value", "special", "at"]
+
+
+class MetricsMixin:
+    """Metric methods over ``self.engine`` (provided by :class:`SQLStore`)."""
+
+    engine: sa.Engine
+    dialect: str
+    _write: Any  # SQLStore/DataMixin: a context manager yielding a write transaction
+    _reader: Any
+
+    @property
+    def _mark(self) -> str:
+        return "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+
+    def add_metric_points(self, run_id: str, attempt: int,
+                          points: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert a batch of points; returns how many distinct (tag, step) were written.
+
+        Each point is ``{step, tag, value, at}``; ``at`` (UNIX seconds) defaults to now.
+        Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
+        occurrence wins. Errors name ``points[i].field`` and nothing is written.
+        """
+        rows = _validated(run_id, _check_int(attempt, "attempt", 0, 2**31 - 1), points)
+        if not rows:
+            return 0
+        mark = self._mark
+        # The same upsert text on both dialects. Handed to the driver's executemany as
+        # tuples: SQLAlchemy's per-row parameter processing would cost more than the insert.
+        sql = (f"INSERT INTO metric_points ({', '.join(_MP_COLS)}) "
+               f"VALUES ({', '.join([mark] * len(_MP_COLS))}) "
+               f"ON CONFLICT ({', '.join(_MP_KEY)}) DO UPDATE SET value = excluded.value, "
+               "special = excluded.special, at = excluded.at")
+        with self._write() as conn:
+            # The row lock serialises one run's writers on PostgreSQL, so two batches never
+            # both count the same re-sent point into a rollup (SQLite has one writer anyway).
+            if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)
+                            .with_for_update()).first() is None:
+                raise errors.NotFound(f"run {run_id!r} not found")
+            fresh, changed = _split_resent(conn, run_id, attempt, rows)
+            conn.exec_driver_sql(sql, list(rows.values()))
+            if fresh:
+                aggs = rollups.aggregate((r[1], r[2], r[3], r[4], r[5]) for r in fresh)
+                conn.exec_driver_sql(rollups.upsert_sql(mark), rollups.rows(run_id, aggs))
+            for tag, steps in changed.items():
+                rollups.recompute(conn, mark, run_id, tag, steps)
+        return len(rows)
+
+    def metric_tags(self, run_id: str) -> list[Row]:
+        """``[{tag, count, last_step, last_value}]`` of a run, by tag (from the coarsest
+        rollups: a few rows per tag however long its history)."""
+        mr = metric_rollups.c
+        top = rollups.SHIFTS[-1]
+        agg = (sa.select(mr.tag, sa.func.sum(mr.n).label("n"), sa.func.max(mr.block).label("mb"))
+               .where(mr.run_id == run_id, mr.shift == top).group_by(mr.tag).subquery())
+        last = metric_rollups.alias("last")
+        stmt = (sa.select(agg.c.tag, agg.c.n, last.c.last_step, last.c.last_value,
+                          last.c.last_special)
+                .join(last, sa.and_(last.c.run_id == run_id, last.c.tag == agg.c.tag,
+                                    last.c.shift == top, last.c.block == agg.c.mb))
+                .order_by(agg.c.tag))
+        with self._reader() as conn:
+            return [{"tag": r.tag, "count": int(r.n), "last_step": int(r.last_step),
+                     "last_value": decode_value(r.last_value, r.last_special)}
+                    for r in conn.execute(stmt)]
+
+    @staticmethod
+    def _value_at(conn: sa.Connection, run_id: str, tag: str, step: int) -> float | str | None:
+        """The value the latest attempt logged at ``step``."""
+        mp = metric_points.c
+        r = conn.execute(sa.select(mp.value, mp.special)
+                         .where(mp.run_id == run_id, mp.tag == tag, mp.step == step)
+                         .order_by(mp.attempt.desc()).limit(1)).first()
+        return None if r is None else decode_value(r.value, r.special)
+
+    def list_metric_points(self, run_id: str, *, tag: str | None = None,
+                           after_step: int | None = None, attempt: int | None = None,
+                           limit: int = 1000) -> list[Row]:
+        """Points ordered by (tag, step, attempt): ``[{step, tag, value, at, attempt}]``.
+
+        ``value`` is a float or its special string ("NaN"...). Pagination: pass the last
+        returned step as ``after_step`` (needs ``tag``). A page never ends inside a step, so
+        it may hold a few more than ``limit`` rows when several attempts logged its last
+        step; there may be more exactly when ``len(page) >= limit``.
+        """
+        _check_int(limit, "limit", 1, 100_000)
+        if tag is not None:
+            _check_tag(tag, "tag")
+        if after_step is not None:
+            if tag is None:
+                raise errors.ValidationError("after_step: needs tag", field="after_step")
+            _check_int(after_step, "after_step", -1)
+        mp = metric_points.c
+        stmt = sa.select(mp.step, mp.tag, mp.value, mp.special, mp.at, mp.attempt).where(
+            mp.run_id == run_id)
+        if tag is not None:
+            stmt = stmt.where(mp.tag == tag)
+        if after_step is not None:
+            stmt = stmt.where(mp.step > after_step)
+        if attempt is not None:
+            stmt = stmt.where(mp.attempt == _check_int(attempt, "attempt", 0, 2**31 - 1))
+        stmt = stmt.order_by(mp.tag, mp.step, mp.attempt)
+        with self._reader() as conn:
+            page = list(conn.execute(stmt.limit(limit)))
+            if len(page) == limit and attempt is None:
+                last = page[-1]
+                # Finish the last step's attempts so the next page (step > last) loses none.
+                page += conn.execute(stmt.where(mp.tag == last.tag, mp.step == last.step,
+                                                mp.attempt > last.attempt)).all()
+        return [{"step": r.step, "tag": r.tag, "value": decode_value(r.value, r.special),
+                 "at": r.at, "attempt": r.attempt} for r in page]
+
+    def metric_series(self, run_id: str, tag: str, *, points: int,
+                      min_step: int | None = None, max_step: int | None = None
+                      ) -> dict[str, Any]:
+        """A downsampled series (PRODUCT.md section 6).
+
+        The range ``[min_step, max_step]`` (inclusive) is applied first; its data spans
+        ``[lo, hi]``. Steps are then cut into at most ``points`` buckets of equal width,
+        aligned so that they can be read from the rollups (:class:`rollups.Layout`: a bucket
+        is ``(step - base) // width``, ``base <= lo``, and ``width`` is at least
+        ``ceil((hi - lo + 1) / points)``). Each bucket gives ``{step, min, max, last,
+        count}``: ``step`` and ``last`` are the step and value of its last point, as logged
+        by the latest attempt at that step; ``min``/``max``/``count`` cover every attempt's
+        points, ``min``/``max`` ignore NaN and infinities (None when nothing finite is
+        left). The first point of the range is prepended as its own entry (count 1, also
+        counted in its bucket) unless it is its bucket's last point; the range's last point
+        is always the final bucket's last. Memory and work stay bounded by ``points``.
+        """
+        _check_tag(tag, "tag")
+        n = _check_int(points, "points", 1, MAX_SERIES_POINTS)
+        if min_step is not None:
+            _check_int(min_step, "min_step")
+        if max_step is not None:
+            _check_int(max_step, "max_step")
+        if min_step is not None and max_step is not None and min_step > max_step:
+            raise errors.ValidationError("min_step: above max_step", field="min_step")
+        mp = metric_points.c
+        where = [mp.run_id == run_id, mp.tag == tag]
+        if min_step is not None:
+            where.append(mp.step >= min_step)
+        if max_step is not None:
+            where.append(mp.step <= max_step)
+        empty = {"tag": tag, "points": [], "total": 0, "min_step": None, "max_step": None}
+        with self._reader() as conn:
+            # Two index seeks (separate subqueries: each is a single-row probe of the PK).
+            bounds = conn.execute(sa.select(
+                sa.select(sa.func.min(mp.step)).where(*where).scalar_subquery(),
+                sa.select(sa.func.max(mp.step)).where(*where).scalar_subquery())).one()
+            if bounds[0] is None:
+                return empty
+            lay = Layout.plan(int(bounds[0]), int(bounds[1]), n)
+            buckets: dict[int, Agg] = {}
+            for b, agg in _series_parts(conn, run_id, tag, lay, min_step, max_step):
+                have = buckets.get(b)
+                if have is None:
+                    buckets[b] = agg
+                else:
+                    have.merge(agg)
+            out: list[dict[str, Any]] = [
+                {"step": a.last_step, "min": a.vmin, "max": a.vmax,
+                 "last": decode_value(a.last_value, a.last_special), "count": a.n}
+                for _, a in sorted(buckets.items())]
+            total = sum(a.n for a in buckets.values())
+            if out[0]["step"] != lay.lo:
+                first = self._value_at(conn, run_id, tag, lay.lo)
+                fin = first if isinstance(first, float) else None
+                out.insert(0, {"step": lay.lo, "min": fin, "max": fin, "last": first,
+                               "count": 1})
+        return {"tag": tag, "points": out, "total": total, "min_step": lay.lo,
+                "max_step": lay.hi}
+
+    def count_metric_points(self) -> int:
+        """All stored points; an estimate on PostgreSQL once the table is large."""
+        with self._reader() as conn:
+            if self.dialect == "postgresql":
+                est = conn.execute(sa.text(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = 'metric_points'"
+                )).scalar()
+                # Counting is exact but linear; past a million rows the planner's estimate
+                # (kept fresh by autovacuum) is good enough for a gauge.
+                if est is not None and est >= 1_000_000:
+                    return int(est)
+            return int(conn.execute(sa.select(sa.func.count()).select_from(metric_points))
+                       .scalar_one())
+
+
+def _validated(run_id: str, attempt: int, points: Sequence[Mapping[str, Any]]
+               ) -> dict[tuple[str, int], tuple[Any, ...]]:
+    """``{(tag, step): row}`` of a batch (the last occurrence wins), or ValidationError."""
+    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
+        raise errors.ValidationError("points: expected a list", field="points")
+    now = time.time()
+    rows: dict[tuple[str, int], tuple[Any, ...]] = {}
+    # A batch repeats a few tags many times: each distinct tag is checked once.
+    good_tags: set[str] = set()
+    for i, p in enumerate(points):
+        if not isinstance(p, Mapping):
+            raise errors.ValidationError(f"points[{i}]: expected an object",
+                                         field=f"points[{i}]")
+        tag = p.get("tag")
+        if type(tag) is not str or tag not in good_tags:
+            tag = _check_tag(tag, f"points[{i}].tag")
+            good_tags.add(tag)
+        step = p.get("step")
+        if type(step) is not int or not 0 <= step <= MAX_STEP:
+            step = _check_int(step, f"points[{i}].step")
+        value = p.get("value")
+        if type(value) is float and value - value == 0.0:  # finite: the common case
+            special = None
+        else:
+            value, special = _encode_value(value, f"points[{i}].value")
+        at = p.get("at")
+        if at is None:
+            at = now
+        elif type(at) is not float or at - at != 0.0:
+            if not _is_number(at) or not math.isfinite(at):
+                raise errors.ValidationError(f"points[{i}].at: expected UNIX seconds",
+                                             field=f"points[{i}].at")
+            at = float(at)
+        rows[(tag, step)] = (run_id, tag, step, attempt, value, special, at)
+    return rows
+
+
+def _split_resent(conn: sa.Connection, run_id: str, attempt: int,
+                  rows: dict[tuple[str, int], tuple[Any, ...]]
+                  ) -> tuple[list[tuple[Any, ...]], dict[str, list[int]]]:
+    """The batch's new points, and by tag the steps re-sent with a different value.
+
+    One index range probe per tag; a batch that continues its run's history (the usual
+    case) finds nothing there.
+    """
+    spans: dict[str, list[int]] = {}
+    for tag, step in rows:
+        span = spans.get(tag)
+        if span is None:
+            spans[tag] = [step, step]
+        elif step < span[0]:
+            span[0] = step
+        elif step > span[1]:
+            span[1] = step
+    mp = metric_points.c
+    seen: set[tuple[str, int]] = set()
+    changed: dict[str, list[int]] = {}
+    for tag, (lo, hi) in spans.items():
+        for r in conn.execute(sa.select(mp.step, mp.value, mp.special).where(
+                mp.run_id == run_id, mp.tag == tag, mp.step >= lo, mp.step <= hi,
+                mp.attempt == attempt)):
+            row = rows.get((tag, r.step))
+            if row is None:
+                continue
+            seen.add((tag, r.step))
+            if (row[4], row[5]) != (r.value, r.special):
+                changed.setdefault(tag, []).append(int(r.step))
+    fresh = [row for key, row in rows.items() if key not in seen] if seen else list(rows.values())
+    return fresh, changed
+
+
+def _series_parts(conn: sa.Connection, run_id: str, tag: str, lay: Layout,
+                  min_step: int | None, max_step: int | None) -> list[tuple[int, Agg]]:
+    """``(bucket, Agg)`` pieces of a series: whole blocks from the rollups, and raw points
+    where ``[min_step, max_step]`` cuts a block (or everywhere at ``shift`` 0)."""
+    if lay.shift == 0:
+        return _raw_buckets(conn, run_id, tag, lay, lay.lo, lay.hi)
+    s = lay.shift
+    first, last = lay.lo >> s, lay.hi >> s
+    parts: list[tuple[int, Agg]] = []
+    if min_step is not None and min_step > first << s:
+        parts += _raw_buckets(conn, run_id, tag, lay, lay.lo, min(lay.hi, ((first + 1) << s) - 1))
+        first += 1
+    if max_step is not None and max_step < ((last + 1) << s) - 1 and last >= first:
+        parts += _raw_buckets(conn, run_id, tag, lay, max(lay.lo, last << s), lay.hi)
+        last -= 1
+    if first <= last:
+        parts += _rollup_buckets(conn, run_id, tag, lay, first, last)
+    return parts
+
+
+def _bucket_of(expr: Any, lay: Layout) -> Any:
+    return (expr - sa.literal(lay.base, sa.BigInteger)) // sa.literal(lay.width, sa.BigInteger)
+
+
+def _raw_buckets(conn: sa.Connection, run_id: str, tag: str, lay: Layout, lo: int, hi: int
+                 ) -> list[tuple[int, Agg]]:
+    mp = metric_points.c
+    where = [mp.run_id == run_id, mp.tag == tag, mp.step >= lo, mp.step <= hi]
+    agg = (sa.select(_bucket_of(mp.step, lay).label("b"), sa.func.count().label("n"),
+                     sa.func.min(mp.value).label("vmin"), sa.func.max(mp.value).label("vmax"),
+                     sa.func.max(mp.step).label("ms"))
+           .where(*where).group_by(sa.literal_column("b")).subquery())
+    latest = metric_points.alias("latest")
+    pick = (sa.select(latest.c.attempt, latest.c.value, latest.c.special)
+            .where(latest.c.run_id == run_id, latest.c.tag == tag, latest.c.step == agg.c.ms)
+            .order_by(latest.c.attempt.desc()).limit(1))
+    stmt = sa.select(agg.c.b, agg.c.n, agg.c.vmin, agg.c.vmax, agg.c.ms,
+                     pick.with_only_columns(latest.c.attempt).scalar_subquery().label("la"),
+                     pick.with_only_columns(latest.c.value).scalar_subquery().label("lv"),
+                     pick.with_only_columns(latest.c.special).scalar_subquery().label("ls"))
+    return [(int(r.b), Agg(int(r.n), r.vmin, r.vmax, int(r.ms), int(r.la), r.lv, r.ls))
+            for r in conn.execute(stmt)]
+
+
+def _rollup_buckets(conn: sa.Connection, run_id: str, tag: str, lay: Layout, first: int,
+                    last: int) -> list[tuple[int, Agg]]:
+    mr = metric_rollups.c
+    start = mr.block * sa.literal(1 << lay.shift, sa.BigInteger)
+    agg = (sa.select(_bucket_of(start, lay).label("b"), sa.func.sum(mr.n).label("n"),
+                     sa.func.min(mr.vmin).label("vmin"), sa.func.max(mr.vmax).label("vmax"),
+                     sa.func.max(mr.block).label("mb"))
+           .where(mr.run_id == run_id, mr.tag == tag, mr.shift == lay.shift,
+                  mr.block >= first, mr.block <= last)
+           .group_by(sa.literal_column("b")).subquery())
+    # The bucket's last point is its last block's: one primary-key probe per bucket (a
+    # correlated lookup, not a join, which PostgreSQL may plan as a scan per bucket).
+    end = metric_rollups.alias("end")
+    probe = sa.select(end.c.last_step).where(end.c.run_id == run_id, end.c.tag == tag,
+                                             end.c.shift == lay.shift, end.c.block == agg.c.mb)
+    last = [probe.with_only_columns(end.c[c]).scalar_subquery().label(c)
+            for c in ("last_step", "last_attempt", "last_value", "last_special")]
+    stmt = sa.select(agg.c.b, agg.c.n, agg.c.vmin, agg.c.vmax, *last)
+    return [(int(r.b), Agg(int(r.n), r.vmin, r.vmax, int(r.last_step), int(r.last_attempt),
+                           r.last_value, r.last_special))
+            for r in conn.execute(stmt)]

@@ -1,0 +1,170 @@
+"""Metric rollups: per-block aggregates that let a downsampled series skip the raw points.
+
+Each ``(run, tag)`` keeps, for every level ``shift`` in :data:`SHIFTS`, one row per block of
+``2**shift`` steps that holds points: their count, the min and max of their finite values, and
+the last point (highest step, then latest attempt) with its value. Ingest merges a batch's
+aggregates into these rows in the same transaction as the points; a point re-sent with a
+*different* value (rare: re-sends normally repeat the value) has its blocks recomputed from
+the raw points, since a min or max cannot be taken back.
+
+A series over ``span`` steps in ``n`` buckets reads the coarsest level whose blocks are at most
+a quarter of a bucket, so it touches fewer than ``16 * n`` rows however long the history is
+(plus the raw points of at most two blocks where a step range cuts one), and it answers
+exactly: bucket widths are whole multiples of the block width, so no block straddles two
+buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from runyard.store.schema import metric_points, metric_rollups
+
+#: Block widths are ``2**shift`` steps; each level is 4 times coarser than the one below.
+SHIFTS: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22)
+#: A series reads the coarsest level whose blocks fit this many times into one bucket.
+BLOCKS_PER_BUCKET = 4
+
+_COLS = ("run_id", "tag", "shift", "block", "n", "vmin", "vmax", "last_step", "last_attempt",
+         "last_value", "last_special")
+
+
+@dataclass(slots=True)
+class Agg:
+    """Aggregate of some points of one tag: what a rollup row or a series bucket holds."""
+
+    n: int
+    vmin: float | None
+    vmax: float | None
+    last_step: int
+    last_attempt: int
+    last_value: float | None
+    last_special: str | None
+
+    @classmethod
+    def point(cls, step: int, attempt: int, value: float | None, special: str | None) -> Agg:
+        return cls(1, value, value, step, attempt, value, special)
+
+    def merge(self, other: Agg) -> None:
+        """Fold ``other`` (disjoint points) into this aggregate."""
+        self.n += other.n
+        if other.vmin is not None and (self.vmin is None or other.vmin < self.vmin):
+            self.vmin = other.vmin
+        if other.vmax is not None and (self.vmax is None or other.vmax > self.vmax):
+            self.vmax = other.vmax
+        if (other.last_step, other.last_attempt) >= (self.last_step, self.last_attempt):
+            self.last_step, self.last_attempt = other.last_step, other.last_attempt
+            self.last_value, self.last_special = other.last_value, other.last_special
+
+
+def aggregate(points: Iterable[tuple[str, int, int, float | None, str | None]]
+              ) -> dict[tuple[str, int, int], Agg]:
+    """``{(tag, shift, block): Agg}`` of ``(tag, step, attempt, value, special)`` points.
+
+    The finest level is built from the points, each coarser one from the level below, so
+    the cost is about one dictionary update per point.
+    """
+    finest = SHIFTS[0]
+    level: dict[tuple[str, int], Agg] = {}
+    for tag, step, attempt, value, special in points:
+        key = (tag, step >> finest)
+        agg = level.get(key)
+        if agg is None:
+            level[key] = Agg.point(step, attempt, value, special)
+        else:
+            agg.merge(Agg.point(step, attempt, value, special))
+    out = {(tag, finest, block): agg for (tag, block), agg in level.items()}
+    prev = finest
+    for shift in SHIFTS[1:]:
+        up: dict[tuple[str, int], Agg] = {}
+        for (tag, block), agg in level.items():
+            key = (tag, block >> (shift - prev))
+            have = up.get(key)
+            if have is None:
+                up[key] = Agg(agg.n, agg.vmin, agg.vmax, agg.last_step, agg.last_attempt,
+                              agg.last_value, agg.last_special)
+            else:
+                have.merge(agg)
+        out.update({(tag, shift, block): agg for (tag, block), agg in up.items()})
+        level, prev = up, shift
+    return out
+
+
+def upsert_sql(mark: str) -> str:
+    """Merge rows into ``metric_rollups``: the same text on SQLite and PostgreSQL (both
+    evaluate every SET expression against the row as it was)."""
+    old, new = "metric_rollups", "excluded"
+    newer = (f"({new}.last_step > {old}.last_step OR ({new}.last_step = {old}.last_step "
+             f"AND {new}.last_attempt >= {old}.last_attempt))")
+    pick = {c: f"CASE WHEN {newer} THEN {new}.{c} ELSE {old}.{c} END"
+            for c in ("last_step", "last_attempt", "last_value", "last_special")}
+    return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
+            f"VALUES ({', '.join([mark] * len(_COLS))}) "
+            "ON CONFLICT (run_id, tag, shift, block) DO UPDATE SET "
+            f"n = {old}.n + {new}.n, "
+            f"vmin = CASE WHEN {old}.vmin IS NULL OR {new}.vmin < {old}.vmin "
+            f"THEN {new}.vmin ELSE {old}.vmin END, "
+            f"vmax = CASE WHEN {old}.vmax IS NULL OR {new}.vmax > {old}.vmax "
+            f"THEN {new}.vmax ELSE {old}.vmax END, "
+            + ", ".join(f"{c} = {expr}" for c, expr in pick.items()))
+
+
+def rows(run_id: str, aggs: dict[tuple[str, int, int], Agg]) -> list[tuple[object, ...]]:
+    """Parameter tuples for :func:`upsert_sql`."""
+    return [(run_id, tag, shift, block, a.n, a.vmin, a.vmax, a.last_step, a.last_attempt,
+             a.last_value, a.last_special) for (tag, shift, block), a in aggs.items()]
+
+
+def recompute(conn: sa.Connection, mark: str, run_id: str, tag: str, steps: Iterable[int]
+              ) -> None:
+    """Rebuild, from the raw points, every rollup row whose block holds one of ``steps``."""
+    mp, mr = metric_points.c, metric_rollups.c
+    blocks = {(shift, step >> shift) for step in steps for shift in SHIFTS}
+    fresh: dict[tuple[str, int, int], Agg] = {}
+    for shift, block in sorted(blocks):
+        conn.execute(sa.delete(metric_rollups).where(
+            mr.run_id == run_id, mr.tag == tag, mr.shift == shift, mr.block == block))
+        lo, hi = block << shift, ((block + 1) << shift) - 1
+        acc: Agg | None = None
+        for r in conn.execute(sa.select(mp.step, mp.attempt, mp.value, mp.special)
+                              .where(mp.run_id == run_id, mp.tag == tag, mp.step >= lo,
+                                     mp.step <= hi).order_by(mp.step, mp.attempt)):
+            p = Agg.point(int(r.step), int(r.attempt), r.value, r.special)
+            if acc is None:
+                acc = p
+            else:
+                acc.merge(p)
+        if acc is not None:
+            fresh[(tag, shift, block)] = acc
+    if fresh:
+        conn.exec_driver_sql(upsert_sql(mark), rows(run_id, fresh))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a series over ``[lo, hi]`` is cut: buckets of ``width`` steps counted from
+    ``base``, read from the level ``shift`` (0: the raw points)."""
+
+    lo: int
+    hi: int
+    shift: int
+    base: int
+    width: int
+
+    @classmethod
+    def plan(cls, lo: int, hi: int, points: int) -> Layout:
+        ideal = -(-(hi - lo + 1) // points)
+        shift = max((s for s in SHIFTS if (1 << s) * BLOCKS_PER_BUCKET <= ideal), default=0)
+        block = 1 << shift
+        base = (lo >> shift) << shift
+        # At most `points` buckets from base to hi, each a whole number of blocks.
+        width = -(-(hi - base + 1) // points)
+        width = -(-width // block) * block
+        return cls(lo, hi, shift, base, width)
+
+    def bucket(self, step: int) -> int:
+        return (step - self.base) // self.width
+
