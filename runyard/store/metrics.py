@@ -347,9 +347,9 @@ def _rollup_buckets(conn: sa.Connection, run_id: str, tag: str, lay: Layout, fir
     end = metric_rollups.alias("end")
     probe = sa.select(end.c.last_step).where(end.c.run_id == run_id, end.c.tag == tag,
                                              end.c.shift == lay.shift, end.c.block == agg.c.mb)
-    last = [probe.with_only_columns(end.c[c]).scalar_subquery().label(c)
+    ends = [probe.with_only_columns(end.c[c]).scalar_subquery().label(c)
             for c in ("last_step", "last_attempt", "last_value", "last_special")]
-    stmt = sa.select(agg.c.b, agg.c.n, agg.c.vmin, agg.c.vmax, *last)
+    stmt = sa.select(agg.c.b, agg.c.n, agg.c.vmin, agg.c.vmax, *ends)
     return [(int(r.b), Agg(int(r.n), r.vmin, r.vmax, int(r.last_step), int(r.last_attempt),
                            r.last_value, r.last_special))
             for r in conn.execute(stmt)]
