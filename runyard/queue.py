@@ -216,11 +216,33 @@ class Queue:
         return Claim(run, attempt_id, number, lease, expires)
 
     # ------------------------------------------------------------------ leased calls
-    def _fenced(self, tx: Transaction, attempt_id: str, lease: str) -> tuple[Row, Row]:
-        """Lock the attempt's run and the attempt; refuse a stale or foreign lease."""
+    def _peek(self, attempt_id: str, now: float) -> Row:
+        """The attempt, after ending it as ``lost`` if its lease lapsed and no sweep has yet:
+        a lapsed lease is over at its expiry, not when the sweeper next passes, so a late
+        heartbeat or completion is refused the same whenever it arrives."""
         peek = self.store.get_attempt(attempt_id)
         if peek is None:
             raise errors.NotFound(f"no attempt {attempt_id!r}")
+        if peek["active"] and peek["lease_expires_at"] < now:
+            self._lose_lapsed(peek["run_id"], attempt_id, now)
+        return peek
+
+    def _lose_lapsed(self, run_id: str, attempt_id: str, now: float) -> retry.Decision | None:
+        """End the attempt as ``lost`` if, under the lock, its lease still lapsed."""
+        with self.store.transaction() as tx:
+            run = tx.lock_run(run_id)
+            cur = tx.lock_attempt(attempt_id)
+            # Re-check under the lock: a heartbeat may have won the race.
+            if run is None or cur is None or not cur["active"] \
+                    or cur["lease_expires_at"] >= now or run["attempt_id"] != cur["id"]:
+                return None
+            return self._finish_attempt(tx, run, cur, Reason.LOST, None,
+                                        {"last_lease_expiry": cur["lease_expires_at"]},
+                                        SYSTEM, now)
+
+    def _fenced(self, tx: Transaction, peek: Row, lease: str) -> tuple[Row, Row]:
+        """Lock the attempt's run and the attempt; refuse a stale or foreign lease."""
+        attempt_id = peek["id"]
         run = tx.lock_run(peek["run_id"])
         att = tx.lock_attempt(attempt_id)
         if run is None or att is None:
@@ -239,8 +261,9 @@ class Queue:
         """Extend the lease; with ``running``, mark a claimed run as running. The answer says
         whether to stop."""
         now = self.clock()
+        peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
-            run, att = self._fenced(tx, attempt_id, lease)
+            run, att = self._fenced(tx, peek, lease)
             expires = now + self.stale_after_s
             values: dict[str, Any] = {"lease_expires_at": expires}
             if running and run["status"] == Status.CLAIMED.value:
@@ -259,8 +282,9 @@ class Queue:
     def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
         """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
         now = self.clock()
+        peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
-            run, att = self._fenced(tx, attempt_id, lease)
+            run, att = self._fenced(tx, peek, lease)
             step = snapshot.get("step")
             step = step if isinstance(step, int) and not isinstance(step, bool) else None
             tx.insert_progress({"run_id": run["id"], "attempt": att["number"],
@@ -303,8 +327,9 @@ class Queue:
     def _end(self, attempt_id: str, lease: str, reason: Reason, exit_code: int | None,
              details: Mapping[str, Any] | None, actor: str, no_retry: bool = False) -> Row:
         now = self.clock()
+        peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
-            run, att = self._fenced(tx, attempt_id, lease)
+            run, att = self._fenced(tx, peek, lease)
             if no_retry:
                 run = {**run, "no_retry": True}
                 tx.update_run(run["id"], {"no_retry": True})
@@ -488,19 +513,12 @@ class Queue:
         with self.store.transaction() as tx:
             expired = tx.expired_attempts(now, limit)
         for att in expired:
-            with self.store.transaction() as tx:
-                run = tx.lock_run(att["run_id"])
-                cur = tx.lock_attempt(att["id"])
-                # Re-check under the lock: a heartbeat may have won the race.
-                if run is None or cur is None or not cur["active"] \
-                        or cur["lease_expires_at"] >= now or run["attempt_id"] != cur["id"]:
-                    continue
-                decision = self._finish_attempt(
-                    tx, run, cur, Reason.LOST, None,
-                    {"last_lease_expiry": cur["lease_expires_at"]}, SYSTEM, now)
-            result.lost.append(run["id"])
+            decision = self._lose_lapsed(att["run_id"], att["id"], now)
+            if decision is None:
+                continue
+            result.lost.append(att["run_id"])
             if decision.requeue:
-                result.requeued.append(run["id"])
+                result.requeued.append(att["run_id"])
         with self.store.transaction() as tx:
             for cand in tx.stalled_candidates(now, limit):
                 run = tx.lock_run(cand["id"])

@@ -86,3 +86,30 @@ def test_lost_while_stopping_ends_stopped(store) -> None:  # type: ignore[no-unt
 def test_unknown_attempt_is_not_found(queue: Queue) -> None:
     with pytest.raises(errors.NotFound):
         queue.heartbeat("nope", "lease")
+
+
+@pytest.mark.parametrize("late", ["heartbeat", "progress", "complete", "fail"])
+def test_lapsed_lease_is_over_before_any_sweep(store, late: str) -> None:  # type: ignore[no-untyped-def]
+    """A call after the lease lapsed is refused even though no sweep ran yet: the attempt
+    ends as lost right then (requeued by policy), exactly as the sweep would have ended it."""
+    now = [1000.0]
+    q = Queue(store, stale_after_s=30, clock=lambda: now[0])
+    q.register_worker(caps("a"))
+    run = submit(q)
+    a = q.claim("a")
+    assert a is not None
+    q.heartbeat(a.attempt_id, a.lease, running=True)
+    now[0] += 31
+    call = {"heartbeat": lambda: q.heartbeat(a.attempt_id, a.lease),
+            "progress": lambda: q.record_progress(a.attempt_id, a.lease, {"step": 1}),
+            "complete": lambda: q.complete(a.attempt_id, a.lease),
+            "fail": lambda: q.fail(a.attempt_id, a.lease, reason="user_error", exit_code=1)}
+    with pytest.raises(errors.LeaseConflict, match=r"no longer active \(lost\)"):
+        call[late]()
+    after = q.store.get_run(run["id"])
+    assert after["status"] == "queued" and after["termination_reason"] == "lost"
+    attempt = q.store.list_attempts(run["id"])[0]
+    assert attempt["termination_reason"] == "lost" and not attempt["active"]
+    assert q.sweep().lost == []  # nothing left for the sweeper
+    b = q.claim("a")
+    assert b is not None and b.attempt == 2
