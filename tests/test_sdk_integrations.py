@@ -225,3 +225,30 @@ def test_keras_callback() -> None:
     assert run["progress"]["total_steps"] == 12 and run["progress"]["step"] == 12
     assert got["tags"]["loss"]["count"] == 12 and got["tags"]["val_loss"]["count"] == 2
     assert got["tags"]["val_loss"]["last_step"] == 12
+
+
+def test_keras_stop_request_stops_fit() -> None:
+    keras = pytest.importorskip("keras")
+    from runyard.sdk.integrations.keras import RunyardCallback
+
+    callback = RunyardCallback(name="keras-stop")
+
+    class StopAtThree(keras.callbacks.Callback):  # type: ignore[misc]
+        batches = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            StopAtThree.batches += 1
+            if StopAtThree.batches == 3:
+                assert callback.run is not None
+                request_stop(callback.run.run_id)
+                import time
+
+                time.sleep(0.3)
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = torch.randn(64, 3).numpy()
+    model.fit(x, x.sum(axis=1, keepdims=True), epochs=500, batch_size=8, verbose=0,
+              callbacks=[callback, StopAtThree()])
+    assert StopAtThree.batches < 40  # stopped within a few batches, not 4,000
+    assert stored(callback.run.run_id)["run"]["status"] == "stopped"
