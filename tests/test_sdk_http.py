@@ -119,6 +119,9 @@ def test_bad_values_over_http(server: LiveServer, api: Api, tmp_path: Path) -> N
     assert tags["ok"]["last_value"] == 2 and tags["fine"]["last_value"] == 1.0
     assert tags["big"]["last_step"] == 2**63 - 1
     assert api.run(run.run_id)["status"] == "completed"
+    warned = [e["details"]["message"] for e in api.events(run.run_id) if e["kind"] == "warning"]
+    assert any("non-numeric value for 'text'" in w for w in warned)  # visible on the run too
+    assert any("distinct metric names" in w for w in warned)
 
 
 def test_stop_requested_from_the_server_reaches_the_run(server: LiveServer, api: Api,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections.abc import Callable
 
 logger = logging.getLogger("runyard.sdk")
 
@@ -20,9 +21,11 @@ class Notices:
     must not reach the training loop, so it falls back to the logger.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_warn: Callable[[str], None] | None = None) -> None:
         self._seen: set[str] = set()
         self._lock = threading.Lock()
+        #: Also told of each warning (the run records it as a ``warning`` event).
+        self.on_warn = on_warn
 
     def warn_once(self, key: str, message: str) -> bool:
         """Warn about ``key`` unless already done; returns whether it warned."""
@@ -34,4 +37,9 @@ class Notices:
             warnings.warn(message, RunyardWarning, stacklevel=3)
         except Exception:  # warnings configured as errors: log instead of raising
             logger.warning("%s", message)
+        if self.on_warn is not None:
+            try:
+                self.on_warn(message)
+            except Exception:  # noqa: BLE001 - reporting a warning must not fail either
+                pass
         return True

@@ -48,7 +48,9 @@ FINISH_TIMEOUT_S = 10.0
 #: Longest ``message`` kept in a snapshot.
 MESSAGE_MAX = 4096
 
-_LOG, _PROGRESS, _CHECKPOINT = 0, 1, 2
+_LOG, _PROGRESS, _CHECKPOINT, _WARNING = 0, 1, 2, 3
+#: Warnings recorded as run events at most (each distinct one is warned about once anyway).
+MAX_WARNING_EVENTS = 100
 
 
 def _is_writer(env: Mapping[str, str], all_ranks: bool) -> bool:
@@ -75,7 +77,8 @@ class Run:
         env = dict(os.environ if env is None else env)
         self.name, self.project = name, project
         self.status: str | None = None
-        self._notices = Notices()
+        self._notices = Notices(on_warn=self._record_warning)
+        self._warning_events = 0
         self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._tags: set[str] = set()
         self._next_step = 0
@@ -340,6 +343,12 @@ class Run:
         self._notices.warn_once("queue-full", f"runyard: {MAX_QUEUED} records waiting to be "
                                 f"written; {what} calls are dropped until it drains")
 
+    def _record_warning(self, message: str) -> None:
+        # Called from any thread; deque.append is atomic. The drain sends it as an event.
+        if self._warning_events < MAX_WARNING_EVENTS and not self._closed:
+            self._warning_events += 1
+            self._queue.append((_WARNING, message[:2000]))
+
     def _on_sigterm(self) -> None:
         self._request_stop("sigterm")
 
@@ -394,6 +403,8 @@ class Run:
                     tracker.observe_metrics(metrics)
             elif kind == _PROGRESS:
                 tracker.apply(record[1], record[2])
+            elif kind == _WARNING:
+                self._call("event", self._sink_write_event, "warning", {"message": record[1]})
             else:
                 _, path, step, metrics, status, t = record
                 if rows:  # keep the checkpoint after the points logged before it
