@@ -357,5 +357,37 @@ def test_refused_batches_are_dropped_and_an_ended_run_stops(tmp_path: Path) -> N
     assert any("refused a request, which is dropped: rows[0]: bad" in t for t in said)
     assert any("was ended on the server" in t for t in said)
     steps = [row[0] for body in fake.metric_bodies for row in body["rows"]]
-    assert steps == [1]  # the refused batch is not retried, nothing is sent after the end
+    assert steps == [1, 2]  # the refused batch is not retried
+    # After the end only points are sent, through the ended run's import; no status.
+    assert fake.paths.count("/v1/runs/r1/import/metrics") == 1
     assert "/v1/attempts/a1/complete" not in fake.paths
+
+
+def test_an_outage_longer_than_the_lease_still_loses_no_point(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "short-lease", stale_after_s=1).start()
+    api = Api(server)
+    settings.configure(retry_interval_s=0.1, heartbeat_interval_s=0.2)
+    try:
+        with pytest.warns(RunyardWarning) as caught, \
+                sdk.start_run(name="long-outage", env=http_env(server, tmp_path),
+                              handle_sigterm=False) as run:
+            for step in range(100):
+                run.log({"loss": float(step)}, step=step)
+            time.sleep(0.5)
+            server.kill()
+            for step in range(100, 200):
+                run.log({"loss": float(step)}, step=step)
+            time.sleep(2.0)  # longer than the lease: the server ends the attempt as lost
+            server.start()
+            deadline = time.monotonic() + 20
+            while not run.should_stop and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert run.should_stop  # the run learns that it was ended on the server
+        said = " ".join(str(w.message) for w in caught)
+        assert "only its metric points are still sent" in said
+        assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(200))
+        got = api.run(run.run_id)
+        assert got["status"] == "failed" and got["termination_reason"] == "lost"
+    finally:
+        api.close()
+        server.stop()

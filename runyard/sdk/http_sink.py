@@ -154,7 +154,7 @@ class HttpSink:
         self._thread.join(CLOSE_WAIT_S + self.settings.request_timeout_s)
 
     def _put(self, op: Op) -> None:
-        if not self._ended:
+        if not self._ended or _is_metrics(op):
             self._outbox.put(op)
 
     # ------------------------------------------------------------------ sender thread
@@ -182,11 +182,9 @@ class HttpSink:
         return min(1.0, max(0.01, due - self._clock()))
 
     def _periodic(self) -> None:
-        if self._ended:
-            return
         now = self._clock()
         if self._online and not self.spool.pending:
-            if now >= self._next_beat and not self._closing:
+            if now >= self._next_beat and not self._closing and not self._ended:
                 self._heartbeat(now)
         elif now >= self._next_retry:
             self._replay(now)
@@ -194,11 +192,11 @@ class HttpSink:
     def _finish(self) -> None:
         self._closing = True  # the final status is queued: no heartbeat may follow it
         deadline = self._clock() + CLOSE_WAIT_S
-        while self.spool.pending and not self._ended and self._clock() < deadline:
+        while self.spool.pending and self._clock() < deadline:
             self._replay(self._clock())
             if self.spool.pending:
                 time.sleep(min(0.25, self.settings.retry_interval_s))
-        if self.spool.pending and not self._ended:
+        if self.spool.pending:
             self._warn("http-left", f"runyard: the server at {self.api.server} is unreachable; "
                        f"the rest of run {self.run_id} is kept in {self.spool.directory} "
                        "and `runyard sync` sends it")
@@ -219,8 +217,8 @@ class HttpSink:
             "exit_code": None if stopped else 1, "stderr_tail": tail, "details": clean})}
 
     def _submit(self, op: Op) -> None:
-        if self._ended:
-            return
+        if self._ended and not _is_metrics(op):
+            return  # the run ended on the server: only its points are still delivered
         if not self._online or self.spool.pending:
             self._spool(op)
             return
@@ -251,7 +249,10 @@ class HttpSink:
     def _send(self, op: Mapping[str, Any]) -> None:
         """One request; :class:`errors.TransportError` propagates, the rest is settled here."""
         try:
-            if "checkpoint" in op:
+            if self._ended:
+                if _is_metrics(op):
+                    self.api.post(f"/v1/runs/{self.run_id}/import/metrics", self._imported(op))
+            elif "checkpoint" in op:
                 self._send_checkpoint(op["checkpoint"])
             else:
                 body = op["body"]
@@ -260,7 +261,13 @@ class HttpSink:
         except errors.TransportError:
             raise
         except errors.Conflict as exc:
+            if self._ended:
+                self._warn("refused:import", "runyard: the server refused points of the "
+                           f"ended run, which are dropped: {exc.message}")
+                return
             self._lease_lost(exc)
+            if _is_metrics(op):
+                self._send(op)  # the points still go, through the ended run's import
         except errors.RunyardError as exc:
             self._warn(f"refused:{op.get('path', 'checkpoint')}", "runyard: the server "
                        f"refused a request, which is dropped: {exc.message}")
@@ -286,7 +293,14 @@ class HttpSink:
     def _lease_lost(self, exc: errors.RunyardError) -> None:
         self._ended = self._stop = True
         self._warn("lease", f"runyard: run {self.run_id} was ended on the server "
-                   f"({exc.message}); nothing more is sent")
+                   f"({exc.message}); only its metric points are still sent")
+
+    def _imported(self, op: Mapping[str, Any]) -> bytes:
+        """A metrics request of the ended run, for ``POST /v1/runs/{id}/import/metrics``."""
+        body = op["body"]
+        data = json.loads(body) if isinstance(body, bytes) else dict(body)
+        return encode({"attempt": self.attempt, "rows": data.get("rows", []),
+                       "points": data.get("points", [])})
 
     def _heartbeat(self, now: float) -> None:
         self._next_beat = now + self.settings.heartbeat_interval_s
@@ -310,8 +324,6 @@ class HttpSink:
             for op, end in self.spool.pending_ops():
                 self._send(op)
                 self.spool.ack(end)
-                if self._ended:
-                    return
         except errors.TransportError:
             self._online = False
             self._next_retry = now + self.settings.retry_interval_s
@@ -321,5 +333,9 @@ class HttpSink:
             self._online = True
             self._warn("http-back", f"runyard: the server at {self.api.server} is back; "
                        "the spooled data was sent")
-            if not self._closing:
+            if not self._closing and not self._ended:
                 self._heartbeat(self._clock())
+
+
+def _is_metrics(op: Mapping[str, Any]) -> bool:
+    return str(op.get("path", "")).endswith("/metrics")

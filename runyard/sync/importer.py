@@ -114,6 +114,11 @@ def _reason(value: Any, field: str) -> str | None:
 
 
 def check_importable(run: Row) -> None:
-    """Only synced runs take imported points and checkpoints (others need a lease)."""
-    if not str(run.get("source") or "").startswith(SOURCE_PREFIX):
-        raise errors.Conflict(f"run {run['id']} was not synced: send its data with a lease")
+    """Synced runs, and ended local runs, take imported points and checkpoints; others need a
+    lease. (A local run whose lease lapsed while the server was away ends ``lost``; its
+    process then delivers the points it spooled through here, so none is lost.)"""
+    if str(run.get("source") or "").startswith(SOURCE_PREFIX):
+        return
+    if run.get("executor") == "local" and run.get("status") in ENDED:
+        return
+    raise errors.Conflict(f"run {run['id']} is {run.get('status')}: send its data with a lease")
