@@ -281,7 +281,7 @@ def test_unreachable_server_at_close_leaves_the_spool_for_sync(tmp_path: Path,
     assert [json.loads(line)["path"] for line in ops] == ["/v1/runs/r1/metrics",
                                                           "/v1/attempts/a1/complete"]
     assert sink.spool.read_meta() == {"server": "http://fake", "run_id": "r1",
-                                      "attempt_id": "a1", "lease": "L"}
+                                      "attempt_id": "a1", "attempt": 1, "lease": "L"}
 
 
 def test_spool_left_at_exit_is_sent_by_runyard_sync(server: LiveServer, api: Api,
@@ -388,6 +388,38 @@ def test_an_outage_longer_than_the_lease_still_loses_no_point(tmp_path: Path) ->
         assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(200))
         got = api.run(run.run_id)
         assert got["status"] == "failed" and got["termination_reason"] == "lost"
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_sync_delivers_the_points_of_a_spool_whose_run_was_ended(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_sink, "CLOSE_WAIT_S", 0.3)
+    server = LiveServer(tmp_path / "short", stale_after_s=1).start()
+    api = Api(server)
+    settings.configure(retry_interval_s=0.1, heartbeat_interval_s=0.2)
+    data = tmp_path / "data"
+    try:
+        with pytest.warns(RunyardWarning), sdk.start_run(
+                name="ended", env=http_env(server, tmp_path), handle_sigterm=False) as run:
+            run.log({"loss": 0.0}, step=0)
+            time.sleep(0.3)
+            server.kill()
+            for step in range(1, 60):
+                run.log({"loss": float(step)}, step=step)
+        time.sleep(1.5)  # the lease lapses while nobody can send
+        server.start()
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-m", "runyard", "sync", "--server", server.url,
+                               "--token", server.admin_token, "--data-dir", str(data),
+                               "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["spools_sent"] == [] and len(report["spools_dropped"]) == 1
+        assert "points were still delivered" in report["spools_dropped"][0]
+        assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(60))
+        assert api.run(run.run_id)["termination_reason"] == "lost"
     finally:
         api.close()
         server.stop()

@@ -231,7 +231,8 @@ class HttpSink:
     def _spool(self, op: Op) -> None:
         if not self.spool.pending:
             self.spool.write_meta({"server": self.api.server, "run_id": self.run_id,
-                                   "attempt_id": self.attempt_id, "lease": self.lease})
+                                   "attempt_id": self.attempt_id, "attempt": self.attempt,
+                                   "lease": self.lease})
         if isinstance(op.get("body"), bytes):  # the body is JSON already: embed it as is
             line = b'{"path":' + json.dumps(op["path"]).encode() + b',"body":' + op["body"] \
                 + b"}"

@@ -151,21 +151,43 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
             report.problems.append(f"spool of run {meta.get('run_id')} belongs to "
                                    f"{meta.get('server')}; sync with --server there")
             continue
-        try:
-            for op, end in spool.pending_ops():
-                if "checkpoint" in op:
-                    _replay_checkpoint(http, meta, op["checkpoint"])
-                else:
-                    http.request("POST", op["path"], content=json.dumps(
-                        op["body"], separators=(",", ":")).encode(),
-                        headers={"Content-Type": "application/json"})
-                spool.ack(end)
-        except errors.Conflict as exc:
-            report.spools_dropped.append(f"{meta.get('run_id')}: {exc.message}")
-            spool.remove()
-            continue
+        ended: str | None = None  # why the lease was refused: then only points still go
+        for op, end in spool.pending_ops():
+            try:
+                if ended is None:
+                    _replay_op(http, meta, op)
+                elif str(op.get("path", "")).endswith("/metrics"):
+                    _import_points(http, meta, op)
+            except errors.Conflict as exc:
+                if ended is not None:
+                    raise
+                ended = exc.message
+                if str(op.get("path", "")).endswith("/metrics"):
+                    _import_points(http, meta, op)
+            spool.ack(end)
         spool.remove()
-        report.spools_sent.append(str(meta.get("run_id")))
+        if ended is None:
+            report.spools_sent.append(str(meta.get("run_id")))
+        else:
+            report.spools_dropped.append(f"{meta.get('run_id')}: {ended} (its points were "
+                                         "still delivered; its status and snapshots not)")
+
+
+def _replay_op(http: Http, meta: dict[str, Any], op: dict[str, Any]) -> None:
+    if "checkpoint" in op:
+        _replay_checkpoint(http, meta, op["checkpoint"])
+    else:
+        http.request("POST", op["path"], content=json.dumps(
+            op["body"], separators=(",", ":")).encode(),
+            headers={"Content-Type": "application/json"})
+
+
+def _import_points(http: Http, meta: dict[str, Any], op: dict[str, Any]) -> None:
+    """Points of a run the server already ended, through its import endpoint."""
+    body = op.get("body") or {}
+    http.post_json(f"/v1/runs/{meta['run_id']}/import/metrics", {
+        "attempt": int(meta.get("attempt") or 1), "rows": body.get("rows", []),
+        "points": body.get("points", [])})
 
 
 def _replay_checkpoint(http: Http, meta: dict[str, Any], ck: dict[str, Any]) -> None:
