@@ -172,23 +172,24 @@ class Queue:
 
     def _pick(self, tx: Transaction, caps: models.Capabilities,
               policy: models.HostPolicy | None, now: float) -> Row | None:
+        # prefer_cuda runs wait for a CUDA host while one has a free slot: decided once, in
+        # SQL, so such runs at the head of the queue cost a CPU worker nothing to skip.
+        skip_prefer = not caps.has_cuda and tx.free_cuda_workers(now - self.stale_after_s) > 0
         wf = WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
-                          max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus)
+                          max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus,
+                          skip_prefer_cuda=skip_prefer)
         after: tuple[int, float, str] | None = None
-        cuda_free: int | None = None
+        # The SQL prefilter leaves few runs this worker cannot take: a short first page
+        # (each candidate is a decoded row), longer ones past a run of ineligible runs.
+        size = min(8, self.claim_scan)
         while True:
-            page = tx.claim_candidates(wf, after, self.claim_scan)
+            page = tx.claim_candidates(wf, after, size)
             for cand in page:
-                if eligibility.unmet(cand, caps, policy):
-                    continue
-                if cand["prefer_cuda"] and not caps.has_cuda:
-                    if cuda_free is None:
-                        cuda_free = tx.free_cuda_workers(now - self.stale_after_s)
-                    if cuda_free > 0:
-                        continue
-                return cand
-            if len(page) < self.claim_scan:
+                if not eligibility.unmet(cand, caps, policy):
+                    return cand
+            if len(page) < size:
                 return None
+            size = self.claim_scan
             last = page[-1]
             after = (last["priority"], last["created_at"], last["id"])
 

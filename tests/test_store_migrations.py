@@ -53,9 +53,20 @@ def test_migrations_match_schema(dialect: str, empty_db_url: Callable[[str], str
     url = empty_db_url(dialect)
     open_store(url).close()
     engine = sa.create_engine(url)
+
+    def include(obj, name, kind, reflected, compare_to):  # type: ignore[no-untyped-def]
+        # Alembic cannot reflect a DESC index column on SQLite (it reports the index as
+        # removed and added again); that index is checked by its SQL below instead.
+        return not (dialect == "sqlite" and kind == "index" and name == "ix_runs_claim")
+
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                     "include_object": include})
         diff = compare_metadata(ctx, metadata)
+        if dialect == "sqlite":
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_runs_claim'").scalar_one()
+            assert "(status, priority DESC, created_at, id, gpus," in ddl, ddl
     engine.dispose()
     assert diff == []
 

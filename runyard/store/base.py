@@ -39,6 +39,8 @@ class WorkerFilter:
     max_vram_gib: float
     ram_gib: float
     cpus: float
+    #: Leave out ``prefer_cuda`` runs (a CPU worker while a CUDA worker has a free slot).
+    skip_prefer_cuda: bool = False
 
 
 class Transaction(abc.ABC):

@@ -121,6 +121,8 @@ class SQLTransaction(base.Transaction):
         )
         if not worker.has_cuda:
             stmt = stmt.where(c.require_cuda == sa.false())
+        if worker.skip_prefer_cuda:
+            stmt = stmt.where(c.prefer_cuda == sa.false())
         if after is not None:
             prio, created, rid = after
             stmt = stmt.where(sa.or_(

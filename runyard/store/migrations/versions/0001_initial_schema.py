@@ -103,7 +103,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_key", name=op.f("uq_runs_job_key")),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.create_index("ix_runs_claim", ["status", "priority", "created_at"], unique=False)
+        batch_op.create_index("ix_runs_claim", ["status", sa.text("priority DESC"), "created_at",
+                                                "id", "gpus", "min_vram_gib", "min_ram_gib",
+                                                "min_cpus", "require_cuda", "prefer_cuda"],
+                              unique=False)
         batch_op.create_index("ix_runs_project_created", ["project", "created_at"], unique=False)
         batch_op.create_index("ix_runs_status_id", ["status", "id"], unique=False)
 
