@@ -133,13 +133,14 @@ def test_probe_forwards_changes_only_and_batches_metrics(tmp_path: Path) -> None
     assert p.read().progress is None  # nothing yet, and no "missing" warning this early
     prog.write_text(json.dumps(_snap(1)))
     with open(metrics, "w") as fh:
-        for i in range(2500):
+        for i in range(probe.MAX_POINTS_PER_CALL * 2 + 500):
             fh.write(json.dumps({"step": i, "tag": "loss", "value": "NaN" if i == 7 else i})
                      + "\n")
-        fh.write('{"step": 2500, "tag": "lo')  # half a line: left for the next read
+        fh.write('{"step": 99999, "tag": "lo')  # half a line: left for the next read
     got = p.read()
     assert got.progress == {"snapshot": _snap(1), "warnings": []}
-    assert [len(b) for b in got.metric_batches] == [1000, 1000, 500]
+    big = probe.MAX_POINTS_PER_CALL
+    assert [len(b) for b in got.metric_batches] == [big, big, 500]
     assert got.metric_batches[0][7]["value"] == "NaN"
     assert all(pt["at"] for b in got.metric_batches for pt in b)
     again = p.read()
@@ -338,3 +339,13 @@ def test_probe_drops_tags_the_server_refuses_with_one_warning(tmp_path: Path) ->
     got = probe.Probe(tmp_path / "p.json", metrics).read()
     assert [p["step"] for b in got.metric_batches for p in b] == [0, 3]
     assert got.progress is not None and len(got.progress["warnings"]) == 1
+
+
+def test_rows_group_one_log_call_and_keep_every_point() -> None:
+    at = "2026-01-01T00:00:00.000Z"
+    points = [{"step": 1, "tag": "loss", "value": 0.5, "at": at},
+              {"step": 1, "tag": "acc", "value": "NaN", "at": at},
+              {"step": 1, "tag": "loss", "value": 0.4, "at": at},  # same tag again: new row
+              {"step": 2, "tag": "loss", "value": 0.3, "at": at}]
+    assert probe.as_rows(points) == [[1, at, {"loss": 0.5, "acc": "NaN"}],
+                                     [1, at, {"loss": 0.4}], [2, at, {"loss": 0.3}]]

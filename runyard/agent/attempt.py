@@ -267,7 +267,7 @@ class AttemptRunner:
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
         for batch in found.metric_batches:
-            self._post("metrics", {"points": batch})
+            self._post("metrics", {"rows": probe_mod.as_rows(batch)})
         if found.progress is not None:
             self._post("progress", found.progress)
         chunks = self._logs.drain(final=final)

@@ -23,8 +23,9 @@ from runyard import defaults
 from runyard.progress import reader
 from runyard.progress import snapshot as snapshot_mod
 
-#: Most metric points in one ``POST /v1/runs/{id}/metrics`` (api.md).
-MAX_POINTS_PER_CALL = 1000
+#: Most metric points in one ``POST /v1/runs/{id}/metrics`` (the server takes 100,000):
+#: large enough that a fast loop's backlog drains in a few calls.
+MAX_POINTS_PER_CALL = 20_000
 #: Seconds a snapshot may be absent at the start before it is reported as missing.
 MISSING_GRACE_S = 60.0
 #: Bad metric lines reported one by one per attempt; the rest are counted.
@@ -41,6 +42,22 @@ class ProbeResult:
     @property
     def points(self) -> int:
         return sum(len(b) for b in self.metric_batches)
+
+
+def as_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
+    """A batch in the compact ``rows`` form of ``POST /v1/runs/{id}/metrics``: one
+    ``[step, at, {tag: value}]`` per run of points that share step and time (what one
+    ``run.log({...}, step=)`` wrote), a fraction of the bytes and parsing of ``points``."""
+    rows: list[list[Any]] = []
+    last: list[Any] | None = None
+    for p in points:
+        if last is not None and last[0] == p["step"] and last[1] == p["at"] \
+                and p["tag"] not in last[2]:
+            last[2][p["tag"]] = p["value"]
+        else:
+            last = [p["step"], p["at"], {p["tag"]: p["value"]}]
+            rows.append(last)
+    return rows
 
 
 class Probe:
