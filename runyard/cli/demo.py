@@ -37,9 +37,10 @@ def demo(
     stop_grace_s: float = typer.Option(10.0, "--stop-grace-s", min=0,
                                        help="On Ctrl-C, seconds running jobs get to stop."),
 ) -> int:
-    """Start a server and a local agent (as `runyard up`), train a few real models on data
-    sets that ship with scikit-learn (gradient-boosted trees, an MLP, NumPy softmax
-    regression) with live progress bars, list their artifacts, and stop.
+    """Run `runyard up` plus real training jobs with live progress, then list artifacts.
+
+    The jobs train gradient-boosted trees, an MLP and a NumPy softmax regression on data sets
+    that ship with scikit-learn (nothing is downloaded).
 
     Exit code 0 when every job completed. Jobs an earlier demo in the same data directory
     completed are trained again, as new runs.
