@@ -178,10 +178,14 @@ class WorkerAPI:
             "lease": lease, "snapshot": dict(snapshot) if snapshot is not None else None,
             "warnings": list(warnings)}))
 
-    def metrics(self, run_id: str, attempt_id: str, lease: str,
-                points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def metrics(self, run_id: str, attempt_id: str, lease: str, *,
+                points: Sequence[Mapping[str, Any]] = (),
+                rows: Sequence[Sequence[Any]] = ()) -> dict[str, Any]:
+        """Send points, as ``{step, tag, value, at}`` objects or compact ``[step, at,
+        {tag: value}]`` rows (what the probe sends)."""
         return self._json(self.request("POST", f"/v1/runs/{run_id}/metrics", json={
-            "attempt_id": attempt_id, "lease": lease, "points": list(points)}))
+            "attempt_id": attempt_id, "lease": lease, "points": list(points),
+            "rows": list(rows)}))
 
     def logs(self, attempt_id: str, lease: str,
              chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

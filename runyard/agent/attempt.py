@@ -247,7 +247,8 @@ class AttemptRunner:
             self.api.progress(a.attempt_id, a.lease, body.get("snapshot"),
                               body.get("warnings") or [])
         elif kind == "metrics":
-            self.api.metrics(a.run_id, a.attempt_id, a.lease, body["points"])
+            self.api.metrics(a.run_id, a.attempt_id, a.lease, points=body.get("points") or (),
+                             rows=body.get("rows") or ())
         elif kind == "logs":
             self.api.logs(a.attempt_id, a.lease, body["chunks"])
         else:
