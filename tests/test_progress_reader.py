@@ -274,3 +274,20 @@ def test_shell_example_honours_stop_file(tmp_path: Path) -> None:
     result = read_snapshot(progress)
     assert result.ok and result.snapshot is not None
     assert result.snapshot["status"] == "stopped" and result.snapshot["step"] == 0
+
+
+def test_tail_says_when_a_backlog_is_left_for_the_next_read(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": i, "tag": "loss", "value": i}) + "\n"
+                            for i in range(50)))
+    tail = reader.MetricsTail(path)
+    tail.CHUNK = 200  # a few lines a read
+    steps, reads = [], []
+    while True:
+        batch = tail.read()
+        steps += [p.step for p in batch.points]
+        reads.append(batch.more)
+        if not batch.more:
+            break
+    assert steps == list(range(50))
+    assert len(reads) > 5 and all(reads[:-1]) and reads[-1] is False

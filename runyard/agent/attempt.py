@@ -233,7 +233,8 @@ class AttemptRunner:
             if not self._lease_lost and now >= next_probe:
                 next_probe = now + self.probe_interval_s
                 try:
-                    self._forward()
+                    if self._forward():
+                        next_probe = now  # a backlog: drain it now, not a tick per chunk
                 except LeaseLost:
                     pass  # the lease-lost stop is on its way; forward nothing more
             self._wake.wait(max(min(next_probe - time.monotonic(), LOOP_STEP_S), 0.0))
@@ -262,8 +263,9 @@ class AttemptRunner:
             self._lose_lease(kind, exc)
             raise LeaseLost() from exc
 
-    def _forward(self, final: bool = False) -> None:
-        """Probe the files and the output once; send (or spool) what changed."""
+    def _forward(self, final: bool = False) -> bool:
+        """Probe the files and the output once; send (or spool) what changed. True when the
+        metrics stream still has a backlog to read."""
         found = self._probe.read(final=final)
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
@@ -289,6 +291,7 @@ class AttemptRunner:
             except errors.LeaseConflict as exc:
                 self._lose_lease("spool replay", exc)
                 raise LeaseLost() from exc
+        return found.more
 
     def _flush_outbox(self) -> None:
         """After the exit: wait for the server until the spool is empty (heartbeats go on)."""

@@ -38,6 +38,8 @@ class ProbeResult:
 
     progress: dict[str, Any] | None = None
     metric_batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: The metrics stream has a backlog beyond this read: read again without waiting.
+    more: bool = False
 
     @property
     def points(self) -> int:
@@ -88,6 +90,7 @@ class Probe:
         warnings: list[str] = []
         snap = self._read_snapshot(warnings, final)
         batch = self.tail.read_all() if final else self.tail.read()
+        result.more = batch.more
         warnings.extend(self._line_warning_texts(batch.warnings))
         points = []
         now = snapshot_mod.utc_iso() if batch.points else None  # once a read, not a point

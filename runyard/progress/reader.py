@@ -133,6 +133,8 @@ class TailBatch:
 
     points: list[MetricPoint] = field(default_factory=list)
     warnings: list[TailWarning] = field(default_factory=list)
+    #: The read stopped at :attr:`MetricsTail.CHUNK` with more of the file still unread.
+    more: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.points or self.warnings)
@@ -209,6 +211,7 @@ class MetricsTail:
             return batch
         complete = data[: end + 1]
         self.offset += len(complete)
+        batch.more = len(data) >= self.CHUNK
         for raw in complete.split(b"\n")[:-1]:
             if self._skipping:
                 self._skipping = False
