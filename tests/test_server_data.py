@@ -236,3 +236,35 @@ def test_checkpoints_and_retention(api: Api) -> None:
     assert r.status_code == 422 and error_of(r)["field"] == "status"
     events = api.ok("GET", f"/v1/runs/{rid}/events", params={"limit": 1000})["items"]
     assert sum(e["kind"] == "checkpoint" for e in events) == 5
+
+
+def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    """The metrics route checks its body by hand (a hot path): each mistake is still a 4xx
+    naming the field, and nothing of the batch is written."""
+    api = admin(sqlite_server)
+    run = api.submit("bad-metrics")
+    claim = api.claim("box-1")
+    assert claim is not None
+    rid, base = run["id"], {"attempt_id": claim["attempt"]["id"], "lease": claim["lease"]}
+    good = {"step": 1, "tag": "loss", "value": 0.5}
+    cases = [
+        ([1, 2], "body"), ({**base, "extra": 1}, "extra"), ({"lease": "x"}, "attempt_id"),
+        ({**base, "points": {}}, "points"), ({**base, "points": [good, 3]}, "points[1]"),
+        ({**base, "points": [good, {**good, "attempt": 2}]}, "points[1].attempt"),
+        ({**base, "points": [good, {**good, "step": -1}]}, "points[1].step"),
+        ({**base, "points": [good, {**good, "value": "high"}]}, "points[1].value"),
+        ({**base, "points": [good, {**good, "at": "yesterday"}]}, "points[1].at"),
+        ({**base, "rows": [[1, None, {"loss": 1.0}], [2, None]]}, "rows[1]"),
+    ]
+    for body, field in cases:
+        r = api.post(f"/v1/runs/{rid}/metrics", body)
+        assert r.status_code == 422 and error_of(r)["field"] == field, (body, r.text)
+    r = api.post(f"/v1/runs/{rid}/metrics", content=b"{not json",
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 422 and error_of(r)["field"] == "body"
+    assert api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"] == []
+    ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={
+        **base, "points": [{**good, "at": "2026-01-01T00:00:00Z"}],
+        "rows": [[2, 1767225600.0, {"loss": "NaN", "acc": 1}]]})
+    assert ok["written"] == 3
+    api.close()

@@ -3,9 +3,40 @@ names it. Deep validation (names, constraints, schemas) stays in the domain modu
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
+from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from runyard import errors
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON, for routes that check their body themselves (hot paths)."""
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise errors.ValidationError(f"body: not JSON: {exc}", field="body") from None
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON Schema with its ``$defs`` inlined, for ``openapi_extra``."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    out: dict[str, Any] = resolve(schema)
+    return out
 
 
 class Body(BaseModel):

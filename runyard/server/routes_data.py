@@ -13,7 +13,7 @@ from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, retention, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
-from runyard.server.bodies import CheckpointRequest, MetricsRequest
+from runyard.server.bodies import CheckpointRequest, MetricsRequest, inline_schema, json_body
 from runyard.server.state import ServerState, get_state
 
 router = APIRouter(tags=["data"])
@@ -32,30 +32,71 @@ def _holder(state: ServerState, who: Principal, run_id: str, what: str) -> None:
 # --------------------------------------------------------------------------- metrics
 
 
-@router.post("/v1/runs/{run_id}/metrics")
-def post_metrics(run_id: str, body: MetricsRequest, who: Principal = Depends(auth.lease_holder),
+_METRICS_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": inline_schema(MetricsRequest)}}}}
+_POINT_KEYS = frozenset(("step", "tag", "value", "at"))
+
+
+@router.post("/v1/runs/{run_id}/metrics", openapi_extra=_METRICS_BODY)
+def post_metrics(run_id: str, data: Any = Depends(json_body),
+                 who: Principal = Depends(auth.lease_holder),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """A batch of points; re-sending the same (attempt, tag, step) changes nothing."""
+    """A batch of points (the :class:`MetricsRequest` shape); re-sending the same (attempt,
+    tag, step) changes nothing.
+
+    This hot path checks its body by hand instead of through a pydantic model: building a
+    model per point cost more than storing it. The store checks every point's fields and
+    names the first bad one (``points[3].step``); nothing is written when one is bad.
+    """
     _holder(state, who, run_id, "send metrics for")
-    _run, att = state.check_lease(body.attempt_id, body.lease, run_id=run_id)
+    attempt_id, lease, points, rows = _metrics_envelope(data)
+    _run, att = state.check_lease(attempt_id, lease, run_id=run_id)
     now = time.time()
-    points = []
-    for i, p in enumerate(body.points):
-        at = serialize.parse_time(p.at, f"points[{i}].at")
-        points.append({"step": p.step, "tag": p.tag,
-                       "value": serialize.number_in(p.value, f"points[{i}].value"),
-                       "at": now if at is None else at})
-    points.extend(row_points(body.rows, now, MAX_POINTS - len(points)))
-    written = state.store.add_metric_points(
-        run_id, att["number"], points)
+    points.extend(row_points(rows, now, MAX_POINTS - len(points)))
+    written = state.store.add_metric_points(run_id, att["number"], points)
     state.metrics.metric_points.inc(len(points))
     return {"written": int(written if written is not None else len(points))}
 
 
+def _metrics_envelope(data: Any) -> tuple[str, str, list[Any], list[Any]]:
+    """``attempt_id, lease, points, rows`` of a metrics body; ISO times become seconds."""
+    if not isinstance(data, dict):
+        raise errors.ValidationError("body: expected a JSON object", field="body")
+    for key in data:
+        if key not in ("attempt_id", "lease", "points", "rows"):
+            raise errors.ValidationError(f"{key}: unknown field", field=key)
+    for key in ("attempt_id", "lease"):
+        if not isinstance(data.get(key), str):
+            raise errors.ValidationError(f"{key}: expected a string", field=key)
+    points, rows = data.get("points", []), data.get("rows", [])
+    for key, value in (("points", points), ("rows", rows)):
+        if not isinstance(value, list):
+            raise errors.ValidationError(f"{key}: expected a list", field=key)
+    if len(points) + len(rows) > MAX_POINTS:
+        raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
+    for i, p in enumerate(points):
+        if type(p) is not dict:
+            raise errors.ValidationError(f"points[{i}]: expected an object",
+                                         field=f"points[{i}]")
+        if not p.keys() <= _POINT_KEYS:
+            key = sorted(set(p) - _POINT_KEYS)[0]
+            raise errors.ValidationError(f"points[{i}].{key}: unknown field",
+                                         field=f"points[{i}].{key}")
+        at = p.get("at")
+        if at is not None and type(at) is not float and not isinstance(at, int):
+            points[i] = {**p, "at": serialize.parse_time(at, f"points[{i}].at")}
+    return data["attempt_id"], data["lease"], points, rows
+
+
 def row_points(rows: list[Any], now: float, room: int) -> list[dict[str, Any]]:
-    """The points of compact ``rows``; fast paths for the common float values and times."""
+    """The points of compact ``[step, at, {tag: value}]`` rows; fast paths for the common
+    float values and times."""
     out: list[dict[str, Any]] = []
-    for i, (step, at, values) in enumerate(rows):
+    for i, row in enumerate(rows):
+        if type(row) not in (list, tuple) or len(row) != 3 or type(row[2]) is not dict:
+            raise errors.ValidationError(
+                f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
+        step, at, values = row
         if type(at) is not float:
             at = serialize.parse_time(at, f"rows[{i}][1]")
             at = now if at is None else at
