@@ -91,6 +91,8 @@ runs = sa.Table(
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda"),
     sa.Index("ix_runs_project_created", "project", "created_at"),
     sa.Index("ix_runs_status_id", "status", "id"),
+    # The runs page: one status, newest first.
+    sa.Index("ix_runs_status_created", "status", "created_at", "id"),
 )
 
 attempts = sa.Table(

@@ -332,7 +332,12 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
                     raise errors.ValidationError(f"after_id: no run {after_id!r}",
                                                  field="after_id")
                 v = pivot[0]
-                if v is None:
+                if not sort_col.nullable:
+                    # A row-value comparison: one index range on both dialects (an OR of
+                    # the same conditions would make the planner scan).
+                    after = (sa.tuple_(sort_col, c.id) < sa.tuple_(v, after_id) if desc
+                             else sa.tuple_(sort_col, c.id) > sa.tuple_(v, after_id))
+                elif v is None:
                     after = sa.and_(sort_col.is_(None), c.id < after_id if desc
                                     else c.id > after_id)
                 elif desc:
@@ -341,7 +346,10 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
                 else:
                     after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id))
                 stmt = stmt.where(after)
-            if desc:
+            if not sort_col.nullable:  # NULLS LAST would keep SQLite from using an index
+                stmt = stmt.order_by(sort_col.desc() if desc else sort_col.asc(),
+                                     c.id.desc() if desc else c.id.asc())
+            elif desc:
                 stmt = stmt.order_by(sort_col.desc().nulls_last(), c.id.desc())
             else:
                 stmt = stmt.order_by(sort_col.asc().nulls_last(), c.id.asc())

@@ -109,6 +109,8 @@ def upgrade() -> None:
                               unique=False)
         batch_op.create_index("ix_runs_project_created", ["project", "created_at"], unique=False)
         batch_op.create_index("ix_runs_status_id", ["status", "id"], unique=False)
+        batch_op.create_index("ix_runs_status_created", ["status", "created_at", "id"],
+                              unique=False)
 
     op.create_table(
         "tokens",
@@ -346,6 +348,7 @@ def downgrade() -> None:
     op.drop_table("workers")
     op.drop_table("tokens")
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_status_created")
         batch_op.drop_index("ix_runs_status_id")
         batch_op.drop_index("ix_runs_project_created")
         batch_op.drop_index("ix_runs_claim")
