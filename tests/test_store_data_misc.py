@@ -248,3 +248,29 @@ def test_queue_delete_removes_everything_the_run_owns(store: Store, queue: Queue
         store.read_logs(rid)
     assert store.count_metric_points() == 1
     assert len(store.list_artifacts(keep)) == 1
+
+
+@pytest.mark.parametrize("sort", ["-created_at", "created_at", "-ended_at", "ended_at", "priority",
+                                  "name"])
+def test_keyset_pages_walk_every_run_once_in_order(store: Store, queue: Queue, sort: str
+                                                   ) -> None:
+    """Pages of 3 over runs with tied sort values (and NULLs for ended_at) visit each run
+    exactly once, in the order of one unpaged listing."""
+    from runyard.store.base import RunFilter
+
+    ids = [submit(queue, f"r{i % 4}", priority=i % 3)["id"] for i in range(14)]
+    with store.transaction() as tx:  # ties: several runs share one created_at
+        for i, rid in enumerate(ids):
+            tx.update_run(rid, {"created_at": 1000.0 + i // 3,
+                                "ended_at": None if i % 4 == 0 else 50.0 + i % 5})
+    everything = [r["id"] for r in store.list_runs(RunFilter(), limit=100, sort=sort)]
+    assert sorted(everything) == sorted(ids)
+    walked: list[str] = []
+    after = None
+    while True:
+        page = store.list_runs(RunFilter(), limit=3, sort=sort, after_id=after)
+        walked += [r["id"] for r in page]
+        if len(page) < 3:
+            break
+        after = page[-1]["id"]
+    assert walked == everything

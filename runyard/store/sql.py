@@ -343,8 +343,9 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
                 elif desc:
                     after = sa.or_(sort_col < v, sa.and_(sort_col == v, c.id < after_id),
                                    sort_col.is_(None))
-                else:
-                    after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id))
+                else:  # NULLs sort last both ways, so they follow every value
+                    after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id),
+                                   sort_col.is_(None))
                 stmt = stmt.where(after)
             if not sort_col.nullable:  # NULLS LAST would keep SQLite from using an index
                 stmt = stmt.order_by(sort_col.desc() if desc else sort_col.asc(),
