@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
 
 from runyard import errors, models, submission
 from runyard.models import Status
@@ -90,7 +91,7 @@ def list_runs(
     fields: str | None = Query(None, description="comma-separated columns"),
     who: Principal = Depends(auth.viewer),
     state: ServerState = Depends(get_state),
-) -> dict[str, Any]:
+) -> JSONResponse:
     statuses = tuple(models.Status.parse(s.strip()).value
                      for s in (status or "").split(",") if s.strip())
     cols: list[str] | None = None
@@ -109,7 +110,9 @@ def list_runs(
     if cols:
         items = [{k: v for k, v in item.items() if k in cols} for item in items]
     nxt = rows[-1]["id"] if len(rows) == limit else None
-    return {"items": items, "next_after_id": nxt}
+    # Already JSON-safe (serialize.run_out): skip FastAPI's recursive re-encoding, which
+    # cost more than the query on a page of 50 runs.
+    return JSONResponse({"items": items, "next_after_id": nxt})
 
 
 @router.get("/{run_id}")
