@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from runyard import defaults
 from runyard.client import Client, Progress, Run
 from runyard.client.client import DEFAULT_SERVER
 
@@ -30,12 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 
 
 def _data_dir() -> Path:
-    """``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
-    if os.environ.get("RUNYARD_DATA_DIR"):
-        return Path(os.environ["RUNYARD_DATA_DIR"]).expanduser()
-    if os.environ.get("XDG_DATA_HOME"):
-        return Path(os.environ["XDG_DATA_HOME"]).expanduser() / "runyard"
-    return Path("~/.runyard").expanduser()
+    return defaults.data_dir()
 
 
 def is_local(server: str) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import typer
 
 from runyard import defaults, errors
+from runyard.cli import common
 from runyard.cli.app import app
 
 token_app = typer.Typer(help="Create, list and revoke API tokens (operators).",
@@ -26,23 +26,11 @@ JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
 ROLES = ("viewer", "user", "operator", "worker")
 
 
-def _local_admin_token(server: str) -> str | None:
-    """The token a local ``runyard server`` wrote on first start (loopback URLs only)."""
-    if (urlsplit(server).hostname or "") not in {"127.0.0.1", "localhost", "::1"}:
-        return None
-    from runyard.store.engine import default_data_dir
-
-    try:
-        return (Path(default_data_dir()) / "admin-token").read_text().strip() or None
-    except OSError:
-        return None
-
-
 def _call(method: str, server: str, token: str | None, path: str,
           body: dict[str, Any] | None = None) -> Any:
     import httpx
 
-    token = token or os.environ.get("RUNYARD_TOKEN") or _local_admin_token(server)
+    token = common.resolve_token(server, token or os.environ.get("RUNYARD_TOKEN"))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         resp = httpx.request(method, server.rstrip("/") + path, json=body, headers=headers,

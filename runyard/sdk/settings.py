@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from runyard import defaults
+
 #: Seconds to wait for the server when a run starts; past it the run is recorded locally.
 CONNECT_TIMEOUT_S = 3.0
 #: Seconds one batch request may take before the batch is spooled to disk.
@@ -100,9 +102,5 @@ def _admin_token(directory: Path) -> str | None:
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
-    """``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
-    if env.get("RUNYARD_DATA_DIR"):
-        return Path(env["RUNYARD_DATA_DIR"]).expanduser()
-    if env.get("XDG_DATA_HOME"):
-        return Path(env["XDG_DATA_HOME"]).expanduser() / "runyard"
-    return Path("~/.runyard").expanduser()
+    """The data directory as ``env`` sets it (:func:`runyard.defaults.data_dir`)."""
+    return defaults.data_dir(env)

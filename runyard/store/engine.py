@@ -9,19 +9,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from runyard import errors
+from runyard import defaults, errors
 
 #: Seconds a writer waits for SQLite's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def default_data_dir() -> Path:
-    """``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
-    if os.environ.get("RUNYARD_DATA_DIR"):
-        return Path(os.environ["RUNYARD_DATA_DIR"]).expanduser()
-    if os.environ.get("XDG_DATA_HOME"):
-        return Path(os.environ["XDG_DATA_HOME"]).expanduser() / "runyard"
-    return Path.home() / ".runyard"
+    """The data directory (:func:`runyard.defaults.data_dir`)."""
+    return defaults.data_dir()
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
