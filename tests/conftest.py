@@ -155,3 +155,12 @@ def sqlite_server(tmp_path):  # type: ignore[no-untyped-def]
     server = LiveServer(tmp_path / "server", stale_after_s=5).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """A headless Chromium for one module's UI tests (tests/ui_support.py)."""
+    from .ui_support import chromium
+
+    with chromium() as b:
+        yield b

@@ -70,9 +70,12 @@ class Api:
 
 
 @contextmanager
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One server for a whole module, for tests that only read or only send bad input."""
-    server = LiveServer(tmp_path_factory.mktemp("shared-server"), stale_after_s=5).start()
+def shared_server(tmp_path_factory: pytest.TempPathFactory, *, stale_after_s: float = 5
+                  ) -> Iterator[LiveServer]:
+    """One server for a whole module (tests that only read or send bad input, or that drive
+    their own runs: the UI tests, with a lease long enough for a browser's pace)."""
+    server = LiveServer(tmp_path_factory.mktemp("shared-server"),
+                        stale_after_s=stale_after_s).start()
     try:
         yield server
     finally:

@@ -14,7 +14,7 @@ import pytest
 from runyard.server.ui import routes_ui
 
 from .live_server import LiveServer
-from .test_server_support import Api, admin, caps, error_of
+from .test_server_support import Api, admin, caps, error_of, shared_server
 
 STATIC = Path(routes_ui.__file__).parent / "static"
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,11 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path_factory.mktemp("ui-api")).start()
-    try:
+    with shared_server(tmp_path_factory, stale_after_s=120) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.mark.parametrize("path", ["/", "/runs/01abc", "/compare", "/workers", "/queue",

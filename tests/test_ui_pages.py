@@ -9,23 +9,14 @@ from typing import Any
 import pytest
 
 from .live_server import LiveServer
-from .test_server_support import Api, admin
-from .ui_support import Page, Worker, chromium, wait_until
+from .test_server_support import Api, admin, shared_server
+from .ui_support import Page, Worker, wait_until
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path_factory.mktemp("ui-pages")).start()
-    try:
+    with shared_server(tmp_path_factory, stale_after_s=120) as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

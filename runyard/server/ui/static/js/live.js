@@ -3,6 +3,7 @@
 // event id, so no stored event is missed; progress frames are a live view and carry no id.
 
 import { authHeaders, qs } from "./api.js";
+import { debounce } from "./dom.js";
 
 const RETRY_MS = 2000;
 const listeners = new Set();
@@ -106,5 +107,18 @@ export function subscribe({ runId = null, onFrame }) {
       clearTimeout(state.timer);
       if (state.controller) state.controller.abort();
     },
+  };
+}
+
+/** Run `load` now, soon after each status event (not progress frames), and every
+ * `everyMs`; returns the page's cleanup. For pages that show a whole list again. */
+export async function reloadLive(load, everyMs) {
+  const soon = debounce(load, 500);
+  const stream = subscribe({ onFrame: (event) => { if (event !== "progress") soon(); } });
+  const timer = setInterval(load, everyMs);
+  await load();
+  return () => {
+    stream.close();
+    clearInterval(timer);
   };
 }

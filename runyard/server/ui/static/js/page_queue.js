@@ -1,8 +1,8 @@
 // Queue: queued runs in the order workers take them, each with why it is not running yet.
 
 import { get } from "./api.js";
-import { clear, debounce, fmtAge, fmtTime, h } from "./dom.js";
-import { subscribe } from "./live.js";
+import { clear, fmtAge, fmtTime, h } from "./dom.js";
+import { reloadLive } from "./live.js";
 
 const REFRESH_MS = 10_000;
 
@@ -60,12 +60,5 @@ export async function render(main) {
     }
   }
 
-  const soon = debounce(load, 500);
-  const stream = subscribe({ onFrame: (event) => { if (event !== "progress") soon(); } });
-  const timer = setInterval(load, REFRESH_MS);
-  await load();
-  return () => {
-    stream.close();
-    clearInterval(timer);
-  };
+  return reloadLive(load, REFRESH_MS);
 }

@@ -2,8 +2,8 @@
 // operators. Refreshed every few seconds and on run status changes.
 
 import { get, post } from "./api.js";
-import { badge, clear, debounce, fmtAge, fmtNum, fmtTime, flash, h } from "./dom.js";
-import { subscribe } from "./live.js";
+import { badge, clear, fmtAge, fmtNum, fmtTime, flash, h } from "./dom.js";
+import { reloadLive } from "./live.js";
 
 const REFRESH_MS = 5000;
 
@@ -80,12 +80,5 @@ export async function render(main, { me }) {
     }
   }
 
-  const soon = debounce(load, 500);
-  const stream = subscribe({ onFrame: (event) => { if (event !== "progress") soon(); } });
-  const timer = setInterval(load, REFRESH_MS);
-  await load();
-  return () => {
-    stream.close();
-    clearInterval(timer);
-  };
+  return reloadLive(load, REFRESH_MS);
 }
