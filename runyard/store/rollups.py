@@ -16,8 +16,11 @@ buckets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -108,23 +111,150 @@ def aggregate(points: Iterable[tuple[str, int, int, float | None, str | None]]
     return out
 
 
+#: A rollup row without its run: ``(tag, shift, block, n, vmin, vmax, last_step,
+#: last_attempt, last_value, last_special)``.
+RollupRow = tuple[Any, ...]
+
+
+def aggregate_sorted(tag: str, attempt: int, steps: Sequence[int], values: Sequence[float]
+                     ) -> list[RollupRow]:
+    """The rollup rows of one attempt's points of ``tag`` whose ``steps`` strictly increase
+    and whose ``values`` are all finite (what most batches are): :func:`aggregate`'s result,
+    as rows.
+
+    Then a block's points are a slice whose last item is its last point, and each level's
+    blocks are slices of the level below. Where a level's items are consecutive (steps
+    logged one by one), its blocks are whole strides of ``2**shift`` items, taken with
+    C-level ``map`` over strided slices; elsewhere each block is one slice.
+    """
+    out: list[RollupRow] = []
+    # The level below as columns: sorted keys (steps, then block ids), counts (None: one
+    # point each), min, max, last step and last value.
+    keys: Sequence[int] = steps
+    ns: Sequence[int] | None = None
+    vmins: Sequence[float] = values
+    vmaxs: Sequence[float] = values
+    lsteps: Sequence[int] = steps
+    lvalues: Sequence[float] = values
+    prev = 0
+    for shift in SHIFTS:
+        d = shift - prev
+        if keys[-1] - keys[0] + 1 == len(keys):
+            level = _level_consecutive(keys[0], d, ns, vmins, vmaxs, lsteps, lvalues)
+        else:
+            level = _level_sorted(keys, d, ns, vmins, vmaxs, lsteps, lvalues)
+        keys, ns, vmins, vmaxs, lsteps, lvalues = level
+        out.extend(zip(repeat(tag), repeat(shift), keys, ns, vmins, vmaxs, lsteps,
+                       repeat(attempt), lvalues, repeat(None)))
+        prev = shift
+    return out
+
+
+_Level = tuple[Sequence[int], Sequence[int], Sequence[float], Sequence[float], Sequence[int],
+               Sequence[float]]
+
+
+def _level_sorted(keys: Sequence[int], d: int, ns: Sequence[int] | None,
+                  vmins: Sequence[float], vmaxs: Sequence[float], lsteps: Sequence[int],
+                  lvalues: Sequence[float]) -> _Level:
+    """The blocks of ``key >> d`` over sorted ``keys``, one slice each."""
+    blocks = [k >> d for k in keys]
+    uniq = list(dict.fromkeys(blocks))
+    if len(uniq) == len(blocks):  # one item a block: the level below, renumbered
+        return uniq, [1] * len(uniq) if ns is None else ns, vmins, vmaxs, lsteps, lvalues
+    nb: list[int] = []
+    bmin: list[float] = []
+    bmax: list[float] = []
+    bstep: list[int] = []
+    bvalue: list[float] = []
+    i = 0
+    for b in uniq:
+        j = bisect.bisect_right(blocks, b, i)
+        nb.append(j - i if ns is None else sum(ns[i:j]))
+        bmin.append(min(vmins[i:j]))
+        bmax.append(max(vmaxs[i:j]))
+        bstep.append(lsteps[j - 1])
+        bvalue.append(lvalues[j - 1])
+        i = j
+    return uniq, nb, bmin, bmax, bstep, bvalue
+
+
+def _level_consecutive(first: int, d: int, ns: Sequence[int] | None,
+                       vmins: Sequence[float], vmaxs: Sequence[float], lsteps: Sequence[int],
+                       lvalues: Sequence[float]) -> _Level:
+    """The blocks of ``key >> d`` over the keys ``first, first + 1, ...``: a partial block
+    at each end, whole strides of ``2**d`` items between them."""
+    g, m = 1 << d, len(vmins)
+    head = min(m, -first % g)  # items before the first whole block
+    whole = (m - head) // g * g
+    cuts = [(0, head), (head, head + whole), (head + whole, m)]
+    nb: list[int] = []
+    bmin: list[float] = []
+    bmax: list[float] = []
+    bstep: list[int] = []
+    bvalue: list[float] = []
+    for lo, hi in cuts:
+        if lo == hi:
+            continue
+        if (lo, hi) != cuts[1]:  # a partial block: one slice
+            nb.append(hi - lo if ns is None else sum(ns[lo:hi]))
+            bmin.append(min(vmins[lo:hi]))
+            bmax.append(max(vmaxs[lo:hi]))
+            bstep.append(lsteps[hi - 1])
+            bvalue.append(lvalues[hi - 1])
+            continue
+        if ns is None:
+            nb += repeat(g, whole // g)
+        else:
+            nb += map(_sum, *(ns[lo + r:hi:g] for r in range(g)))
+        bmin += map(min, *(vmins[lo + r:hi:g] for r in range(g)))
+        bmax += map(max, *(vmaxs[lo + r:hi:g] for r in range(g)))
+        bstep += lsteps[lo + g - 1:hi:g]
+        bvalue += lvalues[lo + g - 1:hi:g]
+    start = first >> d
+    return range(start, start + len(nb)), nb, bmin, bmax, bstep, bvalue
+
+
+def _sum(*ns: int) -> int:
+    return sum(ns)
+
+
 def upsert_sql(mark: str) -> str:
-    """Merge rows into ``metric_rollups``: the same text on SQLite and PostgreSQL (both
-    evaluate every SET expression against the row as it was)."""
+    """Merge rows into ``metric_rollups``, one row of parameters: the same text on SQLite
+    and PostgreSQL."""
+    return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
+            f"VALUES ({', '.join([mark] * len(_COLS))}) {_MERGE}")
+
+
+@functools.lru_cache(maxsize=32)
+def sqlite_upsert_sql(rows: int) -> str:
+    """Merge ``rows`` rows into ``metric_rollups`` in one SQLite statement, bound as the run
+    id, then each row's :data:`RollupRow` (``WHERE true`` parses the upsert clause after a
+    SELECT)."""
+    width = len(_COLS) - 1
+    row = "(" + ", ".join(["?"] * width) + ")"
+    cols = ", ".join(f"column{i}" for i in range(1, width + 1))
+    return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
+            f"SELECT ?1, {cols} FROM (VALUES {', '.join([row] * rows)}) WHERE true {_MERGE}")
+
+
+def _merge_clause() -> str:
+    # Both dialects evaluate every SET expression against the row as it was.
     old, new = "metric_rollups", "excluded"
     newer = (f"({new}.last_step > {old}.last_step OR ({new}.last_step = {old}.last_step "
              f"AND {new}.last_attempt >= {old}.last_attempt))")
     pick = {c: f"CASE WHEN {newer} THEN {new}.{c} ELSE {old}.{c} END"
             for c in ("last_step", "last_attempt", "last_value", "last_special")}
-    return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
-            f"VALUES ({', '.join([mark] * len(_COLS))}) "
-            "ON CONFLICT (run_id, tag, shift, block) DO UPDATE SET "
+    return ("ON CONFLICT (run_id, tag, shift, block) DO UPDATE SET "
             f"n = {old}.n + {new}.n, "
             f"vmin = CASE WHEN {old}.vmin IS NULL OR {new}.vmin < {old}.vmin "
             f"THEN {new}.vmin ELSE {old}.vmin END, "
             f"vmax = CASE WHEN {old}.vmax IS NULL OR {new}.vmax > {old}.vmax "
             f"THEN {new}.vmax ELSE {old}.vmax END, "
             + ", ".join(f"{c} = {expr}" for c, expr in pick.items()))
+
+
+_MERGE = _merge_clause()
 
 
 def rows(run_id: str, aggs: dict[tuple[str, int, int], list[Any]]) -> list[tuple[Any, ...]]:
