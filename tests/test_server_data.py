@@ -262,7 +262,20 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
     r = api.post(f"/v1/runs/{rid}/metrics", content=b"{not json",
                  headers={"content-type": "application/json"})
     assert r.status_code == 422 and error_of(r)["field"] == "body"
+    # Integers past 64 bits (orjson reads them as floats) and NaN literals (orjson refuses
+    # them; Python's json reads them): the checks after parsing still decide.
+    lead = b'{"attempt_id": "%s", "lease": "%s", "points": ' % (
+        base["attempt_id"].encode(), base["lease"].encode())
+    r = api.post(f"/v1/runs/{rid}/metrics", content=lead + b'[{"step": 1, "tag": "loss", '
+                 b'"value": 0.5}, {"step": 99999999999999999999, "tag": "loss", "value": 1}]}',
+                 headers={"content-type": "application/json"})
+    assert r.status_code == 422 and error_of(r)["field"] == "points[1].step", r.text
     assert api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"] == []
+    r = api.post(f"/v1/runs/{rid}/metrics", content=lead + b'[{"step": 7, "tag": "nan", '
+                 b'"value": NaN}]}', headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "nan"})["items"][0][
+        "value"] == "NaN"
     ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={
         **base, "points": [{**good, "at": "2026-01-01T00:00:00Z"}],
         "rows": [[2, 1767225600.0, {"loss": "NaN", "acc": 1}]]})

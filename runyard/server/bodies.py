@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -13,9 +14,19 @@ from runyard import errors
 
 
 async def json_body(request: Request) -> Any:
-    """The request's JSON, for routes that check their body themselves (hot paths)."""
+    """The request's JSON, for routes that check their body themselves (hot paths).
+
+    Parsed by orjson, about four times faster than :mod:`json` on a metrics batch. What
+    orjson refuses goes to :mod:`json` too, which accepts a little more (``NaN`` literals,
+    lone surrogates) and words the error as before.
+    """
+    body = await request.body()
     try:
-        return json.loads(await request.body())
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
     except ValueError as exc:
         raise errors.ValidationError(f"body: not JSON: {exc}", field="body") from None
 
