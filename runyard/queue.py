@@ -9,6 +9,7 @@ at all. Lock order is always run, then attempt, so PostgreSQL never deadlocks on
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -65,6 +66,7 @@ class Queue:
         self.stale_after_s = stale_after_s
         self.claim_scan = claim_scan
         self.clock = clock
+        self._caps_memo: dict[str, tuple[Any, models.Capabilities]] = {}
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -158,7 +160,7 @@ class Queue:
                 raise errors.NotFound(f"worker {host_id!r} is not registered")
             if w["drained"]:
                 return None
-            caps = models.Capabilities.from_dict(w["capabilities"])
+            caps = self._capabilities(w)
             policy = eligibility.policy_from_row(w)
             free = eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
             if free_slots is not None:
@@ -169,6 +171,17 @@ class Queue:
             if chosen is None:
                 return None
             return self._grant(tx, chosen, host_id, now, actor)
+
+    def _capabilities(self, worker: Row) -> models.Capabilities:
+        """The worker's parsed capabilities, parsed again only when they changed (comparing
+        two small dicts costs far less than validating one on every claim)."""
+        raw = worker["capabilities"]
+        known = self._caps_memo.get(worker["host_id"])
+        if known is not None and known[0] == raw:
+            return known[1]
+        caps = models.Capabilities.from_dict(raw)
+        self._caps_memo[worker["host_id"]] = (raw, caps)
+        return caps
 
     def _pick(self, tx: Transaction, caps: models.Capabilities,
               policy: models.HostPolicy | None, now: float) -> Row | None:
@@ -182,11 +195,22 @@ class Queue:
         # The SQL prefilter leaves few runs this worker cannot take: a short first page
         # (each candidate is a decoded row), longer ones past a run of ineligible runs.
         size = min(8, self.claim_scan)
+        # Runs share a few distinct constraints: each is decoded and judged once per claim
+        # (a host policy also looks at the run's name and blueprint).
+        verdicts: dict[tuple[str, Any, Any], dict[str, Any] | None] = {}
         while True:
             page = tx.claim_candidates(wf, after, size)
             for cand in page:
-                if not eligibility.unmet(cand, caps, policy):
-                    return cand
+                key = ((cand["constraints"], cand["name"], cand["blueprint"]) if policy
+                       else (cand["constraints"], None, None))
+                if key not in verdicts:
+                    constraints = json.loads(key[0])
+                    judged = {**cand, "constraints": constraints}
+                    verdicts[key] = (None if eligibility.unmet(judged, caps, policy)
+                                     else constraints)
+                constraints = verdicts[key]
+                if constraints is not None:
+                    return {**cand, "constraints": constraints}
             if len(page) < size:
                 return None
             size = self.claim_scan

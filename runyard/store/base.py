@@ -89,7 +89,8 @@ class Transaction(abc.ABC):
     def claim_candidates(self, worker: WorkerFilter, after: tuple[int, float, str] | None,
                          limit: int) -> list[Row]:
         """Queued runs the worker may be able to serve, best first (priority desc, then age),
-        locked against other claimers where the dialect can (``SKIP LOCKED``)."""
+        locked against other claimers where the dialect can (``SKIP LOCKED``). Their
+        ``constraints`` are the stored JSON text."""
 
     @abc.abstractmethod
     def worker_state(self, host_id: str) -> Row | None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from runyard import errors
 from runyard.store import base, data, metrics, schema
+from runyard.store.prepared import Prepared
 from runyard.store.schema import (
     artifacts,
     attempts,
@@ -36,6 +37,79 @@ SORTABLE = frozenset({"created_at", "updated_at", "priority", "name", "status", 
 
 def _row(r: sa.Row[Any] | None) -> base.Row | None:
     return None if r is None else dict(r._mapping)
+
+
+def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
+    keys = tuple(row)
+    Prepared.cached(("insert", table.name, keys),
+                    lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
+
+
+def workers_stmt() -> sa.Select[Any]:
+    """Workers with their host policy and their count of active attempts."""
+    active = (sa.select(sa.func.count()).select_from(attempts)
+              .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
+              .correlate(workers).scalar_subquery())
+    return (sa.select(workers, host_policies.c.allow, host_policies.c.deny,
+                      host_policies.c.slots.label("policy_slots"),
+                      host_policies.c.labels.label("policy_labels"),
+                      active.label("active_attempts"))
+            .select_from(workers.outerjoin(host_policies,
+                                           host_policies.c.host_id == workers.c.host_id)))
+
+
+# Constraints come as their JSON text: runs share a few distinct ones, so the claim decodes
+# and judges each distinct text once, not every candidate row.
+_CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
+                   runs.c.created_at, sa.cast(runs.c.constraints, sa.Text).label("constraints"),
+                   runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus)
+
+
+def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool) -> sa.Select[Any]:
+    """Queued runs a worker's resources can serve, best first; one statement per variant."""
+    c = runs.c
+    stmt = sa.select(*_CANDIDATE_COLS).where(
+        c.status == "queued",
+        c.gpus <= sa.bindparam("w_gpus", type_=sa.Integer),
+        c.min_vram_gib <= sa.bindparam("w_vram", type_=sa.Float),
+        c.min_ram_gib <= sa.bindparam("w_ram", type_=sa.Float),
+        c.min_cpus <= sa.bindparam("w_cpus", type_=sa.Float),
+    )
+    if cpu_only:
+        stmt = stmt.where(c.require_cuda == sa.false())
+    if skip_prefer_cuda:
+        stmt = stmt.where(c.prefer_cuda == sa.false())
+    if keyset:
+        prio = sa.bindparam("a_prio", type_=sa.Integer)
+        created = sa.bindparam("a_created", type_=c.created_at.type)
+        rid = sa.bindparam("a_id", type_=c.id.type)
+        stmt = stmt.where(sa.or_(
+            c.priority < prio,
+            sa.and_(c.priority == prio, c.created_at > created),
+            sa.and_(c.priority == prio, c.created_at == created, c.id > rid),
+        ))
+    # SQLite renders no FOR UPDATE (BEGIN IMMEDIATE already excludes other writers).
+    return (stmt.order_by(c.priority.desc(), c.created_at, c.id)
+            .limit(sa.bindparam("limit", type_=sa.Integer)).with_for_update(skip_locked=True))
+
+
+_WORKER_STATE = Prepared(workers_stmt().where(workers.c.host_id == sa.bindparam("host_id")))
+
+
+def _free_cuda_stmt() -> sa.Select[Any]:
+    active = (sa.select(sa.func.count()).select_from(attempts)
+              .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
+              .correlate(workers).scalar_subquery())
+    slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
+    return (sa.select(sa.func.count().label("free"))
+            .select_from(workers.outerjoin(host_policies,
+                                           host_policies.c.host_id == workers.c.host_id))
+            .where(workers.c.has_cuda == sa.true(), workers.c.drained == sa.false(),
+                   workers.c.last_seen_at >= sa.bindparam("seen_after", type_=sa.Float),
+                   active < slots))
+
+
+_FREE_CUDA = Prepared(_free_cuda_stmt())
 
 
 class SQLTransaction(base.Transaction):
@@ -83,15 +157,21 @@ class SQLTransaction(base.Transaction):
         return int(seq)
 
     def claim_run(self, run_id: str, values: Mapping[str, Any]) -> tuple[int, int] | None:
-        stmt = (runs.update()
-                .where(runs.c.id == run_id, runs.c.status == "queued")
-                .values(attempt=runs.c.attempt + 1, event_seq=runs.c.event_seq + 1, **values)
-                .returning(runs.c.attempt, runs.c.event_seq))
-        r = self.conn.execute(stmt).first()
-        return None if r is None else (int(r[0]), int(r[1]))
+        keys = tuple(values)
+
+        def build() -> Prepared:
+            return Prepared(runs.update()
+                            .where(runs.c.id == sa.bindparam("p_run_id"),
+                                   runs.c.status == "queued")
+                            .values(attempt=runs.c.attempt + 1, event_seq=runs.c.event_seq + 1)
+                            .returning(runs.c.attempt, runs.c.event_seq), column_keys=keys)
+
+        r = Prepared.cached(("claim_run", keys), build).first(self.conn, p_run_id=run_id,
+                                                               **values)
+        return None if r is None else (int(r["attempt"]), int(r["event_seq"]))
 
     def insert_event(self, row: Mapping[str, Any]) -> None:
-        self.conn.execute(events.insert().values(**row))
+        _insert(self.conn, events, row)
 
     # attempts
     def lock_attempt(self, attempt_id: str) -> base.Row | None:
@@ -99,69 +179,29 @@ class SQLTransaction(base.Transaction):
         return _row(self.conn.execute(stmt).first())
 
     def insert_attempt(self, row: Mapping[str, Any]) -> None:
-        self.conn.execute(attempts.insert().values(**row))
+        _insert(self.conn, attempts, row)
 
     def update_attempt(self, attempt_id: str, values: Mapping[str, Any]) -> None:
         self.conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
 
     # claiming
-    _CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
-                       runs.c.created_at, runs.c.constraints, runs.c.prefer_cuda,
-                       runs.c.require_cuda, runs.c.gpus)
-
     def claim_candidates(self, worker: base.WorkerFilter, after: tuple[int, float, str] | None,
                          limit: int) -> list[base.Row]:
-        c = runs.c
-        stmt = sa.select(*self._CANDIDATE_COLS).where(
-            c.status == "queued",
-            c.gpus <= worker.gpus,
-            c.min_vram_gib <= worker.max_vram_gib,
-            c.min_ram_gib <= worker.ram_gib,
-            c.min_cpus <= worker.cpus,
-        )
-        if not worker.has_cuda:
-            stmt = stmt.where(c.require_cuda == sa.false())
-        if worker.skip_prefer_cuda:
-            stmt = stmt.where(c.prefer_cuda == sa.false())
+        variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None)
+        params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
+                                  "w_ram": worker.ram_gib, "w_cpus": worker.cpus,
+                                  "limit": limit}
         if after is not None:
-            prio, created, rid = after
-            stmt = stmt.where(sa.or_(
-                c.priority < prio,
-                sa.and_(c.priority == prio, c.created_at > created),
-                sa.and_(c.priority == prio, c.created_at == created, c.id > rid),
-            ))
-        stmt = stmt.order_by(c.priority.desc(), c.created_at, c.id).limit(limit)
-        stmt = self._locked(stmt, skip=True)
-        return [dict(r._mapping) for r in self.conn.execute(stmt)]
+            params.update(a_prio=after[0], a_created=after[1], a_id=after[2])
+        stmt = Prepared.cached(("claim_candidates", *variant),
+                               lambda: Prepared(_candidates_stmt(*variant)))
+        return stmt.all(self.conn, **params)
 
     def worker_state(self, host_id: str) -> base.Row | None:
-        active = (sa.select(sa.func.count()).select_from(attempts)
-                  .where(attempts.c.host_id == host_id, attempts.c.active == sa.true())
-                  .scalar_subquery())
-        stmt = (
-            sa.select(workers, host_policies.c.allow, host_policies.c.deny,
-                      host_policies.c.slots.label("policy_slots"),
-                      host_policies.c.labels.label("policy_labels"),
-                      active.label("active_attempts"))
-            .select_from(workers.outerjoin(host_policies,
-                                           host_policies.c.host_id == workers.c.host_id))
-            .where(workers.c.host_id == host_id)
-        )
-        return _row(self.conn.execute(stmt).first())
+        return _WORKER_STATE.first(self.conn, host_id=host_id)
 
     def free_cuda_workers(self, seen_after: float) -> int:
-        active = (sa.select(sa.func.count()).select_from(attempts)
-                  .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
-                  .correlate(workers).scalar_subquery())
-        slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
-        stmt = (
-            sa.select(sa.func.count())
-            .select_from(workers.outerjoin(host_policies,
-                                           host_policies.c.host_id == workers.c.host_id))
-            .where(workers.c.has_cuda == sa.true(), workers.c.drained == sa.false(),
-                   workers.c.last_seen_at >= seen_after, active < slots)
-        )
-        return int(self.conn.execute(stmt).scalar_one())
+        return int(_FREE_CUDA.all(self.conn, seen_after=seen_after)[0]["free"])
 
     def expired_attempts(self, now: float, limit: int) -> list[base.Row]:
         stmt = (sa.select(attempts)
@@ -233,13 +273,8 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
     # transactions
     @contextmanager
     def transaction(self) -> Iterator[base.Transaction]:
-        try:
-            with self.engine.begin() as conn:
-                yield self.transaction_class(conn)
-        except sa.exc.IntegrityError as exc:
-            raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
-        except sa.exc.OperationalError as exc:
-            raise errors.StoreError(f"database error: {exc.orig}") from exc
+        with self._write() as conn:
+            yield self.transaction_class(conn)
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -387,26 +422,15 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
-    def _workers_stmt(self) -> sa.Select[Any]:
-        active = (sa.select(sa.func.count()).select_from(attempts)
-                  .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
-                  .correlate(workers).scalar_subquery())
-        return (sa.select(workers, host_policies.c.allow, host_policies.c.deny,
-                          host_policies.c.slots.label("policy_slots"),
-                          host_policies.c.labels.label("policy_labels"),
-                          active.label("active_attempts"))
-                .select_from(workers.outerjoin(host_policies,
-                                               host_policies.c.host_id == workers.c.host_id)))
-
     def list_workers(self) -> list[base.Row]:
         with self._read() as conn:
-            stmt = self._workers_stmt().order_by(workers.c.host_id)
+            stmt = workers_stmt().order_by(workers.c.host_id)
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def get_worker(self, host_id: str) -> base.Row | None:
         with self._read() as conn:
             return _row(conn.execute(
-                self._workers_stmt().where(workers.c.host_id == host_id)).first())
+                workers_stmt().where(workers.c.host_id == host_id)).first())
 
     def list_host_policies(self) -> list[base.Row]:
         with self._read() as conn:

@@ -1,8 +1,13 @@
-"""SQLite: one writer at a time (``BEGIN IMMEDIATE``), so no row locks are needed."""
+"""SQLite: one writer at a time (``BEGIN IMMEDIATE``), so no row locks are needed.
+
+Writers of one process take turns in arrival order, and writers that queue up behind each
+other share one transaction and one commit (group commit, :class:`_Group`).
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -11,9 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
 from runyard import errors
-from runyard.store import base
 from runyard.store.engine import SQLITE_BUSY_TIMEOUT_S
 from runyard.store.sql import SQLStore, SQLTransaction
+
+#: Writers one shared transaction may hold before it commits anyway (bounds the wait of
+#: the first for its acknowledgement).
+MAX_GROUP = 32
 
 
 class SQLiteTransaction(SQLTransaction):
@@ -25,38 +33,155 @@ class SQLiteTransaction(SQLTransaction):
         self.conn.execute(stmt)
 
 
-class SQLiteStore(SQLStore):
-    """Writers of this process queue on a lock before they ask SQLite for its write lock.
+class _FifoLock:
+    """A lock granted in arrival order, that can tell whether anyone waits for it.
 
-    SQLite's busy handler polls with growing sleeps and no order, so with many threads a
-    writer could sleep through its whole busy timeout while others keep winning (seen with 16
-    claimers: "database is locked"), and p99 latency is set by those sleeps. Waiting on a
-    Python lock wakes the next writer as soon as the last one commits. Other processes on the
-    same file still meet the busy timeout, as before.
+    SQLite's busy handler polls with growing sleeps and no order, and ``threading.Lock``
+    wakes an arbitrary waiter: with 16 writers either lets some wait far longer than the
+    rest (p99 latency) or past the busy timeout ("database is locked").
     """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._queue: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._queue.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over just as the wait ran out
+                return True
+            self._queue.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._queue:
+                self._queue.popleft().set()  # the lock passes straight to the next writer
+            else:
+                self._held = False
+
+    def hand_over(self) -> bool:
+        """Pass the lock to the next waiter if there is one (else keep holding it)."""
+        with self._mutex:
+            if not self._queue:
+                return False
+            self._queue.popleft().set()
+            return True
+
+
+class _Group:
+    """One open write transaction, run through by writers one after another.
+
+    Each writer's work runs inside a savepoint, so a writer that fails undoes only its own
+    writes. A writer that finishes while others wait hands the open transaction to the next
+    and waits for the commit; the last one commits for all. Nobody is answered before the
+    commit that makes their writes durable, and one commit (the fsync) serves many writers.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.conn = engine.connect()
+        try:
+            self.tx = self.conn.begin()
+        except BaseException:
+            self.conn.close()
+            raise
+        self.members = 0
+        self.committed = threading.Event()
+        self.error: BaseException | None = None
+
+    def savepoint(self, sql: str) -> None:
+        cur = self.conn.connection.cursor()
+        try:
+            cur.execute(sql)
+        finally:
+            cur.close()
+
+    def finish(self) -> None:
+        """Commit (or, after a broken savepoint, roll back) and wake every member."""
+        try:
+            if self.error is None:
+                self.tx.commit()
+            else:
+                self.tx.rollback()
+        except BaseException as exc:
+            self.error = exc
+            # A COMMIT that fails (a deferred constraint) leaves SQLite's transaction open,
+            # and the connection goes back to the pool: end it here.
+            raw = self.conn.connection.dbapi_connection
+            if raw is not None and raw.in_transaction:
+                raw.rollback()
+        finally:
+            self.conn.close()
+            self.committed.set()
+
+
+class SQLiteStore(SQLStore):
+    """Writers of this process queue in order before they ask SQLite for its write lock, and
+    share commits. Other processes on the same file still meet the busy timeout, as before."""
 
     transaction_class = SQLiteTransaction
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
-        self._writer_lock = threading.Lock()
-
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        if not self._writer_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-            raise errors.StoreError(
-                f"database error: no write turn within {SQLITE_BUSY_TIMEOUT_S:g} s")
-        try:
-            yield
-        finally:
-            self._writer_lock.release()
-
-    @contextmanager
-    def transaction(self) -> Iterator[base.Transaction]:
-        with self._writer_turn(), super().transaction() as tx:
-            yield tx
+        self._turn = _FifoLock()
+        self._group: _Group | None = None
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with self._writer_turn(), super()._write() as conn:
-            yield conn
+        try:
+            with self._shared_transaction() as conn:
+                yield conn
+        except sa.exc.IntegrityError as exc:
+            raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
+        except sa.exc.OperationalError as exc:
+            raise errors.StoreError(f"database error: {exc.orig}") from exc
+
+    @contextmanager
+    def _shared_transaction(self) -> Iterator[sa.Connection]:
+        if not self._turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise errors.StoreError(
+                f"database error: no write turn within {SQLITE_BUSY_TIMEOUT_S:g} s")
+        try:
+            group = self._group
+            if group is None:
+                group = self._group = _Group(self.engine)
+            group.members += 1
+            group.savepoint("SAVEPOINT writer")
+        except BaseException:
+            self._group = None
+            self._turn.release()
+            raise
+        try:
+            yield group.conn
+        except BaseException:
+            try:
+                group.savepoint("ROLLBACK TO writer")
+                group.savepoint("RELEASE writer")
+            except BaseException as exc:  # the whole transaction is gone: nobody commits
+                group.error = exc
+            self._pass_on(group)
+            raise
+        group.savepoint("RELEASE writer")
+        self._pass_on(group)
+        group.committed.wait()
+        if group.error is not None:
+            raise errors.StoreError(f"database error: {group.error}") from group.error
+
+    def _pass_on(self, group: _Group) -> None:
+        """Hand the open transaction to the next writer, or commit it; either way the turn
+        moves on."""
+        if group.error is None and group.members < MAX_GROUP and self._turn.hand_over():
+            return
+        self._group = None
+        try:
+            group.finish()
+        finally:
+            self._turn.release()
