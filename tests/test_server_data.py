@@ -280,4 +280,13 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
         **base, "points": [{**good, "at": "2026-01-01T00:00:00Z"}],
         "rows": [[2, 1767225600.0, {"loss": "NaN", "acc": 1}]]})
     assert ok["written"] == 3
+    # Rows sharing an ISO time (parsed once), then another one, then seconds again.
+    times = ["2026-01-01T00:00:05Z", "2026-01-01T00:00:05Z", "2026-01-01T00:00:06.250Z",
+             1767225601.0, "2026-01-01T00:00:06.250Z"]
+    api.ok("POST", f"/v1/runs/{rid}/metrics", json={
+        **base, "rows": [[10 + i, t, {"t": float(i)}] for i, t in enumerate(times)]})
+    got = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "t"})["items"]
+    assert [p["at"][:23] for p in got] == ["2026-01-01T00:00:05.000", "2026-01-01T00:00:05.000",
+                                           "2026-01-01T00:00:06.250", "2026-01-01T00:00:01.000",
+                                           "2026-01-01T00:00:06.250"]
     api.close()

@@ -92,14 +92,23 @@ def row_points(rows: list[Any], now: float, room: int) -> list[dict[str, Any]]:
     """The points of compact ``[step, at, {tag: value}]`` rows; fast paths for the common
     float values and times."""
     out: list[dict[str, Any]] = []
+    # Rows written in the same millisecond share their ISO time (the agent forwards the
+    # file's times as written): parse each distinct one once.
+    last_text: Any = None
+    last_at = now
     for i, row in enumerate(rows):
         if type(row) not in (list, tuple) or len(row) != 3 or type(row[2]) is not dict:
             raise errors.ValidationError(
                 f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
         step, at, values = row
         if type(at) is not float:
-            at = serialize.parse_time(at, f"rows[{i}][1]")
-            at = now if at is None else at
+            if type(at) is str and at == last_text:
+                at = last_at
+            else:
+                text = at
+                at = serialize.parse_time(at, f"rows[{i}][1]")
+                at = now if at is None else at
+                last_text, last_at = text, at
         for tag, value in values.items():
             if type(value) is not float:
                 value = serialize.number_in(value, f"rows[{i}][2].{tag}")
