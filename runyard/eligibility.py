@@ -7,10 +7,38 @@ Each failed check is returned as a sentence naming the constraint and the host's
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Mapping
+from itertools import combinations
 from typing import Any
 
 from runyard import models
+
+#: A worker with at most this many labels has the runs it cannot serve by label left out in
+#: SQL (the claim compares each run's :func:`labels_key` with every subset of its labels);
+#: with more, labels are checked in Python only.
+SQL_LABELS_MAX = 4
+#: How many label-set keys one claim passes to SQL: every non-empty subset, and "" (none).
+SQL_LABEL_KEYS = 2**SQL_LABELS_MAX
+
+
+def labels_key(labels: Mapping[str, str]) -> str:
+    """The run's required labels as one comparable string ("" when it requires none)."""
+    if not labels:
+        return ""
+    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def served_labels_keys(labels: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The :func:`labels_key` of every label set a worker with ``labels`` satisfies (always
+    :data:`SQL_LABEL_KEYS` of them, repeated to fill), or None when it has too many labels to
+    list them."""
+    items = sorted(labels.items())
+    if len(items) > SQL_LABELS_MAX:
+        return None
+    keys = [""] + [labels_key(dict(c)) for n in range(1, len(items) + 1)
+                   for c in combinations(items, n)]
+    return tuple(keys + [""] * (SQL_LABEL_KEYS - len(keys)))
 
 
 def policy_from_row(row: Mapping[str, Any]) -> models.HostPolicy | None:

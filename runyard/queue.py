@@ -190,7 +190,9 @@ class Queue:
         skip_prefer = not caps.has_cuda and tx.free_cuda_workers(now - self.stale_after_s) > 0
         wf = WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
                           max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus,
-                          skip_prefer_cuda=skip_prefer)
+                          skip_prefer_cuda=skip_prefer,
+                          labels_keys=eligibility.served_labels_keys(
+                              eligibility.effective_labels(caps, policy)))
         after: tuple[int, float, str] | None = None
         # The SQL prefilter leaves few runs this worker cannot take: a short first page
         # (each candidate is a decoded row), longer ones past a run of ineligible runs.
@@ -479,7 +481,8 @@ class Queue:
             c = models.Constraints.from_dict(constraints)
             new = {"constraints": c.to_dict(), "require_cuda": c.needs_cuda,
                    "prefer_cuda": c.prefer_cuda, "gpus": c.gpus, "min_vram_gib": c.min_vram_gib,
-                   "min_ram_gib": c.min_ram_gib, "min_cpus": c.min_cpus}
+                   "min_ram_gib": c.min_ram_gib, "min_cpus": c.min_cpus,
+                   "labels_key": eligibility.labels_key(c.labels)}
         with self.store.transaction() as tx:
             run = self._lock(tx, run_id)
             status = Status(run["status"])

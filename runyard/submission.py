@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from runyard import defaults, errors, models
+from runyard import defaults, eligibility, errors, models
 
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
@@ -168,6 +168,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "min_vram_gib": constraints.min_vram_gib,
         "min_ram_gib": constraints.min_ram_gib,
         "min_cpus": constraints.min_cpus,
+        "labels_key": eligibility.labels_key(constraints.labels),
         "status": models.Status.QUEUED.value,
         "executor": executor,
         "workdir": req.get("workdir"),

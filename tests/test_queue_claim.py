@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runyard import errors, models
+from runyard import eligibility, errors, models
 from runyard.queue import Queue
 
 from .factories import caps, submit
@@ -163,3 +163,44 @@ def test_capabilities_bad_input(queue: Queue) -> None:
     with pytest.raises(errors.ValidationError, match="capabilities.slots: must be at least 1"):
         models.Capabilities.from_dict({"host_id": "h", "slots": 0})
     assert queue.store.list_workers() == []
+
+
+def test_label_prefilter_leaves_out_runs_for_other_label_sets(queue: Queue) -> None:
+    from runyard.store.base import WorkerFilter
+
+    for i in range(30):  # a head of runs only another pool can take
+        submit(queue, f"pool-a-{i}", labels={"pool": "a"})
+    mine = submit(queue, "pool-b-ssd", labels={"pool": "b", "disk": "ssd"})
+    free = submit(queue, "free")
+    wf = WorkerFilter(has_cuda=False, gpus=0, max_vram_gib=0, ram_gib=16, cpus=8,
+                      labels_keys=eligibility.served_labels_keys(
+                          {"pool": "b", "disk": "ssd", "zone": "1"}))
+    with queue.store.transaction() as tx:
+        seen = [r["id"] for r in tx.claim_candidates(wf, None, 100)]
+    assert seen == [mine["id"], free["id"]]
+    # Without the label filter (a worker with too many labels) SQL returns all of them.
+    assert eligibility.served_labels_keys({f"k{i}": "v" for i in range(5)}) is None
+    with queue.store.transaction() as tx:
+        assert len(tx.claim_candidates(WorkerFilter(has_cuda=False, gpus=0, max_vram_gib=0,
+                                                    ram_gib=16, cpus=8), None, 100)) == 32
+
+
+def test_labels_match_through_policy_and_many_labels_and_new_constraints(queue: Queue) -> None:
+    many = {f"k{i}": "v" for i in range(6)}  # past the SQL prefilter: Python decides alone
+    queue.register_worker(caps("many", labels=many, slots=10))
+    queue.register_worker(caps("plain", slots=10))
+    queue.set_host_policies([models.HostPolicy(host_id="plain", labels={"pool": "gold"})])
+    gold = submit(queue, "gold", labels={"pool": "gold"})
+    k3 = submit(queue, "k3", labels={"k3": "v", "k5": "v"})
+    wrong = submit(queue, "wrong", labels={"k3": "other"})
+    assert [c.run["name"] for c in iter(lambda: queue.claim("many"), None)] == ["k3"]
+    assert [c.run["name"] for c in iter(lambda: queue.claim("plain"), None)] == ["gold"]
+    assert queue.store.get_run(wrong["id"])["status"] == "queued"
+    # New resources on restart move the run to the workers they name.
+    queue.cancel(wrong["id"])
+    queue.restart(wrong["id"], constraints={"labels": {"pool": "gold"}})
+    assert queue.store.get_run(wrong["id"])["labels_key"] == '{"pool":"gold"}'
+    assert queue.claim("many") is None
+    got = queue.claim("plain")
+    assert got is not None and got.run["id"] == wrong["id"]
+    del gold, k3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -9,10 +10,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from runyard.eligibility import labels_key
 from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
+HEAD = "0002"
 
 
 def _tables(url: str) -> set[str]:
@@ -30,7 +33,7 @@ def test_upgrade_from_empty_creates_every_table(dialect: str,
     store = open_store(url, upgrade=False)
     assert store.current_revision() is None
     store.upgrade()
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == HEAD
     assert _tables(url) == set(metadata.tables)
     store.close()
 
@@ -67,6 +70,7 @@ def test_migrations_match_schema(dialect: str, empty_db_url: Callable[[str], str
             ddl = conn.exec_driver_sql(
                 "SELECT sql FROM sqlite_master WHERE name = 'ix_runs_claim'").scalar_one()
             assert "(status, priority DESC, created_at, id, gpus," in ddl, ddl
+            assert ddl.endswith("prefer_cuda, labels_key)"), ddl
     engine.dispose()
     assert diff == []
 
@@ -75,7 +79,7 @@ def test_upgrade_is_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def
     url = f"sqlite:///{tmp_path}/x.db"
     open_store(url).close()
     store = open_store(url)  # second start: nothing to do, nothing fails
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == HEAD
     store.close()
 
 
@@ -86,4 +90,29 @@ def test_sqlite_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0002_fills_labels_key_of_existing_runs(dialect: str,
+                                               empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for run_id, constraints in [("a", {"labels": {"pool": "a", "disk": "ssd"}}),
+                                    ("b", {"labels": {}}), ("c", {"gpus": 1})]:
+            conn.execute(sa.text(
+                "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+                " created_at, updated_at) VALUES (:id, :id, '{}', :c, 'queued', '[]', 1, 1)"),
+                {"id": run_id, "c": json.dumps(constraints)})
+    store.upgrade()
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, labels_key FROM runs")).all())
+    engine.dispose()
+    assert got == {"a": labels_key({"pool": "a", "disk": "ssd"}), "b": "", "c": ""}
+    assert got["a"] == '{"disk":"ssd","pool":"a"}'
+    store.downgrade("0001")
+    assert store.current_revision() == "0001"
     store.close()

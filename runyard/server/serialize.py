@@ -13,7 +13,7 @@ from runyard.store.base import Row
 #: Run columns that are internal bookkeeping, never shown.
 _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retry",
                          "require_cuda", "prefer_cuda", "gpus", "min_vram_gib", "min_ram_gib",
-                         "min_cpus", "stop_deadline", "last_step_at"})
+                         "min_cpus", "labels_key", "stop_deadline", "last_step_at"})
 _RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
                         "progress_updated_at", "stop_requested_at"})
 #: The spellings of non-finite floats in JSON bodies (PRODUCT.md section 5).

@@ -41,6 +41,8 @@ class WorkerFilter:
     cpus: float
     #: Leave out ``prefer_cuda`` runs (a CPU worker while a CUDA worker has a free slot).
     skip_prefer_cuda: bool = False
+    #: Keep only runs whose ``labels_key`` is one of these (None: no label prefilter).
+    labels_keys: tuple[str, ...] | None = None
 
 
 class Transaction(abc.ABC):

@@ -48,6 +48,8 @@ runs = sa.Table(
     sa.Column("min_vram_gib", sa.Float, nullable=False, server_default="0"),
     sa.Column("min_ram_gib", sa.Float, nullable=False, server_default="0"),
     sa.Column("min_cpus", sa.Float, nullable=False, server_default="0"),
+    # The required labels as one string (eligibility.labels_key; "" for none).
+    sa.Column("labels_key", sa.Text, nullable=False, server_default=""),
     # Lifecycle.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
@@ -88,7 +90,8 @@ runs = sa.Table(
     # queued rows of the index instead of sorting every queued run.
     # The prefilter's columns ride along, so rows it rejects are skipped inside the index.
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
-             "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda"),
+             "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
+             "labels_key"),
     sa.Index("ix_runs_project_created", "project", "created_at"),
     sa.Index("ix_runs_status_id", "status", "id"),
     # The runs page: one status, newest first.

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
+from runyard.eligibility import SQL_LABEL_KEYS
 from runyard.store import base, data, metrics, schema
 from runyard.store.prepared import Prepared
 from runyard.store.schema import (
@@ -65,7 +66,8 @@ _CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
                    runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus)
 
 
-def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool) -> sa.Select[Any]:
+def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
+                     by_labels: bool) -> sa.Select[Any]:
     """Queued runs a worker's resources can serve, best first; one statement per variant."""
     c = runs.c
     stmt = sa.select(*_CANDIDATE_COLS).where(
@@ -79,6 +81,9 @@ def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool) -> sa
         stmt = stmt.where(c.require_cuda == sa.false())
     if skip_prefer_cuda:
         stmt = stmt.where(c.prefer_cuda == sa.false())
+    if by_labels:
+        stmt = stmt.where(c.labels_key.in_(
+            [sa.bindparam(f"w_labels_{i}", type_=sa.Text) for i in range(SQL_LABEL_KEYS)]))
     if keyset:
         prio = sa.bindparam("a_prio", type_=sa.Integer)
         created = sa.bindparam("a_created", type_=c.created_at.type)
@@ -187,10 +192,13 @@ class SQLTransaction(base.Transaction):
     # claiming
     def claim_candidates(self, worker: base.WorkerFilter, after: tuple[int, float, str] | None,
                          limit: int) -> list[base.Row]:
-        variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None)
+        variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None,
+                   worker.labels_keys is not None)
         params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
                                   "w_ram": worker.ram_gib, "w_cpus": worker.cpus,
                                   "limit": limit}
+        for i, key in enumerate(worker.labels_keys or ()):
+            params[f"w_labels_{i}"] = key
         if after is not None:
             params.update(a_prio=after[0], a_created=after[1], a_id=after[2])
         stmt = Prepared.cached(("claim_candidates", *variant),
