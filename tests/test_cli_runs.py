@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,43 @@ def test_errors_are_one_line_with_exit_codes(sqlite_server: Any, tmp_path: Path)
 def test_help_exits_zero(args: list[str]) -> None:
     proc = cli("http://127.0.0.1:1", *args, token=None)
     assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+def test_watch_follows_the_event_stream(sqlite_server: Any) -> None:
+    """With a refresh interval far longer than the test, every change still shows at once:
+    watch learns of it from the server's event stream."""
+    run = submit(sqlite_server, "streamed")
+    worker = SimWorker(sqlite_server, host_id="stream-box")
+    env = {**os.environ, "RUNYARD_SERVER": sqlite_server.url,
+           "RUNYARD_TOKEN": sqlite_server.admin_token}
+    proc = subprocess.Popen([sys.executable, "-m", "runyard", "watch", run["id"], "--json",
+                             "--interval", "120"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[dict[str, Any]] = []
+
+    def next_line() -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"watch ended early: {proc.stderr.read() if proc.stderr else ''}"
+        lines.append(json.loads(line))
+        return lines[-1]
+
+    try:
+        assert next_line()["status"] == "queued"
+        worker.claim()  # at once: what happens while the stream connects is not lost
+        worker.heartbeat(running=True)
+        worker.progress(40, 100, metrics={"loss": 0.4})
+        t0 = time.monotonic()
+        while not (lines[-1]["status"] == "running" and lines[-1].get("progress")):
+            next_line()
+        assert time.monotonic() - t0 < 30
+        assert lines[-1]["progress"]["step"] == 40
+        worker.complete()
+        while lines[-1]["status"] != "completed":
+            next_line()
+        assert proc.wait(30) == 0
+        assert time.monotonic() - t0 < 60  # far sooner than one 120 s refresh
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        worker.close()

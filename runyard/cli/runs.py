@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -315,10 +317,15 @@ def _frame(runs: list[Run]) -> Table:
 def watch(run_refs: Annotated[list[str] | None, typer.Argument(
               help="Runs to watch (default: every active run).", show_default=False)] = None,
           once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-          interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
+          interval: Annotated[float, typer.Option(
+              min=0.1, help="Seconds between full refreshes when no event arrives (changes "
+                            "arrive on the server's event stream as they happen).")] = 5.0,
           server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
           as_json: JsonOpt = False) -> None:
-    """Live progress bars (step/total, epoch, loss, ETA, stalled) until the runs end."""
+    """Live progress bars (step/total, epoch, loss, ETA, stalled) until the runs end.
+
+    Follows the server's live event stream; with --json, one line per run whenever its
+    status or progress changes."""
     with common.connect(server, token) as client:
         ids = list(run_refs or [])
         if not ids:
@@ -337,30 +344,66 @@ def watch(run_refs: Annotated[list[str] | None, typer.Argument(
                 Console(soft_wrap=True).print(_frame(runs))
             return
         if as_json:
-            _watch_json(client, runs, interval)
+            seen: dict[str, Any] = {}
+            for frame in _follow(client, runs, interval):
+                for run in frame:
+                    key = (run.status, run.progress and run.progress.raw)
+                    if seen.get(run.id) != key:
+                        seen[run.id] = key
+                        common.print_json(run.raw)
             return
-        console = Console()
-        with Live(_frame(runs), console=console, refresh_per_second=4,
+        with Live(_frame(runs), console=Console(), refresh_per_second=4,
                   transient=False) as live:
-            while not all(r.is_terminal for r in runs):
-                time.sleep(interval)
-                runs = [client.get_run(r.id) if not r.is_terminal else r for r in runs]
-                live.update(Group(_frame(runs)))
+            for frame in _follow(client, runs, interval):
+                live.update(Group(_frame(frame)))
 
 
-def _watch_json(client: Client, runs: list[Run], interval: float) -> None:
-    """One JSON line per run whenever its status or progress changes."""
-    seen: dict[str, Any] = {}
-    while True:
-        for run in runs:
-            key = (run.status, run.progress and run.progress.raw)
-            if seen.get(run.id) != key:
-                seen[run.id] = key
-                common.print_json(run.raw)
-        if all(r.is_terminal for r in runs):
+#: A burst of events (progress every probe, several runs) is fetched at most this often.
+_FOLLOW_MIN_GAP_S = 0.2
+
+
+def _follow(client: Client, runs: list[Run], interval: float) -> Iterator[list[Run]]:
+    """The runs, then again each time one of them changed, until all have ended.
+
+    A thread reads the server's event stream and marks the runs it names; those are fetched
+    again. Without events (or if the stream fails) every run still active is fetched each
+    ``interval`` seconds, so nothing is missed for long either way.
+    """
+    by_id = {r.id: r for r in runs}
+    changed: set[str] = set()
+    lock = threading.Lock()
+    wake = threading.Event()
+
+    # The stream resumes after the newest event the runs had when they were read, so
+    # nothing that happens while it connects is missed.
+    latest = [e.id for r in runs for e in client.get_events(r, order="desc", limit=1).items]
+    known = [i for i in latest if i is not None]
+    start = str(min(known)) if known and len(known) == len(runs) else None
+
+    def listen() -> None:
+        only = runs[0].id if len(runs) == 1 else None
+        try:
+            for event in client.stream_events(run=only, last_event_id=start):
+                rid = event.data.get("run_id") if isinstance(event.data, dict) else None
+                if rid in by_id:
+                    with lock:
+                        changed.add(rid)
+                    wake.set()
+        except Exception:  # noqa: BLE001 - whatever ends the stream, the refresh carries on
             return
-        time.sleep(interval)
-        runs = [client.get_run(r.id) if not r.is_terminal else r for r in runs]
+
+    threading.Thread(target=listen, name="runyard-watch-events", daemon=True).start()
+    yield list(by_id.values())
+    while not all(r.is_terminal for r in by_id.values()):
+        woke = wake.wait(interval)
+        wake.clear()
+        with lock:
+            todo = set(changed) if woke else {i for i, r in by_id.items() if not r.is_terminal}
+            changed.clear()
+        for rid in todo:
+            by_id[rid] = client.get_run(rid)
+        yield list(by_id.values())
+        time.sleep(_FOLLOW_MIN_GAP_S)
 
 
 # --------------------------------------------------------------------------- logs / metrics
