@@ -266,12 +266,14 @@ def main() -> None:
     p.add_argument("--repeat-ingest", type=int, default=3)
     p.add_argument("--mlflow-cmd", help="path of an mlflow executable (default: python -m "
                                         "mlflow when importable)")
-    p.add_argument("--mlflow-runs", type=int, help="runs for MLflow's listing (default --runs; "
-                                                   "MLflow creates them one request each)")
+    p.add_argument("--mlflow-runs", type=int, default=10_000,
+                   help="runs for MLflow's listing: it creates them one request each, so "
+                        "100,000 would take most of an hour (0: as many as --runs)")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     args = p.parse_args()
     if args.quick:
         args.batches, args.series_points, args.runs, args.repeat = 5, 20_000, 2_000, 3
+        args.mlflow_runs = 0
         args.repeat_ingest = 1
     work = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
     out: dict[str, Any] = {"python": sys.version.split()[0], "batch": BATCH,
@@ -282,6 +284,7 @@ def main() -> None:
             out["runyard"] = measure(ry, args)
         finally:
             ry.close()
+        print(json.dumps({"runyard": out["runyard"]}), file=sys.stderr, flush=True)
         cmd = mlflow_command(args.mlflow_cmd)
         if cmd is None:
             out["mlflow"] = "skipped: mlflow not installed (pip install 'runyard[bench]')"

@@ -118,11 +118,12 @@ def test_a_failed_commit_reaches_every_writer_of_the_group(sqlite_store: SQLiteS
                 "active, claimed_at) VALUES ('a1', 'no-such-run', 1, 'h', 'l', 1, 1, 1)")
 
     failures, groups = run_writers(sqlite_store, 4, body)
-    assert len({id(g) for g in groups.values()}) == 1
-    assert sorted(failures) == [0, 1, 2, 3]
-    assert all(isinstance(e, errors.StoreError) for e in failures.values())
-    assert "FOREIGN KEY" in str(failures[0])
-    assert hosts_in(sqlite_store.url) == set()
+    shared = {i for i, g in groups.items() if g is groups[2]}
+    assert len(shared) >= 2
+    assert sorted(failures) == sorted(shared)
+    assert all(isinstance(e, errors.StoreError) and "FOREIGN KEY" in str(e)
+               for e in failures.values())
+    assert hosts_in(sqlite_store.url) == {f"host-{i}" for i in range(4) if i not in shared}
     # The store goes on working afterwards.
     with sqlite_store.transaction() as tx:
         tx.upsert_worker(worker_row("after"))
@@ -137,4 +138,4 @@ def test_a_group_is_bounded(sqlite_store: SQLiteStore) -> None:
     assert len(hosts_in(sqlite_store.url)) == n
     sizes = [sum(1 for g in groups.values() if g is group)
              for group in {id(g): g for g in groups.values()}.values()]
-    assert max(sizes) == MAX_GROUP and sum(sizes) == n
+    assert 1 < max(sizes) <= MAX_GROUP and sum(sizes) == n

@@ -7,6 +7,7 @@ other share one transaction and one commit (group commit, :class:`_Group`).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,9 +20,12 @@ from runyard import errors
 from runyard.store.engine import SQLITE_BUSY_TIMEOUT_S
 from runyard.store.sql import SQLStore, SQLTransaction
 
-#: Writers one shared transaction may hold before it commits anyway (bounds the wait of
-#: the first for its acknowledgement).
+#: Writers one shared transaction may hold before it commits anyway.
 MAX_GROUP = 32
+#: Seconds after its first writer finished that a shared transaction stops taking more: short
+#: writes (claims) still share commits, while long ones (large metric batches) do not keep
+#: the first writer waiting for several others.
+MAX_GROUP_WAIT_S = 0.05
 
 
 class SQLiteTransaction(SQLTransaction):
@@ -94,6 +98,7 @@ class _Group:
             self.conn.close()
             raise
         self.members = 0
+        self.first_done: float | None = None
         self.committed = threading.Event()
         self.error: BaseException | None = None
 
@@ -178,7 +183,11 @@ class SQLiteStore(SQLStore):
     def _pass_on(self, group: _Group) -> None:
         """Hand the open transaction to the next writer, or commit it; either way the turn
         moves on."""
-        if group.error is None and group.members < MAX_GROUP and self._turn.hand_over():
+        now = time.monotonic()
+        if group.first_done is None:
+            group.first_done = now
+        if (group.error is None and group.members < MAX_GROUP
+                and now - group.first_done < MAX_GROUP_WAIT_S and self._turn.hand_over()):
             return
         self._group = None
         try:
