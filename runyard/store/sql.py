@@ -46,11 +46,16 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> Non
                     lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
 
 
+def _active_attempts() -> Any:
+    """A worker row's count of active attempts (a subquery correlated to ``workers``)."""
+    return (sa.select(sa.func.count()).select_from(attempts)
+            .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
+            .correlate(workers).scalar_subquery())
+
+
 def workers_stmt() -> sa.Select[Any]:
     """Workers with their host policy and their count of active attempts."""
-    active = (sa.select(sa.func.count()).select_from(attempts)
-              .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
-              .correlate(workers).scalar_subquery())
+    active = _active_attempts()
     return (sa.select(workers, host_policies.c.allow, host_policies.c.deny,
                       host_policies.c.slots.label("policy_slots"),
                       host_policies.c.labels.label("policy_labels"),
@@ -102,9 +107,7 @@ _WORKER_STATE = Prepared(workers_stmt().where(workers.c.host_id == sa.bindparam(
 
 
 def _free_cuda_stmt() -> sa.Select[Any]:
-    active = (sa.select(sa.func.count()).select_from(attempts)
-              .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
-              .correlate(workers).scalar_subquery())
+    active = _active_attempts()
     slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
     return (sa.select(sa.func.count().label("free"))
             .select_from(workers.outerjoin(host_policies,
