@@ -124,6 +124,17 @@ def _rows(result: Any) -> list[Row]:
     return [dict(r._mapping) for r in result]
 
 
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors of a write as Runyard's: a constraint clash is a Conflict."""
+    try:
+        yield
+    except sa.exc.IntegrityError as exc:
+        raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
+    except sa.exc.OperationalError as exc:
+        raise errors.StoreError(f"database error: {exc.orig}") from exc
+
+
 class DataMixin:
     """Data-plane methods over ``self.engine`` (provided by :class:`SQLStore`)."""
 
@@ -134,13 +145,8 @@ class DataMixin:
     # ------------------------------------------------------------------ plumbing
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except sa.exc.IntegrityError as exc:
-            raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
-        except sa.exc.OperationalError as exc:
-            raise errors.StoreError(f"database error: {exc.orig}") from exc
+        with translated_errors(), self.engine.begin() as conn:
+            yield conn
 
     def _reader(self) -> AbstractContextManager[sa.Connection]:
         reader: AbstractContextManager[sa.Connection] = self._read()

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert
 
 from runyard import errors
+from runyard.store.data import translated_errors
 from runyard.store.engine import SQLITE_BUSY_TIMEOUT_S
 from runyard.store.sql import SQLStore, SQLTransaction
 
@@ -67,18 +68,19 @@ class _FifoLock:
 
     def release(self) -> None:
         with self._mutex:
-            if self._queue:
-                self._queue.popleft().set()  # the lock passes straight to the next writer
-            else:
+            if not self._hand_over():
                 self._held = False
 
     def hand_over(self) -> bool:
         """Pass the lock to the next waiter if there is one (else keep holding it)."""
         with self._mutex:
-            if not self._queue:
-                return False
-            self._queue.popleft().set()
-            return True
+            return self._hand_over()
+
+    def _hand_over(self) -> bool:
+        if not self._queue:
+            return False
+        self._queue.popleft().set()  # the lock passes straight to the next writer
+        return True
 
 
 class _Group:
@@ -141,13 +143,8 @@ class SQLiteStore(SQLStore):
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        try:
-            with self._shared_transaction() as conn:
-                yield conn
-        except sa.exc.IntegrityError as exc:
-            raise errors.Conflict(f"conflicting write: {exc.orig}") from exc
-        except sa.exc.OperationalError as exc:
-            raise errors.StoreError(f"database error: {exc.orig}") from exc
+        with translated_errors(), self._shared_transaction() as conn:
+            yield conn
 
     @contextmanager
     def _shared_transaction(self) -> Iterator[sa.Connection]:
