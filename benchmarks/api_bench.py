@@ -236,16 +236,23 @@ class MLflow:
             "max_results": 50}).raise_for_status(), repeat)
 
 
+MEASUREMENTS = ("ingest", "series", "listing")
+
+
 def measure(target: Any, args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "ingest_points_per_s_1_client": statistics.median(
-            target.ingest(1, args.batches) for _ in range(args.repeat_ingest)),
-        "ingest_points_per_s_4_clients": statistics.median(
-            target.ingest(4, args.batches) for _ in range(args.repeat_ingest)),
-        f"series_2000_of_{args.series_points}_ms": target.series(args.series_points,
-                                                                 args.repeat),
-        f"list_50_by_status_of_{args.runs}_runs_ms": target.listing(args.runs, args.repeat),
-    }
+    out: dict[str, Any] = {}
+    if "ingest" in args.only:
+        for clients in (1, 4):
+            out[f"ingest_points_per_s_{clients}_client{'s' if clients > 1 else ''}"] = \
+                statistics.median(target.ingest(clients, args.batches)
+                                  for _ in range(args.repeat_ingest))
+    if "series" in args.only:
+        out[f"series_2000_of_{args.series_points}_ms"] = target.series(args.series_points,
+                                                                       args.repeat)
+    if "listing" in args.only:
+        out[f"list_50_by_status_of_{args.runs}_runs_ms"] = target.listing(args.runs,
+                                                                          args.repeat)
+    return out
 
 
 def mlflow_command(explicit: str | None) -> list[str] | None:
@@ -269,8 +276,14 @@ def main() -> None:
     p.add_argument("--mlflow-runs", type=int, default=10_000,
                    help="runs for MLflow's listing: it creates them one request each, so "
                         "100,000 would take most of an hour (0: as many as --runs)")
+    p.add_argument("--only", default=",".join(MEASUREMENTS),
+                   help="comma-separated measurements to run (default: all of "
+                        f"{', '.join(MEASUREMENTS)})")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     args = p.parse_args()
+    args.only = {m.strip() for m in args.only.split(",") if m.strip()}
+    if not args.only or args.only - set(MEASUREMENTS):
+        p.error(f"--only: choose among {', '.join(MEASUREMENTS)}")
     if args.quick:
         args.batches, args.series_points, args.runs, args.repeat = 5, 20_000, 2_000, 3
         args.mlflow_runs = 0

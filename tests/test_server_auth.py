@@ -154,3 +154,38 @@ def test_token_lifecycle_and_revocation(sqlite_server) -> None:  # type: ignore[
         sqlite_server.log()
     assert httpx.get(f"{sqlite_server.url}/v1/runs",
                      headers={"Authorization": "Basic abc"}).status_code == 401
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_token_cache_answers_without_the_database_only_when_it_may(store) -> None:  # type: ignore[no-untyped-def]
+    """The event loop's shortcut: a fresh hit is answered from memory; a first sight, an
+    expired entry or a last use due to be recorded goes to the database (``None``)."""
+    from runyard import errors
+    from runyard.server import auth
+
+    _, secret = auth.create_token(store, "alice", "user")
+    header = f"Bearer {secret}"
+    tokens = auth.TokenAuth(store, cache_s=60)
+    assert tokens.cached(header) is None  # never seen: needs the database
+    who = tokens.resolve(header)
+    assert who.name == "alice" and who.role is auth.Role.USER
+    assert store.list_tokens()[-1]["last_used_at"] is not None
+    assert tokens.cached(header) == who
+    for bad in (None, "", "Basic abc", "Bearer "):
+        with pytest.raises(errors.AuthError):
+            tokens.cached(bad)
+    # A last use due to be recorded sends the request the slow way, which records it.
+    tokens._touched["alice"] -= auth.TOUCH_EVERY_S
+    assert tokens.cached(header) is None
+    tokens.resolve(header)
+    assert tokens.cached(header) == who
+    # An unknown token is cached as refused.
+    stranger = "Bearer ry_" + "x" * 43
+    with pytest.raises(errors.AuthError):
+        tokens.resolve(stranger)
+    with pytest.raises(errors.AuthError, match="invalid or revoked"):
+        tokens.cached(stranger)
+    # Expired entries are looked up again.
+    stale = auth.TokenAuth(store, cache_s=0)
+    stale.resolve(header)
+    assert stale.cached(header) is None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from runyard import errors, models
 from runyard.models import Role
@@ -84,16 +85,30 @@ class TokenAuth:
         with self._lock:
             self._cache.clear()
 
-    def resolve(self, header: str | None) -> Principal:
+    def cached(self, header: str | None) -> Principal | None:
+        """The caller when that needs no database (a fresh cache hit with nothing to record),
+        else None; refuses a missing or malformed header at once. Cheap enough for the event
+        loop, so most requests skip a hop to a worker thread."""
         if not self.enabled:
-            return Principal("anonymous", Role.OPERATOR)
-        if not header:
-            raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
-        scheme, _, secret = header.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
-        digest = hash_token(secret)
+            return _ANONYMOUS
+        digest = _digest(header)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit is None or now - hit[0] >= self.cache_s:
+                return None
+            principal = hit[1]
+            if principal is None:
+                raise errors.AuthError("invalid or revoked token")
+            if now - self._touched.get(principal.name, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+                return None
+        return principal
+
+    def resolve(self, header: str | None) -> Principal:
+        """The caller, from the cache or the database (which it may write: last use)."""
+        if not self.enabled:
+            return _ANONYMOUS
+        digest = _digest(header)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
@@ -124,6 +139,20 @@ class TokenAuth:
             self.store.touch_token(name, time.time())
         except errors.RunyardError:  # bookkeeping only; never fail a request for it
             log.debug("could not record the use of token %s", name, exc_info=True)
+
+
+_ANONYMOUS = Principal("anonymous", Role.OPERATOR)
+
+
+def _digest(header: str | None) -> str:
+    """The stored hash of a bearer header's secret, or 401 for a missing/malformed header."""
+    if not header:
+        raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
+    return hash_token(secret)
 
 
 def create_token(store: Store, name: str, role: Role | str, secret: str | None = None
@@ -162,16 +191,23 @@ def bootstrap_admin(store: Store, data_dir: Path, env_token: str | None) -> Path
 # --------------------------------------------------------------------------- dependencies
 
 
-def principal(request: Request) -> Principal:
+# The dependencies are coroutines: FastAPI runs a plain function in a worker thread, and a
+# hop there and back cost more than the check itself on every request.
+
+
+async def principal(request: Request) -> Principal:
     """The caller, or 401."""
     auth: TokenAuth = request.app.state.runyard.auth
-    who = auth.resolve(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    who = auth.cached(header)
+    if who is None:
+        who = await run_in_threadpool(auth.resolve, header)
     request.state.principal = who
     return who
 
 
-def _require(check: Callable[[Principal], bool], what: str) -> Callable[..., Principal]:
-    def dep(who: Principal = Depends(principal)) -> Principal:
+def _require(check: Callable[[Principal], bool], what: str) -> Callable[..., Any]:
+    async def dep(who: Principal = Depends(principal)) -> Principal:
         if not check(who):
             raise errors.Forbidden(f"token {who.name!r} ({who.role.value}) may not {what}")
         return who

@@ -38,14 +38,16 @@ class ServerState:
 
         State changes go through the queue, which fences again under its row locks.
         """
-        att = self.store.get_attempt(attempt_id)
-        if att is None:
+        found = self.store.get_attempt_and_run(attempt_id)
+        if found is None:
             raise errors.NotFound(f"no attempt {attempt_id!r}")
+        att, run = found
         if run_id is not None and att["run_id"] != run_id:
             raise errors.LeaseConflict(f"attempt {attempt_id} does not belong to run {run_id}")
         if not isinstance(lease, str) or not hmac.compare_digest(att["lease"], lease):
             raise errors.LeaseConflict(f"attempt {attempt_id}: the lease does not match")
-        run = self.run_or_404(att["run_id"])
+        if run is None:
+            raise errors.NotFound(f"no run {att['run_id']!r}")
         if not att["active"] or run["attempt_id"] != attempt_id:
             raise errors.LeaseConflict(
                 f"attempt {attempt_id} of run {run['id']} is no longer active; "
@@ -53,6 +55,7 @@ class ServerState:
         return run, att
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    """The app's state (a coroutine, so FastAPI calls it without a worker-thread hop)."""
     state: ServerState = request.app.state.runyard
     return state

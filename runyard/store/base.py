@@ -178,6 +178,10 @@ class Store(abc.ABC):
     def get_attempt(self, attempt_id: str) -> Row | None: ...
 
     @abc.abstractmethod
+    def get_attempt_and_run(self, attempt_id: str) -> tuple[Row, Row | None] | None:
+        """An attempt and its run, read together (the lease check of every data call)."""
+
+    @abc.abstractmethod
     def list_attempts(self, run_id: str) -> list[Row]: ...
 
     @abc.abstractmethod

@@ -412,6 +412,15 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
             return _row(conn.execute(
                 sa.select(attempts).where(attempts.c.id == attempt_id)).first())
 
+    def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
+        with self._read() as conn:
+            att = _row(conn.execute(
+                sa.select(attempts).where(attempts.c.id == attempt_id)).first())
+            if att is None:
+                return None
+            return att, _row(conn.execute(
+                sa.select(runs).where(runs.c.id == att["run_id"])).first())
+
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:
             stmt = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(
