@@ -8,6 +8,9 @@ local MLflow tracking server (SQLite backend) through its REST API: ``log-batch`
 
     python benchmarks/api_bench.py                 # full sizes (takes a few minutes)
     python benchmarks/api_bench.py --quick         # small sizes, for a smoke test
+    python benchmarks/api_bench.py --only ingest   # the ingest rounds alone
+
+Both servers run side by side; ingest rounds alternate between them.
 """
 
 from __future__ import annotations
@@ -237,21 +240,33 @@ class MLflow:
 
 
 MEASUREMENTS = ("ingest", "series", "listing")
+CLIENTS = (1, 4)
 
 
-def measure(target: Any, args: argparse.Namespace) -> dict[str, Any]:
+def ingest_key(clients: int) -> str:
+    return f"ingest_points_per_s_{clients}_client{'s' if clients > 1 else ''}"
+
+
+def measure_ingest(targets: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest medians per system. Rounds alternate between the systems, so a slow spell of
+    the machine (they vary by tens of percent here) falls on both rather than on one."""
+    rates: dict[str, dict[str, list[float]]] = {
+        name: {ingest_key(c): [] for c in CLIENTS} for name in targets}
+    for _ in range(args.repeat_ingest):
+        for clients in CLIENTS:
+            for name, target in targets.items():
+                rates[name][ingest_key(clients)].append(target.ingest(clients, args.batches))
+    return {name: {key: round(statistics.median(v)) for key, v in by_key.items()}
+            for name, by_key in rates.items()}
+
+
+def measure_reads(target: Any, args: argparse.Namespace, runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if "ingest" in args.only:
-        for clients in (1, 4):
-            out[f"ingest_points_per_s_{clients}_client{'s' if clients > 1 else ''}"] = \
-                statistics.median(target.ingest(clients, args.batches)
-                                  for _ in range(args.repeat_ingest))
     if "series" in args.only:
         out[f"series_2000_of_{args.series_points}_ms"] = target.series(args.series_points,
                                                                        args.repeat)
     if "listing" in args.only:
-        out[f"list_50_by_status_of_{args.runs}_runs_ms"] = target.listing(args.runs,
-                                                                          args.repeat)
+        out[f"list_50_by_status_of_{runs}_runs_ms"] = target.listing(runs, args.repeat)
     return out
 
 
@@ -291,25 +306,31 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
     out: dict[str, Any] = {"python": sys.version.split()[0], "batch": BATCH,
                            "database": args.db or "sqlite (embedded)"}
+    cmd = mlflow_command(args.mlflow_cmd)
+    targets: dict[str, Any] = {}
     try:
-        ry = Runyard(work, args.db)
-        try:
-            out["runyard"] = measure(ry, args)
-        finally:
-            ry.close()
-        print(json.dumps({"runyard": out["runyard"]}), file=sys.stderr, flush=True)
-        cmd = mlflow_command(args.mlflow_cmd)
+        targets["runyard"] = Runyard(work, args.db)
         if cmd is None:
             out["mlflow"] = "skipped: mlflow not installed (pip install 'runyard[bench]')"
         else:
-            ml = MLflow(work, cmd)
-            try:
-                if args.mlflow_runs:
-                    args.runs = args.mlflow_runs
-                out["mlflow"] = measure(ml, args)
-            finally:
-                ml.close()
+            targets["mlflow"] = MLflow(work, cmd)
+        results: dict[str, dict[str, Any]] = {name: {} for name in targets}
+        if "ingest" in args.only:
+            for name, figures in measure_ingest(targets, args).items():
+                results[name].update(figures)
+        for name, target in targets.items():
+            runs = args.mlflow_runs or args.runs if name == "mlflow" else args.runs
+            results[name].update(measure_reads(target, args, runs))
+            # Runyard's figures come first and are worth having even if MLflow's never come.
+            print(json.dumps({name: results[name]}), file=sys.stderr, flush=True)
+        out.update(results)
+        if "mlflow" in results and "ingest" in args.only:
+            out["ingest_ratio_runyard_to_mlflow"] = {
+                key: round(results["runyard"][key] / results["mlflow"][key], 1)
+                for key in map(ingest_key, CLIENTS)}
     finally:
+        for target in targets.values():
+            target.close()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2))
 

@@ -104,6 +104,9 @@ def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
 
 
 _WORKER_STATE = Prepared(workers_stmt().where(workers.c.host_id == sa.bindparam("host_id")))
+# Read on every request that names a run or an attempt.
+_RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
 
 
 def _free_cuda_stmt() -> sa.Select[Any]:
@@ -337,7 +340,7 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
     # reads
     def get_run(self, run_id: str) -> base.Row | None:
         with self._read() as conn:
-            return _row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).first())
+            return _RUN_BY_ID.first(conn, id=run_id)
 
     def list_runs(self, filt: base.RunFilter, *, after_id: str | None = None, limit: int = 50,
                   sort: str = "-created_at", fields: Sequence[str] | None = None
@@ -409,17 +412,14 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
 
     def get_attempt(self, attempt_id: str) -> base.Row | None:
         with self._read() as conn:
-            return _row(conn.execute(
-                sa.select(attempts).where(attempts.c.id == attempt_id)).first())
+            return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
 
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:
-            att = _row(conn.execute(
-                sa.select(attempts).where(attempts.c.id == attempt_id)).first())
+            att = _ATTEMPT_BY_ID.first(conn, id=attempt_id)
             if att is None:
                 return None
-            return att, _row(conn.execute(
-                sa.select(runs).where(runs.c.id == att["run_id"])).first())
+            return att, _RUN_BY_ID.first(conn, id=att["run_id"])
 
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:
