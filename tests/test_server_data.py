@@ -290,3 +290,40 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
                                            "2026-01-01T00:00:06.250", "2026-01-01T00:00:01.000",
                                            "2026-01-01T00:00:06.250"]
     api.close()
+
+
+def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    """``POST /v1/runs/{id}/metrics`` is answered in front of FastAPI: it still refuses a
+    missing, bad or under-privileged token (before reading the body), a user's post to
+    another's run, and is counted by route template in ``/metrics``."""
+    api = admin(sqlite_server)
+    rid, aid, lease = running(api, "hot")
+    body = {"attempt_id": aid, "lease": lease, "points": [{"step": 1, "tag": "x", "value": 1}]}
+    url = f"{sqlite_server.url}/v1/runs/{rid}/metrics"
+    r = httpx.post(url, json=body)
+    assert r.status_code == 401 and error_of(r)["type"] == "AuthError"
+    assert r.headers["www-authenticate"] == "Bearer"
+    r = httpx.post(url, content=b"{not json", headers={"Authorization": "Bearer ry_nope" * 3})
+    assert r.status_code == 401, r.text
+    viewer = Api(sqlite_server, api.token("hot-viewer", "viewer"))
+    r = viewer.post(f"/v1/runs/{rid}/metrics", body)
+    assert r.status_code == 403 and "report for an attempt" in error_of(r)["message"]
+    user = Api(sqlite_server, api.token("hot-user", "user"))
+    r = user.post(f"/v1/runs/{rid}/metrics", body)
+    assert r.status_code == 403 and "belongs to" in error_of(r)["message"]
+    r = api.post(f"/v1/runs/{rid}/metrics", body)
+    assert r.status_code == 200 and r.json() == {"written": 1}
+    # Other methods and paths under it go to the routes as before.
+    assert api.get(f"/v1/runs/{rid}/metrics", params={"tag": "x"}).json()["items"][0][
+        "value"] == 1.0
+    assert api.post(f"/v1/runs/{rid}/metrics/extra", body).status_code in (404, 405)
+    exposition = httpx.get(f"{sqlite_server.url}/metrics").text
+    counted = [line for line in exposition.splitlines()
+               if line.startswith("runyard_http_requests_total{")
+               and 'route="/v1/runs/{run_id}/metrics"' in line and 'method="POST"' in line]
+    by_status = {line.split('status="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                 for line in counted}
+    assert by_status.get("200", 0) >= 1 and by_status.get("401", 0) >= 2
+    assert by_status.get("403", 0) >= 2
+    viewer.close()
+    user.close()

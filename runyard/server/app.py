@@ -26,6 +26,7 @@ from runyard.server import (
     routes_workers,
     sse,
 )
+from runyard.server.hotpath import HotPaths
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -63,6 +64,11 @@ def _field_of(loc: tuple[Any, ...]) -> str:
 
 async def _runyard_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.RunyardError)
+    return error_response(exc)
+
+
+def error_response(exc: errors.RunyardError) -> JSONResponse:
+    """The response for one of our errors: its status and the one error shape."""
     field = getattr(exc, "field", None)
     items = getattr(exc, "errors", None)
     headers = {"WWW-Authenticate": "Bearer"} if type(exc) is errors.AuthError else None
@@ -173,5 +179,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
         return Response(state.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    # Inside RequestMetrics, so hot requests are counted like the rest.
+    app.add_middleware(HotPaths, state=state, on_error=error_response)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app

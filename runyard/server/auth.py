@@ -195,36 +195,51 @@ def bootstrap_admin(store: Store, data_dir: Path, env_token: str | None) -> Path
 # hop there and back cost more than the check itself on every request.
 
 
-async def principal(request: Request) -> Principal:
-    """The caller, or 401."""
-    auth: TokenAuth = request.app.state.runyard.auth
-    header = request.headers.get("authorization")
-    who = auth.cached(header)
+async def authenticate(tokens: TokenAuth, header: str | None) -> Principal:
+    """The caller of a request with this ``Authorization`` header, or 401; the database is
+    read in a worker thread, and only when the cache cannot answer."""
+    who = tokens.cached(header)
     if who is None:
-        who = await run_in_threadpool(auth.resolve, header)
-    request.state.principal = who
+        who = await run_in_threadpool(tokens.resolve, header)
     return who
 
 
-def _require(check: Callable[[Principal], bool], what: str) -> Callable[..., Any]:
+async def principal(request: Request) -> Principal:
+    """The caller, or 401."""
+    return await authenticate(request.app.state.runyard.auth,
+                              request.headers.get("authorization"))
+
+
+Check = tuple[Callable[[Principal], bool], str]
+
+
+def demand(who: Principal, check: Check) -> Principal:
+    """``who`` if it passes ``check``, else 403 naming what it may not do."""
+    allowed, what = check
+    if not allowed(who):
+        raise errors.Forbidden(f"token {who.name!r} ({who.role.value}) may not {what}")
+    return who
+
+
+def _require(check: Check) -> Callable[..., Any]:
     async def dep(who: Principal = Depends(principal)) -> Principal:
-        if not check(who):
-            raise errors.Forbidden(f"token {who.name!r} ({who.role.value}) may not {what}")
-        return who
+        return demand(who, check)
     return dep
 
 
-#: Read access: viewer, user, operator.
-viewer = _require(lambda p: p.at_least(Role.VIEWER), "read runs")
-#: Submit and manage one's own runs.
-user = _require(lambda p: p.at_least(Role.USER), "submit or change runs")
-#: Operators only.
-operator = _require(lambda p: p.is_operator, "do this (operator only)")
-#: Worker endpoints: workers and operators (an operator token may run a local agent).
-worker = _require(lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker")
 #: Leased calls: workers, or users on their own (local) runs — checked per run.
-lease_holder = _require(lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR),
-                        "report for an attempt")
+REPORT: Check = (lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR),
+                 "report for an attempt")
+
+#: Read access: viewer, user, operator.
+viewer = _require((lambda p: p.at_least(Role.VIEWER), "read runs"))
+#: Submit and manage one's own runs.
+user = _require((lambda p: p.at_least(Role.USER), "submit or change runs"))
+#: Operators only.
+operator = _require((lambda p: p.is_operator, "do this (operator only)"))
+#: Worker endpoints: workers and operators (an operator token may run a local agent).
+worker = _require((lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker"))
+lease_holder = _require(REPORT)
 
 
 def check_owner(who: Principal, run: Row, what: str) -> None:

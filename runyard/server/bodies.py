@@ -14,13 +14,17 @@ from runyard import errors
 
 
 async def json_body(request: Request) -> Any:
-    """The request's JSON, for routes that check their body themselves (hot paths).
+    """The request's JSON, for routes that check their body themselves (hot paths)."""
+    return parse_json(await request.body())
+
+
+def parse_json(body: bytes) -> Any:
+    """A body's JSON, or a 422 naming ``body``.
 
     Parsed by orjson, about four times faster than :mod:`json` on a metrics batch. What
     orjson refuses goes to :mod:`json` too, which accepts a little more (``NaN`` literals,
     lone surrogates) and words the error as before.
     """
-    body = await request.body()
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -44,9 +44,19 @@ def post_metrics(run_id: str, data: Any = Depends(json_body),
     """A batch of points (the :class:`MetricsRequest` shape); re-sending the same (attempt,
     tag, step) changes nothing.
 
-    This hot path checks its body by hand instead of through a pydantic model: building a
-    model per point cost more than storing it. The store checks every point's fields and
-    names the first bad one (``points[3].step``); nothing is written when one is bad.
+    Served by :mod:`runyard.server.hotpath` in front of FastAPI (this route documents it in
+    the OpenAPI schema and both call :func:`ingest_metrics`).
+    """
+    return ingest_metrics(state, who, run_id, data)
+
+
+def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
+                   ) -> dict[str, Any]:
+    """Check and store one metrics body for ``who`` (already a lease holder by role).
+
+    The body is checked by hand instead of through a pydantic model: building a model per
+    point cost more than storing it. The store checks every point's fields and names the
+    first bad one (``points[3].step``); nothing is written when one is bad.
     """
     _holder(state, who, run_id, "send metrics for")
     attempt_id, lease, points, rows = _metrics_envelope(data)
