@@ -10,7 +10,7 @@ processors are applied, so rows read the same as through ``Connection.execute``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -94,16 +94,7 @@ class Prepared:
 
     def _execute(self, conn: sa.Connection, values: Mapping[str, Any]) -> tuple[_Compiled, Any]:
         c = self._compiled(conn.dialect)
-        params = c.params(values)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(c.sql, params)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            # The same exception classes as Connection.execute raises (IntegrityError ...).
-            raise sa.exc.DBAPIError.instance(c.sql, params, exc,
-                                             conn.dialect.loaded_dbapi.Error) from exc
-        return c, cursor
+        return c, execute_raw(conn, c.sql, c.params(values))
 
     def run(self, conn: sa.Connection, **values: Any) -> int:
         """Execute; return the number of rows changed."""
@@ -124,6 +115,21 @@ class Prepared:
     def first(self, conn: sa.Connection, **values: Any) -> dict[str, Any] | None:
         rows = self.all(conn, **values)
         return rows[0] if rows else None
+
+
+def execute_raw(conn: sa.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]
+                ) -> Any:
+    """Run driver-level SQL on a new cursor of ``conn``'s connection and return the cursor
+    (the caller closes it). Driver errors come out as the exception classes
+    ``Connection.execute`` raises (``IntegrityError`` ...)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, params)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        raise sa.exc.DBAPIError.instance(sql, params, exc,
+                                         conn.dialect.loaded_dbapi.Error) from exc
+    return cursor
 
 
 # A race only builds the same statement twice; the dict itself stays consistent.

@@ -226,14 +226,15 @@ def upsert_sql(mark: str) -> str:
             f"VALUES ({', '.join([mark] * len(_COLS))}) {_MERGE}")
 
 
-@functools.lru_cache(maxsize=32)
-def sqlite_upsert_sql(rows: int) -> str:
+@functools.lru_cache(maxsize=64)
+def sqlite_upsert_sql(rows: int, special: bool = True) -> str:
     """Merge ``rows`` rows into ``metric_rollups`` in one SQLite statement, bound as the run
-    id, then each row's :data:`RollupRow` (``WHERE true`` parses the upsert clause after a
+    id, then each row's :data:`RollupRow`, or that row less its ``last_special`` (written
+    NULL) when ``special`` is false (``WHERE true`` parses the upsert clause after a
     SELECT)."""
-    width = len(_COLS) - 1
+    width = len(_COLS) - 1 - (not special)
     row = "(" + ", ".join(["?"] * width) + ")"
-    cols = ", ".join(f"column{i}" for i in range(1, width + 1))
+    cols = ", ".join(f"column{i}" for i in range(1, width + 1)) + ("" if special else ", NULL")
     return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
             f"SELECT ?1, {cols} FROM (VALUES {', '.join([row] * rows)}) WHERE true {_MERGE}")
 
