@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -72,5 +73,9 @@ def server(
         ssl_keyfile=str(tls_key) if tls_key else None,
         # Live event streams never end on their own: give them a moment, then close them.
         timeout_graceful_shutdown=3, proxy_headers=False, server_header=False)
+    # What is loaded by now (the framework, the schema, compiled statements) lives as long
+    # as the process: moved out of the collector's view, so the full collections that a
+    # stream of metric batches sets off no longer walk it.
+    gc.freeze()
     uvicorn.Server(config).run()
     return 0
