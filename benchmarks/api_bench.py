@@ -294,6 +294,8 @@ def main() -> None:
     p.add_argument("--only", default=",".join(MEASUREMENTS),
                    help="comma-separated measurements to run (default: all of "
                         f"{', '.join(MEASUREMENTS)})")
+    p.add_argument("--no-mlflow", action="store_true",
+                   help="measure Runyard alone, even where MLflow is installed")
     p.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     args = p.parse_args()
     args.only = {m.strip() for m in args.only.split(",") if m.strip()}
@@ -306,11 +308,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
     out: dict[str, Any] = {"python": sys.version.split()[0], "batch": BATCH,
                            "database": args.db or "sqlite (embedded)"}
-    cmd = mlflow_command(args.mlflow_cmd)
+    cmd = None if args.no_mlflow else mlflow_command(args.mlflow_cmd)
     targets: dict[str, Any] = {}
     try:
         targets["runyard"] = Runyard(work, args.db)
-        if cmd is None:
+        if args.no_mlflow:
+            out["mlflow"] = "skipped: --no-mlflow"
+        elif cmd is None:
             out["mlflow"] = "skipped: mlflow not installed (pip install 'runyard[bench]')"
         else:
             targets["mlflow"] = MLflow(work, cmd)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 
 from runyard import errors
 
@@ -183,9 +184,13 @@ class WorkerAPI:
                 rows: Sequence[Sequence[Any]] = ()) -> dict[str, Any]:
         """Send points, as ``{step, tag, value, at}`` objects or compact ``[step, at,
         {tag: value}]`` rows (what the probe sends)."""
-        return self._json(self.request("POST", f"/v1/runs/{run_id}/metrics", json={
-            "attempt_id": attempt_id, "lease": lease, "points": list(points),
-            "rows": list(rows)}))
+        body = {"attempt_id": attempt_id, "lease": lease, "points": list(points),
+                "rows": list(rows)}
+        # Points come JSON-safe (non-finite values spelled as strings), so orjson may encode
+        # them: a large batch's encoding was a tenth of the agent's time with json.
+        return self._json(self.request("POST", f"/v1/runs/{run_id}/metrics",
+                                       content=orjson.dumps(body),
+                                       headers={"Content-Type": "application/json"}))
 
     def logs(self, attempt_id: str, lease: str,
              chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,29 @@ def _keep_constant(name: str) -> str:
 #: One decoder for every metrics line: ``json.loads`` with a keyword argument builds a new
 #: decoder (and sniffs the encoding) per call, a quarter of the agent's parsing time.
 _LINE_DECODER = json.JSONDecoder(parse_constant=_keep_constant)
+
+_fast_loads: Callable[[bytes], Any] | None
+try:  # installed with the server extra (the agent's): several times faster per line
+    from orjson import JSONDecodeError as _FastError
+    from orjson import loads as _orjson_loads
+    _fast_loads = _orjson_loads
+except ImportError:  # the SDK alone: the standard library decodes every line
+    _fast_loads = None
+
+
+def _decode_line(raw: bytes) -> Any:
+    """A line's JSON. orjson first when present; what it refuses (bare NaN/Infinity, lone
+    surrogates), and a step it read as a float (integers past 64 bits), goes to the standard
+    decoder, which decides as before."""
+    if _fast_loads is not None:
+        try:
+            obj = _fast_loads(raw)
+        except _FastError:
+            pass
+        else:
+            if not (type(obj) is dict and type(obj.get("step")) is float):
+                return obj
+    return _LINE_DECODER.decode(raw.decode("utf-8"))
 
 
 def read_snapshot(path: str | os.PathLike[str], last_seq: int | None = None, *,
@@ -143,7 +167,7 @@ class TailBatch:
 def parse_line(raw: bytes) -> MetricPoint | str:
     """One stream line as a point, or the reason it is not one."""
     try:
-        obj = _LINE_DECODER.decode(raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
+        obj = _decode_line(raw.removeprefix(b"\xef\xbb\xbf"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
         return f"not JSON: {exc}"
     if not isinstance(obj, dict):
