@@ -64,6 +64,44 @@ def test_bad_point_writes_nothing(store: Store, queue: Queue, bad: Any, field: s
     assert store.list_metric_points(rid) == []
 
 
+def test_rows_are_points_too(store: Store, queue: Queue) -> None:
+    """The compact ``(step, at, {tag: value})`` rows store what the same points would; rows
+    come after points, so a (tag, step) in both keeps the row's value."""
+    rid = _run(queue)
+    written = store.add_metric_points(
+        rid, 1, [{"step": 0, "tag": "loss", "value": 9.0, "at": 1.0}],
+        [(0, 2.0, {"loss": 1.0, "acc": 0.5}), [1, 3.0, {"loss": "NaN", "acc": 1}],
+         (2, None, {"loss": math.inf})])
+    assert written == 5
+    loss = store.list_metric_points(rid, tag="loss")
+    assert [(p["step"], p["value"], p["at"]) for p in loss][:2] == [(0, 1.0, 2.0),
+                                                                    (1, "NaN", 3.0)]
+    assert loss[2]["value"] == "Infinity" and loss[2]["at"] > 1e9  # no time: now
+    assert [p["value"] for p in store.list_metric_points(rid, tag="acc")] == [0.5, 1.0]
+    tags = {t["tag"]: t for t in store.metric_tags(rid)}
+    assert tags["loss"]["count"] == 3 and tags["acc"]["last_value"] == 1.0
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ((1, 2.0), "rows[1]"),
+    ({"step": 1}, "rows[1]"),
+    ((1, 2.0, ["loss"]), "rows[1]"),
+    ((-1, 2.0, {"t": 1.0}), "rows[1][0]"),
+    ((1.5, 2.0, {"t": 1.0}), "rows[1][0]"),
+    ((1, "yesterday", {"t": 1.0}), "rows[1][1]"),
+    ((1, math.inf, {"t": 1.0}), "rows[1][1]"),
+    ((1, 2.0, {"t": "high"}), "rows[1][2].t"),
+    ((1, 2.0, {"t": None}), "rows[1][2].t"),
+    ((1, 2.0, {"": 1.0}), "rows[1][2]."),
+])
+def test_bad_row_writes_nothing(store: Store, queue: Queue, bad: Any, field: str) -> None:
+    rid = _run(queue)
+    with pytest.raises(errors.ValidationError) as exc:
+        store.add_metric_points(rid, 1, pts([5]), [(0, 1.0, {"t": 1.0}), bad])
+    assert exc.value.field == field
+    assert store.list_metric_points(rid) == []
+
+
 def test_unknown_run_is_not_found(store: Store) -> None:
     with pytest.raises(errors.NotFound):
         store.add_metric_points("nope", 1, pts([0]))

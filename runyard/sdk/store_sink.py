@@ -96,9 +96,7 @@ class StoreSink:
         """The compact path: what ``log()`` recorded, straight into the store."""
         if self._ended:
             return
-        self.store.add_metric_points(self.run_id, self.attempt, [
-            {"step": step, "tag": tag, "value": value, "at": t}
-            for step, t, metrics in rows for tag, value in metrics.items()])
+        self.store.add_metric_points(self.run_id, self.attempt, (), rows)
 
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         if not self._ended:

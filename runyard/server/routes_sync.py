@@ -17,7 +17,7 @@ from runyard.server import auth, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
 from runyard.server.bodies import Body, MetricPoint, MetricRow
-from runyard.server.routes_data import MAX_POINTS, row_points
+from runyard.server.routes_data import MAX_POINTS, row_times
 from runyard.server.state import ServerState, get_state
 from runyard.sync import importer
 
@@ -82,8 +82,8 @@ def import_metrics(run_id: str, body: ImportMetricsRequest, who: Principal = Dep
         points.append({"step": p.step, "tag": p.tag,
                        "value": serialize.number_in(p.value, f"points[{i}].value"),
                        "at": now if at is None else at})
-    points.extend(row_points(body.rows, now, MAX_POINTS - len(points)))
-    written = state.store.add_metric_points(run_id, body.attempt, points)
+    rows = row_times(body.rows, now, MAX_POINTS - len(points))
+    written = state.store.add_metric_points(run_id, body.attempt, points, rows)
     return {"written": int(written)}
 
 

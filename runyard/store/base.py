@@ -215,7 +215,9 @@ class Store(abc.ABC):
     # runyard.store.data (where the conventions for values and offsets are documented).
     @abc.abstractmethod
     def add_metric_points(self, run_id: str, attempt: int,
-                          points: Sequence[Mapping[str, Any]]) -> int: ...
+                          points: Sequence[Mapping[str, Any]],
+                          rows: Sequence[Sequence[Any]] = ()) -> int:
+        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
 
     @abc.abstractmethod
     def metric_tags(self, run_id: str) -> list[Row]: ...

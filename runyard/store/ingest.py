@@ -39,10 +39,14 @@ class Batch:
         self.count = sum(len(pts) for pts in by_tag.values())
 
     @classmethod
-    def of(cls, points: Sequence[Mapping[str, Any]]) -> Batch:
-        """Check ``{step, tag, value, at}`` points; errors name ``points[i].field``."""
-        if isinstance(points, (str, bytes)) or not isinstance(points, Sequence):
-            raise errors.ValidationError("points: expected a list", field="points")
+    def of(cls, points: Sequence[Mapping[str, Any]],
+           rows: Sequence[Sequence[Any]] = ()) -> Batch:
+        """Check ``{step, tag, value, at}`` points, then compact ``(step, at, {tag: value})``
+        rows (what one ``log()`` call records: no object per point); errors name
+        ``points[i].field`` or ``rows[i][k]``."""
+        for name, given in (("points", points), ("rows", rows)):
+            if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+                raise errors.ValidationError(f"{name}: expected a list", field=name)
         now = time.time()
         by_tag: dict[str, list[Point]] = {}
         special_tags: set[str] = set()
@@ -70,11 +74,29 @@ class Batch:
             if at is None:
                 at = now
             elif type(at) is not float or at - at != 0.0:
-                if not _is_number(at) or not math.isfinite(at):
-                    raise errors.ValidationError(f"points[{i}].at: expected UNIX seconds",
-                                                 field=f"points[{i}].at")
-                at = float(at)
+                at = _seconds(at, now, f"points[{i}].at")
             pts.append((tag, step, value, special, at))
+        for i, row in enumerate(rows):
+            if type(row) not in (list, tuple) or len(row) != 3 or not isinstance(row[2], Mapping):
+                raise errors.ValidationError(
+                    f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
+            step, at, values = row
+            if type(step) is not int or not 0 <= step <= MAX_STEP:
+                step = _check_int(step, f"rows[{i}][0]")
+            if type(at) is not float or at - at != 0.0:
+                at = _seconds(at, now, f"rows[{i}][1]")
+            for tag, value in values.items():
+                pts = by_tag.get(tag) if type(tag) is str else None
+                if pts is None:
+                    tag = _check_tag(tag, f"rows[{i}][2].{tag}")
+                    pts = by_tag[tag] = []
+                if type(value) is float and value - value == 0.0:
+                    special = None
+                else:
+                    value, special = _encode_value(value, f"rows[{i}][2].{tag}")
+                    if value is None:
+                        special_tags.add(tag)
+                pts.append((tag, step, value, special, at))
         for tag, pts in by_tag.items():
             if not _increasing(pts):
                 last = {p[1]: p for p in pts}  # the last occurrence of a step wins
@@ -124,6 +146,19 @@ class Batch:
                 _, steps, values, _, _ = zip(*pts, strict=True)
                 out += rollups.aggregate_sorted(tag, attempt, steps, values)
         return out
+
+
+def _seconds(at: Any, now: float, field: str) -> float:
+    """A point's time as UNIX seconds (``now`` when left out)."""
+    if at is None:
+        return now
+    try:
+        seconds = float(at) if _is_number(at) else math.nan
+    except OverflowError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise errors.ValidationError(f"{field}: expected UNIX seconds", field=field)
+    return seconds
 
 
 def _increasing(pts: list[Point]) -> bool:

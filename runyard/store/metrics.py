@@ -40,15 +40,18 @@ class MetricsMixin:
         return "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
 
     def add_metric_points(self, run_id: str, attempt: int,
-                          points: Sequence[Mapping[str, Any]]) -> int:
+                          points: Sequence[Mapping[str, Any]],
+                          rows: Sequence[Sequence[Any]] = ()) -> int:
         """Upsert a batch of points; returns how many distinct (tag, step) were written.
 
-        Each point is ``{step, tag, value, at}``; ``at`` (UNIX seconds) defaults to now.
+        Each point is ``{step, tag, value, at}``, each row ``(step, at, {tag: value})`` (the
+        compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds) defaults
+        to now.
         Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
         occurrence wins. Errors name ``points[i].field`` and nothing is written.
         """
         attempt = _check_int(attempt, "attempt", 0, 2**31 - 1)
-        batch = ingest.Batch.of(points)
+        batch = ingest.Batch.of(points, rows)
         if not batch.count:
             return 0
         # A pure function of the batch, so it is computed before the write turn (SQLite has
