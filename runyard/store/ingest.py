@@ -77,7 +77,8 @@ class Batch:
                 at = _seconds(at, now, f"points[{i}].at")
             pts.append((tag, step, value, special, at))
         for i, row in enumerate(rows):
-            if type(row) not in (list, tuple) or len(row) != 3 or not isinstance(row[2], Mapping):
+            if type(row) not in (list, tuple) or len(row) != 3 or (
+                    type(row[2]) is not dict and not isinstance(row[2], Mapping)):
                 raise errors.ValidationError(
                     f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
             step, at, values = row
@@ -143,8 +144,9 @@ class Batch:
                 aggs = rollups.aggregate((t, s, attempt, v, sp) for t, s, v, sp, _ in pts)
                 out += [(t, shift, block, *a) for (t, shift, block), a in aggs.items()]
             else:
-                _, steps, values, _, _ = zip(*pts, strict=True)
-                out += rollups.aggregate_sorted(tag, attempt, steps, values)
+                # Two comprehensions: several times faster than transposing with zip(*pts).
+                out += rollups.aggregate_sorted(tag, attempt, [p[1] for p in pts],
+                                                [p[2] for p in pts])
         return out
 
 
