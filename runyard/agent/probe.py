@@ -156,10 +156,13 @@ class Probe:
 
     @staticmethod
     def _wire_point(point: Any, now: str | None) -> dict[str, Any]:
-        wire: dict[str, Any] = point.to_json()
-        if wire.get("at") is None:  # a foreign writer may leave it out; the server wants one
-            wire["at"] = now
-        return wire
+        """The point as JSON (``MetricPoint.to_json``, inlined: it runs for every point)."""
+        value = point.value
+        if value - value != 0.0:  # NaN or an infinity: spelled as a string
+            value = snapshot_mod.encode_number(value)
+        # A foreign writer may leave the time out; the server wants one.
+        return {"step": point.step, "tag": point.tag, "value": value,
+                "at": now if point.at is None else point.at}
 
 
 # ------------------------------------------------------------------------------------ logs

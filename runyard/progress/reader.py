@@ -172,13 +172,17 @@ def parse_line(raw: bytes) -> MetricPoint | str:
         return f"not JSON: {exc}"
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
+    # Exact-type tests first: this runs for every line the agent forwards.
     step = obj.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if type(step) is not int and (isinstance(step, bool) or not isinstance(step, int)) \
+            or step < 0:
         return f"step: expected a non-negative integer, got {step!r}"
     tag = obj.get("tag")
-    if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX:
+    if type(tag) is not str or not tag or len(tag) > TAG_MAX:
         return f"tag: expected a string of 1 to {TAG_MAX} characters, got {str(tag)[:80]!r}"
-    value = snapshot_mod.decode_number(obj.get("value"))
+    value = obj.get("value")
+    if type(value) is not float:
+        value = snapshot_mod.decode_number(value)
     if value is None:
         return f"value: expected a number, 'NaN' or '(-)Infinity', got {obj.get('value')!r}"
     at = obj.get("at")

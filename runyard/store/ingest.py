@@ -17,7 +17,7 @@ import operator
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import chain, islice
-from typing import Any
+from typing import Any, cast
 
 from runyard import errors
 from runyard.store import rollups
@@ -145,8 +145,9 @@ class Batch:
                 out += [(t, shift, block, *a) for (t, shift, block), a in aggs.items()]
             else:
                 # Two comprehensions: several times faster than transposing with zip(*pts).
-                out += rollups.aggregate_sorted(tag, attempt, [p[1] for p in pts],
-                                                [p[2] for p in pts])
+                # (A tag outside special_tags has a float value at every point.)
+                values = cast(list[float], [p[2] for p in pts])
+                out += rollups.aggregate_sorted(tag, attempt, [p[1] for p in pts], values)
         return out
 
 
