@@ -91,18 +91,15 @@ class TokenAuth:
         loop, so most requests skip a hop to a worker thread."""
         if not self.enabled:
             return _ANONYMOUS
-        digest = _digest(header)
         now = time.monotonic()
+        found, principal = self._fresh(_digest(header), now)
+        if not found:
+            return None
+        if principal is None:
+            raise errors.AuthError("invalid or revoked token")
         with self._lock:
-            hit = self._cache.get(digest)
-            if hit is None or now - hit[0] >= self.cache_s:
-                return None
-            principal = hit[1]
-            if principal is None:
-                raise errors.AuthError("invalid or revoked token")
-            if now - self._touched.get(principal.name, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
-                return None
-        return principal
+            due = now - self._touched.get(principal.name, -TOUCH_EVERY_S) >= TOUCH_EVERY_S
+        return None if due else principal
 
     def resolve(self, header: str | None) -> Principal:
         """The caller, from the cache or the database (which it may write: last use)."""
@@ -110,11 +107,8 @@ class TokenAuth:
             return _ANONYMOUS
         digest = _digest(header)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and now - hit[0] < self.cache_s:
-            principal = hit[1]
-        else:
+        found, principal = self._fresh(digest, now)
+        if not found:
             # The lookup is by hash: equal-length digests of 32-byte secrets leak nothing
             # an attacker can steer, so no timing side channel remains to close here.
             row = self.store.token_by_hash(digest)
@@ -129,6 +123,15 @@ class TokenAuth:
             raise errors.AuthError("invalid or revoked token")
         self._touch(principal.name, now)
         return principal
+
+    def _fresh(self, digest: str, now: float) -> tuple[bool, Principal | None]:
+        """``(found, principal)`` of a cache entry younger than ``cache_s`` (a refused token
+        is cached too, as None)."""
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is None or now - hit[0] >= self.cache_s:
+            return False, None
+        return True, hit[1]
 
     def _touch(self, name: str, now: float) -> None:
         with self._lock:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from runyard import defaults, errors
+from runyard.store.prepared import execute_raw
 
 #: Seconds a writer waits for SQLite's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -72,9 +73,9 @@ def _sqlite_engine(url: str, parsed: sa.URL, **kwargs: Any) -> sa.Engine:
     def _on_begin(conn: sa.Connection) -> None:
         # Writers take the lock up front so a read-then-write transaction can never fail with
         # SQLITE_BUSY half-way; readers use a deferred BEGIN and never block writers (WAL).
-        if conn.get_execution_options().get("readonly"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # On the driver's cursor: every write (a claim, a metrics batch) begins here, and
+        # Connection.exec_driver_sql's bookkeeping cost more than the statement.
+        sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
+        execute_raw(conn, sql, ()).close()
 
     return engine
