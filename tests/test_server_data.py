@@ -327,3 +327,27 @@ def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> No
     assert by_status.get("403", 0) >= 2
     viewer.close()
     user.close()
+
+
+def test_metrics_hot_path_reads_chunked_and_empty_bodies(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    """The hot path reads its body itself: a body sent in pieces (chunked transfer) arrives
+    whole, and an empty one is a 422 naming the body."""
+    import json
+
+    api = admin(sqlite_server)
+    rid, aid, lease = running(api, "hot-chunks")
+    text = json.dumps({"attempt_id": aid, "lease": lease, "points": [
+        {"step": s, "tag": "x", "value": float(s)} for s in range(2000)]}).encode()
+
+    def pieces():  # type: ignore[no-untyped-def]
+        for i in range(0, len(text), 7000):
+            yield text[i:i + 7000]
+
+    r = api.request("POST", f"/v1/runs/{rid}/metrics", content=pieces(),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json() == {"written": 2000}, r.text
+    tags = api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"]
+    assert tags[0]["count"] == 2000 and tags[0]["last_step"] == 1999
+    r = api.request("POST", f"/v1/runs/{rid}/metrics", content=b"",
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and error_of(r)["field"] == "body"

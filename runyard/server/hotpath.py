@@ -51,15 +51,20 @@ class HotPaths:
         try:
             who = auth.demand(await auth.authenticate(self.state.auth, _header(scope)),
                               auth.REPORT)
-            data = parse_json(await _body(receive))
-            out = await run_in_threadpool(routes_data.ingest_metrics, self.state, who,
-                                          match.group(1), data)
+            body = await _body(receive)
+            # Parsed in the worker thread too: a body may carry 100,000 points, and the
+            # event loop serves every other request (live streams included) meanwhile.
+            out = await run_in_threadpool(self._ingest, who, match.group(1), body)
             response = JSONResponse(out)
         except errors.RunyardError as exc:
             response = self.on_error(exc)
         except _Disconnected:
             return
         await response(scope, receive, send)
+
+
+    def _ingest(self, who: auth.Principal, run_id: str, body: bytes) -> dict[str, Any]:
+        return routes_data.ingest_metrics(self.state, who, run_id, parse_json(body))
 
 
 class _Disconnected(Exception):
