@@ -13,13 +13,14 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from runyard import defaults, eligibility, errors, models, retry, submission
+from runyard.combining import Combiner
 from runyard.models import Reason, Status
-from runyard.store.base import Row, Store, Transaction, WorkerFilter
+from runyard.store.base import Grant, Row, Store, Transaction, WorkerFilter
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,94 @@ class SweepResult:
     stalled: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One worker's claim, waiting to be served in a batch."""
+
+    host_id: str
+    free_slots: int | None
+    actor: str
+
+
+class _Picker:
+    """Chooses runs for the claims of one batch: candidate pages are read once per distinct
+    worker filter and shared, each constraints text is judged once per worker, and a run
+    taken by an earlier claim of the batch is passed over."""
+
+    def __init__(self, tx: Transaction, queue: Queue, now: float, *, first_page: int) -> None:
+        self.tx = tx
+        self.queue = queue
+        self.now = now
+        self.first_page = first_page
+        self.taken: set[str] = set()
+        self.granted: dict[str, int] = {}
+        self._pages: dict[WorkerFilter, tuple[list[Row], bool]] = {}
+        self._verdicts: dict[tuple[str, str, Any, Any], dict[str, Any] | None] = {}
+        self._cuda_free: dict[str, int] | None = None
+
+    def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None) -> Row | None:
+        """The best run this worker may take, marked taken (and counted against its slots);
+        None when there is none."""
+        wf = WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
+                          max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus,
+                          skip_prefer_cuda=not caps.has_cuda and self._cuda_has_room(),
+                          labels_keys=eligibility.served_labels_keys(
+                              eligibility.effective_labels(caps, policy)))
+        rows, done = self._pages.get(wf) or ([], False)
+        i = 0
+        while True:
+            for cand in rows[i:]:
+                if cand["id"] in self.taken:
+                    continue
+                constraints = self._judge(cand, caps, policy)
+                if constraints is not None:
+                    self._take(cand["id"], caps.host_id)
+                    self._pages[wf] = (rows, done)
+                    return {**cand, "constraints": constraints}
+            i = len(rows)
+            if done:
+                self._pages[wf] = (rows, done)
+                return None
+            # The SQL prefilter leaves few runs this worker cannot take: a short first page
+            # (each candidate is a decoded row), longer ones past a run of ineligible runs.
+            size = self.first_page if not rows else self.queue.claim_scan
+            last = rows[-1] if rows else None
+            page = self.tx.claim_candidates(
+                wf, None if last is None else (last["priority"], last["created_at"],
+                                               last["id"]), size)
+            rows = rows + page
+            done = len(page) < size
+
+    def _judge(self, cand: Row, caps: models.Capabilities,
+               policy: models.HostPolicy | None) -> dict[str, Any] | None:
+        """The run's decoded constraints if this worker may serve it, else None. Runs share a
+        few distinct constraints, so each is decoded and judged once per worker (a host
+        policy also looks at the run's name and blueprint)."""
+        key = ((caps.host_id, cand["constraints"], cand["name"], cand["blueprint"]) if policy
+               else (caps.host_id, cand["constraints"], None, None))
+        if key not in self._verdicts:
+            constraints = json.loads(key[1])
+            judged = {**cand, "constraints": constraints}
+            self._verdicts[key] = (None if eligibility.unmet(judged, caps, policy)
+                                   else constraints)
+        return self._verdicts[key]
+
+    def _cuda_has_room(self) -> bool:
+        """Whether a live CUDA worker has a free slot (``prefer_cuda`` runs wait for it),
+        read once per batch and kept up to date with the batch's own claims."""
+        if self._cuda_free is None:
+            free = self.tx.cuda_free_slots(self.now - self.queue.stale_after_s)
+            # The batch's claims so far are not written yet.
+            self._cuda_free = {h: n - self.granted.get(h, 0) for h, n in free.items()}
+        return any(n > 0 for n in self._cuda_free.values())
+
+    def _take(self, run_id: str, host_id: str) -> None:
+        self.taken.add(run_id)
+        self.granted[host_id] = self.granted.get(host_id, 0) + 1
+        if self._cuda_free is not None and host_id in self._cuda_free:
+            self._cuda_free[host_id] -= 1
+
+
 class Queue:
     """The lifecycle rules over a :class:`Store`."""
 
@@ -67,6 +156,7 @@ class Queue:
         self.claim_scan = claim_scan
         self.clock = clock
         self._caps_memo: dict[str, tuple[Any, models.Capabilities]] = {}
+        self._claims: Combiner[_Ask, Claim | None] = Combiner(self._claim_batch)
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -104,14 +194,17 @@ class Queue:
             tx.insert_run(row)
             self._event(tx, row["id"], "status", Status.QUEUED, actor, 0, now,
                         {"executor": "local"})
-            claim = self._grant(tx, row, host_id, now, actor)
+            queued = tx.lock_run(row["id"])
+            assert queued is not None
+            grant = self._grant_of(queued, host_id, now, actor)
+            tx.claim_runs([grant])
             tx.update_run(row["id"], {"status": Status.RUNNING.value, "started_at": now})
-            tx.update_attempt(claim.attempt_id, {"running_at": now})
-            self._event(tx, row["id"], "status", Status.RUNNING, actor, claim.attempt, now,
+            tx.update_attempt(grant.attempt_id, {"running_at": now})
+            self._event(tx, row["id"], "status", Status.RUNNING, actor, grant.number, now,
                         {"worker": host_id, "executor": "local"})
             run = tx.lock_run(row["id"])
         assert run is not None
-        return Claim(run, claim.attempt_id, claim.attempt, claim.lease, claim.lease_expires_at)
+        return Claim(run, grant.attempt_id, grant.number, grant.lease, grant.lease_expires_at)
 
     # ------------------------------------------------------------------ workers
     def register_worker(self, caps: models.Capabilities, *, token_name: str | None = None) -> Row:
@@ -151,26 +244,46 @@ class Queue:
         """Give the worker its best eligible queued run, or None.
 
         Best means highest priority, then oldest. ``prefer_cuda`` runs skip CPU workers while a
-        CUDA worker has a free slot. The worker must be registered first.
+        CUDA worker has a free slot. The worker must be registered first. Claims made at the
+        same time are served together (one transaction and one commit for all, see
+        :mod:`runyard.combining`), each as if it had been made alone, in arrival order.
         """
+        return self._claims.call(_Ask(host_id, free_slots, actor))
+
+    def _claim_batch(self, asks: Sequence[_Ask]) -> list[Claim | None | BaseException]:
         now = self.clock()
+        out: list[Claim | None | BaseException] = [None] * len(asks)
         with self.store.transaction() as tx:
-            w = tx.worker_state(host_id)
-            if w is None:
-                raise errors.NotFound(f"worker {host_id!r} is not registered")
-            if w["drained"]:
-                return None
-            caps = self._capabilities(w)
-            policy = eligibility.policy_from_row(w)
-            free = eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
-            if free_slots is not None:
-                free = min(free, free_slots)
-            if free <= 0:
-                return None
-            chosen = self._pick(tx, caps, policy, now)
-            if chosen is None:
-                return None
-            return self._grant(tx, chosen, host_id, now, actor)
+            states = tx.worker_states([a.host_id for a in asks])
+            picker = _Picker(tx, self, now, first_page=min(max(8, 2 * len(asks)),
+                                                            self.claim_scan))
+            grants: list[Grant] = []
+            for i, ask in enumerate(asks):
+                w = states.get(ask.host_id)
+                if w is None:
+                    out[i] = errors.NotFound(f"worker {ask.host_id!r} is not registered")
+                    continue
+                if w["drained"]:
+                    continue
+                caps = self._capabilities(w)
+                policy = eligibility.policy_from_row(w)
+                granted = picker.granted.get(ask.host_id, 0)
+                free = (eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
+                        - granted)
+                if ask.free_slots is not None:
+                    free = min(free, ask.free_slots - granted)
+                if free <= 0:
+                    continue
+                run = picker.pick(caps, policy)
+                if run is None:
+                    continue
+                grant = self._grant_of(run, ask.host_id, now, ask.actor)
+                grants.append(grant)
+                out[i] = Claim({**run, "attempt": grant.number, "event_seq": grant.seq},
+                               grant.attempt_id, grant.number, grant.lease,
+                               grant.lease_expires_at)
+            tx.claim_runs(grants)
+        return out
 
     def _capabilities(self, worker: Row) -> models.Capabilities:
         """The worker's parsed capabilities, parsed again only when they changed (comparing
@@ -183,64 +296,12 @@ class Queue:
         self._caps_memo[worker["host_id"]] = (raw, caps)
         return caps
 
-    def _pick(self, tx: Transaction, caps: models.Capabilities,
-              policy: models.HostPolicy | None, now: float) -> Row | None:
-        # prefer_cuda runs wait for a CUDA host while one has a free slot: decided once, in
-        # SQL, so such runs at the head of the queue cost a CPU worker nothing to skip.
-        skip_prefer = not caps.has_cuda and tx.free_cuda_workers(now - self.stale_after_s) > 0
-        wf = WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
-                          max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus,
-                          skip_prefer_cuda=skip_prefer,
-                          labels_keys=eligibility.served_labels_keys(
-                              eligibility.effective_labels(caps, policy)))
-        after: tuple[int, float, str] | None = None
-        # The SQL prefilter leaves few runs this worker cannot take: a short first page
-        # (each candidate is a decoded row), longer ones past a run of ineligible runs.
-        size = min(8, self.claim_scan)
-        # Runs share a few distinct constraints: each is decoded and judged once per claim
-        # (a host policy also looks at the run's name and blueprint).
-        verdicts: dict[tuple[str, Any, Any], dict[str, Any] | None] = {}
-        while True:
-            page = tx.claim_candidates(wf, after, size)
-            for cand in page:
-                key = ((cand["constraints"], cand["name"], cand["blueprint"]) if policy
-                       else (cand["constraints"], None, None))
-                if key not in verdicts:
-                    constraints = json.loads(key[0])
-                    judged = {**cand, "constraints": constraints}
-                    verdicts[key] = (None if eligibility.unmet(judged, caps, policy)
-                                     else constraints)
-                constraints = verdicts[key]
-                if constraints is not None:
-                    return {**cand, "constraints": constraints}
-            if len(page) < size:
-                return None
-            size = self.claim_scan
-            last = page[-1]
-            after = (last["priority"], last["created_at"], last["id"])
-
-    def _grant(self, tx: Transaction, run: Row, host_id: str, now: float, actor: str) -> Claim:
-        attempt_id = submission.new_id()
-        lease = secrets.token_hex(16)
-        expires = now + self.stale_after_s
-        got = tx.claim_run(run["id"], {
-            "status": Status.CLAIMED.value, "attempt_id": attempt_id, "host_id": host_id,
-            "updated_at": now, "stop_intent": None, "stop_requested_at": None,
-            "stop_deadline": None, "stalled": False, "termination_reason": None,
-            "exit_code": None, "ended_at": None,
-        })
-        if got is None:  # pragma: no cover - the lock/SKIP LOCKED makes this unreachable
-            raise errors.Conflict(f"run {run['id']} was claimed by another worker")
-        number, seq = got
-        tx.insert_attempt({
-            "id": attempt_id, "run_id": run["id"], "number": number, "host_id": host_id,
-            "lease": lease, "lease_expires_at": expires, "active": True, "claimed_at": now,
-        })
-        tx.insert_event({
-            "run_id": run["id"], "seq": seq, "attempt": number, "at": now, "kind": "status",
-            "status": Status.CLAIMED.value, "actor": actor, "details": {"worker": host_id},
-        })
-        return Claim(run, attempt_id, number, lease, expires)
+    def _grant_of(self, run: Row, host_id: str, now: float, actor: str) -> Grant:
+        """The next attempt of ``run`` (as read in this transaction) for ``host_id``."""
+        return Grant(run_id=run["id"], attempt_id=submission.new_id(),
+                     number=int(run["attempt"]) + 1, seq=int(run["event_seq"]) + 1,
+                     host_id=host_id, lease=secrets.token_hex(16),
+                     lease_expires_at=now + self.stale_after_s, at=now, actor=actor)
 
     # ------------------------------------------------------------------ leased calls
     def _peek(self, attempt_id: str, now: float) -> Row:

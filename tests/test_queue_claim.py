@@ -204,3 +204,91 @@ def test_labels_match_through_policy_and_many_labels_and_new_constraints(queue: 
     got = queue.claim("plain")
     assert got is not None and got.run["id"] == wrong["id"]
     del gold, k3
+
+
+# A batch of claims (what concurrent claims are combined into) must give each claim what it
+# would have got alone, in arrival order. These call the batch directly to fix its contents.
+
+def test_a_batch_counts_its_own_claims_against_slots(queue: Queue) -> None:
+    queue.register_worker(caps("one", slots=1))
+    queue.register_worker(caps("two", slots=2))
+    runs = [submit(queue, f"r{i}") for i in range(6)]
+    got = queue._claim_batch([_ask("one"), _ask("one"), _ask("two"), _ask("two"),
+                              _ask("two"), _ask("two", free_slots=5)])
+    names = [c.run["name"] if c is not None else None for c in got]  # type: ignore[union-attr]
+    assert names == ["r0", None, "r1", "r2", None, None]
+    for c in got:
+        if c is not None:
+            assert not isinstance(c, BaseException)
+            stored = queue.store.get_run(c.run["id"])
+            assert stored["status"] == "claimed" and stored["attempt_id"] == c.attempt_id
+            assert stored["attempt"] == c.attempt == 1 and c.run["attempt"] == 1
+            assert [e["status"] for e in queue.store.list_events(c.run["id"])] == [
+                "queued", "claimed"]
+    assert queue.store.get_run(runs[3]["id"])["status"] == "queued"
+
+
+def test_a_batch_honours_free_slots_reported_by_the_agent(queue: Queue) -> None:
+    queue.register_worker(caps("w", slots=8))
+    for i in range(4):
+        submit(queue, f"r{i}")
+    got = queue._claim_batch([_ask("w", free_slots=2)] * 3)
+    assert [c is not None for c in got] == [True, True, False]
+
+
+def test_an_unknown_host_fails_only_its_own_claim(queue: Queue) -> None:
+    queue.register_worker(caps("w", slots=2))
+    submit(queue, "r0")
+    got = queue._claim_batch([_ask("ghost"), _ask("w")])
+    assert isinstance(got[0], errors.NotFound) and "ghost" in str(got[0])
+    assert got[1] is not None and not isinstance(got[1], BaseException)
+
+
+def test_prefer_cuda_in_one_batch_sees_the_batch_fill_the_gpu(queue: Queue) -> None:
+    queue.register_worker(caps("cpu", slots=4))
+    queue.register_worker(caps("gpu", gpus=1, slots=1))
+    first = submit(queue, "p1", prefer_cuda=True)
+    second = submit(queue, "p2", prefer_cuda=True)
+    # The CPU host asks first: the GPU host is free, so the preferring runs wait for it;
+    # then the GPU takes one, and a later CPU claim of the same batch may take the other.
+    got = queue._claim_batch([_ask("cpu"), _ask("gpu"), _ask("cpu")])
+    assert got[0] is None
+    assert got[1].run["id"] == first["id"]  # type: ignore[union-attr]
+    assert got[2].run["id"] == second["id"]  # type: ignore[union-attr]
+
+
+def test_concurrent_claims_of_one_queue_are_combined_and_each_run_claimed_once(
+        queue: Queue) -> None:
+    import threading
+
+    for h in range(8):
+        queue.register_worker(caps(f"h{h}", slots=100))
+    for i in range(200):
+        submit(queue, f"r{i}")
+    sizes: list[int] = []
+    serve = queue._claims._serve
+
+    def counting(asks):  # type: ignore[no-untyped-def]
+        sizes.append(len(asks))
+        return serve(asks)
+
+    queue._claims._serve = counting
+    claimed: list[str] = []
+
+    def worker(h: int) -> None:
+        while (c := queue.claim(f"h{h}")) is not None:
+            claimed.append(c.run["id"])
+
+    threads = [threading.Thread(target=worker, args=(h,)) for h in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(claimed) == len(set(claimed)) == 200
+    assert max(sizes) > 1
+
+
+def _ask(host: str, free_slots: int | None = None):  # type: ignore[no-untyped-def]
+    from runyard.queue import _Ask
+
+    return _Ask(host, free_slots, "system")

@@ -45,6 +45,22 @@ class WorkerFilter:
     labels_keys: tuple[str, ...] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One claim to write: the run, read queued with ``attempt = number - 1`` and
+    ``event_seq = seq - 1``, goes to ``host_id`` under a new attempt."""
+
+    run_id: str
+    attempt_id: str
+    number: int
+    seq: int
+    host_id: str
+    lease: str
+    lease_expires_at: float
+    at: float
+    actor: str
+
+
 class Transaction(abc.ABC):
     """Primitives valid inside one database transaction."""
 
@@ -69,10 +85,10 @@ class Transaction(abc.ABC):
         """Append the run's next event and return its ``seq`` (the run must be locked)."""
 
     @abc.abstractmethod
-    def claim_run(self, run_id: str, values: Mapping[str, Any]) -> tuple[int, int] | None:
-        """Move a still-queued run to claimed in one conditional write: bump its attempt
-        number and event counter, set ``values``; return ``(attempt, seq)`` or None if it was
-        no longer queued."""
+    def claim_runs(self, grants: Sequence[Grant]) -> None:
+        """Move still-queued runs to claimed, each with its new attempt and claim event, in
+        a few statements for the whole batch. A run whose ``event_seq`` moved since it was
+        read (or that is no longer queued) refuses the batch with a conflict."""
 
     @abc.abstractmethod
     def insert_event(self, row: Mapping[str, Any]) -> None:
@@ -95,12 +111,17 @@ class Transaction(abc.ABC):
         ``constraints`` are the stored JSON text."""
 
     @abc.abstractmethod
+    def worker_states(self, host_ids: Sequence[str]) -> dict[str, Row]:
+        """The rows of these workers (those registered), by host id, each with its host
+        policy and its count of active attempts."""
+
     def worker_state(self, host_id: str) -> Row | None:
-        """The worker row with its host policy and its count of active attempts."""
+        """One worker's row, as :meth:`worker_states` gives it."""
+        return self.worker_states([host_id]).get(host_id)
 
     @abc.abstractmethod
-    def free_cuda_workers(self, seen_after: float) -> int:
-        """How many live, undrained CUDA workers have a free slot (for ``prefer_cuda``)."""
+    def cuda_free_slots(self, seen_after: float) -> dict[str, int]:
+        """Free slots of each live, undrained CUDA worker that has any (for ``prefer_cuda``)."""
 
     @abc.abstractmethod
     def expired_attempts(self, now: float, limit: int) -> list[Row]:

@@ -104,6 +104,22 @@ class Prepared:
         finally:
             cursor.close()
 
+    def run_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Execute once per row of values (the driver's ``executemany``); return the number
+        of rows changed in all."""
+        c = self._compiled(conn.dialect)
+        params: Any = [c.params(values) for values in rows]
+        cursor = conn.connection.cursor()
+        try:
+            try:
+                cursor.executemany(c.sql, params)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise sa.exc.DBAPIError.instance(c.sql, params, exc,
+                                                 conn.dialect.loaded_dbapi.Error) from exc
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
     def all(self, conn: sa.Connection, **values: Any) -> list[dict[str, Any]]:
         """Execute; return every row as a dict keyed by column name."""
         c, cursor = self._execute(conn, values)

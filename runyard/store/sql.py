@@ -66,9 +66,11 @@ def workers_stmt() -> sa.Select[Any]:
 
 # Constraints come as their JSON text: runs share a few distinct ones, so the claim decodes
 # and judges each distinct text once, not every candidate row.
+# `attempt` and `event_seq` are what the claim's conditional write expects to find.
 _CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
                    runs.c.created_at, sa.cast(runs.c.constraints, sa.Text).label("constraints"),
-                   runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus)
+                   runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus, runs.c.attempt,
+                   runs.c.event_seq)
 
 
 def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
@@ -103,16 +105,22 @@ def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
             .limit(sa.bindparam("limit", type_=sa.Integer)).with_for_update(skip_locked=True))
 
 
-_WORKER_STATE = Prepared(workers_stmt().where(workers.c.host_id == sa.bindparam("host_id")))
+def _workers_in(count: int) -> Prepared:
+    """Worker rows of ``count`` hosts (binds ``h0``...): one statement per power of two, the
+    unused binds repeating a host."""
+    return Prepared.cached(("workers_in", count), lambda: Prepared(workers_stmt().where(
+        workers.c.host_id.in_([sa.bindparam(f"h{i}", type_=sa.String) for i in range(count)]))))
+
+
 # Read on every request that names a run or an attempt.
 _RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
 _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
 
 
-def _free_cuda_stmt() -> sa.Select[Any]:
+def _cuda_free_stmt() -> sa.Select[Any]:
     active = _active_attempts()
     slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
-    return (sa.select(sa.func.count().label("free"))
+    return (sa.select(workers.c.host_id, (slots - active).label("free"))
             .select_from(workers.outerjoin(host_policies,
                                            host_policies.c.host_id == workers.c.host_id))
             .where(workers.c.has_cuda == sa.true(), workers.c.drained == sa.false(),
@@ -120,7 +128,26 @@ def _free_cuda_stmt() -> sa.Select[Any]:
                    active < slots))
 
 
-_FREE_CUDA = Prepared(_free_cuda_stmt())
+_CUDA_FREE = Prepared(_cuda_free_stmt())
+
+# The claim's writes, each run once per batch with one row of values per claimed run.
+_CLAIM_RUNS = Prepared(
+    runs.update()
+    .where(runs.c.id == sa.bindparam("g_run_id", type_=sa.String),
+           runs.c.status == "queued",
+           runs.c.event_seq == sa.bindparam("g_prev_seq", type_=sa.Integer))
+    .values(status="claimed", attempt_id=sa.bindparam("g_attempt_id", type_=sa.String),
+            host_id=sa.bindparam("g_host_id", type_=sa.String),
+            attempt=sa.bindparam("g_number", type_=sa.Integer),
+            event_seq=sa.bindparam("g_seq", type_=sa.Integer),
+            updated_at=sa.bindparam("g_at", type_=runs.c.updated_at.type),
+            stop_intent=None, stop_requested_at=None, stop_deadline=None, stalled=False,
+            termination_reason=None, exit_code=None, ended_at=None))
+_ATTEMPT_KEYS = ("id", "run_id", "number", "host_id", "lease", "lease_expires_at", "active",
+                 "claimed_at")
+_INSERT_ATTEMPTS = Prepared(attempts.insert(), column_keys=_ATTEMPT_KEYS)
+_EVENT_KEYS = ("run_id", "seq", "attempt", "at", "kind", "status", "actor", "details")
+_INSERT_EVENTS = Prepared(events.insert(), column_keys=_EVENT_KEYS)
 
 
 class SQLTransaction(base.Transaction):
@@ -167,19 +194,24 @@ class SQLTransaction(base.Transaction):
         ))
         return int(seq)
 
-    def claim_run(self, run_id: str, values: Mapping[str, Any]) -> tuple[int, int] | None:
-        keys = tuple(values)
-
-        def build() -> Prepared:
-            return Prepared(runs.update()
-                            .where(runs.c.id == sa.bindparam("p_run_id"),
-                                   runs.c.status == "queued")
-                            .values(attempt=runs.c.attempt + 1, event_seq=runs.c.event_seq + 1)
-                            .returning(runs.c.attempt, runs.c.event_seq), column_keys=keys)
-
-        r = Prepared.cached(("claim_run", keys), build).first(self.conn, p_run_id=run_id,
-                                                               **values)
-        return None if r is None else (int(r["attempt"]), int(r["event_seq"]))
+    def claim_runs(self, grants: Sequence[base.Grant]) -> None:
+        if not grants:
+            return
+        changed = _CLAIM_RUNS.run_many(self.conn, [
+            {"g_run_id": g.run_id, "g_prev_seq": g.seq - 1, "g_attempt_id": g.attempt_id,
+             "g_host_id": g.host_id, "g_number": g.number, "g_seq": g.seq, "g_at": g.at}
+            for g in grants])
+        if changed != len(grants):  # pragma: no cover - locks make this unreachable
+            raise errors.Conflict(f"{len(grants) - changed} of {len(grants)} runs changed "
+                                  "while being claimed")
+        _INSERT_ATTEMPTS.run_many(self.conn, [
+            {"id": g.attempt_id, "run_id": g.run_id, "number": g.number, "host_id": g.host_id,
+             "lease": g.lease, "lease_expires_at": g.lease_expires_at, "active": True,
+             "claimed_at": g.at} for g in grants])
+        _INSERT_EVENTS.run_many(self.conn, [
+            {"run_id": g.run_id, "seq": g.seq, "attempt": g.number, "at": g.at,
+             "kind": "status", "status": "claimed", "actor": g.actor,
+             "details": {"worker": g.host_id}} for g in grants])
 
     def insert_event(self, row: Mapping[str, Any]) -> None:
         _insert(self.conn, events, row)
@@ -211,11 +243,20 @@ class SQLTransaction(base.Transaction):
                                lambda: Prepared(_candidates_stmt(*variant)))
         return stmt.all(self.conn, **params)
 
-    def worker_state(self, host_id: str) -> base.Row | None:
-        return _WORKER_STATE.first(self.conn, host_id=host_id)
+    def worker_states(self, host_ids: Sequence[str]) -> dict[str, base.Row]:
+        out: dict[str, base.Row] = {}
+        ids = list(dict.fromkeys(host_ids))
+        for start in range(0, len(ids), 64):
+            part = ids[start:start + 64]
+            size = 1 << (len(part) - 1).bit_length()
+            binds = {f"h{i}": part[min(i, len(part) - 1)] for i in range(size)}
+            for row in _workers_in(size).all(self.conn, **binds):
+                out[row["host_id"]] = row
+        return out
 
-    def free_cuda_workers(self, seen_after: float) -> int:
-        return int(_FREE_CUDA.all(self.conn, seen_after=seen_after)[0]["free"])
+    def cuda_free_slots(self, seen_after: float) -> dict[str, int]:
+        return {r["host_id"]: int(r["free"])
+                for r in _CUDA_FREE.all(self.conn, seen_after=seen_after)}
 
     def expired_attempts(self, now: float, limit: int) -> list[base.Row]:
         stmt = (sa.select(attempts)

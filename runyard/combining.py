@@ -1,0 +1,93 @@
+"""Flat combining: calls that arrive while one is being served are served together, in one
+batch, by one of their own callers.
+
+The first caller becomes the leader and serves every call waiting at that moment (its own
+included) with one ``serve(batch)``; calls that arrive meanwhile wait, and when the leader is
+done it hands the lead to the oldest of them, which serves all of those at once. There is no
+background thread: a lone caller serves itself straight away, and under load the work of many
+callers is done in one go (for claims: one transaction, a few statements and one commit for a
+whole batch instead of each of them per claim).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class _Call(Generic[A, R]):
+    __slots__ = ("ask", "wake", "done", "result", "error")
+
+    def __init__(self, ask: A) -> None:
+        self.ask = ask
+        self.wake = threading.Event()
+        self.done = False
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+
+class Combiner(Generic[A, R]):
+    """Serves ``call(ask)`` through ``serve(asks)``, which answers a batch of asks in order.
+
+    ``serve`` returns one item per ask: the result, or an exception to raise in that caller
+    only. An exception raised by ``serve`` itself reaches every caller of the batch. Batches
+    hold at most ``max_batch`` asks, in arrival order.
+    """
+
+    def __init__(self, serve: Callable[[Sequence[A]], Sequence[R | BaseException]], *,
+                 max_batch: int = 64) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch: must be at least 1")
+        self._serve = serve
+        self._max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._waiting: deque[_Call[A, R]] = deque()
+        # True while a leader serves; then every waiting call is either in its batch or will
+        # be led by the call it hands over to (so nothing waits with nobody to serve it).
+        self._busy = False
+
+    def call(self, ask: A) -> R:
+        """Serve ``ask``, alone or batched with concurrent calls; returns its result."""
+        me: _Call[A, R] = _Call(ask)
+        with self._mutex:
+            self._waiting.append(me)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            me.wake.wait()
+        if not me.done:  # the lead was handed to this call: serve a batch (this one first)
+            self._lead()
+        if me.error is not None:
+            raise me.error
+        return me.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        with self._mutex:
+            n = min(len(self._waiting), self._max_batch)
+            batch = [self._waiting.popleft() for _ in range(n)]
+        try:
+            answers = self._serve([c.ask for c in batch])
+            if len(answers) != len(batch):
+                raise RuntimeError(f"serve answered {len(answers)} of {len(batch)} calls")
+            for c, answer in zip(batch, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    c.error = answer
+                else:
+                    c.result = answer
+        except BaseException as exc:
+            for c in batch:
+                c.error = exc
+        finally:
+            with self._mutex:
+                if self._waiting:
+                    self._waiting[0].wake.set()
+                else:
+                    self._busy = False
+            for c in batch:
+                c.done = True
+                c.wake.set()
