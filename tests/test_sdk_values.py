@@ -86,6 +86,23 @@ def test_bad_values_never_raise(tmp_path: Path) -> None:
     assert "could not write" not in events
 
 
+def test_number_subclasses_are_written_as_plain_numbers(tmp_path: Path) -> None:
+    class Float64(float):  # numpy.float64 is a float subclass with a repr of its own
+        def __repr__(self) -> str:
+            return f"np.float64({float(self)})"
+
+    class Count(int):
+        def __repr__(self) -> str:
+            return f"Count({int(self)})"
+
+    with start_run(env=local_env(tmp_path), handle_sigterm=False) as run:
+        run.log({"loss": Float64(0.5), "nan": Float64(math.nan), "n": Count(3)}, step=0)
+    got = {p.tag: p.value for p in points(run, tmp_path)}  # no bad line either
+    assert got["loss"] == 0.5 and math.isnan(got["nan"]) and got["n"] == 3.0
+    text = (run_dir(run, tmp_path) / "metrics.jsonl").read_text()
+    assert "np.float64" not in text and "Count" not in text and '"value":"NaN"' in text
+
+
 def test_tag_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.warns(RunyardWarning, match="distinct metric names"), \
             start_run(env=local_env(tmp_path), handle_sigterm=False) as run:

@@ -115,6 +115,10 @@ class FileSink:
     def write_points(self, points: Sequence[MetricPoint]) -> None:
         self._metrics.write_points(points)
 
+    def write_rows(self, rows: Sequence[sink_mod.MetricRow]) -> None:
+        """The SDK's compact path: the lines of ``write_points`` with no object per point."""
+        self._metrics.write_rows(rows)
+
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         snapshot_mod.write_snapshot(self.paths.progress_file, snapshot)
 

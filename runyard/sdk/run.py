@@ -313,8 +313,11 @@ class Run:
     def _coerce_value(self, tag: str, value: Any) -> float | None:
         if isinstance(value, bool):
             return float(value)
-        if isinstance(value, int | float):
-            return value
+        if isinstance(value, float):
+            # A subclass (numpy.float64 is one) would reach the sinks with its own repr.
+            return float(value)
+        if isinstance(value, int):
+            return int(value)
         if not isinstance(value, str | bytes) and hasattr(value, "__float__"):
             try:  # numpy scalars, 0-d tensors
                 return float(value)
