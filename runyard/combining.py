@@ -12,6 +12,7 @@ whole batch instead of each of them per claim).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -67,6 +68,10 @@ class Combiner(Generic[A, R]):
         return me.result  # type: ignore[return-value]
 
     def _lead(self) -> None:
+        # Give up the GIL once first: callers that the previous batch just woke are usually
+        # on their way back with their next call, and this lets them join this batch rather
+        # than form a batch of their own right after it.
+        time.sleep(0)
         with self._mutex:
             n = min(len(self._waiting), self._max_batch)
             batch = [self._waiting.popleft() for _ in range(n)]

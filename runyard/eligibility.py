@@ -7,6 +7,7 @@ Each failed check is returned as a sentence naming the constraint and the host's
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from collections.abc import Mapping
 from itertools import combinations
@@ -33,7 +34,12 @@ def served_labels_keys(labels: Mapping[str, str]) -> tuple[str, ...] | None:
     """The :func:`labels_key` of every label set a worker with ``labels`` satisfies (always
     :data:`SQL_LABEL_KEYS` of them, repeated to fill), or None when it has too many labels to
     list them."""
-    items = sorted(labels.items())
+    return _served_keys(tuple(sorted(labels.items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _served_keys(items: tuple[tuple[str, str], ...]) -> tuple[str, ...] | None:
+    # A claim asks for this once per worker: a fleet has few distinct label sets.
     if len(items) > SQL_LABELS_MAX:
         return None
     keys = [""] + [labels_key(dict(c)) for n in range(1, len(items) + 1)

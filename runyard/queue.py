@@ -25,6 +25,8 @@ from runyard.store.base import Grant, Row, Store, Transaction, WorkerFilter
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+#: Eligibility verdicts (worker, constraints text) remembered between claims.
+VERDICTS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -69,15 +71,13 @@ class _Picker:
     worker filter and shared, each constraints text is judged once per worker, and a run
     taken by an earlier claim of the batch is passed over."""
 
-    def __init__(self, tx: Transaction, queue: Queue, now: float, *, first_page: int) -> None:
+    def __init__(self, tx: Transaction, queue: Queue, now: float) -> None:
         self.tx = tx
         self.queue = queue
         self.now = now
-        self.first_page = first_page
         self.taken: set[str] = set()
         self.granted: dict[str, int] = {}
         self._pages: dict[WorkerFilter, tuple[list[Row], bool]] = {}
-        self._verdicts: dict[tuple[str, str, Any, Any], dict[str, Any] | None] = {}
         self._cuda_free: dict[str, int] | None = None
 
     def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None) -> Row | None:
@@ -104,8 +104,9 @@ class _Picker:
                 self._pages[wf] = (rows, done)
                 return None
             # The SQL prefilter leaves few runs this worker cannot take: a short first page
-            # (each candidate is a decoded row), longer ones past a run of ineligible runs.
-            size = self.first_page if not rows else self.queue.claim_scan
+            # (each candidate is a decoded row), twice as long each time past a run of
+            # ineligible runs or of runs taken by this batch.
+            size = min(self.queue.claim_scan, max(8, 2 * len(rows)))
             last = rows[-1] if rows else None
             page = self.tx.claim_candidates(
                 wf, None if last is None else (last["priority"], last["created_at"],
@@ -116,16 +117,23 @@ class _Picker:
     def _judge(self, cand: Row, caps: models.Capabilities,
                policy: models.HostPolicy | None) -> dict[str, Any] | None:
         """The run's decoded constraints if this worker may serve it, else None. Runs share a
-        few distinct constraints, so each is decoded and judged once per worker (a host
-        policy also looks at the run's name and blueprint)."""
+        few distinct constraints, so each is decoded and judged once per worker for as long
+        as the worker's capabilities and policy stay the same (a host policy also looks at
+        the run's name and blueprint)."""
         key = ((caps.host_id, cand["constraints"], cand["name"], cand["blueprint"]) if policy
                else (caps.host_id, cand["constraints"], None, None))
-        if key not in self._verdicts:
+        memo = self.queue._verdicts
+        known = memo.get(key)
+        if known is not None and known[0] is caps and known[1] == policy:
+            verdict = known[2]
+        else:
             constraints = json.loads(key[1])
             judged = {**cand, "constraints": constraints}
-            self._verdicts[key] = (None if eligibility.unmet(judged, caps, policy)
-                                   else constraints)
-        return self._verdicts[key]
+            verdict = None if eligibility.unmet(judged, caps, policy) else constraints
+            if len(memo) >= VERDICTS_KEPT:
+                memo.clear()
+            memo[key] = (caps, policy, verdict)
+        return None if verdict is None else dict(verdict)
 
     def _cuda_has_room(self) -> bool:
         """Whether a live CUDA worker has a free slot (``prefer_cuda`` runs wait for it),
@@ -156,6 +164,8 @@ class Queue:
         self.claim_scan = claim_scan
         self.clock = clock
         self._caps_memo: dict[str, tuple[Any, models.Capabilities]] = {}
+        self._verdicts: dict[tuple[str, str, Any, Any], tuple[
+            models.Capabilities, models.HostPolicy | None, dict[str, Any] | None]] = {}
         self._claims: Combiner[_Ask, Claim | None] = Combiner(self._claim_batch)
 
     # ------------------------------------------------------------------ submit
@@ -255,8 +265,7 @@ class Queue:
         out: list[Claim | None | BaseException] = [None] * len(asks)
         with self.store.transaction() as tx:
             states = tx.worker_states([a.host_id for a in asks])
-            picker = _Picker(tx, self, now, first_page=min(max(8, 2 * len(asks)),
-                                                            self.claim_scan))
+            picker = _Picker(tx, self, now)
             grants: list[Grant] = []
             for i, ask in enumerate(asks):
                 w = states.get(ask.host_id)

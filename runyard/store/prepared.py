@@ -19,7 +19,8 @@ Processor = Callable[[Any], Any]
 
 
 class _Compiled:
-    __slots__ = ("sql", "order", "defaults", "binds", "columns", "types", "dialect", "results")
+    __slots__ = ("sql", "order", "defaults", "fixed", "binds", "columns", "types", "dialect",
+                 "results")
 
     def __init__(self, stmt: sa.Executable, dialect: sa.Dialect,
                  column_keys: tuple[str, ...] | None) -> None:
@@ -43,14 +44,19 @@ class _Compiled:
             cols = list(stmt._returning)  # type: ignore[attr-defined]
         self.columns = tuple(c.key for c in cols)
         self.types = tuple(c.type for c in cols)
+        # The constants' values as the driver takes them, processed once.
+        self.fixed = {name: (self.binds[name](v) if name in self.binds else v)
+                      for name, v in self.defaults.items()}
         self.dialect = dialect
         # Some processors depend on the type the driver reports: built at the first result.
         self.results: tuple[Processor | None, ...] | None = None
 
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        merged = {**self.defaults, **values}
-        for name, proc in self.binds.items():
-            merged[name] = proc(merged[name])
+        merged = dict(self.fixed)
+        binds = self.binds
+        for name, value in values.items():
+            proc = binds.get(name)
+            merged[name] = value if proc is None else proc(value)
         if self.order is None:
             return merged
         return tuple(merged[name] for name in self.order)
