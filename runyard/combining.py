@@ -17,6 +17,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+#: Most times a leader yields while calls keep arriving before it takes its batch.
+GATHER_YIELDS = 8
+
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -52,6 +55,22 @@ class Combiner(Generic[A, R]):
         # be led by the call it hands over to (so nothing waits with nobody to serve it).
         self._busy = False
 
+    def _gather(self) -> None:
+        """Give up the GIL for as long as calls keep arriving (a few times at most).
+
+        Callers that the previous batch just woke are usually on their way back with their
+        next call; this lets them join this batch rather than form one of their own right
+        after it, which would make them wait for two. A lone caller yields once.
+        """
+        seen = -1
+        for _ in range(GATHER_YIELDS):
+            with self._mutex:
+                waiting = len(self._waiting)
+            if waiting == seen or waiting >= self._max_batch:
+                return
+            seen = waiting
+            time.sleep(0)
+
     def call(self, ask: A) -> R:
         """Serve ``ask``, alone or batched with concurrent calls; returns its result."""
         me: _Call[A, R] = _Call(ask)
@@ -68,10 +87,7 @@ class Combiner(Generic[A, R]):
         return me.result  # type: ignore[return-value]
 
     def _lead(self) -> None:
-        # Give up the GIL once first: callers that the previous batch just woke are usually
-        # on their way back with their next call, and this lets them join this batch rather
-        # than form a batch of their own right after it.
-        time.sleep(0)
+        self._gather()
         with self._mutex:
             n = min(len(self._waiting), self._max_batch)
             batch = [self._waiting.popleft() for _ in range(n)]
