@@ -31,6 +31,8 @@ CLAIM_SCAN = 64
 SNAPSHOT_MAX_BYTES = 64 * 1024
 SNAPSHOT_MAX_METRICS = 256
 METRIC_NAME_MAX = 64
+#: Largest metric step a server stores (a signed 64-bit integer).
+METRIC_STEP_MAX = 2**63 - 1
 
 #: Lines of stderr kept with a failure.
 STDERR_TAIL_LINES = 40

@@ -127,6 +127,12 @@ def _snap(seq: int, **extra: Any) -> dict[str, Any]:
             "updated_at": "2026-01-01T00:00:00.000Z", "step": seq, **extra}
 
 
+def wire_points(batches: list[list[list[Any]]]) -> list[dict[str, Any]]:
+    """The points of rows batches, one ``{step, tag, value, at}`` each."""
+    return [{"step": step, "tag": tag, "value": value, "at": at}
+            for rows in batches for step, at, values in rows for tag, value in values.items()]
+
+
 def test_probe_forwards_changes_only_and_batches_metrics(tmp_path: Path) -> None:
     prog, metrics = tmp_path / "progress.json", tmp_path / "metrics.jsonl"
     p = probe.Probe(prog, metrics)
@@ -140,9 +146,11 @@ def test_probe_forwards_changes_only_and_batches_metrics(tmp_path: Path) -> None
     got = p.read()
     assert got.progress == {"snapshot": _snap(1), "warnings": []}
     big = probe.MAX_POINTS_PER_CALL
-    assert [len(b) for b in got.metric_batches] == [big, big, 500]
-    assert got.metric_batches[0][7]["value"] == "NaN"
-    assert all(pt["at"] for b in got.metric_batches for pt in b)
+    assert [len(wire_points([b])) for b in got.metric_batches] == [big, big, 500]
+    assert got.points == 2 * big + 500
+    points = wire_points(got.metric_batches)
+    assert points[7]["value"] == "NaN" and points[8]["value"] == 8.0
+    assert all(pt["at"] for pt in points)
     again = p.read()
     assert again.progress is None and again.points == 0
     with open(metrics, "a") as fh:
@@ -337,15 +345,18 @@ def test_probe_drops_tags_the_server_refuses_with_one_warning(tmp_path: Path) ->
     metrics.write_text("".join(json.dumps({"step": i, "tag": tag, "value": 1}) + "\n"
                                for i, tag in enumerate(["ok", long_tag, long_tag, "ok"])))
     got = probe.Probe(tmp_path / "p.json", metrics).read()
-    assert [p["step"] for b in got.metric_batches for p in b] == [0, 3]
+    assert [p["step"] for p in wire_points(got.metric_batches)] == [0, 3]
     assert got.progress is not None and len(got.progress["warnings"]) == 1
 
 
-def test_rows_group_one_log_call_and_keep_every_point() -> None:
+def test_rows_group_one_log_call_and_keep_every_point(tmp_path: Path) -> None:
     at = "2026-01-01T00:00:00.000Z"
     points = [{"step": 1, "tag": "loss", "value": 0.5, "at": at},
               {"step": 1, "tag": "acc", "value": "NaN", "at": at},
               {"step": 1, "tag": "loss", "value": 0.4, "at": at},  # same tag again: new row
               {"step": 2, "tag": "loss", "value": 0.3, "at": at}]
-    assert probe.as_rows(points) == [[1, at, {"loss": 0.5, "acc": "NaN"}],
-                                     [1, at, {"loss": 0.4}], [2, at, {"loss": 0.3}]]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(p) + "\n" for p in points))
+    got = probe.Probe(tmp_path / "p.json", metrics).read()
+    assert got.metric_batches == [[[1, at, {"loss": 0.5, "acc": "NaN"}],
+                                   [1, at, {"loss": 0.4}], [2, at, {"loss": 0.3}]]]

@@ -1,5 +1,6 @@
 """The metrics stream's fast paths against their reference: the SDK's row encoder writes the
-bytes of ``encode_line``, whatever the tags, values and times."""
+bytes of ``encode_line``, whatever the tags, values and times; the agent's wire rows are what
+it sent before them (points from ``parse_line``, grouped afterwards), whatever the lines."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from runyard.progress import metrics_stream
+from runyard import defaults
+from runyard.progress import metrics_stream, reader, snapshot
 from runyard.progress.metrics_stream import RowEncoder, encode_line
+from runyard.progress.reader import MetricsTail, WireRows
 from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink
 
@@ -104,3 +108,210 @@ def test_writer_counts_lines(tmp_path: Path) -> None:
     with metrics_stream.MetricsStreamWriter(tmp_path / "m.jsonl") as writer:
         assert writer.write_rows(rows()) == len(reference(rows()))
         assert writer.write_rows([(1, T0, {})]) == 0
+
+
+# --------------------------------------------------------------------------- the agent's rows
+
+AT = "2026-05-01T10:00:00.000Z"
+NOW = "2026-05-01T12:00:00.000Z"
+
+
+def _line(**fields: Any) -> str:
+    return json.dumps(fields) + "\n"
+
+
+def nasty_stream() -> str:
+    """Every kind of line a foreign writer (or a broken one) may leave."""
+    long_tag, too_long = "t" * 100, "x" * 300
+    lines = [
+        _line(step=1, tag="loss", value=0.5, at=AT),
+        _line(step=1, tag="acc", value="NaN", at=AT),
+        _line(step=1, tag="loss", value=0.25, at=AT),  # the tag again: a new row
+        "garbage\n",
+        "\n",
+        "   \n",
+        _line(step=-1, tag="a", value=1),
+        _line(step=2.0, tag="a", value=1),
+        _line(step=True, tag="a", value=1),
+        _line(step=10**30, tag="huge", value=1, at=AT),  # beyond 64 bits: a point, but
+        _line(step=2**63, tag="huge", value=1, at=AT),  # the server would refuse its batch
+        _line(step=2**63 - 1, tag="largest", value=1, at=AT),
+        _line(step=2, tag="", value=1),
+        _line(step=2, tag=too_long, value=1),  # beyond the stream's bound: a bad line
+        _line(step=2, tag=long_tag, value=1, at=AT),  # beyond the server's: dropped
+        _line(step=2, tag=long_tag + "b", value=1, at=AT),
+        _line(step=2, tag=7, value=1),
+        _line(step=2, tag="a", value=True),
+        _line(step=2, tag="a", value="high"),
+        _line(step=2, tag="a", value=None),
+        _line(step=2, tag="a", value=[1]),
+        '{"step": 2, "tag": "a", "value": 1' + "0" * 400 + "}\n",  # no float holds it
+        '{"step": 2, "tag": "inf", "value": 1e400, "at": "' + AT + '"}\n',
+        '{"step": 2, "tag": "bare", "value": NaN, "at": "' + AT + '"}\n',
+        '{"step": 2, "tag": "bare", "value": -Infinity, "at": "' + AT + '"}\n',
+        _line(step=3, tag="int", value=5, at=AT),
+        _line(step=3, tag="big int", value=2**63 + 1, at=AT),
+        _line(step=3, tag="neg zero", value=-0.0, at=AT),
+        _line(step=3, tag="inf", value="Infinity", at=AT),
+        _line(step=3, tag="ninf", value="-Infinity", at=AT),
+        _line(step=3, tag="nan", value="nan"),  # not the protocol's spelling
+        _line(step=4, tag="no time", value=1.5),
+        _line(step=4, tag="null time", value=1.5, at=None),
+        _line(step=4, tag="bad time", value=1.5, at=5),
+        _line(step=4, tag="empty time", value=1.5, at=""),
+        _line(step=4, tag="other time", value=1.5, at="2026-05-01T10:00:00.001Z"),
+        "\ufeff" + _line(step=5, tag="bom", value=1.0, at=AT),
+        '{"step": 5, "tag": "crlf", "value": 2.0, "at": "' + AT + '"}\r\n',
+        '{"step": 5, "tag": "dup", "tag": "dup2", "value": 3.0, "at": "' + AT + '", "x": 1}\n',
+        '{"step": 5, "tag": "\\u00fcnic\\u00f6de \\"q\\" \\\\", "value": 4.0, "at": "'
+        + AT + '"}\n',
+        '{"step": 5, "tag": "lone \\ud800", "value": 4.0, "at": "' + AT + '"}\n',
+        "[1, 2]\n", "7\n", '"text"\n', "null\n", "{}\n",
+        '{"step": 6, "tag": "cut", "val\n',
+        "\xff\xfe not utf-8\n",
+    ]
+    lines += [_line(step=100 + i // 3, tag=("loss", "acc", "lr")[i % 3], value=i / 7, at=AT)
+              for i in range(30)]
+    return "".join(lines)
+
+
+def write_nasty(path: Path) -> None:
+    # The one line that is not UTF-8 at all.
+    path.write_bytes(nasty_stream().encode().replace("\xff\xfe".encode(), b"\xff\xfe"))
+
+
+def as_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
+    """The grouping the agent used to apply to each batch of points."""
+    rows: list[list[Any]] = []
+    last: list[Any] | None = None
+    for p in points:
+        if last is not None and last[0] == p["step"] and last[1] == p["at"] \
+                and p["tag"] not in last[2]:
+            last[2][p["tag"]] = p["value"]
+        else:
+            last = [p["step"], p["at"], {p["tag"]: p["value"]}]
+            rows.append(last)
+    return rows
+
+
+def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...]:
+    """The agent's previous path: points from ``MetricsTail.read_all``, the long tags left
+    out, each point as a JSON dict, batches of ``batch_points``, grouped into rows. Steps
+    above the server's bound are left out too (they used to fail their whole batch)."""
+    batch = MetricsTail(path).read_all()
+    points, long_tag, big_step = [], None, None
+    for p in batch.points:
+        if len(p.tag) > max_tag:
+            long_tag = long_tag or p.tag
+            continue
+        if p.step > defaults.METRIC_STEP_MAX:
+            big_step = big_step or p.step
+            continue
+        points.append({"step": p.step, "tag": p.tag, "value": snapshot.encode_number(p.value),
+                       "at": NOW if p.at is None else p.at})
+    batches = [as_rows(points[i:i + batch_points])
+               for i in range(0, len(points), batch_points)]
+    warnings = [(w.line, w.reason) for w in batch.warnings]
+    return batches, len(points), warnings, long_tag, big_step
+
+
+def fast(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...]:
+    tail = MetricsTail(path)
+    rows = WireRows(at=NOW, batch_points=batch_points, max_tag=max_tag)
+    while got := tail.read_lines():
+        rows.add(got)
+    warnings = [(w.line, w.reason) for w in rows.warnings]
+    return rows.batches, rows.points, warnings, rows.long_tag, rows.big_step
+
+
+@pytest.fixture(params=["orjson", "json"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both decoders: orjson (installed with the agent) and the standard library alone."""
+    if request.param == "json":
+        monkeypatch.setattr(reader, "_fast_loads", None)
+    return str(request.param)
+
+
+@pytest.mark.parametrize("batch_points", [1, 2, 4, 20_000])
+@pytest.mark.parametrize("chunk", [1000, MetricsTail.CHUNK])
+def test_wire_rows_equal_the_previous_path(tmp_path: Path, decoder: str, batch_points: int,
+                                           chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "metrics.jsonl"
+    write_nasty(path)
+    want = previous_path(path, batch_points, defaults.METRIC_NAME_MAX)
+    monkeypatch.setattr(MetricsTail, "CHUNK", chunk)  # rows go on across reads
+    got = fast(path, batch_points, defaults.METRIC_NAME_MAX)
+    assert got == want
+    # Byte for byte on the wire too (a float and an int of one value compare equal).
+    assert orjson.dumps(got[0]) == orjson.dumps(want[0])
+
+
+def test_wire_rows_of_the_nasty_stream(tmp_path: Path, decoder: str) -> None:
+    """What the rows and warnings are, spelled out (not only equal to the previous path)."""
+    path = tmp_path / "metrics.jsonl"
+    write_nasty(path)
+    batches, count, warnings, long_tag, big_step = fast(path, 20_000,
+                                                        defaults.METRIC_NAME_MAX)
+    assert [line for line, _ in warnings] == [4, 7, 8, 9, 13, 14, 17, 18, 19, 20, 21, 22, 31,
+                                              34, 41, 42, 43, 44, 45, 46, 47, 48]
+    reasons = dict(warnings)
+    assert reasons[4].startswith("not JSON") and reasons[22].startswith("value:")
+    assert reasons[31].startswith("value:") and reasons[34].startswith("at:")
+    assert "lone surrogate" in reasons[41] and "decode byte 0xff" in reasons[48]
+    assert long_tag == "t" * 100 and big_step == 10**30
+    rows = batches[0]
+    assert rows[:2] == [[1, AT, {"loss": 0.5, "acc": "NaN"}], [1, AT, {"loss": 0.25}]]
+    assert rows[2] == [2**63 - 1, AT, {"largest": 1.0}]
+    assert rows[3] == [2, AT, {"inf": "Infinity", "bare": "NaN"}]
+    assert rows[4] == [2, AT, {"bare": "-Infinity"}]
+    assert rows[5] == [3, AT, {"int": 5.0, "big int": float(2**63 + 1), "neg zero": -0.0,
+                               "inf": "Infinity", "ninf": "-Infinity"}]
+    assert type(rows[5][2]["int"]) is float and math.copysign(1, rows[5][2]["neg zero"]) < 0
+    assert rows[6] == [4, NOW, {"no time": 1.5, "null time": 1.5}]
+    assert rows[7:9] == [[4, "", {"empty time": 1.5}],
+                         [4, "2026-05-01T10:00:00.001Z", {"other time": 1.5}]]
+    assert rows[9] == [5, AT, {"bom": 1.0, "crlf": 2.0, "dup2": 3.0, 'ünicöde "q" \\': 4.0}]
+    assert rows[10:] == [[100 + i, AT, {"loss": 3 * i / 7, "acc": (3 * i + 1) / 7,
+                                        "lr": (3 * i + 2) / 7}] for i in range(10)]
+    assert count == sum(len(values) for _, _, values in rows) == 50
+    orjson.dumps(batches)  # the agent's encoder takes every row
+
+
+def test_probe_warns_once_about_points_the_server_would_refuse(tmp_path: Path) -> None:
+    from runyard.agent import probe
+
+    path = tmp_path / "metrics.jsonl"
+    write_nasty(path)
+    p = probe.Probe(tmp_path / "progress.json", path)
+    got = p.read()
+    assert got.progress is not None
+    warnings = got.progress["warnings"]
+    assert [w.split(" skipped")[0] for w in warnings if " skipped" in w] == [
+        f"metrics file line {n}" for n in (4, 7, 8, 9, 13, 14, 17, 18, 19, 20, 21, 22, 31, 34,
+                                           41, 42, 43, 44, 45, 46)] + [
+        "metrics file: more than 20 bad lines; further ones are"]
+    assert sum("tags longer than 64 characters are not forwarded" in w for w in warnings) == 1
+    assert sum(f"steps above {2**63 - 1} are not forwarded (first: {10**30})" in w
+               for w in warnings) == 1
+    with open(path, "a") as fh:  # the same problems again: no second warning of a kind
+        fh.write(_line(step=2**64, tag="t" * 65, value=1.0) + _line(step=2**64, tag="a", value=1))
+    again = p.read()
+    assert again.progress is None and again.points == 0 and p.points_read == 50
+
+
+def test_probe_reads_what_the_sdk_writes(tmp_path: Path) -> None:
+    """The SDK's lines through the agent's probe: every point, grouped as it was logged."""
+    from runyard.agent import probe
+
+    path = tmp_path / "metrics.jsonl"
+    with metrics_stream.MetricsStreamWriter(path) as writer:
+        writer.write_rows(rows())
+    got = probe.Probe(tmp_path / "progress.json", path).read(final=True)
+    assert got.progress is not None and got.progress["warnings"] == [
+        f"progress file was never written: {tmp_path / 'progress.json'}"]
+    sent = [row for batch in got.metric_batches for row in batch]
+    want = [[step, utc_iso(t), {tag: snapshot.encode_number(float(value))
+                                for tag, value in metrics.items()}]
+            for step, t, metrics in rows() if metrics]
+    assert sent == want
+    assert got.points == sum(len(metrics) for _, _, metrics in rows())

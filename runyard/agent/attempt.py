@@ -269,8 +269,8 @@ class AttemptRunner:
         found = self._probe.read(final=final)
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
-        for batch in found.metric_batches:
-            self._post("metrics", {"rows": probe_mod.as_rows(batch)})
+        for rows in found.metric_batches:
+            self._post("metrics", {"rows": rows})
         if found.progress is not None:
             self._post("progress", found.progress)
         chunks = self._logs.drain(final=final)

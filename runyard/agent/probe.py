@@ -34,32 +34,15 @@ MAX_LINE_WARNINGS = 20
 
 @dataclass
 class ProbeResult:
-    """What one read found: ``progress`` is the body of a progress call, or None."""
+    """What one read found: ``progress`` is the body of a progress call, or None;
+    ``metric_batches`` are the ``rows`` of metrics calls (:class:`reader.WireRows`)."""
 
     progress: dict[str, Any] | None = None
-    metric_batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    metric_batches: list[list[reader.WireRow]] = field(default_factory=list)
+    #: Points in ``metric_batches``.
+    points: int = 0
     #: The metrics stream has a backlog beyond this read: read again without waiting.
     more: bool = False
-
-    @property
-    def points(self) -> int:
-        return sum(len(b) for b in self.metric_batches)
-
-
-def as_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
-    """A batch in the compact ``rows`` form of ``POST /v1/runs/{id}/metrics``: one
-    ``[step, at, {tag: value}]`` per run of points that share step and time (what one
-    ``run.log({...}, step=)`` wrote), a fraction of the bytes and parsing of ``points``."""
-    rows: list[list[Any]] = []
-    last: list[Any] | None = None
-    for p in points:
-        if last is not None and last[0] == p["step"] and last[1] == p["at"] \
-                and p["tag"] not in last[2]:
-            last[2][p["tag"]] = p["value"]
-        else:
-            last = [p["step"], p["at"], {p["tag"]: p["value"]}]
-            rows.append(last)
-    return rows
 
 
 class Probe:
@@ -89,22 +72,30 @@ class Probe:
         result = ProbeResult()
         warnings: list[str] = []
         snap = self._read_snapshot(warnings, final)
-        batch = self.tail.read_all() if final else self.tail.read()
-        result.more = batch.more
-        warnings.extend(self._line_warning_texts(batch.warnings))
-        points = []
-        now = snapshot_mod.utc_iso() if batch.points else None  # once a read, not a point
-        for point in batch.points:
-            if len(point.tag) > defaults.METRIC_NAME_MAX:
-                # The server refuses a whole batch for one such tag; drop just the point.
-                self._warn_once(warnings, "long-tag",
-                                f"metric tags longer than {defaults.METRIC_NAME_MAX} "
-                                f"characters are not forwarded (first: {point.tag[:80]!r})")
-                continue
-            points.append(self._wire_point(point, now))
-        self.points_read += len(points)
-        for i in range(0, len(points), MAX_POINTS_PER_CALL):
-            result.metric_batches.append(points[i:i + MAX_POINTS_PER_CALL])
+        # One time for the points written without one: once a read, not a point.
+        rows = reader.WireRows(at=snapshot_mod.utc_iso(), batch_points=MAX_POINTS_PER_CALL,
+                               max_tag=defaults.METRIC_NAME_MAX)
+        while True:
+            before = self.tail.offset
+            got = self.tail.read_lines()
+            rows.add(got)
+            # The final read drains the stream: until nothing new is complete.
+            if not final or (self.tail.offset == before and not got):
+                break
+        result.more = got.more and not final
+        warnings.extend(self._line_warning_texts(rows.warnings))
+        if rows.long_tag is not None:
+            # The server refuses a whole batch for one such tag; drop just the point.
+            self._warn_once(warnings, "long-tag",
+                            f"metric tags longer than {defaults.METRIC_NAME_MAX} "
+                            f"characters are not forwarded (first: {rows.long_tag[:80]!r})")
+        if rows.big_step is not None:
+            self._warn_once(warnings, "big-step",
+                            f"metric steps above {defaults.METRIC_STEP_MAX} are not forwarded "
+                            f"(first: {str(rows.big_step)[:40]})")
+        self.points_read += rows.points
+        result.metric_batches = rows.batches
+        result.points = rows.points
         if snap is not None or warnings:
             result.progress = {"snapshot": snap, "warnings": warnings}
         return result
@@ -153,16 +144,6 @@ class Probe:
                 out.append(f"metrics file: more than {MAX_LINE_WARNINGS} bad lines; "
                            "further ones are skipped without a warning")
         return out
-
-    @staticmethod
-    def _wire_point(point: Any, now: str | None) -> dict[str, Any]:
-        """The point as JSON (``MetricPoint.to_json``, inlined: it runs for every point)."""
-        value = point.value
-        if value - value != 0.0:  # NaN or an infinity: spelled as a string
-            value = snapshot_mod.encode_number(value)
-        # A foreign writer may leave the time out; the server wants one.
-        return {"step": point.step, "tag": point.tag, "value": value,
-                "at": now if point.at is None else point.at}
 
 
 # ------------------------------------------------------------------------------------ logs

@@ -164,6 +164,19 @@ class TailBatch:
         return bool(self.points or self.warnings)
 
 
+@dataclass(slots=True)
+class TailLines:
+    """What one :meth:`MetricsTail.read_lines` found: ``lines[i]`` is line ``first + i``."""
+
+    first: int
+    lines: list[bytes] = field(default_factory=list)
+    warnings: list[TailWarning] = field(default_factory=list)
+    more: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.warnings)
+
+
 def parse_line(raw: bytes) -> MetricPoint | str:
     """One stream line as a point, or the reason it is not one."""
     try:
@@ -172,7 +185,7 @@ def parse_line(raw: bytes) -> MetricPoint | str:
         return f"not JSON: {exc}"
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
-    # Exact-type tests first: this runs for every line the agent forwards.
+    # Exact-type tests first: this runs for every line the local-run sync reads.
     step = obj.get("step")
     if type(step) is not int and (isinstance(step, bool) or not isinstance(step, int)) \
             or step < 0:
@@ -182,13 +195,134 @@ def parse_line(raw: bytes) -> MetricPoint | str:
         return f"tag: expected a string of 1 to {TAG_MAX} characters, got {str(tag)[:80]!r}"
     value = obj.get("value")
     if type(value) is not float:
-        value = snapshot_mod.decode_number(value)
+        try:
+            value = snapshot_mod.decode_number(value)
+        except OverflowError:  # an integer with hundreds of digits: no float holds it
+            value = None
     if value is None:
         return f"value: expected a number, 'NaN' or '(-)Infinity', got {obj.get('value')!r}"
     at = obj.get("at")
     if at is not None and not isinstance(at, str):
         return f"at: expected an ISO 8601 string, got {at!r}"
+    if not _is_unicode(tag) or at is not None and not _is_unicode(at):
+        # Only the standard decoder lets one through; no JSON encoder on the way to the
+        # server's store takes it (orjson refuses it: the agent's whole call would fail).
+        return "not valid Unicode: a lone surrogate escape (\\ud800 to \\udfff)"
     return MetricPoint(step, tag, value, at)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: A row of ``POST /v1/runs/{id}/metrics``: ``[step, at, {tag: value}]``, values JSON-safe.
+WireRow = list[Any]
+_NONFINITE_TEXT = frozenset((snapshot_mod.NAN, snapshot_mod.POS_INF, snapshot_mod.NEG_INF))
+
+
+class WireRows:
+    """Stream lines as the compact rows the agent sends, in batches of ``batch_points``.
+
+    The result is what :func:`parse_line` makes of each line, put on the wire: a point
+    without a time gets ``at``, a non-finite value is spelled as a string, a bad line is a
+    :class:`TailWarning` with its number, and a point beyond a bound of the server's (a tag
+    longer than ``max_tag``, a step above ``max_step``) is left out, since the server would
+    refuse its whole batch: counted in :attr:`dropped`, the first such tag and step kept in
+    :attr:`long_tag` and :attr:`big_step`. Consecutive
+    points of one step and time share a row unless a tag repeats (what one
+    ``run.log({...}, step=)`` wrote), and a row never spans two batches.
+
+    Most lines are what the SDK writes: those are checked on orjson's result with exact type
+    tests and added with no object per point, since this runs for every point the agent
+    forwards. Any other line goes through :func:`parse_line`, so the two agree by
+    construction.
+    """
+
+    def __init__(self, *, at: str, batch_points: int, max_tag: int = TAG_MAX,
+                 max_step: int = defaults.METRIC_STEP_MAX) -> None:
+        self.at = at
+        self.batch_points = batch_points
+        self.max_tag = min(max_tag, TAG_MAX)
+        self.max_step = max_step
+        self.batches: list[list[WireRow]] = []
+        self.points = 0
+        self.warnings: list[TailWarning] = []
+        self.dropped = 0
+        self.long_tag: str | None = None
+        self.big_step: int | None = None
+        self._count = batch_points  # points in the last batch: the first point opens one
+        self._values: dict[str, Any] | None = None  # the last row's, while it may grow
+        self._step: int | None = None
+        self._at: str | None = None
+
+    def add(self, got: TailLines) -> None:
+        """Add the lines (and the warnings) of one :meth:`MetricsTail.read_lines`."""
+        self.warnings.extend(got.warnings)
+        loads, default_at, max_tag, max_step = _fast_loads, self.at, self.max_tag, self.max_step
+        batch_points, count = self.batch_points, self._count
+        batch = self.batches[-1] if self.batches else []
+        values, row_step, row_at = self._values, self._step, self._at
+        added = 0
+        for number, raw in enumerate(got.lines, got.first):
+            obj = None
+            if loads is not None:
+                try:
+                    obj = loads(raw)
+                except _FastError:
+                    pass
+            if type(obj) is dict:
+                step, tag, value, at = (obj.get("step"), obj.get("tag"), obj.get("value"),
+                                        obj.get("at"))
+                if at is None:
+                    at = default_at
+                if type(value) is int:  # orjson's integers fit a float
+                    value = float(value)
+            if not (type(obj) is dict and type(step) is int and 0 <= step <= max_step
+                    and type(tag) is str and 0 < len(tag) <= max_tag and type(at) is str
+                    and (type(value) is float and value - value == 0.0
+                         or type(value) is str and value in _NONFINITE_TEXT)):
+                point = self._parse(raw, number)
+                if point is None:
+                    continue
+                step, tag, value, at = point
+            if count == batch_points:
+                batch, count, values = [], 0, None
+                self.batches.append(batch)
+            count += 1
+            added += 1
+            if values is not None and step == row_step and at == row_at and tag not in values:
+                values[tag] = value
+            else:
+                values, row_step, row_at = {tag: value}, step, at
+                batch.append([step, at, values])
+        self.points += added
+        self._count, self._values, self._step, self._at = count, values, row_step, row_at
+
+    def _parse(self, raw: bytes, number: int) -> tuple[int, str, Any, str] | None:
+        """A line off the fast path, through :func:`parse_line`: the point in wire form, or
+        None when it is blank, bad (a warning) or has a tag too long to forward."""
+        if not raw.strip():
+            return None
+        parsed = parse_line(raw)
+        if isinstance(parsed, str):
+            self.warnings.append(TailWarning(number, parsed))
+            return None
+        too_long = len(parsed.tag) > self.max_tag
+        if too_long or parsed.step > self.max_step:
+            self.dropped += 1
+            if too_long and self.long_tag is None:
+                self.long_tag = parsed.tag
+            elif not too_long and self.big_step is None:
+                self.big_step = parsed.step
+            return None
+        value: Any = parsed.value
+        if value - value != 0.0:  # NaN or an infinity: spelled as a string
+            value = snapshot_mod.encode_number(value)
+        return parsed.step, parsed.tag, value, self.at if parsed.at is None else parsed.at
 
 
 class MetricsTail:
@@ -212,52 +346,61 @@ class MetricsTail:
 
     def read(self) -> TailBatch:
         """New complete points and warnings since the last call. Never raises for bad data."""
-        batch = TailBatch()
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return batch
-        if self._inode is not None and st.st_ino != self._inode and self.offset:
-            batch.warnings.append(TailWarning(self.line + 1, "file replaced; reading it again"))
-            self.offset, self.line, self._skipping = 0, 0, False
-        elif st.st_size < self.offset:
-            batch.warnings.append(TailWarning(self.line + 1, "file truncated; reading it again"))
-            self.offset, self.line, self._skipping = 0, 0, False
-        self._inode = st.st_ino
-        if st.st_size == self.offset:
-            return batch
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read(self.CHUNK)
-        except OSError:
-            return batch
-        end = data.rfind(b"\n")
-        if end < 0:
-            if len(data) >= self.CHUNK:  # no newline in a whole chunk: a runaway line
-                self._skip(batch, len(data), f"line longer than {self.CHUNK} bytes")
-            return batch
-        complete = data[: end + 1]
-        self.offset += len(complete)
-        batch.more = len(data) >= self.CHUNK
-        for raw in complete.split(b"\n")[:-1]:
-            if self._skipping:
-                self._skipping = False
-                continue  # the tail of the over-long line, already reported
-            self.line += 1
+        got = self.read_lines()
+        batch = TailBatch(warnings=got.warnings, more=got.more)
+        for number, raw in enumerate(got.lines, got.first):
             if not raw.strip():
                 continue
             parsed = parse_line(raw)
             if isinstance(parsed, MetricPoint):
                 batch.points.append(parsed)
             else:
-                batch.warnings.append(TailWarning(self.line, parsed))
+                batch.warnings.append(TailWarning(number, parsed))
         return batch
 
-    def _skip(self, batch: TailBatch, n: int, reason: str) -> None:
+    def read_lines(self) -> TailLines:
+        """The complete lines appended since the last call, unparsed (blank ones included:
+        they are numbered too), with the warnings about the file itself."""
+        got = TailLines(first=self.line + 1)
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return got
+        if self._inode is not None and st.st_ino != self._inode and self.offset:
+            got.warnings.append(TailWarning(self.line + 1, "file replaced; reading it again"))
+            self.offset, self.line, self._skipping = 0, 0, False
+        elif st.st_size < self.offset:
+            got.warnings.append(TailWarning(self.line + 1, "file truncated; reading it again"))
+            self.offset, self.line, self._skipping = 0, 0, False
+        self._inode = st.st_ino
+        if st.st_size == self.offset:
+            return got
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(self.CHUNK)
+        except OSError:
+            return got
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) >= self.CHUNK:  # no newline in a whole chunk: a runaway line
+                self._skip(got.warnings, len(data), f"line longer than {self.CHUNK} bytes")
+            return got
+        self.offset += end + 1
+        got.more = len(data) >= self.CHUNK
+        lines = data[:end].split(b"\n")
+        if self._skipping:
+            self._skipping = False
+            del lines[0]  # the tail of the over-long line, already reported
+        got.first = self.line + 1
+        got.lines = lines
+        self.line += len(lines)
+        return got
+
+    def _skip(self, warnings: list[TailWarning], n: int, reason: str) -> None:
         if not self._skipping:
             self.line += 1
-            batch.warnings.append(TailWarning(self.line, reason))
+            warnings.append(TailWarning(self.line, reason))
         self._skipping = True
         self.offset += n
 
