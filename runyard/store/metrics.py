@@ -8,7 +8,6 @@ Values follow the conventions of :mod:`runyard.store.data`: NaN and infinities a
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -83,9 +82,11 @@ class MetricsMixin:
                 # Handed to the driver's executemany as tuples: SQLAlchemy's per-row
                 # parameter processing would cost more than the insert.
                 conn.exec_driver_sql(_points_sql(mark), batch.rows(run_id, attempt))
-                if aggs:
-                    conn.exec_driver_sql(rollups.upsert_sql(mark),
-                                         [(run_id, *r) for r in aggs])
+                blocks, others = aggs
+                merged = [(run_id, *r) for b in blocks for r in b.rows()]
+                merged += [(run_id, *r) for r in others]
+                if merged:
+                    conn.exec_driver_sql(rollups.upsert_sql(mark), merged)
             for tag, steps in changed.items():
                 rollups.recompute(conn, mark, run_id, tag, steps)
         return batch.count
@@ -243,48 +244,65 @@ def _points_sql(mark: str) -> str:
 _SQLITE_ROWS = 512
 
 
-Statement = tuple[str, tuple[Any, ...]]
+Statement = tuple[str, list[Any]]
 
 # Python's sqlite3 binds a float, int or str directly, but hands None (or any other object)
-# to its adapter lookup first, which fails slowly (it builds an AttributeError message): a
-# third of the binding work of a batch went there. So the statements below bind no None in
-# the common case: points of tags with only finite values, and rollup rows without a NaN or
-# infinity, leave `special` out of their binds and write NULL for it.
-_PLAIN_POINT = operator.itemgetter(0, 1, 2, 4)  # (tag, step, value, at): no special
+# to its adapter lookup first, which fails slowly (it builds an AttributeError message), and
+# copies every string it binds. So the statements below bind what a whole statement shares
+# once (run, attempt, tag, and a time shared by every point), and no None in the common
+# case: points of tags with only finite values, and their rollups, leave `special` out of
+# their binds and write NULL for it.
 
 
 def _sqlite_point_statements(run_id: str, attempt: int, batch: ingest.Batch
                              ) -> list[Statement]:
-    """The points' upsert as multi-row statements: SQLite then runs one statement per few
-    hundred rows instead of one per row, which costs less than half as much."""
-    special = batch.special_tags
-    plain = [p for tag, pts in batch.by_tag.items() if tag not in special
-             for p in map(_PLAIN_POINT, pts)]
-    others = [p for tag in special for p in batch.by_tag.get(tag, ())]
-    return (_multi_row(_sqlite_points_sql, (run_id, attempt), plain, False)
-            + _multi_row(_sqlite_points_sql, (run_id, attempt), others, True))
+    """The points' upsert as multi-row statements, one tag at a time: SQLite then runs one
+    statement per few hundred rows instead of one per row, which costs less than half as
+    much."""
+    out: list[Statement] = []
+    for tag, col in batch.by_tag.items():
+        lead: list[Any] = [run_id, attempt, tag]
+        cols: list[Sequence[Any]]
+        if col.specials is not None:
+            form, cols = "vsa", [col.steps, col.values, col.specials, col.times()]
+        elif type(col.ats) is list:
+            form, cols = "va", [col.steps, col.values, col.ats]
+        else:
+            form, cols = "v", [col.steps, col.values]
+            lead.append(col.ats)
+        out += _multi_row(functools.partial(_sqlite_points_sql, form=form), lead, cols)
+    return out
 
 
-def _sqlite_rollup_statements(run_id: str, aggs: list[rollups.RollupRow]) -> list[Statement]:
-    """The rollups' merge, likewise."""
-    plain = [r[:-1] for r in aggs if None not in r[:-1] and r[-1] is None]
-    others = [r for r in aggs if None in r[:-1] or r[-1] is not None] \
-        if len(plain) < len(aggs) else []
-    return (_multi_row(rollups.sqlite_upsert_sql, (run_id,), plain, False)
-            + _multi_row(rollups.sqlite_upsert_sql, (run_id,), others, True))
+def _sqlite_rollup_statements(run_id: str, aggs: tuple[list[rollups.Blocks],
+                                                        list[rollups.RollupRow]]
+                              ) -> list[Statement]:
+    """The rollups' merge, likewise: a finite tag's rows bind its tag and attempt once, the
+    other rows bind all their columns."""
+    blocks, others = aggs
+    out: list[Statement] = []
+    for b in blocks:
+        out += _multi_row(rollups.sqlite_merge_sql, [run_id, b.tag, b.attempt],
+                          [b.shifts, b.blocks, b.ns, b.vmins, b.vmaxs, b.last_steps,
+                           b.last_values])
+    if others:
+        out += _multi_row(rollups.sqlite_upsert_sql, [run_id],
+                          [list(c) for c in zip(*others, strict=True)])
+    return out
 
 
-def _multi_row(sql: Callable[[int, bool], str], lead: tuple[Any, ...],
-               rows: list[tuple[Any, ...]], special: bool) -> list[Statement]:
-    """``rows`` cut into statements of :func:`_statement_sizes` rows, each bound as ``lead``
-    then the rows' values."""
-    if not rows:
-        return []
-    params = list(chain.from_iterable(rows))
-    width = len(rows[0])
+def _multi_row(sql: Callable[[int], str], lead: list[Any], columns: list[Sequence[Any]]
+               ) -> list[Statement]:
+    """Rows given as ``columns`` (equally long), cut into statements of
+    :func:`_statement_sizes` rows, each bound as ``lead`` then the rows' values in turn."""
+    width, count = len(columns), len(columns[0])
+    # The rows' values, row after row: one C-level slice assignment per column.
+    params: list[Any] = [None] * (width * count)
+    for k, column in enumerate(columns):
+        params[k::width] = column
     out, i = [], 0
-    for n in _statement_sizes(len(rows), _SQLITE_ROWS):
-        out.append((sql(n, special), (*lead, *params[i:i + n * width])))
+    for n in _statement_sizes(count, _SQLITE_ROWS):
+        out.append((sql(n), lead + params[i:i + n * width]))
         i += n * width
     return out
 
@@ -312,17 +330,21 @@ def _statement_sizes(count: int, most: int) -> Iterator[int]:
         count -= size
 
 
+#: ``metric_points`` columns from ``value`` on, by the form of a points statement's rows:
+#: ``(step, value)`` with the time bound once (``?4``), ``(step, value, at)``, or
+#: ``(step, value, special, at)``.
+_POINT_FORMS = {"v": "column2, NULL, ?4", "va": "column2, NULL, column3",
+                "vsa": "column2, column3, column4"}
+
+
 @functools.lru_cache(maxsize=64)
-def _sqlite_points_sql(rows: int, special: bool) -> str:
-    """Upsert ``rows`` points bound as ``run_id, attempt`` then ``(tag, step, value,
-    special, at)`` each, or ``(tag, step, value, at)`` with ``special`` NULL (``WHERE
-    true`` parses the upsert clause after a SELECT)."""
-    if special:
-        values, cols = "(?, ?, ?, ?, ?)", "column3, column4, column5"
-    else:
-        values, cols = "(?, ?, ?, ?)", "column3, NULL, column4"
+def _sqlite_points_sql(rows: int, form: str) -> str:
+    """Upsert ``rows`` points of one tag bound as ``run_id, attempt, tag`` (then the time
+    for ``form`` "v"), then each row of ``form`` (``WHERE true`` parses the upsert clause
+    after a SELECT)."""
+    values = "(" + ", ".join(["?"] * (1 + len(form))) + ")"  # the step, then the form's
     return (f"INSERT INTO metric_points ({', '.join(_MP_COLS)}) "
-            f"SELECT ?1, column1, column2, ?2, {cols} "
+            f"SELECT ?1, ?3, column1, ?2, {_POINT_FORMS[form]} "
             f"FROM (VALUES {', '.join([values] * rows)}) WHERE true {_UPSERT}")
 
 

@@ -116,18 +116,44 @@ def aggregate(points: Iterable[tuple[str, int, int, float | None, str | None]]
 RollupRow = tuple[Any, ...]
 
 
+@dataclass(slots=True)
+class Blocks:
+    """The rollup rows of one tag and attempt whose values are all finite, column by column
+    (``last_special`` is None in every row): :func:`aggregate_sorted`'s result, which the
+    SQLite insert interleaves into its parameters without a tuple per row."""
+
+    tag: str
+    attempt: int
+    shifts: list[int]
+    blocks: list[int]
+    ns: list[int]
+    vmins: list[float]
+    vmaxs: list[float]
+    last_steps: list[int]
+    last_values: list[float]
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def rows(self) -> list[RollupRow]:
+        """The same rows as :data:`RollupRow` tuples."""
+        return list(zip(repeat(self.tag), self.shifts, self.blocks, self.ns, self.vmins,
+                        self.vmaxs, self.last_steps, repeat(self.attempt), self.last_values,
+                        repeat(None)))
+
+
 def aggregate_sorted(tag: str, attempt: int, steps: Sequence[int], values: Sequence[float]
-                     ) -> list[RollupRow]:
-    """The rollup rows of one attempt's points of ``tag`` whose ``steps`` strictly increase
-    and whose ``values`` are all finite (what most batches are): :func:`aggregate`'s result,
-    as rows.
+                     ) -> Blocks:
+    """The rollups of one attempt's points of ``tag`` whose ``steps`` strictly increase and
+    whose ``values`` are all finite (what most batches are): :func:`aggregate`'s result, as
+    columns.
 
     Then a block's points are a slice whose last item is its last point, and each level's
     blocks are slices of the level below. Where a level's items are consecutive (steps
     logged one by one), its blocks are whole strides of ``2**shift`` items, taken with
     C-level ``map`` over strided slices; elsewhere each block is one slice.
     """
-    out: list[RollupRow] = []
+    out = Blocks(tag, attempt, [], [], [], [], [], [], [])
     # The level below as columns: sorted keys (steps, then block ids), counts (None: one
     # point each), min, max, last step and last value.
     keys: Sequence[int] = steps
@@ -144,8 +170,13 @@ def aggregate_sorted(tag: str, attempt: int, steps: Sequence[int], values: Seque
         else:
             level = _level_sorted(keys, d, ns, vmins, vmaxs, lsteps, lvalues)
         keys, ns, vmins, vmaxs, lsteps, lvalues = level
-        out.extend(zip(repeat(tag), repeat(shift), keys, ns, vmins, vmaxs, lsteps,
-                       repeat(attempt), lvalues, repeat(None)))
+        out.shifts += repeat(shift, len(keys))
+        out.blocks += keys
+        out.ns += ns
+        out.vmins += vmins
+        out.vmaxs += vmaxs
+        out.last_steps += lsteps
+        out.last_values += lvalues
         prev = shift
     return out
 
@@ -227,14 +258,24 @@ def upsert_sql(mark: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def sqlite_upsert_sql(rows: int, special: bool = True) -> str:
+def sqlite_upsert_sql(rows: int) -> str:
     """Merge ``rows`` rows into ``metric_rollups`` in one SQLite statement, bound as the run
-    id, then each row's :data:`RollupRow`, or that row less its ``last_special`` (written
-    NULL) when ``special`` is false (``WHERE true`` parses the upsert clause after a
+    id, then each row's :data:`RollupRow` (``WHERE true`` parses the upsert clause after a
     SELECT)."""
-    width = len(_COLS) - 1 - (not special)
+    width = len(_COLS) - 1
     row = "(" + ", ".join(["?"] * width) + ")"
-    cols = ", ".join(f"column{i}" for i in range(1, width + 1)) + ("" if special else ", NULL")
+    cols = ", ".join(f"column{i}" for i in range(1, width + 1))
+    return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
+            f"SELECT ?1, {cols} FROM (VALUES {', '.join([row] * rows)}) WHERE true {_MERGE}")
+
+
+@functools.lru_cache(maxsize=64)
+def sqlite_merge_sql(rows: int) -> str:
+    """Merge ``rows`` rows of :class:`Blocks` in one SQLite statement, bound as the run id,
+    tag and attempt, then each row's ``(shift, block, n, vmin, vmax, last_step,
+    last_value)``; ``last_special`` is NULL."""
+    row = "(" + ", ".join(["?"] * 7) + ")"
+    cols = "?2, column1, column2, column3, column4, column5, column6, ?3, column7, NULL"
     return (f"INSERT INTO metric_rollups ({', '.join(_COLS)}) "
             f"SELECT ?1, {cols} FROM (VALUES {', '.join([row] * rows)}) WHERE true {_MERGE}")
 
