@@ -64,11 +64,6 @@ def fill(q: Queue, n: int) -> None:
 
     with q.store.engine.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(runs.insert(), rows)
-    if q.store.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
-        # What autovacuum does soon after such a burst: without statistics the planner
-        # guesses that few runs are queued and reads all of them to update a few.
-        with q.store.engine.connect() as conn:  # type: ignore[attr-defined]
-            conn.exec_driver_sql("ANALYZE runs")
 
 
 def claim_round(q: Queue, claimers: int, total: int) -> dict[str, float]:

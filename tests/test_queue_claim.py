@@ -292,3 +292,24 @@ def _ask(host: str, free_slots: int | None = None):  # type: ignore[no-untyped-d
     from runyard.queue import _Ask
 
     return _Ask(host, free_slots, "system")
+
+
+def test_a_claim_write_finding_the_run_changed_refuses_the_whole_batch(queue: Queue) -> None:
+    from runyard.store.base import Grant
+
+    queue.register_worker(caps("w", slots=4))
+    a, b = submit(queue, "a"), submit(queue, "b")
+    queue.restart(b["id"], constraints={"min_cpus": 1})  # a queued run's event_seq moves
+    stale = queue.store.get_run(b["id"])["event_seq"] - 1
+
+    def grant(run_id: str, seq: int) -> Grant:
+        return Grant(run_id=run_id, attempt_id=f"att-{run_id}", number=1, seq=seq + 1,
+                     host_id="w", lease="l" * 32, lease_expires_at=2e9, at=1e9, actor="t")
+
+    with pytest.raises(errors.Conflict, match="1 of 2 runs changed"):
+        with queue.store.transaction() as tx:
+            tx.claim_runs([grant(a["id"], 1), grant(b["id"], stale)])
+    for run in (a, b):  # nothing was written
+        stored = queue.store.get_run(run["id"])
+        assert stored["status"] == "queued" and stored["attempt"] == 0
+        assert queue.store.list_attempts(run["id"]) == []

@@ -16,8 +16,10 @@ from runyard.store.sql import SQLStore, SQLTransaction
 
 # A batch of claims as three statements over arrays (one element per claim): psycopg's
 # executemany costs about a round trip per row, several times one statement over arrays.
-# The `= ANY` repeats the join on ids so that the planner reads the runs by primary key
-# (else it hashes every queued run).
+# The `= ANY` repeats the join on ids so that the planner reads the runs by primary key.
+# The run must still be as the claim read it: its event_seq moves with every status change
+# (each appends an event), so no status test is needed, and one on `status` would lead the
+# planner to scan every queued run in the status index.
 _CLAIM_RUNS = """
 UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_id,
     attempt = g.number, event_seq = g.seq, updated_at = g.at, stop_intent = NULL,
@@ -25,8 +27,7 @@ UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_
     termination_reason = NULL, exit_code = NULL, ended_at = NULL
 FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::int[], %s::int[],
             %s::float8[]) AS g(run_id, attempt_id, host_id, number, seq, at)
-WHERE runs.id = g.run_id AND runs.status = 'queued' AND runs.event_seq = g.seq - 1
-    AND runs.id = ANY(%s::varchar[])
+WHERE runs.id = g.run_id AND runs.event_seq = g.seq - 1 AND runs.id = ANY(%s::varchar[])
 """
 _INSERT_ATTEMPTS = """
 INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, active, claimed_at)
@@ -56,7 +57,7 @@ class PostgresTransaction(SQLTransaction):
             [x.seq for x in g], [x.at for x in g], ids))
         changed = cur.rowcount
         cur.close()
-        if changed != len(g):  # pragma: no cover - the row locks make this unreachable
+        if changed != len(g):  # the rows were read locked: a bug if so
             raise errors.Conflict(f"{len(g) - changed} of {len(g)} runs changed while being "
                                   "claimed")
         execute_raw(self.conn, _INSERT_ATTEMPTS, (

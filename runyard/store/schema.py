@@ -93,7 +93,6 @@ runs = sa.Table(
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
              "labels_key"),
     sa.Index("ix_runs_project_created", "project", "created_at"),
-    sa.Index("ix_runs_status_id", "status", "id"),
     # The runs page: one status, newest first.
     sa.Index("ix_runs_status_created", "status", "created_at", "id"),
 )

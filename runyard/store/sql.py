@@ -201,7 +201,7 @@ class SQLTransaction(base.Transaction):
             {"g_run_id": g.run_id, "g_prev_seq": g.seq - 1, "g_attempt_id": g.attempt_id,
              "g_host_id": g.host_id, "g_number": g.number, "g_seq": g.seq, "g_at": g.at}
             for g in grants])
-        if changed != len(grants):  # pragma: no cover - locks make this unreachable
+        if changed != len(grants):  # the claim read it under the write lock: a bug if so
             raise errors.Conflict(f"{len(grants) - changed} of {len(grants)} runs changed "
                                   "while being claimed")
         _INSERT_ATTEMPTS.run_many(self.conn, [
