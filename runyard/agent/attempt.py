@@ -29,6 +29,7 @@ from runyard.agent import orphans, process, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
+from runyard.agent.sender import Sender
 from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
 
@@ -79,6 +80,7 @@ class AttemptRunner:
         self._logs = probe_mod.LogBuffer()
         self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
         self._outbox: Outbox | None = None
+        self._sender: Sender | None = None
         self._done = threading.Event()
         self._wake = threading.Event()  # cuts the supervisor's sleep short
         self._lease_lost = False
@@ -143,6 +145,7 @@ class AttemptRunner:
     def _run(self) -> Outcome:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self._outbox = Outbox(Spool(self.paths.root), self._send)
+        sender = self._sender = Sender(f"send-{self.a.run_id}")
         heart = threading.Thread(target=self._heartbeats, daemon=True,
                                  name=f"heartbeat-{self.a.run_id}")
         heart.start()
@@ -167,7 +170,13 @@ class AttemptRunner:
                     orphans.forget(self.paths.root)
             if self._lease_lost:
                 return self._abandon()
+            # What the process left unread goes a chunk a read, as while it ran (the server
+            # stores one batch while the next is parsed); then the final read.
+            while self._forward() and not self._lease_lost:
+                pass
             self._forward(final=True)
+            if self._lease_lost:
+                return self._abandon()
             self._flush_outbox()
             if result.setup_error is None and not self._forced:
                 try:
@@ -179,6 +188,7 @@ class AttemptRunner:
         except LeaseLost:
             return self._abandon()
         finally:
+            sender.close()
             self._done.set()
             heart.join(timeout=self.hb_interval_s + 15)
 
@@ -256,41 +266,59 @@ class AttemptRunner:
             raise errors.ValidationError(f"kind: unknown outbox message {kind!r}", field="kind")
 
     def _post(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Send (or spool) one message; on the sender's thread. Nothing once the lease is
+        lost: another worker owns the run."""
         assert self._outbox is not None
+        if self._lease_lost:
+            return
         try:
             self._outbox.post(kind, body)
         except errors.LeaseConflict as exc:
             self._lose_lease(kind, exc)
             raise LeaseLost() from exc
 
+    def _replay_spool(self) -> None:
+        """Replay what the server could not take, when its retry time has come."""
+        assert self._outbox is not None
+        if self._lease_lost:
+            return
+        try:
+            self._outbox.flush()
+        except errors.LeaseConflict as exc:
+            self._lose_lease("spool replay", exc)
+            raise LeaseLost() from exc
+
+    def _queue(self, kind: str, body: Mapping[str, Any]) -> None:
+        assert self._sender is not None
+        self._sender.submit(lambda: self._post(kind, body))
+
     def _forward(self, final: bool = False) -> bool:
-        """Probe the files and the output once; send (or spool) what changed. True when the
-        metrics stream still has a backlog to read."""
+        """Probe the files and the output once; queue what changed for the sender, which
+        sends (or spools) it in this order while the next read goes on. The final read
+        returns once all of it went. True when the metrics stream still has a backlog."""
+        assert self._sender is not None
         found = self._probe.read(final=final)
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
         for rows in found.metric_batches:
-            self._post("metrics", {"rows": rows})
+            self._queue("metrics", {"rows": rows})
         if found.progress is not None:
-            self._post("progress", found.progress)
+            self._queue("progress", found.progress)
         chunks = self._logs.drain(final=final)
         batch_chunks: list[dict[str, Any]] = []
         size = 0
         for chunk in chunks:
             if batch_chunks and size + len(chunk["data"]) > 1024 * 1024:
-                self._post("logs", {"chunks": batch_chunks})
+                self._queue("logs", {"chunks": batch_chunks})
                 batch_chunks, size = [], 0
             batch_chunks.append(chunk)
             size += len(chunk["data"])
         if batch_chunks:
-            self._post("logs", {"chunks": batch_chunks})
-        if not final:
-            assert self._outbox is not None
-            try:
-                self._outbox.flush()
-            except errors.LeaseConflict as exc:
-                self._lose_lease("spool replay", exc)
-                raise LeaseLost() from exc
+            self._queue("logs", {"chunks": batch_chunks})
+        if final:
+            self._sender.wait()
+        else:
+            self._sender.submit(self._replay_spool)
         return found.more
 
     def _flush_outbox(self) -> None:

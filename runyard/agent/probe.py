@@ -30,6 +30,9 @@ MAX_POINTS_PER_CALL = 20_000
 MISSING_GRACE_S = 60.0
 #: Bad metric lines reported one by one per attempt; the rest are counted.
 MAX_LINE_WARNINGS = 20
+#: Longest a new snapshot waits for the metrics stream's backlog to be read (beyond it, the
+#: progress of a run whose metrics outpace the agent moves on ahead of its series).
+SNAPSHOT_HOLD_MAX_S = 5.0
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Probe:
         self._started = clock()
         self._missing_grace_s = missing_grace_s
         self._last: dict[str, Any] | None = None
+        self._held: dict[str, Any] | None = None  # read, not yet forwarded
+        self._held_since = 0.0
         self._warned: set[str] = set()
         self._line_warnings = 0
         self.snapshots_read = 0
@@ -96,9 +101,26 @@ class Probe:
         self.points_read += rows.points
         result.metric_batches = rows.batches
         result.points = rows.points
+        snap = self._release(snap, backlog=result.more)
         if snap is not None or warnings:
             result.progress = {"snapshot": snap, "warnings": warnings}
         return result
+
+    def _release(self, snap: dict[str, Any] | None, *,
+                 backlog: bool) -> dict[str, Any] | None:
+        """The snapshot to forward now, if any. The snapshot is read before the metrics, so
+        every line it mentions is in the file by then; but while a backlog of lines is left
+        for the next read, it would run ahead of the stored series: it is held (the newest
+        one wins) until a read gets to the end of the stream."""
+        if snap is not None:
+            if self._held is None:
+                self._held_since = self._clock()
+            self._held = snap
+        if self._held is None or (
+                backlog and self._clock() - self._held_since < SNAPSHOT_HOLD_MAX_S):
+            return None
+        snap, self._held = self._held, None
+        return snap
 
     def _read_snapshot(self, warnings: list[str], final: bool) -> dict[str, Any] | None:
         last_seq = None
