@@ -72,6 +72,11 @@ except ImportError:  # the SDK alone: the standard library decodes every line
     _fast_loads = None
 
 
+def _refuse(raw: bytes) -> Any:
+    """Where orjson is missing, every line takes :func:`parse_line`."""
+    raise ValueError("no fast decoder")
+
+
 def _decode_line(raw: bytes) -> Any:
     """A line's JSON. orjson first when present; what it refuses (bare NaN/Infinity, lone
     surrogates), and a step it read as a float (integers past 64 bits), goes to the standard
@@ -255,46 +260,47 @@ class WireRows:
         self.long_tag: str | None = None
         self.big_step: int | None = None
         self._count = batch_points  # points in the last batch: the first point opens one
-        self._values: dict[str, Any] | None = None  # the last row's, while it may grow
+        # The last row's values and step and time, while the row may grow (no step: a new
+        # row is due, as at a batch's start).
+        self._values: dict[str, Any] = {}
         self._step: int | None = None
         self._at: str | None = None
 
     def add(self, got: TailLines) -> None:
         """Add the lines (and the warnings) of one :meth:`MetricsTail.read_lines`."""
         self.warnings.extend(got.warnings)
-        loads, default_at, max_tag, max_step = _fast_loads, self.at, self.max_tag, self.max_step
-        batch_points, count = self.batch_points, self._count
+        loads = _fast_loads or _refuse
+        nonfinite, max_tag, max_step = _NONFINITE_TEXT, self.max_tag, self.max_step
+        batch_points, count, first = self.batch_points, self._count, got.first
         batch = self.batches[-1] if self.batches else []
         values, row_step, row_at = self._values, self._step, self._at
         added = 0
-        for number, raw in enumerate(got.lines, got.first):
-            obj = None
-            if loads is not None:
-                try:
-                    obj = loads(raw)
-                except _FastError:
-                    pass
-            if type(obj) is dict:
-                step, tag, value, at = (obj.get("step"), obj.get("tag"), obj.get("value"),
-                                        obj.get("at"))
-                if at is None:
-                    at = default_at
-                if type(value) is int:  # orjson's integers fit a float
+        for index, raw in enumerate(got.lines):
+            try:
+                obj = loads(raw)
+                step, tag, value, at = obj["step"], obj["tag"], obj["value"], obj["at"]
+                fast = (type(step) is int and type(tag) is str and type(at) is str
+                        and 0 <= step <= max_step and 0 < len(tag) <= max_tag)
+            except (ValueError, KeyError, TypeError):  # not JSON, a key missing, no object
+                fast = False
+            # orjson refuses NaN, the infinities and integers past 64 bits: its floats are
+            # finite, its integers fit a float.
+            if fast and type(value) is not float:
+                if type(value) is int:
                     value = float(value)
-            if not (type(obj) is dict and type(step) is int and 0 <= step <= max_step
-                    and type(tag) is str and 0 < len(tag) <= max_tag and type(at) is str
-                    and (type(value) is float and value - value == 0.0
-                         or type(value) is str and value in _NONFINITE_TEXT)):
-                point = self._parse(raw, number)
+                else:
+                    fast = type(value) is str and value in nonfinite
+            if not fast:
+                point = self._parse(raw, first + index)
                 if point is None:
                     continue
                 step, tag, value, at = point
             if count == batch_points:
-                batch, count, values = [], 0, None
+                batch, count, row_step = [], 0, None
                 self.batches.append(batch)
             count += 1
             added += 1
-            if values is not None and step == row_step and at == row_at and tag not in values:
+            if step == row_step and at == row_at and tag not in values:
                 values[tag] = value
             else:
                 values, row_step, row_at = {tag: value}, step, at
