@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -84,7 +85,12 @@ def agent(
         labels=parsed, work_dir=work_dir or Path("runyard-work"),
         probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
         claim_max_wait_s=claim_max_wait_s)
-    raise typer.Exit(daemon.Agent(config).run())
+    agent_ = daemon.Agent(config)
+    # What is loaded by now lives as long as the agent: moved out of the collector's view,
+    # so the collections that parsing a run's metric lines sets off do not walk it (as the
+    # server does).
+    gc.freeze()
+    raise typer.Exit(agent_.run())
 
 
 @agent_app.command("install")
