@@ -71,6 +71,18 @@ def test_row_encoder_writes_the_bytes_of_encode_line() -> None:
     assert encoder.lines(rows()) == reference(rows())
 
 
+def test_row_encoder_with_values_logged_again() -> None:
+    zero, sub, nan = 0.0, Float(0.5), math.nan
+    values: list[Any] = [zero, zero, -0.0, zero, sub, sub, nan, nan, 3, 3, True, 1, 1.0, 1.0]
+    rows_ = [(i, T0, {"lr": value, "other": 1 / (i + 1)}) for i, value in enumerate(values)]
+    lines = RowEncoder().lines(rows_)
+    assert lines == reference(rows_)
+    assert [strict(line)["value"] for line in lines[::2]] == [
+        0.0, 0.0, -0.0, 0.0, 0.5, 0.5, "NaN", "NaN", 3, 3, 1, 1, 1.0, 1.0]
+    assert '"value":-0.0,' in lines[4] and '"value":1,' in lines[22]
+    assert '"value":1.0,' in lines[24]
+
+
 def test_row_encoder_past_its_tag_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RowEncoder, "MAX_CACHED_TAGS", 2)
     encoder = RowEncoder()
@@ -315,3 +327,27 @@ def test_probe_reads_what_the_sdk_writes(tmp_path: Path) -> None:
             for step, t, metrics in rows() if metrics]
     assert sent == want
     assert got.points == sum(len(metrics) for _, _, metrics in rows())
+
+
+def test_probe_rows_after_the_stream_is_truncated_or_replaced(tmp_path: Path) -> None:
+    from runyard.agent import probe
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(_line(step=i, tag="x", value=float(i), at=AT) for i in range(5)))
+    p = probe.Probe(tmp_path / "progress.json", path)
+    assert p.read().points == 5
+    path.write_text(_line(step=9, tag="x", value=1.0, at=AT))  # shorter: truncated, rewritten
+    got = p.read()
+    assert got.metric_batches == [[[9, AT, {"x": 1.0}]]]
+    assert got.progress is not None
+    assert got.progress["warnings"] == ["metrics file line 6 skipped: file truncated; "
+                                        "reading it again"]
+    other = tmp_path / "other.jsonl"
+    other.write_text(_line(step=7, tag="y", value=2.0, at=AT) * 3 + "oops\n")
+    other.replace(path)
+    got = p.read()
+    # The three points of one step and time: the tag repeats, so a row each.
+    assert got.metric_batches == [[[7, AT, {"y": 2.0}]] * 3]
+    assert got.progress is not None and got.progress["warnings"] == [
+        "metrics file line 2 skipped: file replaced; reading it again",
+        "metrics file line 4 skipped: not JSON: Expecting value: line 1 column 1 (char 0)"]
