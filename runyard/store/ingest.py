@@ -160,25 +160,25 @@ _ROW_VALUES = operator.itemgetter(2)
 
 
 def _point_columns(points: Sequence[Any], now: float) -> dict[str, Column] | None:
-    """The column of ``points`` that are all clean (plain objects of one valid tag, integer
-    steps in range and increasing, finite times or none) checked a field at a time; None
-    for any other batch, which the general pass then checks point by point."""
+    """The column of ``points`` that are all clean (objects of one valid tag, integer steps
+    in range and increasing, finite times or none) checked a field at a time; None for any
+    other batch, which the general pass then checks point by point."""
     if not points:
         return {}
-    if set(map(type, points)) != {dict}:
-        return None
     try:
+        # Each getter raises for a point that is not an object or lacks the field.
         tags = set(map(_TAG, points))
         steps = list(map(_STEP, points))
         values = list(map(_VALUE, points))
-        # A point without "at" is stamped now: then none may have one (else "at" KeyErrors).
-        given = list(map(_AT, points)) if "at" in set().union(*points) else None
-    except (KeyError, TypeError):  # a field left out, an unhashable tag
+    except (KeyError, TypeError):  # a field left out, not an object, an unhashable tag
         return None
+    try:
+        ats: list[Any] | float | None = _times(list(map(_AT, points)))
+    except KeyError:  # a point without a time (stamped now): then none may have one
+        ats = None if any(map(operator.contains, points, repeat("at"))) else now
     if len(tags) != 1 or not _steps_ok(steps):
         return None
     (tag,) = tags
-    ats = now if given is None else _times(given)
     checked = _values(values)
     if not _tag_ok(tag) or ats is None or checked is None:
         return None
