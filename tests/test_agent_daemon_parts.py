@@ -13,6 +13,7 @@ import pytest
 from runyard import errors, models
 from runyard.agent import api as api_mod
 from runyard.agent import assignment, daemon, probe, spool
+from runyard.progress import reader
 
 # --------------------------------------------------------------------------- backoff
 
@@ -133,7 +134,9 @@ def wire_points(batches: list[list[list[Any]]]) -> list[dict[str, Any]]:
             for rows in batches for step, at, values in rows for tag, value in values.items()]
 
 
-def test_probe_forwards_changes_only_and_batches_metrics(tmp_path: Path) -> None:
+def test_probe_forwards_changes_only_and_batches_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader.MetricsTail, "CHUNK", 4 * 1024 * 1024)  # the file in one read
     prog, metrics = tmp_path / "progress.json", tmp_path / "metrics.jsonl"
     p = probe.Probe(prog, metrics)
     assert p.read().progress is None  # nothing yet, and no "missing" warning this early

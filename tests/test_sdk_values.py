@@ -272,3 +272,26 @@ def test_log_costs_a_few_microseconds(tmp_path: Path) -> None:
             per_call.append((time.perf_counter_ns() - t0) / 1000)
     assert statistics.median(per_call) < 15_000, per_call
     assert len(points(run, tmp_path)) == 60_000  # and nothing was lost
+
+
+def test_file_sink_gets_points_in_batches_of_its_size(tmp_path: Path) -> None:
+    """A fast loop's lines reach the agent a batch at a time, not 50,000 points at once."""
+    sizes: list[int] = []
+
+    class Recording(file_sink.FileSink):
+        def write_rows(self, rows: Sequence[sink_mod.MetricRow]) -> None:
+            sizes.append(sum(len(values) for _, _, values in rows))
+            super().write_rows(rows)
+
+    paths = file_sink.FilePaths(progress_file=tmp_path / "progress.json",
+                                metrics_file=tmp_path / "metrics.jsonl",
+                                checkpoints_file=tmp_path / "checkpoints.jsonl",
+                                events_file=tmp_path / "events.jsonl")
+    run = start_run(sink=Recording(paths, run_id="r1"), handle_sigterm=False)
+    run._wake.clear()
+    for i in range(30_000):
+        run.log({"loss": 1.0, "acc": 0.5, "lr": 0.1}, step=i)
+    run.finish()
+    assert sum(sizes) == 90_000 and len(sizes) >= 9
+    assert max(sizes) < file_sink.FileSink.batch_points + 3  # cut after the row that fills it
+    assert len(MetricsTail(paths.metrics_file).read_all().points) == 90_000

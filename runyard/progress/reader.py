@@ -340,8 +340,11 @@ class MetricsTail:
     is read again from the start, with a warning.
     """
 
-    #: Most bytes one read consumes, so a huge backlog is drained in bounded steps.
-    CHUNK = 4 * 1024 * 1024
+    #: Most bytes one read consumes, so a huge backlog is drained in bounded steps: about
+    #: one metrics call's points of lines as the SDK writes them (20,000 of about 80 bytes),
+    #: so the agent sends a backlog's first batch after parsing that much, and parses the
+    #: next chunk while the server stores it.
+    CHUNK = 1536 * 1024
 
     def __init__(self, path: str | os.PathLike[str], *, offset: int = 0, line: int = 0) -> None:
         self.path = os.fspath(path)

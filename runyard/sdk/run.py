@@ -41,7 +41,7 @@ MAX_TAGS = 10_000
 TAG_MAX = defaults.METRIC_NAME_MAX
 #: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.
 MAX_STEP = 2**63 - 1
-#: Points handed to the sink in one call at most.
+#: Points handed to the sink in one call at most (a sink's ``batch_points`` if it has one).
 BATCH_POINTS = 50_000
 #: How long ``finish()`` waits for the background thread to flush.
 FINISH_TIMEOUT_S = 10.0
@@ -103,6 +103,7 @@ class Run:
                 raise  # a broken RUNYARD_CONFIG_FILE: the run must not train on a wrong config
             except Exception as exc:  # noqa: BLE001 - e.g. an unwritable data dir: train anyway
                 self._notices.warn_once("sink", f"runyard: tracking disabled: {exc!r}")
+        self._batch_points: int = getattr(self._sink, "batch_points", BATCH_POINTS)
         if self._sink is None:
             # A non-writing rank: nothing is written, but config and stop requests still work.
             self.mode = "inactive"
@@ -418,7 +419,7 @@ class Run:
                     metrics=dict(tracker.metrics) if metrics is None else metrics,
                     status=status, at=utc_iso(t))
                 self._call("checkpoint", self._sink_checkpoint, record_)
-            if count >= BATCH_POINTS:
+            if count >= self._batch_points:
                 self._call("points", self._sink_points, rows)
                 rows, count = [], 0
         if rows:
