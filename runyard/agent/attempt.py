@@ -3,12 +3,14 @@
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
 on the process one probe interval at a time: each tick reads the protocol files
-(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`spool.Outbox`.
-Heartbeats go from their own thread, so a slow upload or a slow server can never starve the
-lease. After the exit it does a final read, uploads the artifact bundle and the checkpoints,
-and reports ``complete`` or ``fail`` with the reason; the server's retry policy decides what
-happens next. A 409 anywhere means another worker owns the run now: the process is stopped
-and the attempt abandoned without a report.
+(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`spool.Outbox`,
+from a thread of its own (:mod:`runyard.agent.sender`) so that the next lines are parsed
+while the server stores the last batch. Heartbeats go from their own thread, so a slow
+upload or a slow server can never starve the lease. After the exit it reads what is left,
+uploads the artifact bundle and the checkpoints, and reports ``complete`` or ``fail`` with
+the reason; the server's retry policy decides what happens next. A 409 anywhere means
+another worker owns the run now: the process is stopped and the attempt abandoned without
+a report.
 """
 
 from __future__ import annotations
