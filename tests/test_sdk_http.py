@@ -124,6 +124,19 @@ def test_bad_values_over_http(server: LiveServer, api: Api, tmp_path: Path) -> N
     assert any("distinct metric names" in w for w in warned)
 
 
+def test_numpy_scalars_over_http(server: LiveServer, api: Api, tmp_path: Path) -> None:
+    """numpy scalars arrive as plain numbers (numpy.float64 is a float subclass with a repr
+    of its own; the agent-mode file sink wrote that repr before it was coerced)."""
+    np = pytest.importorskip("numpy")
+    with sdk.start_run(name="np", env=http_env(server, tmp_path), handle_sigterm=False) as run:
+        run.log({"loss": np.float64(0.5), "acc": np.float32(0.25), "n": np.int64(3),
+                 "plain": 1.0}, step=0)
+    tags = {t["tag"]: t for t in
+            api.http.get(f"/v1/runs/{run.run_id}/metrics/tags").json()["items"]}
+    assert {tag: t["last_value"] for tag, t in tags.items()} == {
+        "loss": 0.5, "acc": 0.25, "n": 3.0, "plain": 1.0}
+
+
 def test_stop_requested_from_the_server_reaches_the_run(server: LiveServer, api: Api,
                                                         tmp_path: Path) -> None:
     settings.configure(server=server.url, token=server.admin_token,
