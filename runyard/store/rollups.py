@@ -163,9 +163,12 @@ def aggregate_sorted(tag: str, attempt: int, steps: Sequence[int], values: Seque
     lsteps: Sequence[int] = steps
     lvalues: Sequence[float] = values
     prev = 0
+    level: _Level
     for shift in SHIFTS:
         d = shift - prev
-        if keys[-1] - keys[0] + 1 == len(keys):
+        if len(keys) == 1 and ns is not None:  # one block: the same one at every coarser level
+            level = [keys[0] >> d], ns, vmins, vmaxs, lsteps, lvalues
+        elif keys[-1] - keys[0] + 1 == len(keys):
             level = _level_consecutive(keys[0], d, ns, vmins, vmaxs, lsteps, lvalues)
         else:
             level = _level_sorted(keys, d, ns, vmins, vmaxs, lsteps, lvalues)
