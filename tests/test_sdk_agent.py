@@ -80,3 +80,51 @@ def test_stop_from_the_server_reaches_the_sdk_under_an_agent(fleet: tuple[Api, P
     run = api.wait(run_id, {"stopped", "completed", "failed"}, timeout=60)
     assert run["status"] == "stopped"
     assert "stopping at" in api.logs(run_id)  # it saw should_stop and left cleanly
+
+
+#: A foreign writer's metrics stream, every line a case the agent must forward as before or
+#: leave out with a warning, then a snapshot and exit 0.
+FOREIGN = textwrap.dedent(r'''
+    import json, os
+    at = "2026-01-01T00:00:00.000Z"
+    lines = [
+        '{"step": 0, "tag": "loss", "value": 0.5, "at": "%s"}' % at,
+        '{"step": 0, "tag": "acc", "value": "NaN", "at": "%s"}' % at,
+        'garbage',
+        '{"step": 1, "tag": "loss", "value": "Infinity"}',
+        '{"step": 2, "tag": "%s", "value": 1}' % ("t" * 100),
+        '{"step": 9223372036854775808, "tag": "loss", "value": 1}',
+        '{"step": 3, "tag": "lone \\ud800", "value": 1}',
+        '{"step": 4, "tag": "loss", "value": 7}',
+        '{"step": 9223372036854775807, "tag": "last", "value": 1.5, "at": "%s"}' % at,
+    ]
+    with open(os.environ["RUNYARD_METRICS_FILE"], "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with open(os.environ["RUNYARD_PROGRESS_FILE"], "w") as fh:
+        json.dump({"schema": "runyard.progress/v1", "seq": 1, "step": 4,
+                   "updated_at": at}, fh)
+''')
+
+
+def test_a_foreign_writers_stream_through_a_real_agent(fleet: tuple[Api, Path],
+                                                       tmp_path: Path) -> None:
+    """What reaches the server: the good points (NaN and infinity spelled out, a missing
+    time filled, an integer as a float), and a warning for each line or point left out;
+    a lone surrogate or a step past 2**63-1 no longer fails the attempt or its batch."""
+    api, _ = fleet
+    script = tmp_path / "foreign.py"
+    script.write_text(FOREIGN)
+    run_id = submit(api, script)
+    run = api.wait(run_id, {"completed", "failed"}, timeout=60)
+    assert run["status"] == "completed", api.logs(run_id, stream="stderr")
+    got = {(p["tag"], p["step"]): p["value"] for p in api.metrics(run_id)}
+    assert got == {("loss", 0): 0.5, ("acc", 0): "NaN", ("loss", 1): "Infinity",
+                   ("loss", 4): 7.0, ("last", 2**63 - 1): 1.5}
+    assert all(p["at"] for p in api.metrics(run_id))
+    warned = " | ".join(str(e["details"]) for e in api.events(run_id)
+                        if e["kind"] == "warning")
+    assert "metrics file line 3 skipped: not JSON" in warned
+    assert "metrics file line 7 skipped: not valid Unicode" in warned
+    assert warned.count("tags longer than 64 characters are not forwarded") == 1
+    assert warned.count(f"steps above {2**63 - 1} are not forwarded") == 1
+    assert run["progress"]["step"] == 4
