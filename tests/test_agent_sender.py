@@ -195,7 +195,8 @@ def test_probe_holds_a_snapshot_while_a_backlog_is_left_but_not_for_ever(
     now = [0.0]
     p = probe.Probe(tmp_path / "progress.json", tmp_path / "metrics.jsonl",
                     clock=lambda: now[0])
-    line = json.dumps({"step": 1, "tag": "loss", "value": 0.5, "at": "x"}) + "\n"
+    line = json.dumps({"step": 1, "tag": "loss", "value": 0.5,
+                       "at": "2026-01-01T00:00:00.000Z"}) + "\n"
     (tmp_path / "metrics.jsonl").write_text(line * 1000)  # 10+ reads' worth
     snap = {"schema": "runyard.progress/v1", "seq": 1, "step": 1,
             "updated_at": "2026-01-01T00:00:00.000Z"}

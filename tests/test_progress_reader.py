@@ -170,14 +170,17 @@ def test_tail_reports_corrupt_lines_with_numbers(tmp_path: Path) -> None:
         "",
         json.dumps({"step": 5, "tag": "b", "value": "Infinity", "at": "x"}),
         json.dumps([1]),
+        json.dumps({"step": 6, "tag": "b", "value": "Infinity", "at": "2026-01-01T00:00:00Z"}),
     ]) + "\n")
     batch = MetricsTail(path).read()
     assert [(p.step, p.tag, p.value) for p in batch.points] == [(1, "a", 1.0),
-                                                               (5, "b", math.inf)]
-    assert [w.line for w in batch.warnings] == [2, 3, 4, 5, 6, 9]
+                                                               (6, "b", math.inf)]
+    assert [w.line for w in batch.warnings] == [2, 3, 4, 5, 6, 8, 9]
     assert "not JSON" in batch.warnings[0].reason
     assert batch.warnings[1].reason.startswith("step")
     assert batch.warnings[3].reason.startswith("value")
+    # The server refuses a whole call for a time it cannot read: the line goes instead.
+    assert batch.warnings[5].reason == "at: expected an ISO 8601 time, got 'x'"
 
 
 def test_tail_resets_when_file_is_truncated_or_replaced(tmp_path: Path) -> None:

@@ -96,6 +96,8 @@ FOREIGN = textwrap.dedent(r'''
         '{"step": 9223372036854775808, "tag": "loss", "value": 1}',
         '{"step": 3, "tag": "lone \\ud800", "value": 1}',
         '{"step": 4, "tag": "loss", "value": 7}',
+        '{"step": 5, "tag": "loss", "value": 8, "at": "yesterday"}',
+        '{"step": 6, "tag": "loss", "value": 9, "at": "1767225600.5"}',
         '{"step": 9223372036854775807, "tag": "last", "value": 1.5, "at": "%s"}' % at,
     ]
     with open(os.environ["RUNYARD_METRICS_FILE"], "w") as fh:
@@ -110,7 +112,8 @@ def test_a_foreign_writers_stream_through_a_real_agent(fleet: tuple[Api, Path],
                                                        tmp_path: Path) -> None:
     """What reaches the server: the good points (NaN and infinity spelled out, a missing
     time filled, an integer as a float), and a warning for each line or point left out;
-    a lone surrogate or a step past 2**63-1 no longer fails the attempt or its batch."""
+    a lone surrogate, a step past 2**63-1 or a time the server cannot read no longer fails
+    the attempt or its batch."""
     api, _ = fleet
     script = tmp_path / "foreign.py"
     script.write_text(FOREIGN)
@@ -119,12 +122,15 @@ def test_a_foreign_writers_stream_through_a_real_agent(fleet: tuple[Api, Path],
     assert run["status"] == "completed", api.logs(run_id, stream="stderr")
     got = {(p["tag"], p["step"]): p["value"] for p in api.metrics(run_id)}
     assert got == {("loss", 0): 0.5, ("acc", 0): "NaN", ("loss", 1): "Infinity",
-                   ("loss", 4): 7.0, ("last", 2**63 - 1): 1.5}
+                   ("loss", 4): 7.0, ("loss", 6): 9.0, ("last", 2**63 - 1): 1.5}
     assert all(p["at"] for p in api.metrics(run_id))
     warned = " | ".join(str(e["details"]) for e in api.events(run_id)
                         if e["kind"] == "warning")
     assert "metrics file line 3 skipped: not JSON" in warned
     assert "metrics file line 7 skipped: not valid Unicode" in warned
+    # A time the server would refuse costs its own line, not the call it would be part of.
+    assert "metrics file line 9 skipped: at: expected an ISO 8601 time, got 'yesterday'" \
+        in warned
     assert warned.count("tags longer than 64 characters are not forwarded") == 1
     assert warned.count(f"steps above {2**63 - 1} are not forwarded") == 1
     assert run["progress"]["step"] == 4

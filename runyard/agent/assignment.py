@@ -7,7 +7,6 @@ attempt under ``<work-dir>/<run_id>/<attempt>/``.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, models
+from runyard import errors, models, timestamps
 from runyard.sdk import file_sink
 
 #: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
@@ -23,16 +22,12 @@ HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 0.1, 5.0
 
 
 def parse_time(value: Any, field: str) -> float:
-    """An ISO 8601 time (or UNIX seconds) from the server as UNIX seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise errors.ValidationError(f"{field}: expected an ISO 8601 time, got {value!r}",
-                                 field=field)
+    """A time from the server (ISO 8601 or UNIX seconds) as UNIX seconds; required."""
+    seconds = timestamps.parse_time(value, field)
+    if seconds is None:
+        raise errors.ValidationError(f"{field}: expected an ISO 8601 time, got {value!r}",
+                                     field=field)
+    return seconds
 
 
 @dataclass(frozen=True)

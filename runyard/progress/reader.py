@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard import defaults
+from runyard import defaults, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
 
@@ -213,6 +213,9 @@ def parse_line(raw: bytes) -> MetricPoint | str:
         # Only the standard decoder lets one through; no JSON encoder on the way to the
         # server's store takes it (orjson refuses it: the agent's whole call would fail).
         return "not valid Unicode: a lone surrogate escape (\\ud800 to \\udfff)"
+    if at is not None and not timestamps.is_time(at):
+        # The server refuses a whole call for one such time: the line is left out instead.
+        return f"at: expected an ISO 8601 time, got {at[:80]!r}"
     return MetricPoint(step, tag, value, at)
 
 
@@ -274,6 +277,7 @@ class WireRows:
         batch_points, count, first = self.batch_points, self._count, got.first
         batch = self.batches[-1] if self.batches else []
         values, row_step, row_at = self._values, self._step, self._at
+        good_at = row_at
         added = 0
         for index, raw in enumerate(got.lines):
             try:
@@ -290,6 +294,11 @@ class WireRows:
                     value = float(value)
                 else:
                     fast = type(value) is str and value in nonfinite
+            # A time is checked once: the SDK's lines repeat one for many points.
+            if fast and at != row_at and at != good_at:
+                fast = timestamps.is_time(at)
+                if fast:
+                    good_at = at
             if not fast:
                 point = self._parse(raw, first + index)
                 if point is None:

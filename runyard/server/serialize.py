@@ -9,6 +9,9 @@ from typing import Any
 
 from runyard import errors
 from runyard.store.base import Row
+from runyard.timestamps import parse_time
+
+__all__ = ["parse_time"]  # the API's times are parsed where the agent can share it
 
 #: Run columns that are internal bookkeeping, never shown.
 _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retry",
@@ -26,31 +29,6 @@ def iso(ts: float | None) -> str | None:
         return None
     dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def parse_time(value: str | float | int | None, field: str) -> float | None:
-    """An ISO 8601 string (``Z`` or offset) or UNIX seconds -> UNIX seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise errors.ValidationError(f"{field}: expected a time", field=field)
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise errors.ValidationError(
-                f"{field}: expected an ISO 8601 time or UNIX seconds, got {value!r}",
-                field=field) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    raise errors.ValidationError(f"{field}: expected a time, got {value!r}", field=field)
 
 
 def number_out(value: float | None) -> float | str | None:
