@@ -130,6 +130,12 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
         for step in range(50):
             files.log({"loss": float(step)}, step=step)
     monkeypatch.undo()
+    # Another writer's points beyond the server's bounds stay behind, not the whole request.
+    with open(data / "local-runs" / files.run_id / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 2**63, "tag": "loss", "value": 1.0}) + "\n")
+        fh.write(json.dumps({"step": 60, "tag": "t" * 65, "value": 1.0}) + "\n")
+        fh.write(json.dumps({"step": 61, "tag": "loss", "value": 1.0, "at": "soon"}) + "\n")
+        fh.write(json.dumps({"step": 50, "tag": "loss", "value": 50.0}) + "\n")
 
     server = LiveServer(tmp_path / "remote", stale_after_s=60).start()
     api = Api(server)
@@ -138,7 +144,7 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
         assert first.returncode == 0, first.stderr
         report = json.loads(first.stdout)
         assert sorted(report["created"]) == sorted([emb.run_id, bad.run_id, files.run_id])
-        assert report["points"] == 400 + 1 + 50 and report["checkpoints"] == 1
+        assert report["points"] == 400 + 1 + 51 and report["checkpoints"] == 1
         got = api.run(emb.run_id)
         assert got["status"] == "completed" and got["executor"] == "local"
         assert got["name"] == "emb" and got["progress"]["step"] == 199
@@ -150,7 +156,7 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
         last = [e for e in api.events(bad.run_id) if e["kind"] == "status"][-1]
         assert "diverged" in json.dumps(last["details"])
         assert api.run(files.run_id)["status"] == "completed"
-        assert len(api.metrics(files.run_id)) == 50
+        assert len(api.metrics(files.run_id)) == 51
         kinds = [e["kind"] for e in api.events(emb.run_id)]
         assert kinds[-1] == "imported"
         runs_before = api.http.get("/v1/runs", params={"limit": 100}).json()["items"]

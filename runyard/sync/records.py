@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runyard import defaults
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.reader import MetricsTail, read_snapshot
 
@@ -222,6 +223,10 @@ def _file_run(directory: Path, meta: dict[str, Any], status: str) -> LocalRun:
         batch = MetricsTail(directory / "metrics.jsonl").read_all()
         rows: list[list[Any]] = []
         for p in batch.points:
+            # The SDK keeps within the server's bounds; a point another writer added beyond
+            # them would make the server refuse the whole request, so it stays behind.
+            if p.step > defaults.METRIC_STEP_MAX or len(p.tag) > defaults.METRIC_NAME_MAX:
+                continue
             rows.append([p.step, _epoch(p.at), {p.tag: snapshot_mod.encode_number(p.value)}])
             if len(rows) >= ROWS_PER_REQUEST:
                 yield 1, rows
