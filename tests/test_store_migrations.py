@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _tables(url: str) -> set[str]:
@@ -115,4 +115,44 @@ def test_0002_fills_labels_key_of_existing_runs(dialect: str,
     assert got["a"] == '{"disk":"ssd","pool":"a"}'
     store.downgrade("0001")
     assert store.current_revision() == "0001"
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0004_counts_the_active_attempts_of_existing_workers(
+        dialect: str, empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0003")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for host in ("busy", "idle"):
+            conn.execute(sa.text(
+                "INSERT INTO workers (host_id, capabilities, registered_at, last_seen_at) "
+                "VALUES (:h, '{}', 1, 1)"), {"h": host})
+        for n, (host, active) in enumerate([("busy", True), ("busy", True), ("busy", False),
+                                            ("idle", False), ("gone", True)]):
+            conn.execute(sa.text(
+                "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+                " created_at, updated_at) VALUES (:id, :id, '{}', '{}', 'running', '[]', 1, 1)"),
+                {"id": f"r{n}"})
+            conn.execute(sa.text(
+                "INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, "
+                "active, claimed_at) VALUES (:id, :id, 1, :h, 'l', 1, :a, 1)"),
+                {"id": f"r{n}", "h": host, "a": active})
+    store.upgrade()
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(  # type: ignore[arg-type]
+                "SELECT host_id, active_attempts FROM workers")).all())
+
+    assert counts() == {"busy": 2, "idle": 0}
+    with engine.begin() as conn:  # and the triggers keep it from there
+        conn.execute(sa.text("UPDATE attempts SET active = :f WHERE id = 'r0'"), {"f": False})
+    assert counts() == {"busy": 1, "idle": 0}
+    store.downgrade("0003")
+    with engine.begin() as conn:  # no trigger left behind to write a dropped column
+        conn.execute(sa.text("UPDATE attempts SET active = :t WHERE id = 'r0'"), {"t": True})
+    engine.dispose()
     store.close()

@@ -132,6 +132,8 @@ workers = sa.Table(
     sa.Column("token_name", sa.String(200)),
     sa.Column("registered_at", Time, nullable=False),
     sa.Column("last_seen_at", Time, nullable=False),
+    # Kept by triggers on `attempts` (migration 0004), never written by the code.
+    sa.Column("active_attempts", sa.Integer, nullable=False, server_default="0"),
 )
 
 host_policies = sa.Table(

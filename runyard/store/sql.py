@@ -46,20 +46,11 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> Non
                     lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
 
 
-def _active_attempts() -> Any:
-    """A worker row's count of active attempts (a subquery correlated to ``workers``)."""
-    return (sa.select(sa.func.count()).select_from(attempts)
-            .where(attempts.c.host_id == workers.c.host_id, attempts.c.active == sa.true())
-            .correlate(workers).scalar_subquery())
-
-
 def workers_stmt() -> sa.Select[Any]:
-    """Workers with their host policy and their count of active attempts."""
-    active = _active_attempts()
+    """Workers with their host policy (and their count of active attempts, a column)."""
     return (sa.select(workers, host_policies.c.allow, host_policies.c.deny,
                       host_policies.c.slots.label("policy_slots"),
-                      host_policies.c.labels.label("policy_labels"),
-                      active.label("active_attempts"))
+                      host_policies.c.labels.label("policy_labels"))
             .select_from(workers.outerjoin(host_policies,
                                            host_policies.c.host_id == workers.c.host_id)))
 
@@ -118,7 +109,7 @@ _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindpara
 
 
 def _cuda_free_stmt() -> sa.Select[Any]:
-    active = _active_attempts()
+    active = workers.c.active_attempts
     slots = sa.func.coalesce(host_policies.c.slots, workers.c.slots)
     return (sa.select(workers.c.host_id, (slots - active).label("free"))
             .select_from(workers.outerjoin(host_policies,
@@ -275,8 +266,14 @@ class SQLTransaction(base.Transaction):
 
     # workers and policies
     def upsert_worker(self, row: Mapping[str, Any]) -> None:
-        keep = {"registered_at", "drained", "host_id"}
-        self._upsert(workers, row, ["host_id"], [k for k in row if k not in keep])
+        # A new worker row starts from the host's active attempts (a local run may be
+        # running there already); from then on the triggers keep the count.
+        count = (sa.select(sa.func.count()).select_from(attempts)
+                 .where(attempts.c.host_id == row["host_id"], attempts.c.active == sa.true())
+                 .scalar_subquery())
+        keep = {"registered_at", "drained", "host_id", "active_attempts"}
+        self._upsert(workers, {**row, "active_attempts": count}, ["host_id"],
+                     [k for k in row if k not in keep])
 
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool:
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
