@@ -48,8 +48,9 @@ class _Compiled:
         self.fixed = {name: (self.binds[name](v) if name in self.binds else v)
                       for name, v in self.defaults.items()}
         self.dialect = dialect
-        # Some processors depend on the type the driver reports: built at the first result.
-        self.results: tuple[Processor | None, ...] | None = None
+        # The columns with a result processor, and the processor: some depend on the type
+        # the driver reports, so they are found at the first result.
+        self.results: tuple[tuple[str, Processor], ...] | None = None
 
     def params(self, values: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         merged = dict(self.fixed)
@@ -64,11 +65,20 @@ class _Compiled:
     def rows(self, cursor: Any) -> list[dict[str, Any]]:
         raw = cursor.fetchall()
         if self.results is None:
-            self.results = tuple(t._cached_result_processor(self.dialect, d[1])
-                                 for t, d in zip(self.types, cursor.description, strict=True))
+            found = (t._cached_result_processor(self.dialect, d[1])
+                     for t, d in zip(self.types, cursor.description, strict=True))
+            self.results = tuple((key, proc) for key, proc in zip(self.columns, found,
+                                                                  strict=True) if proc)
         keys, procs = self.columns, self.results
-        return [{key: (v if proc is None or v is None else proc(v))
-                 for key, proc, v in zip(keys, procs, r, strict=True)} for r in raw]
+        # Most columns need no processing: the dict is built in C, then the few are fixed.
+        out = [dict(zip(keys, r, strict=True)) for r in raw]
+        if procs:
+            for row in out:
+                for key, proc in procs:
+                    v = row[key]
+                    if v is not None:
+                        row[key] = proc(v)
+        return out
 
 
 class Prepared:
