@@ -266,14 +266,16 @@ class SQLTransaction(base.Transaction):
 
     # workers and policies
     def upsert_worker(self, row: Mapping[str, Any]) -> None:
+        keep = {"registered_at", "drained", "host_id"}
+        changes = {k: v for k, v in row.items() if k not in keep}
+        if self.update_worker(row["host_id"], changes):  # a known worker (every claim call)
+            return
         # A new worker row starts from the host's active attempts (a local run may be
         # running there already); from then on the triggers keep the count.
         count = (sa.select(sa.func.count()).select_from(attempts)
                  .where(attempts.c.host_id == row["host_id"], attempts.c.active == sa.true())
                  .scalar_subquery())
-        keep = {"registered_at", "drained", "host_id", "active_attempts"}
-        self._upsert(workers, {**row, "active_attempts": count}, ["host_id"],
-                     [k for k in row if k not in keep])
+        self._upsert(workers, {**row, "active_attempts": count}, ["host_id"], list(changes))
 
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool:
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
