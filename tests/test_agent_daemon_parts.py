@@ -361,5 +361,6 @@ def test_rows_group_one_log_call_and_keep_every_point(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps(p) + "\n" for p in points))
     got = probe.Probe(tmp_path / "p.json", metrics).read()
-    assert got.metric_batches == [[[1, at, {"loss": 0.5, "acc": "NaN"}],
-                                   [1, at, {"loss": 0.4}], [2, at, {"loss": 0.3}]]]
+    secs = 1767225600.0  # the time goes on the wire as UNIX seconds
+    assert got.metric_batches == [[[1, secs, {"loss": 0.5, "acc": "NaN"}],
+                                   [1, secs, {"loss": 0.4}], [2, secs, {"loss": 0.3}]]]

@@ -18,6 +18,7 @@ from runyard.progress.metrics_stream import RowEncoder, encode_line
 from runyard.progress.reader import MetricsTail, WireRows
 from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink
+from runyard.timestamps import parse_time
 
 T0 = 1_796_000_000.9994  # close to a second's end: the next millisecond is a new second
 
@@ -128,6 +129,16 @@ AT = "2026-05-01T10:00:00.000Z"
 NOW = "2026-05-01T12:00:00.000Z"
 
 
+def secs(text: str) -> float:
+    """A time as the agent sends it: UNIX seconds."""
+    seconds = parse_time(text, "at")
+    assert seconds is not None
+    return seconds
+
+
+AT_S, NOW_S = secs(AT), secs(NOW)
+
+
 def _line(**fields: Any) -> str:
     return json.dumps(fields) + "\n"
 
@@ -223,6 +234,8 @@ def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...
                        "at": NOW if p.at is None else p.at})
     batches = [as_rows(points[i:i + batch_points])
                for i in range(0, len(points), batch_points)]
+    for row in (row for batch in batches for row in batch):  # on the wire as seconds
+        row[1] = secs(row[1] or NOW)
     warnings = [(w.line, w.reason) for w in batch.warnings]
     return batches, len(points), warnings, long_tag, big_step
 
@@ -272,18 +285,18 @@ def test_wire_rows_of_the_nasty_stream(tmp_path: Path, decoder: str) -> None:
     assert "lone surrogate" in reasons[41] and "decode byte 0xff" in reasons[48]
     assert long_tag == "t" * 100 and big_step == 10**30
     rows = batches[0]
-    assert rows[:2] == [[1, AT, {"loss": 0.5, "acc": "NaN"}], [1, AT, {"loss": 0.25}]]
-    assert rows[2] == [2**63 - 1, AT, {"largest": 1.0}]
-    assert rows[3] == [2, AT, {"inf": "Infinity", "bare": "NaN"}]
-    assert rows[4] == [2, AT, {"bare": "-Infinity"}]
-    assert rows[5] == [3, AT, {"int": 5.0, "big int": float(2**63 + 1), "neg zero": -0.0,
+    assert rows[:2] == [[1, AT_S, {"loss": 0.5, "acc": "NaN"}], [1, AT_S, {"loss": 0.25}]]
+    assert rows[2] == [2**63 - 1, AT_S, {"largest": 1.0}]
+    assert rows[3] == [2, AT_S, {"inf": "Infinity", "bare": "NaN"}]
+    assert rows[4] == [2, AT_S, {"bare": "-Infinity"}]
+    assert rows[5] == [3, AT_S, {"int": 5.0, "big int": float(2**63 + 1), "neg zero": -0.0,
                                "inf": "Infinity", "ninf": "-Infinity"}]
     assert type(rows[5][2]["int"]) is float and math.copysign(1, rows[5][2]["neg zero"]) < 0
-    assert rows[6] == [4, NOW, {"no time": 1.5, "null time": 1.5}]
-    assert rows[7:9] == [[4, "", {"empty time": 1.5}],
-                         [4, "2026-05-01T10:00:00.001Z", {"other time": 1.5}]]
-    assert rows[9] == [5, AT, {"bom": 1.0, "crlf": 2.0, "dup2": 3.0, 'ünicöde "q" \\': 4.0}]
-    assert rows[10:] == [[100 + i, AT, {"loss": 3 * i / 7, "acc": (3 * i + 1) / 7,
+    assert rows[6] == [4, NOW_S, {"no time": 1.5, "null time": 1.5}]
+    assert rows[7:9] == [[4, NOW_S, {"empty time": 1.5}],
+                         [4, secs("2026-05-01T10:00:00.001Z"), {"other time": 1.5}]]
+    assert rows[9] == [5, AT_S, {"bom": 1.0, "crlf": 2.0, "dup2": 3.0, 'ünicöde "q" \\': 4.0}]
+    assert rows[10:] == [[100 + i, AT_S, {"loss": 3 * i / 7, "acc": (3 * i + 1) / 7,
                                         "lr": (3 * i + 2) / 7}] for i in range(10)]
     assert count == sum(len(values) for _, _, values in rows) == 50
     orjson.dumps(batches)  # the agent's encoder takes every row
@@ -322,7 +335,7 @@ def test_probe_reads_what_the_sdk_writes(tmp_path: Path) -> None:
     assert got.progress is not None and got.progress["warnings"] == [
         f"progress file was never written: {tmp_path / 'progress.json'}"]
     sent = [row for batch in got.metric_batches for row in batch]
-    want = [[step, utc_iso(t), {tag: snapshot.encode_number(float(value))
+    want = [[step, secs(utc_iso(t)), {tag: snapshot.encode_number(float(value))
                                 for tag, value in metrics.items()}]
             for step, t, metrics in rows() if metrics]
     assert sent == want
@@ -338,7 +351,7 @@ def test_probe_rows_after_the_stream_is_truncated_or_replaced(tmp_path: Path) ->
     assert p.read().points == 5
     path.write_text(_line(step=9, tag="x", value=1.0, at=AT))  # shorter: truncated, rewritten
     got = p.read()
-    assert got.metric_batches == [[[9, AT, {"x": 1.0}]]]
+    assert got.metric_batches == [[[9, AT_S, {"x": 1.0}]]]
     assert got.progress is not None
     assert got.progress["warnings"] == ["metrics file line 6 skipped: file truncated; "
                                         "reading it again"]
@@ -347,7 +360,7 @@ def test_probe_rows_after_the_stream_is_truncated_or_replaced(tmp_path: Path) ->
     other.replace(path)
     got = p.read()
     # The three points of one step and time: the tag repeats, so a row each.
-    assert got.metric_batches == [[[7, AT, {"y": 2.0}]] * 3]
+    assert got.metric_batches == [[[7, AT_S, {"y": 2.0}]] * 3]
     assert got.progress is not None and got.progress["warnings"] == [
         "metrics file line 2 skipped: file replaced; reading it again",
         "metrics file line 4 skipped: not JSON: Expecting value: line 1 column 1 (char 0)"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard import defaults, timestamps
+from runyard import defaults, errors, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
 
@@ -229,20 +229,22 @@ def _is_unicode(text: str) -> bool:
 
 #: A row of ``POST /v1/runs/{id}/metrics``: ``[step, at, {tag: value}]``, values JSON-safe.
 WireRow = list[Any]
+#: Distinct time texts :class:`WireRows` remembers as seconds.
+TIMES_KEPT = 4096
 _NONFINITE_TEXT = frozenset((snapshot_mod.NAN, snapshot_mod.POS_INF, snapshot_mod.NEG_INF))
 
 
 class WireRows:
     """Stream lines as the compact rows the agent sends, in batches of ``batch_points``.
 
-    The result is what :func:`parse_line` makes of each line, put on the wire: a point
-    without a time gets ``at``, a non-finite value is spelled as a string, a bad line is a
-    :class:`TailWarning` with its number, and a point beyond a bound of the server's (a tag
-    longer than ``max_tag``, a step above ``max_step``) is left out, since the server would
-    refuse its whole batch: counted in :attr:`dropped`, the first such tag and step kept in
-    :attr:`long_tag` and :attr:`big_step`. Consecutive
-    points of one step and time share a row unless a tag repeats (what one
-    ``run.log({...}, step=)`` wrote), and a row never spans two batches.
+    The result is what :func:`parse_line` makes of each line, put on the wire: times as
+    UNIX seconds (a point without one gets ``at``), a non-finite value spelled as a string,
+    a bad line a :class:`TailWarning` with its number, and a point beyond a bound of the
+    server's (a tag longer than ``max_tag``, a step above ``max_step``) left out, since the
+    server would refuse its whole batch: counted in :attr:`dropped`, the first such tag and
+    step kept in :attr:`long_tag` and :attr:`big_step`. Consecutive points of one step and
+    time share a row unless a tag repeats (what one ``run.log({...}, step=)`` wrote), and a
+    row never spans two batches.
 
     Most lines are what the SDK writes: those are checked on orjson's result with exact type
     tests and added with no object per point, since this runs for every point the agent
@@ -268,6 +270,24 @@ class WireRows:
         self._values: dict[str, Any] = {}
         self._step: int | None = None
         self._at: str | None = None
+        # Times as UNIX seconds by their text: the server takes seconds as they come, where
+        # each ISO time would cost it a parse (and it is the busiest of the three processes).
+        self._times: dict[str, float] = {}
+
+    def _seconds(self, at: str) -> float | None:
+        """``at`` as UNIX seconds ("" as this read's time), or None when the server would
+        refuse it."""
+        known = self._times.get(at)
+        if known is None:
+            try:
+                known = timestamps.parse_time(at or self.at, "at")
+            except errors.ValidationError:
+                return None
+            assert known is not None
+            if len(self._times) >= TIMES_KEPT:
+                self._times.clear()
+            self._times[at] = known
+        return known
 
     def add(self, got: TailLines) -> None:
         """Add the lines (and the warnings) of one :meth:`MetricsTail.read_lines`."""
@@ -296,7 +316,7 @@ class WireRows:
                     fast = type(value) is str and value in nonfinite
             # A time is checked once: the SDK's lines repeat one for many points.
             if fast and at != row_at and at != good_at:
-                fast = timestamps.is_time(at)
+                fast = self._seconds(at) is not None
                 if fast:
                     good_at = at
             if not fast:
@@ -313,7 +333,7 @@ class WireRows:
                 values[tag] = value
             else:
                 values, row_step, row_at = {tag: value}, step, at
-                batch.append([step, at, values])
+                batch.append([step, self._seconds(at), values])
         self.points += added
         self._count, self._values, self._step, self._at = count, values, row_step, row_at
 
