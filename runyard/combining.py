@@ -54,14 +54,18 @@ class Combiner(Generic[A, R]):
         # True while a leader serves; then every waiting call is either in its batch or will
         # be led by the call it hands over to (so nothing waits with nobody to serve it).
         self._busy = False
+        # Callers inside call(), served or not: with none but the leader, nobody can join.
+        self._callers = 0
 
     def _gather(self) -> None:
         """Give up the GIL for as long as calls keep arriving (a few times at most).
 
         Callers that the previous batch just woke are usually on their way back with their
         next call; this lets them join this batch rather than form one of their own right
-        after it, which would make them wait for two. A lone caller yields once.
+        after it, which would make them wait for two. A lone caller does not wait at all.
         """
+        if self._callers == 1:  # nobody else is in call(), so nobody is about to join
+            return
         seen = -1
         for _ in range(GATHER_YIELDS):
             with self._mutex:
@@ -76,12 +80,17 @@ class Combiner(Generic[A, R]):
         me: _Call[A, R] = _Call(ask)
         with self._mutex:
             self._waiting.append(me)
+            self._callers += 1
             lead = not self._busy
             self._busy = True
-        if not lead:
-            me.wake.wait()
-        if not me.done:  # the lead was handed to this call: serve a batch (this one first)
-            self._lead()
+        try:
+            if not lead:
+                me.wake.wait()
+            if not me.done:  # the lead was handed to this call: serve a batch (this one first)
+                self._lead()
+        finally:
+            with self._mutex:
+                self._callers -= 1
         if me.error is not None:
             raise me.error
         return me.result  # type: ignore[return-value]

@@ -24,6 +24,17 @@ def test_a_lone_call_is_served_at_once_by_its_own_thread() -> None:
     assert seen == [([4], threading.current_thread().name), ([5], threading.current_thread().name)]
 
 
+def test_a_lone_caller_does_not_give_up_the_gil_before_serving(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # time.sleep(0) is how a leader waits for callers about to join; alone, it would only
+    # hand the processor to other threads (a claim's latency, on a busy server).
+    yields: list[float] = []
+    monkeypatch.setattr("runyard.combining.time.sleep", yields.append)
+    c: Combiner[int, int] = Combiner(lambda asks: [a + 1 for a in asks])
+    assert [c.call(i) for i in range(3)] == [1, 2, 3]
+    assert yields == []
+
+
 def test_calls_arriving_during_a_batch_are_served_together_each_getting_its_answer() -> None:
     release = threading.Event()
     batches: list[list[int]] = []

@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _tables(url: str) -> set[str]:
@@ -70,7 +70,7 @@ def test_migrations_match_schema(dialect: str, empty_db_url: Callable[[str], str
             ddl = conn.exec_driver_sql(
                 "SELECT sql FROM sqlite_master WHERE name = 'ix_runs_claim'").scalar_one()
             assert "(status, priority DESC, created_at, id, gpus," in ddl, ddl
-            assert ddl.endswith("prefer_cuda, labels_key)"), ddl
+            assert ddl.endswith("prefer_cuda, labels_key) WHERE status = 'queued'"), ddl
     engine.dispose()
     assert diff == []
 

@@ -89,13 +89,23 @@ runs = sa.Table(
     # In the claim's order (priority high first, then oldest), so a claim reads the first
     # queued rows of the index instead of sorting every queued run.
     # The prefilter's columns ride along, so rows it rejects are skipped inside the index.
+    # Queued runs only: a claim takes its run out instead of moving it to another status's
+    # part of the index, and later status changes do not touch it at all. Queries must
+    # spell the condition as this literal for the planners to use it (QUEUED_ONLY). The
+    # constant status leads all the same: SQLite would otherwise rather look the status
+    # up in ix_runs_status_created and sort what it finds.
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
-             "labels_key"),
+             "labels_key", sqlite_where=sa.text("status = 'queued'"),
+             postgresql_where=sa.text("status = 'queued'")),
     sa.Index("ix_runs_project_created", "project", "created_at"),
     # The runs page: one status, newest first.
     sa.Index("ix_runs_status_created", "status", "created_at", "id"),
 )
+
+#: The condition of ``ix_runs_claim``, spelled as the index has it: a bound parameter in its
+#: place would keep the planners from using the index.
+QUEUED_ONLY = runs.c.status == sa.literal_column("'queued'")
 
 attempts = sa.Table(
     "attempts",
@@ -116,8 +126,11 @@ attempts = sa.Table(
     sa.Column("exit_code", sa.Integer),
     sa.Column("details", JSON),
     sa.UniqueConstraint("run_id", "number"),
-    sa.Index("ix_attempts_active_lease", "active", "lease_expires_at"),
-    sa.Index("ix_attempts_host_active", "host_id", "active"),
+    # Active attempts only (the sweep's lapsed leases, a new worker's count): an attempt
+    # that ends leaves it instead of moving to the inactive part. Queries spell the
+    # condition as ACTIVE_ONLY.
+    sa.Index("ix_attempts_active_lease", "lease_expires_at",
+             sqlite_where=sa.text("active = 1"), postgresql_where=sa.text("active")),
 )
 
 workers = sa.Table(

@@ -19,6 +19,7 @@ from runyard.eligibility import SQL_LABEL_KEYS
 from runyard.store import base, data, metrics, schema
 from runyard.store.prepared import Prepared
 from runyard.store.schema import (
+    QUEUED_ONLY,
     artifacts,
     attempts,
     blueprints,
@@ -69,7 +70,7 @@ def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
     """Queued runs a worker's resources can serve, best first; one statement per variant."""
     c = runs.c
     stmt = sa.select(*_CANDIDATE_COLS).where(
-        c.status == "queued",
+        QUEUED_ONLY,
         c.gpus <= sa.bindparam("w_gpus", type_=sa.Integer),
         c.min_vram_gib <= sa.bindparam("w_vram", type_=sa.Float),
         c.min_ram_gib <= sa.bindparam("w_ram", type_=sa.Float),
@@ -499,7 +500,7 @@ class SQLStore(metrics.MetricsMixin, data.DataMixin, base.Store):
 
     def queued_runs(self, limit: int = 1000) -> list[base.Row]:
         c = runs.c
-        stmt = (sa.select(runs).where(c.status == "queued")
+        stmt = (sa.select(runs).where(QUEUED_ONLY)
                 .order_by(c.priority.desc(), c.created_at, c.id).limit(limit))
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
