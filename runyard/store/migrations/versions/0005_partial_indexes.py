@@ -22,8 +22,9 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-_CLAIM_COLS: list[str | sa.TextClause] = [sa.text("priority DESC"), "created_at", "id", "gpus", "min_vram_gib",
-               "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda", "labels_key"]
+_CLAIM_COLS: list[str | sa.TextClause] = [
+    sa.text("priority DESC"), "created_at", "id", "gpus", "min_vram_gib", "min_ram_gib",
+    "min_cpus", "require_cuda", "prefer_cuda", "labels_key"]
 
 
 def upgrade() -> None:
