@@ -18,6 +18,7 @@ from runyard.progress.metrics_stream import RowEncoder, encode_line
 from runyard.progress.reader import MetricsTail, WireRows
 from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink
+from runyard.store import ingest
 from runyard.timestamps import parse_time
 
 T0 = 1_796_000_000.9994  # close to a second's end: the next millisecond is a new second
@@ -203,23 +204,30 @@ def write_nasty(path: Path) -> None:
     path.write_bytes(nasty_stream().encode().replace("\xff\xfe".encode(), b"\xff\xfe"))
 
 
-def as_rows(points: list[dict[str, Any]]) -> list[list[Any]]:
-    """The grouping the agent used to apply to each batch of points."""
-    rows: list[list[Any]] = []
+def as_batches(points: list[dict[str, Any]], batch_points: int) -> list[list[list[Any]]]:
+    """Points grouped into rows (consecutive points of one step and time, no tag twice),
+    the rows into batches: a batch ends between rows once it holds ``batch_points``
+    points, and a row stops growing at twice that."""
+    batches: list[list[list[Any]]] = []
+    count = 2 * batch_points
     last: list[Any] | None = None
     for p in points:
         if last is not None and last[0] == p["step"] and last[1] == p["at"] \
-                and p["tag"] not in last[2]:
+                and p["tag"] not in last[2] and count < 2 * batch_points:
             last[2][p["tag"]] = p["value"]
         else:
+            if count >= batch_points:
+                batches.append([])
+                count = 0
             last = [p["step"], p["at"], {p["tag"]: p["value"]}]
-            rows.append(last)
-    return rows
+            batches[-1].append(last)
+        count += 1
+    return batches
 
 
 def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...]:
     """The agent's previous path: points from ``MetricsTail.read_all``, the long tags left
-    out, each point as a JSON dict, batches of ``batch_points``, grouped into rows. Steps
+    out, each point as a JSON dict, grouped into rows and batches (:func:`as_batches`). Steps
     above the server's bound are left out too (they used to fail their whole batch)."""
     batch = MetricsTail(path).read_all()
     points, long_tag, big_step = [], None, None
@@ -232,8 +240,7 @@ def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...
             continue
         points.append({"step": p.step, "tag": p.tag, "value": snapshot.encode_number(p.value),
                        "at": NOW if p.at is None else p.at})
-    batches = [as_rows(points[i:i + batch_points])
-               for i in range(0, len(points), batch_points)]
+    batches = as_batches(points, batch_points)
     for row in (row for batch in batches for row in batch):  # on the wire as seconds
         row[1] = secs(row[1] or NOW)
     warnings = [(w.line, w.reason) for w in batch.warnings]
@@ -364,3 +371,29 @@ def test_probe_rows_after_the_stream_is_truncated_or_replaced(tmp_path: Path) ->
     assert got.progress is not None and got.progress["warnings"] == [
         "metrics file line 2 skipped: file replaced; reading it again",
         "metrics file line 4 skipped: not JSON: Expecting value: line 1 column 1 (char 0)"]
+
+
+def test_wire_batches_end_between_rows(tmp_path: Path) -> None:
+    # What run.log({3 tags}, step=i) writes, 3 points a row: batches of 10 points end after
+    # the row that reaches 10 (12 points), so every row of every batch holds all 3 tags and
+    # the server takes each batch a column at a time.
+    path = tmp_path / "metrics.jsonl"
+    rows = [(i, 1_777_000_000.0, {"loss": 1.0 / (i + 1), "acc": 0.5, "lr": 0.1})
+            for i in range(50)]
+    path.write_text("".join(RowEncoder().lines(rows)))
+    got = fast(path, 10, defaults.METRIC_NAME_MAX)[0]
+    assert [sum(len(r[2]) for r in batch) for batch in got] == [12] * 12 + [6]
+    assert all(len(r[2]) == 3 for batch in got for r in batch)
+    assert all(ingest._row_columns(batch) is not None for batch in got)  # the fast pass
+    assert [r[0] for batch in got for r in batch] == list(range(50))
+
+
+def test_one_huge_row_still_fits_the_servers_bound(tmp_path: Path) -> None:
+    # 45 tags at one step and time: one row would be 45 points; a row stops at twice the
+    # batch size, so no batch holds more than that.
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(RowEncoder().lines([(7, 1_777_000_000.0,
+                                                 {f"t{i}": float(i) for i in range(45)})])))
+    got = fast(path, 10, defaults.METRIC_NAME_MAX)[0]
+    assert [sum(len(r[2]) for r in batch) for batch in got] == [20, 20, 5]
+    assert [t for batch in got for r in batch for t in r[2]] == [f"t{i}" for i in range(45)]

@@ -243,8 +243,11 @@ class WireRows:
     server's (a tag longer than ``max_tag``, a step above ``max_step``) left out, since the
     server would refuse its whole batch: counted in :attr:`dropped`, the first such tag and
     step kept in :attr:`long_tag` and :attr:`big_step`. Consecutive points of one step and
-    time share a row unless a tag repeats (what one ``run.log({...}, step=)`` wrote), and a
-    row never spans two batches.
+    time share a row unless a tag repeats (what one ``run.log({...}, step=)`` wrote). A
+    batch ends between rows: the row under way when it reaches ``batch_points`` may take it
+    past that, up to twice as far, since a batch whose rows all hold the same tags is one
+    the server checks a column at a time, and a row cut in two would make it check every
+    point.
 
     Most lines are what the SDK writes: those are checked on orjson's result with exact type
     tests and added with no object per point, since this runs for every point the agent
@@ -264,7 +267,7 @@ class WireRows:
         self.dropped = 0
         self.long_tag: str | None = None
         self.big_step: int | None = None
-        self._count = batch_points  # points in the last batch: the first point opens one
+        self._count = 2 * batch_points  # points in the last batch: the first opens one
         # The last row's values and step and time, while the row may grow (no step: a new
         # row is due, as at a batch's start).
         self._values: dict[str, Any] = {}
@@ -324,16 +327,17 @@ class WireRows:
                 if point is None:
                     continue
                 step, tag, value, at = point
-            if count == batch_points:
-                batch, count, row_step = [], 0, None
-                self.batches.append(batch)
-            count += 1
-            added += 1
-            if step == row_step and at == row_at and tag not in values:
+            if (step == row_step and at == row_at and tag not in values
+                    and count < 2 * batch_points):
                 values[tag] = value
             else:
+                if count >= batch_points:
+                    batch, count = [], 0
+                    self.batches.append(batch)
                 values, row_step, row_at = {tag: value}, step, at
                 batch.append([step, self._seconds(at), values])
+            count += 1
+            added += 1
         self.points += added
         self._count, self._values, self._step, self._at = count, values, row_step, row_at
 
