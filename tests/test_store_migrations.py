@@ -93,6 +93,21 @@ def test_sqlite_settings(tmp_path) -> None:  # type: ignore[no-untyped-def]
     store.close()
 
 
+def test_sqlite_reuses_the_connection_used_last(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Each SQLite connection has its own page cache; the one used last is the warm one.
+    store = open_store(f"sqlite:///{tmp_path}/x.db")
+    engine = store.engine  # type: ignore[attr-defined]
+    a, b = engine.connect(), engine.connect()
+    a_raw, b_raw = a.connection.driver_connection, b.connection.driver_connection
+    a.close()
+    b.close()
+    for _ in range(3):
+        with engine.connect() as c:
+            assert c.connection.driver_connection is b_raw
+    assert a_raw is not b_raw
+    store.close()
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_0002_fills_labels_key_of_existing_runs(dialect: str,
                                                empty_db_url: Callable[[str], str]) -> None:

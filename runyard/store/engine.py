@@ -55,6 +55,10 @@ def _sqlite_engine(url: str, parsed: sa.URL, **kwargs: Any) -> sa.Engine:
                       "check_same_thread": False},
         pool_size=8,
         max_overflow=64,
+        # The connection used last has the freshest page cache: each SQLite connection keeps
+        # its own, and one that sat idle while others wrote reloads every page they changed
+        # (taken in turn, idle connections made a claim about a quarter slower).
+        pool_use_lifo=True,
         **kwargs,
     )
 
