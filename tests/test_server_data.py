@@ -255,6 +255,13 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
         ({**base, "points": [good, {**good, "value": "high"}]}, "points[1].value"),
         ({**base, "points": [good, {**good, "at": "yesterday"}]}, "points[1].at"),
         ({**base, "rows": [[1, None, {"loss": 1.0}], [2, None]]}, "rows[1]"),
+        ({**base, "columns": {"step": [1, 2], "values": {"loss": [1.0, "high"]}}},
+         "columns.values.loss[1]"),
+        ({**base, "columns": {"step": [2, 1], "values": {"loss": [1.0, 2.0]}}},
+         "columns.step[1]"),
+        ({**base, "rows": [[1, None, {"a": 1.0}]], "columns": {"step": [2],
+                                                             "values": {"a": [1.0]}}},
+         "columns"),
     ]
     for body, field in cases:
         r = api.post(f"/v1/runs/{rid}/metrics", body)
@@ -289,6 +296,19 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
     assert [p["at"][:23] for p in got] == ["2026-01-01T00:00:05.000", "2026-01-01T00:00:05.000",
                                            "2026-01-01T00:00:06.250", "2026-01-01T00:00:01.000",
                                            "2026-01-01T00:00:06.250"]
+    # Columns (what agents send): a null is no point; more than 100,000 points is a 413.
+    ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={**base, "columns": {
+        "step": [20, 21, 22], "at": [1767225600.0, 1767225601.0, 1767225602.0],
+        "values": {"c": [0.5, None, "Infinity"], "d": [1, 2, 3]}}})
+    assert ok["written"] == 5
+    got = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "c"})["items"]
+    assert [(p["step"], p["value"], p["at"][:19]) for p in got] == [
+        (20, 0.5, "2026-01-01T00:00:00"), (22, "Infinity", "2026-01-01T00:00:02")]
+    r = api.post(f"/v1/runs/{rid}/metrics", {**base, "columns": {
+        "step": list(range(50_001)), "values": {"e": [1.0] * 50_001, "f": [1.0] * 50_001}}})
+    assert r.status_code == 413 and error_of(r)["type"] == "TooLarge"
+    tags = {t["tag"] for t in api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"]}
+    assert not tags & {"e", "f"}
     api.close()
 
 

@@ -34,6 +34,7 @@ from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, 
 from runyard.agent.sender import Sender
 from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
+from runyard.progress import reader
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class AttemptRunner:
                               body.get("warnings") or [])
         elif kind == "metrics":
             self.api.metrics(a.run_id, a.attempt_id, a.lease, points=body.get("points") or (),
-                             rows=body.get("rows") or ())
+                             rows=body.get("rows") or (), columns=body.get("columns"))
         elif kind == "logs":
             self.api.logs(a.attempt_id, a.lease, body["chunks"])
         else:
@@ -303,7 +304,8 @@ class AttemptRunner:
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
         for rows in found.metric_batches:
-            self._queue("metrics", {"rows": rows})
+            columns = reader.wire_columns(rows)
+            self._queue("metrics", {"rows": rows} if columns is None else {"columns": columns})
         if found.progress is not None:
             self._queue("progress", found.progress)
         chunks = self._logs.drain(final=final)

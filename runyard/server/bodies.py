@@ -133,14 +133,24 @@ class MetricPoint(Body):
 MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, float | str]]
 
 
+class MetricColumns(Body):
+    """One item per step in every list; steps strictly increasing; ``at`` UNIX seconds
+    (left out: the time of the request)."""
+
+    step: list[Annotated[int, Field(ge=0)]]
+    at: list[float] | None = None
+    values: dict[str, list[float | str]]
+
+
 class MetricsRequest(Body):
-    """Points as ``points`` (one object each), ``rows`` (compact), or both; at most
-    100,000 points in all."""
+    """Points as ``points`` (one object each), ``rows`` (compact), or both; or ``columns``
+    alone (the most compact: what agents send); at most 100,000 points in all."""
 
     attempt_id: str
     lease: str
     points: list[MetricPoint] = Field(default_factory=list, max_length=100_000)
     rows: list[MetricRow] = Field(default_factory=list, max_length=100_000)
+    columns: MetricColumns | None = None
 
 
 class LogChunk(Body):

@@ -22,7 +22,8 @@ router = APIRouter(tags=["data"])
 
 ARTIFACT_KINDS = ("file", "bundle", "checkpoint")
 MAX_SERIES_POINTS = 10_000
-#: Points one ``POST /v1/runs/{id}/metrics`` may carry, ``points`` and ``rows`` together.
+#: Points one ``POST /v1/runs/{id}/metrics`` may carry, ``points`` and ``rows`` together (or
+#: ``columns``).
 MAX_POINTS = 100_000
 
 
@@ -65,11 +66,29 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     """
     _holder(state, who, run_id, "send metrics for")
     attempt_id, lease, points, rows = _metrics_envelope(data)
+    columns = data.get("columns")
     _run, att = state.check_lease(attempt_id, lease, run_id=run_id)
-    timed = row_times(rows, time.time(), MAX_POINTS - len(points))
-    written = state.store.add_metric_points(run_id, att["number"], points, timed)
-    state.metrics.metric_points.inc(len(points) + sum(map(len, map(_ROW_VALUES, timed))))
+    if columns is not None:
+        count = _column_points(columns)
+        written = state.store.add_metric_points(run_id, att["number"], points, rows, columns)
+    else:
+        timed = row_times(rows, time.time(), MAX_POINTS - len(points))
+        count = len(points) + sum(map(len, map(_ROW_VALUES, timed)))
+        written = state.store.add_metric_points(run_id, att["number"], points, timed)
+    state.metrics.metric_points.inc(count)
     return {"written": int(written)}
+
+
+def _column_points(columns: Any) -> int:
+    """How many points a ``columns`` body holds (the store checks the rest); 413 past
+    :data:`MAX_POINTS`."""
+    if not isinstance(columns, dict) or not isinstance(columns.get("values"), dict) \
+            or not isinstance(columns.get("step"), list):
+        return 0  # the store names what is wrong
+    count = len(columns["step"]) * len(columns["values"])
+    if count > MAX_POINTS:
+        raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
+    return count
 
 
 def _metrics_envelope(data: Any) -> tuple[str, str, list[Any], list[Any]]:
@@ -77,7 +96,7 @@ def _metrics_envelope(data: Any) -> tuple[str, str, list[Any], list[Any]]:
     if not isinstance(data, dict):
         raise errors.ValidationError("body: expected a JSON object", field="body")
     for key in data:
-        if key not in ("attempt_id", "lease", "points", "rows"):
+        if key not in ("attempt_id", "lease", "points", "rows", "columns"):
             raise errors.ValidationError(f"{key}: unknown field", field=key)
     for key in ("attempt_id", "lease"):
         if not isinstance(data.get(key), str):

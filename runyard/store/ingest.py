@@ -86,10 +86,17 @@ class Batch:
 
     @classmethod
     def of(cls, points: Sequence[Mapping[str, Any]],
-           rows: Sequence[Sequence[Any]] = ()) -> Batch:
+           rows: Sequence[Sequence[Any]] = (), columns: Mapping[str, Any] | None = None
+           ) -> Batch:
         """Check ``{step, tag, value, at}`` points, then compact ``(step, at, {tag: value})``
-        rows (what one ``log()`` call records: no object per point); errors name
-        ``points[i].field`` or ``rows[i][k]``."""
+        rows (what one ``log()`` call records: no object per point), or ``columns`` alone
+        (see :func:`_column_batch`); errors name ``points[i].field``, ``rows[i][k]`` or
+        ``columns.key[i]``."""
+        if columns is not None:
+            if points or rows:
+                raise errors.ValidationError(
+                    "columns: cannot come with points or rows in one batch", field="columns")
+            return cls(_column_batch(columns, time.time()))
         for name, given in (("points", points), ("rows", rows)):
             if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
                 raise errors.ValidationError(f"{name}: expected a list", field=name)
@@ -261,6 +268,69 @@ def _times(ats: list[Any]) -> list[float] | float | None:
     if total - total != 0.0:
         return None
     return ats[0] if ats.count(ats[0]) == len(ats) else ats
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def _column_batch(columns: Any, now: float) -> dict[str, Column]:
+    """The columns form: ``{"step": [...], "at": [...], "values": {tag: [...]}}``, one
+    item per step in every list (a value ``None`` where the tag has no point at that step),
+    steps strictly increasing, ``at`` UNIX seconds (left out: now). The most compact form on
+    the wire and the cheapest to read: flat lists of numbers are all the decoder builds, and
+    they become the batch's columns as they are."""
+    if not isinstance(columns, Mapping):
+        raise errors.ValidationError("columns: expected an object", field="columns")
+    for key in columns:
+        if key not in ("step", "at", "values"):
+            raise errors.ValidationError(f"columns.{key}: unknown field", field=f"columns.{key}")
+    steps, ats, values = columns.get("step"), columns.get("at"), columns.get("values")
+    if type(steps) is not list:
+        raise errors.ValidationError("columns.step: expected a list", field="columns.step")
+    if not isinstance(values, Mapping):
+        raise errors.ValidationError("columns.values: expected an object of lists",
+                                     field="columns.values")
+    count = len(steps)
+    if steps and not _steps_ok(steps):
+        for i, step in enumerate(steps):
+            field = f"columns.step[{i}]"
+            _check_int(step, field)
+            if i and step <= steps[i - 1]:
+                raise errors.ValidationError(f"{field}: steps must increase", field=field)
+    times: list[float] | float
+    if ats is None:
+        times = now
+    else:
+        if type(ats) is not list or len(ats) != count:
+            raise errors.ValidationError(f"columns.at: expected a list of {count} times",
+                                         field="columns.at")
+        found = _times(ats) if ats else now
+        times = found if found is not None else [
+            _seconds(at, now, f"columns.at[{i}]") for i, at in enumerate(ats)]
+    out: dict[str, Column] = {}
+    for tag, given in values.items():
+        _check_tag(tag, "columns.values")
+        field = f"columns.values.{tag}"
+        if type(given) is not list or len(given) != count:
+            raise errors.ValidationError(f"{field}: expected a list of {count} values",
+                                         field=field)
+        tag_steps, tag_times = steps, times
+        index: Sequence[int] = range(count)
+        if None in given:  # the steps without a point of this tag are left out
+            index = [i for i, v in enumerate(given) if v is not None]
+            given = [given[i] for i in index]
+            tag_steps = [steps[i] for i in index]
+            if type(times) is list:
+                tag_times = [times[i] for i in index]
+        checked = _values(given)
+        if checked is None:
+            for i, v in zip(index, given, strict=True):
+                _encode_value(v, f"{field}[{i}]")
+            raise AssertionError("a value _values refused passed _encode_value")
+        if given:
+            # The columns share steps and times: nothing changes a column's lists in place.
+            out[tag] = Column(tag_steps, checked[0], checked[1], tag_times)
+    return out
 
 
 # --------------------------------------------------------------------------- general pass

@@ -40,17 +40,19 @@ class MetricsMixin:
 
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
+                          rows: Sequence[Sequence[Any]] = (),
+                          columns: Mapping[str, Any] | None = None) -> int:
         """Upsert a batch of points; returns how many distinct (tag, step) were written.
 
         Each point is ``{step, tag, value, at}``, each row ``(step, at, {tag: value})`` (the
         compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds) defaults
-        to now.
+        to now. ``columns`` (``{"step": [...], "at": [...], "values": {tag: [...]}}``, steps
+        increasing) comes alone: see :func:`runyard.store.ingest.Batch.of`.
         Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
         occurrence wins. Errors name ``points[i].field`` and nothing is written.
         """
         attempt = _check_int(attempt, "attempt", 0, 2**31 - 1)
-        batch = ingest.Batch.of(points, rows)
+        batch = ingest.Batch.of(points, rows, columns)
         if not batch.count:
             return 0
         # A pure function of the batch, so it is computed before the write turn (SQLite has
