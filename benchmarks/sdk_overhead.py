@@ -357,8 +357,9 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     for mode in ("agent", "http"):
         if mode in ry:
             out[f"{mode}_le_5us"] = ry[mode]["median_ns"] <= 5000
-    if "http" in ry and ry["http"].get("readable_after_s") is not None:
-        out["http_readable_within_2s"] = ry["http"]["readable_after_s"] <= 2.0
+    for mode in ("agent", "http", "embedded"):
+        if mode in ry and ry[mode].get("readable_after_s") is not None:
+            out[f"{mode}_readable_within_2s"] = ry[mode]["readable_after_s"] <= 2.0
     worst = max((ry[m]["median_ns"] for m in ("agent", "http") if m in ry), default=None)
     peers = result.get("peers", {})
     if worst and "mlflow" in peers:
