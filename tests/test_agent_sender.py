@@ -179,6 +179,8 @@ def test_an_attempt_sends_every_point_once_in_order_before_its_snapshot(
             assert sent >= 3 * (body["snapshot"]["step"] + 1)
     kinds = [kind for kind, _ in server.calls if kind != "heartbeat"]
     assert kinds[-1] == "complete" and "metrics" not in kinds[kinds.index("complete"):]
+    # One row a step, 3 tags each: every batch goes as columns, rows cut by a read included.
+    assert all("columns" in body for kind, body in server.calls if kind == "metrics")
 
 
 def test_a_lease_conflict_on_a_queued_batch_abandons_the_attempt(

@@ -296,11 +296,13 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
     assert [p["at"][:23] for p in got] == ["2026-01-01T00:00:05.000", "2026-01-01T00:00:05.000",
                                            "2026-01-01T00:00:06.250", "2026-01-01T00:00:01.000",
                                            "2026-01-01T00:00:06.250"]
-    # Columns (what agents send): a null is no point; more than 100,000 points is a 413.
+    # Columns (what agents send): a null is no point, nor counted as one; more than 100,000
+    # points is a 413.
+    counted = _ingested(api)
     ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={**base, "columns": {
         "step": [20, 21, 22], "at": [1767225600.0, 1767225601.0, 1767225602.0],
         "values": {"c": [0.5, None, "Infinity"], "d": [1, 2, 3]}}})
-    assert ok["written"] == 5
+    assert ok["written"] == 5 and _ingested(api) == counted + 5
     got = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "c"})["items"]
     assert [(p["step"], p["value"], p["at"][:19]) for p in got] == [
         (20, 0.5, "2026-01-01T00:00:00"), (22, "Infinity", "2026-01-01T00:00:02")]
@@ -310,6 +312,14 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
     tags = {t["tag"] for t in api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"]}
     assert not tags & {"e", "f"}
     api.close()
+
+
+def _ingested(api: Api) -> float:
+    """The server's count of ingested points, from its Prometheus endpoint."""
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith("runyard_metric_points_ingested_total "):
+            return float(line.split()[1])
+    raise AssertionError("no runyard_metric_points_ingested_total in /metrics")
 
 
 def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> None:  # type: ignore[no-untyped-def]

@@ -96,6 +96,11 @@ def test_columns_store_exactly_what_their_rows_would(seed: int) -> None:
     ({"step": [1, 2], "values": {"": [1.0, 2.0]}}, "columns.values"),
     ({"step": [1, 2], "at": [NOW], "values": {"a": [1.0, 2.0]}}, "columns.at"),
     ({"step": [1, 2], "at": [NOW, "soon"], "values": {"a": [1.0, 2.0]}}, "columns.at[1]"),
+    ({"step": [1, 2], "at": [NOW, True], "values": {"a": [1.0, 2.0]}}, "columns.at[1]"),
+    ({"step": [1, 2.0], "values": {"a": [1.0, 2.0]}}, "columns.step[1]"),
+    ({"step": [1, 2**63], "values": {"a": [1.0, 2.0]}}, "columns.step[1]"),
+    ({"step": [1, 2], "values": {"a": [1.0, True]}}, "columns.values.a[1]"),
+    ({"step": [1, 2], "values": {"a": (1.0, 2.0)}}, "columns.values.a"),
 ])
 def test_bad_columns_name_the_list_and_the_index(columns: Any, field: str) -> None:
     with pytest.raises(errors.ValidationError) as exc:

@@ -56,7 +56,7 @@ def test_claim_candidates_read_the_queued_runs_index(store: SQLStore) -> None:
 
 def test_lapsed_lease_sweep_reads_the_active_attempts_index(store: SQLStore) -> None:
     att = store_sql.attempts.c
-    stmt = (sa.select(att.id).where(att.active == sa.true(), att.lease_expires_at < 5.0)
+    stmt = (sa.select(att.id).where(store_sql.ACTIVE_ONLY, att.lease_expires_at < 5.0)
             .order_by(att.lease_expires_at).limit(10))
     plan = _plan(store, stmt, {})
     assert "ix_attempts_active_lease" in plan, plan

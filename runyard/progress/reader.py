@@ -291,7 +291,7 @@ class WireRows:
         self.dropped = 0
         self.long_tag: str | None = None
         self.big_step: int | None = None
-        self._count = 2 * batch_points  # points in the last batch: the first opens one
+        self._count = batch_points  # points in the last batch: the first point opens one
         # The last row's values and step and time, while the row may grow (no step: a new
         # row is due, as at a batch's start).
         self._values: dict[str, Any] = {}

@@ -134,12 +134,12 @@ MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, flo
 
 
 class MetricColumns(Body):
-    """One item per step in every list; steps strictly increasing; ``at`` UNIX seconds
-    (left out: the time of the request)."""
+    """One item per step in every list (``null``: no point of that tag at that step); steps
+    strictly increasing; ``at`` UNIX seconds (left out: the time of the request)."""
 
     step: list[Annotated[int, Field(ge=0)]]
     at: list[float] | None = None
-    values: dict[str, list[float | str]]
+    values: dict[str, list[float | str | None]]
 
 
 class MetricsRequest(Body):

@@ -80,12 +80,12 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
 
 
 def _column_points(columns: Any) -> int:
-    """How many points a ``columns`` body holds (the store checks the rest); 413 past
-    :data:`MAX_POINTS`."""
-    if not isinstance(columns, dict) or not isinstance(columns.get("values"), dict) \
-            or not isinstance(columns.get("step"), list):
+    """How many points a ``columns`` body holds, its nulls left out (the store checks the
+    rest); 413 past :data:`MAX_POINTS`."""
+    values = columns.get("values") if isinstance(columns, dict) else None
+    if not isinstance(values, dict) or not all(type(v) is list for v in values.values()):
         return 0  # the store names what is wrong
-    count = len(columns["step"]) * len(columns["values"])
+    count = sum(len(v) - v.count(None) for v in values.values())
     if count > MAX_POINTS:
         raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
     return count

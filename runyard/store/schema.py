@@ -21,6 +21,8 @@ metadata = sa.MetaData(
 Time = sa.Float(precision=53)
 JSON = sa.JSON()
 
+_QUEUED = "status = 'queued'"
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -96,8 +98,7 @@ runs = sa.Table(
     # up in ix_runs_status_created and sort what it finds.
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
-             "labels_key", sqlite_where=sa.text("status = 'queued'"),
-             postgresql_where=sa.text("status = 'queued'")),
+             "labels_key", sqlite_where=sa.text(_QUEUED), postgresql_where=sa.text(_QUEUED)),
     sa.Index("ix_runs_project_created", "project", "created_at"),
     # The runs page: one status, newest first.
     sa.Index("ix_runs_status_created", "status", "created_at", "id"),
@@ -128,10 +129,13 @@ attempts = sa.Table(
     sa.UniqueConstraint("run_id", "number"),
     # Active attempts only (the sweep's lapsed leases, a new worker's count): an attempt
     # that ends leaves it instead of moving to the inactive part. Queries spell the
-    # condition as ACTIVE_ONLY.
+    # condition as ``active = true`` (ACTIVE_ONLY), which both planners match to it.
     sa.Index("ix_attempts_active_lease", "lease_expires_at",
              sqlite_where=sa.text("active = 1"), postgresql_where=sa.text("active")),
 )
+
+#: The condition of ``ix_attempts_active_lease`` as queries spell it.
+ACTIVE_ONLY = attempts.c.active == sa.true()
 
 workers = sa.Table(
     "workers",

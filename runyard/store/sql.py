@@ -19,6 +19,7 @@ from runyard.eligibility import SQL_LABEL_KEYS
 from runyard.store import base, data, metrics, schema
 from runyard.store.prepared import Prepared
 from runyard.store.schema import (
+    ACTIVE_ONLY,
     QUEUED_ONLY,
     artifacts,
     attempts,
@@ -252,7 +253,7 @@ class SQLTransaction(base.Transaction):
 
     def expired_attempts(self, now: float, limit: int) -> list[base.Row]:
         stmt = (sa.select(attempts)
-                .where(attempts.c.active == sa.true(), attempts.c.lease_expires_at < now)
+                .where(ACTIVE_ONLY, attempts.c.lease_expires_at < now)
                 .order_by(attempts.c.lease_expires_at).limit(limit))
         return [dict(r._mapping) for r in self.conn.execute(self._locked(stmt, skip=True))]
 
@@ -274,7 +275,7 @@ class SQLTransaction(base.Transaction):
         # A new worker row starts from the host's active attempts (a local run may be
         # running there already); from then on the triggers keep the count.
         count = (sa.select(sa.func.count()).select_from(attempts)
-                 .where(attempts.c.host_id == row["host_id"], attempts.c.active == sa.true())
+                 .where(attempts.c.host_id == row["host_id"], ACTIVE_ONLY)
                  .scalar_subquery())
         self._upsert(workers, {**row, "active_attempts": count}, ["host_id"], list(changes))
 
