@@ -85,7 +85,7 @@ def _column_points(columns: Any) -> int:
     values = columns.get("values") if isinstance(columns, dict) else None
     if not isinstance(values, dict) or not all(type(v) is list for v in values.values()):
         return 0  # the store names what is wrong
-    count = sum(len(v) - v.count(None) for v in values.values())
+    count: int = sum(len(v) - v.count(None) for v in values.values())
     if count > MAX_POINTS:
         raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
     return count
