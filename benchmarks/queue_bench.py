@@ -3,7 +3,9 @@
 Prints JSON. For each dialect: 10,000 queued runs, 20 registered workers of mixed
 capabilities; claims/s and p50/p99 claim latency with 1, 4 and 16 concurrent claimers; and, in
 the same run, the rate of a trivial one-row ``UPDATE ...; COMMIT`` through the same engine (the
-physical limit). Each figure is the median of ``--repeat`` rounds.
+physical limit), and the rate of a claim's writes alone, one claim per commit, for runs chosen
+beforehand (the floor under a lone claimer: its run, attempt and event rows and their indexes,
+without choosing the run). Each figure is the median of ``--repeat`` rounds.
 
     python benchmarks/queue_bench.py [--runs 10000] [--claims 2000] [--repeat 3] [--pg URL|none]
 """
@@ -27,7 +29,9 @@ import sqlalchemy as sa
 from runyard import models
 from runyard.queue import Queue
 from runyard.store import open_store
+from runyard.store.base import Grant
 from runyard.store.engine import sqlite_url
+from runyard.store.schema import runs
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -60,8 +64,6 @@ def fill(q: Queue, n: int) -> None:
                "priority": rng.randint(0, 2)}
         rows.append(submission.build_run(req, None, owner="bench", now=now + i * 1e-6))
     # Bulk insert: filling is not what is measured.
-    from runyard.store.schema import runs
-
     with q.store.engine.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(runs.insert(), rows)
 
@@ -115,10 +117,30 @@ def raw_commit_rate(engine: sa.Engine, n: int = 2000) -> float:
         return n / (time.perf_counter() - t0)
 
 
+def claim_writes_rate(q: Queue, n: int) -> float:
+    """Claims/s of the claim's writes alone (``Transaction.claim_runs``, one run per
+    transaction and commit), the runs read beforehand."""
+    with q.store.engine.connect() as conn:  # type: ignore[attr-defined]
+        chosen = conn.execute(sa.select(runs.c.id, runs.c.attempt, runs.c.event_seq)
+                              .where(runs.c.status == "queued").limit(n)).all()
+    if len(chosen) < n:
+        raise RuntimeError(f"{n} queued runs needed, {len(chosen)} left")
+    hosts = [c.host_id for c in fleet()]
+    t0 = time.perf_counter()
+    for i, (run_id, attempt, seq) in enumerate(chosen):
+        now = time.time()
+        grant = Grant(run_id=run_id, attempt_id=secrets.token_hex(8), number=attempt + 1,
+                      seq=seq + 1, host_id=hosts[i % len(hosts)], lease=secrets.token_hex(16),
+                      lease_expires_at=now + 60, at=now, actor="bench")
+        with q.store.transaction() as tx:
+            tx.claim_runs([grant])
+    return n / (time.perf_counter() - t0)
+
+
 def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"claimers": {}}
     rounds: dict[int, list[dict[str, float]]] = {1: [], 4: [], 16: []}
-    raws = []
+    raws, writes = [], []
     for _ in range(args.repeat):
         store = open_store(url)
         q = Queue(store)
@@ -129,9 +151,12 @@ def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
         raws.append(raw_commit_rate(store.engine))  # type: ignore[attr-defined]
         for n in (1, 4, 16):
             rounds[n].append(claim_round(q, n, args.claims))
+        writes.append(claim_writes_rate(q, args.claims))
         store.close()
     raw = statistics.median(raws)
     result["raw_update_commit_per_s"] = round(raw, 1)
+    result["claim_writes_alone"] = {"claims_per_s": round(statistics.median(writes), 1),
+                                    "ratio_to_raw": round(statistics.median(writes) / raw, 3)}
     for n, rs in rounds.items():
         med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
         result["claimers"][str(n)] = {
@@ -144,12 +169,15 @@ def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=10_000)
+    p.add_argument("--runs", type=int, default=10_000,
+                   help="queued runs (at least 4 x --claims: three rounds and the writes alone)")
     p.add_argument("--claims", type=int, default=2_000, help="claims per round and concurrency")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--pg", default=os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT),
                    help="PostgreSQL admin URL, or 'none'")
     args = p.parse_args()
+    if args.runs < 4 * args.claims:
+        p.error(f"--runs: {args.runs} is fewer than 4 x --claims ({4 * args.claims})")
     out: dict[str, Any] = {"runs": args.runs, "claims_per_round": args.claims,
                            "repeat": args.repeat, "python": sys.version.split()[0]}
     with tempfile.TemporaryDirectory() as tmp:

@@ -133,6 +133,27 @@ def test_a_failed_commit_reaches_every_writer_of_the_group(sqlite_store: SQLiteS
     assert hosts_in(sqlite_store.url) == {"after"}
 
 
+def test_writers_keep_one_connection_which_close_gives_back(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path / "runyard.db"))
+    assert isinstance(store, SQLiteStore)
+    used = set()
+    for i in range(3):
+        with store.transaction() as tx:
+            tx.upsert_worker(worker_row(f"h{i}"))
+            used.add(id(tx.conn.connection.driver_connection))
+    assert len(used) == 1
+    # A writer that fails before its first statement does not lose the connection for others.
+    with pytest.raises(Boom), store.transaction():
+        raise Boom()
+    with store.transaction() as tx:
+        assert id(tx.conn.connection.driver_connection) in used
+    pool = store.engine.pool
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    store.close()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert hosts_in(store.url) == {"h0", "h1", "h2"}
+
+
 def test_a_group_is_bounded(sqlite_store: SQLiteStore) -> None:
     n = MAX_GROUP + 8
     failures, groups = run_writers(sqlite_store, n,
