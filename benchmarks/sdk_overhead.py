@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -72,6 +73,11 @@ def stats(timings: list[int]) -> dict[str, float]:
     n = len(ordered)
     return {"median_ns": float(statistics.median(ordered)), "p90_ns": float(ordered[n * 9 // 10]),
             "p99_ns": float(ordered[n * 99 // 100]), "mean_ns": round(sum(ordered) / n, 1)}
+
+
+def _mlflow_log(mlflow: Any, metrics: dict[str, float], step: int, *,
+                synchronous: bool) -> Any:
+    return mlflow.log_metrics(metrics, step=step, synchronous=synchronous)
 
 
 def timed_loop(log: Log, steps: int) -> tuple[list[int], float]:
@@ -251,8 +257,7 @@ def bench_mlflow(sync_steps: int, async_steps: int, work: Path) -> dict[str, Any
                                           ("async", async_steps, False)):
             with mlflow.start_run(run_name=f"bench-{label}"):
                 timings, end = timed_loop(
-                    lambda m, i, s=synchronous: mlflow.log_metrics(m, step=i, synchronous=s),
-                    steps)
+                    functools.partial(_mlflow_log, mlflow, synchronous=synchronous), steps)
                 if not synchronous:
                     mlflow.flush_async_logging()
                 flushed = time.perf_counter()
@@ -324,7 +329,7 @@ def main() -> None:
     }
     for name in args.modes.split(","):
         fn = modes[name]
-        result["runyard"][name] = repeat(lambda work, f=fn: f(args.steps, work), args.repeat)
+        result["runyard"][name] = repeat(functools.partial(fn, args.steps), args.repeat)
     peers: dict[str, Any] = {}
     if not args.no_peers:
         # The peers print progress lines; stdout is for the JSON result only.

@@ -29,7 +29,9 @@ class _Call(Generic[A, R]):
 
     def __init__(self, ask: A) -> None:
         self.ask = ask
-        self.wake = threading.Event()
+        # Only a call that waits needs an event (made under the mutex, before anyone can
+        # hand it the lead): a lone caller, the common case, is spared making one.
+        self.wake: threading.Event | None = None
         self.done = False
         self.result: R | None = None
         self.error: BaseException | None = None
@@ -54,7 +56,7 @@ class Combiner(Generic[A, R]):
         # True while a leader serves; then every waiting call is either in its batch or will
         # be led by the call it hands over to (so nothing waits with nobody to serve it).
         self._busy = False
-        # Callers inside call(), served or not: with none but the leader, nobody can join.
+        # Callers inside call(), served or not: when all of them are queued, nobody can join.
         self._callers = 0
 
     def _gather(self) -> None:
@@ -62,15 +64,15 @@ class Combiner(Generic[A, R]):
 
         Callers that the previous batch just woke are usually on their way back with their
         next call; this lets them join this batch rather than form one of their own right
-        after it, which would make them wait for two. A lone caller does not wait at all.
+        after it, which would make them wait for two. It stops as soon as every caller inside
+        call() is queued (nobody else is about to join: a lone caller does not wait at all).
         """
-        if self._callers == 1:  # nobody else is in call(), so nobody is about to join
-            return
         seen = -1
         for _ in range(GATHER_YIELDS):
             with self._mutex:
                 waiting = len(self._waiting)
-            if waiting == seen or waiting >= self._max_batch:
+                everyone = waiting >= self._callers
+            if everyone or waiting == seen or waiting >= self._max_batch:
                 return
             seen = waiting
             time.sleep(0)
@@ -83,8 +85,10 @@ class Combiner(Generic[A, R]):
             self._callers += 1
             lead = not self._busy
             self._busy = True
-        try:
             if not lead:
+                me.wake = threading.Event()
+        try:
+            if me.wake is not None:
                 me.wake.wait()
             if not me.done:  # the lead was handed to this call: serve a batch (this one first)
                 self._lead()
@@ -115,9 +119,12 @@ class Combiner(Generic[A, R]):
         finally:
             with self._mutex:
                 if self._waiting:
-                    self._waiting[0].wake.set()
+                    nxt = self._waiting[0].wake
+                    assert nxt is not None  # only the leader's own call has none
+                    nxt.set()
                 else:
                     self._busy = False
             for c in batch:
                 c.done = True
-                c.wake.set()
+                if c.wake is not None:
+                    c.wake.set()

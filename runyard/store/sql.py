@@ -66,6 +66,9 @@ _CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
                    runs.c.event_seq)
 
 
+_LABEL_BINDS = tuple(f"w_labels_{i}" for i in range(SQL_LABEL_KEYS))
+
+
 def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
                      by_labels: bool) -> sa.Select[Any]:
     """Queued runs a worker's resources can serve, best first; one statement per variant."""
@@ -83,7 +86,7 @@ def _candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
         stmt = stmt.where(c.prefer_cuda == sa.false())
     if by_labels:
         stmt = stmt.where(c.labels_key.in_(
-            [sa.bindparam(f"w_labels_{i}", type_=sa.Text) for i in range(SQL_LABEL_KEYS)]))
+            [sa.bindparam(name, type_=sa.Text) for name in _LABEL_BINDS]))
     if keyset:
         prio = sa.bindparam("a_prio", type_=sa.Integer)
         created = sa.bindparam("a_created", type_=c.created_at.type)
@@ -228,8 +231,8 @@ class SQLTransaction(base.Transaction):
         params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
                                   "w_ram": worker.ram_gib, "w_cpus": worker.cpus,
                                   "limit": limit}
-        for i, key in enumerate(worker.labels_keys or ()):
-            params[f"w_labels_{i}"] = key
+        if worker.labels_keys is not None:
+            params.update(zip(_LABEL_BINDS, worker.labels_keys, strict=True))
         if after is not None:
             params.update(a_prio=after[0], a_created=after[1], a_id=after[2])
         stmt = Prepared.cached(("claim_candidates", *variant),
