@@ -3,7 +3,8 @@
 Prints JSON. For each dialect: 10,000 queued runs, 20 registered workers of mixed
 capabilities; claims/s and p50/p99 claim latency with 1, 4 and 16 concurrent claimers; and, in
 the same run, the rate of a trivial one-row ``UPDATE ...; COMMIT`` through the same engine (the
-physical limit), and the rate of a claim's writes alone, one claim per commit, for runs chosen
+physical limit; measured just before and after each round, and each round's ratio taken to
+that), and the rate of a claim's writes alone, one claim per commit, for runs chosen
 beforehand (the floor under a lone claimer: its run, attempt and event rows and their indexes,
 without choosing the run). Each figure is the median of ``--repeat`` rounds.
 
@@ -13,6 +14,7 @@ without choosing the run). Each figure is the median of ``--repeat`` rounds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +37,8 @@ from runyard.store.engine import sqlite_url
 from runyard.store.schema import runs
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: One-row commits per raw-rate measurement.
+RAW_COMMITS = 1000
 
 
 def fleet() -> list[models.Capabilities]:
@@ -103,7 +108,7 @@ def claim_round(q: Queue, claimers: int, total: int) -> dict[str, float]:
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)]}
 
 
-def raw_commit_rate(engine: sa.Engine, n: int = 2000) -> float:
+def raw_commit_rate(engine: sa.Engine, n: int = RAW_COMMITS) -> float:
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, "
                              "v INTEGER NOT NULL)")
@@ -117,7 +122,7 @@ def raw_commit_rate(engine: sa.Engine, n: int = 2000) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def claim_writes_rate(q: Queue, n: int) -> float:
+def claim_writes_round(q: Queue, n: int) -> dict[str, float]:
     """Claims/s of the claim's writes alone (``Transaction.claim_runs``, one run per
     transaction and commit), the runs read beforehand."""
     with q.store.engine.connect() as conn:  # type: ignore[attr-defined]
@@ -134,36 +139,52 @@ def claim_writes_rate(q: Queue, n: int) -> float:
                       lease_expires_at=now + 60, at=now, actor="bench")
         with q.store.transaction() as tx:
             tx.claim_runs([grant])
-    return n / (time.perf_counter() - t0)
+    return {"claims_per_s": n / (time.perf_counter() - t0)}
+
+
+def against_raw(engine: sa.Engine, measure: Callable[[], dict[str, float]]
+                ) -> dict[str, float]:
+    """``measure()``'s figures, with the raw commit rate taken just before and just after it
+    and the claim rate's ratio to their mean: the machine's speed drifts (other tenants), and
+    a raw rate from another moment would skew the ratio more than the code does."""
+    before = raw_commit_rate(engine, RAW_COMMITS)
+    out = measure()
+    raw = (before + raw_commit_rate(engine, RAW_COMMITS)) / 2
+    return {**out, "raw_per_s": raw, "ratio_to_raw": out["claims_per_s"] / raw}
 
 
 def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"claimers": {}}
-    rounds: dict[int, list[dict[str, float]]] = {1: [], 4: [], 16: []}
-    raws, writes = [], []
+    rounds: dict[str, list[dict[str, float]]] = {"1": [], "4": [], "16": [], "writes": []}
     for _ in range(args.repeat):
         store = open_store(url)
         q = Queue(store)
-        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        engine = store.engine  # type: ignore[attr-defined]
+        with engine.begin() as conn:
             for t in ("events", "attempts", "runs", "workers", "host_policies"):
                 conn.exec_driver_sql(f"DELETE FROM {t}")
         fill(q, args.runs)
-        raws.append(raw_commit_rate(store.engine))  # type: ignore[attr-defined]
         for n in (1, 4, 16):
-            rounds[n].append(claim_round(q, n, args.claims))
-        writes.append(claim_writes_rate(q, args.claims))
+            rounds[str(n)].append(against_raw(
+                engine, functools.partial(claim_round, q, n, args.claims)))
+        rounds["writes"].append(against_raw(
+            engine, functools.partial(claim_writes_round, q, args.claims)))
         store.close()
-    raw = statistics.median(raws)
-    result["raw_update_commit_per_s"] = round(raw, 1)
-    result["claim_writes_alone"] = {"claims_per_s": round(statistics.median(writes), 1),
-                                    "ratio_to_raw": round(statistics.median(writes) / raw, 3)}
-    for n, rs in rounds.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        result["claimers"][str(n)] = {
-            "claims_per_s": round(med["claims_per_s"], 1),
-            "p50_ms": round(med["p50_ms"], 3), "p99_ms": round(med["p99_ms"], 3),
-            "ratio_to_raw": round(med["claims_per_s"] / raw, 3),
-        }
+
+    def median(key: str, of: str, digits: int = 1) -> float:
+        return round(statistics.median(r[key] for r in rounds[of]), digits)
+
+    result: dict[str, Any] = {
+        "raw_update_commit_per_s": round(statistics.median(
+            r["raw_per_s"] for rs in rounds.values() for r in rs), 1),
+        "claimers": {},
+        "claim_writes_alone": {"claims_per_s": median("claims_per_s", "writes"),
+                               "ratio_to_raw": median("ratio_to_raw", "writes", 3)},
+    }
+    for level in ("1", "4", "16"):
+        result["claimers"][level] = {
+            "claims_per_s": median("claims_per_s", level),
+            "p50_ms": median("p50_ms", level, 3), "p99_ms": median("p99_ms", level, 3),
+            "ratio_to_raw": median("ratio_to_raw", level, 3)}
     return result
 
 
