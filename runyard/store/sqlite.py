@@ -153,16 +153,19 @@ class SQLiteStore(SQLStore):
         if not self._turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
             raise errors.StoreError(
                 f"database error: no write turn within {SQLITE_BUSY_TIMEOUT_S:g} s")
+        group = self._group
         try:
-            group = self._group
             if group is None:
                 if self._writer is None:
                     self._writer = self.engine.connect()
                 group = self._group = _Group(self._writer)
             group.members += 1
             group.savepoint("SAVEPOINT writer")
-        except BaseException:
+        except BaseException as exc:
             self._group = None
+            if group is not None:  # its earlier writers wait for a commit that will not come
+                group.error = exc
+                group.finish()
             self._drop_writer()
             self._turn.release()
             raise
