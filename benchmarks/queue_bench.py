@@ -6,7 +6,9 @@ the same run, the rate of a trivial one-row ``UPDATE ...; COMMIT`` through the s
 physical limit; measured just before and after each round, and each round's ratio taken to
 that), and the rate of a claim's writes alone, one claim per commit, for runs chosen
 beforehand (the floor under a lone claimer: its run, attempt and event rows and their indexes,
-without choosing the run). Each figure is the median of ``--repeat`` rounds.
+without choosing the run). Each figure is the median of ``--repeat`` rounds. Last, the claim
+latency of a host without CUDA when ``--backlog`` runs that need CUDA wait ahead of every run
+it may take (GPU hosts are the scarce ones, so their runs gather at the head of the queue).
 
     python benchmarks/queue_bench.py [--runs 10000] [--claims 2000] [--repeat 3] [--pg URL|none]
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard import models
+from runyard import models, submission
 from runyard.queue import Queue
 from runyard.store import open_store
 from runyard.store.base import Grant
@@ -62,8 +64,6 @@ def fill(q: Queue, n: int) -> None:
                                    {"prefer_cuda": True}, {"labels": {"pool": "a"}}]
     rows = []
     now = time.time()
-    from runyard import submission
-
     for i in range(n):
         req = {"name": f"run-{i}", "command": ["true"], "constraints": rng.choice(kinds),
                "priority": rng.randint(0, 2)}
@@ -142,6 +142,32 @@ def claim_writes_round(q: Queue, n: int) -> dict[str, float]:
     return {"claims_per_s": n / (time.perf_counter() - t0)}
 
 
+def backlog_claim_ms(url: str, backlog: int, claims: int = 300) -> float:
+    """Median latency of a CPU host's claim with ``backlog`` CUDA-only runs queued ahead."""
+    store = open_store(url)
+    q = Queue(store)
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        for t in ("events", "attempts", "runs", "workers", "host_policies"):
+            conn.exec_driver_sql(f"DELETE FROM {t}")
+    q.register_worker(models.Capabilities.from_dict(
+        {"host_id": "cpu-host", "cpus": 32, "ram_gib": 64, "gpus": [], "slots": claims}))
+    now = time.time()
+    rows = [submission.build_run(
+        {"name": f"run-{i}", "command": ["true"],
+         "constraints": {"require_cuda": True} if i < backlog else {}},
+        None, owner="bench", now=now + i * 1e-6) for i in range(backlog + claims)]
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(runs.insert(), rows)
+    latencies = []
+    for _ in range(claims):
+        t0 = time.perf_counter()
+        if q.claim("cpu-host") is None:
+            raise RuntimeError("the CPU host found nothing to claim")
+        latencies.append(time.perf_counter() - t0)
+    store.close()
+    return 1000 * statistics.median(latencies)
+
+
 def against_raw(engine: sa.Engine, measure: Callable[[], dict[str, float]]
                 ) -> dict[str, float]:
     """``measure()``'s figures, with the raw commit rate taken just before and just after it
@@ -185,6 +211,10 @@ def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "claims_per_s": median("claims_per_s", level),
             "p50_ms": median("p50_ms", level, 3), "p99_ms": median("p99_ms", level, 3),
             "ratio_to_raw": median("ratio_to_raw", level, 3)}
+    result["cpu_claim_behind_cuda_backlog"] = {
+        "cuda_runs_ahead": args.backlog,
+        "p50_ms": round(statistics.median(backlog_claim_ms(url, args.backlog)
+                                          for _ in range(args.repeat)), 3)}
     return result
 
 
@@ -194,6 +224,8 @@ def main() -> None:
                    help="queued runs (at least 4 x --claims: three rounds and the writes alone)")
     p.add_argument("--claims", type=int, default=2_000, help="claims per round and concurrency")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--backlog", type=int, default=5_000,
+                   help="CUDA-only runs queued ahead of a CPU host's runs (last figure)")
     p.add_argument("--pg", default=os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT),
                    help="PostgreSQL admin URL, or 'none'")
     args = p.parse_args()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -44,14 +45,34 @@ def _plan(store: SQLStore, stmt: sa.Select[Any], values: dict[str, Any]) -> str:
         return "\n".join(str(row[0]) for row in cur.fetchall())
 
 
-def test_claim_candidates_read_the_queued_runs_index(store: SQLStore) -> None:
-    stmt = store_sql._candidates_stmt(cpu_only=True, skip_prefer_cuda=False, keyset=True,
-                                      by_labels=False)
-    plan = _plan(store, stmt, {"w_gpus": 0, "w_vram": 0.0, "w_ram": 8.0, "w_cpus": 4.0,
-                               "a_prio": 0, "a_created": 0.0, "a_id": "", "limit": 8})
-    assert "ix_runs_claim" in plan, plan
+_WORKER = {"w_gpus": 0, "w_vram": 0.0, "w_ram": 8.0, "w_cpus": 4.0, "a_prio": 0,
+           "a_created": 0.0, "a_id": "", "limit": 8,
+           **{name: "" for name in store_sql._LABEL_BINDS}}
+
+
+@pytest.mark.parametrize("skip_prefer_cuda", [False, True])
+@pytest.mark.parametrize("by_labels", [False, True])
+@pytest.mark.parametrize("keyset", [False, True])
+def test_a_cpu_hosts_claim_reads_the_index_without_cuda_runs(
+        store: SQLStore, skip_prefer_cuda: bool, by_labels: bool, keyset: bool) -> None:
+    stmt = store_sql._candidates_stmt(cpu_only=True, skip_prefer_cuda=skip_prefer_cuda,
+                                      keyset=keyset, by_labels=by_labels)
+    plan = _plan(store, stmt, _WORKER)
+    assert "ix_runs_claim_cpu" in plan, plan
     if store.engine.dialect.name == "sqlite":
         assert "TEMP B-TREE" not in plan, plan  # read in the claim's order, not sorted
+
+
+@pytest.mark.parametrize("by_labels", [False, True])
+@pytest.mark.parametrize("keyset", [False, True])
+def test_a_cuda_hosts_claim_reads_the_queued_runs_index(
+        store: SQLStore, by_labels: bool, keyset: bool) -> None:
+    stmt = store_sql._candidates_stmt(cpu_only=False, skip_prefer_cuda=False, keyset=keyset,
+                                      by_labels=by_labels)
+    plan = _plan(store, stmt, _WORKER)
+    assert "ix_runs_claim " in plan or plan.endswith("ix_runs_claim"), plan
+    if store.engine.dialect.name == "sqlite":
+        assert "TEMP B-TREE" not in plan, plan
 
 
 def test_lapsed_lease_sweep_reads_the_active_attempts_index(store: SQLStore) -> None:

@@ -22,6 +22,9 @@ Time = sa.Float(precision=53)
 JSON = sa.JSON()
 
 _QUEUED = "status = 'queued'"
+# As each dialect renders `require_cuda == false()`, which is how the claim asks for it.
+_QUEUED_CPU = {"sqlite": f"{_QUEUED} AND require_cuda = 0",
+               "postgresql": f"{_QUEUED} AND require_cuda = false"}
 
 runs = sa.Table(
     "runs",
@@ -99,6 +102,13 @@ runs = sa.Table(
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
              "labels_key", sqlite_where=sa.text(_QUEUED), postgresql_where=sa.text(_QUEUED)),
+    # The same for the runs a host without CUDA may take. Runs that need CUDA wait for the
+    # scarcer GPU hosts and gather at the head of the queue; in ix_runs_claim every claim by
+    # a CPU host steps over all of them (a claim's cost growing with the GPU backlog).
+    sa.Index("ix_runs_claim_cpu", "status", sa.desc("priority"), "created_at", "id", "gpus",
+             "min_vram_gib", "min_ram_gib", "min_cpus", "prefer_cuda", "labels_key",
+             sqlite_where=sa.text(_QUEUED_CPU["sqlite"]),
+             postgresql_where=sa.text(_QUEUED_CPU["postgresql"])),
     sa.Index("ix_runs_project_created", "project", "created_at"),
     # The runs page: one status, newest first.
     sa.Index("ix_runs_status_created", "status", "created_at", "id"),
