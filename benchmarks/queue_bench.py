@@ -56,6 +56,15 @@ def fleet() -> list[models.Capabilities]:
     return out
 
 
+def empty_queue(url: str) -> Queue:
+    """A queue over the database at ``url``, emptied of what an earlier round left."""
+    store = open_store(url)
+    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+        for t in ("events", "attempts", "runs", "workers", "host_policies"):
+            conn.exec_driver_sql(f"DELETE FROM {t}")
+    return Queue(store)
+
+
 def fill(q: Queue, n: int) -> None:
     rng = random.Random(1)
     for caps in fleet():
@@ -144,11 +153,8 @@ def claim_writes_round(q: Queue, n: int) -> dict[str, float]:
 
 def backlog_claim_ms(url: str, backlog: int, claims: int = 300) -> float:
     """Median latency of a CPU host's claim with ``backlog`` CUDA-only runs queued ahead."""
-    store = open_store(url)
-    q = Queue(store)
-    with store.engine.begin() as conn:  # type: ignore[attr-defined]
-        for t in ("events", "attempts", "runs", "workers", "host_policies"):
-            conn.exec_driver_sql(f"DELETE FROM {t}")
+    q = empty_queue(url)
+    store = q.store
     q.register_worker(models.Capabilities.from_dict(
         {"host_id": "cpu-host", "cpus": 32, "ram_gib": 64, "gpus": [], "slots": claims}))
     now = time.time()
@@ -182,12 +188,9 @@ def against_raw(engine: sa.Engine, measure: Callable[[], dict[str, float]]
 def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     rounds: dict[str, list[dict[str, float]]] = {"1": [], "4": [], "16": [], "writes": []}
     for _ in range(args.repeat):
-        store = open_store(url)
-        q = Queue(store)
+        q = empty_queue(url)
+        store = q.store
         engine = store.engine  # type: ignore[attr-defined]
-        with engine.begin() as conn:
-            for t in ("events", "attempts", "runs", "workers", "host_policies"):
-                conn.exec_driver_sql(f"DELETE FROM {t}")
         fill(q, args.runs)
         for n in (1, 4, 16):
             rounds[str(n)].append(against_raw(
