@@ -109,7 +109,7 @@ class _Group:
 
     def finish(self) -> bool:
         """Commit (or, after a broken savepoint, roll back) and wake every member. False when
-        that failed: the connection should not serve another transaction."""
+        that failed: the store then hands the connection back to the pool to be reset."""
         try:
             if self.error is None:
                 self.tx.commit()
