@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,23 +72,40 @@ class _Picker:
     worker filter and shared, each constraints text is judged once per worker, and a run
     taken by an earlier claim of the batch is passed over."""
 
-    def __init__(self, tx: Transaction, queue: Queue, now: float) -> None:
+    def __init__(self, tx: Transaction, queue: Queue, cuda_free: dict[str, int]) -> None:
         self.tx = tx
         self.queue = queue
-        self.now = now
         self.taken: set[str] = set()
         self.granted: dict[str, int] = {}
         self._pages: dict[WorkerFilter, tuple[list[Row], bool]] = {}
-        self._cuda_free: dict[str, int] | None = None
+        # Free slots of the live CUDA workers (``prefer_cuda`` runs wait for them), kept up
+        # to date with the batch's own claims, which are not written yet.
+        self._cuda_free = cuda_free
+
+    def worker_filter(self, caps: models.Capabilities, policy: models.HostPolicy | None
+                      ) -> WorkerFilter:
+        """What the candidates query asks for this worker, as the batch stands now."""
+        return WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
+                            max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib,
+                            cpus=caps.cpus,
+                            skip_prefer_cuda=not caps.has_cuda and any(
+                                n > 0 for n in self._cuda_free.values()),
+                            labels_keys=eligibility.served_labels_keys(
+                                eligibility.effective_labels(caps, policy)))
+
+    def prefetch(self, wanted: Mapping[WorkerFilter, int]) -> None:
+        """Read the first candidates page of each of these filters at once (one round trip
+        on PostgreSQL); the counts are the claims expected to read it."""
+        todo = [(wf, min(self.queue.claim_scan, max(8, 2 * n))) for wf, n in wanted.items()
+                if wf not in self._pages]
+        if todo:
+            for (wf, size), page in zip(todo, self.tx.claim_candidates_many(todo), strict=True):
+                self._pages[wf] = (page, len(page) < size)
 
     def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None) -> Row | None:
         """The best run this worker may take, marked taken (and counted against its slots);
         None when there is none."""
-        wf = WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
-                          max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib, cpus=caps.cpus,
-                          skip_prefer_cuda=not caps.has_cuda and self._cuda_has_room(),
-                          labels_keys=eligibility.served_labels_keys(
-                              eligibility.effective_labels(caps, policy)))
+        wf = self.worker_filter(caps, policy)
         rows, done = self._pages.get(wf) or ([], False)
         i = 0
         while True:
@@ -135,19 +153,10 @@ class _Picker:
             memo[key] = (caps, policy, verdict)
         return None if verdict is None else dict(verdict)
 
-    def _cuda_has_room(self) -> bool:
-        """Whether a live CUDA worker has a free slot (``prefer_cuda`` runs wait for it),
-        read once per batch and kept up to date with the batch's own claims."""
-        if self._cuda_free is None:
-            free = self.tx.cuda_free_slots(self.now - self.queue.stale_after_s)
-            # The batch's claims so far are not written yet.
-            self._cuda_free = {h: n - self.granted.get(h, 0) for h, n in free.items()}
-        return any(n > 0 for n in self._cuda_free.values())
-
     def _take(self, run_id: str, host_id: str) -> None:
         self.taken.add(run_id)
         self.granted[host_id] = self.granted.get(host_id, 0) + 1
-        if self._cuda_free is not None and host_id in self._cuda_free:
+        if host_id in self._cuda_free:
             self._cuda_free[host_id] -= 1
 
 
@@ -264,9 +273,12 @@ class Queue:
         now = self.clock()
         out: list[Claim | None | BaseException] = [None] * len(asks)
         with self.store.transaction() as tx:
-            states = tx.worker_states([a.host_id for a in asks])
-            picker = _Picker(tx, self, now)
-            grants: list[Grant] = []
+            states, cuda_free = tx.claim_view([a.host_id for a in asks],
+                                              now - self.stale_after_s)
+            picker = _Picker(tx, self, cuda_free)
+            # The asks of registered, undrained workers with a free slot, before this batch.
+            serving: list[tuple[int, _Ask, models.Capabilities, models.HostPolicy | None,
+                                int]] = []
             for i, ask in enumerate(asks):
                 w = states.get(ask.host_id)
                 if w is None:
@@ -276,12 +288,18 @@ class Queue:
                     continue
                 caps = self._capabilities(w)
                 policy = eligibility.policy_from_row(w)
-                granted = picker.granted.get(ask.host_id, 0)
-                free = (eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
-                        - granted)
+                free = eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
                 if ask.free_slots is not None:
-                    free = min(free, ask.free_slots - granted)
-                if free <= 0:
+                    free = min(free, ask.free_slots)
+                if free > 0:
+                    serving.append((i, ask, caps, policy, free))
+            # Every worker filter's first page in one go, as the batch starts: a filter that
+            # changes on the way (the last free CUDA slot taken) reads its own when needed.
+            picker.prefetch(Counter(picker.worker_filter(caps, policy)
+                                    for _, _, caps, policy, _ in serving))
+            grants: list[Grant] = []
+            for i, ask, caps, policy, free in serving:
+                if free <= picker.granted.get(ask.host_id, 0):
                     continue
                 run = picker.pick(caps, policy)
                 if run is None:

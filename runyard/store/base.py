@@ -111,6 +111,12 @@ class Transaction(abc.ABC):
         ``constraints`` are the stored JSON text."""
 
     @abc.abstractmethod
+    def claim_candidates_many(self, pages: Sequence[tuple[WorkerFilter, int]]
+                              ) -> list[list[Row]]:
+        """The first page of :meth:`claim_candidates` for each ``(worker, limit)``, read
+        together (in one round trip where the dialect can)."""
+
+    @abc.abstractmethod
     def worker_states(self, host_ids: Sequence[str]) -> dict[str, Row]:
         """The rows of these workers (those registered), by host id, each with its host
         policy and its count of active attempts."""
@@ -120,8 +126,11 @@ class Transaction(abc.ABC):
         return self.worker_states([host_id]).get(host_id)
 
     @abc.abstractmethod
-    def cuda_free_slots(self, seen_after: float) -> dict[str, int]:
-        """Free slots of each live, undrained CUDA worker that has any (for ``prefer_cuda``)."""
+    def claim_view(self, host_ids: Sequence[str], seen_after: float
+                   ) -> tuple[dict[str, Row], dict[str, int]]:
+        """What a batch of claims starts from, read together (in one round trip where the
+        dialect can): :meth:`worker_states`, and the free slots of each live, undrained CUDA
+        worker that has any (``prefer_cuda`` runs wait for those)."""
 
     @abc.abstractmethod
     def expired_attempts(self, now: float, limit: int) -> list[Row]:

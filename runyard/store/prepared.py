@@ -10,6 +10,7 @@ processors are applied, so rows read the same as through ``Connection.execute``.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
@@ -155,6 +156,46 @@ class Prepared:
     def first(self, conn: sa.Connection, **values: Any) -> dict[str, Any] | None:
         rows = self.all(conn, **values)
         return rows[0] if rows else None
+
+
+def fetch_many(conn: sa.Connection, calls: Sequence[tuple[Prepared, Mapping[str, Any]]]
+               ) -> list[list[dict[str, Any]]]:
+    """Run several queries and return each one's rows (as :meth:`Prepared.all`), in one round
+    trip to the server where the driver can pipeline them (psycopg with libpq 14 or later),
+    else one after the other. A batch of claims reads this way what it needs to choose."""
+    dbapi_conn: Any = conn.connection.dbapi_connection
+    if len(calls) < 2 or not _pipelines(type(dbapi_conn).__module__):
+        return [p.all(conn, **values) for p, values in calls]
+    started: list[tuple[_Compiled, Any]] = []
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        try:
+            # The queries go out together; leaving the block sends one Sync and collects
+            # every result.
+            with dbapi_conn.pipeline():
+                for p, values in calls:
+                    c = p._compiled(conn.dialect)
+                    cursor = conn.connection.cursor()
+                    started.append((c, cursor))
+                    cursor.execute(c.sql, c.params(values))
+        except error as exc:
+            sql = ";\n".join(c.sql for c, _ in started)
+            raise sa.exc.DBAPIError.instance(sql, None, exc, error) from exc
+        return [c.rows(cursor) for c, cursor in started]
+    finally:
+        for _, cursor in started:
+            cursor.close()
+
+
+@functools.cache
+def _pipelines(driver_module: str) -> bool:
+    """Whether connections of the driver with this module take queries in pipeline mode:
+    psycopg 3's, when its libpq is version 14 or later."""
+    if driver_module.split(".")[0] != "psycopg":
+        return False
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def execute_raw(conn: sa.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any]

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from runyard import errors
 from runyard.eligibility import SQL_LABEL_KEYS
 from runyard.store import base, data, metrics, schema
-from runyard.store.prepared import Prepared
+from runyard.store.prepared import Prepared, fetch_many
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -106,6 +106,38 @@ def _workers_in(count: int) -> Prepared:
     unused binds repeating a host."""
     return Prepared.cached(("workers_in", count), lambda: Prepared(workers_stmt().where(
         workers.c.host_id.in_([sa.bindparam(f"h{i}", type_=sa.String) for i in range(count)]))))
+
+
+def _workers_queries(host_ids: Sequence[str]) -> list[tuple[Prepared, dict[str, Any]]]:
+    """The queries (and their binds) that read these workers' rows, 64 hosts at most each."""
+    ids = list(dict.fromkeys(host_ids))
+    out = []
+    for start in range(0, len(ids), 64):
+        part = ids[start:start + 64]
+        size = 1 << (len(part) - 1).bit_length()
+        out.append((_workers_in(size),
+                    {f"h{i}": part[min(i, len(part) - 1)] for i in range(size)}))
+    return out
+
+
+def _by_host(results: Sequence[list[base.Row]]) -> dict[str, base.Row]:
+    return {row["host_id"]: row for rows in results for row in rows}
+
+
+def _candidates_query(worker: base.WorkerFilter, after: tuple[int, float, str] | None,
+                      limit: int) -> tuple[Prepared, dict[str, Any]]:
+    """The candidates query of this worker's variant, and its binds."""
+    variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None,
+               worker.labels_keys is not None)
+    params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
+                              "w_ram": worker.ram_gib, "w_cpus": worker.cpus, "limit": limit}
+    if worker.labels_keys is not None:
+        params.update(zip(_LABEL_BINDS, worker.labels_keys, strict=True))
+    if after is not None:
+        params.update(a_prio=after[0], a_created=after[1], a_id=after[2])
+    stmt = Prepared.cached(("claim_candidates", *variant),
+                           lambda: Prepared(_candidates_stmt(*variant)))
+    return stmt, params
 
 
 # Read on every request that names a run or an attempt.
@@ -226,33 +258,21 @@ class SQLTransaction(base.Transaction):
     # claiming
     def claim_candidates(self, worker: base.WorkerFilter, after: tuple[int, float, str] | None,
                          limit: int) -> list[base.Row]:
-        variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None,
-                   worker.labels_keys is not None)
-        params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
-                                  "w_ram": worker.ram_gib, "w_cpus": worker.cpus,
-                                  "limit": limit}
-        if worker.labels_keys is not None:
-            params.update(zip(_LABEL_BINDS, worker.labels_keys, strict=True))
-        if after is not None:
-            params.update(a_prio=after[0], a_created=after[1], a_id=after[2])
-        stmt = Prepared.cached(("claim_candidates", *variant),
-                               lambda: Prepared(_candidates_stmt(*variant)))
+        stmt, params = _candidates_query(worker, after, limit)
         return stmt.all(self.conn, **params)
 
-    def worker_states(self, host_ids: Sequence[str]) -> dict[str, base.Row]:
-        out: dict[str, base.Row] = {}
-        ids = list(dict.fromkeys(host_ids))
-        for start in range(0, len(ids), 64):
-            part = ids[start:start + 64]
-            size = 1 << (len(part) - 1).bit_length()
-            binds = {f"h{i}": part[min(i, len(part) - 1)] for i in range(size)}
-            for row in _workers_in(size).all(self.conn, **binds):
-                out[row["host_id"]] = row
-        return out
+    def claim_candidates_many(self, pages: Sequence[tuple[base.WorkerFilter, int]]
+                              ) -> list[list[base.Row]]:
+        return fetch_many(self.conn, [_candidates_query(wf, None, n) for wf, n in pages])
 
-    def cuda_free_slots(self, seen_after: float) -> dict[str, int]:
-        return {r["host_id"]: int(r["free"])
-                for r in _CUDA_FREE.all(self.conn, seen_after=seen_after)}
+    def worker_states(self, host_ids: Sequence[str]) -> dict[str, base.Row]:
+        return _by_host(fetch_many(self.conn, _workers_queries(host_ids)))
+
+    def claim_view(self, host_ids: Sequence[str], seen_after: float
+                   ) -> tuple[dict[str, base.Row], dict[str, int]]:
+        *states, free = fetch_many(self.conn, [*_workers_queries(host_ids),
+                                               (_CUDA_FREE, {"seen_after": seen_after})])
+        return _by_host(states), {r["host_id"]: int(r["free"]) for r in free}
 
     def expired_attempts(self, now: float, limit: int) -> list[base.Row]:
         stmt = (sa.select(attempts)
