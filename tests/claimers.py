@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 from typing import Any
 
 from runyard.queue import Queue
@@ -41,8 +42,19 @@ def claim_loop(url: str, host_id: str, deadline: float,
             q.store.close()
 
 
-def process_main(args: tuple[str, str, float]) -> list[tuple[str, int, str]] | dict[str, Any]:
+def process_main(args: tuple[str, str, float, str, int]) -> dict[str, Any]:
+    """One claimer process: it starts claiming once all ``expected`` processes are up (each
+    leaves a file in ``ready_dir``), so that a late starter does not find the work done.
+    Returns its claims and when it started, or the error it met."""
+    url, host_id, deadline, ready_dir, expected = args
     try:
-        return claim_loop(*args)
+        ready = Path(ready_dir)
+        (ready / host_id).touch()
+        while sum(1 for _ in ready.iterdir()) < expected:
+            if time.time() > deadline:
+                raise TimeoutError(f"{host_id}: the other claimers did not start")
+            time.sleep(0.01)
+        started = time.time()
+        return {"claims": claim_loop(url, host_id, deadline), "started": started}
     except Exception as exc:  # report instead of hanging the pool
         return {"error": repr(exc)}

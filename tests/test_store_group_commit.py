@@ -95,6 +95,25 @@ def test_queued_writers_share_a_commit_and_a_failing_one_undoes_only_its_own(
     assert hosts_in(sqlite_store.url) == {f"host-{i}" for i in range(n) if i % 3 != 1}
 
 
+def test_a_failing_first_writer_rolls_back_alone_and_the_others_go_on(
+        sqlite_store: SQLiteStore) -> None:
+    # The first writer of a transaction runs without a savepoint (it has the transaction to
+    # itself); when it fails, those queued behind it start a new one.
+    def body(i: int, tx: Any) -> None:
+        tx.upsert_worker(worker_row(f"host-{i}"))
+        if i == 0:
+            raise Boom("first")
+
+    failures, groups = run_writers(sqlite_store, 4, body)
+    assert list(failures) == [0] and isinstance(failures[0], Boom)
+    assert all(groups[i] is not groups[0] for i in (1, 2, 3))
+    assert groups[1] is groups[2] is groups[3]
+    assert hosts_in(sqlite_store.url) == {"host-1", "host-2", "host-3"}
+    with sqlite_store.transaction() as tx:  # and the store goes on working
+        tx.upsert_worker(worker_row("after"))
+    assert "after" in hosts_in(sqlite_store.url)
+
+
 def test_a_conflict_inside_a_group_is_that_writers_conflict(sqlite_store: SQLiteStore) -> None:
     # Primary-key clash: writers 1 and 2 insert the same row; whichever comes second in the
     # shared transaction fails alone, and the first one's row is kept.
