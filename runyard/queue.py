@@ -8,6 +8,7 @@ at all. Lock order is always run, then attempt, so PostgreSQL never deadlocks on
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -87,25 +88,29 @@ class _Picker:
         """What the candidates query asks for this worker, as the batch stands now."""
         return WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
                             max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib,
-                            cpus=caps.cpus,
-                            skip_prefer_cuda=not caps.has_cuda and any(
-                                n > 0 for n in self._cuda_free.values()),
+                            cpus=caps.cpus, skip_prefer_cuda=self._skips_prefer_cuda(caps),
                             labels_keys=eligibility.served_labels_keys(
                                 eligibility.effective_labels(caps, policy)))
+
+    def _skips_prefer_cuda(self, caps: models.Capabilities) -> bool:
+        """A worker without CUDA leaves ``prefer_cuda`` runs while a CUDA worker has room."""
+        return not caps.has_cuda and any(n > 0 for n in self._cuda_free.values())
 
     def prefetch(self, wanted: Mapping[WorkerFilter, int]) -> None:
         """Read the first candidates page of each of these filters at once (one round trip
         on PostgreSQL); the counts are the claims expected to read it."""
-        todo = [(wf, min(self.queue.claim_scan, max(8, 2 * n))) for wf, n in wanted.items()
-                if wf not in self._pages]
-        if todo:
-            for (wf, size), page in zip(todo, self.tx.claim_candidates_many(todo), strict=True):
-                self._pages[wf] = (page, len(page) < size)
+        todo = [(wf, min(self.queue.claim_scan, max(8, 2 * n))) for wf, n in wanted.items()]
+        for (wf, size), page in zip(todo, self.tx.claim_candidates_many(todo), strict=True):
+            self._pages[wf] = (page, len(page) < size)
 
-    def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None) -> Row | None:
+    def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None,
+             wf: WorkerFilter) -> Row | None:
         """The best run this worker may take, marked taken (and counted against its slots);
-        None when there is none."""
-        wf = self.worker_filter(caps, policy)
+        None when there is none. ``wf`` is its :meth:`worker_filter` from earlier in the
+        batch: only whether it skips ``prefer_cuda`` runs may have changed since."""
+        skip = self._skips_prefer_cuda(caps)
+        if skip != wf.skip_prefer_cuda:
+            wf = dataclasses.replace(wf, skip_prefer_cuda=skip)
         rows, done = self._pages.get(wf) or ([], False)
         i = 0
         while True:
@@ -276,9 +281,10 @@ class Queue:
             states, cuda_free = tx.claim_view([a.host_id for a in asks],
                                               now - self.stale_after_s)
             picker = _Picker(tx, self, cuda_free)
-            # The asks of registered, undrained workers with a free slot, before this batch.
+            # The asks of registered, undrained workers with a free slot before this batch,
+            # with their worker's capabilities, policy, free slots and filter.
             serving: list[tuple[int, _Ask, models.Capabilities, models.HostPolicy | None,
-                                int]] = []
+                                int, WorkerFilter]] = []
             for i, ask in enumerate(asks):
                 w = states.get(ask.host_id)
                 if w is None:
@@ -292,16 +298,16 @@ class Queue:
                 if ask.free_slots is not None:
                     free = min(free, ask.free_slots)
                 if free > 0:
-                    serving.append((i, ask, caps, policy, free))
+                    serving.append((i, ask, caps, policy, free,
+                                    picker.worker_filter(caps, policy)))
             # Every worker filter's first page in one go, as the batch starts: a filter that
             # changes on the way (the last free CUDA slot taken) reads its own when needed.
-            picker.prefetch(Counter(picker.worker_filter(caps, policy)
-                                    for _, _, caps, policy, _ in serving))
+            picker.prefetch(Counter(wf for *_, wf in serving))
             grants: list[Grant] = []
-            for i, ask, caps, policy, free in serving:
+            for i, ask, caps, policy, free, wf in serving:
                 if free <= picker.granted.get(ask.host_id, 0):
                     continue
-                run = picker.pick(caps, policy)
+                run = picker.pick(caps, policy, wf)
                 if run is None:
                     continue
                 grant = self._grant_of(run, ask.host_id, now, ask.actor)

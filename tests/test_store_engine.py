@@ -7,6 +7,7 @@ The machine's real PostgreSQL; the server closes a connection through
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -22,12 +23,12 @@ def pg_url(pg_databases: PgDatabases) -> str:
     return pg_databases.new(migrated=False)
 
 
-def make_engine(url: str, idle_s: float, monkeypatch: pytest.MonkeyPatch
+def make_engine(url: str, idle_s: float, monkeypatch: pytest.MonkeyPatch, pool_size: int = 1
                 ) -> tuple[sa.Engine, list[int]]:
     """An engine made as the store makes it, with the ping's idle time set, and a count of
     the pings it sends."""
     monkeypatch.setattr(engine_mod, "PG_PING_IDLE_S", idle_s)
-    engine = engine_mod.create_engine(url, pool_size=1, max_overflow=0)
+    engine = engine_mod.create_engine(url, pool_size=pool_size, max_overflow=0)
     pings: list[int] = []
     real_ping = engine.dialect.do_ping
 
@@ -66,6 +67,28 @@ def test_an_idle_connection_the_server_closed_is_replaced(
     second = backend_pid(engine)  # no error: the ping found it closed
     assert second != first
     assert pings, "the idle connection was not pinged"
+
+
+def test_one_closed_idle_connection_drops_the_others_made_before_it(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, engines: list[sa.Engine]) -> None:
+    """A restart closes every connection: the first ping that finds one closed makes the pool
+    reconnect them all, without pinging each (nor failing a call on one used lately)."""
+    engine, pings = make_engine(pg_url, 0.2, monkeypatch, pool_size=2)
+    engines.append(engine)
+
+    def both_pids() -> set[int]:
+        with engine.connect() as a, engine.connect() as b:
+            return {int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+                    for c in (a, b)}
+
+    old = both_pids()
+    assert len(old) == 2
+    time.sleep(0.3)
+    for pid in old:
+        terminate(pid)
+    new = both_pids()
+    assert len(new) == 2 and not new & old
+    assert pings == [1]
 
 
 def test_a_connection_used_a_moment_ago_is_not_pinged(

@@ -64,6 +64,15 @@ def test_the_claim_view_is_the_workers_and_the_free_cuda_slots(queue: Queue) -> 
     assert free == {"gpu": 1}
 
 
+def test_the_claim_view_reads_more_hosts_than_one_query_takes(queue: Queue) -> None:
+    hosts = [f"h{i:02d}" for i in range(70)]  # one query takes 64
+    for h in hosts:
+        queue.register_worker(caps(h))
+    with queue.store.transaction() as tx:
+        states, free = tx.claim_view([*hosts, "ghost", hosts[0]], 0.0)
+    assert sorted(states) == hosts and free == {}
+
+
 @contextmanager
 def round_trips(queue: Queue) -> Iterator[list[int]]:
     """Counts the server's ReadyForQuery messages on every connection checked out inside."""

@@ -129,8 +129,8 @@ class Transaction(abc.ABC):
     def claim_view(self, host_ids: Sequence[str], seen_after: float
                    ) -> tuple[dict[str, Row], dict[str, int]]:
         """What a batch of claims starts from, read together (in one round trip where the
-        dialect can): :meth:`worker_states`, and the free slots of each live, undrained CUDA
-        worker that has any (``prefer_cuda`` runs wait for those)."""
+        dialect can): :meth:`worker_states`, and the free slots of each undrained CUDA
+        worker seen after ``seen_after`` that has any (``prefer_cuda`` runs wait for those)."""
 
     @abc.abstractmethod
     def expired_attempts(self, now: float, limit: int) -> list[Row]:
