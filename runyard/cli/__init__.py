@@ -1,25 +1,32 @@
-"""The ``runyard`` command line. Each sub-module adds its commands to :data:`app`."""
+"""The ``runyard`` command line (docs/cli.md); :mod:`runyard.cli.app` registers its commands.
+
+The command line needs the ``server`` extra (Typer, Rich), which a plain ``pip install
+runyard`` (the SDK) does not bring. Importing this package imports neither, so that
+:func:`main` can say which extra to install instead of failing with a traceback.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
-# Importing a command module registers its commands; keep this list sorted.
-from runyard.cli import agent as _agent  # noqa: F401
-from runyard.cli import db as _db  # noqa: F401
-from runyard.cli import demo as _demo  # noqa: F401
-from runyard.cli import manifest as _manifest  # noqa: F401
-from runyard.cli import runs as _runs  # noqa: F401
-from runyard.cli import server as _server  # noqa: F401
-from runyard.cli import sync as _sync  # noqa: F401
-from runyard.cli import tokens as _tokens  # noqa: F401
-from runyard.cli import up as _up  # noqa: F401
-from runyard.cli import workers as _workers  # noqa: F401
-from runyard.cli.app import app, run_app
+__all__ = ["main"]
 
-__all__ = ["app", "main"]
+#: What the command line imports beyond the base install, all from the ``server`` extra.
+NEEDS = ("typer", "rich")
+#: The line printed when one of :data:`NEEDS` is missing.
+INSTALL_HINT = "pip install 'runyard[server]'"
 
 
 def main() -> None:
-    """Entry point of the ``runyard`` script."""
+    """Entry point of the ``runyard`` script (and of ``python -m runyard``)."""
+    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.stderr.write(f"runyard: the command line needs the server extra ({', '.join(missing)}"
+                         f" not installed): {INSTALL_HINT}\n")
+        sys.exit(1)  # EXIT_ERROR of runyard.cli.common, which imports typer
+    from runyard.cli import parentwatch
+    from runyard.cli.app import run_app
+
+    parentwatch.start_watch()
     sys.exit(run_app())

@@ -10,13 +10,11 @@ from pathlib import Path
 import typer
 
 from runyard import defaults, errors
-from runyard.cli.app import app
 
 agent_app = typer.Typer(
     help="The worker daemon: claims runs this host can serve and supervises them.",
     invoke_without_command=True,
 )
-app.add_typer(agent_app, name="agent")
 
 _SERVER = typer.Option(None, "--server", envvar="RUNYARD_SERVER",
                        help="Server URL, e.g. http://10.0.0.1:8470.")

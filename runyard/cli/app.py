@@ -1,4 +1,5 @@
-"""The Typer application and the one place that turns errors into exit codes."""
+"""The Typer application: every command registered here, and the one place that turns errors
+into exit codes (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ import sys
 import typer
 
 from runyard import errors
+from runyard.cli import (
+    agent,
+    db,
+    demo,
+    lifecycle,
+    manifest,
+    outputs,
+    reading,
+    server,
+    submit,
+    sync,
+    tokens,
+    up,
+    watch,
+    workers,
+)
+from runyard.cli.common import EXIT_ERROR, EXIT_OK
 
 app = typer.Typer(
     name="runyard",
@@ -18,14 +36,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Exit codes (PRODUCT.md section 10).
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# `runyard --help` lists the commands in this order, then the groups in theirs.
+app.command("up")(up.up)
+app.command("demo")(demo.demo)
+app.command("blueprints")(manifest.blueprints)
+app.command(cls=submit.ArgvCommand)(submit.submit)
+app.command("ls")(reading.list_runs)
+app.command()(reading.show)
+app.command()(watch.watch)
+app.command()(outputs.logs)
+app.command()(outputs.metrics)
+app.command()(lifecycle.stop)
+app.command()(lifecycle.restart)
+app.command()(lifecycle.cancel)
+app.command()(lifecycle.requeue)
+app.command("rm")(lifecycle.remove)
+app.command()(lifecycle.wait)
+app.command("server")(server.server)
+app.command("sync")(sync.sync_cmd)
 
-
-def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    """Print one clear line on stderr and return the Exit to raise."""
-    typer.echo(f"runyard: {message}", err=True)
-    return typer.Exit(code)
+app.add_typer(agent.agent_app, name="agent")
+app.add_typer(db.db_app, name="db")
+app.add_typer(manifest.manifest_app, name="manifest")
+app.add_typer(tokens.token_app, name="token")
+app.add_typer(workers.workers_app, name="workers")
 
 
 def run_app(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""What every server-talking command shares: connection options, JSON output, formatting."""
+"""What the commands share: exit codes, connection options, JSON output, formatting."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
+from rich.progress_bar import ProgressBar
+from rich.text import Text
 
-from runyard import defaults
+from runyard import defaults, errors, models
 from runyard.client import Client, Progress, Run
 from runyard.client.client import DEFAULT_SERVER
+
+#: Exit codes (docs/cli.md).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: Name of the file ``runyard server`` writes its generated operator token to.
 ADMIN_TOKEN_FILE = "admin-token"
@@ -27,10 +31,26 @@ TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="RUNYARD_TOKEN", show_default=False,
     help="API token (env RUNYARD_TOKEN; for a local server, the data dir's admin-token).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
 
 
-def _data_dir() -> Path:
-    return defaults.data_dir()
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    """Print one clear line on stderr and return the Exit to raise."""
+    typer.echo(f"runyard: {message}", err=True)
+    return typer.Exit(code)
+
+
+def statuses(values: list[str] | None) -> list[str] | None:
+    """``--status a,b --status c`` -> checked list; an unknown status is a usage error."""
+    if not values:
+        return None
+    out = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    for s in out:
+        try:
+            models.Status.parse(s)
+        except errors.ValidationError as exc:
+            raise fail(f"--status: {exc.message.removeprefix('status: ')}", EXIT_USAGE) from None
+    return out
 
 
 def is_local(server: str) -> bool:
@@ -43,7 +63,7 @@ def resolve_token(server: str, token: str | None) -> str | None:
         return token
     if not is_local(server):
         return None
-    path = _data_dir() / ADMIN_TOKEN_FILE
+    path = defaults.data_dir() / ADMIN_TOKEN_FILE
     try:
         return path.read_text(encoding="utf-8").strip() or None
     except OSError:
@@ -152,3 +172,16 @@ def status_text(run: Run) -> str:
 STATUS_STYLE = {"queued": "yellow", "claimed": "cyan", "running": "blue", "stopping": "magenta",
                 "completed": "green", "failed": "red", "stopped": "magenta",
                 "cancelled": "dim"}
+
+
+def status_cell(run: Run) -> Text:
+    """:func:`status_text` coloured by status, for a table cell."""
+    return Text(status_text(run), style=STATUS_STYLE.get(run.status or "", ""))
+
+
+def progress_bar(run: Run, width: int) -> ProgressBar:
+    """The run's progress as a bar: full once completed, pulsing while running with no total."""
+    p = run.progress
+    frac = 1.0 if run.status == "completed" else (p.fraction if p else None)
+    return ProgressBar(total=100.0, completed=(frac or 0.0) * 100, width=width,
+                       pulse=frac is None and run.status == "running")

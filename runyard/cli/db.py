@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runyard.cli.app import app
-
 db_app = typer.Typer(help="Database maintenance (migrations).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
 
 DbOption = typer.Option(
     None, "--db", envvar="RUNYARD_DB",

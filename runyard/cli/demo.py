@@ -9,11 +9,10 @@ import typer
 
 from runyard import errors
 from runyard.cli import up as up_cmd
-from runyard.cli.app import app
 
 if TYPE_CHECKING:
     from runyard.agent.signals import StopSignals
-    from runyard.stack import LocalStack
+    from runyard.cli.stack import LocalStack
 
 #: The demo's operator token (minted on every start, like the agent's): it reloads the
 #: manifest and restarts runs, and is the actor of those events.
@@ -22,7 +21,6 @@ DEMO_TOKEN = "demo"
 EXIT_INTERRUPTED = 130
 
 
-@app.command("demo")
 def demo(
     data_dir: Path | None = up_cmd.DATA_DIR_OPT,
     port: int = up_cmd.PORT_OPT,
@@ -70,8 +68,8 @@ def demo(
 def _train(local: LocalStack, stop: StopSignals, timeout_s: float) -> int:
     from rich.console import Console
 
+    from runyard.cli import demo_board, demo_jobs
     from runyard.client import Client
-    from runyard.demo import board, jobs
 
     up_cmd.print_banner(local)
     console = Console(highlight=False)
@@ -79,21 +77,21 @@ def _train(local: LocalStack, stop: StopSignals, timeout_s: float) -> int:
         console = Console(highlight=False, width=max(console.width, 132))
     token = local.secrets[DEMO_TOKEN]
     with Client(local.url, token) as client:
-        queued = jobs.queue(client, token)
+        queued = demo_jobs.queue(client, token)
         again = f" ({queued.again} of them again, as new runs)" if queued.again else ""
         typer.echo(f"runyard: {len(queued.runs)} demo jobs queued{again}")
-        view = board.Board(client, queued.runs, console,
-                           title=f"runyard demo: {len(queued.runs)} jobs on {local.url}/")
+        view = demo_board.Board(client, queued.runs, console,
+                                title=f"runyard demo: {len(queued.runs)} jobs on {local.url}/")
         outcome, problem = view.watch(stop.graceful.is_set, local.failed, timeout_s)
-        if outcome is board.Outcome.BROKEN:
+        if outcome is demo_board.Outcome.BROKEN:
             typer.echo(f"runyard: {problem}", err=True)
             return 1
-        if outcome is board.Outcome.INTERRUPTED:
+        if outcome is demo_board.Outcome.INTERRUPTED:
             typer.echo("runyard: demo interrupted", err=True)
             return EXIT_INTERRUPTED
         console.print()
         console.print(view.artifacts(local.config.data_dir / "artifacts"))
-        if outcome is board.Outcome.TIMED_OUT:
+        if outcome is demo_board.Outcome.TIMED_OUT:
             typer.echo(f"runyard: the demo jobs did not end within {timeout_s:g} s", err=True)
             return 1
         failed = view.failures()

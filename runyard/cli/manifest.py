@@ -12,13 +12,11 @@ from rich.table import Table
 
 from runyard import errors
 from runyard.cli import common
-from runyard.cli.app import EXIT_ERROR, app
-from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
+from runyard.cli.common import EXIT_ERROR, JsonOpt, ServerOpt, TokenOpt
 from runyard.client.client import DEFAULT_SERVER
 from runyard.manifest import Manifest, load_manifest
 
 manifest_app = typer.Typer(help="Validate and reload the TOML manifest.", no_args_is_help=True)
-app.add_typer(manifest_app, name="manifest")
 
 
 @manifest_app.command("validate")
@@ -57,7 +55,6 @@ def reload(
     _print_plan(result)
 
 
-@app.command("blueprints")
 def blueprints(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
                as_json: JsonOpt = False) -> None:
     """List the blueprints stored on the server (from manifests or POST /v1/blueprints)."""

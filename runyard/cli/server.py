@@ -10,12 +10,11 @@ from pathlib import Path
 import typer
 
 from runyard import defaults, errors
-from runyard.cli.app import EXIT_USAGE, app, fail
+from runyard.cli.common import EXIT_USAGE, fail
 
 log = logging.getLogger(__name__)
 
 
-@app.command("server")
 def server(
     host: str = typer.Option(defaults.HOST, "--host", envvar="RUNYARD_HOST",
                              help="Address to bind (non-loopback needs TLS or --insecure)."),
@@ -46,10 +45,9 @@ def server(
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
     from runyard.server import Settings, build_state, create_app
-    from runyard.store.engine import default_data_dir
 
     settings = Settings(
-        data_dir=(data_dir or default_data_dir()).expanduser(), host=host, port=port,
+        data_dir=(data_dir or defaults.data_dir()).expanduser(), host=host, port=port,
         db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from runyard import defaults
 from runyard.cli import common
-from runyard.cli.app import app
 from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
 from runyard.client.client import DEFAULT_SERVER
 from runyard.client.http import Http
@@ -18,7 +18,6 @@ DataDirOpt = Annotated[Path | None, typer.Option(
     help="Where the local runs are (default: XDG data dir, else ~/.runyard).")]
 
 
-@app.command("sync")
 def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
              data_dir: DataDirOpt = None,
              dry_run: Annotated[bool, typer.Option("--dry-run",
@@ -30,7 +29,7 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
     """
     from runyard.sync import uploader
 
-    directory = (data_dir or common._data_dir()).expanduser()  # noqa: SLF001
+    directory = (data_dir or defaults.data_dir()).expanduser()
     url = server.rstrip("/")
     http = Http(url, common.resolve_token(url, token))
     try:

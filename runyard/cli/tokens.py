@@ -11,11 +11,9 @@ import typer
 
 from runyard import defaults, errors
 from runyard.cli import common
-from runyard.cli.app import app
 
 token_app = typer.Typer(help="Create, list and revoke API tokens (operators).",
                         no_args_is_help=True)
-app.add_typer(token_app, name="token")
 
 DEFAULT_SERVER = f"http://{defaults.HOST}:{defaults.PORT}"
 ServerOpt = typer.Option(DEFAULT_SERVER, "--server", envvar="RUNYARD_SERVER",

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from runyard import defaults, errors
-from runyard.cli.app import app
 
 if TYPE_CHECKING:
     from runyard.agent.signals import StopSignals
-    from runyard.stack import LocalStack, StackConfig
+    from runyard.cli.stack import LocalStack, StackConfig
 
 #: Step of the supervising loop.
 STEP_S = 0.2
@@ -35,9 +34,7 @@ GRACE_OPT = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s", min=0,
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:
-    from runyard.store.engine import default_data_dir
-
-    return (data_dir or default_data_dir()).expanduser().resolve()
+    return (data_dir or defaults.data_dir()).expanduser().resolve()
 
 
 def print_banner(local: LocalStack) -> None:
@@ -69,8 +66,8 @@ def run_stack(config: StackConfig, body: Body) -> int:
     The stop handlers are in place before anything starts, so a Ctrl-C during the start
     still stops what was started.
     """
-    from runyard import stack
     from runyard.agent import signals
+    from runyard.cli import stack
 
     with signals.on_stop() as stop:
         local = stack.LocalStack(config)
@@ -94,9 +91,9 @@ def stack_config(data_dir: Path | None, port: int, *, host_id: str | None = None
                  stop_grace_s: float = defaults.STOP_GRACE_S,
                  probe_interval_s: float = defaults.PROBE_INTERVAL_S,
                  tokens: dict[str, str] | None = None) -> StackConfig:
-    """Checked options as a :class:`runyard.stack.StackConfig`."""
-    from runyard import stack
+    """Checked options as a :class:`runyard.cli.stack.StackConfig`."""
     from runyard.agent import capabilities
+    from runyard.cli import stack
 
     capabilities.parse_labels(labels)  # a bad label fails here, before anything starts
     if stale_after_s <= 0:
@@ -107,7 +104,6 @@ def stack_config(data_dir: Path | None, port: int, *, host_id: str | None = None
         probe_interval_s=probe_interval_s, tokens=tokens or {})
 
 
-@app.command("up")
 def up(
     data_dir: Path | None = DATA_DIR_OPT,
     port: int = PORT_OPT,

@@ -10,13 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from runyard.cli import common
-from runyard.cli.app import app
 from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
 from runyard.client import Worker
 from runyard.client.client import DEFAULT_SERVER
 
 workers_app = typer.Typer(help="List workers; drain or resume one.", invoke_without_command=True)
-app.add_typer(workers_app, name="workers")
 
 HostArg = Annotated[str, typer.Argument(help="The worker's host id.", show_default=False)]
 

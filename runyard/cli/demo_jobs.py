@@ -1,6 +1,6 @@
 """Queue the demo's jobs: reload the shipped manifest, then find (or submit again) their runs.
 
-A manifest reload is idempotent (PRODUCT.md section 8): on a data directory that has seen the
+A manifest reload is idempotent (docs/manifest.md): on a data directory that has seen the
 demo before, its jobs are ``unchanged`` and their runs keep their status, and a completed run
 cannot be queued again. So that the demo always trains something, a job whose run ended is
 submitted once more as a new run with the same blueprint, config and seed (without the job
@@ -14,20 +14,21 @@ import importlib.resources
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from runyard import errors
+from runyard import errors, models
 from runyard.client import Client, Run
+from runyard.client.http import Http
 
-#: The manifest shipped in this package, and the ``source`` its reloads are recorded under.
+#: The package of the demo's trainers, the manifest shipped with them, and the ``source`` its
+#: reloads are recorded under.
+TRAINERS = "runyard.demo"
 MANIFEST = "manifest.toml"
 SOURCE = "runyard-demo/manifest.toml"
 #: Run statuses that mean the run ended: its job is submitted again.
-ENDED = frozenset({"completed", "failed", "stopped", "cancelled"})
+ENDED = frozenset(s.value for s in models.TERMINAL)
 
 
 def manifest_text() -> str:
-    return importlib.resources.files("runyard.demo").joinpath(MANIFEST).read_text("utf-8")
+    return importlib.resources.files(TRAINERS).joinpath(MANIFEST).read_text("utf-8")
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,11 @@ class Queued:
 
 
 def _post(server: str, token: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    http = Http(server, token, timeout=60)
     try:
-        resp = httpx.post(f"{server}{path}", json=body, timeout=60,
-                          headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as exc:
-        raise errors.TransportError(f"cannot reach {server}: {exc}") from exc
-    if resp.status_code >= 300:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text[:200]
-        raise errors.RunyardError(f"POST {path}: HTTP {resp.status_code}: {message}")
-    answer: dict[str, Any] = resp.json()
-    return answer
+        return dict(http.post_json(path, body) or {})
+    finally:
+        http.close()
 
 
 def queue(client: Client, token: str) -> Queued:

@@ -1,13 +1,15 @@
-"""Run one ``runyard`` command as a child that ends with its parent: ``python -m
-runyard.parentwatch server --port 8470 ...``.
+"""A ``runyard`` command started as a supervised child ends with its parent.
 
 ``runyard up`` starts the server and the agent in their own sessions, so a Ctrl-C in the
 terminal reaches ``up`` alone and ``up`` stops them in order (the agent first, while the server
 can still take its reports). The price is that a parent killed outright (SIGKILL, a closed
-terminal) could leave them running; this wrapper closes that gap. A thread checks, every
+terminal) could leave them running; this watch closes that gap. A thread checks, every
 :data:`CHECK_EVERY_S`, that the parent named by :data:`PARENT_ENV` is still the process's
 parent; once it is not, the command gets SIGTERM (a graceful stop: the agent reports its runs
 ``worker_shutdown``) and, :data:`FORCE_AFTER_S` later, a second SIGTERM (a forced one).
+The ``runyard`` entry point calls :func:`start_watch` before it runs any command, so the
+supervisor starts its children as plain ``python -m runyard server ...`` with
+:data:`PARENT_ENV` set.
 
 On Windows there is no re-parenting to detect, and the check is skipped.
 """
@@ -54,15 +56,3 @@ def start_watch() -> threading.Thread | None:
                               daemon=True)
     thread.start()
     return thread
-
-
-def main() -> None:
-    start_watch()
-    from runyard.cli import main as cli_main
-
-    sys.argv = ["runyard", *sys.argv[1:]]
-    cli_main()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,10 @@
 """A server and one local agent under one supervisor: what ``runyard up`` runs.
 
-Both are child processes (``runyard server`` and ``runyard agent`` through
-:mod:`runyard.parentwatch`), each in its own session so that a Ctrl-C in the terminal reaches
-only the supervisor, which then stops them in order: the agent first, so it can report its
-runs ``worker_shutdown`` (they requeue) while the server still answers, then the server.
+Both are child processes (``python -m runyard server`` and ``python -m runyard agent``, which
+end with the supervisor through :mod:`runyard.cli.parentwatch`), each in its own session so
+that a Ctrl-C in the terminal reaches only the supervisor, which then stops them in order: the
+agent first, so it can report its runs ``worker_shutdown`` (they requeue) while the server
+still answers, then the server.
 Child processes keep a crash of one from taking the other down, and give the agent the same
 life as on any fleet host.
 
@@ -32,7 +33,7 @@ from typing import IO
 import httpx
 
 from runyard import defaults, errors
-from runyard.parentwatch import PARENT_ENV
+from runyard.cli.parentwatch import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class LocalStack:
         cfg = self.config
         self.port = check_port(cfg.host, cfg.port)
         agent_secret = self.prepare()
-        child = [sys.executable, "-m", "runyard.parentwatch"]
+        child = [sys.executable, "-m", "runyard"]
         self.server = Child("server", [
             *child, "server", "--host", cfg.host, "--port", str(self.port),
             "--data-dir", str(cfg.data_dir), "--db", cfg.db_url,

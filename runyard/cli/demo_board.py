@@ -15,9 +15,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
-from rich.text import Text
 
 from runyard import errors
 from runyard.cli import common
@@ -50,15 +48,11 @@ def frame(runs: list[Run], title: str) -> Table:
     table.columns[5].overflow = "ellipsis"  # metrics: one line, cut when the terminal is narrow
     for run in runs:
         p = run.progress
-        done = run.status == "completed"
-        frac = 1.0 if done else (p.fraction if p else None)
-        bar = ProgressBar(total=100.0, completed=(frac or 0.0) * 100, width=28,
-                          pulse=frac is None and run.status == "running")
         when = common.duration(_elapsed(run)) if run.is_terminal else \
             common.duration(p.eta_seconds if p else None)
-        table.add_row(run.name or run.id, Text(common.status_text(run),
-                      style=common.STATUS_STYLE.get(run.status or "", "")), bar,
-                      common.percent(p) if not done else "100%", common.steps(p),
+        table.add_row(run.name or run.id, common.status_cell(run),
+                      common.progress_bar(run, width=28),
+                      "100%" if run.status == "completed" else common.percent(p), common.steps(p),
                       common.key_metrics(p, limit=2), when, run.host_id or "-")
     return table
 

@@ -1,0 +1,145 @@
+"""``runyard ls`` and ``runyard show``: runs as a table, and one run in detail (docs/cli.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runyard.cli import common
+from runyard.cli.common import JsonOpt, RunArg, ServerOpt, TokenOpt
+from runyard.client import Run
+from runyard.client.client import DEFAULT_SERVER
+
+
+def _run_row(run: Run) -> list[Any]:
+    p = run.progress
+    pct = common.percent(p)
+    if p is not None and p.eta_seconds is not None and not run.is_terminal:
+        pct += f" eta {common.duration(p.eta_seconds)}"
+    return [run.id, run.name or "-", common.status_cell(run), pct,
+            run.host_id or "-", common.key_metrics(p), common.ago(run.created_at)]
+
+
+def list_runs(
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", "-s", help="Only these statuses (comma-separated or repeated).")] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name pattern, SQL ILIKE (% any, _ one character).")] = None,
+    host: Annotated[str | None, typer.Option(help="Only runs on this host.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 20,
+    all_pages: Annotated[bool, typer.Option("--all", help="Every matching run.")] = False,
+    server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first: id, name, status, progress and ETA, host, metrics, age."""
+    filters: dict[str, Any] = {"status": common.statuses(status), "project": project,
+                               "name_like": name, "host": host}
+    with common.connect(server, token) as client:
+        if all_pages:
+            runs = list(client.iter_runs(page_size=limit, **filters))
+            more = None
+        else:
+            page = client.list_runs(limit=limit, **filters)
+            runs, more = list(page.items), page.next
+    if as_json:
+        common.print_json({"items": [r.raw for r in runs], "next_after_id": more})
+        return
+    table = Table("id", "name", "status", "progress", "host", "metrics", "age", box=None)
+    table.columns[0].no_wrap = True
+    for run in runs:
+        table.add_row(*_run_row(run))
+    console = Console(soft_wrap=True)
+    console.print(table if runs else "no runs")
+    if more is not None:
+        console.print("[dim]more runs: --limit, or --all[/dim]")
+
+
+def show(run_ref: RunArg, events: Annotated[int, typer.Option(
+            min=0, help="How many of the last events to show.")] = 10,
+         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+         as_json: JsonOpt = False) -> None:
+    """Details of one run: status, progress, attempts, last events; for a queued run, why."""
+    with common.connect(server, token) as client:
+        run = client.get_run(run_ref)
+        recent = list(client.get_events(run, limit=events, order="desc").items) if events else []
+        explain = run.explain
+        if run.status == "queued" and explain is None:
+            explain = client.explain(run)
+    if as_json:
+        common.print_json({"run": run.raw, "events": [e.raw for e in recent],
+                           "explain": explain})
+        return
+    console = Console(soft_wrap=True)
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    cmd = " ".join(run.command) if run.command else "-"
+    for key, value in (
+        ("run", run.id), ("name", run.name), ("project", run.project),
+        ("status", common.status_cell(run)),
+        ("blueprint", run.blueprint), ("command", cmd), ("host", run.host_id),
+        ("executor", run.executor), ("attempt", f"{run.attempt} of {run.max_attempts}"),
+        ("created", f"{common.iso(run.created_at)} ({common.ago(run.created_at)})"),
+        ("started", common.iso(run.started_at)), ("ended", common.iso(run.ended_at)),
+        ("exit code", run.exit_code), ("config", run.config),
+        ("constraints", {k: v for k, v in (run.constraints or {}).items() if v}),
+        ("workdir", run.workdir), ("artifacts", run.artifact_store),
+    ):
+        if value in (None, "", {}):
+            value = "-"
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        head.add_row(key, value if isinstance(value, Text) else str(value))
+    console.print(head)
+    p = run.progress
+    if p is not None and p.has_snapshot:
+        console.print(f"\n[bold]progress[/bold] {common.percent(p)}  step {common.steps(p)}"
+                      f"  epoch {common.number(p.epoch)}  phase {p.phase or '-'}"
+                      f"{'' if run.is_terminal else '  eta ' + common.duration(p.eta_seconds)}"
+                      f"{'  [red]STALLED[/red]' if p.stalled else ''}"
+                      f"  updated {common.ago(p.progress_updated_at or p.updated_at)}")
+        if p.metrics:
+            console.print("  " + "  ".join(f"{k}={common.number(v)}"
+                                           for k, v in sorted(p.metrics.items())))
+        if p.message:
+            console.print(f"  {p.message}")
+    if run.attempts:
+        table = Table("attempt", "host", "claimed", "ended", "reason", "exit", box=None,
+                      title="attempts", title_justify="left")
+        for a in run.attempts:
+            table.add_row(str(a.number), a.host_id or "-", common.iso(a.claimed_at) or "-",
+                          common.iso(a.ended_at) or ("active" if a.active else "-"),
+                          a.termination_reason or "-", common.number(
+                              None if a.exit_code is None else float(a.exit_code)))
+        console.print(table)
+    if recent:
+        table = Table("seq", "at", "kind", "status", "actor", "details", box=None,
+                      title="last events", title_justify="left")
+        for e in reversed(recent):
+            table.add_row(str(e.seq), common.iso(e.at) or "-", e.kind or "-", e.status or "-",
+                          e.actor or "-", _details(e.details))
+        console.print(table)
+    if explain:
+        _print_explain(console, explain)
+
+
+def _details(details: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in details.items() if k != "stderr_tail" and v not in (None, "")]
+    tail = details.get("stderr_tail")
+    if tail:
+        parts.append("stderr: " + " | ".join(str(line) for line in list(tail)[-3:]))
+    return ", ".join(parts) or "-"
+
+
+def _print_explain(console: Console, explain: dict[str, Any]) -> None:
+    console.print(f"\n[bold]scheduling[/bold]: {explain.get('summary', '-')}")
+    for w in explain.get("workers") or ():
+        verdict = "eligible" if w.get("eligible") else "; ".join(
+            str(u) for u in w.get("unmet") or ()) or "not eligible"
+        state = f" [{', '.join(w.get('state') or ())}]" if w.get("state") else ""
+        console.print(f"  {w.get('host_id')}: {verdict}{state}")
