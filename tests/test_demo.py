@@ -14,18 +14,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runyard.demo import jobs
+import runyard.demo
+from runyard.cli import demo_jobs
 from runyard.manifest import parse_manifest
 
 from .live_server import free_port
 
 pytest.importorskip("sklearn")
 
-DEMO = Path(jobs.__file__).parent
+DEMO = Path(runyard.demo.__file__).parent
 
 
 def test_demo_manifest_has_three_real_trainers_that_download_nothing() -> None:
-    manifest = parse_manifest(jobs.manifest_text(), source=jobs.SOURCE)
+    manifest = parse_manifest(demo_jobs.manifest_text(), source=demo_jobs.SOURCE)
     assert len(manifest.jobs) >= 3
     assert {j.project for j in manifest.jobs} == {"demo"}
     for bp in manifest.blueprints:
@@ -59,7 +60,7 @@ def test_demo_trains_lists_artifacts_and_runs_again(tmp_path: Path) -> None:
     else:
         raise AssertionError(f"{out}\n{first.communicate()[1]}")
     took = time.monotonic() - started
-    manifest = parse_manifest(jobs.manifest_text(), source=jobs.SOURCE)
+    manifest = parse_manifest(demo_jobs.manifest_text(), source=demo_jobs.SOURCE)
     names = [j.name for j in manifest.jobs]
     for name in names:
         assert re.search(rf"demo: {name}: completed in \d+s", out), out

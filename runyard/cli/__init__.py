@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 #: What the command line imports beyond the base install, all from the ``server`` extra.
 NEEDS = ("typer", "rich")
-#: The line printed when one of :data:`NEEDS` is missing.
+#: How to get them.
 INSTALL_HINT = "pip install 'runyard[server]'"
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
     if missing:
         sys.stderr.write(f"runyard: the command line needs the server extra ({', '.join(missing)}"
-                         f" not installed): {INSTALL_HINT}\n")
+                         f" missing); install it with: {INSTALL_HINT}\n")
         sys.exit(1)  # EXIT_ERROR of runyard.cli.common, which imports typer
     from runyard.cli import parentwatch
     from runyard.cli.app import run_app
