@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The manifest commands register on import (the lead adds them to runyard.cli's list).
-LAUNCH = "from runyard.cli import manifest; from runyard.cli.app import app; app()"
+# The Typer app in standalone mode: its own exit codes and messages, as click prints them.
+LAUNCH = "from runyard.cli.app import app; app()"
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

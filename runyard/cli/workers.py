@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,8 +61,7 @@ def drain(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = N
           as_json: JsonOpt = False) -> None:
     """Let HOST finish what it runs and claim nothing new (operator)."""
     with common.connect(server, token) as client:
-        result = client.drain(host)
-    common.print_json(result) if as_json else typer.echo(f"worker {host}: drained")
+        _done(host, client.drain(host), "drained", as_json)
 
 
 @workers_app.command()
@@ -70,5 +69,11 @@ def resume(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = 
            as_json: JsonOpt = False) -> None:
     """Let a drained HOST claim runs again (operator)."""
     with common.connect(server, token) as client:
-        result = client.resume(host)
-    common.print_json(result) if as_json else typer.echo(f"worker {host}: resumed")
+        _done(host, client.resume(host), "resumed", as_json)
+
+
+def _done(host: str, result: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        common.print_json(result)
+    else:
+        typer.echo(f"worker {host}: {verb}")
