@@ -13,6 +13,7 @@ from rich.table import Table
 
 from runyard.cli import common
 from runyard.cli.common import EXIT_USAGE, JsonOpt, RunArg, ServerOpt, TokenOpt, fail
+from runyard.client import LogChunk
 from runyard.client.client import DEFAULT_SERVER
 
 
@@ -29,17 +30,22 @@ def logs(run_ref: RunArg,
     """Print a run's captured stdout (or --stderr)."""
     stream = "stderr" if stderr else "stdout"
     offset = 0
+
+    def emit(chunk: LogChunk, at: int) -> None:
+        if not chunk.data:
+            return
+        if as_json:
+            common.print_json({"data": chunk.data, "offset": at,
+                               "next_offset": chunk.next_offset, "attempt": chunk.attempt,
+                               "stream": stream})
+        else:
+            sys.stdout.write(chunk.data)
+            sys.stdout.flush()
+
     with common.connect(server, token) as client:
         while True:
             chunk = client.get_logs(run_ref, stream=stream, offset=offset, attempt=attempt)
-            if chunk.data:
-                if as_json:
-                    common.print_json({"data": chunk.data, "offset": offset,
-                                       "next_offset": chunk.next_offset,
-                                       "attempt": chunk.attempt, "stream": stream})
-                else:
-                    sys.stdout.write(chunk.data)
-                    sys.stdout.flush()
+            emit(chunk, offset)
             moved = chunk.next_offset > offset
             offset = max(offset, chunk.next_offset)
             if moved and chunk.data:
@@ -47,14 +53,8 @@ def logs(run_ref: RunArg,
             if not follow or client.get_run(run_ref).is_terminal:
                 # One last read after the end catches output flushed at exit.
                 if follow:
-                    last = client.get_logs(run_ref, stream=stream, offset=offset,
-                                           attempt=attempt)
-                    if last.data and not as_json:
-                        sys.stdout.write(last.data)
-                    elif last.data:
-                        common.print_json({"data": last.data, "offset": offset,
-                                           "next_offset": last.next_offset,
-                                           "attempt": last.attempt, "stream": stream})
+                    emit(client.get_logs(run_ref, stream=stream, offset=offset,
+                                         attempt=attempt), offset)
                 return
             time.sleep(interval)
 

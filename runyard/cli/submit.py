@@ -24,11 +24,9 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------- submit
-
-
 class ArgvCommand(TyperCommand):
-    """Keeps everything after ``--`` as the run's argv instead of positional arguments."""
+    """Keeps everything after ``--`` as the run's argv instead of positional arguments
+    (:func:`submit` is registered with this command class)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if "--" in args:
