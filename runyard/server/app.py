@@ -27,6 +27,7 @@ from runyard.server import (
     sse,
 )
 from runyard.server.hotpath import HotPaths
+from runyard.server.limits import BodyGuard, BodyLimits
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -91,7 +92,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "AuthError", 403: "Forbidden"}.get(
+    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "AuthError", 403: "Forbidden",
+            413: "RequestTooLarge"}.get(
         exc.status_code, "HTTPError")
     return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
@@ -181,5 +183,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
 
     # Inside RequestMetrics, so hot requests are counted like the rest.
     app.add_middleware(HotPaths, state=state, on_error=error_response)
+    # Outside the routes and the hot path: no body is read before its caller is known.
+    app.add_middleware(BodyGuard, tokens=state.auth, on_error=error_response,
+                       limits=BodyLimits(uploads=settings.max_upload_bytes))
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app
