@@ -11,6 +11,7 @@
     ├── AuthError                missing or bad credentials
     │   └── Forbidden            authenticated but not allowed
     ├── StoreError               the database failed (driver error kept as __cause__)
+    ├── RequestTooLarge          a request body over its endpoint's limit
     ├── ArtifactError            a blob failed verification or limits
     │   ├── ChecksumMismatch
     │   └── TooLarge
@@ -116,6 +117,12 @@ class StoreError(RunyardError):
     """The database failed."""
 
     http_status = 503
+
+
+class RequestTooLarge(RunyardError):
+    """The request body exceeds this endpoint's size limit."""
+
+    http_status = 413
 
 
 class ArtifactError(RunyardError):

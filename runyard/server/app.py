@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import errors
+from runyard import errors, jsonvalues
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
 from runyard.server import (
@@ -27,6 +27,7 @@ from runyard.server import (
     sse,
 )
 from runyard.server.hotpath import HotPaths
+from runyard.server.limits import BodyGuard, BodyLimits
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -42,10 +43,13 @@ API_VERSION = "1"
 
 def error_body(kind: str, message: str, field: str | None = None,
                items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The one error shape of the API."""
-    return {"error": {"type": kind, "message": message, "field": field,
+    """The one error shape of the API (messages may quote what the caller sent: made
+    printable, so an error about invalid text is not itself a 500)."""
+    body = {"error": {"type": kind, "message": message, "field": field,
                       "errors": items if items is not None else
                       [{"field": field, "message": message}]}}
+    out: dict[str, Any] = jsonvalues.safe_copy(body, float)
+    return out
 
 
 #: pydantic names the member of a union that failed; the client only needs the field.
@@ -91,7 +95,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "AuthError", 403: "Forbidden"}.get(
+    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "AuthError", 403: "Forbidden",
+            413: "RequestTooLarge"}.get(
         exc.status_code, "HTTPError")
     return JSONResponse(error_body(kind, str(exc.detail)), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
@@ -170,8 +175,9 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    for module in (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
-                   ui_api, routes_ui):
+    modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse, ui_api,
+               routes_ui)
+    for module in modules:
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
@@ -181,5 +187,9 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
 
     # Inside RequestMetrics, so hot requests are counted like the rest.
     app.add_middleware(HotPaths, state=state, on_error=error_response)
+    # Outside the routes and the hot path: no body is read before its caller is known.
+    app.add_middleware(BodyGuard, tokens=state.auth, on_error=error_response,
+                       limits=BodyLimits(),
+                       routes=[route for module in modules for route in module.router.routes])
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app

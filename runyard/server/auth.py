@@ -207,8 +207,15 @@ async def authenticate(tokens: TokenAuth, header: str | None) -> Principal:
     return who
 
 
+#: Where :class:`runyard.server.limits.BodyGuard` leaves the caller it authenticated.
+STATE_KEY = "runyard_principal"
+
+
 async def principal(request: Request) -> Principal:
     """The caller, or 401."""
+    who = request.scope.get("state", {}).get(STATE_KEY)
+    if isinstance(who, Principal):
+        return who
     return await authenticate(request.app.state.runyard.auth,
                               request.headers.get("authorization"))
 

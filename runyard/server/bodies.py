@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from runyard import errors
+from runyard import errors, jsonvalues
 
 
 async def json_body(request: Request) -> Any:
@@ -30,9 +30,13 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
-    except ValueError as exc:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise errors.ValidationError(f"body: not JSON: {exc}", field="body") from None
+    # orjson refuses lone surrogates and deep nesting; json takes them, so they are
+    # looked for here, off the common path.
+    jsonvalues.check(value, "body")
+    return value
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -56,6 +60,16 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_json_values(cls, data: Any) -> Any:
+        """Every value is stored and shown to other users: no invalid Unicode, no
+        pathological nesting (docs/security.md)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                jsonvalues.check(value, str(key))
+        return data
 
 
 class RunRequest(Body):

@@ -10,7 +10,7 @@ import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from runyard import errors
+from runyard import errors, jsonvalues
 from runyard.manifest import Blueprint, Manifest, parse_manifest
 from runyard.manifest.apply import apply_manifest
 from runyard.server import auth, serialize
@@ -93,6 +93,7 @@ def list_blueprints(who: Principal = Depends(auth.viewer),
 def post_blueprint(body: dict[str, Any], who: Principal = Depends(auth.operator),
                    state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Create or replace a blueprint (``name``, ``command``, ``config_schema``, defaults)."""
+    jsonvalues.check(body, "body")
     bp = Blueprint.from_dict(body)
     return _blueprint_out(_put_blueprint(state, bp, "api"))
 

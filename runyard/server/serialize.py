@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from runyard import errors
+from runyard import errors, jsonvalues
 from runyard.store.base import Row
 from runyard.timestamps import parse_time
 
@@ -54,14 +54,9 @@ def number_in(value: Any, field: str) -> float:
 
 
 def json_safe(value: Any) -> Any:
-    """Deep copy with non-finite floats replaced by their strings (JSON has no NaN)."""
-    if isinstance(value, float):
-        return number_out(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+    """Deep copy with non-finite floats replaced by their strings (JSON has no NaN) and
+    any invalid Unicode already stored made printable (:func:`runyard.jsonvalues.safe_copy`)."""
+    return jsonvalues.safe_copy(value, number_out)
 
 
 def run_out(row: Row) -> dict[str, Any]:

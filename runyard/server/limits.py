@@ -1,0 +1,152 @@
+"""Request body limits, and authentication before any byte of a body is read.
+
+A server that a whole lab shares must not let an anonymous caller make it read, buffer or
+parse a large body: the caller is authenticated from its ``Authorization`` header first, a
+declared ``Content-Length`` over the endpoint's limit is refused at once, and a chunked body
+is counted as it streams in and cut off at the limit. The limits, by kind of endpoint, are
+all here and documented in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from runyard import errors
+from runyard.server import auth
+
+MIB = 1024 * 1024
+
+#: Methods whose requests carry a body; only those are guarded.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """The largest body, in bytes, each kind of endpoint accepts."""
+
+    #: Runs, tokens, claims, heartbeats, progress snapshots, stop/restart and the like.
+    control: int = 1 * MIB
+    #: ``POST /v1/runs/{id}/metrics`` and the import of a run's metrics.
+    metrics: int = 64 * MIB
+    #: ``POST /v1/attempts/{id}/logs``.
+    logs: int = 16 * MIB
+    #: ``POST /v1/manifest/validate`` and ``/reload``.
+    manifest: int = 4 * MIB
+    #: ``POST /v1/runs/import`` (an ended run with its attempts and events).
+    imports: int = 64 * MIB
+
+    def for_request(self, method: str, path: str) -> int | None:
+        """The limit that applies to one request; None for artifact and checkpoint uploads
+        (``PUT .../artifacts/...``), which the upload route holds to ``--max-upload-mb`` as
+        it streams them to the blob store."""
+        if method == "PUT" and _UPLOAD.fullmatch(path):
+            return None
+        if _METRICS.fullmatch(path):
+            return self.metrics
+        if _LOGS.fullmatch(path):
+            return self.logs
+        if path.startswith("/v1/manifest/"):
+            return self.manifest
+        if path == "/v1/runs/import":
+            return self.imports
+        return self.control
+
+
+_UPLOAD = re.compile(r"/v1/runs/[^/]+/(import/)?artifacts/.+")
+_METRICS = re.compile(r"/v1/runs/[^/]+/(import/)?metrics")
+_LOGS = re.compile(r"/v1/attempts/[^/]+/logs")
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised inside the app's ``receive`` once a streamed body passes its limit. An
+    ``HTTPException``, because FastAPI turns any other error met while reading a body into
+    a 400, and the app's handler answers this one with its 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"body: more than this endpoint's limit of {limit} bytes")
+
+
+class BodyGuard:
+    """ASGI middleware: authenticates ``/v1/`` requests that carry a body before the app
+    reads it, and holds every body to its limit. The principal it finds is left in the
+    request's state, where :func:`runyard.server.auth.principal` takes it."""
+
+    def __init__(self, app: ASGIApp, tokens: auth.TokenAuth, limits: BodyLimits,
+                 on_error: Callable[[errors.RunyardError], JSONResponse],
+                 routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.limits = limits
+        self.on_error = on_error
+        self.routes = routes
+
+    async def _refuse(self, exc: errors.RunyardError, scope: Scope, receive: Receive,
+                      send: Send) -> None:
+        # The request never reaches the router: name its route here, so the request
+        # metrics count a refusal under the route's template like any other answer.
+        for route in self.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                scope["route"] = route
+                break
+        await self.on_error(exc)(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] not in BODY_METHODS
+                or not scope["path"].startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.for_request(scope["method"], scope["path"])
+        try:
+            who = await auth.authenticate(self.tokens, _header(scope, b"authorization"))
+            declared = _header(scope, b"content-length")
+            if limit is not None and declared is not None and (
+                    not declared.isdigit() or int(declared) > limit):
+                raise errors.RequestTooLarge(
+                    f"body: {declared} bytes exceeds this endpoint's limit of {limit} bytes")
+        except errors.RunyardError as exc:
+            await self._refuse(exc, scope, receive, send)
+            return
+        scope.setdefault("state", {})[auth.STATE_KEY] = who
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        started = False
+        seen = 0
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except _BodyTooLarge as exc:
+            if started:
+                raise
+            await self._refuse(errors.RequestTooLarge(str(exc.detail)), scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    headers: Any = scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
