@@ -45,6 +45,14 @@ def test_unsafe_or_bad_settings_are_refused(tmp_path: Path, args: list[str],
     assert not (tmp_path / "runyard.db").exists()  # refused before touching anything
 
 
+def test_a_short_admin_token_is_refused(tmp_path: Path) -> None:
+    out = run_cli("server", "--data-dir", str(tmp_path), "--port", str(free_port()),
+                  env={"RUNYARD_ADMIN_TOKEN": "short-but-16-chars"})
+    assert out.returncode == 2, out
+    assert "RUNYARD_ADMIN_TOKEN: at least 32 characters" in out.stderr
+    assert not (tmp_path / "runyard.db").exists()
+
+
 def test_first_start_writes_the_admin_token_file(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RUNYARD_ADMIN_TOKEN"}
     port = free_port()

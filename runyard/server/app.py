@@ -168,8 +168,11 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
             sweeper.stop()
             state.store.close()
 
+    # No Swagger UI or ReDoc page: they load scripts from a CDN, outside the UI's
+    # Content-Security-Policy. The schema is served at /openapi.json for any viewer.
     app = FastAPI(title="Runyard", version=API_VERSION, lifespan=lifespan,
-                  description="Schedule, supervise and watch ML training runs.")
+                  description="Schedule, supervise and watch ML training runs.",
+                  docs_url=None, redoc_url=None)
     app.state.runyard = state
     app.add_exception_handler(errors.RunyardError, _runyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

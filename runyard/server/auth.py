@@ -252,6 +252,12 @@ worker = _require((lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a w
 lease_holder = _require(REPORT)
 
 
+def may_see_env(who: Principal, run: Row) -> bool:
+    """A run's env values are its owner's secrets (API keys live there): the owner, operators
+    and workers (which must run it) see them; everyone else sees the names only."""
+    return who.is_operator or who.role is Role.WORKER or run.get("owner") == who.name
+
+
 def check_owner(who: Principal, run: Row, what: str) -> None:
     """A user acts only on runs it owns; operators on all; workers through their lease."""
     if who.is_operator or who.role is Role.WORKER:

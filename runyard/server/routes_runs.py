@@ -33,8 +33,10 @@ def submit_request(body: RunRequest) -> tuple[dict[str, Any], str | None]:
     return req, host_id
 
 
-def run_detail(state: ServerState, run: dict[str, Any]) -> dict[str, Any]:
+def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[str, Any]:
     out = serialize.run_out(run)
+    if not auth.may_see_env(who, run):
+        serialize.hide_env(out)
     prog = progress_out(state.store, run)
     out["progress"] = None if prog["snapshot"] is None else {
         **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
@@ -104,9 +106,12 @@ def list_runs(
                      created_after=serialize.parse_time(created_after, "created_after"),
                      created_before=serialize.parse_time(created_before, "created_before"),
                      host_id=host or None)
+    # Whether env values may be shown depends on the run's owner: read it along.
+    read = cols + ["owner"] if cols and "env" in cols and "owner" not in cols else cols
     rows = state.store.list_runs(filt, after_id=after_id or None, limit=limit, sort=sort,
-                                 fields=cols)
-    items = [serialize.run_out(r) for r in rows]
+                                 fields=read)
+    items = [serialize.run_out(r) if auth.may_see_env(who, r)
+             else serialize.hide_env(serialize.run_out(r)) for r in rows]
     if cols:
         items = [{k: v for k, v in item.items() if k in cols} for item in items]
     nxt = rows[-1]["id"] if len(rows) == limit else None
@@ -118,7 +123,7 @@ def list_runs(
 @router.get("/{run_id}")
 def get_run(run_id: str, who: Principal = Depends(auth.viewer),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    return run_detail(state, state.run_or_404(run_id))
+    return run_detail(state, state.run_or_404(run_id), who)
 
 
 @router.post("/{run_id}/stop")

@@ -71,6 +71,14 @@ def run_out(row: Row) -> dict[str, Any]:
     return out
 
 
+def hide_env(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` as shown to someone who may not read its env: the names, each value null."""
+    env = run.get("env")
+    if isinstance(env, dict):
+        run["env"] = dict.fromkeys(env)
+    return run
+
+
 def attempt_out(row: Row) -> dict[str, Any]:
     """An attempt without its lease (the lease is a secret of its holder)."""
     return {

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from runyard import defaults, errors
 
+#: Shortest RUNYARD_ADMIN_TOKEN accepted: tokens are stored as unsalted SHA-256 digests,
+#: which only resist guessing when the secret itself has that much entropy.
+ADMIN_TOKEN_MIN = 32
 #: Default upload limit for one artifact or checkpoint blob, in MiB.
 MAX_UPLOAD_MB = 10 * 1024
 #: Checkpoint retention when a run's config says nothing (None keeps every checkpoint).
@@ -64,6 +67,10 @@ class Settings:
         """Refuse unsafe or inconsistent settings with one clear message."""
         if self.stale_after_s <= 0:
             raise errors.ConfigError("--stale-after-s: must be above 0")
+        if self.admin_token is not None and len(self.admin_token) < ADMIN_TOKEN_MIN:
+            raise errors.ConfigError(
+                f"RUNYARD_ADMIN_TOKEN: at least {ADMIN_TOKEN_MIN} characters (e.g. the output "
+                "of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
         if self.max_upload_mb <= 0:
             raise errors.ConfigError("--max-upload-mb: must be above 0")
         if not 0 <= self.port <= 65535:
