@@ -370,12 +370,12 @@ def validate_name(value: Any, field: str) -> str:
 
 
 def normalise_defaults() -> dict[str, Any]:
-    """Default retry and probing policy of a run, as stored."""
+    """Default retry and supervision policy of a run, as stored. No probe interval: a run
+    that names none is probed at its agent's (``runyard agent --probe-interval-s``)."""
     return {
         "priority": 0,
         "max_attempts": defaults.MAX_ATTEMPTS,
         "max_restarts_on_errors": defaults.MAX_RESTARTS_ON_ERRORS,
         "retry_on_exit_codes": [],
-        "probe_interval_s": defaults.PROBE_INTERVAL_S,
         "stall_after_s": defaults.STALL_AFTER_S,
     }

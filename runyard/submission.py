@@ -49,6 +49,15 @@ def _positive(req: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def _probe_interval(req: Mapping[str, Any], bp_defaults: Mapping[str, Any]) -> float | None:
+    """The run's own probe interval, or None: then the agent's applies (``runyard agent
+    --probe-interval-s``). A null in the request names none, so the blueprint's still counts."""
+    for source in (req, bp_defaults):
+        if source.get("probe_interval_s") is not None:
+            return _positive(source, "probe_interval_s", defaults.PROBE_INTERVAL_S)
+    return None
+
+
 def _str(req: Mapping[str, Any], key: str, default: str, limit: int) -> str:
     value = req.get(key, default)
     if value is None:
@@ -176,7 +185,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "max_restarts_on_errors": _int(policy, "max_restarts_on_errors",
                                        defaults.MAX_RESTARTS_ON_ERRORS, 0),
         "retry_on_exit_codes": list(codes),
-        "probe_interval_s": _positive(policy, "probe_interval_s", defaults.PROBE_INTERVAL_S),
+        "probe_interval_s": _probe_interval(req, bp_defaults),
         "stall_after_s": _positive(policy, "stall_after_s", defaults.STALL_AFTER_S),
         "created_at": now,
         "queued_at": now,

@@ -100,7 +100,7 @@ def test_run_request_has_the_post_runs_shape() -> None:
                         "min_vram_gib": 0.0, "min_ram_gib": 1.0, "min_cpus": 0.0,
                         "allowed_hosts": [], "labels": {"pool": "a"}},
         "priority": 3, "max_attempts": 5, "max_restarts_on_errors": 0,
-        "retry_on_exit_codes": [], "probe_interval_s": 1.0, "stall_after_s": 600.0,
+        "retry_on_exit_codes": [], "probe_interval_s": None, "stall_after_s": 600.0,
         "job_key": small.key,
     }
     req = hello.to_run_request()

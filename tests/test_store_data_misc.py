@@ -166,6 +166,27 @@ def test_checkpoints(store: Store, queue: Queue) -> None:
     assert len(store.list_checkpoints(rid)) == 1
 
 
+def test_deleted_checkpoints_take_their_uploads_along(store: Store, queue: Queue) -> None:
+    rid = _run(queue)
+    ids = {}
+    # Steps 1 and 2 saved the same bytes to one file: one upload both checkpoints name.
+    for step, name, blob in [(1, "ck/a.pt", "x"), (2, "ck/a.pt", "x"), (3, "ck/b.pt", "y"),
+                             (4, "ck/c.pt", "z")]:
+        store.add_artifact(rid, 1, name, "checkpoint", 1, sha(blob))
+        ids[step] = store.add_checkpoint(rid, 1, step, "complete", name=name,
+                                         sha256=sha(blob), size=1)["id"]
+    store.add_artifact(rid, 1, "model.txt", "file", 1, sha("y"))  # a plain artifact, same blob
+    assert store.delete_checkpoints(rid, [ids[1], ids[3]]) == sorted([sha("x"), sha("y")])
+    # Step 2 still names ck/a.pt; the plain artifact is no checkpoint's upload.
+    assert [(r["name"], r["kind"]) for r in store.list_artifacts(rid)] == [
+        ("ck/a.pt", "checkpoint"), ("ck/c.pt", "checkpoint"), ("model.txt", "file")]
+    assert store.unreferenced_blob_shas([sha("x"), sha("y")]) == []
+    assert store.delete_checkpoints(rid, [ids[2], ids[4]]) == sorted([sha("x"), sha("z")])
+    assert [r["name"] for r in store.list_artifacts(rid)] == ["model.txt"]
+    assert store.unreferenced_blob_shas([sha("x"), sha("y"), sha("z")]) == sorted(
+        [sha("x"), sha("z")])
+
+
 # ---------------------------------------------------------------- blueprints and tokens
 def test_blueprints(store: Store) -> None:
     assert store.list_blueprints() == []

@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0006"
+HEAD = "0007"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key) WHERE status = 'queued'",
@@ -175,5 +175,44 @@ def test_0004_counts_the_active_attempts_of_existing_workers(
     store.downgrade("0003")
     with engine.begin() as conn:  # no trigger left behind to write a dropped column
         conn.execute(sa.text("UPDATE attempts SET active = :t WHERE id = 'r0'"), {"t": True})
+    engine.dispose()
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0007_lets_a_run_name_no_probe_interval_and_keeps_every_row(
+        dialect: str, empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0006")
+    engine = sa.create_engine(url)
+    insert_run = ("INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+                  " created_at, updated_at{col}) VALUES (:id, :id, '{{}}', '{{}}', 'running',"
+                  " '[]', 1, 1{val})")
+    with engine.begin() as conn:
+        conn.execute(sa.text(insert_run.format(col="", val="")), {"id": "old"})
+        conn.execute(sa.text(insert_run.format(col=", probe_interval_s", val=", 2.5")),
+                     {"id": "named"})
+        conn.execute(sa.text(
+            "INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, "
+            "active, claimed_at) VALUES ('a', 'old', 1, 'h', 'l', 1, :t, 1)"), {"t": True})
+    store.upgrade()
+
+    def probes() -> dict[str, float | None]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(  # type: ignore[arg-type]
+                "SELECT id, probe_interval_s FROM runs")).all())
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(insert_run.format(col="", val="")), {"id": "none"})
+        assert conn.execute(sa.text("SELECT count(*) FROM attempts")).scalar_one() == 1
+    assert probes() == {"old": 1.0, "named": 2.5, "none": None}
+    store.downgrade("0006")
+    assert probes() == {"old": 1.0, "named": 2.5, "none": 1.0}
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text(insert_run.format(col=", probe_interval_s", val=", NULL")),
+                     {"id": "null"})
+    store.upgrade()
+    assert probes() == {"old": 1.0, "named": 2.5, "none": 1.0}
     engine.dispose()
     store.close()

@@ -93,7 +93,8 @@ class Job:
     max_attempts: int = defaults.MAX_ATTEMPTS
     max_restarts_on_errors: int = defaults.MAX_RESTARTS_ON_ERRORS
     retry_on_exit_codes: tuple[int, ...] = ()
-    probe_interval_s: float = defaults.PROBE_INTERVAL_S
+    #: None: the agent's probe interval applies.
+    probe_interval_s: float | None = None
     stall_after_s: float = defaults.STALL_AFTER_S
 
     def render_command(self, **values: Any) -> list[str]:
@@ -103,7 +104,7 @@ class Job:
         return render_command(self.command, **values)
 
     def to_run_request(self) -> dict[str, Any]:
-        """The ``POST /v1/runs`` body (PRODUCT.md section 9) plus ``job_key`` and ``seed``.
+        """The ``POST /v1/runs`` body (docs/http-api.md) plus ``job_key`` and ``seed``.
 
         A blueprint job sends ``command: null`` (the server holds the blueprint); a
         blueprint-less job sends its own argv template.

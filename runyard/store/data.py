@@ -366,16 +366,32 @@ class DataMixin:
 
     def delete_checkpoints(self, run_id: str, ids: Sequence[int]) -> list[str]:
         """Delete checkpoints of a run by id; returns the blob shas they referred to (the
-        caller asks :meth:`unreferenced_blob_shas` which ones may go)."""
+        caller asks :meth:`unreferenced_blob_shas` which ones may go).
+
+        A checkpoint's file was uploaded as a ``checkpoint`` artifact of the same attempt,
+        name and blob; that row goes with it (unless a remaining checkpoint names the same
+        upload), or it would keep the blob, and list a file that retention retired.
+        """
         ids = [_check_int(i, "ids") for i in ids]
-        c = checkpoints.c
+        c, a = checkpoints.c, artifacts.c
         shas: set[str] = set()
+        uploads: set[tuple[int, str, str]] = set()
         with self._write() as conn:
             for i in range(0, len(ids), _IN_BATCH):
                 where = [c.run_id == run_id, c.id.in_(ids[i:i + _IN_BATCH])]
-                shas.update(r[0] for r in conn.execute(sa.select(c.sha256).where(*where))
-                            if r[0] is not None)
+                for attempt, name, sha256 in conn.execute(
+                        sa.select(c.attempt, c.name, c.sha256).where(*where)):
+                    if sha256 is not None:
+                        shas.add(sha256)
+                        if name is not None:
+                            uploads.add((attempt, name, sha256))
                 conn.execute(checkpoints.delete().where(*where))
+            for attempt, name, sha256 in sorted(uploads):
+                still_named = sa.exists().where(c.run_id == run_id, c.attempt == attempt,
+                                                c.name == name, c.sha256 == sha256)
+                conn.execute(artifacts.delete().where(
+                    a.run_id == run_id, a.attempt == attempt, a.name == name,
+                    a.kind == "checkpoint", a.sha256 == sha256, ~still_named))
         return sorted(shas)
 
     # ------------------------------------------------------------------ blueprints

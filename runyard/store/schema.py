@@ -77,7 +77,8 @@ runs = sa.Table(
     sa.Column("error_restarts", sa.Integer, nullable=False, server_default="0"),
     # Attempts made before the last manual requeue/restart: automatic retries count from here.
     sa.Column("budget_start", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("probe_interval_s", sa.Float, nullable=False, server_default="1"),
+    # None: the run names no probe interval, so its agent's applies.
+    sa.Column("probe_interval_s", sa.Float),
     sa.Column("stall_after_s", sa.Float, nullable=False, server_default="600"),
     # Progress (latest snapshot; history in progress_snapshots).
     sa.Column("progress", JSON),
