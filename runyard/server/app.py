@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +19,7 @@ from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
 from runyard.server import (
     auth,
+    query,
     routes_admin,
     routes_data,
     routes_runs,
@@ -26,7 +27,6 @@ from runyard.server import (
     routes_workers,
     sse,
 )
-from runyard.server.hotpath import HotPaths
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -170,16 +170,18 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    # Every API route refuses the query parameters it does not declare; the UI's pages keep
+    # theirs for the page's script.
+    strict = [Depends(query.refuse_unknown)]
     for module in (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
-                   ui_api, routes_ui):
-        app.include_router(module.router)
+                   ui_api):
+        app.include_router(module.router, dependencies=strict)
+    app.include_router(routes_ui.router)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=strict)
     def prometheus() -> Response:
         return Response(state.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    # Inside RequestMetrics, so hot requests are counted like the rest.
-    app.add_middleware(HotPaths, state=state, on_error=error_response)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app
