@@ -27,6 +27,7 @@ from runyard.server import (
     routes_workers,
     sse,
 )
+from runyard.server.hotpath import HotPaths
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
@@ -183,5 +184,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
         return Response(state.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    # Inside RequestMetrics, so hot requests are counted like the rest.
+    app.add_middleware(HotPaths, state=state, on_error=error_response)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app

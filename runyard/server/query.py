@@ -8,6 +8,8 @@ needs nothing here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -34,12 +36,14 @@ def _names(dependant: Dependant) -> set[str]:
 
 async def refuse_unknown(request: Request) -> None:
     """A route dependency: a 422 naming the first query parameter the route does not take."""
-    if not request.query_params:
-        return
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
+    if request.query_params and isinstance(route, APIRoute):
+        check(route, request.query_params)
+
+
+def check(route: APIRoute, names: Iterable[str]) -> None:
+    """Raise a 422 naming the first of ``names`` that ``route`` does not take."""
     known = declared(route)
-    for name in request.query_params:
+    for name in names:
         if name not in known:
             raise errors.ValidationError(f"{name}: unknown query parameter", field=name)

@@ -44,9 +44,20 @@ _METRICS_BODY = {"requestBody": {"required": True, "content": {
 def post_metrics(run_id: str, who: Principal = Depends(auth.lease_holder),
                  data: Any = Depends(json_body),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """A batch of points (the :class:`MetricsRequest` shape, checked by
-    :func:`~runyard.server.bodies.metric_batch`); re-sending the same (attempt, tag, step)
-    changes nothing."""
+    """A batch of points (the :class:`MetricsRequest` shape); re-sending the same (attempt,
+    tag, step) changes nothing.
+
+    Served by :mod:`runyard.server.hotpath` in front of FastAPI (this route documents it in
+    the OpenAPI schema and both call :func:`ingest_metrics`).
+    """
+    return ingest_metrics(state, who, run_id, data)
+
+
+def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
+                   ) -> dict[str, Any]:
+    """Check and store one metrics body for ``who`` (already a lease holder by role); the
+    envelope is checked by :func:`~runyard.server.bodies.metric_batch`, the points by the
+    store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
     _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)

@@ -250,6 +250,10 @@ def _times(ats: list[Any]) -> list[float] | float | None:
 FieldName = Callable[[int, str, Any], str]
 _ROW_PARTS = {"": "", "step": "[0]", "at": "[1]"}
 _POINT_KEYS = frozenset(("step", "tag", "value", "at"))
+_STEP = operator.itemgetter("step")
+_TAG = operator.itemgetter("tag")
+_VALUE = operator.itemgetter("value")
+_GET_AT = operator.methodcaller("get", "at")
 
 
 def row_field(i: int, part: str, tag: Any = None) -> str:
@@ -266,6 +270,23 @@ def rows_of_points(points: Sequence[Any], now: float) -> list[tuple[Any, Any, di
     """The ``points`` form as rows, one a point, a time left out as ``now`` (the rows'
     checks then find them clean). A point that is not an object of those four fields, or
     whose tag is no string, is refused here, naming it; the rest is checked as rows."""
+    keys: set[str] = set()
+    if points and set(map(type, points)) == {dict} and (
+            keys := set().union(*points)) <= _POINT_KEYS:
+        # The usual batch, converted a field at a time: C-level passes, and no loop per
+        # point in Python but the one that builds the rows' dicts.
+        try:
+            tags = list(map(_TAG, points))
+            steps = list(map(_STEP, points))
+            values = list(map(_VALUE, points))
+        except KeyError:  # a field left out: the loop below names it
+            tags = []
+        if tags and set(map(type, tags)) == {str}:
+            ats: Sequence[Any] = [now] * len(points)
+            if "at" in keys:
+                ats = [now if at is None else at for at in map(_GET_AT, points)]
+            dicts = [{t: v} for t, v in zip(tags, values, strict=True)]
+            return list(zip(steps, ats, dicts, strict=True))
     out: list[tuple[Any, Any, dict[Any, Any]]] = []
     for i, p in enumerate(points):
         if type(p) is not dict and not isinstance(p, Mapping):  # the abc check is slow
