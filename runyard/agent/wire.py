@@ -8,8 +8,6 @@ batch for applied point by point here.
 
 from __future__ import annotations
 
-import operator
-from itertools import chain, islice
 from typing import Any
 
 from runyard import defaults, errors, timestamps
@@ -28,28 +26,6 @@ WireRow = list[Any]
 #: Distinct time texts :class:`WireRows` remembers as seconds.
 TIMES_KEPT = 4096
 _NONFINITE_TEXT = frozenset((snapshot_mod.NAN, snapshot_mod.POS_INF, snapshot_mod.NEG_INF))
-
-
-def wire_columns(rows: list[WireRow]) -> dict[str, Any] | None:
-    """``rows`` in the ``columns`` form of ``POST /v1/runs/{id}/metrics`` (``{"step": [...],
-    "at": [...], "values": {tag: [...]}}``, ``null`` where a row has no value of a tag), when
-    the steps increase and the rows log much the same tags, as those of one ``run.log({...},
-    step=)`` after another do (a read of the stream may cut the first and last in two); None
-    otherwise, and they go as rows. The server decodes flat lists of numbers several times
-    faster than a list and an object per row."""
-    if not rows:
-        return None
-    steps = [row[0] for row in rows]
-    if not all(map(operator.lt, steps, islice(steps, 1, None))):
-        return None
-    dicts = [row[2] for row in rows]
-    tags = dict.fromkeys(chain.from_iterable(dicts))
-    # Nulls for at most a few points a tag: rows that log different tags stay rows.
-    if len(tags) * len(rows) > sum(map(len, dicts)) + 2 * len(tags):
-        return None
-    return {"step": steps, "at": [row[1] for row in rows],
-            "values": {tag: list(map(operator.methodcaller("get", tag), dicts))
-                       for tag in tags}}
 
 
 class WireRows:
