@@ -124,6 +124,10 @@ class ProgressRequest(Body):
     warnings: list[str] = Field(default_factory=list, max_length=100)
 
 
+#: Points one metrics request may carry, ``points`` and ``rows`` together.
+MAX_POINTS = 100_000
+
+
 class MetricPoint(Body):
     step: int = Field(ge=0)
     tag: str = Field(min_length=1, max_length=64)
@@ -144,22 +148,20 @@ class MetricsRequest(Body):
 
     attempt_id: str
     lease: str
-    points: list[MetricPoint] = Field(default_factory=list, max_length=100_000)
-    rows: list[MetricRow] = Field(default_factory=list, max_length=100_000)
+    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
+    rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
 class ImportMetricsRequest(Body):
     """``POST /v1/runs/{id}/import/metrics``: a synced run's points, by attempt number."""
 
     attempt: int = Field(ge=1)
-    points: list[MetricPoint] = Field(default_factory=list, max_length=100_000)
-    rows: list[MetricRow] = Field(default_factory=list, max_length=100_000)
+    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
+    rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
-#: Points one metrics request may carry, ``points`` and ``rows`` together.
-MAX_POINTS = 100_000
 _ROW_VALUES = operator.itemgetter(2)
-#: Body fields of an older compact form, refused with where to look instead.
+#: Fields of a compact form the API does not take: refused by name, with what to send.
 _DROPPED = {"columns": "columns: not accepted; send the points as points or rows "
                        "(docs/http-api.md)"}
 
