@@ -108,11 +108,7 @@ FAST_WRITER = textwrap.dedent('''
 
 
 def points_of(body: dict[str, Any]) -> list[tuple[int, str]]:
-    """``(step, tag)`` of each point of a metrics body, in order (rows or columns)."""
-    if "columns" in body:
-        cols = body["columns"]
-        return [(step, tag) for i, step in enumerate(cols["step"])
-                for tag, values in cols["values"].items() if values[i] is not None]
+    """``(step, tag)`` of each point of a metrics body (rows), in order."""
     return [(row[0], tag) for row in body["rows"] for tag in row[2]]
 
 
@@ -179,8 +175,9 @@ def test_an_attempt_sends_every_point_once_in_order_before_its_snapshot(
             assert sent >= 3 * (body["snapshot"]["step"] + 1)
     kinds = [kind for kind, _ in server.calls if kind != "heartbeat"]
     assert kinds[-1] == "complete" and "metrics" not in kinds[kinds.index("complete"):]
-    # One row a step, 3 tags each: every batch goes as columns, rows cut by a read included.
-    assert all("columns" in body for kind, body in server.calls if kind == "metrics")
+    # One row a step, 3 tags each: every batch goes as rows, nothing as points.
+    assert all(body.get("rows") and not body.get("points")
+               for kind, body in server.calls if kind == "metrics")
 
 
 def test_a_lease_conflict_on_a_queued_batch_abandons_the_attempt(

@@ -13,9 +13,10 @@ import orjson
 import pytest
 
 from runyard import defaults
+from runyard.agent import wire
 from runyard.progress import metrics_stream, reader, snapshot
 from runyard.progress.metrics_stream import RowEncoder, encode_line
-from runyard.progress.reader import MetricsTail, WireRows
+from runyard.progress.reader import MetricsTail
 from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink
 from runyard.store import ingest
@@ -249,7 +250,7 @@ def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...
 
 def fast(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...]:
     tail = MetricsTail(path)
-    rows = WireRows(at=NOW, batch_points=batch_points, max_tag=max_tag)
+    rows = wire.WireRows(at=NOW, batch_points=batch_points, max_tag=max_tag)
     while got := tail.read_lines():
         rows.add(got)
     warnings = [(w.line, w.reason) for w in rows.warnings]
@@ -260,7 +261,7 @@ def fast(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...]:
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both decoders: orjson (installed with the agent) and the standard library alone."""
     if request.param == "json":
-        monkeypatch.setattr(reader, "_fast_loads", None)
+        monkeypatch.setattr(reader, "fast_loads", None)
     return str(request.param)
 
 

@@ -239,8 +239,8 @@ def test_checkpoints_and_retention(api: Api) -> None:
 
 
 def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ignore[no-untyped-def]
-    """The metrics route checks its body by hand (a hot path): each mistake is still a 4xx
-    naming the field, and nothing of the batch is written."""
+    """The metrics route checks its points by hand (no model per point): each mistake is
+    still a 4xx naming the field, and nothing of the batch is written."""
     api = admin(sqlite_server)
     run = api.submit("bad-metrics")
     claim = api.claim("box-1")
@@ -255,17 +255,19 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
         ({**base, "points": [good, {**good, "value": "high"}]}, "points[1].value"),
         ({**base, "points": [good, {**good, "at": "yesterday"}]}, "points[1].at"),
         ({**base, "rows": [[1, None, {"loss": 1.0}], [2, None]]}, "rows[1]"),
-        ({**base, "columns": {"step": [1, 2], "values": {"loss": [1.0, "high"]}}},
-         "columns.values.loss[1]"),
-        ({**base, "columns": {"step": [2, 1], "values": {"loss": [1.0, 2.0]}}},
-         "columns.step[1]"),
-        ({**base, "rows": [[1, None, {"a": 1.0}]], "columns": {"step": [2],
-                                                             "values": {"a": [1.0]}}},
-         "columns"),
+        ({**base, "rows": [[1, None, {"loss": 1.0}], [2, None, {"loss": "high"}]]},
+         "rows[1][2].loss"),
+        ({**base, "rows": [[1, "noon", {"loss": 1.0}]]}, "rows[0][1]"),
+        ({**base, "points": [good], "rows": [[-1, None, {"loss": 1.0}]]}, "rows[0][0]"),
+        ({**base, "points": [{**good, "tag": ""}]}, "points[0].tag"),
+        # The columns form is not taken (any more): refused by name, not as an unknown field.
+        ({**base, "columns": {"step": [1], "values": {"loss": [1.0]}}}, "columns"),
     ]
     for body, field in cases:
         r = api.post(f"/v1/runs/{rid}/metrics", body)
         assert r.status_code == 422 and error_of(r)["field"] == field, (body, r.text)
+        if field == "columns":
+            assert "points or rows" in error_of(r)["message"]
     r = api.post(f"/v1/runs/{rid}/metrics", content=b"{not json",
                  headers={"content-type": "application/json"})
     assert r.status_code == 422 and error_of(r)["field"] == "body"
@@ -296,18 +298,16 @@ def test_metrics_body_errors_name_the_field(sqlite_server) -> None:  # type: ign
     assert [p["at"][:23] for p in got] == ["2026-01-01T00:00:05.000", "2026-01-01T00:00:05.000",
                                            "2026-01-01T00:00:06.250", "2026-01-01T00:00:01.000",
                                            "2026-01-01T00:00:06.250"]
-    # Columns (what agents send): a null is no point, nor counted as one; more than 100,000
-    # points is a 413.
+    # Each point is counted; more than 100,000 points is a 413 and nothing is written.
     counted = _ingested(api)
-    ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={**base, "columns": {
-        "step": [20, 21, 22], "at": [1767225600.0, 1767225601.0, 1767225602.0],
-        "values": {"c": [0.5, None, "Infinity"], "d": [1, 2, 3]}}})
-    assert ok["written"] == 5 and _ingested(api) == counted + 5
+    ok = api.ok("POST", f"/v1/runs/{rid}/metrics", json={**base, "rows": [
+        [20, 1767225600.0, {"c": 0.5, "d": 1}], [22, 1767225602.0, {"c": "Infinity", "d": 3}]]})
+    assert ok["written"] == 4 and _ingested(api) == counted + 4
     got = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "c"})["items"]
     assert [(p["step"], p["value"], p["at"][:19]) for p in got] == [
         (20, 0.5, "2026-01-01T00:00:00"), (22, "Infinity", "2026-01-01T00:00:02")]
-    r = api.post(f"/v1/runs/{rid}/metrics", {**base, "columns": {
-        "step": list(range(50_001)), "values": {"e": [1.0] * 50_001, "f": [1.0] * 50_001}}})
+    r = api.post(f"/v1/runs/{rid}/metrics", {**base, "rows": [
+        [s, 1767225600.0, {"e": 1.0, "f": 1.0}] for s in range(50_001)]})
     assert r.status_code == 413 and error_of(r)["type"] == "TooLarge"
     tags = {t["tag"] for t in api.ok("GET", f"/v1/runs/{rid}/metrics/tags")["items"]}
     assert not tags & {"e", "f"}
@@ -322,10 +322,10 @@ def _ingested(api: Api) -> float:
     raise AssertionError("no runyard_metric_points_ingested_total in /metrics")
 
 
-def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> None:  # type: ignore[no-untyped-def]
-    """``POST /v1/runs/{id}/metrics`` is answered in front of FastAPI: it still refuses a
-    missing, bad or under-privileged token (before reading the body), a user's post to
-    another's run, and is counted by route template in ``/metrics``."""
+def test_metrics_route_refuses_and_counts_like_any_route(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    """``POST /v1/runs/{id}/metrics`` refuses a missing, bad or under-privileged token
+    (before reading the body), a user's post to another's run, and is counted by route
+    template in ``/metrics``."""
     api = admin(sqlite_server)
     rid, aid, lease = running(api, "hot")
     body = {"attempt_id": aid, "lease": lease, "points": [{"step": 1, "tag": "x", "value": 1}]}
@@ -343,7 +343,7 @@ def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> No
     assert r.status_code == 403 and "belongs to" in error_of(r)["message"]
     r = api.post(f"/v1/runs/{rid}/metrics", body)
     assert r.status_code == 200 and r.json() == {"written": 1}
-    # Other methods and paths under it go to the routes as before.
+    # Other methods and paths under it go to their own routes.
     assert api.get(f"/v1/runs/{rid}/metrics", params={"tag": "x"}).json()["items"][0][
         "value"] == 1.0
     assert api.post(f"/v1/runs/{rid}/metrics/extra", body).status_code in (404, 405)
@@ -359,9 +359,9 @@ def test_metrics_hot_path_refuses_and_counts_like_any_route(sqlite_server) -> No
     user.close()
 
 
-def test_metrics_hot_path_reads_chunked_and_empty_bodies(sqlite_server) -> None:  # type: ignore[no-untyped-def]
-    """The hot path reads its body itself: a body sent in pieces (chunked transfer) arrives
-    whole, and an empty one is a 422 naming the body."""
+def test_metrics_route_reads_chunked_and_empty_bodies(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    """A body sent in pieces (chunked transfer) arrives whole, and an empty one is a 422
+    naming the body."""
     import json
 
     api = admin(sqlite_server)

@@ -12,7 +12,6 @@ import pytest
 
 from runyard import errors
 from runyard.queue import Queue
-from runyard.server import routes_data
 from runyard.store import ingest
 from runyard.store.base import Store
 
@@ -28,14 +27,25 @@ def _columns(by_tag: dict[str, ingest.Column]) -> dict[str, tuple[Any, ...]]:
 
 
 def _general(points: list[Any], rows: list[Any]) -> dict[str, tuple[Any, ...]] | str:
+    """What the point-by-point pass makes of a batch: its points as rows, then the rows."""
     try:
-        return _columns(ingest._checked(points, rows, NOW))
+        as_rows = ingest.rows_of_points(points, NOW)
+        n = len(as_rows)
+
+        def field(i: int, part: str, tag: Any = None) -> str:
+            return ingest.point_field(i, part, tag) if i < n else ingest.row_field(
+                i - n, part, tag)
+
+        return _columns(ingest._checked([*as_rows, *rows], NOW, field))
     except errors.ValidationError as exc:
         return f"error {exc.field}"
 
 
 def _fast(points: list[Any], rows: list[Any]) -> dict[str, ingest.Column] | None:
-    return ingest._row_columns(rows) if rows else ingest._point_columns(points, NOW)
+    try:
+        return ingest._row_columns(rows or ingest.rows_of_points(points, NOW))
+    except errors.ValidationError:
+        return None
 
 
 def _value(rnd: random.Random, dirty: bool) -> Any:
@@ -126,13 +136,13 @@ def test_columns_checks_equal_the_general_pass(seed: int, monkeypatch: pytest.Mo
 
 def test_clean_batches_take_the_column_checks() -> None:
     points = [{"step": s, "tag": "loss", "value": s / 3} for s in range(5, 1005)]
-    col = ingest._point_columns(points, NOW)
+    col = _fast(points, [])
     assert col is not None and col["loss"].ats == NOW and col["loss"].specials is None
     timed = [{**p, "at": NOW + p["step"]} for p in points]
-    col = ingest._point_columns(timed, NOW)
+    col = _fast(timed, [])
     assert col is not None and col["loss"].times() == [NOW + s for s in range(5, 1005)]
     special = [*points[:-1], {**points[-1], "value": "NaN"}]
-    col = ingest._point_columns(special, NOW)
+    col = _fast(special, [])
     assert col is not None and col["loss"].specials == [None] * 999 + ["NaN"]
     assert col["loss"].values[-1] is None
     rows = [[s, NOW + s, {"loss": 1.0, "acc": 0.5, "lr": 1}] for s in range(100)]
@@ -140,18 +150,22 @@ def test_clean_batches_take_the_column_checks() -> None:
     assert cols is not None and set(cols) == {"loss", "acc", "lr"}
     assert cols["lr"].values == [1.0] * 100 and cols["lr"].specials is None
     # Two tags in the points form, or rows of different tags: the general pass.
-    assert ingest._point_columns([*points, {"step": 1, "tag": "acc", "value": 1.0}],
-                                 NOW) is None
+    assert _fast([*points, {"step": 1, "tag": "acc", "value": 1.0}], []) is None
     assert ingest._row_columns([*rows, [100, NOW, {"loss": 1.0}]]) is None
 
 
-def test_row_times_pass_clean_rows_and_count_them() -> None:
-    rows = [[s, NOW + s, {"loss": 1.0, "acc": 2.0}] for s in range(10)]
-    assert routes_data.row_times(rows, NOW, 20) is rows
-    with pytest.raises(errors.TooLarge):
-        routes_data.row_times(rows, NOW, 19)
-    iso = [[1, "2026-01-01T00:00:00Z", {"loss": 1.0}], [2, None, {"loss": 1.0}]]
-    assert [r[1] for r in routes_data.row_times(iso, NOW, 10)] == [1767225600.0, NOW]
+def test_iso_times_are_seconds_and_each_text_is_read_once(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    monkeypatch.setattr(ingest.time, "time", lambda: NOW)
+    iso = [[1, "2026-01-01T00:00:00Z", {"loss": 1.0}], [2, None, {"loss": 1.0}],
+           [3, "2026-01-01T00:00:00Z", {"loss": 1.0}], [4, "", {"loss": 1.0}]]
+    assert ingest.Batch.of([], iso).by_tag["loss"].times() == [1767225600.0, NOW,
+                                                               1767225600.0, NOW]
+    points = [{"step": 1, "tag": "a", "value": 1.0, "at": "2026-01-01T00:00:01Z"}]
+    assert ingest.Batch.of(points).by_tag["a"].times() == [1767225601.0]
+    with pytest.raises(errors.ValidationError) as exc:
+        ingest.Batch.of([], [*iso, [5, "noon", {"loss": 1.0}]])
+    assert exc.value.field == "rows[4][1]"
 
 
 def test_every_statement_form_stores_what_was_sent(store: Store, queue: Queue) -> None:

@@ -181,16 +181,11 @@ class WorkerAPI:
 
     def metrics(self, run_id: str, attempt_id: str, lease: str, *,
                 points: Sequence[Mapping[str, Any]] = (),
-                rows: Sequence[Sequence[Any]] = (),
-                columns: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Send points, as ``{step, tag, value, at}`` objects, compact ``[step, at,
-        {tag: value}]`` rows, or ``columns`` alone (what the probe sends, see
-        :func:`runyard.progress.reader.wire_columns`)."""
-        body: dict[str, Any] = {"attempt_id": attempt_id, "lease": lease}
-        if columns is not None:
-            body["columns"] = columns
-        else:
-            body.update(points=list(points), rows=list(rows))
+                rows: Sequence[Sequence[Any]] = ()) -> dict[str, Any]:
+        """Send points, as ``{step, tag, value, at}`` objects or compact ``[step, at,
+        {tag: value}]`` rows (what the probe sends, see :class:`runyard.agent.wire.WireRows`)."""
+        body: dict[str, Any] = {"attempt_id": attempt_id, "lease": lease,
+                                "points": list(points), "rows": list(rows)}
         # Points come JSON-safe (non-finite values spelled as strings), so orjson may encode
         # them: a large batch's encoding was a tenth of the agent's time with json.
         return self._json(self.request("POST", f"/v1/runs/{run_id}/metrics",

@@ -1,4 +1,5 @@
-"""Supervising one claimed attempt, from launch to its report (PRODUCT.md sections 3 and 5).
+"""Supervising one claimed attempt, from launch to its report (docs/lifecycle.md,
+docs/progress-protocol.md).
 
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
@@ -34,7 +35,6 @@ from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, 
 from runyard.agent.sender import Sender
 from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
-from runyard.progress import reader
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class AttemptRunner:
                               body.get("warnings") or [])
         elif kind == "metrics":
             self.api.metrics(a.run_id, a.attempt_id, a.lease, points=body.get("points") or (),
-                             rows=body.get("rows") or (), columns=body.get("columns"))
+                             rows=body.get("rows") or ())
         elif kind == "logs":
             self.api.logs(a.attempt_id, a.lease, body["chunks"])
         else:
@@ -304,8 +304,7 @@ class AttemptRunner:
         # Metrics before the snapshot that mentions them, so a reader never sees a snapshot
         # whose step is ahead of the stored series.
         for rows in found.metric_batches:
-            columns = reader.wire_columns(rows)
-            self._queue("metrics", {"rows": rows} if columns is None else {"columns": columns})
+            self._queue("metrics", {"rows": rows})
         if found.progress is not None:
             self._queue("progress", found.progress)
         chunks = self._logs.drain(final=final)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runyard import defaults
+from runyard.agent import wire
 from runyard.progress import reader
 from runyard.progress import snapshot as snapshot_mod
 
@@ -38,10 +39,10 @@ SNAPSHOT_HOLD_MAX_S = 5.0
 @dataclass
 class ProbeResult:
     """What one read found: ``progress`` is the body of a progress call, or None;
-    ``metric_batches`` are the ``rows`` of metrics calls (:class:`reader.WireRows`)."""
+    ``metric_batches`` are the ``rows`` of metrics calls (:class:`wire.WireRows`)."""
 
     progress: dict[str, Any] | None = None
-    metric_batches: list[list[reader.WireRow]] = field(default_factory=list)
+    metric_batches: list[list[wire.WireRow]] = field(default_factory=list)
     #: Points in ``metric_batches``.
     points: int = 0
     #: The metrics stream has a backlog beyond this read: read again without waiting.
@@ -78,7 +79,7 @@ class Probe:
         warnings: list[str] = []
         snap = self._read_snapshot(warnings, final)
         # One time for the points written without one: once a read, not a point.
-        rows = reader.WireRows(at=snapshot_mod.utc_iso(), batch_points=MAX_POINTS_PER_CALL,
+        rows = wire.WireRows(at=snapshot_mod.utc_iso(), batch_points=MAX_POINTS_PER_CALL,
                                max_tag=defaults.METRIC_NAME_MAX)
         while True:
             before = self.tail.offset

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,6 +19,7 @@ from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
 from runyard.server import (
     auth,
+    query,
     routes_admin,
     routes_data,
     routes_runs,
@@ -178,12 +179,16 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse, ui_api,
-               routes_ui)
-    for module in modules:
-        app.include_router(module.router)
+    # Every API route refuses the query parameters it does not declare; the UI's pages keep
+    # theirs for the page's script.
+    strict = [Depends(query.refuse_unknown)]
+    api_modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
+                   ui_api)
+    for module in api_modules:
+        app.include_router(module.router, dependencies=strict)
+    app.include_router(routes_ui.router)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=strict)
     def prometheus() -> Response:
         return Response(state.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -193,6 +198,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # Outside the routes and the hot path: no body is read before its caller is known.
     app.add_middleware(BodyGuard, tokens=state.auth, on_error=error_response,
                        limits=BodyLimits(),
-                       routes=[route for module in modules for route in module.router.routes])
+                       routes=[route for module in (*api_modules, routes_ui)
+                               for route in module.router.routes])
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app

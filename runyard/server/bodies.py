@@ -4,9 +4,11 @@ names it. Deep validation (names, constraints, schemas) stays in the domain modu
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+import operator
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
+import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -14,16 +16,16 @@ from runyard import errors, jsonvalues
 
 
 async def json_body(request: Request) -> Any:
-    """The request's JSON, for routes that check their body themselves (hot paths)."""
+    """The request's JSON, for routes that check their body themselves (metric batches)."""
     return parse_json(await request.body())
 
 
 def parse_json(body: bytes) -> Any:
     """A body's JSON, or a 422 naming ``body``.
 
-    Parsed by orjson, about four times faster than :mod:`json` on a metrics batch. What
+    Parsed by orjson, several times faster than :mod:`json` on a metrics batch. What
     orjson refuses goes to :mod:`json` too, which accepts a little more (``NaN`` literals,
-    lone surrogates) and words the error as before.
+    lone surrogates) and words the error.
     """
     try:
         return orjson.loads(body)
@@ -72,8 +74,11 @@ class Body(BaseModel):
         return data
 
 
+B = TypeVar("B", bound=Body)
+
+
 class RunRequest(Body):
-    """``POST /v1/runs`` (PRODUCT.md section 9)."""
+    """``POST /v1/runs`` (docs/http-api.md)."""
 
     name: str
     project: str | None = None
@@ -133,38 +138,89 @@ class ProgressRequest(Body):
     warnings: list[str] = Field(default_factory=list, max_length=100)
 
 
+#: Points one metrics request may carry, ``points`` and ``rows`` together.
+MAX_POINTS = 100_000
+
+
 class MetricPoint(Body):
     step: int = Field(ge=0)
     tag: str = Field(min_length=1, max_length=64)
-    #: A number, or "NaN", "Infinity", "-Infinity" (checked by the route, naming the point).
+    #: A number, or "NaN", "Infinity", "-Infinity".
     value: Any = Field(json_schema_extra={"anyOf": [
         {"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})
     at: float | str | None = None
 
 
 #: One logged step in the compact form: ``[step, at, {tag: value, ...}]`` -- the points of one
-#: ``log()`` call share their step and time, so they travel once (what the SDK sends).
+#: ``log()`` call share their step and time, so they travel once (what the SDK and agents send).
 MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, float | str]]
 
 
-class MetricColumns(Body):
-    """One item per step in every list (``null``: no point of that tag at that step); steps
-    strictly increasing; ``at`` UNIX seconds (left out: the time of the request)."""
-
-    step: list[Annotated[int, Field(ge=0)]]
-    at: list[float] | None = None
-    values: dict[str, list[float | str | None]]
-
-
 class MetricsRequest(Body):
-    """Points as ``points`` (one object each), ``rows`` (compact), or both; or ``columns``
-    alone (the most compact: what agents send); at most 100,000 points in all."""
+    """Points as ``points`` (one object each), ``rows`` (compact), or both; at most
+    :data:`MAX_POINTS` points in all."""
 
     attempt_id: str
     lease: str
-    points: list[MetricPoint] = Field(default_factory=list, max_length=100_000)
-    rows: list[MetricRow] = Field(default_factory=list, max_length=100_000)
-    columns: MetricColumns | None = None
+    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
+    rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
+
+
+class ImportMetricsRequest(Body):
+    """``POST /v1/runs/{id}/import/metrics``: a synced run's points, by attempt number."""
+
+    attempt: int = Field(ge=1)
+    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
+    rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
+
+
+_ROW_VALUES = operator.itemgetter(2)
+#: Fields of a compact form the API does not take: refused by name, with what to send.
+_DROPPED = {"columns": "columns: not accepted; send the points as points or rows "
+                       "(docs/http-api.md)"}
+
+
+def metric_batch(data: Any, model: type[B]) -> tuple[B, list[Any], list[Any]]:
+    """A metrics body shaped as ``model``: its other fields (as ``model``, with no points),
+    then its ``points`` and ``rows``.
+
+    Only the envelope is checked here (unknown fields, types of the other fields, 413 past
+    :data:`MAX_POINTS`): the points themselves are checked once, by the store
+    (:meth:`runyard.store.ingest.Batch.of`), which names the first bad field. A model per
+    point would cost more than storing it.
+    """
+    if not isinstance(data, dict):
+        raise errors.ValidationError("body: expected a JSON object", field="body")
+    fields = model.model_fields
+    for key in data:
+        if key in _DROPPED:
+            raise errors.ValidationError(_DROPPED[key], field=key)
+        if key not in fields:
+            raise errors.ValidationError(f"{key}: unknown field", field=key)
+    lead = {k: v for k, v in data.items() if k not in ("points", "rows")}
+    try:
+        head = model.model_validate(lead)
+    except pydantic.ValidationError as exc:
+        field = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+        raise errors.ValidationError(f"{field}: {exc.errors()[0]['msg']}", field=field) from None
+    points, rows = data.get("points", []), data.get("rows", [])
+    for key, value in (("points", points), ("rows", rows)):
+        if not isinstance(value, list):
+            raise errors.ValidationError(f"{key}: expected a list", field=key)
+    if point_count(points, rows) > MAX_POINTS:
+        raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
+    return head, points, rows
+
+
+def point_count(points: list[Any], rows: list[Any]) -> int:
+    """Points in a body; a row not shaped ``[step, at, {...}]`` counts one (the store
+    refuses it)."""
+    if rows and set(map(type, rows)) == {list} and set(map(len, rows)) == {3}:
+        values = list(map(_ROW_VALUES, rows))
+        if set(map(type, values)) == {dict}:
+            return len(points) + sum(map(len, values))
+    return len(points) + sum(len(r[2]) if type(r) is list and len(r) == 3
+                             and type(r[2]) is dict else 1 for r in rows)
 
 
 class LogChunk(Body):

@@ -1,10 +1,13 @@
 """The hottest endpoint served as plain ASGI, in front of FastAPI.
 
-``POST /v1/runs/{id}/metrics`` carries every training loop's points. Through FastAPI's router
-(which matches the path against every route in turn), its dependency solver and its response
-serialisation, the framework cost about as much server time per request as storing a
-thousand points. Here the request is authenticated, parsed and answered directly, with the
-same functions the FastAPI route uses (:func:`runyard.server.routes_data.ingest_metrics`), so
+``POST /v1/runs/{id}/metrics`` carries every training loop's points, and a single writer (an
+SDK flushing, an agent forwarding a stream) waits for each answer before its next batch.
+Through FastAPI's router (which matches the path against every route in turn), its
+dependency solver and its response serialisation, that wait is longer, by enough to lower
+the points per second one client gets (``benchmarks/api_bench.py``, measured A/B) past what
+this layer was allowed to cost. Here the request is authenticated, checked and answered
+directly, with the functions the FastAPI route uses (:func:`runyard.server.auth.authenticate`,
+:func:`runyard.server.query.check`, :func:`runyard.server.routes_data.ingest_metrics`), so
 behaviour and errors are the same; that route stays for the OpenAPI schema.
 """
 
@@ -13,14 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runyard import errors
-from runyard.server import auth, routes_data
+from runyard.server import auth, query, routes_data
 from runyard.server.bodies import parse_json
 from runyard.server.state import ServerState
 
@@ -37,7 +41,7 @@ class HotPaths:
         self.on_error = on_error
         # What RequestMetrics reads to label the request by its route template.
         self.route = next(r for r in routes_data.router.routes
-                          if isinstance(r, Route) and r.path == "/v1/runs/{run_id}/metrics"
+                          if isinstance(r, APIRoute) and r.path == "/v1/runs/{run_id}/metrics"
                           and "POST" in (r.methods or ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,6 +55,9 @@ class HotPaths:
         try:
             who = auth.demand(await auth.authenticate(self.state.auth, _header(scope)),
                               auth.REPORT)
+            if scope["query_string"]:
+                query.check(self.route, (k for k, _ in parse_qsl(
+                    scope["query_string"].decode("latin-1"), keep_blank_values=True)))
             body = await _body(receive)
             # Parsed in the worker thread too: a body may carry 100,000 points, and the
             # event loop serves every other request (live streams included) meanwhile.

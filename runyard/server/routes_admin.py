@@ -101,7 +101,7 @@ def post_blueprint(body: dict[str, Any], who: Principal = Depends(auth.operator)
 # --------------------------------------------------------------------------- manifest
 
 
-async def _manifest_body(request: Request) -> ManifestRequest:
+async def _manifest_body(request: Request, source: str | None) -> ManifestRequest:
     """The TOML, its source name and schema files, from JSON ``{text, source, files}`` or a
     text/plain body (``?source=`` names it)."""
     raw = await request.body()
@@ -126,12 +126,13 @@ async def _manifest_body(request: Request) -> ManifestRequest:
     except UnicodeDecodeError:
         raise errors.ValidationError("body: the manifest must be UTF-8 text",
                                      field="body") from None
-    return ManifestRequest(text=text, source=request.query_params.get("source")
-                           or "manifest.toml")
+    return ManifestRequest(text=text, source=source or "manifest.toml")
 
 
-async def _parsed(request: Request) -> Manifest:
-    body = await _manifest_body(request)
+async def _parsed(request: Request, source: str | None = Query(
+        None, description="the text/plain body's name, for error messages")) -> Manifest:
+    """The manifest of the body (a dependency, after the route's token check)."""
+    body = await _manifest_body(request, source)
     return parse_manifest(body.text, source=body.source, files=body.files)
 
 
@@ -141,22 +142,21 @@ _MANIFEST_BODY = {"requestBody": {"content": {
 
 
 @router.post("/v1/manifest/validate", openapi_extra=_MANIFEST_BODY)
-async def validate_manifest(request: Request, who: Principal = Depends(auth.operator)
-                            ) -> dict[str, Any]:
+async def validate_manifest(who: Principal = Depends(auth.operator),
+                            manifest: Manifest = Depends(_parsed)) -> dict[str, Any]:
     """Parse and validate; 422 with every problem (file, line, field, message)."""
-    manifest = await _parsed(request)
     return {"valid": True, "source": manifest.source, "hosts": len(manifest.hosts),
             "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
 
 
 @router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)
-async def reload_manifest(request: Request, dry_run: bool = Query(False),
+async def reload_manifest(dry_run: bool = Query(False),
                           who: Principal = Depends(auth.operator),
-                          state: ServerState = Depends(get_state)) -> dict[str, Any]:
+                          state: ServerState = Depends(get_state),
+                          manifest: Manifest = Depends(_parsed)) -> dict[str, Any]:
     """Queue new jobs, update host policies and blueprints; ``dry_run`` only plans."""
     import anyio.to_thread
 
-    manifest = await _parsed(request)
     result: dict[str, Any] = await anyio.to_thread.run_sync(
         lambda: apply_manifest(state.queue, manifest, dry_run=dry_run, actor=who.name))
     return result

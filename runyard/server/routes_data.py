@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import operator
-import time
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -15,16 +12,20 @@ from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, retention, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
-from runyard.server.bodies import CheckpointRequest, MetricsRequest, inline_schema, json_body
+from runyard.server.bodies import (
+    CheckpointRequest,
+    MetricsRequest,
+    inline_schema,
+    json_body,
+    metric_batch,
+    point_count,
+)
 from runyard.server.state import ServerState, get_state
 
 router = APIRouter(tags=["data"])
 
 ARTIFACT_KINDS = ("file", "bundle", "checkpoint")
 MAX_SERIES_POINTS = 10_000
-#: Points one ``POST /v1/runs/{id}/metrics`` may carry, ``points`` and ``rows`` together (or
-#: ``columns``).
-MAX_POINTS = 100_000
 
 
 def _holder(state: ServerState, who: Principal, run_id: str, what: str) -> None:
@@ -37,15 +38,11 @@ def _holder(state: ServerState, who: Principal, run_id: str, what: str) -> None:
 
 _METRICS_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": inline_schema(MetricsRequest)}}}}
-_POINT_KEYS = frozenset(("step", "tag", "value", "at"))
-_ROW_TYPES = frozenset((list, tuple))
-_ROW_AT = operator.itemgetter(1)
-_ROW_VALUES = operator.itemgetter(2)
 
 
 @router.post("/v1/runs/{run_id}/metrics", openapi_extra=_METRICS_BODY)
-def post_metrics(run_id: str, data: Any = Depends(json_body),
-                 who: Principal = Depends(auth.lease_holder),
+def post_metrics(run_id: str, who: Principal = Depends(auth.lease_holder),
+                 data: Any = Depends(json_body),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """A batch of points (the :class:`MetricsRequest` shape); re-sending the same (attempt,
     tag, step) changes nothing.
@@ -58,115 +55,15 @@ def post_metrics(run_id: str, data: Any = Depends(json_body),
 
 def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
                    ) -> dict[str, Any]:
-    """Check and store one metrics body for ``who`` (already a lease holder by role).
-
-    The body is checked by hand instead of through a pydantic model: building a model per
-    point cost more than storing it. The store checks every point's fields and names the
-    first bad one (``points[3].step``); nothing is written when one is bad.
-    """
+    """Check and store one metrics body for ``who`` (already a lease holder by role); the
+    envelope is checked by :func:`~runyard.server.bodies.metric_batch`, the points by the
+    store."""
     _holder(state, who, run_id, "send metrics for")
-    attempt_id, lease, points, rows = _metrics_envelope(data)
-    columns = data.get("columns")
-    _run, att = state.check_lease(attempt_id, lease, run_id=run_id)
-    if columns is not None:
-        count = _column_points(columns)
-        written = state.store.add_metric_points(run_id, att["number"], points, rows, columns)
-    else:
-        timed = row_times(rows, time.time(), MAX_POINTS - len(points))
-        count = len(points) + sum(map(len, map(_ROW_VALUES, timed)))
-        written = state.store.add_metric_points(run_id, att["number"], points, timed)
-    state.metrics.metric_points.inc(count)
+    head, points, rows = metric_batch(data, MetricsRequest)
+    _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
+    written = state.store.add_metric_points(run_id, att["number"], points, rows)
+    state.metrics.metric_points.inc(point_count(points, rows))
     return {"written": int(written)}
-
-
-def _column_points(columns: Any) -> int:
-    """How many points a ``columns`` body holds, its nulls left out (the store checks the
-    rest); 413 past :data:`MAX_POINTS`."""
-    values = columns.get("values") if isinstance(columns, dict) else None
-    if not isinstance(values, dict) or not all(type(v) is list for v in values.values()):
-        return 0  # the store names what is wrong
-    count: int = sum(len(v) - v.count(None) for v in values.values())
-    if count > MAX_POINTS:
-        raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
-    return count
-
-
-def _metrics_envelope(data: Any) -> tuple[str, str, list[Any], list[Any]]:
-    """``attempt_id, lease, points, rows`` of a metrics body; ISO times become seconds."""
-    if not isinstance(data, dict):
-        raise errors.ValidationError("body: expected a JSON object", field="body")
-    for key in data:
-        if key not in ("attempt_id", "lease", "points", "rows", "columns"):
-            raise errors.ValidationError(f"{key}: unknown field", field=key)
-    for key in ("attempt_id", "lease"):
-        if not isinstance(data.get(key), str):
-            raise errors.ValidationError(f"{key}: expected a string", field=key)
-    points, rows = data.get("points", []), data.get("rows", [])
-    for key, value in (("points", points), ("rows", rows)):
-        if not isinstance(value, list):
-            raise errors.ValidationError(f"{key}: expected a list", field=key)
-    if len(points) + len(rows) > MAX_POINTS:
-        raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
-    # Checked in C-level passes first (objects only, no key outside the four): a loop per
-    # point cost more than storing it. The loop below finds the first bad point otherwise.
-    keys: set[str] = set()
-    if points and (set(map(type, points)) != {dict}
-                   or not (keys := set().union(*points)) <= _POINT_KEYS):
-        _bad_point(points)
-    if "at" in keys:
-        for i, p in enumerate(points):
-            at = p.get("at")
-            if at is not None and type(at) is not float and not isinstance(at, int):
-                points[i] = {**p, "at": serialize.parse_time(at, f"points[{i}].at")}
-    return data["attempt_id"], data["lease"], points, rows
-
-
-def _bad_point(points: list[Any]) -> None:
-    """Raise for the first point that is not an object or has a key outside the four."""
-    for i, p in enumerate(points):
-        if type(p) is not dict:
-            raise errors.ValidationError(f"points[{i}]: expected an object",
-                                         field=f"points[{i}]")
-        if not p.keys() <= _POINT_KEYS:
-            key = sorted(set(p) - _POINT_KEYS)[0]
-            raise errors.ValidationError(f"points[{i}].{key}: unknown field",
-                                         field=f"points[{i}].{key}")
-
-
-def row_times(rows: list[Any], now: float, room: int) -> Sequence[Sequence[Any]]:
-    """Compact ``[step, at, {tag: value}]`` rows with their ISO times as UNIX seconds, for
-    the store (which checks steps, tags and values); 413 past ``room`` points."""
-    if rows and set(map(type, rows)) <= _ROW_TYPES and set(map(len, rows)) == {3}:
-        # Rows whose times are all seconds already (the HTTP SDK's) go on as they are,
-        # checked in C-level passes.
-        values = list(map(_ROW_VALUES, rows))
-        if (set(map(type, values)) == {dict} and set(map(type, map(_ROW_AT, rows))) == {float}
-                and sum(map(len, values)) <= room):
-            return rows
-    out: list[tuple[Any, float, Any]] = []
-    count = 0
-    # Rows written in the same millisecond share their ISO time (the agent forwards the
-    # file's times as written): parse each distinct one once.
-    last_text: Any = None
-    last_at = now
-    for i, row in enumerate(rows):
-        if type(row) not in (list, tuple) or len(row) != 3 or type(row[2]) is not dict:
-            raise errors.ValidationError(
-                f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
-        step, at, values = row
-        if type(at) is not float:
-            if type(at) is str and at == last_text:
-                at = last_at
-            else:
-                text = at
-                at = serialize.parse_time(at, f"rows[{i}][1]")
-                at = now if at is None else at
-                last_text, last_at = text, at
-        out.append((step, at, values))
-        count += len(values)
-        if count > room:
-            raise errors.TooLarge(f"body: more than {MAX_POINTS} points in one request")
-    return out
 
 
 def _point_out(p: dict[str, Any]) -> dict[str, Any]:

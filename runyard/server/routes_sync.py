@@ -16,8 +16,13 @@ from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
-from runyard.server.bodies import Body, MetricPoint, MetricRow
-from runyard.server.routes_data import MAX_POINTS, row_times
+from runyard.server.bodies import (
+    Body,
+    ImportMetricsRequest,
+    inline_schema,
+    json_body,
+    metric_batch,
+)
 from runyard.server.state import ServerState, get_state
 from runyard.sync import importer
 
@@ -32,12 +37,6 @@ class ImportRequest(Body):
     events: list[dict[str, Any]] = Field(default_factory=list, max_length=100_000)
     #: Where the run was recorded, e.g. ``host:/home/me/.runyard`` (kept in an event).
     origin: str = Field(default="unknown", max_length=400)
-
-
-class ImportMetricsRequest(Body):
-    attempt: int = Field(ge=1)
-    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
-    rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
 class ImportCheckpointRequest(Body):
@@ -68,22 +67,19 @@ def import_run(body: ImportRequest, response: Response, who: Principal = Depends
     return {"id": run["id"], "created": created, "run": serialize.run_out(run)}
 
 
-@router.post("/v1/runs/{run_id}/import/metrics")
-def import_metrics(run_id: str, body: ImportMetricsRequest, who: Principal = Depends(auth.user),
-                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Points of a synced run; the same (attempt, tag, step) again changes nothing."""
-    _synced_run(state, who, run_id)
-    import time
+_IMPORT_METRICS_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": inline_schema(ImportMetricsRequest)}}}}
 
-    now = time.time()
-    points: list[dict[str, Any]] = []
-    for i, p in enumerate(body.points):
-        at = serialize.parse_time(p.at, f"points[{i}].at")
-        points.append({"step": p.step, "tag": p.tag,
-                       "value": serialize.number_in(p.value, f"points[{i}].value"),
-                       "at": now if at is None else at})
-    rows = row_times(body.rows, now, MAX_POINTS - len(points))
-    written = state.store.add_metric_points(run_id, body.attempt, points, rows)
+
+@router.post("/v1/runs/{run_id}/import/metrics", openapi_extra=_IMPORT_METRICS_BODY)
+def import_metrics(run_id: str, who: Principal = Depends(auth.user),
+                   data: Any = Depends(json_body),
+                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Points of a synced run (the :class:`ImportMetricsRequest` shape, checked as a metrics
+    batch is); the same (attempt, tag, step) again changes nothing."""
+    _synced_run(state, who, run_id)
+    head, points, rows = metric_batch(data, ImportMetricsRequest)
+    written = state.store.add_metric_points(run_id, head.attempt, points, rows)
     return {"written": int(written)}
 
 

@@ -246,10 +246,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = (),
-                          columns: Mapping[str, Any] | None = None) -> int:
-        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows, or
-        ``{"step": [...], "at": [...], "values": {tag: [...]}}`` columns alone."""
+                          rows: Sequence[Sequence[Any]] = ()) -> int:
+        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
 
     @abc.abstractmethod
     def metric_tags(self, run_id: str) -> list[Row]: ...

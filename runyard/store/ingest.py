@@ -1,19 +1,24 @@
 """A batch of metric points checked and laid out for the insert (used by
 :meth:`MetricsMixin.add_metric_points <runyard.store.metrics.MetricsMixin.add_metric_points>`).
 
-Ingest is the hottest path of the store, so a batch is held as one :class:`Column` per tag:
-its steps, values, special spellings and times as parallel lists, sorted by step with one
+A batch comes as ``points`` (one ``{step, tag, value, at}`` object each), as compact ``rows``
+(``(step, at, {tag: value})``: the points one ``log()`` call recorded), or both. Points become
+rows first (:func:`rows_of_points`), so one validator checks every batch, and its errors name
+the field as it was sent (``points[3].step``, ``rows[3][2].loss``).
+
+Ingest is the hottest path of the store, so a checked batch is held as one :class:`Column` per
+tag: its steps, values, special spellings and times as parallel lists, sorted by step with one
 point per step (the last occurrence wins). That shape feeds every later step without another
 pass in Python: the insert binds a tag (and a time shared by every point) once and interleaves
 the columns into its parameters, the probe for re-sent points is one step range per tag, and
 the rollups of a tag whose values are all finite are aggregated a block at a time
 (:func:`runyard.store.rollups.aggregate_sorted`).
 
-Most batches are clean: one tag in the ``points`` form (what agents and scripts send), or rows
-that all log the same tags (what ``log()`` records). Those are checked a column at a time with
-C-level passes (``map``, ``set``, ``sum``) instead of a Python loop per point
-(:func:`_point_columns`, :func:`_row_columns`); anything else, and every bad batch, takes the
-general pass (:func:`_checked`), which names the first bad field.
+Most batches are clean: rows that all log the same tags (what ``log()`` records, and one tag
+in the ``points`` form). Those are checked a column at a time with C-level passes (``map``,
+``set``, ``sum``) instead of a Python loop per point (:func:`_row_columns`); anything else,
+and every bad batch, takes the general pass (:func:`_checked`), which names the first bad
+field.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ import bisect
 import math
 import operator
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice, repeat
 from typing import Any, cast
 
-from runyard import errors
+from runyard import errors, timestamps
 from runyard.store import rollups
 from runyard.store.data import MAX_STEP, _check_int, _check_tag, _encode_value, _is_number
 
@@ -85,30 +90,27 @@ class Batch:
         self.count = sum(map(len, by_tag.values()))
 
     @classmethod
-    def of(cls, points: Sequence[Mapping[str, Any]],
-           rows: Sequence[Sequence[Any]] = (), columns: Mapping[str, Any] | None = None
+    def of(cls, points: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Any]] = ()
            ) -> Batch:
-        """Check ``{step, tag, value, at}`` points, then compact ``(step, at, {tag: value})``
-        rows (what one ``log()`` call records: no object per point), or ``columns`` alone
-        (see :func:`_column_batch`); errors name ``points[i].field``, ``rows[i][k]`` or
-        ``columns.key[i]``."""
-        if columns is not None:
-            if points or rows:
-                raise errors.ValidationError(
-                    "columns: cannot come with points or rows in one batch", field="columns")
-            return cls(_column_batch(columns, time.time()))
+        """Check ``{step, tag, value, at}`` points, then ``(step, at, {tag: value})`` rows
+        (after the points: the last occurrence of a step wins); ``at`` is UNIX seconds or
+        an ISO 8601 time, left out: now. Errors name ``points[i].field`` or ``rows[i][k]``
+        (:func:`point_field`, :func:`row_field`)."""
         for name, given in (("points", points), ("rows", rows)):
             if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
                 raise errors.ValidationError(f"{name}: expected a list", field=name)
         now = time.time()
-        fast = None
-        # Rows come after points (the last occurrence of a step wins), so a batch with both
-        # takes the general pass.
+        if not points:
+            return cls(_row_columns(rows) or _checked(rows, now, row_field))
+        as_rows = rows_of_points(points, now)
         if not rows:
-            fast = _point_columns(points, now)
-        elif not points:
-            fast = _row_columns(rows)
-        return cls(fast if fast is not None else _checked(points, rows, now))
+            return cls(_row_columns(as_rows) or _checked(as_rows, now, point_field))
+        n = len(as_rows)
+
+        def field(i: int, part: str, tag: Any = None) -> str:
+            return point_field(i, part, tag) if i < n else row_field(i - n, part, tag)
+
+        return cls(_checked([*as_rows, *rows], now, field))
 
     def spans(self) -> Iterator[tuple[str, int, int]]:
         """``(tag, first step, last step)`` of each tag."""
@@ -157,39 +159,9 @@ class Batch:
 
 # --------------------------------------------------------------------------- clean batches
 
-_STEP = operator.itemgetter("step")
-_TAG = operator.itemgetter("tag")
-_VALUE = operator.itemgetter("value")
-_AT = operator.itemgetter("at")
 _ROW_STEP = operator.itemgetter(0)
 _ROW_AT = operator.itemgetter(1)
 _ROW_VALUES = operator.itemgetter(2)
-
-
-def _point_columns(points: Sequence[Any], now: float) -> dict[str, Column] | None:
-    """The column of ``points`` that are all clean (objects of one valid tag, integer steps
-    in range and increasing, finite times or none) checked a field at a time; None for any
-    other batch, which the general pass then checks point by point."""
-    if not points:
-        return {}
-    try:
-        # Each getter raises for a point that is not an object or lacks the field.
-        tags = set(map(_TAG, points))
-        steps = list(map(_STEP, points))
-        values = list(map(_VALUE, points))
-    except (KeyError, TypeError):  # a field left out, not an object, an unhashable tag
-        return None
-    try:
-        ats: list[Any] | float | None = _times(list(map(_AT, points)))
-    except KeyError:  # a point without a time (stamped now): then none may have one
-        ats = None if any(map(operator.contains, points, repeat("at"))) else now
-    if len(tags) != 1 or not _steps_ok(steps):
-        return None
-    (tag,) = tags
-    checked = _values(values)
-    if not _tag_ok(tag) or ats is None or checked is None:
-        return None
-    return {tag: Column(steps, checked[0], checked[1], ats)}
 
 
 def _row_columns(rows: Sequence[Any]) -> dict[str, Column] | None:
@@ -270,122 +242,102 @@ def _times(ats: list[Any]) -> list[float] | float | None:
     return ats[0] if ats.count(ats[0]) == len(ats) else ats
 
 
-# --------------------------------------------------------------------------- columns
-
-
-def _column_batch(columns: Any, now: float) -> dict[str, Column]:
-    """The columns form: ``{"step": [...], "at": [...], "values": {tag: [...]}}``, one
-    item per step in every list (a value ``None`` where the tag has no point at that step),
-    steps strictly increasing, ``at`` UNIX seconds (left out: now). The most compact form on
-    the wire and the cheapest to read: flat lists of numbers are all the decoder builds, and
-    they become the batch's columns as they are."""
-    if not isinstance(columns, Mapping):
-        raise errors.ValidationError("columns: expected an object", field="columns")
-    for key in columns:
-        if key not in ("step", "at", "values"):
-            raise errors.ValidationError(f"columns.{key}: unknown field", field=f"columns.{key}")
-    steps, ats, values = columns.get("step"), columns.get("at"), columns.get("values")
-    if type(steps) is not list:
-        raise errors.ValidationError("columns.step: expected a list", field="columns.step")
-    if not isinstance(values, Mapping):
-        raise errors.ValidationError("columns.values: expected an object of lists",
-                                     field="columns.values")
-    count = len(steps)
-    if steps and not _steps_ok(steps):
-        for i, step in enumerate(steps):
-            field = f"columns.step[{i}]"
-            _check_int(step, field)
-            if i and step <= steps[i - 1]:
-                raise errors.ValidationError(f"{field}: steps must increase", field=field)
-    times: list[float] | float
-    if ats is None:
-        times = now
-    else:
-        if type(ats) is not list or len(ats) != count:
-            raise errors.ValidationError(f"columns.at: expected a list of {count} times",
-                                         field="columns.at")
-        found = _times(ats) if ats else now
-        times = found if found is not None else [
-            _seconds(at, now, f"columns.at[{i}]") for i, at in enumerate(ats)]
-    out: dict[str, Column] = {}
-    for tag, given in values.items():
-        _check_tag(tag, "columns.values")
-        field = f"columns.values.{tag}"
-        if type(given) is not list or len(given) != count:
-            raise errors.ValidationError(f"{field}: expected a list of {count} values",
-                                         field=field)
-        tag_steps, tag_times = steps, times
-        index: Sequence[int] = range(count)
-        if None in given:  # the steps without a point of this tag are left out
-            index = [i for i, v in enumerate(given) if v is not None]
-            given = [given[i] for i in index]
-            tag_steps = [steps[i] for i in index]
-            if type(times) is list:
-                tag_times = [times[i] for i in index]
-        checked = _values(given)
-        if checked is None:
-            for i, v in zip(index, given, strict=True):
-                _encode_value(v, f"{field}[{i}]")
-            raise AssertionError("a value _values refused passed _encode_value")
-        if given:
-            # The columns share steps and times: nothing changes a column's lists in place.
-            out[tag] = Column(tag_steps, checked[0], checked[1], tag_times)
-    return out
-
-
 # --------------------------------------------------------------------------- general pass
 
 
-def _checked(points: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Any]], now: float
-             ) -> dict[str, Column]:
-    """Every point checked one by one (naming the first bad field), then laid out as columns."""
-    by_tag: dict[str, list[Point]] = {}
-    special_tags: set[str] = set()
+#: Names a field of a batch for an error: ``(index, part, tag)``, where ``part`` is "" (the row
+#: or point itself), "step", "at", "tag" or "value" (``tag`` the key the value is under).
+FieldName = Callable[[int, str, Any], str]
+_ROW_PARTS = {"": "", "step": "[0]", "at": "[1]"}
+_POINT_KEYS = frozenset(("step", "tag", "value", "at"))
+_STEP = operator.itemgetter("step")
+_TAG = operator.itemgetter("tag")
+_VALUE = operator.itemgetter("value")
+_GET_AT = operator.methodcaller("get", "at")
+
+
+def row_field(i: int, part: str, tag: Any = None) -> str:
+    """``rows[i]``, ``rows[i][0]`` (step), ``rows[i][1]`` (at), ``rows[i][2].tag``."""
+    return f"rows[{i}]{_ROW_PARTS[part]}" if part in _ROW_PARTS else f"rows[{i}][2].{tag}"
+
+
+def point_field(i: int, part: str, tag: Any = None) -> str:
+    """``points[i]`` or ``points[i].part``."""
+    return f"points[{i}].{part}" if part else f"points[{i}]"
+
+
+def rows_of_points(points: Sequence[Any], now: float) -> list[tuple[Any, Any, dict[Any, Any]]]:
+    """The ``points`` form as rows, one a point, a time left out as ``now`` (the rows'
+    checks then find them clean). A point that is not an object of those four fields, or
+    whose tag is no string, is refused here, naming it; the rest is checked as rows."""
+    keys: set[str] = set()
+    if points and set(map(type, points)) == {dict} and (
+            keys := set().union(*points)) <= _POINT_KEYS:
+        # The usual batch, converted a field at a time: C-level passes, and no loop per
+        # point in Python but the one that builds the rows' dicts.
+        try:
+            tags = list(map(_TAG, points))
+            steps = list(map(_STEP, points))
+            values = list(map(_VALUE, points))
+        except KeyError:  # a field left out: the loop below names it
+            tags = []
+        if tags and set(map(type, tags)) == {str}:
+            ats: Sequence[Any] = [now] * len(points)
+            if "at" in keys:
+                ats = [now if at is None else at for at in map(_GET_AT, points)]
+            dicts = [{t: v} for t, v in zip(tags, values, strict=True)]
+            return list(zip(steps, ats, dicts, strict=True))
+    out: list[tuple[Any, Any, dict[Any, Any]]] = []
     for i, p in enumerate(points):
         if type(p) is not dict and not isinstance(p, Mapping):  # the abc check is slow
             raise errors.ValidationError(f"points[{i}]: expected an object",
                                          field=f"points[{i}]")
-        tag: Any = p.get("tag")
-        # A batch repeats a few tags many times: each distinct tag is checked once.
-        pts = by_tag.get(tag) if type(tag) is str else None
-        if pts is None:
-            tag = _check_tag(tag, f"points[{i}].tag")
-            pts = by_tag[tag] = []
-        step = p.get("step")
-        if type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _check_int(step, f"points[{i}].step")
-        value = p.get("value")
-        if type(value) is float and value - value == 0.0:  # finite: the common case
-            special = None
-        else:
-            value, special = _encode_value(value, f"points[{i}].value")
-            if value is None:
-                special_tags.add(tag)
+        if not p.keys() <= _POINT_KEYS:
+            key = min(map(str, p.keys() - _POINT_KEYS))
+            raise errors.ValidationError(f"points[{i}].{key}: unknown field",
+                                         field=f"points[{i}].{key}")
+        tag = p.get("tag")
+        if type(tag) is not str:  # a dict's key must be hashable
+            _check_tag(tag, f"points[{i}].tag")
         at = p.get("at")
-        if at is None:
-            at = now
-        elif type(at) is not float or at - at != 0.0:
-            at = _seconds(at, now, f"points[{i}].at")
-        pts.append((step, value, special, at))
+        out.append((p.get("step"), now if at is None else at, {tag: p.get("value")}))
+    return out
+
+
+def _checked(rows: Sequence[Sequence[Any]], now: float, field: FieldName
+             ) -> dict[str, Column]:
+    """Every point checked one by one (naming the first bad field), then laid out as columns."""
+    by_tag: dict[str, list[Point]] = {}
+    special_tags: set[str] = set()
+    # Rows written in the same millisecond share their ISO time: each is parsed once.
+    last_text: Any = None
+    last_at = now
     for i, row in enumerate(rows):
         if type(row) not in (list, tuple) or len(row) != 3 or (
                 type(row[2]) is not dict and not isinstance(row[2], Mapping)):
             raise errors.ValidationError(
-                f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
+                f"{field(i, '', None)}: expected [step, at, {{tag: value}}]",
+                field=field(i, "", None))
         step, at, values = row
         if type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _check_int(step, f"rows[{i}][0]")
+            step = _check_int(step, field(i, "step", None))
         if type(at) is not float or at - at != 0.0:
-            at = _seconds(at, now, f"rows[{i}][1]")
+            if type(at) is str and at == last_text:
+                at = last_at
+            else:
+                text = at
+                at = _seconds(at, now, field(i, "at", None))
+                if type(text) is str:
+                    last_text, last_at = text, at
         for tag, value in values.items():
             pts = by_tag.get(tag) if type(tag) is str else None
             if pts is None:
-                tag = _check_tag(tag, f"rows[{i}][2].{tag}")
+                tag = _check_tag(tag, field(i, "tag", tag))
                 pts = by_tag[tag] = []
-            if type(value) is float and value - value == 0.0:
+            if type(value) is float and value - value == 0.0:  # finite: the common case
                 special = None
             else:
-                value, special = _encode_value(value, f"rows[{i}][2].{tag}")
+                value, special = _encode_value(value, field(i, "value", tag))
                 if value is None:
                     special_tags.add(tag)
             pts.append((step, value, special, at))
@@ -402,9 +354,12 @@ def _checked(points: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Any]],
 
 
 def _seconds(at: Any, now: float, field: str) -> float:
-    """A point's time as UNIX seconds (``now`` when left out)."""
+    """A point's time as UNIX seconds (``now`` when left out), from seconds or ISO 8601."""
     if at is None:
         return now
+    if type(at) is str:
+        seconds = timestamps.parse_time(at, field)
+        return now if seconds is None else seconds
     try:
         seconds = float(at) if _is_number(at) else math.nan
     except OverflowError:

@@ -40,19 +40,18 @@ class MetricsMixin:
 
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = (),
-                          columns: Mapping[str, Any] | None = None) -> int:
+                          rows: Sequence[Sequence[Any]] = ()) -> int:
         """Upsert a batch of points; returns how many distinct (tag, step) were written.
 
         Each point is ``{step, tag, value, at}``, each row ``(step, at, {tag: value})`` (the
-        compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds) defaults
-        to now. ``columns`` (``{"step": [...], "at": [...], "values": {tag: [...]}}``, steps
-        increasing) comes alone: see :func:`runyard.store.ingest.Batch.of`.
+        compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds or ISO
+        8601) defaults to now (see :meth:`runyard.store.ingest.Batch.of`).
         Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
-        occurrence wins. Errors name ``points[i].field`` and nothing is written.
+        occurrence wins. Errors name ``points[i].field`` or ``rows[i][k]`` and nothing is
+        written.
         """
         attempt = _check_int(attempt, "attempt", 0, 2**31 - 1)
-        batch = ingest.Batch.of(points, rows, columns)
+        batch = ingest.Batch.of(points, rows)
         if not batch.count:
             return 0
         # A pure function of the batch, so it is computed before the write turn (SQLite has
@@ -160,7 +159,7 @@ class MetricsMixin:
     def metric_series(self, run_id: str, tag: str, *, points: int,
                       min_step: int | None = None, max_step: int | None = None
                       ) -> dict[str, Any]:
-        """A downsampled series (PRODUCT.md section 6).
+        """A downsampled series (docs/metrics-and-artifacts.md).
 
         The range ``[min_step, max_step]`` (inclusive) is applied first; its data spans
         ``[lo, hi]``. Steps are then cut into at most ``points`` buckets of equal width,
