@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-
 #: HTTP port of ``runyard server``.
 PORT = 8470
 HOST = "127.0.0.1"
@@ -37,13 +33,3 @@ METRIC_STEP_MAX = 2**63 - 1
 #: Lines of stderr kept with a failure.
 STDERR_TAIL_LINES = 40
 
-
-def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the embedded database, artifacts, local runs and the admin token live:
-    ``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
-    env = os.environ if env is None else env
-    if env.get("RUNYARD_DATA_DIR"):
-        return Path(env["RUNYARD_DATA_DIR"]).expanduser()
-    if env.get("XDG_DATA_HOME"):
-        return Path(env["XDG_DATA_HOME"]).expanduser() / "runyard"
-    return Path("~/.runyard").expanduser()

@@ -242,8 +242,8 @@ def test_files_mode_writes_under_data_dir(tmp_path: Path) -> None:
     env.update({"PYTHONPATH": str(REPO), "RUNYARD_DATA_DIR": str(tmp_path / "data")})
     proc = run_script("""
         import runyard.sdk as sdk
-        import runyard.sdk.sink as sink
-        sink.embedded_available = lambda: False  # as without the server extra (no SQLAlchemy)
+        import runyard.sdk.choose as choose
+        choose.embedded_available = lambda: False  # as without the server extra (no SQLAlchemy)
         with sdk.start_run(name="nb", project="p", config={"lr": 0.1}, total_steps=10) as run:
             for i in range(10):
                 run.log({"loss": 1.0 / (i + 1)}, step=i)

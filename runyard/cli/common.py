@@ -7,18 +7,13 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 
-from runyard import defaults
+from runyard import local
 from runyard.client import Client, Progress, Run
 from runyard.client.client import DEFAULT_SERVER
-
-#: Name of the file ``runyard server`` writes its generated operator token to.
-ADMIN_TOKEN_FILE = "admin-token"
 
 ServerOpt = Annotated[str, typer.Option(
     "--server", envvar="RUNYARD_SERVER", show_default=True,
@@ -29,25 +24,9 @@ TokenOpt = Annotated[str | None, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
-def _data_dir() -> Path:
-    return defaults.data_dir()
-
-
-def is_local(server: str) -> bool:
-    return (urlsplit(server).hostname or "") in {"127.0.0.1", "localhost", "::1"}
-
-
 def resolve_token(server: str, token: str | None) -> str | None:
     """The given token, else the local server's admin token file (only for a loopback URL)."""
-    if token:
-        return token
-    if not is_local(server):
-        return None
-    path = _data_dir() / ADMIN_TOKEN_FILE
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
+    return token or local.local_token(server, local.data_dir())
 
 
 @contextmanager

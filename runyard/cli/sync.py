@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from runyard import local
 from runyard.cli import common
 from runyard.cli.app import app
 from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
@@ -30,7 +31,7 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
     """
     from runyard.sync import uploader
 
-    directory = (data_dir or common._data_dir()).expanduser()  # noqa: SLF001
+    directory = (data_dir or local.data_dir()).expanduser()
     url = server.rstrip("/")
     http = Http(url, common.resolve_token(url, token))
     try:

@@ -35,9 +35,9 @@ GRACE_OPT = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s", min=0,
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:
-    from runyard.store.engine import default_data_dir
+    from runyard import local
 
-    return (data_dir or default_data_dir()).expanduser().resolve()
+    return (data_dir or local.data_dir()).expanduser().resolve()
 
 
 def print_banner(local: LocalStack) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
 
-from runyard import defaults, errors, timestamps
+from runyard import defaults, errors, nonfinite, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
 
@@ -38,7 +38,7 @@ class SnapshotRead:
     """A typed snapshot read. ``snapshot`` is set for ``ok`` and ``unchanged``.
 
     The snapshot is kept in its wire form (non-finite numbers as strings) so that it can be
-    forwarded as JSON unchanged; use :func:`snapshot.decode_number` to read a value.
+    forwarded as JSON unchanged; use :func:`nonfinite.decode` to read a value.
     """
 
     state: ReadState
@@ -203,7 +203,7 @@ def parse_line(raw: bytes) -> MetricPoint | str:
     value = obj.get("value")
     if type(value) is not float:
         try:
-            value = snapshot_mod.decode_number(value)
+            value = nonfinite.decode(value)
         except OverflowError:  # an integer with hundreds of digits: no float holds it
             value = None
     if value is None:
@@ -233,7 +233,7 @@ def _is_unicode(text: str) -> bool:
 WireRow = list[Any]
 #: Distinct time texts :class:`WireRows` remembers as seconds.
 TIMES_KEPT = 4096
-_NONFINITE_TEXT = frozenset((snapshot_mod.NAN, snapshot_mod.POS_INF, snapshot_mod.NEG_INF))
+_NONFINITE_TEXT = frozenset((nonfinite.NAN, nonfinite.POS_INF, nonfinite.NEG_INF))
 
 
 def wire_columns(rows: list[WireRow]) -> dict[str, Any] | None:
@@ -384,7 +384,7 @@ class WireRows:
             return None
         value: Any = parsed.value
         if value - value != 0.0:  # NaN or an infinity: spelled as a string
-            value = snapshot_mod.encode_number(value)
+            value = nonfinite.encode(value)
         return parsed.step, parsed.tag, value, self.at if parsed.at is None else parsed.at
 
 

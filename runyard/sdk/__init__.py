@@ -6,9 +6,10 @@ chosen mode's module (httpx for HTTP, SQLAlchemy for the embedded store) loads o
 
 from __future__ import annotations
 
+from runyard.sdk.choose import select_sink
 from runyard.sdk.run import Run, start_run
 from runyard.sdk.settings import SdkSettings, configure
-from runyard.sdk.sink import CheckpointRecord, RunInfo, Sink, select_sink
+from runyard.sdk.sink import CheckpointRecord, RunInfo, Sink
 
 __all__ = ["CheckpointRecord", "Run", "RunInfo", "SdkSettings", "Sink", "configure",
            "select_sink", "start_run"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from runyard import __version__, errors
-from runyard.progress import snapshot as snapshot_mod
+from runyard import __version__, errors, nonfinite
+from runyard.sdk import names
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.settings import SdkSettings
 
@@ -83,7 +83,7 @@ class ServerApi:
 def create_run(api: ServerApi, info: sink_mod.RunInfo) -> dict[str, Any]:
     """``POST /v1/runs`` for a local run; the answer carries run, attempt and lease."""
     body: dict[str, Any] = {
-        "name": info.name or sink_mod.default_name(), "config": snapshot_mod.to_wire(info.config),
+        "name": info.name or names.default_name(), "config": nonfinite.to_wire(info.config),
         "executor": "local", "workdir": os.getcwd(), "host_id": socket.gethostname() or "local"}
     if info.project:
         body["project"] = info.project

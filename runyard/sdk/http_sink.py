@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, errors
-from runyard.progress import snapshot as snapshot_mod
+from runyard import defaults, errors, nonfinite, timestamps
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.http_api import ServerApi, create_run, encode
+from runyard.sdk.notice import Warn, no_warn
 from runyard.sdk.settings import SdkSettings
 from runyard.sdk.spool import Spool
 
@@ -53,7 +53,7 @@ class HttpSink:
     mode = "http"
 
     def __init__(self, api: ServerApi, claim: Mapping[str, Any], settings: SdkSettings,
-                 local_root: Path, *, warn: sink_mod.Warn = sink_mod._no_warn,
+                 local_root: Path, *, warn: Warn = no_warn,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.settings = settings
@@ -79,7 +79,7 @@ class HttpSink:
 
     @classmethod
     def create(cls, settings: SdkSettings, info: sink_mod.RunInfo, *,
-               warn: sink_mod.Warn = sink_mod._no_warn) -> HttpSink:
+               warn: Warn = no_warn) -> HttpSink:
         """Create the run on the server; raises :class:`errors.RunyardError` if it can't."""
         api = ServerApi(settings)
         try:
@@ -105,7 +105,7 @@ class HttpSink:
             values: Mapping[str, Any] = metrics
             for value in metrics.values():
                 if type(value) is float and value - value != 0.0:  # NaN and infinities
-                    values = snapshot_mod.to_wire(metrics)
+                    values = nonfinite.to_wire(metrics)
                     break
             out.append([step, t, values])
             count += len(metrics)
@@ -116,7 +116,7 @@ class HttpSink:
             self._put_points(out)
 
     def write_points(self, points: Sequence[MetricPoint]) -> None:
-        at = sink_mod.EpochCache()
+        at = timestamps.EpochCache()
         rows: list[sink_mod.MetricRow] = []
         for p in points:
             t = at.epoch(p.at)
@@ -129,7 +129,7 @@ class HttpSink:
 
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         self._put({"path": f"/v1/attempts/{self.attempt_id}/progress", "body": encode(
-            {"lease": self.lease, "snapshot": snapshot_mod.to_wire(snapshot)})})
+            {"lease": self.lease, "snapshot": nonfinite.to_wire(snapshot)})})
 
     def write_event(self, kind: str, details: Mapping[str, Any]) -> None:
         # The server records start and status events itself; a warning becomes a run event.
@@ -140,7 +140,7 @@ class HttpSink:
 
     def register_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
         self._put({"checkpoint": {"path": record.path, "step": record.step,
-                                  "metrics": snapshot_mod.to_wire(record.metrics),
+                                  "metrics": nonfinite.to_wire(record.metrics),
                                   "status": record.status}})
 
     def stop_requested(self) -> bool:
@@ -206,7 +206,7 @@ class HttpSink:
 
     def _final_op(self, status: str, details: Mapping[str, Any]) -> Op:
         base = f"/v1/attempts/{self.attempt_id}"
-        clean = snapshot_mod.to_wire(dict(details))
+        clean = nonfinite.to_wire(dict(details))
         if status == "completed":
             return {"path": f"{base}/complete", "body": encode(
                 {"lease": self.lease, "exit_code": 0, "details": clean})}

@@ -10,7 +10,7 @@ import collections
 import math
 from typing import Any
 
-from runyard import defaults
+from runyard import defaults, timestamps
 from runyard.progress import snapshot as snapshot_mod
 
 #: Snapshot writes per second at most (phase changes, start and end are written at once).
@@ -123,7 +123,7 @@ class ProgressTracker:
         self.seq += 1
         snap: dict[str, Any] = {
             "schema": snapshot_mod.SCHEMA_ID, "seq": self.seq,
-            "updated_at": snapshot_mod.utc_iso(now), "run_id": self.run_id,
+            "updated_at": timestamps.format_time(now), "run_id": self.run_id,
             "attempt": self.attempt, "phase": self.phase,
         }
         if self.step is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runyard import errors
+from runyard import errors, nonfinite
 from runyard.client.http import Http
 from runyard.progress import snapshot as snapshot_mod
 from runyard.sdk import checkpoint_files
@@ -109,7 +109,7 @@ def _upload(data_dir: Path, http: Http, run: records.LocalRun, report: SyncRepor
 def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
                        ck: records.CheckpointFile) -> None:
     body: dict[str, Any] = {"attempt": ck.attempt, "step": ck.step, "status": "incomplete",
-                            "metrics": snapshot_mod.to_wire(ck.metrics), "name": ck.name}
+                            "metrics": nonfinite.to_wire(ck.metrics), "name": ck.name}
     if ck.status == "complete":
         blob: Path | None = None
         packed = None
