@@ -15,8 +15,7 @@ import pytest
 
 from runyard import sdk
 from runyard.queue import Queue
-from runyard.sdk import settings
-from runyard.sdk import choose
+from runyard.sdk import choose, settings
 from runyard.store import default_url, open_store
 
 from .agent_helpers import Api

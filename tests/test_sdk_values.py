@@ -17,9 +17,8 @@ import pytest
 from runyard import errors
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.progress.reader import MetricsTail, read_snapshot
-from runyard.sdk import Run, RunInfo, Sink, file_sink, select_sink, start_run
+from runyard.sdk import Run, RunInfo, Sink, choose, file_sink, select_sink, start_run
 from runyard.sdk import run as run_mod
-from runyard.sdk import choose
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import RunyardWarning
 

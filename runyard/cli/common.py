@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runyard import local
+from runyard import local, nonfinite, timestamps
 from runyard.client import Client, Progress, Run
 from runyard.client.client import DEFAULT_SERVER
 
@@ -48,26 +48,14 @@ def _default(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """One JSON document on stdout (NaN written as the protocol's strings)."""
-    typer.echo(json.dumps(_finite(value), default=_default, sort_keys=False))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    typer.echo(json.dumps(nonfinite.to_wire(value), default=_default, sort_keys=False))
 
 
 # --------------------------------------------------------------------------- formatting
 
 
 def iso(when: datetime | None) -> str | None:
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if when is None else timestamps.format_time(when)
 
 
 def duration(seconds: float | None) -> str:

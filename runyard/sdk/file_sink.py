@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, nonfinite, timestamps
+from runyard import errors, local, nonfinite, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import MetricPoint, MetricsStreamWriter
 from runyard.sdk import names
@@ -179,7 +179,7 @@ class LocalDirSink(FileSink):
     def create(cls, data_dir: Path, info: sink_mod.RunInfo) -> LocalDirSink:
         """Make the run directory under ``data_dir/local-runs``."""
         run_id = info.run_id or names.new_run_id()
-        root = data_dir / "local-runs" / run_id
+        root = local.ensure_data_dir(data_dir) / "local-runs" / run_id
         root.mkdir(parents=True, exist_ok=True)
         return cls(root, info, run_id)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, errors, nonfinite, timestamps
+from runyard import defaults, errors, local, nonfinite, timestamps
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.http_api import ServerApi, create_run, encode
@@ -88,7 +88,8 @@ class HttpSink:
             api.close()
             raise
         assert settings.data_dir is not None
-        root = settings.data_dir / "local-runs" / str(claim["run"]["id"])
+        root = local.ensure_data_dir(settings.data_dir) / "local-runs" / str(
+            claim["run"]["id"])
         for sub in ("checkpoints", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         return cls(api, claim, settings, root, warn=warn)

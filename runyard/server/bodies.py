@@ -10,7 +10,7 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from runyard import errors
+from runyard import errors, nonfinite
 
 
 async def json_body(request: Request) -> Any:
@@ -124,7 +124,7 @@ class MetricPoint(Body):
     tag: str = Field(min_length=1, max_length=64)
     #: A number, or "NaN", "Infinity", "-Infinity" (checked by the route, naming the point).
     value: Any = Field(json_schema_extra={"anyOf": [
-        {"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})
+        {"type": "number"}, {"enum": list(nonfinite.SPECIALS)}]})
     at: float | str | None = None
 
 

@@ -12,11 +12,10 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, nonfinite
+from runyard import defaults, nonfinite, timestamps
 from runyard.progress.reader import MetricsTail, read_snapshot
 
 #: Points per upload request.
@@ -52,7 +51,7 @@ def _epoch(at: Any) -> float | None:
         return float(at)
     if isinstance(at, str):
         try:
-            return datetime.fromisoformat(at).timestamp()
+            return timestamps.parse_iso(at).timestamp()
         except ValueError:
             return None
     return None
