@@ -66,7 +66,7 @@ class ServerApi:
 
     def _answer(self, resp: httpx.Response) -> Any:
         if resp.status_code >= 400:
-            raise http_errors.error_from_response(resp, context=self.server, lease_holder=True)
+            raise http_errors.error_from_response(resp, lease_holder=True)
         return resp.json() if resp.content else None
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from runyard import errors, nonfinite
 from runyard.client.http import Http
 from runyard.progress import snapshot as snapshot_mod
 from runyard.sdk import checkpoint_files
-from runyard.sdk.spool import Spool
+from runyard.sdk.http_sink import run_spool
 from runyard.sync import records
 
 MARKER_FILE = "synced.json"
@@ -143,7 +143,7 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
     if not root.is_dir():
         return
     for spool_dir in sorted(root.glob("*/spool")):
-        spool = Spool(spool_dir)
+        spool = run_spool(spool_dir)
         meta = spool.read_meta()
         if not meta or not spool.pending:
             continue
@@ -152,7 +152,7 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
                                    f"{meta.get('server')}; sync with --server there")
             continue
         ended: str | None = None  # why the lease was refused: then only points still go
-        for op, end in spool.pending_ops():
+        for op, end in spool.entries():
             try:
                 if ended is None:
                     _replay_op(http, meta, op)
