@@ -23,7 +23,7 @@ STOP_GRACE_S = 30.0
 #: Python for globs and labels, so the SQL prefilter keeps this small).
 CLAIM_SCAN = 64
 
-#: Progress snapshot bounds (PRODUCT.md section 5).
+#: Progress snapshot bounds (docs/progress-protocol.md).
 SNAPSHOT_MAX_BYTES = 64 * 1024
 SNAPSHOT_MAX_METRICS = 256
 METRIC_NAME_MAX = 64

@@ -1,9 +1,10 @@
-"""Supervising one claimed attempt, from launch to its report (PRODUCT.md sections 3 and 5).
+"""Supervising one claimed attempt, from launch to its report (docs/lifecycle.md and
+docs/progress-protocol.md).
 
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
 on the process one probe interval at a time: each tick reads the protocol files
-(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`outbox.Outbox`,
+(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`~runyard.outbox.Outbox`,
 from a thread of its own (:mod:`runyard.agent.sender`) so that the next lines are parsed
 while the server stores the last batch. Heartbeats go from their own thread, so a slow
 upload or a slow server can never starve the lease. After the exit it reads what is left,

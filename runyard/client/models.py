@@ -67,10 +67,6 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a keyset-paginated list; ``next`` is the cursor of the following page."""

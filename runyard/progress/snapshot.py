@@ -1,6 +1,6 @@
 """The progress snapshot of ``runyard.progress/v1``: encode, validate, write atomically.
 
-A snapshot is a JSON object replaced as a whole on every write (PRODUCT.md section 5). Readers
+A snapshot is a JSON object replaced as a whole on every write (docs/progress-protocol.md). Readers
 must never see half of one, so :func:`write_snapshot` writes a temporary file in the same
 directory and renames it over the target with :func:`os.replace`.
 """
@@ -82,7 +82,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *,
 
 
 def check_bounds(snapshot: Mapping[str, Any]) -> list[str]:
-    """Problems with the size bounds of PRODUCT.md section 5 (not the schema)."""
+    """Problems with the size bounds of docs/progress-protocol.md (not the schema)."""
     problems: list[str] = []
     metrics = snapshot.get("metrics")
     if isinstance(metrics, Mapping):

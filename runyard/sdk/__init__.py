@@ -1,4 +1,5 @@
-"""The training-side SDK: ``start_run`` and :class:`Run` (PRODUCT.md sections 5 and 7).
+"""The training-side SDK: ``start_run`` and :class:`Run` (docs/sdk.md, and the files of
+docs/progress-protocol.md).
 
 Importing this package loads only the standard library and :mod:`runyard.progress`; the
 chosen mode's module (httpx for HTTP, SQLAlchemy for the embedded store) loads on ``start_run``.

@@ -1,4 +1,4 @@
-"""File sinks: the agent-mode files of PRODUCT.md section 5, and a local run directory.
+"""File sinks: the agent-mode files of docs/progress-protocol.md, and a local run directory.
 
 Beside the snapshot and the metrics stream, two JSON Lines files sit next to the metrics
 file for the agent to read:

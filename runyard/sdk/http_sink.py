@@ -67,7 +67,6 @@ class HttpSink:
         self.outbox = Outbox(self.spool, self._send, delays=FixedDelay(settings.retry_interval_s),
                              clock=clock, encode=_encode_op, on_down=self._went_down,
                              on_up=self._came_back)
-        self.sent_requests = 0
         self._warn = warn
         self._clock = clock
         self._stop = False
@@ -247,7 +246,6 @@ class HttpSink:
             else:
                 body = op["body"]
                 self.api.post(op["path"], body if isinstance(body, bytes) else encode(body))
-            self.sent_requests += 1
         except errors.TransportError:
             raise
         except errors.Conflict as exc:

@@ -35,7 +35,7 @@ DRAIN_INTERVAL_S = 0.1
 MAX_QUEUED = 200_000
 #: Distinct metric tags per run at most; points of further tags are dropped with one warning.
 MAX_TAGS = 10_000
-#: Longest metric name: the server's bound (PRODUCT.md section 5), so that every mode keeps
+#: Longest metric name: the server's bound (docs/progress-protocol.md), so that every mode keeps
 #: the same points; longer names are dropped with one warning.
 TAG_MAX = defaults.METRIC_NAME_MAX
 #: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.

@@ -21,8 +21,6 @@ DEFAULT_WARMUP_STEPS = 5
 #: The rate is measured over this many seconds of recent steps.
 RATE_WINDOW_S = 30.0
 
-PHASES = ("setup", "data", "train", "eval", "checkpoint", "finalize")
-
 
 class ProgressTracker:
     """The live state of one run's progress and the decision of when to write it."""
