@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from pathlib import Path
-
 #: HTTP port of ``runyard server``.
 PORT = 8470
 HOST = "127.0.0.1"
@@ -27,7 +23,7 @@ STOP_GRACE_S = 30.0
 #: Python for globs and labels, so the SQL prefilter keeps this small).
 CLAIM_SCAN = 64
 
-#: Progress snapshot bounds (PRODUCT.md section 5).
+#: Progress snapshot bounds (docs/progress-protocol.md).
 SNAPSHOT_MAX_BYTES = 64 * 1024
 SNAPSHOT_MAX_METRICS = 256
 METRIC_NAME_MAX = 64
@@ -37,13 +33,3 @@ METRIC_STEP_MAX = 2**63 - 1
 #: Lines of stderr kept with a failure.
 STDERR_TAIL_LINES = 40
 
-
-def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where the embedded database, artifacts, local runs and the admin token live:
-    ``$RUNYARD_DATA_DIR``, else ``$XDG_DATA_HOME/runyard``, else ``~/.runyard``."""
-    env = os.environ if env is None else env
-    if env.get("RUNYARD_DATA_DIR"):
-        return Path(env["RUNYARD_DATA_DIR"]).expanduser()
-    if env.get("XDG_DATA_HOME"):
-        return Path(env["XDG_DATA_HOME"]).expanduser() / "runyard"
-    return Path("~/.runyard").expanduser()

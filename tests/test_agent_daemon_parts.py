@@ -1,4 +1,4 @@
-"""The agent's parts on real files: spool, probe, log buffer, backoff, claim parsing, GPUs."""
+"""The agent's parts on real files: probe, log buffer, backoff, claim parsing, GPUs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from runyard import errors, models
 from runyard.agent import api as api_mod
-from runyard.agent import assignment, daemon, probe, spool
+from runyard.agent import assignment, daemon, probe
 from runyard.progress import reader
 
 # --------------------------------------------------------------------------- backoff
@@ -32,92 +32,6 @@ def test_backoff_grows_with_full_jitter_and_resets() -> None:
 def test_backoff_minimum_is_a_floor() -> None:
     b = api_mod.Backoff(base=0.001, cap=0.001, minimum=0.5)
     assert b.next_delay() == 0.5
-
-
-# --------------------------------------------------------------------------- spool
-
-
-class FlakyServer:
-    """Records what was delivered; ``down`` makes every call a transport error."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.got: list[tuple[str, Any]] = []
-        self.refuse: set[int] = set()
-        self.conflict = False
-
-    def send(self, kind: str, body: Any) -> None:
-        if self.conflict:
-            raise errors.LeaseConflict("gone")
-        if self.down:
-            raise errors.TransportError("connection refused")
-        if body.get("n") in self.refuse:
-            raise errors.ValidationError("bad entry", field="points")
-        self.got.append((kind, body["n"]))
-
-
-def test_outbox_spools_while_down_and_replays_in_order(tmp_path: Path) -> None:
-    server = FlakyServer()
-    clock = [0.0]
-    box = spool.Outbox(spool.Spool(tmp_path), server.send, clock=lambda: clock[0])
-    assert box.post("metrics", {"n": 1})
-    server.down = True
-    assert not box.post("metrics", {"n": 2})
-    assert not box.post("progress", {"n": 3})  # queued behind 2, not tried
-    server.down = False
-    # Not before the backoff delay: new messages queue behind the spool, never overtake it.
-    assert not box.post("logs", {"n": 4})
-    assert server.got == [("metrics", 1)]
-    clock[0] += 60
-    assert box.flush()
-    assert server.got == [("metrics", 1), ("metrics", 2), ("progress", 3), ("logs", 4)]
-    assert not box.backlog
-    assert box.post("metrics", {"n": 5})
-    assert [n for _, n in server.got] == [1, 2, 3, 4, 5]
-
-
-def test_spool_cursor_survives_a_new_spool_object(tmp_path: Path) -> None:
-    server = FlakyServer()
-    s = spool.Spool(tmp_path)
-    for n in range(3):
-        s.append("metrics", {"n": n})
-    server.refuse = set()
-    calls = {"count": 0}
-
-    def send_two(kind: str, body: Any) -> None:
-        calls["count"] += 1
-        if calls["count"] > 2:
-            raise errors.TransportError("down again")
-        server.send(kind, body)
-
-    assert not s.replay(send_two)
-    again = spool.Spool(tmp_path)  # e.g. after a restart: the cursor is on disk
-    assert again.pending()
-    assert again.replay(server.send)
-    assert [n for _, n in server.got] == [0, 1, 2]  # 2 once, nothing twice
-
-
-def test_spool_skips_refused_and_torn_entries(tmp_path: Path) -> None:
-    server = FlakyServer()
-    server.refuse = {1}
-    s = spool.Spool(tmp_path)
-    for n in range(3):
-        s.append("metrics", {"n": n})
-    with open(s.path, "a") as fh:
-        fh.write("garbage line\n")
-    s.append("metrics", {"n": 3})
-    with open(s.path, "a") as fh:
-        fh.write('{"kind": "metrics", "bo')  # torn by a crash mid-append
-    assert not s.replay(server.send)
-    assert [n for _, n in server.got] == [0, 2, 3]
-
-
-def test_outbox_lease_conflict_propagates(tmp_path: Path) -> None:
-    server = FlakyServer()
-    box = spool.Outbox(spool.Spool(tmp_path), server.send)
-    server.conflict = True
-    with pytest.raises(errors.LeaseConflict):
-        box.post("metrics", {"n": 1})
 
 
 # --------------------------------------------------------------------------- probe

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from runyard import timestamps
 from runyard.progress import snapshot as snapshot_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_write_snapshot_replaces_atomically_under_a_tight_loop(tmp_path: Path) -
     while time.monotonic() < stop:
         seq += 1
         snapshot_mod.write_snapshot(path, {"schema": "runyard.progress/v1", "seq": seq,
-                                           "updated_at": snapshot_mod.utc_iso(),
+                                           "updated_at": timestamps.format_time(),
                                            "message": "y" * (seq % 5000)})
     t.join()
     assert not errors and seq > 100

@@ -104,11 +104,12 @@ def test_hammer_writer_and_reader_processes(tmp_path: Path) -> None:
     path = tmp_path / "progress.json"
     writes = 3000
     writer = textwrap.dedent(f"""
+        from runyard import timestamps
         from runyard.progress import snapshot
         pad = {{f"m{{i}}": i * 0.5 for i in range(200)}}
         for seq in range(1, {writes} + 1):
             snapshot.write_snapshot({str(path)!r}, {{"schema": "runyard.progress/v1",
-                "seq": seq, "updated_at": snapshot.utc_iso(), "step": seq, "metrics": pad}})
+                "seq": seq, "updated_at": timestamps.format_time(), "step": seq, "metrics": pad}})
     """)
     probe = textwrap.dedent(f"""
         import collections, json

@@ -12,12 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from runyard import defaults
+from runyard import defaults, nonfinite, timestamps
 from runyard.agent import wire
-from runyard.progress import metrics_stream, reader, snapshot
+from runyard.progress import metrics_stream, reader
 from runyard.progress.metrics_stream import RowEncoder, encode_line
 from runyard.progress.reader import MetricsTail
-from runyard.progress.snapshot import utc_iso
 from runyard.sdk import file_sink
 from runyard.store import ingest
 from runyard.timestamps import parse_time
@@ -55,7 +54,7 @@ def rows() -> list[tuple[int, float, dict[str, Any]]]:
 
 
 def reference(rows_: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
-    return [encode_line(step, tag, value, utc_iso(t))
+    return [encode_line(step, tag, value, timestamps.format_time(t))
             for step, t, metrics in rows_ for tag, value in metrics.items()]
 
 
@@ -102,7 +101,7 @@ def test_lines_are_strict_json_with_the_protocol_spellings() -> None:
     assert values == {"NaN", "Infinity", "-Infinity"}
     # A float subclass is written as the float it is, not with its repr.
     assert {o["value"] for o in objs if o["tag"] == "loss"} >= {0.25, 4}
-    assert objs[0]["at"] == utc_iso(T0) and objs[-1]["step"] == 2**63 - 1
+    assert objs[0]["at"] == timestamps.format_time(T0) and objs[-1]["step"] == 2**63 - 1
 
 
 def test_file_sink_write_rows_matches_write_points(tmp_path: Path) -> None:
@@ -239,7 +238,7 @@ def previous_path(path: Path, batch_points: int, max_tag: int) -> tuple[Any, ...
         if p.step > defaults.METRIC_STEP_MAX:
             big_step = big_step or p.step
             continue
-        points.append({"step": p.step, "tag": p.tag, "value": snapshot.encode_number(p.value),
+        points.append({"step": p.step, "tag": p.tag, "value": nonfinite.encode(p.value),
                        "at": NOW if p.at is None else p.at})
     batches = as_batches(points, batch_points)
     for row in (row for batch in batches for row in batch):  # on the wire as seconds
@@ -343,7 +342,7 @@ def test_probe_reads_what_the_sdk_writes(tmp_path: Path) -> None:
     assert got.progress is not None and got.progress["warnings"] == [
         f"progress file was never written: {tmp_path / 'progress.json'}"]
     sent = [row for batch in got.metric_batches for row in batch]
-    want = [[step, secs(utc_iso(t)), {tag: snapshot.encode_number(float(value))
+    want = [[step, secs(timestamps.format_time(t)), {tag: nonfinite.encode(float(value))
                                 for tag, value in metrics.items()}]
             for step, t, metrics in rows() if metrics]
     assert sent == want

@@ -15,8 +15,7 @@ import pytest
 
 from runyard import sdk
 from runyard.queue import Queue
-from runyard.sdk import settings
-from runyard.sdk import sink as sink_mod
+from runyard.sdk import choose, settings
 from runyard.store import default_url, open_store
 
 from .agent_helpers import Api
@@ -123,7 +122,7 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
             name="crashed", env={"RUNYARD_DATA_DIR": str(data)}, handle_sigterm=False) as bad:
         bad.log({"loss": 3.0}, step=0)
         raise RuntimeError("diverged")
-    monkeypatch.setattr(sink_mod, "embedded_available", lambda: False)  # as without SQLAlchemy
+    monkeypatch.setattr(choose, "embedded_available", lambda: False)  # as without SQLAlchemy
     with sdk.start_run(name="files", env={"RUNYARD_DATA_DIR": str(data)},
                        handle_sigterm=False) as files:
         assert files.mode == "local"

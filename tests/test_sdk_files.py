@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment an agent gives a training process (PRODUCT.md section 5)."""
+    """The environment an agent gives a training process (docs/progress-protocol.md)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_") and k != "RANK"}
     work = tmp_path / "attempt"
     for sub in ("checkpoints", "artifacts"):
@@ -242,8 +242,8 @@ def test_files_mode_writes_under_data_dir(tmp_path: Path) -> None:
     env.update({"PYTHONPATH": str(REPO), "RUNYARD_DATA_DIR": str(tmp_path / "data")})
     proc = run_script("""
         import runyard.sdk as sdk
-        import runyard.sdk.sink as sink
-        sink.embedded_available = lambda: False  # as without the server extra (no SQLAlchemy)
+        import runyard.sdk.choose as choose
+        choose.embedded_available = lambda: False  # as without the server extra (no SQLAlchemy)
         with sdk.start_run(name="nb", project="p", config={"lr": 0.1}, total_steps=10) as run:
             for i in range(10):
                 run.log({"loss": 1.0 / (i + 1)}, step=i)

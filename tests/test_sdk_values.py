@@ -17,7 +17,7 @@ import pytest
 from runyard import errors
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.progress.reader import MetricsTail, read_snapshot
-from runyard.sdk import Run, RunInfo, Sink, file_sink, select_sink, start_run
+from runyard.sdk import Run, RunInfo, Sink, choose, file_sink, select_sink, start_run
 from runyard.sdk import run as run_mod
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import RunyardWarning
@@ -27,7 +27,7 @@ from runyard.sdk.notice import RunyardWarning
 def _files_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests read the local-directory files: the mode used where SQLAlchemy (the
     ``server`` extra) is not installed. The embedded store has its own tests."""
-    monkeypatch.setattr(sink_mod, "embedded_available", lambda: False)
+    monkeypatch.setattr(choose, "embedded_available", lambda: False)
 
 
 def local_env(tmp_path: Path) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """The worker side of the HTTP API (``/v1/workers/claim``, ``/v1/attempts/...``), over httpx.
 
-Every call maps failures onto :mod:`runyard.errors` at this boundary, keeping ``__cause__``:
-no answer or a 5xx is :class:`errors.TransportError` (retry later), 409 is
-:class:`errors.LeaseConflict` (the lease is gone: stop, never retry), other 4xx are the
-error class the server named. :meth:`WorkerAPI.call` retries transport errors with
-exponential backoff and full jitter; the claim loop and the spool do their own pacing.
+Every call maps failures onto :mod:`runyard.errors` at this boundary, keeping ``__cause__``,
+as a lease holder reads them (:mod:`runyard.http_errors`): no answer or one worth retrying
+is :class:`errors.TransportError` (retry later), 409 is :class:`errors.LeaseConflict` (the
+lease is gone: stop, never retry), other 4xx are the error class the server named.
+:meth:`WorkerAPI.call` retries transport errors with exponential backoff and full jitter;
+the claim loop and the spool do their own pacing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 
-from runyard import errors
+from runyard import errors, http_errors
 
 log = logging.getLogger(__name__)
 
@@ -54,42 +55,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-_ERRORS_BY_NAME: dict[str, type[errors.RunyardError]] = {
-    cls.__name__: cls for cls in (
-        errors.ConfigError, errors.ValidationError, errors.ManifestError, errors.NotFound,
-        errors.Conflict, errors.IllegalTransition, errors.LeaseConflict, errors.AuthError,
-        errors.Forbidden, errors.ArtifactError, errors.ChecksumMismatch, errors.TooLarge,
-    )
-}
-
-
-def _error_from_response(resp: httpx.Response, what: str) -> errors.RunyardError:
-    """The :mod:`runyard.errors` instance for a non-2xx answer."""
-    try:
-        body = resp.json().get("error") or {}
-    except Exception:  # not JSON (a proxy's HTML page): keep the status and some text
-        body = {"message": resp.text[:200]}
-    if not isinstance(body, dict):
-        body = {"message": str(body)[:200]}
-    message = f"{what}: HTTP {resp.status_code}: {body.get('message') or resp.reason_phrase}"
-    if resp.status_code >= 500:
-        return errors.ServerError(message, status=resp.status_code)
-    if resp.status_code == 409:
-        # IllegalTransition is a conflict too (an attempt that already ended): both mean
-        # "this lease may no longer act", which is what the agent needs to know.
-        return errors.LeaseConflict(message, status=409, type=body.get("type"))
-    cls = _ERRORS_BY_NAME.get(str(body.get("type")))
-    if cls is None or cls.http_status != resp.status_code:
-        cls = {400: errors.ArtifactError, 401: errors.AuthError, 403: errors.Forbidden,
-               404: errors.NotFound, 413: errors.TooLarge,
-               422: errors.ValidationError}.get(resp.status_code, errors.RunyardError)
-    if issubclass(cls, errors.ValidationError):
-        return cls(message, field=body.get("field"), errors=body.get("errors"))
-    if cls is errors.IllegalTransition:  # pragma: no cover - 409 handled above
-        return errors.Conflict(message)
-    return cls(message, status=resp.status_code)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -134,7 +99,7 @@ class WorkerAPI:
         except httpx.HTTPError as exc:
             raise errors.TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 300:
-            raise _error_from_response(resp, what)
+            raise http_errors.error_from_response(resp, context=what, lease_holder=True)
         return resp
 
     def call(self, fn: Callable[[], T], *, attempts: int = 5,

@@ -4,7 +4,7 @@ docs/progress-protocol.md).
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
 on the process one probe interval at a time: each tick reads the protocol files
-(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`spool.Outbox`,
+(:mod:`runyard.agent.probe`) and forwards what changed through the :class:`~runyard.outbox.Outbox`,
 from a thread of its own (:mod:`runyard.agent.sender`) so that the next lines are parsed
 while the server stores the last batch. Heartbeats go from their own thread, so a slow
 upload or a slow server can never starve the lease. After the exit it reads what is left,
@@ -33,8 +33,8 @@ from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
 from runyard.agent.sender import Sender
-from runyard.agent.spool import Outbox, Spool
 from runyard.manifest import blueprint
+from runyard.outbox import Outbox, Spool
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ class AttemptRunner:
 
     def _run(self) -> Outcome:
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        self._outbox = Outbox(Spool(self.paths.root), self._send)
+        self._outbox = Outbox(Spool(self.paths.root), self._send_entry,
+                              delays=Backoff(base=0.2, cap=2.0, minimum=0.05))
         sender = self._sender = Sender(f"send-{self.a.run_id}")
         heart = threading.Thread(target=self._heartbeats, daemon=True,
                                  name=f"heartbeat-{self.a.run_id}")
@@ -255,6 +256,13 @@ class AttemptRunner:
 
     # --- forwarding -------------------------------------------------------------------------
 
+    def _send_entry(self, entry: Mapping[str, Any]) -> None:
+        """Deliver one outbox message, ``{"kind", "body"}``."""
+        kind, body = entry.get("kind"), entry.get("body")
+        if not isinstance(kind, str) or not isinstance(body, Mapping):
+            raise errors.ValidationError("spool: an unreadable message", field="kind")
+        self._send(kind, body)
+
     def _send(self, kind: str, body: Mapping[str, Any]) -> None:
         a = self.a
         if kind == "progress":
@@ -275,7 +283,7 @@ class AttemptRunner:
         if self._lease_lost:
             return
         try:
-            self._outbox.post(kind, body)
+            self._outbox.post({"kind": kind, "body": body})
         except errors.LeaseConflict as exc:
             self._lose_lease(kind, exc)
             raise LeaseLost() from exc

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard import defaults
+from runyard import defaults, timestamps
 from runyard.agent import wire
 from runyard.progress import reader
-from runyard.progress import snapshot as snapshot_mod
 
 #: Most metric points in one ``POST /v1/runs/{id}/metrics`` (the server takes 100,000):
 #: large enough that a fast loop's backlog drains in a few calls.
@@ -79,7 +78,7 @@ class Probe:
         warnings: list[str] = []
         snap = self._read_snapshot(warnings, final)
         # One time for the points written without one: once a read, not a point.
-        rows = wire.WireRows(at=snapshot_mod.utc_iso(), batch_points=MAX_POINTS_PER_CALL,
+        rows = wire.WireRows(at=timestamps.format_time(), batch_points=MAX_POINTS_PER_CALL,
                                max_tag=defaults.METRIC_NAME_MAX)
         while True:
             before = self.tail.offset

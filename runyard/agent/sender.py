@@ -5,7 +5,7 @@ one after the other, each waits for the other: a training loop's backlog of metr
 the sum of both. :class:`Sender` lets the loop parse the next lines while the server stores
 the last batch, with at most ``max_pending`` calls waiting (memory stays bounded, and a slow
 server slows the reading down instead of piling batches up). The calls still reach the
-:class:`~runyard.agent.spool.Outbox` one at a time, in order, so metrics still go before the
+:class:`~runyard.outbox.Outbox` one at a time, in order, so metrics still go before the
 snapshot that mentions them and the spool's order is unchanged.
 """
 

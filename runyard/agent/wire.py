@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runyard import defaults, errors, timestamps
+from runyard import defaults, errors, nonfinite, timestamps
 from runyard.progress import reader
-from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import TAG_MAX
 
 
@@ -25,7 +24,7 @@ def _refuse(raw: bytes) -> Any:
 WireRow = list[Any]
 #: Distinct time texts :class:`WireRows` remembers as seconds.
 TIMES_KEPT = 4096
-_NONFINITE_TEXT = frozenset((snapshot_mod.NAN, snapshot_mod.POS_INF, snapshot_mod.NEG_INF))
+_NONFINITE_TEXT = frozenset(nonfinite.SPECIALS)
 
 
 class WireRows:
@@ -154,5 +153,5 @@ class WireRows:
             return None
         value: Any = parsed.value
         if value - value != 0.0:  # NaN or an infinity: spelled as a string
-            value = snapshot_mod.encode_number(value)
+            value = nonfinite.encode(value)
         return parsed.step, parsed.tag, value, self.at if parsed.at is None else parsed.at

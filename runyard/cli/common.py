@@ -8,21 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from runyard import defaults, errors, models
+from runyard import errors, local, models, nonfinite, timestamps
 from runyard.client import Client, Progress, Run
 from runyard.client.client import DEFAULT_SERVER
 
 #: Exit codes (docs/cli.md).
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-#: Name of the file ``runyard server`` writes its generated operator token to.
-ADMIN_TOKEN_FILE = "admin-token"
 
 ServerOpt = Annotated[str, typer.Option(
     "--server", envvar="RUNYARD_SERVER", show_default=True,
@@ -53,21 +49,9 @@ def statuses(values: list[str] | None) -> list[str] | None:
     return out
 
 
-def is_local(server: str) -> bool:
-    return (urlsplit(server).hostname or "") in {"127.0.0.1", "localhost", "::1"}
-
-
 def resolve_token(server: str, token: str | None) -> str | None:
     """The given token, else the local server's admin token file (only for a loopback URL)."""
-    if token:
-        return token
-    if not is_local(server):
-        return None
-    path = defaults.data_dir() / ADMIN_TOKEN_FILE
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
+    return token or local.local_token(server, local.data_dir())
 
 
 @contextmanager
@@ -89,26 +73,14 @@ def _default(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """One JSON document on stdout (NaN written as the protocol's strings)."""
-    typer.echo(json.dumps(_finite(value), default=_default, sort_keys=False))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    typer.echo(json.dumps(nonfinite.to_wire(value), default=_default, sort_keys=False))
 
 
 # --------------------------------------------------------------------------- formatting
 
 
 def iso(when: datetime | None) -> str | None:
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if when is None else timestamps.format_time(when)
 
 
 def duration(seconds: float | None) -> str:

@@ -44,10 +44,11 @@ def server(
         help="Default checkpoint retention when a run sets none (default: keep all)."),
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
+    from runyard import local
     from runyard.server import Settings, build_state, create_app
 
     settings = Settings(
-        data_dir=(data_dir or defaults.data_dir()).expanduser(), host=host, port=port,
+        data_dir=(data_dir or local.data_dir()).expanduser(), host=host, port=port,
         db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,

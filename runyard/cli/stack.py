@@ -32,7 +32,7 @@ from typing import IO
 
 import httpx
 
-from runyard import defaults, errors
+from runyard import defaults, errors, local
 from runyard.cli.parentwatch import PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -190,12 +190,12 @@ class LocalStack:
         from runyard.store import open_store
 
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        local.ensure_data_dir(cfg.data_dir)
         store = open_store(cfg.db_url)
         try:
             created = auth.bootstrap_admin(store, cfg.data_dir,
                                            os.environ.get("RUNYARD_ADMIN_TOKEN") or None)
-            existing = cfg.data_dir / auth.ADMIN_TOKEN_FILE
+            existing = local.admin_token_path(cfg.data_dir)
             self.token_file = created or (existing if existing.is_file() else None)
             secrets = {}
             for name, role in {AGENT_TOKEN_NAME: "worker", **cfg.tokens}.items():

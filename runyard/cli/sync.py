@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from runyard import defaults
+from runyard import local
 from runyard.cli import common
 from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
 from runyard.client.client import DEFAULT_SERVER
@@ -29,7 +29,7 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
     """
     from runyard.sync import uploader
 
-    directory = (data_dir or defaults.data_dir()).expanduser()
+    directory = (data_dir or local.data_dir()).expanduser()
     url = server.rstrip("/")
     http = Http(url, common.resolve_token(url, token))
     try:

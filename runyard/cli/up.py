@@ -34,7 +34,9 @@ GRACE_OPT = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s", min=0,
 
 
 def resolve_data_dir(data_dir: Path | None) -> Path:
-    return (data_dir or defaults.data_dir()).expanduser().resolve()
+    from runyard import local
+
+    return (data_dir or local.data_dir()).expanduser().resolve()
 
 
 def print_banner(local: LocalStack) -> None:

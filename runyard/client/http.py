@@ -1,8 +1,9 @@
 """The one seam between the client and the network: requests, and errors mapped at the edge.
 
-HTTP error bodies (``{"error": {"type", "message", "field", "errors"}}``) become the matching
-:mod:`runyard.errors` class; connection failures become :class:`errors.TransportError`, the
-httpx exception kept as ``__cause__`` (httpx's ``map_httpcore_exceptions`` habit).
+HTTP error bodies become the matching :mod:`runyard.errors` class
+(:func:`runyard.http_errors.error_from_response`); connection failures become
+:class:`errors.TransportError`, the httpx exception kept as ``__cause__`` (httpx's
+``map_httpcore_exceptions`` habit).
 """
 
 from __future__ import annotations
@@ -10,64 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from runyard import __version__, errors
+from runyard import __version__, errors, http_errors, timestamps
 
 #: Default per-request timeout (seconds); connecting gets less so a dead server fails fast.
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
-_BY_STATUS: dict[int, type[errors.RunyardError]] = {
-    400: errors.ValidationError, 401: errors.AuthError, 403: errors.Forbidden,
-    404: errors.NotFound, 409: errors.Conflict, 413: errors.TooLarge,
-    422: errors.ValidationError,
-}
-
-
-def _error_class(status: int, type_name: Any) -> type[errors.RunyardError]:
-    named = getattr(errors, type_name, None) if isinstance(type_name, str) else None
-    if isinstance(named, type) and issubclass(named, errors.RunyardError):
-        return named
-    if status >= 500:
-        return errors.ServerError
-    return _BY_STATUS.get(status, errors.RunyardError)
-
-
-def error_from_response(response: httpx.Response) -> errors.RunyardError:
-    """The :mod:`runyard.errors` instance an error response stands for."""
-    body: Any = None
-    with contextlib.suppress(ValueError):
-        body = response.json()
-    info = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(info, dict):
-        text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-        info = {"message": f"HTTP {response.status_code} {response.reason_phrase}"
-                           + (f": {text}" if text else "")}
-    cls = _error_class(response.status_code, info.get("type"))
-    message = str(info.get("message") or cls.__doc__ or cls.__name__).strip()
-    exc: errors.RunyardError
-    if issubclass(cls, errors.ValidationError):
-        exc = cls(message, field=info.get("field"), errors=info.get("errors") or None)
-    elif issubclass(cls, errors.IllegalTransition):
-        # Its constructor builds the message from both states; keep the server's words instead.
-        exc = cls.__new__(cls)
-        errors.RunyardError.__init__(exc, message)
-        exc.current = str(info.get("current", ""))
-        exc.target = str(info.get("target", ""))
-    else:
-        exc = cls(message)
-    exc.details.setdefault("http_status", response.status_code)
-    return exc
-
-
 def encode_param(value: Any) -> str:
     """Query values: lists comma-joined, datetimes ISO 8601 UTC, booleans lower-case."""
     if isinstance(value, datetime):
-        when = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return timestamps.format_time(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -116,7 +73,7 @@ class Http:
             response = self.client.request(method, path, params=clean_params(params),
                                            json=json_body, content=content, headers=headers)
         if response.status_code >= 400:
-            raise error_from_response(response)
+            raise http_errors.error_from_response(response)
         return response
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -139,7 +96,7 @@ class Http:
             with self.client.stream(method, path, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise error_from_response(response)
+                    raise http_errors.error_from_response(response)
                 yield response
 
 

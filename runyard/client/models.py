@@ -1,4 +1,4 @@
-"""Typed, frozen views of the server's JSON (PRODUCT.md section 9, the HTTP contract).
+"""Typed, frozen views of the server's JSON (docs/http-api.md, the HTTP contract).
 
 Every model keeps the JSON it was parsed from in ``raw`` (for ``--json`` output and fields a
 newer server adds). Times become timezone-aware :class:`datetime` objects; a field the server
@@ -11,18 +11,33 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
-from runyard import errors, models
-
-if TYPE_CHECKING:
-    from runyard.client.client import Client
+from runyard import errors, models, nonfinite, timestamps
 
 T = TypeVar("T")
 JSON = Mapping[str, Any]
 
-_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+class RunActions(Protocol):
+    """What a bound :class:`Run`'s verbs need from whoever fetched it (a ``Client``)."""
+
+    def get_run(self, run: str) -> Run: ...
+
+    def stop(self, run: Run, grace: float = ...) -> Run: ...
+
+    def restart(self, run: Run, resources: Mapping[str, Any] | models.Constraints | None = ...
+                ) -> Run: ...
+
+    def cancel(self, run: Run) -> Run: ...
+
+    def requeue(self, run: Run) -> Run: ...
+
+    def delete(self, run: Run) -> None: ...
+
+    def wait(self, run: Run, until: Sequence[str] | None = ..., timeout: float | None = ...,
+             on_update: Callable[[Run], None] | None = ..., poll_s: float = ...) -> Run: ...
 
 
 def parse_time(value: Any, name: str = "time") -> datetime | None:
@@ -33,11 +48,10 @@ def parse_time(value: Any, name: str = "time") -> datetime | None:
         raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
                                      field=name)
     try:
-        parsed = datetime.fromisoformat(value)
+        return timestamps.parse_iso(value)
     except ValueError:
         raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
                                      field=name) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_number(value: Any) -> float | None:
@@ -45,16 +59,12 @@ def parse_number(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return _SPECIAL.get(value, math.nan)
+        return nonfinite.SPECIALS.get(value, math.nan)
     return float(value)
 
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -169,7 +179,7 @@ RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termina
 
 @dataclass(frozen=True)
 class Run:
-    """A run as the server reports it, bound to the :class:`Client` that fetched it."""
+    """A run as the server reports it, bound to the ``Client`` that fetched it."""
 
     id: str
     name: str | None = None
@@ -200,10 +210,10 @@ class Run:
     artifact_store: str | None = None
     workdir: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    client: Client | None = field(default=None, repr=False, compare=False)
+    client: RunActions | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: JSON, client: Client | None = None) -> Run:
+    def from_json(cls, data: JSON, client: RunActions | None = None) -> Run:
         command = data.get("command")
         attempts = data.get("attempts")
         progress = data.get("progress")
@@ -247,7 +257,7 @@ class Run:
     def is_terminal(self) -> bool:
         return self.status in {s.value for s in models.TERMINAL}
 
-    def _bound(self) -> Client:
+    def _bound(self) -> RunActions:
         if self.client is None:
             raise errors.ConfigError(f"run {self.id} is not bound to a client")
         return self.client

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from runyard.progress import snapshot
+from runyard import nonfinite, timestamps
 
 #: Longest tag a stream line may carry. Longer than the snapshot's metric-name bound (64) so
 #: that long hierarchical tags are still recorded; they are only left out of the snapshot.
@@ -31,7 +31,7 @@ class MetricPoint:
 
     def to_json(self) -> dict[str, object]:
         """The point as a JSON-safe dict (non-finite values as strings)."""
-        return {"step": self.step, "tag": self.tag, "value": snapshot.encode_number(self.value),
+        return {"step": self.step, "tag": self.tag, "value": nonfinite.encode(self.value),
                 "at": self.at}
 
 
@@ -40,7 +40,7 @@ def _value_text(value: float) -> str:
     string of a non-finite one, or the integer."""
     if isinstance(value, float):
         # float(): a subclass (numpy.float64) has a repr of its own, not JSON.
-        enc = snapshot.encode_number(float(value))
+        enc = nonfinite.encode(float(value))
         return f'"{enc}"' if isinstance(enc, str) else repr(enc)
     return str(int(value))
 
@@ -60,7 +60,7 @@ Row = tuple[int, float, Mapping[str, float]]
 
 class RowEncoder:
     """Stream lines for rows, byte for byte what :func:`encode_line` writes for each point
-    at ``snapshot.utc_iso(time)``, at a fraction of the cost.
+    at ``timestamps.format_time(time)``, at a fraction of the cost.
 
     The SDK's background thread shares the training process's interpreter lock with the
     loop, so its cost per point is what decides how far the file lags behind the loop. A
@@ -80,13 +80,13 @@ class RowEncoder:
         self._second_text = ""
 
     def at(self, t: float) -> str:
-        """``snapshot.utc_iso(t)``, from the cache when the millisecond is the last one's."""
-        ms = int(t * 1000)
+        """``timestamps.format_time(t)``, from the cache when the millisecond is the last one's."""
+        ms = timestamps.epoch_ms(t)
         if ms != self._ms:
             second = ms // 1000
             if second != self._second:
                 self._second = second
-                self._second_text = snapshot.utc_iso(second)[:-5]  # without ".mmmZ"
+                self._second_text = timestamps.format_ms(second * 1000)[:-5]  # no ".mmmZ"
             self._ms = ms
             self._at = f"{self._second_text}.{ms % 1000:03d}Z"
         return self._at

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard import defaults, timestamps
+from runyard import defaults, nonfinite, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import TAG_MAX, MetricPoint
 
@@ -36,7 +36,7 @@ class SnapshotRead:
     """A typed snapshot read. ``snapshot`` is set for ``ok`` and ``unchanged``.
 
     The snapshot is kept in its wire form (non-finite numbers as strings) so that it can be
-    forwarded as JSON unchanged; use :func:`snapshot.decode_number` to read a value.
+    forwarded as JSON unchanged; use :func:`nonfinite.decode` to read a value.
     """
 
     state: ReadState
@@ -199,7 +199,7 @@ def parse_line(raw: bytes) -> MetricPoint | str:
     value = obj.get("value")
     if type(value) is not float:
         try:
-            value = snapshot_mod.decode_number(value)
+            value = nonfinite.decode(value)
         except OverflowError:  # an integer with hundreds of digits: no float holds it
             value = None
     if value is None:

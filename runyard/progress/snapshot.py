@@ -1,6 +1,6 @@
 """The progress snapshot of ``runyard.progress/v1``: encode, validate, write atomically.
 
-A snapshot is a JSON object replaced as a whole on every write (PRODUCT.md section 5). Readers
+A snapshot is a JSON object replaced as a whole on every write (docs/progress-protocol.md). Readers
 must never see half of one, so :func:`write_snapshot` writes a temporary file in the same
 directory and renames it over the target with :func:`os.replace`.
 """
@@ -8,65 +8,17 @@ directory and renames it over the target with :func:`os.replace`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
-import time
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from runyard import defaults, errors
+from runyard import defaults, errors, nonfinite
 
 SCHEMA_ID = "runyard.progress/v1"
 SCHEMA_RESOURCE = "progress-v1.schema.json"
-
-#: How non-finite floats are spelled on the wire (JSON has no NaN).
-NAN = "NaN"
-POS_INF = "Infinity"
-NEG_INF = "-Infinity"
-_NONFINITE = {NAN: math.nan, POS_INF: math.inf, NEG_INF: -math.inf}
-
-
-def utc_iso(t: float | None = None) -> str:
-    """``t`` (epoch seconds, default now) as ISO 8601 UTC with milliseconds and ``Z``."""
-    ms = int((time.time() if t is None else t) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def encode_number(value: float) -> float | str:
-    """A float as it goes on the wire: itself when finite, else ``"NaN"``/``"Infinity"``."""
-    if value != value:  # NaN is the only value unequal to itself; cheaper than math.isnan
-        return NAN
-    if value == math.inf:
-        return POS_INF
-    if value == -math.inf:
-        return NEG_INF
-    return value
-
-
-def decode_number(value: Any) -> float | None:
-    """The float a wire value stands for, or None when it is not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return _NONFINITE.get(value)
-    return None
-
-
-def to_wire(obj: Any) -> Any:
-    """``obj`` with every non-finite float (at any depth) spelled as a string."""
-    if isinstance(obj, float):
-        return encode_number(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): to_wire(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_wire(v) for v in obj]
-    return obj
-
 
 def encode_snapshot(snapshot: Mapping[str, Any]) -> bytes:
     """Serialise a snapshot to UTF-8 JSON with non-finite floats spelled as strings.
@@ -75,7 +27,7 @@ def encode_snapshot(snapshot: Mapping[str, Any]) -> bytes:
     metrics, a metric name too long, more than ``SNAPSHOT_MAX_BYTES``).
     """
     problems = check_bounds(snapshot)
-    data = json.dumps(to_wire(snapshot), separators=(",", ":"), allow_nan=False,
+    data = json.dumps(nonfinite.to_wire(snapshot), separators=(",", ":"), allow_nan=False,
                       ensure_ascii=False, default=str).encode()
     if len(data) > defaults.SNAPSHOT_MAX_BYTES:
         problems.append(
@@ -97,7 +49,7 @@ def write_snapshot(path: str | os.PathLike[str], snapshot: Mapping[str, Any], *,
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, fsync: bool = False) -> int:
     """Replace ``path`` with ``obj`` as JSON (non-finite floats as strings), atomically."""
-    data = json.dumps(to_wire(obj), indent=2, allow_nan=False, ensure_ascii=False,
+    data = json.dumps(nonfinite.to_wire(obj), indent=2, allow_nan=False, ensure_ascii=False,
                       default=str).encode()
     return write_bytes_atomic(path, data, fsync=fsync)
 
@@ -130,7 +82,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *,
 
 
 def check_bounds(snapshot: Mapping[str, Any]) -> list[str]:
-    """Problems with the size bounds of PRODUCT.md section 5 (not the schema)."""
+    """Problems with the size bounds of docs/progress-protocol.md (not the schema)."""
     problems: list[str] = []
     metrics = snapshot.get("metrics")
     if isinstance(metrics, Mapping):
@@ -181,7 +133,7 @@ def validate_snapshot(obj: Any) -> list[str]:
         problems.append(f"{where}: {err.message}")
     # The metric count and name bounds are in the schema itself; only the size is not.
     try:
-        size = len(json.dumps(to_wire(obj), separators=(",", ":"), ensure_ascii=False,
+        size = len(json.dumps(nonfinite.to_wire(obj), separators=(",", ":"), ensure_ascii=False,
                               default=str).encode())
     except (TypeError, ValueError) as exc:
         problems.append(f"snapshot: not serialisable as JSON ({exc})")

@@ -1,4 +1,4 @@
-"""File sinks: the agent-mode files of PRODUCT.md section 5, and a local run directory.
+"""File sinks: the agent-mode files of docs/progress-protocol.md, and a local run directory.
 
 Beside the snapshot and the metrics stream, two JSON Lines files sit next to the metrics
 file for the agent to read:
@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runyard import errors
+from runyard import errors, local, nonfinite, timestamps
 from runyard.progress import snapshot as snapshot_mod
 from runyard.progress.metrics_stream import MetricPoint, MetricsStreamWriter
+from runyard.sdk import names
 from runyard.sdk import sink as sink_mod
 
 CHECKPOINTS_FILE = "checkpoints.jsonl"
@@ -42,7 +43,7 @@ class FilePaths:
 
 
 def _append_json(path: Path, obj: Mapping[str, Any]) -> None:
-    line = json.dumps(snapshot_mod.to_wire(obj), ensure_ascii=False, allow_nan=False,
+    line = json.dumps(nonfinite.to_wire(obj), ensure_ascii=False, allow_nan=False,
                       default=str)
     with open(path, "a", encoding="utf-8", newline="\n") as fh:
         fh.write(line + "\n")
@@ -108,7 +109,7 @@ class FileSink:
             checkpoint_dir=opt("RUNYARD_CHECKPOINT_DIR"),
             artifact_dir=opt("RUNYARD_ARTIFACT_DIR"),
         )
-        return cls(paths, run_id=env.get("RUNYARD_RUN_ID") or sink_mod.new_run_id(),
+        return cls(paths, run_id=env.get("RUNYARD_RUN_ID") or names.new_run_id(),
                    attempt=attempt)
 
     def load_config(self) -> dict[str, Any] | None:
@@ -127,7 +128,7 @@ class FileSink:
 
     def write_event(self, kind: str, details: Mapping[str, Any]) -> None:
         _append_json(self.paths.events_file,
-                     {"at": snapshot_mod.utc_iso(), "kind": kind, **details})
+                     {"at": timestamps.format_time(), "kind": kind, **details})
 
     def register_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
         _append_json(self.paths.checkpoints_file, asdict(record))
@@ -166,19 +167,19 @@ class LocalDirSink(FileSink):
             artifact_dir=root / "artifacts",
         )
         super().__init__(paths, run_id=run_id, attempt=1)
-        self.started_at = snapshot_mod.utc_iso()
+        self.started_at = timestamps.format_time()
         for directory in (paths.checkpoint_dir, paths.artifact_dir):
             assert directory is not None
             directory.mkdir(parents=True, exist_ok=True)
         (root / "config.json").write_text(
-            json.dumps(snapshot_mod.to_wire(info.config), indent=2, default=str), "utf-8")
+            json.dumps(nonfinite.to_wire(info.config), indent=2, default=str), "utf-8")
         self._write_run_json("running")
 
     @classmethod
     def create(cls, data_dir: Path, info: sink_mod.RunInfo) -> LocalDirSink:
         """Make the run directory under ``data_dir/local-runs``."""
-        run_id = info.run_id or sink_mod.new_run_id()
-        root = data_dir / "local-runs" / run_id
+        run_id = info.run_id or names.new_run_id()
+        root = local.ensure_data_dir(data_dir) / "local-runs" / run_id
         root.mkdir(parents=True, exist_ok=True)
         return cls(root, info, run_id)
 
@@ -193,4 +194,4 @@ class LocalDirSink(FileSink):
 
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         super().close(status, details)
-        self._write_run_json(status, ended_at=snapshot_mod.utc_iso())
+        self._write_run_json(status, ended_at=timestamps.format_time())

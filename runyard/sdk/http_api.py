@@ -17,13 +17,10 @@ from typing import Any
 
 import httpx
 
-from runyard import __version__, errors
-from runyard.progress import snapshot as snapshot_mod
+from runyard import __version__, errors, http_errors, nonfinite
+from runyard.sdk import names
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.settings import SdkSettings
-
-#: Answers worth retrying later, besides 5xx.
-RETRY_STATUSES = frozenset({408, 429})
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
@@ -68,12 +65,8 @@ class ServerApi:
         return self._answer(resp)
 
     def _answer(self, resp: httpx.Response) -> Any:
-        if resp.status_code >= 500 or resp.status_code in RETRY_STATUSES:
-            raise errors.ServerError(f"{self.server} answered {resp.status_code}")
         if resp.status_code >= 400:
-            from runyard.client.http import error_from_response
-
-            raise error_from_response(resp)
+            raise http_errors.error_from_response(resp, lease_holder=True)
         return resp.json() if resp.content else None
 
     def close(self) -> None:
@@ -83,7 +76,7 @@ class ServerApi:
 def create_run(api: ServerApi, info: sink_mod.RunInfo) -> dict[str, Any]:
     """``POST /v1/runs`` for a local run; the answer carries run, attempt and lease."""
     body: dict[str, Any] = {
-        "name": info.name or sink_mod.default_name(), "config": snapshot_mod.to_wire(info.config),
+        "name": info.name or names.default_name(), "config": nonfinite.to_wire(info.config),
         "executor": "local", "workdir": os.getcwd(), "host_id": socket.gethostname() or "local"}
     if info.project:
         body["project"] = info.project

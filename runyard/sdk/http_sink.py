@@ -5,14 +5,14 @@ attempt and a lease, exactly like a claim; from then on the sink is the worker o
 metric batches, snapshots, checkpoints, heartbeats and the final status all present the lease.
 
 Two threads, neither of them the training loop's: the SDK's drain thread encodes batches and
-hands them to a small bounded outbox; this sink's sender thread posts them, heartbeats (whose
-answer carries stop requests) and, while the server is away, appends each request to a
-:class:`~runyard.sdk.spool.Spool` on disk instead -- memory stays bounded whatever the
-outage's length. Once the server answers again the spool is replayed in order, and new
-requests queue behind it, so the server sees them in the order the run made them. Every
-request is idempotent (points are upserts by attempt, tag and step), so one resent after a
-crash duplicates nothing. Encoding and sending overlap, which is what keeps a fast loop's
-points flowing to the server.
+hands them to a small bounded queue; this sink's sender thread posts them through an
+:class:`~runyard.outbox.Outbox`, heartbeats (whose answer carries stop requests) and, while
+the server is away, lets the outbox append each request to its spool on disk instead --
+memory stays bounded whatever the outage's length. Once the server answers again the spool
+is replayed in order, and new requests queue behind it, so the server sees them in the order
+the run made them. Every request is idempotent (points are upserts by attempt, tag and
+step), so one resent after a crash duplicates nothing. Encoding and sending overlap, which
+is what keeps a fast loop's points flowing to the server.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, errors
-from runyard.progress import snapshot as snapshot_mod
+from runyard import defaults, errors, local, nonfinite, timestamps
+from runyard.outbox import FixedDelay, Outbox, Spool
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.http_api import ServerApi, create_run, encode
+from runyard.sdk.notice import Warn, no_warn
 from runyard.sdk.settings import SdkSettings
-from runyard.sdk.spool import Spool
 
 #: Points per request at most (the server accepts up to 100,000).
 BATCH_POINTS = 50_000
 #: Requests waiting for the sender thread at most; the drain thread waits when it is full.
-OUTBOX_MAX = 8
+QUEUE_MAX = 8
 #: Seconds ``close()`` keeps trying to reach an absent server before leaving the rest spooled.
 CLOSE_WAIT_S = 5.0
 #: Lines of a traceback sent as the failure's stderr tail.
@@ -53,7 +53,7 @@ class HttpSink:
     mode = "http"
 
     def __init__(self, api: ServerApi, claim: Mapping[str, Any], settings: SdkSettings,
-                 local_root: Path, *, warn: sink_mod.Warn = sink_mod._no_warn,
+                 local_root: Path, *, warn: Warn = no_warn,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.settings = settings
@@ -63,23 +63,23 @@ class HttpSink:
         self.lease = str(claim["lease"])
         self.checkpoint_dir: Path | None = local_root / "checkpoints"
         self.artifact_dir: Path | None = local_root / "artifacts"
-        self.spool = Spool(local_root / "spool")
-        self.sent_requests = 0
+        self.spool = run_spool(local_root / "spool")
+        self.outbox = Outbox(self.spool, self._send, delays=FixedDelay(settings.retry_interval_s),
+                             clock=clock, encode=_encode_op, on_down=self._went_down,
+                             on_up=self._came_back)
         self._warn = warn
         self._clock = clock
         self._stop = False
         self._ended = False  # the server ended the attempt (stopped, lost): send nothing more
-        self._online = True
         self._closing = False
-        self._next_retry = 0.0
         self._next_beat = clock() + settings.heartbeat_interval_s
-        self._outbox: queue.Queue[Op | None] = queue.Queue(maxsize=OUTBOX_MAX)
+        self._queue: queue.Queue[Op | None] = queue.Queue(maxsize=QUEUE_MAX)
         self._thread = threading.Thread(target=self._sender, name="runyard-http", daemon=True)
         self._thread.start()
 
     @classmethod
     def create(cls, settings: SdkSettings, info: sink_mod.RunInfo, *,
-               warn: sink_mod.Warn = sink_mod._no_warn) -> HttpSink:
+               warn: Warn = no_warn) -> HttpSink:
         """Create the run on the server; raises :class:`errors.RunyardError` if it can't."""
         api = ServerApi(settings)
         try:
@@ -88,7 +88,8 @@ class HttpSink:
             api.close()
             raise
         assert settings.data_dir is not None
-        root = settings.data_dir / "local-runs" / str(claim["run"]["id"])
+        root = local.ensure_data_dir(settings.data_dir) / "local-runs" / str(
+            claim["run"]["id"])
         for sub in ("checkpoints", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         return cls(api, claim, settings, root, warn=warn)
@@ -105,7 +106,7 @@ class HttpSink:
             values: Mapping[str, Any] = metrics
             for value in metrics.values():
                 if type(value) is float and value - value != 0.0:  # NaN and infinities
-                    values = snapshot_mod.to_wire(metrics)
+                    values = nonfinite.to_wire(metrics)
                     break
             out.append([step, t, values])
             count += len(metrics)
@@ -116,7 +117,7 @@ class HttpSink:
             self._put_points(out)
 
     def write_points(self, points: Sequence[MetricPoint]) -> None:
-        at = sink_mod.EpochCache()
+        at = timestamps.EpochCache()
         rows: list[sink_mod.MetricRow] = []
         for p in points:
             t = at.epoch(p.at)
@@ -129,7 +130,7 @@ class HttpSink:
 
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         self._put({"path": f"/v1/attempts/{self.attempt_id}/progress", "body": encode(
-            {"lease": self.lease, "snapshot": snapshot_mod.to_wire(snapshot)})})
+            {"lease": self.lease, "snapshot": nonfinite.to_wire(snapshot)})})
 
     def write_event(self, kind: str, details: Mapping[str, Any]) -> None:
         # The server records start and status events itself; a warning becomes a run event.
@@ -140,7 +141,7 @@ class HttpSink:
 
     def register_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
         self._put({"checkpoint": {"path": record.path, "step": record.step,
-                                  "metrics": snapshot_mod.to_wire(record.metrics),
+                                  "metrics": nonfinite.to_wire(record.metrics),
                                   "status": record.status}})
 
     def stop_requested(self) -> bool:
@@ -150,18 +151,18 @@ class HttpSink:
         """Send the final status, then wait (bounded) for everything to reach the server."""
         self._closing = True  # no heartbeat may follow the final status
         self._put(self._final_op(status, details))
-        self._outbox.put(None)
+        self._queue.put(None)
         self._thread.join(CLOSE_WAIT_S + self.settings.request_timeout_s)
 
     def _put(self, op: Op) -> None:
         if not self._ended or _is_metrics(op):
-            self._outbox.put(op)
+            self._queue.put(op)
 
     # ------------------------------------------------------------------ sender thread
     def _sender(self) -> None:
         while True:
             try:
-                op = self._outbox.get(timeout=self._wait_s())
+                op = self._queue.get(timeout=self._wait_s())
             except queue.Empty:
                 op = _TICK
             if op is None:
@@ -178,35 +179,34 @@ class HttpSink:
             self._warn("http-sender", f"runyard: HTTP tracking error: {exc!r}")
 
     def _wait_s(self) -> float:
-        due = self._next_beat if self._online and not self.spool.pending else self._next_retry
+        waiting = self.outbox.down or self.outbox.backlog
+        due = self.outbox.retry_at if waiting else self._next_beat
         return min(1.0, max(0.01, due - self._clock()))
 
     def _periodic(self) -> None:
         now = self._clock()
-        if self._online and not self.spool.pending:
-            if now >= self._next_beat and not self._closing and not self._ended:
-                self._heartbeat(now)
-        elif now >= self._next_retry:
-            self._replay(now)
+        if self.outbox.down or self.outbox.backlog:
+            self.outbox.flush()
+        elif now >= self._next_beat and not self._closing and not self._ended:
+            self._heartbeat(now)
 
     def _finish(self) -> None:
         self._closing = True  # the final status is queued: no heartbeat may follow it
         deadline = self._clock() + CLOSE_WAIT_S
         while self.spool.pending and self._clock() < deadline:
-            self._replay(self._clock())
-            if self.spool.pending:
+            if not self.outbox.flush(force=True):
                 time.sleep(min(0.25, self.settings.retry_interval_s))
         if self.spool.pending:
             self._warn("http-left", f"runyard: the server at {self.api.server} is unreachable; "
                        f"the rest of run {self.run_id} is kept in {self.spool.directory} "
                        "and `runyard sync` sends it")
-        elif not self.spool.pending:
+        else:
             self.spool.remove()
         self.api.close()
 
     def _final_op(self, status: str, details: Mapping[str, Any]) -> Op:
         base = f"/v1/attempts/{self.attempt_id}"
-        clean = snapshot_mod.to_wire(dict(details))
+        clean = nonfinite.to_wire(dict(details))
         if status == "completed":
             return {"path": f"{base}/complete", "body": encode(
                 {"lease": self.lease, "exit_code": 0, "details": clean})}
@@ -219,33 +219,21 @@ class HttpSink:
     def _submit(self, op: Op) -> None:
         if self._ended and not _is_metrics(op):
             return  # the run ended on the server: only its points are still delivered
-        if not self._online or self.spool.pending:
-            self._spool(op)
-            return
-        try:
-            self._send(op)
-        except errors.TransportError as exc:
-            self._go_offline(exc.message)
-            self._spool(op)
+        self.outbox.post(op)
 
-    def _spool(self, op: Op) -> None:
-        if not self.spool.pending:
-            self.spool.write_meta({"server": self.api.server, "run_id": self.run_id,
-                                   "attempt_id": self.attempt_id, "attempt": self.attempt,
-                                   "lease": self.lease})
-        if isinstance(op.get("body"), bytes):  # the body is JSON already: embed it as is
-            line = b'{"path":' + json.dumps(op["path"]).encode() + b',"body":' + op["body"] \
-                + b"}"
-            self.spool.append_raw(line)
-        else:
-            self.spool.append(op)
+    def _went_down(self, outbox: Outbox, why: str) -> None:
+        # Before the first request is spooled: what `runyard sync` needs to send the rest.
+        self.spool.write_meta({"server": self.api.server, "run_id": self.run_id,
+                               "attempt_id": self.attempt_id, "attempt": self.attempt,
+                               "lease": self.lease})
+        self._warn("http-offline", f"runyard: {why}; spooling to {self.spool.directory} "
+                   "until it is back")
 
-    def _go_offline(self, why: str) -> None:
-        if self._online:
-            self._warn("http-offline", f"runyard: {why}; spooling to {self.spool.directory} "
-                       "until it is back")
-        self._online = False
-        self._next_retry = self._clock() + self.settings.retry_interval_s
+    def _came_back(self, outbox: Outbox, outage_s: float) -> None:
+        self._warn("http-back", f"runyard: the server at {self.api.server} is back; "
+                   "the spooled data was sent")
+        if not self._closing and not self._ended:
+            self._heartbeat(self._clock())
 
     def _send(self, op: Mapping[str, Any]) -> None:
         """One request; :class:`errors.TransportError` propagates, the rest is settled here."""
@@ -258,7 +246,6 @@ class HttpSink:
             else:
                 body = op["body"]
                 self.api.post(op["path"], body if isinstance(body, bytes) else encode(body))
-            self.sent_requests += 1
         except errors.TransportError:
             raise
         except errors.Conflict as exc:
@@ -309,7 +296,7 @@ class HttpSink:
             answer = self.api.post(f"/v1/attempts/{self.attempt_id}/heartbeat",
                                    {"lease": self.lease, "running": True})
         except errors.TransportError as exc:
-            self._go_offline(exc.message)
+            self.outbox.mark_down(exc.message)
             return
         except errors.Conflict as exc:
             self._lease_lost(exc)
@@ -319,24 +306,20 @@ class HttpSink:
         if isinstance(answer, dict) and answer.get("stop"):
             self._stop = True
 
-    def _replay(self, now: float) -> None:
-        """Send spooled requests in order; stop at the first that cannot get through."""
-        try:
-            for op, end in self.spool.pending_ops():
-                self._send(op)
-                self.spool.ack(end)
-        except errors.TransportError:
-            self._online = False
-            self._next_retry = now + self.settings.retry_interval_s
-            return
-        self.spool.finish_replay()
-        if not self._online:
-            self._online = True
-            self._warn("http-back", f"runyard: the server at {self.api.server} is back; "
-                       "the spooled data was sent")
-            if not self._closing and not self._ended:
-                self._heartbeat(self._clock())
-
 
 def _is_metrics(op: Mapping[str, Any]) -> bool:
     return str(op.get("path", "")).endswith("/metrics")
+
+
+def run_spool(directory: Path) -> Spool:
+    """The spool of one HTTP-mode run: what ``runyard sync`` finds under
+    ``<data dir>/local-runs/<run_id>/spool`` (``ops.jsonl``, ``cursor``, ``run.json``)."""
+    return Spool(directory, entries_file="ops.jsonl", cursor_file="cursor")
+
+
+def _encode_op(op: Mapping[str, Any]) -> bytes:
+    """A request as one spool line; a body that is JSON already is embedded as it is."""
+    body = op.get("body")
+    if isinstance(body, bytes):
+        return b'{"path":' + json.dumps(op["path"]).encode() + b',"body":' + body + b"}"
+    return json.dumps(op, separators=(",", ":"), allow_nan=False, default=str).encode()

@@ -9,6 +9,14 @@ from collections.abc import Callable
 
 logger = logging.getLogger("runyard.sdk")
 
+#: ``warn(key, message)``: how a sink reports trouble (``Notices.warn_once`` in a run).
+Warn = Callable[[str, str], object]
+
+
+def no_warn(key: str, message: str) -> None:
+    """A :data:`Warn` that says nothing (a sink made outside a run)."""
+    return None
+
 
 class RunyardWarning(UserWarning):
     """Something in tracking went wrong; training goes on."""

@@ -21,10 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runyard import defaults, errors
+from runyard import defaults, errors, timestamps
 from runyard.progress.metrics_stream import MetricPoint
-from runyard.progress.snapshot import utc_iso
-from runyard.sdk import file_sink, signals
+from runyard.sdk import choose, file_sink, signals
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import Notices
 from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
@@ -36,7 +35,7 @@ DRAIN_INTERVAL_S = 0.1
 MAX_QUEUED = 200_000
 #: Distinct metric tags per run at most; points of further tags are dropped with one warning.
 MAX_TAGS = 10_000
-#: Longest metric name: the server's bound (PRODUCT.md section 5), so that every mode keeps
+#: Longest metric name: the server's bound (docs/progress-protocol.md), so that every mode keeps
 #: the same points; longer names are dropped with one warning.
 TAG_MAX = defaults.METRIC_NAME_MAX
 #: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.
@@ -97,7 +96,7 @@ class Run:
         self._sink: sink_mod.Sink | None = None
         if sink is not None or _is_writer(env, all_ranks):
             try:
-                self._sink = sink or sink_mod.select_sink(env, info,
+                self._sink = sink or choose.select_sink(env, info,
                                                           warn=self._notices.warn_once)
             except errors.ConfigError:
                 raise  # a broken RUNYARD_CONFIG_FILE: the run must not train on a wrong config
@@ -417,7 +416,7 @@ class Run:
                 record_ = sink_mod.CheckpointRecord(
                     path=path, step=tracker.step if step is None else step,
                     metrics=dict(tracker.metrics) if metrics is None else metrics,
-                    status=status, at=utc_iso(t))
+                    status=status, at=timestamps.format_time(t))
                 self._call("checkpoint", self._sink_checkpoint, record_)
             if count >= self._batch_points:
                 self._call("points", self._sink_points, rows)
@@ -453,7 +452,7 @@ class Run:
             return
         points: list[MetricPoint] = []
         for step, t, metrics in rows:
-            at = utc_iso(t)
+            at = timestamps.format_time(t)
             points.extend(MetricPoint(step, tag, value, at) for tag, value in metrics.items())
         sink.write_points(points)
 

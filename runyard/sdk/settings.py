@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults
+from runyard import local
 
 #: Seconds to wait for the server when a run starts; past it the run is recorded locally.
 CONNECT_TIMEOUT_S = 3.0
@@ -22,8 +22,6 @@ REQUEST_TIMEOUT_S = 10.0
 HEARTBEAT_INTERVAL_S = 1.0
 #: Seconds between reconnection attempts while the server is away.
 RETRY_INTERVAL_S = 1.0
-#: The file in the data directory where the server keeps its generated operator token.
-ADMIN_TOKEN_FILE = "admin-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,29 +76,10 @@ def resolve(env: Mapping[str, str]) -> SdkSettings:
         cfg = _configured
     server = cfg.server or env.get("RUNYARD_SERVER") or None
     token = cfg.token or env.get("RUNYARD_TOKEN") or None
-    directory = cfg.data_dir or data_dir(env)
-    if server and not token and _is_loopback(server):
-        token = _admin_token(directory)
+    directory = cfg.data_dir or local.data_dir(env)
+    if server and not token:
+        # A notebook next to ``runyard up`` needs no set-up: the CLI's rule for local servers.
+        token = local.local_token(server, directory)
     return replace(cfg, server=server.rstrip("/") if server else None, token=token,
                    data_dir=directory)
 
-
-def _is_loopback(server: str) -> bool:
-    from urllib.parse import urlsplit
-
-    return (urlsplit(server).hostname or "") in ("127.0.0.1", "localhost", "::1")
-
-
-def _admin_token(directory: Path) -> str | None:
-    """The token ``runyard up`` / ``runyard server`` wrote into this data directory, as the
-    CLI uses it for a server on this machine (so a notebook next to ``runyard up`` needs no
-    set-up)."""
-    try:
-        return (directory / ADMIN_TOKEN_FILE).read_text("utf-8").strip() or None
-    except OSError:
-        return None
-
-
-def data_dir(env: Mapping[str, str]) -> Path:
-    """The data directory as ``env`` sets it (:func:`runyard.defaults.data_dir`)."""
-    return defaults.data_dir(env)

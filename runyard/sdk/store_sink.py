@@ -7,7 +7,7 @@ created by :meth:`Queue.start_local` -- running, with an attempt and a lease hel
 process -- and this sink heartbeats that lease, so a process killed outright ends up ``lost``
 instead of a zombie ``running``, and a stop requested from the CLI/UI reaches it.
 
-Needs SQLAlchemy (the ``server`` extra). :func:`runyard.sdk.sink.select_sink` falls back to
+Needs SQLAlchemy (the ``server`` extra). :func:`runyard.sdk.choose.select_sink` falls back to
 the local-directory files when it is not installed; ``runyard sync`` uploads both.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import errors
-from runyard.progress import snapshot as snapshot_mod
+from runyard import errors, nonfinite, timestamps
 from runyard.progress.metrics_stream import MetricPoint
+from runyard.sdk import names
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.settings import HEARTBEAT_INTERVAL_S
 
@@ -54,8 +54,8 @@ class StoreSink:
         self.store = open_store(default_url(data_dir))
         self.queue = Queue(self.store)
         actor = local_actor()
-        request: dict[str, Any] = {"name": info.name or sink_mod.default_name(),
-                                   "config": snapshot_mod.to_wire(info.config)}
+        request: dict[str, Any] = {"name": info.name or names.default_name(),
+                                   "config": nonfinite.to_wire(info.config)}
         if info.project:
             request["project"] = info.project
         try:
@@ -78,7 +78,7 @@ class StoreSink:
         self._next_beat = clock() + heartbeat_interval_s
         self._stop = False
         self._ended = False
-        self._at = sink_mod.EpochCache()
+        self._at = timestamps.EpochCache()
 
     # ------------------------------------------------------------------ Sink
     def load_config(self) -> dict[str, Any] | None:
@@ -101,7 +101,7 @@ class StoreSink:
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         if not self._ended:
             self._fenced(self.queue.record_progress, self.attempt_id, self.lease,
-                         snapshot_mod.to_wire(snapshot))
+                         nonfinite.to_wire(snapshot))
 
     def write_event(self, kind: str, details: Mapping[str, Any]) -> None:
         if kind == "warning" and not self._ended:
@@ -130,7 +130,7 @@ class StoreSink:
             self.store.add_artifact(self.run_id, self.attempt, name, "checkpoint", size, sha)
         self.store.add_checkpoint(self.run_id, self.attempt, record.step or 0, status,
                                   name=name, sha256=sha, size=size,
-                                  metrics=snapshot_mod.to_wire(record.metrics))
+                                  metrics=nonfinite.to_wire(record.metrics))
         self.queue.add_event(self.run_id, "checkpoint", {
             "step": record.step, "status": status, "sha256": sha, "attempt": self.attempt},
             actor=local_actor())
@@ -148,7 +148,7 @@ class StoreSink:
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         try:
             if not self._ended:
-                clean = snapshot_mod.to_wire(dict(details))
+                clean = nonfinite.to_wire(dict(details))
                 if status == "completed":
                     self._fenced(self.queue.complete, self.attempt_id, self.lease,
                                  exit_code=0, details=clean, actor=local_actor())

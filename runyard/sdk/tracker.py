@@ -10,7 +10,7 @@ import collections
 import math
 from typing import Any
 
-from runyard import defaults
+from runyard import defaults, timestamps
 from runyard.progress import snapshot as snapshot_mod
 
 #: Snapshot writes per second at most (phase changes, start and end are written at once).
@@ -20,8 +20,6 @@ DEFAULT_MIN_INTERVAL_S = 0.5
 DEFAULT_WARMUP_STEPS = 5
 #: The rate is measured over this many seconds of recent steps.
 RATE_WINDOW_S = 30.0
-
-PHASES = ("setup", "data", "train", "eval", "checkpoint", "finalize")
 
 
 class ProgressTracker:
@@ -123,7 +121,7 @@ class ProgressTracker:
         self.seq += 1
         snap: dict[str, Any] = {
             "schema": snapshot_mod.SCHEMA_ID, "seq": self.seq,
-            "updated_at": snapshot_mod.utc_iso(now), "run_id": self.run_id,
+            "updated_at": timestamps.format_time(now), "run_id": self.run_id,
             "attempt": self.attempt, "phase": self.phase,
         }
         if self.step is not None:

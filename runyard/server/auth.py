@@ -1,4 +1,4 @@
-"""Bearer tokens and roles (PRODUCT.md section 11).
+"""Bearer tokens and roles (docs/security.md).
 
 Secrets are 32 random bytes; only their sha256 is stored, and a request's token is found by
 its hash. That lookup is safe against timing attacks for such tokens: an attacker cannot
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from runyard import errors, models
+from runyard import errors, local, models
 from runyard.models import Role
 from runyard.store.base import Row, Store
 
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "ry_"
 ADMIN_NAME = "admin"
-ADMIN_TOKEN_FILE = "admin-token"
 #: ``last_used_at`` is written at most this often per token (a write per request is waste).
 TOUCH_EVERY_S = 60.0
 _RANK = {Role.VIEWER: 1, Role.USER: 2, Role.OPERATOR: 3}
@@ -182,13 +180,7 @@ def bootstrap_admin(store: Store, data_dir: Path, env_token: str | None) -> Path
         create_token(store, ADMIN_NAME, Role.OPERATOR, env_token)
         return None
     _, secret = create_token(store, ADMIN_NAME, Role.OPERATOR)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / ADMIN_TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
-    os.chmod(path, 0o600)  # O_CREAT's mode is ignored when the file already existed
-    return path
+    return local.write_admin_token(data_dir, secret)
 
 
 # --------------------------------------------------------------------------- dependencies

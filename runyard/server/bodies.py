@@ -12,7 +12,7 @@ import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from runyard import errors, jsonvalues
+from runyard import errors, jsonvalues, nonfinite
 
 
 async def json_body(request: Request) -> Any:
@@ -147,7 +147,7 @@ class MetricPoint(Body):
     tag: str = Field(min_length=1, max_length=64)
     #: A number, or "NaN", "Infinity", "-Infinity".
     value: Any = Field(json_schema_extra={"anyOf": [
-        {"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]})
+        {"type": "number"}, {"enum": list(nonfinite.SPECIALS)}]})
     at: float | str | None = None
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from runyard import errors, jsonvalues
+from runyard import errors, jsonvalues, nonfinite, timestamps
 from runyard.store.base import Row
 from runyard.timestamps import parse_time
 
@@ -19,33 +17,21 @@ _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retr
                          "min_cpus", "labels_key", "stop_deadline", "last_step_at"})
 _RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
                         "progress_updated_at", "stop_requested_at"})
-#: The spellings of non-finite floats in JSON bodies (PRODUCT.md section 5).
-SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def iso(ts: float | None) -> str | None:
     """``1700000000.5`` -> ``"2023-11-14T22:13:20.500Z"``; None stays None."""
-    if ts is None:
-        return None
-    dt = datetime.fromtimestamp(ts, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return None if ts is None else timestamps.format_time(ts)
 
 
-def number_out(value: float | None) -> float | str | None:
-    """A float for JSON: NaN and infinities as their strings."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        if math.isnan(value):
-            return "NaN"
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
+#: A float for JSON: NaN and infinities as their strings (docs/progress-protocol.md).
+number_out = nonfinite.encode
 
 
 def number_in(value: Any, field: str) -> float:
     """A metric value from JSON: a number or one of "NaN", "Infinity", "-Infinity"."""
-    if isinstance(value, str) and value in SPECIAL:
-        return SPECIAL[value]
+    if isinstance(value, str) and value in nonfinite.SPECIALS:
+        return nonfinite.SPECIALS[value]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise errors.ValidationError(
             f"{field}: expected a number or \"NaN\"/\"Infinity\"/\"-Infinity\", got {value!r}",

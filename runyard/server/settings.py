@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from runyard import defaults, errors
+from runyard import defaults, errors, local
 
 #: Shortest RUNYARD_ADMIN_TOKEN accepted: tokens are stored as unsalted SHA-256 digests,
 #: which only resist guessing when the secret itself has that much entropy.
@@ -80,7 +79,7 @@ class Settings:
         for opt, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
             if path is not None and not path.is_file():
                 raise errors.ConfigError(f"{opt}: no such file {str(path)!r}")
-        if is_loopback(self.host) or self.insecure:
+        if local.is_loopback_host(self.host) or self.insecure:
             return
         if self.no_auth:
             raise errors.ConfigError(
@@ -92,12 +91,3 @@ class Settings:
                 "network in clear text; give --tls-cert and --tls-key, or pass --insecure "
                 "on a trusted network")
 
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

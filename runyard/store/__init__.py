@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runyard import local
 from runyard.store.base import RunFilter, Store, Transaction, WorkerFilter
-from runyard.store.engine import create_engine, default_data_dir, sqlite_url
+from runyard.store.engine import create_engine, sqlite_url
 
 
 def default_url(data_dir: str | Path | None = None) -> str:
     """The embedded SQLite database under the data directory."""
-    return sqlite_url(Path(data_dir or default_data_dir()) / "runyard.db")
+    return sqlite_url(Path(data_dir or local.data_dir()) / "runyard.db")
 
 
 def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:

@@ -13,7 +13,6 @@ Conventions, binding for callers:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -22,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from runyard import errors, models
+from runyard import errors, models, nonfinite
 from runyard.store.base import Row
 from runyard.store.schema import (
     artifacts,
@@ -34,8 +33,6 @@ from runyard.store.schema import (
     tokens,
 )
 
-#: Strings that stand for the floats JSON cannot carry.
-SPECIALS: dict[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 MAX_STEP = 2**63 - 1
 MAX_TAG_LEN = 64
 #: Most buckets one series request may ask for (a chart is never wider).
@@ -61,10 +58,11 @@ def _is_number(v: Any) -> bool:
 def _encode_value(v: Any, field: str) -> tuple[float | None, str | None]:
     """A point's value as (finite float or None, special spelling or None)."""
     if isinstance(v, str):
-        if v in SPECIALS:
+        if v in nonfinite.SPECIALS:
             return None, v
         raise errors.ValidationError(
-            f"{field}: expected a number or one of {', '.join(SPECIALS)}, got {v!r}", field=field)
+            f"{field}: expected a number or one of {', '.join(nonfinite.SPECIALS)}, got {v!r}",
+            field=field)
     if not _is_number(v):
         raise errors.ValidationError(f"{field}: expected a number, got {type(v).__name__}",
                                      field=field)
@@ -72,11 +70,8 @@ def _encode_value(v: Any, field: str) -> tuple[float | None, str | None]:
         f = float(v)
     except OverflowError:
         raise errors.ValidationError(f"{field}: number too large", field=field) from None
-    if math.isnan(f):
-        return None, "NaN"
-    if math.isinf(f):
-        return None, "Infinity" if f > 0 else "-Infinity"
-    return f, None
+    spelled = nonfinite.encode(f)
+    return (None, spelled) if type(spelled) is str else (f, None)
 
 
 def decode_value(value: float | None, special: str | None) -> float | str | None:

@@ -10,18 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from runyard import defaults, errors
+from runyard import errors, local
 from runyard.store.prepared import execute_raw
 
 #: Seconds a writer waits for SQLite's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 #: A pooled PostgreSQL connection idle for longer than this is pinged before it is used.
 PG_PING_IDLE_S = 1.0
-
-
-def default_data_dir() -> Path:
-    """The data directory (:func:`runyard.defaults.data_dir`)."""
-    return defaults.data_dir()
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
@@ -81,7 +76,7 @@ def _ping_when_idle(engine: sa.Engine, idle_s: float) -> None:
 def _sqlite_engine(url: str, parsed: sa.URL, **kwargs: Any) -> sa.Engine:
     if parsed.database in (None, "", ":memory:"):
         raise errors.ConfigError("database URL: SQLite needs a file (sqlite:///path/runyard.db)")
-    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    local.ensure_data_dir(Path(parsed.database).parent)  # usually the data directory
     engine = sa.create_engine(
         url,
         # We issue BEGIN ourselves (below); the driver must not.

@@ -12,12 +12,10 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults
-from runyard.progress import snapshot as snapshot_mod
+from runyard import defaults, nonfinite, timestamps
 from runyard.progress.reader import MetricsTail, read_snapshot
 
 #: Points per upload request.
@@ -53,7 +51,7 @@ def _epoch(at: Any) -> float | None:
         return float(at)
     if isinstance(at, str):
         try:
-            return datetime.fromisoformat(at).timestamp()
+            return timestamps.parse_iso(at).timestamp()
         except ValueError:
             return None
     return None
@@ -206,7 +204,7 @@ def _file_run(directory: Path, meta: dict[str, Any], status: str) -> LocalRun:
            "exit_code": 0 if status == "completed" else (1 if status == "failed" else None),
            "created_at": started, "started_at": started, "ended_at": ended or started,
            "host_id": meta.get("host_id") or "local", "workdir": meta.get("cwd"),
-           "progress": snapshot_mod.to_wire(snap) if snap else None,
+           "progress": nonfinite.to_wire(snap) if snap else None,
            "progress_updated_at": _epoch(snap.get("updated_at")) if snap else None}
     attempts = [{"number": 1, "host_id": run["host_id"], "claimed_at": started,
                  "running_at": started, "ended_at": ended, "termination_reason": reason,
@@ -227,7 +225,7 @@ def _file_run(directory: Path, meta: dict[str, Any], status: str) -> LocalRun:
             # them would make the server refuse the whole request, so it stays behind.
             if p.step > defaults.METRIC_STEP_MAX or len(p.tag) > defaults.METRIC_NAME_MAX:
                 continue
-            rows.append([p.step, _epoch(p.at), {p.tag: snapshot_mod.encode_number(p.value)}])
+            rows.append([p.step, _epoch(p.at), {p.tag: nonfinite.encode(p.value)}])
             if len(rows) >= ROWS_PER_REQUEST:
                 yield 1, rows
                 rows = []

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runyard import errors
+from runyard import errors, nonfinite
 from runyard.client.http import Http
 from runyard.progress import snapshot as snapshot_mod
 from runyard.sdk import checkpoint_files
-from runyard.sdk.spool import Spool
+from runyard.sdk.http_sink import run_spool
 from runyard.sync import records
 
 MARKER_FILE = "synced.json"
@@ -109,7 +109,7 @@ def _upload(data_dir: Path, http: Http, run: records.LocalRun, report: SyncRepor
 def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
                        ck: records.CheckpointFile) -> None:
     body: dict[str, Any] = {"attempt": ck.attempt, "step": ck.step, "status": "incomplete",
-                            "metrics": snapshot_mod.to_wire(ck.metrics), "name": ck.name}
+                            "metrics": nonfinite.to_wire(ck.metrics), "name": ck.name}
     if ck.status == "complete":
         blob: Path | None = None
         packed = None
@@ -143,7 +143,7 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
     if not root.is_dir():
         return
     for spool_dir in sorted(root.glob("*/spool")):
-        spool = Spool(spool_dir)
+        spool = run_spool(spool_dir)
         meta = spool.read_meta()
         if not meta or not spool.pending:
             continue
@@ -152,7 +152,7 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
                                    f"{meta.get('server')}; sync with --server there")
             continue
         ended: str | None = None  # why the lease was refused: then only points still go
-        for op, end in spool.pending_ops():
+        for op, end in spool.entries():
             try:
                 if ended is None:
                     _replay_op(http, meta, op)
