@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -207,6 +208,27 @@ class Blueprint:
 SchemaReader = Callable[[str], str]
 
 
+class OutsideFolder(OSError):
+    """A ``config_schema_file`` that names a file outside the manifest's folder."""
+
+
+def schema_file_problem(name: str, base_dir: FsPath | None = None) -> str | None:
+    """Why ``name`` may not be read as a ``config_schema_file``, or None.
+
+    Only files inside the manifest's folder are read: the schema is stored where every viewer
+    can read it, so a manifest must not be able to pick up any file its reloader can read
+    (docs/security.md). Without ``base_dir`` only the name is looked at (absolute, or ``..``
+    leading out); with it, symlinks are resolved too.
+    """
+    if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == os.pardir:
+        return f"{name!r} is outside the manifest's folder: name a file inside it"
+    if base_dir is not None:
+        root = base_dir.resolve()
+        if not (root / name).resolve().is_relative_to(root):
+            return f"{name!r} resolves outside the manifest's folder (a symlink leading out)"
+    return None
+
+
 def schema_reader(base_dir: FsPath | None = None, files: Mapping[str, str] | None = None
                   ) -> SchemaReader | None:
     """Resolve schema files from ``files`` (sent along with a manifest's text), else relative
@@ -215,6 +237,9 @@ def schema_reader(base_dir: FsPath | None = None, files: Mapping[str, str] | Non
         return None
 
     def read(name: str) -> str:
+        problem = schema_file_problem(name, base_dir if files is None else None)
+        if problem:
+            raise OutsideFolder(errno.EACCES, problem, name)
         if files is not None:
             if name not in files:
                 raise FileNotFoundError(errno.ENOENT, "not sent with the manifest", name)
@@ -235,6 +260,9 @@ def _load_schema_file(value: Any, path: Path, problems: Problems,
         return None
     try:
         loaded = json.loads(read(value))
+    except OutsideFolder as exc:
+        problems.add(path, str(exc.strerror))
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.add(path, f"cannot read {value!r}: {getattr(exc, 'strerror', None) or exc}")
         return None
