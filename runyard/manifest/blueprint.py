@@ -30,10 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-import jsonschema
-import jsonschema.validators
-
-from runyard import errors, models
+from runyard import config_schema, errors, models
 from runyard.manifest import fields
 from runyard.manifest.locator import Path, format_path, parse_path
 from runyard.manifest.problems import Problems
@@ -126,24 +123,22 @@ def render_command(command: Sequence[str], **values: Any) -> list[str]:
 # --------------------------------------------------------------------------- config schemas
 
 
-def _validator_class(schema: Any) -> type[Any]:
-    cls: type[Any] = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft202012Validator
-    )
-    return cls
-
-
 def check_schema(schema: Any, path: Path, problems: Problems) -> bool:
-    """Record every reason ``schema`` is not a valid JSON Schema; True when it is."""
+    """Record every reason ``schema`` is not a valid JSON Schema, or refers to anything
+    outside itself (the server fetches nothing); True when it is fine."""
     if not isinstance(schema, dict):
         problems.add(path, f"expected a JSON Schema object, got {schema!r}")
         return False
-    cls = _validator_class(schema)
+    cls = config_schema.validator_class(schema)
     found = sorted(cls(cls.META_SCHEMA).iter_errors(schema),
                    key=lambda e: (format_path(e.absolute_path), e.message))
     for err in found:
         problems.add(path + tuple(err.absolute_path), f"not a valid JSON Schema: {err.message}")
-    return not found
+    remote = sorted(config_schema.non_local_refs(schema), key=lambda r: format_path(r[0]))
+    for where, ref in remote:
+        problems.add(path + where, f"{ref!r}: only local references (#/...) are allowed; "
+                                   "the server fetches no schema")
+    return not found and not remote
 
 
 def config_errors(schema: dict[str, Any] | None, config: Any) -> list[tuple[Path, str]]:
@@ -152,15 +147,17 @@ def config_errors(schema: dict[str, Any] | None, config: Any) -> list[tuple[Path
         return [((), f"expected a table/object, got {config!r}")]
     if schema is None:
         return []
-    validator = _validator_class(schema)(schema)
-    found = sorted(validator.iter_errors(config),
-                   key=lambda e: (format_path(e.absolute_path), e.message))
+    try:
+        found = sorted(config_schema.validator(schema).iter_errors(config),
+                       key=lambda e: (format_path(e.absolute_path), e.message))
+    except config_schema.Unresolvable as exc:
+        return [((), config_schema.unresolvable_message(exc))]
     return [(tuple(e.absolute_path), e.message) for e in found]
 
 
 @dataclass(frozen=True)
 class Blueprint:
-    """A named entry point (PRODUCT.md section 8)."""
+    """A named entry point (docs/manifest.md)."""
 
     name: str
     command: tuple[str, ...]
