@@ -199,8 +199,12 @@ def _field_problem(key: str, v: Any) -> str | None:
             return None
         if not isinstance(v, Mapping):
             return "metrics: expected an object of name -> number"
-        bad = next((k for k, x in v.items() if not _is_number(x)), None)
-        return None if bad is None else f"metrics.{str(bad)[:80]}: expected a number"
+        for name, x in v.items():
+            # Exact types (bool is an int subclass): the fast path for up to 256 metrics.
+            kind = type(x)
+            if not (kind is float or kind is int or (kind is str and x in _NONFINITE)):
+                return f"metrics.{str(name)[:80]}: expected a number"
+        return None
     elif key == "rate":
         if v is None:
             return None
