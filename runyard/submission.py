@@ -12,9 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
-
-from runyard import defaults, eligibility, errors, models
+from runyard import config_schema, defaults, eligibility, errors, models
 
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
@@ -75,8 +73,12 @@ def validate_config(schema: Mapping[str, Any] | None, config: Any, prefix: str =
         raise errors.ValidationError(f"{prefix}: expected an object", field=prefix)
     if not schema:
         return
-    validator = jsonschema.Draft202012Validator(schema)
-    found = sorted(validator.iter_errors(dict(config)), key=lambda e: list(e.absolute_path))
+    try:
+        found = sorted(config_schema.validator(schema).iter_errors(dict(config)),
+                       key=lambda e: list(e.absolute_path))
+    except config_schema.Unresolvable as exc:
+        message = f"{prefix}: {config_schema.unresolvable_message(exc)}"
+        raise errors.ValidationError(message, field=prefix) from None
     if not found:
         return
     items = []

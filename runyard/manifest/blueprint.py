@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-import jsonschema
-import jsonschema.validators
-
-from runyard import errors, models
+from runyard import config_schema, errors, models
 from runyard.manifest import fields
 from runyard.manifest.locator import Path, format_path, parse_path
 from runyard.manifest.problems import Problems
@@ -125,24 +123,22 @@ def render_command(command: Sequence[str], **values: Any) -> list[str]:
 # --------------------------------------------------------------------------- config schemas
 
 
-def _validator_class(schema: Any) -> type[Any]:
-    cls: type[Any] = jsonschema.validators.validator_for(
-        schema, default=jsonschema.Draft202012Validator
-    )
-    return cls
-
-
 def check_schema(schema: Any, path: Path, problems: Problems) -> bool:
-    """Record every reason ``schema`` is not a valid JSON Schema; True when it is."""
+    """Record every reason ``schema`` is not a valid JSON Schema, or refers to anything
+    outside itself (the server fetches nothing); True when it is fine."""
     if not isinstance(schema, dict):
         problems.add(path, f"expected a JSON Schema object, got {schema!r}")
         return False
-    cls = _validator_class(schema)
+    cls = config_schema.validator_class(schema)
     found = sorted(cls(cls.META_SCHEMA).iter_errors(schema),
                    key=lambda e: (format_path(e.absolute_path), e.message))
     for err in found:
         problems.add(path + tuple(err.absolute_path), f"not a valid JSON Schema: {err.message}")
-    return not found
+    remote = sorted(config_schema.non_local_refs(schema), key=lambda r: format_path(r[0]))
+    for where, ref in remote:
+        problems.add(path + where, f"{ref!r}: only local references (#/...) are allowed; "
+                                   "the server fetches no schema")
+    return not found and not remote
 
 
 def config_errors(schema: dict[str, Any] | None, config: Any) -> list[tuple[Path, str]]:
@@ -151,15 +147,17 @@ def config_errors(schema: dict[str, Any] | None, config: Any) -> list[tuple[Path
         return [((), f"expected a table/object, got {config!r}")]
     if schema is None:
         return []
-    validator = _validator_class(schema)(schema)
-    found = sorted(validator.iter_errors(config),
-                   key=lambda e: (format_path(e.absolute_path), e.message))
+    try:
+        found = sorted(config_schema.validator(schema).iter_errors(config),
+                       key=lambda e: (format_path(e.absolute_path), e.message))
+    except config_schema.Unresolvable as exc:
+        return [((), config_schema.unresolvable_message(exc))]
     return [(tuple(e.absolute_path), e.message) for e in found]
 
 
 @dataclass(frozen=True)
 class Blueprint:
-    """A named entry point (PRODUCT.md section 8)."""
+    """A named entry point (docs/manifest.md)."""
 
     name: str
     command: tuple[str, ...]
@@ -207,6 +205,27 @@ class Blueprint:
 SchemaReader = Callable[[str], str]
 
 
+class OutsideFolder(OSError):
+    """A ``config_schema_file`` that names a file outside the manifest's folder."""
+
+
+def schema_file_problem(name: str, base_dir: FsPath | None = None) -> str | None:
+    """Why ``name`` may not be read as a ``config_schema_file``, or None.
+
+    Only files inside the manifest's folder are read: the schema is stored where every viewer
+    can read it, so a manifest must not be able to pick up any file its reloader can read
+    (docs/security.md). Without ``base_dir`` only the name is looked at (absolute, or ``..``
+    leading out); with it, symlinks are resolved too.
+    """
+    if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == os.pardir:
+        return f"{name!r} is outside the manifest's folder: name a file inside it"
+    if base_dir is not None:
+        root = base_dir.resolve()
+        if not (root / name).resolve().is_relative_to(root):
+            return f"{name!r} resolves outside the manifest's folder (a symlink leading out)"
+    return None
+
+
 def schema_reader(base_dir: FsPath | None = None, files: Mapping[str, str] | None = None
                   ) -> SchemaReader | None:
     """Resolve schema files from ``files`` (sent along with a manifest's text), else relative
@@ -215,6 +234,9 @@ def schema_reader(base_dir: FsPath | None = None, files: Mapping[str, str] | Non
         return None
 
     def read(name: str) -> str:
+        problem = schema_file_problem(name, base_dir if files is None else None)
+        if problem:
+            raise OutsideFolder(errno.EACCES, problem, name)
         if files is not None:
             if name not in files:
                 raise FileNotFoundError(errno.ENOENT, "not sent with the manifest", name)
@@ -235,6 +257,9 @@ def _load_schema_file(value: Any, path: Path, problems: Problems,
         return None
     try:
         loaded = json.loads(read(value))
+    except OutsideFolder as exc:
+        problems.add(path, str(exc.strerror))
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         problems.add(path, f"cannot read {value!r}: {getattr(exc, 'strerror', None) or exc}")
         return None

@@ -12,7 +12,12 @@ from typing import Any
 
 from runyard import errors, models
 from runyard.manifest import fields
-from runyard.manifest.blueprint import Blueprint, parse_blueprint, schema_reader
+from runyard.manifest.blueprint import (
+    Blueprint,
+    parse_blueprint,
+    schema_file_problem,
+    schema_reader,
+)
 from runyard.manifest.job import DEFAULT_PROJECT, Job, parse_job
 from runyard.manifest.locator import LineIndex, Path
 from runyard.manifest.problems import Problems
@@ -71,31 +76,48 @@ def load_manifest(path: str | FsPath) -> Manifest:
     return parse_manifest(text, source=str(path), base_dir=fs_path.parent)
 
 
-def referenced_files(text: str) -> list[str]:
-    """The ``config_schema_file`` names the manifest text uses (none if it does not parse):
-    what a client sends along with the text so the server never reads its own disk."""
+def referenced_files(text: str) -> dict[str, Path]:
+    """The ``config_schema_file`` names the manifest text uses, each with the key of its first
+    use (none if it does not parse): what a client sends along with the text so the server
+    never reads its own disk."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
-        return []
+        return {}
     tables = data.get("blueprints")
-    names = [t.get("config_schema_file") for t in tables if isinstance(t, Mapping)] \
-        if isinstance(tables, list) else []
-    return sorted({n for n in names if isinstance(n, str) and n})
+    found: dict[str, Path] = {}
+    for i, table in enumerate(tables if isinstance(tables, list) else []):
+        name = table.get("config_schema_file") if isinstance(table, Mapping) else None
+        if isinstance(name, str) and name:
+            found.setdefault(name, ("blueprints", i, "config_schema_file"))
+    return found
 
 
 def request_body(path: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
     """The ``POST /v1/manifest/reload`` body for a file: its text, its source name (default:
     the resolved path, so reloads from any folder are the same source) and the texts of the
-    schema files it names (the server never reads its own disk for them)."""
+    schema files it names (the server never reads its own disk for them).
+
+    Raises ManifestError for a schema file outside the manifest's folder: it is never read.
+    """
     fs_path = FsPath(path)
     text = fs_path.read_text(encoding="utf-8")
     files: dict[str, str] = {}
-    for name in referenced_files(text):
+    refused: list[tuple[Path, str]] = []
+    for name, key in sorted(referenced_files(text).items()):
+        problem = schema_file_problem(name, fs_path.parent)
+        if problem:
+            refused.append((key, problem))
+            continue
         try:
             files[name] = (fs_path.parent / name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             pass  # the server reports it, naming the file and key
+    if refused:
+        problems = Problems(source=str(path), index=LineIndex(text))
+        for key, problem in refused:
+            problems.add(key, problem)
+        problems.raise_if_any()
     return {"text": text, "source": source or str(fs_path.resolve()), "files": files}
 
 

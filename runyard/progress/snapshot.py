@@ -100,6 +100,105 @@ def check_bounds(snapshot: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+#: Longest ``message`` and ``phase``/units strings, as in the schema.
+MESSAGE_MAX = 4096
+LABEL_MAX = 64
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """A number as the wire spells it: a JSON number or ``"NaN"``/``"Infinity"``."""
+    return _is_real(v) or (isinstance(v, str) and v in _NONFINITE)
+
+
+def _label_problem(where: str, v: Any, *, optional: bool = True) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str):
+        return f"{where}: expected a string, got {type(v).__name__}"
+    if len(v) > LABEL_MAX:
+        return f"{where}: longer than {LABEL_MAX} characters"
+    return None
+
+
+def _field_problem(key: str, v: Any) -> str | None:
+    """Why ``v`` is not a valid value of the known field ``key``, or None."""
+    if key in ("schema", "updated_at", "status"):
+        ok = isinstance(v, str)
+    elif key == "message":
+        if isinstance(v, str) and len(v) > MESSAGE_MAX:
+            return f"message: longer than {MESSAGE_MAX} characters"
+        ok = v is None or isinstance(v, str)
+    elif key == "phase":
+        if isinstance(v, str) and not v:
+            return "phase: expected a non-empty string"
+        return _label_problem("phase", v, optional=False)
+    elif key in ("seq", "step"):
+        ok = _is_int(v) and v >= 0
+    elif key == "total_steps":
+        ok = v is None or (_is_int(v) and v >= 0)
+    elif key in ("epoch", "total_epochs", "percent", "eta_seconds"):
+        ok = v is None or (_is_real(v) and v >= 0)
+    elif key == "metrics":
+        if v is None:
+            return None
+        if not isinstance(v, Mapping):
+            return "metrics: expected an object of name -> number"
+        for name, x in v.items():
+            # Exact types (bool is an int subclass): the fast path for up to 256 metrics.
+            kind = type(x)
+            if not (kind is float or kind is int or (kind is str and x in _NONFINITE)):
+                return f"metrics.{str(name)[:80]}: expected a number"
+        return None
+    elif key == "rate":
+        if v is None:
+            return None
+        if not isinstance(v, Mapping) or not _is_number(v.get("value")):
+            return "rate: expected an object with a number value"
+        return _label_problem("rate.units", v.get("units"))
+    elif key == "operations":
+        if not isinstance(v, list):
+            return "operations: expected a list"
+        for i, op in enumerate(v):
+            if not isinstance(op, Mapping):
+                return f"operations.{i}: expected an object"
+            problem = (_label_problem(f"operations.{i}.operation", op.get("operation"),
+                                      optional=False)
+                       or _label_problem(f"operations.{i}.units", op.get("units")))
+            if problem:
+                return problem
+            for name in ("value", "final_value"):
+                x = op.get(name)
+                if name in op and not (_is_number(x) or (x is None and name == "final_value")):
+                    return f"operations.{i}.{name}: expected a number"
+        return None
+    else:
+        return None
+    return None if ok else f"{key}: {type(v).__name__} {str(v)[:40]!r} is not of its type"
+
+
+def check_types(snapshot: Mapping[str, Any]) -> list[str]:
+    """Problems with the types of the snapshot's known fields (docs/progress-protocol.md).
+
+    The schema's types without its required keys and patterns: cheap enough for the server to
+    run on every snapshot it is sent, so that what viewers are shown has the expected shape
+    (a ``message`` is a string, never an object). Unknown keys are not looked at.
+    """
+    problems = []
+    for key, value in snapshot.items():
+        problem = _field_problem(key, value)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 @lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of ``runyard.progress/v1`` shipped inside the package."""

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from runyard import defaults, errors, models
+from runyard.progress import snapshot as snapshot_types
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import (
@@ -77,14 +78,17 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
 
 
 def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
-    """Why a snapshot breaks the protocol's bounds (PRODUCT.md section 5), or None."""
+    """Why a snapshot breaks the protocol's bounds or types (docs/progress-protocol.md), or
+    None. Viewers' browsers render what is kept, so a field of the wrong type (an object for
+    ``message``) is never kept."""
     size = len(json.dumps(snapshot, default=str).encode())
     if size > defaults.SNAPSHOT_MAX_BYTES:
         return f"snapshot of {size} bytes exceeds {defaults.SNAPSHOT_MAX_BYTES}"
+    wrong = snapshot_types.check_types(snapshot)
+    if wrong:
+        return "; ".join(wrong)
     metrics = snapshot.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, dict):
-            return "snapshot.metrics: expected an object"
+    if metrics:
         if len(metrics) > defaults.SNAPSHOT_MAX_METRICS:
             return f"snapshot has {len(metrics)} metrics, at most " \
                    f"{defaults.SNAPSHOT_MAX_METRICS} allowed"

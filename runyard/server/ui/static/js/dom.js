@@ -1,6 +1,53 @@
 // DOM building without innerHTML (every value is text), and formatting helpers.
 
-/** h("a.cls#id", {href, onclick, dataset: {...}}, ...children) -> Element. */
+// Attributes h() sets, by name: all the UI itself uses. Anything else given to it (say a
+// snapshot value that is an object and landed where attributes go) is dropped, so data
+// never reaches innerHTML, inline handlers or style.
+const ATTRS = new Set(["id", "title", "role", "type", "name", "value", "placeholder", "size",
+  "min", "max", "step", "colspan", "rowspan", "tabindex", "inputmode", "for", "autocomplete",
+  "hidden", "disabled", "checked", "selected", "open", "required", "readonly", "multiple"]);
+// The style properties the UI sets (bar widths, colour swatches).
+const STYLES = new Set(["width", "background"]);
+
+/** ``href`` when it is relative or http(s); javascript:, data: and the like are dropped. */
+export function safeHref(href) {
+  const text = String(href);
+  try {
+    const url = new URL(text, window.location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? text : null;
+  } catch {
+    return null;
+  }
+}
+
+function setAttr(el, k, v) {
+  if (k.startsWith("on")) {
+    // Only handlers the UI passes as functions; a string would be inline script.
+    if (typeof v === "function") el.addEventListener(k.slice(2), v);
+  } else if (typeof v === "function" || (typeof v === "object" && k !== "dataset" && k !== "style")) {
+    // Objects and arrays are never attribute values.
+  } else if (k === "dataset") {
+    for (const [dk, dv] of Object.entries(v)) {
+      if (dv !== null && dv !== undefined) el.dataset[dk] = String(dv);
+    }
+  } else if (k === "class") {
+    el.classList.add(...String(v).split(/\s+/).filter(Boolean));
+  } else if (k === "style") {
+    for (const [sk, sv] of Object.entries(v)) {
+      if (STYLES.has(sk) && (typeof sv === "string" || typeof sv === "number")) el.style[sk] = String(sv);
+    }
+  } else if (k === "href") {
+    const href = safeHref(v);
+    if (href !== null) el.setAttribute("href", href);
+  } else if (ATTRS.has(k) || /^(aria|data)-[a-z0-9-]+$/.test(k)) {
+    el.setAttribute(k, v === true ? "" : String(v));
+  }
+}
+
+/**
+ * h("a.cls#id", {href, onclick, dataset: {...}}, ...children) -> Element.
+ * Attributes come from a whitelist (see ATTRS); children are elements or text, never HTML.
+ */
 export function h(tag, attrs, ...children) {
   const m = /^([a-z0-9]+)((?:[.#][\w-]+)*)$/i.exec(tag);
   if (!m) throw new Error(`bad tag ${tag}`);
@@ -15,14 +62,7 @@ export function h(tag, attrs, ...children) {
     attrs = null;
   }
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
-    else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k === "class") el.classList.add(...String(v).split(/\s+/).filter(Boolean));
-    else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
-    else if (v === true) el.setAttribute(k, "");
-    else if (k in el && typeof v !== "string") el[k] = v;
-    else el.setAttribute(k, v);
+    if (v !== null && v !== undefined && v !== false) setAttr(el, k, v);
   }
   append(el, children);
   return el;

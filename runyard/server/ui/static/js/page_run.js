@@ -11,9 +11,12 @@ import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from ".
 const CHART_EVERY_MS = 3000;
 const LOG_EVERY_MS = 2000;
 
+// Values may come from a snapshot, where any JSON can stand: always text (null attributes,
+// so an object is never taken for them), objects spelled as JSON.
 function kv(pairs) {
   return h("dl.kv", pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
-    .map(([k, v]) => [h("dt", k), h("dd", v)]));
+    .map(([k, v]) => [h("dt", null, k),
+      h("dd", null, typeof v === "object" && !(v instanceof Node) ? JSON.stringify(v) : v)]));
 }
 
 function progressFacts(p, eta) {
