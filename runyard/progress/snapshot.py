@@ -115,7 +115,7 @@ def _is_real(v: Any) -> bool:
 
 def _is_number(v: Any) -> bool:
     """A number as the wire spells it: a JSON number or ``"NaN"``/``"Infinity"``."""
-    return _is_real(v) or (isinstance(v, str) and v in _NONFINITE)
+    return _is_real(v) or (isinstance(v, str) and v in nonfinite.SPECIALS)
 
 
 def _label_problem(where: str, v: Any, *, optional: bool = True) -> str | None:
@@ -154,7 +154,7 @@ def _field_problem(key: str, v: Any) -> str | None:
         for name, x in v.items():
             # Exact types (bool is an int subclass): the fast path for up to 256 metrics.
             kind = type(x)
-            if not (kind is float or kind is int or (kind is str and x in _NONFINITE)):
+            if not (kind is float or kind is int or (kind is str and x in nonfinite.SPECIALS)):
                 return f"metrics.{str(name)[:80]}: expected a number"
         return None
     elif key == "rate":
