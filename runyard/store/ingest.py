@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from runyard import errors
 from runyard.store import rollups
-from runyard.store.data import MAX_STEP, _check_int, _check_tag, _encode_value, _is_number
+from runyard.store.values import MAX_STEP, check_int, check_tag, encode_value, is_number
 
 #: ``(step, value, special, at)``: one checked point of a tag, in the general pass.
 Point = tuple[int, float | None, str | None, float]
@@ -232,7 +232,7 @@ def _tag_ok(tag: Any) -> bool:
     if type(tag) is not str:
         return False
     try:
-        _check_tag(tag, "tag")
+        check_tag(tag, "tag")
     except errors.ValidationError:
         return False
     return True
@@ -251,7 +251,7 @@ def _values(values: list[Any]) -> tuple[list[float | None], list[str | None] | N
     specials: list[str | None] = []
     for v in values:
         try:
-            f, special = _encode_value(v, "value")
+            f, special = encode_value(v, "value")
         except errors.ValidationError:
             return None
         out.append(f)
@@ -294,7 +294,7 @@ def _column_batch(columns: Any, now: float) -> dict[str, Column]:
     if steps and not _steps_ok(steps):
         for i, step in enumerate(steps):
             field = f"columns.step[{i}]"
-            _check_int(step, field)
+            check_int(step, field)
             if i and step <= steps[i - 1]:
                 raise errors.ValidationError(f"{field}: steps must increase", field=field)
     times: list[float] | float
@@ -309,7 +309,7 @@ def _column_batch(columns: Any, now: float) -> dict[str, Column]:
             _seconds(at, now, f"columns.at[{i}]") for i, at in enumerate(ats)]
     out: dict[str, Column] = {}
     for tag, given in values.items():
-        _check_tag(tag, "columns.values")
+        check_tag(tag, "columns.values")
         field = f"columns.values.{tag}"
         if type(given) is not list or len(given) != count:
             raise errors.ValidationError(f"{field}: expected a list of {count} values",
@@ -325,7 +325,7 @@ def _column_batch(columns: Any, now: float) -> dict[str, Column]:
         checked = _values(given)
         if checked is None:
             for i, v in zip(index, given, strict=True):
-                _encode_value(v, f"{field}[{i}]")
+                encode_value(v, f"{field}[{i}]")
             raise AssertionError("a value _values refused passed _encode_value")
         if given:
             # The columns share steps and times: nothing changes a column's lists in place.
@@ -349,16 +349,16 @@ def _checked(points: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Any]],
         # A batch repeats a few tags many times: each distinct tag is checked once.
         pts = by_tag.get(tag) if type(tag) is str else None
         if pts is None:
-            tag = _check_tag(tag, f"points[{i}].tag")
+            tag = check_tag(tag, f"points[{i}].tag")
             pts = by_tag[tag] = []
         step = p.get("step")
         if type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _check_int(step, f"points[{i}].step")
+            step = check_int(step, f"points[{i}].step")
         value = p.get("value")
         if type(value) is float and value - value == 0.0:  # finite: the common case
             special = None
         else:
-            value, special = _encode_value(value, f"points[{i}].value")
+            value, special = encode_value(value, f"points[{i}].value")
             if value is None:
                 special_tags.add(tag)
         at = p.get("at")
@@ -374,18 +374,18 @@ def _checked(points: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Any]],
                 f"rows[{i}]: expected [step, at, {{tag: value}}]", field=f"rows[{i}]")
         step, at, values = row
         if type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _check_int(step, f"rows[{i}][0]")
+            step = check_int(step, f"rows[{i}][0]")
         if type(at) is not float or at - at != 0.0:
             at = _seconds(at, now, f"rows[{i}][1]")
         for tag, value in values.items():
             pts = by_tag.get(tag) if type(tag) is str else None
             if pts is None:
-                tag = _check_tag(tag, f"rows[{i}][2].{tag}")
+                tag = check_tag(tag, f"rows[{i}][2].{tag}")
                 pts = by_tag[tag] = []
             if type(value) is float and value - value == 0.0:
                 special = None
             else:
-                value, special = _encode_value(value, f"rows[{i}][2].{tag}")
+                value, special = encode_value(value, f"rows[{i}][2].{tag}")
                 if value is None:
                     special_tags.add(tag)
             pts.append((step, value, special, at))
@@ -406,7 +406,7 @@ def _seconds(at: Any, now: float, field: str) -> float:
     if at is None:
         return now
     try:
-        seconds = float(at) if _is_number(at) else math.nan
+        seconds = float(at) if is_number(at) else math.nan
     except OverflowError:
         seconds = math.nan
     if not math.isfinite(seconds):
