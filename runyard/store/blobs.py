@@ -53,16 +53,8 @@ class BlobsMixin(Access):
 
     def unreferenced_blob_shas(self, candidates: Sequence[str]) -> list[str]:
         """Those of ``candidates`` no artifact or checkpoint refers to."""
-        wanted = sorted(set(candidates))
-        used: set[str] = set()
         with self._read() as conn:
-            for i in range(0, len(wanted), IN_BATCH):
-                part = wanted[i:i + IN_BATCH]
-                q = sa.union(
-                    sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(part)),
-                    sa.select(checkpoints.c.sha256).where(checkpoints.c.sha256.in_(part)))
-                used.update(r[0] for r in conn.execute(q))
-        return [s for s in wanted if s not in used]
+            return unreferenced(conn, candidates)
 
     # ------------------------------------------------------------------ artifacts
     def add_artifact(self, run_id: str, attempt: int, name: str, kind: str, size: int,
@@ -152,3 +144,16 @@ class BlobsMixin(Access):
                             if r[0] is not None)
                 conn.execute(checkpoints.delete().where(*where))
         return sorted(shas)
+
+
+def unreferenced(conn: sa.Connection, candidates: Sequence[str]) -> list[str]:
+    """Those of ``candidates`` no artifact or checkpoint refers to, sorted."""
+    wanted = sorted(set(candidates))
+    used: set[str] = set()
+    for i in range(0, len(wanted), IN_BATCH):
+        part = wanted[i:i + IN_BATCH]
+        q = sa.union(
+            sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(part)),
+            sa.select(checkpoints.c.sha256).where(checkpoints.c.sha256.in_(part)))
+        used.update(r[0] for r in conn.execute(q))
+    return [s for s in wanted if s not in used]

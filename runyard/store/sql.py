@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, claims
+from runyard.store import base, blobs, claims
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
@@ -186,12 +186,7 @@ class SQLTransaction(base.Transaction):
         return sorted({r[0] for r in self.conn.execute(sa.union(a, c))})
 
     def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
-        if not candidates:
-            return []
-        used_a = sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(candidates))
-        used_c = sa.select(checkpoints.c.sha256).where(checkpoints.c.sha256.in_(candidates))
-        used = {r[0] for r in self.conn.execute(sa.union(used_a, used_c))}
-        return sorted(set(candidates) - used)
+        return blobs.unreferenced(self.conn, candidates)
 
 
 class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.Store):
