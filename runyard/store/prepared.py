@@ -1,12 +1,14 @@
-"""Core statements compiled once and run on the driver's cursor, for the claim's statements
-(:mod:`runyard.store.claims`), the hottest path of the store.
+"""Core statements compiled once and run on the driver's cursor, for the store's hottest
+statements: the claim's (:mod:`runyard.store.claims`), the reads of a run or attempt by id,
+and the inserts of events and attempts.
 
 On every ``Connection.execute`` SQLAlchemy rebuilds the statement's cache key, looks the
-compiled form up and sets up an execution context; for a claim that bookkeeping costs more
-than the database work. A :class:`Prepared` keeps the table definitions as the one source of
-SQL: the statement is still written in Core and compiled by the dialect, once, and the column
-types' own bind and result processors are applied (through SQLAlchemy's public type API), so
-rows read the same as through ``Connection.execute``.
+compiled form up and sets up an execution context; for these statements that bookkeeping
+costs more than the database work, and on SQLite much of it happens under the write lock
+that every process on the file waits for. A :class:`Prepared` keeps the table definitions as
+the one source of SQL: the statement is still written in Core and compiled by the dialect,
+once, and the column types' own bind and result processors are applied (through
+SQLAlchemy's public type API), so rows read the same as through ``Connection.execute``.
 """
 
 from __future__ import annotations

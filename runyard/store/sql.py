@@ -22,7 +22,7 @@ from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
-from runyard.store.prepared import fetch_many
+from runyard.store.prepared import Prepared, fetch_many
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -36,6 +36,19 @@ from runyard.store.schema import (
     runs,
     workers,
 )
+
+# Read on every request that names a run or an attempt, and written by every status change:
+# Prepared (runyard.store.prepared) keeps SQLAlchemy's per-call bookkeeping out of SQLite's
+# write lock, which every process on the file waits for.
+_RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
+
+
+def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
+    keys = tuple(row)
+    Prepared.cached(("insert", table.name, keys),
+                    lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
+
 
 #: Columns a listing may sort on (a leading '-' means descending).
 SORTABLE = frozenset({"created_at", "updated_at", "priority", "name", "status", "ended_at"})
@@ -93,7 +106,7 @@ class SQLTransaction(base.Transaction):
                                   "while being claimed")
 
     def insert_event(self, row: Mapping[str, Any]) -> None:
-        self.conn.execute(events.insert(), dict(row))
+        _insert(self.conn, events, row)
 
     # attempts
     def lock_attempt(self, attempt_id: str) -> base.Row | None:
@@ -101,7 +114,7 @@ class SQLTransaction(base.Transaction):
         return first(self.conn.execute(stmt))
 
     def insert_attempt(self, row: Mapping[str, Any]) -> None:
-        self.conn.execute(attempts.insert(), dict(row))
+        _insert(self.conn, attempts, row)
 
     def update_attempt(self, attempt_id: str, values: Mapping[str, Any]) -> None:
         self.conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(**values))
@@ -245,7 +258,7 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
     # reads
     def get_run(self, run_id: str) -> base.Row | None:
         with self._read() as conn:
-            return first(conn.execute(sa.select(runs).where(runs.c.id == run_id)))
+            return _RUN_BY_ID.first(conn, id=run_id)
 
     def list_runs(self, filt: base.RunFilter, *, after_id: str | None = None, limit: int = 50,
                   sort: str = "-created_at", fields: Sequence[str] | None = None
@@ -318,14 +331,14 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
 
     def get_attempt(self, attempt_id: str) -> base.Row | None:
         with self._read() as conn:
-            return first(conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)))
+            return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
 
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:
-            att = first(conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)))
+            att = _ATTEMPT_BY_ID.first(conn, id=attempt_id)
             if att is None:
                 return None
-            return att, first(conn.execute(sa.select(runs).where(runs.c.id == att["run_id"])))
+            return att, _RUN_BY_ID.first(conn, id=att["run_id"])
 
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:
