@@ -142,7 +142,8 @@ class Prepared:
                 cursor.executemany(c.sql, params)
             except conn.dialect.loaded_dbapi.Error as exc:
                 raise sa.exc.DBAPIError.instance(c.sql, params, exc,
-                                                 conn.dialect.loaded_dbapi.Error) from exc
+                                                 conn.dialect.loaded_dbapi.Error,
+                                                 hide_parameters=True) from exc
             return int(cursor.rowcount)
         finally:
             cursor.close()
@@ -204,14 +205,15 @@ def execute_raw(conn: sa.Connection, sql: str, params: Sequence[Any] | Mapping[s
                 ) -> Any:
     """Run driver-level SQL on a new cursor of ``conn``'s connection and return the cursor
     (the caller closes it). Driver errors come out as the exception classes
-    ``Connection.execute`` raises (``IntegrityError`` ...)."""
+    ``Connection.execute`` raises (``IntegrityError`` ...), their parameters hidden as the
+    engine hides them."""
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)
     except conn.dialect.loaded_dbapi.Error as exc:
         cursor.close()
-        raise sa.exc.DBAPIError.instance(sql, params, exc,
-                                         conn.dialect.loaded_dbapi.Error) from exc
+        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
+                                         hide_parameters=True) from exc
     return cursor
 
 
