@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from runyard.store import engine as engine_mod
+from runyard.store import postgres
 from tests.conftest import PG_ADMIN_URL, PgDatabases
 
 
@@ -27,7 +28,7 @@ def make_engine(url: str, idle_s: float, monkeypatch: pytest.MonkeyPatch, pool_s
                 ) -> tuple[sa.Engine, list[int]]:
     """An engine made as the store makes it, with the ping's idle time set, and a count of
     the pings it sends."""
-    monkeypatch.setattr(engine_mod, "PG_PING_IDLE_S", idle_s)
+    monkeypatch.setattr(postgres, "PING_IDLE_S", idle_s)
     engine = engine_mod.create_engine(url, pool_size=pool_size, max_overflow=0)
     pings: list[int] = []
     real_ping = engine.dialect.do_ping

@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from runyard import errors
 from runyard.store import open_store
 from runyard.store.engine import sqlite_url
+from runyard.store.group_commit import MAX_GROUP
 from runyard.store.schema import workers
-from runyard.store.sqlite import MAX_GROUP, SQLiteStore
+from runyard.store.sqlite import SQLiteStore
 
 
 class Boom(Exception):
@@ -53,11 +54,12 @@ def run_writers(store: SQLiteStore, n: int, body: Any) -> tuple[dict[int, BaseEx
             first_in.wait(10)
         try:
             with store.transaction() as tx:
-                groups[i] = store._group
+                groups[i] = store.group_commit._group
                 if i == 0:
                     first_in.set()
                     deadline = time.monotonic() + 10
-                    while len(store._turn._queue) < n - 1 and time.monotonic() < deadline:
+                    queue = store.group_commit._turn._queue
+                    while len(queue) < n - 1 and time.monotonic() < deadline:
                         time.sleep(0.005)
                 body(i, tx)
         except BaseException as exc:  # noqa: BLE001 - recorded and asserted on
@@ -120,8 +122,8 @@ def test_only_the_writers_joining_a_transaction_open_savepoints(
     # 64 KiB): a fifth of a claim batch's time. The first writer has no need of one.
     with sqlite_store.transaction() as tx:  # opens the kept writer connection
         tx.upsert_worker(worker_row("warm"))
-    assert sqlite_store._writer is not None
-    raw = sqlite_store._writer.connection.driver_connection
+    assert sqlite_store.group_commit._writer is not None
+    raw = sqlite_store.group_commit._writer.connection.driver_connection
     sql: list[str] = []
     raw.set_trace_callback(sql.append)  # type: ignore[union-attr]
     try:

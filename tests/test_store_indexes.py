@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from runyard.store import sql as store_sql
+from runyard.store import claims, schema
 from runyard.store.sql import SQLStore
 
 
@@ -47,7 +47,7 @@ def _plan(store: SQLStore, stmt: sa.Select[Any], values: dict[str, Any]) -> str:
 
 _WORKER = {"w_gpus": 0, "w_vram": 0.0, "w_ram": 8.0, "w_cpus": 4.0, "a_prio": 0,
            "a_created": 0.0, "a_id": "", "limit": 8,
-           **{name: "" for name in store_sql._LABEL_BINDS}}
+           **{name: "" for name in claims.LABEL_BINDS}}
 
 
 @pytest.mark.parametrize("skip_prefer_cuda", [False, True])
@@ -55,7 +55,7 @@ _WORKER = {"w_gpus": 0, "w_vram": 0.0, "w_ram": 8.0, "w_cpus": 4.0, "a_prio": 0,
 @pytest.mark.parametrize("keyset", [False, True])
 def test_a_cpu_hosts_claim_reads_the_index_without_cuda_runs(
         store: SQLStore, skip_prefer_cuda: bool, by_labels: bool, keyset: bool) -> None:
-    stmt = store_sql._candidates_stmt(cpu_only=True, skip_prefer_cuda=skip_prefer_cuda,
+    stmt = claims.candidates_stmt(cpu_only=True, skip_prefer_cuda=skip_prefer_cuda,
                                       keyset=keyset, by_labels=by_labels)
     plan = _plan(store, stmt, _WORKER)
     assert "ix_runs_claim_cpu" in plan, plan
@@ -67,7 +67,7 @@ def test_a_cpu_hosts_claim_reads_the_index_without_cuda_runs(
 @pytest.mark.parametrize("keyset", [False, True])
 def test_a_cuda_hosts_claim_reads_the_queued_runs_index(
         store: SQLStore, by_labels: bool, keyset: bool) -> None:
-    stmt = store_sql._candidates_stmt(cpu_only=False, skip_prefer_cuda=False, keyset=keyset,
+    stmt = claims.candidates_stmt(cpu_only=False, skip_prefer_cuda=False, keyset=keyset,
                                       by_labels=by_labels)
     plan = _plan(store, stmt, _WORKER)
     assert "ix_runs_claim " in plan or plan.endswith("ix_runs_claim"), plan
@@ -76,16 +76,16 @@ def test_a_cuda_hosts_claim_reads_the_queued_runs_index(
 
 
 def test_lapsed_lease_sweep_reads_the_active_attempts_index(store: SQLStore) -> None:
-    att = store_sql.attempts.c
-    stmt = (sa.select(att.id).where(store_sql.ACTIVE_ONLY, att.lease_expires_at < 5.0)
+    att = schema.attempts.c
+    stmt = (sa.select(att.id).where(schema.ACTIVE_ONLY, att.lease_expires_at < 5.0)
             .order_by(att.lease_expires_at).limit(10))
     plan = _plan(store, stmt, {})
     assert "ix_attempts_active_lease" in plan, plan
 
 
 def test_queued_runs_listing_reads_the_queued_runs_index(store: SQLStore) -> None:
-    c = store_sql.runs.c
-    stmt = (sa.select(c.id).where(store_sql.QUEUED_ONLY)
+    c = schema.runs.c
+    stmt = (sa.select(c.id).where(schema.QUEUED_ONLY)
             .order_by(c.priority.desc(), c.created_at, c.id).limit(10))
     plan = _plan(store, stmt, {})
     assert "ix_runs_claim" in plan, plan

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from runyard.queue import Queue
-from runyard.store import metrics
+from runyard.store import sqlite
 from runyard.store.base import Store
 from runyard.store.rollups import SHIFTS
 from runyard.store.schema import metric_points, metric_rollups
@@ -88,7 +88,7 @@ def test_rollups_equal_brute_force_after_every_batch_shape(store: Store, queue: 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 511, 512, 513, 1_000, 1_537])
 def test_statement_sizes_cover_the_rows_with_few_texts(count: int) -> None:
-    sizes = list(metrics._statement_sizes(count, 512))
+    sizes = list(sqlite._statement_sizes(count, 512))
     assert sum(sizes) == count
     assert all(s == 512 or (s & (s - 1) == 0 and s < 512) for s in sizes)
     assert len(sizes) <= count // 512 + 9

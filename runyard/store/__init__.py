@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runyard import local
 from runyard.store.base import RunFilter, Store, Transaction, WorkerFilter
-from runyard.store.engine import create_engine, sqlite_url
+from runyard.store.engine import backend, create_engine, sqlite_url
 
 
 def default_url(data_dir: str | Path | None = None) -> str:
@@ -17,15 +17,7 @@ def default_url(data_dir: str | Path | None = None) -> str:
 def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
     """Open (and by default migrate) the database at ``url``; SQLite under the data dir if None."""
     engine = create_engine(url or default_url())
-    store: Store
-    if engine.dialect.name == "sqlite":
-        from runyard.store.sqlite import SQLiteStore
-
-        store = SQLiteStore(engine)
-    else:
-        from runyard.store.postgres import PostgresStore
-
-        store = PostgresStore(engine)
+    store: Store = backend(engine.dialect.name).STORE(engine)
     if upgrade:
         store.upgrade()
     return store

@@ -241,8 +241,9 @@ class Store(abc.ABC):
         """The most recent progress snapshots of a run, newest first."""
 
     # ------------------------------------------------------------------ data plane
-    # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens; implemented once in
-    # runyard.store.data (where the conventions for values and offsets are documented).
+    # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens, each implemented once
+    # for both databases (runyard.store.metrics, .logs, .blobs, .catalog); the conventions for
+    # values are in runyard.store.values, those for log offsets in runyard.store.logs.
     @abc.abstractmethod
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],

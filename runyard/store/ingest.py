@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from runyard import errors, timestamps
 from runyard.store import rollups
-from runyard.store.data import MAX_STEP, _check_int, _check_tag, _encode_value, _is_number
+from runyard.store.values import MAX_STEP, check_int, check_tag, encode_value, is_number
 
 #: ``(step, value, special, at)``: one checked point of a tag, in the general pass.
 Point = tuple[int, float | None, str | None, float]
@@ -204,7 +204,7 @@ def _tag_ok(tag: Any) -> bool:
     if type(tag) is not str:
         return False
     try:
-        _check_tag(tag, "tag")
+        check_tag(tag, "tag")
     except errors.ValidationError:
         return False
     return True
@@ -223,7 +223,7 @@ def _values(values: list[Any]) -> tuple[list[float | None], list[str | None] | N
     specials: list[str | None] = []
     for v in values:
         try:
-            f, special = _encode_value(v, "value")
+            f, special = encode_value(v, "value")
         except errors.ValidationError:
             return None
         out.append(f)
@@ -298,7 +298,7 @@ def rows_of_points(points: Sequence[Any], now: float) -> list[tuple[Any, Any, di
                                          field=f"points[{i}].{key}")
         tag = p.get("tag")
         if type(tag) is not str:  # a dict's key must be hashable
-            _check_tag(tag, f"points[{i}].tag")
+            check_tag(tag, f"points[{i}].tag")
         at = p.get("at")
         out.append((p.get("step"), now if at is None else at, {tag: p.get("value")}))
     return out
@@ -320,7 +320,7 @@ def _checked(rows: Sequence[Sequence[Any]], now: float, field: FieldName
                 field=field(i, "", None))
         step, at, values = row
         if type(step) is not int or not 0 <= step <= MAX_STEP:
-            step = _check_int(step, field(i, "step", None))
+            step = check_int(step, field(i, "step", None))
         if type(at) is not float or at - at != 0.0:
             if type(at) is str and at == last_text:
                 at = last_at
@@ -332,12 +332,12 @@ def _checked(rows: Sequence[Sequence[Any]], now: float, field: FieldName
         for tag, value in values.items():
             pts = by_tag.get(tag) if type(tag) is str else None
             if pts is None:
-                tag = _check_tag(tag, field(i, "tag", tag))
+                tag = check_tag(tag, field(i, "tag", tag))
                 pts = by_tag[tag] = []
             if type(value) is float and value - value == 0.0:  # finite: the common case
                 special = None
             else:
-                value, special = _encode_value(value, field(i, "value", tag))
+                value, special = encode_value(value, field(i, "value", tag))
                 if value is None:
                     special_tags.add(tag)
             pts.append((step, value, special, at))
@@ -361,7 +361,7 @@ def _seconds(at: Any, now: float, field: str) -> float:
         seconds = timestamps.parse_time(at, field)
         return now if seconds is None else seconds
     try:
-        seconds = float(at) if _is_number(at) else math.nan
+        seconds = float(at) if is_number(at) else math.nan
     except OverflowError:
         seconds = math.nan
     if not math.isfinite(seconds):

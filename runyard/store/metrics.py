@@ -1,42 +1,39 @@
 """Metric points: ingest (with :mod:`rollups <runyard.store.rollups>`), listing, tags and
-downsampled series (:class:`MetricsMixin`, mixed into :class:`runyard.store.sql.SQLStore`).
+downsampled series (:class:`MetricsMixin`, part of :class:`runyard.store.sql.SQLStore`).
 
-Values follow the conventions of :mod:`runyard.store.data`: NaN and infinities are stored as
-``value`` NULL plus their spelling in ``special`` and travel as those strings.
+Values follow the conventions of :mod:`runyard.store.values`: NaN and infinities are stored
+as ``value`` NULL plus their spelling in ``special`` and travel as those strings.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import chain
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from runyard import errors
 from runyard.store import ingest, rollups
+from runyard.store.access import Access
 from runyard.store.base import Row
-from runyard.store.data import MAX_SERIES_POINTS, _check_int, _check_tag, decode_value
+from runyard.store.dialect import run_writes
 from runyard.store.prepared import execute_raw
 from runyard.store.rollups import Agg, Layout
-from runyard.store.schema import metric_points, metric_rollups
+from runyard.store.schema import metric_points, metric_rollups, runs
+from runyard.store.values import check_attempt, check_int, check_tag, decode_value
 
-_MP_KEY = ["run_id", "tag", "step", "attempt"]
-_MP_COLS = [*_MP_KEY, "value", "special", "at"]
+#: Most buckets one series request may ask for (a chart is never wider).
+MAX_SERIES_POINTS = 10_000
+#: The primary key of ``metric_points``, and the columns a points upsert writes.
+POINT_KEY = ("run_id", "tag", "step", "attempt")
+POINT_COLUMNS = (*POINT_KEY, "value", "special", "at")
+#: What a points upsert does with a (tag, step) of the attempt stored already.
+POINT_UPSERT = (f"ON CONFLICT ({', '.join(POINT_KEY)}) DO UPDATE SET value = excluded.value, "
+                "special = excluded.special, at = excluded.at")
 
 
-class MetricsMixin:
-    """Metric methods over ``self.engine`` (provided by :class:`SQLStore`)."""
-
-    engine: sa.Engine
-    dialect: str
-    _write: Any  # SQLStore/DataMixin: a context manager yielding a write transaction
-    _reader: Any
-
-    @property
-    def _mark(self) -> str:
-        return "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+class MetricsMixin(Access):
+    """Metric methods of the store."""
 
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
@@ -50,44 +47,30 @@ class MetricsMixin:
         occurrence wins. Errors name ``points[i].field`` or ``rows[i][k]`` and nothing is
         written.
         """
-        attempt = _check_int(attempt, "attempt", 0, 2**31 - 1)
+        attempt = check_attempt(attempt)
         batch = ingest.Batch.of(points, rows)
         if not batch.count:
             return 0
-        # A pure function of the batch, so it is computed before the write turn (SQLite has
-        # one writer: time spent holding it is time every other writer waits), on the usual
-        # assumption that every point is new; re-sent points are taken out below.
+        # The aggregates and statements are pure functions of the batch, so they are built
+        # before the write transaction (SQLite has one writer: time spent holding it is time
+        # every other writer waits), on the usual assumption that every point is new;
+        # re-sent points are taken out below.
         aggs = batch.aggregate(attempt)
-        mark = self._mark
-        sqlite = self.dialect == "sqlite"
-        if sqlite:  # the statements too, for the same reason
-            point_stmts = _sqlite_point_statements(run_id, attempt, batch)
-            rollup_stmts = _sqlite_rollup_statements(run_id, aggs)
+        point_writes = self.ops.point_writes(run_id, attempt, batch)
+        rollup_writes = self.ops.rollup_writes(run_id, aggs)
+        mark = self.ops.mark
         with self._write() as conn:
             # The row lock serialises one run's writers on PostgreSQL, so two batches never
             # both count the same re-sent point into a rollup (SQLite has one writer anyway).
-            lock = f"SELECT id FROM runs WHERE id = {mark}"
-            if not sqlite:
-                lock += " FOR UPDATE"
-            if not _fetch(conn, lock, (run_id,)):
+            lock = sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update()
+            if conn.execute(lock).first() is None:
                 raise errors.NotFound(f"run {run_id!r} not found")
             seen, changed = _split_resent(conn, mark, run_id, attempt, batch)
             if seen:
-                aggs = batch.without(seen).aggregate(attempt)
-            if sqlite:
-                if seen:
-                    rollup_stmts = _sqlite_rollup_statements(run_id, aggs)
-                for sql, params in chain(point_stmts, rollup_stmts):
-                    execute_raw(conn, sql, params).close()
-            else:
-                # Handed to the driver's executemany as tuples: SQLAlchemy's per-row
-                # parameter processing would cost more than the insert.
-                conn.exec_driver_sql(_points_sql(mark), batch.rows(run_id, attempt))
-                blocks, others = aggs
-                merged = [(run_id, *r) for b in blocks for r in b.rows()]
-                merged += [(run_id, *r) for r in others]
-                if merged:
-                    conn.exec_driver_sql(rollups.upsert_sql(mark), merged)
+                rollup_writes = self.ops.rollup_writes(
+                    run_id, batch.without(seen).aggregate(attempt))
+            run_writes(conn, point_writes)
+            run_writes(conn, rollup_writes)
             for tag, steps in changed.items():
                 rollups.recompute(conn, mark, run_id, tag, steps)
         return batch.count
@@ -105,7 +88,7 @@ class MetricsMixin:
                 .join(last, sa.and_(last.c.run_id == run_id, last.c.tag == agg.c.tag,
                                     last.c.shift == top, last.c.block == agg.c.mb))
                 .order_by(agg.c.tag))
-        with self._reader() as conn:
+        with self._read() as conn:
             return [{"tag": r.tag, "count": int(r.n), "last_step": int(r.last_step),
                      "last_value": decode_value(r.last_value, r.last_special)}
                     for r in conn.execute(stmt)]
@@ -129,13 +112,13 @@ class MetricsMixin:
         it may hold a few more than ``limit`` rows when several attempts logged its last
         step; there may be more exactly when ``len(page) >= limit``.
         """
-        _check_int(limit, "limit", 1, 100_000)
+        check_int(limit, "limit", 1, 100_000)
         if tag is not None:
-            _check_tag(tag, "tag")
+            check_tag(tag, "tag")
         if after_step is not None:
             if tag is None:
                 raise errors.ValidationError("after_step: needs tag", field="after_step")
-            _check_int(after_step, "after_step", -1)
+            check_int(after_step, "after_step", -1)
         mp = metric_points.c
         stmt = sa.select(mp.step, mp.tag, mp.value, mp.special, mp.at, mp.attempt).where(
             mp.run_id == run_id)
@@ -144,9 +127,9 @@ class MetricsMixin:
         if after_step is not None:
             stmt = stmt.where(mp.step > after_step)
         if attempt is not None:
-            stmt = stmt.where(mp.attempt == _check_int(attempt, "attempt", 0, 2**31 - 1))
+            stmt = stmt.where(mp.attempt == check_attempt(attempt))
         stmt = stmt.order_by(mp.tag, mp.step, mp.attempt)
-        with self._reader() as conn:
+        with self._read() as conn:
             page = list(conn.execute(stmt.limit(limit)))
             if len(page) == limit and attempt is None:
                 last = page[-1]
@@ -173,12 +156,12 @@ class MetricsMixin:
         counted in its bucket) unless it is its bucket's last point; the range's last point
         is always the final bucket's last. Memory and work stay bounded by ``points``.
         """
-        _check_tag(tag, "tag")
-        n = _check_int(points, "points", 1, MAX_SERIES_POINTS)
+        check_tag(tag, "tag")
+        n = check_int(points, "points", 1, MAX_SERIES_POINTS)
         if min_step is not None:
-            _check_int(min_step, "min_step")
+            check_int(min_step, "min_step")
         if max_step is not None:
-            _check_int(max_step, "max_step")
+            check_int(max_step, "max_step")
         if min_step is not None and max_step is not None and min_step > max_step:
             raise errors.ValidationError("min_step: above max_step", field="min_step")
         mp = metric_points.c
@@ -188,7 +171,7 @@ class MetricsMixin:
         if max_step is not None:
             where.append(mp.step <= max_step)
         empty = {"tag": tag, "points": [], "total": 0, "min_step": None, "max_step": None}
-        with self._reader() as conn:
+        with self._read() as conn:
             # Two index seeks (separate subqueries: each is a single-row probe of the PK).
             bounds = conn.execute(sa.select(
                 sa.select(sa.func.min(mp.step)).where(*where).scalar_subquery(),
@@ -217,95 +200,14 @@ class MetricsMixin:
                 "max_step": lay.hi}
 
     def count_metric_points(self) -> int:
-        """All stored points; an estimate on PostgreSQL once the table is large."""
-        with self._reader() as conn:
-            if self.dialect == "postgresql":
-                est = conn.execute(sa.text(
-                    "SELECT reltuples::bigint FROM pg_class WHERE relname = 'metric_points'"
-                )).scalar()
-                # Counting is exact but linear; past a million rows the planner's estimate
-                # (kept fresh by autovacuum) is good enough for a gauge.
-                if est is not None and est >= 1_000_000:
-                    return int(est)
+        """All stored points; the database's estimate where it keeps one and the table is
+        large (counting is exact but linear; past a million rows an estimate will do)."""
+        with self._read() as conn:
+            est = self.ops.estimated_rows(conn, "metric_points")
+            if est is not None and est >= 1_000_000:
+                return est
             return int(conn.execute(sa.select(sa.func.count()).select_from(metric_points))
                        .scalar_one())
-
-
-_UPSERT = (f"ON CONFLICT ({', '.join(_MP_KEY)}) DO UPDATE SET value = excluded.value, "
-           "special = excluded.special, at = excluded.at")
-
-
-def _points_sql(mark: str) -> str:
-    """The points' upsert, one row of parameters (the same text on both dialects)."""
-    return (f"INSERT INTO metric_points ({', '.join(_MP_COLS)}) "
-            f"VALUES ({', '.join([mark] * len(_MP_COLS))}) {_UPSERT}")
-
-
-#: Rows one SQLite statement carries at most (then halves: see :func:`_statement_sizes`).
-_SQLITE_ROWS = 512
-
-
-Statement = tuple[str, list[Any]]
-
-# Python's sqlite3 binds a float, int or str directly, but hands None (or any other object)
-# to its adapter lookup first, which fails slowly (it builds an AttributeError message), and
-# copies every string it binds. So the statements below bind what a whole statement shares
-# once (run, attempt, tag, and a time shared by every point), and no None in the common
-# case: points of tags with only finite values, and their rollups, leave `special` out of
-# their binds and write NULL for it.
-
-
-def _sqlite_point_statements(run_id: str, attempt: int, batch: ingest.Batch
-                             ) -> list[Statement]:
-    """The points' upsert as multi-row statements, one tag at a time: SQLite then runs one
-    statement per few hundred rows instead of one per row, which costs less than half as
-    much."""
-    out: list[Statement] = []
-    for tag, col in batch.by_tag.items():
-        lead: list[Any] = [run_id, attempt, tag]
-        cols: list[Sequence[Any]]
-        if col.specials is not None:
-            form, cols = "vsa", [col.steps, col.values, col.specials, col.times()]
-        elif type(col.ats) is list:
-            form, cols = "va", [col.steps, col.values, col.ats]
-        else:
-            form, cols = "v", [col.steps, col.values]
-            lead.append(col.ats)
-        out += _multi_row(functools.partial(_sqlite_points_sql, form=form), lead, cols)
-    return out
-
-
-def _sqlite_rollup_statements(run_id: str, aggs: tuple[list[rollups.Blocks],
-                                                        list[rollups.RollupRow]]
-                              ) -> list[Statement]:
-    """The rollups' merge, likewise: a finite tag's rows bind its tag and attempt once, the
-    other rows bind all their columns."""
-    blocks, others = aggs
-    out: list[Statement] = []
-    for b in blocks:
-        out += _multi_row(rollups.sqlite_merge_sql, [run_id, b.tag, b.attempt],
-                          [b.shifts, b.blocks, b.ns, b.vmins, b.vmaxs, b.last_steps,
-                           b.last_values])
-    if others:
-        out += _multi_row(rollups.sqlite_upsert_sql, [run_id],
-                          [list(c) for c in zip(*others, strict=True)])
-    return out
-
-
-def _multi_row(sql: Callable[[int], str], lead: list[Any], columns: list[Sequence[Any]]
-               ) -> list[Statement]:
-    """Rows given as ``columns`` (equally long), cut into statements of
-    :func:`_statement_sizes` rows, each bound as ``lead`` then the rows' values in turn."""
-    width, count = len(columns), len(columns[0])
-    # The rows' values, row after row: one C-level slice assignment per column.
-    params: list[Any] = [None] * (width * count)
-    for k, column in enumerate(columns):
-        params[k::width] = column
-    out, i = [], 0
-    for n in _statement_sizes(count, _SQLITE_ROWS):
-        out.append((sql(n), lead + params[i:i + n * width]))
-        i += n * width
-    return out
 
 
 def _fetch(conn: sa.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
@@ -315,38 +217,6 @@ def _fetch(conn: sa.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return list(cursor.fetchall())
     finally:
         cursor.close()
-
-
-def _statement_sizes(count: int, most: int) -> Iterator[int]:
-    """Rows per statement for ``count`` rows: ``most`` at a time, then powers of two, so
-    only a few distinct statement texts exist and the driver's statement cache keeps them."""
-    while count >= most:
-        yield most
-        count -= most
-    size = most
-    while count:
-        while size > count:
-            size >>= 1
-        yield size
-        count -= size
-
-
-#: ``metric_points`` columns from ``value`` on, by the form of a points statement's rows:
-#: ``(step, value)`` with the time bound once (``?4``), ``(step, value, at)``, or
-#: ``(step, value, special, at)``.
-_POINT_FORMS = {"v": "column2, NULL, ?4", "va": "column2, NULL, column3",
-                "vsa": "column2, column3, column4"}
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_points_sql(rows: int, form: str) -> str:
-    """Upsert ``rows`` points of one tag bound as ``run_id, attempt, tag`` (then the time
-    for ``form`` "v"), then each row of ``form`` (``WHERE true`` parses the upsert clause
-    after a SELECT)."""
-    values = "(" + ", ".join(["?"] * (1 + len(form))) + ")"  # the step, then the form's
-    return (f"INSERT INTO metric_points ({', '.join(_MP_COLS)}) "
-            f"SELECT ?1, ?3, column1, ?2, {_POINT_FORMS[form]} "
-            f"FROM (VALUES {', '.join([values] * rows)}) WHERE true {_UPSERT}")
 
 
 def _split_resent(conn: sa.Connection, mark: str, run_id: str, attempt: int,

@@ -1,85 +1,100 @@
-"""PostgreSQL: row locks, and ``SKIP LOCKED`` so concurrent claimers never wait on each other."""
+"""PostgreSQL: the engine's settings, and the SQL this database writes its own way.
+
+Row locks, and ``SKIP LOCKED`` so that concurrent claimers never wait on each other.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects import postgresql
 
-from runyard import errors
-from runyard.store import base
-from runyard.store.prepared import execute_raw
-from runyard.store.sql import SQLStore, SQLTransaction
+from runyard.store import claims, ingest, rollups
+from runyard.store.base import Grant
+from runyard.store.dialect import Dialect, Write
+from runyard.store.metrics import POINT_COLUMNS, POINT_UPSERT
+from runyard.store.sql import SQLStore
 
-# A batch of claims as one statement over arrays (one element per claim), in one round trip:
-# psycopg's executemany costs about a round trip per row. The `= ANY` repeats the join on
-# ids so that the planner reads the runs by primary key. A run must still be as the claim
-# read it: its event_seq moves with every status change (each appends an event), so no
-# status test is needed, and one on `status` would lead the planner to scan every queued
-# run in the status index. Attempts and events are written for the runs updated, and the
-# count of those tells the caller whether all were.
-_CLAIM_RUNS = """
-WITH g AS (
-    SELECT * FROM unnest(%(run_id)s::varchar[], %(attempt_id)s::varchar[],
-                         %(host_id)s::varchar[], %(number)s::int[], %(seq)s::int[],
-                         %(at)s::float8[], %(lease)s::varchar[], %(expires)s::float8[],
-                         %(actor)s::varchar[], %(details)s::text[])
-        AS g(run_id, attempt_id, host_id, number, seq, at, lease, expires, actor, details)
-), claimed AS (
-    UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_id,
-        attempt = g.number, event_seq = g.seq, updated_at = g.at, stop_intent = NULL,
-        stop_requested_at = NULL, stop_deadline = NULL, stalled = false,
-        termination_reason = NULL, exit_code = NULL, ended_at = NULL
-    FROM g
-    WHERE runs.id = g.run_id AND runs.event_seq = g.seq - 1
-        AND runs.id = ANY(%(run_id)s::varchar[])
-    RETURNING runs.id
-), new_attempts AS (
-    INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, active,
-                          claimed_at)
-    SELECT g.attempt_id, g.run_id, g.number, g.host_id, g.lease, g.expires, true, g.at
-    FROM g JOIN claimed ON claimed.id = g.run_id
-), new_events AS (
-    INSERT INTO events (run_id, seq, attempt, at, kind, status, actor, details)
-    SELECT g.run_id, g.seq, g.number, g.at, 'status', 'claimed', g.actor, g.details::json
-    FROM g JOIN claimed ON claimed.id = g.run_id
-)
-SELECT count(*) FROM claimed
-"""
+#: A pooled connection idle for longer than this is pinged before it is used.
+PING_IDLE_S = 1.0
+_POINTS_SQL = (f"INSERT INTO metric_points ({', '.join(POINT_COLUMNS)}) "
+               f"VALUES ({', '.join(['%s'] * len(POINT_COLUMNS))}) {POINT_UPSERT}")
 
 
-class PostgresTransaction(SQLTransaction):
-    lock_clause = {"read": False}
-    skip_locked_clause = {"skip_locked": True}
+def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
+    """An engine for the PostgreSQL database at ``url`` (through psycopg 3)."""
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url, **{"pool_size": 8, "max_overflow": 32, **kwargs})
+    _ping_when_idle(engine)
+    return engine
 
-    def claim_runs(self, grants: Sequence[base.Grant]) -> None:
-        if not grants:
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """Ping a pooled connection before use when it sat idle longer than
+    :data:`PING_IDLE_S`; if the server closed it (a restart, an idle-session timeout), the
+    pool drops it and every connection made before it, and connects anew.
+
+    Instead of ``pool_pre_ping``, which pings at every checkout: a round trip on each
+    transaction. A connection in use a moment ago is alive; if the server went down in
+    between, that one call fails and the pool discards its connections, as it would had the
+    server gone down during the call.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_IDLE_S:
             return
-        g = grants
-        cur = execute_raw(self.conn, _CLAIM_RUNS, {
-            "run_id": [x.run_id for x in g], "attempt_id": [x.attempt_id for x in g],
-            "host_id": [x.host_id for x in g], "number": [x.number for x in g],
-            "seq": [x.seq for x in g], "at": [x.at for x in g], "lease": [x.lease for x in g],
-            "expires": [x.lease_expires_at for x in g], "actor": [x.actor for x in g],
-            "details": [json.dumps({"worker": x.host_id}) for x in g]})
         try:
-            changed = int(cur.fetchone()[0])
-        finally:
-            cur.close()
-        if changed != len(g):  # the rows were read locked: a bug if so
-            raise errors.Conflict(f"{len(g) - changed} of {len(g)} runs changed while being "
-                                  "claimed")
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # A server that closed one connection closed the others made before it: the
+            # pool drops them all, as pool_pre_ping does. Other errors would only repeat.
+            if engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise sa.exc.InvalidatePoolError(str(exc)) from exc
+            raise
 
-    def _upsert(self, table: sa.Table, row: Mapping[str, Any], keys: list[str],
-                update: list[str]) -> None:
-        stmt = insert(table).values(**row)
-        stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                          set_={k: stmt.excluded[k] for k in update})
-        self.conn.execute(stmt)
+
+class PostgresDialect(Dialect):
+    mark = "%s"
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def claim_runs(self, conn: sa.Connection, grants: Sequence[Grant]) -> int:
+        return claims.postgres_claim_runs(conn, grants)
+
+    def point_writes(self, run_id: str, attempt: int, batch: ingest.Batch) -> list[Write]:
+        # Handed to the driver's executemany as tuples: SQLAlchemy's per-row parameter
+        # processing would cost more than the insert.
+        return [Write(_POINTS_SQL, batch.rows(run_id, attempt), many=True)]
+
+    def rollup_writes(self, run_id: str, aggs: tuple[list[rollups.Blocks],
+                                                     list[rollups.RollupRow]]) -> list[Write]:
+        blocks, others = aggs
+        merged = [(run_id, *r) for b in blocks for r in b.rows()]
+        merged += [(run_id, *r) for r in others]
+        return [Write(rollups.upsert_sql(self.mark), merged, many=True)] if merged else []
+
+    def estimated_rows(self, conn: sa.Connection, table: str) -> int | None:
+        # The planner's estimate, kept fresh by autovacuum.
+        est = conn.execute(sa.text("SELECT reltuples::bigint FROM pg_class WHERE relname = :t"),
+                           {"t": table}).scalar()
+        return None if est is None else int(est)
 
 
 class PostgresStore(SQLStore):
-    transaction_class = PostgresTransaction
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine, PostgresDialect())
+
+
+#: The store class of this database, for :func:`runyard.store.open_store`.
+STORE = PostgresStore

@@ -1,11 +1,14 @@
-"""Core statements compiled once and run on the driver's cursor, for the hottest paths.
+"""Core statements compiled once and run on the driver's cursor, for the store's hottest
+statements: the claim's (:mod:`runyard.store.claims`), the reads of a run or attempt by id,
+and the inserts of events and attempts.
 
 On every ``Connection.execute`` SQLAlchemy rebuilds the statement's cache key, looks the
-compiled form up and sets up an execution context. For a claim that bookkeeping cost more than
-the database work (about 0.5 ms per statement against tens of microseconds in SQLite). A
-:class:`Prepared` keeps the table definitions as the one source of SQL: the statement is still
-written in Core and compiled by the dialect, once, and the column types' own bind and result
-processors are applied, so rows read the same as through ``Connection.execute``.
+compiled form up and sets up an execution context; for these statements that bookkeeping
+costs more than the database work, and on SQLite much of it happens under the write lock
+that every process on the file waits for. A :class:`Prepared` keeps the table definitions as
+the one source of SQL: the statement is still written in Core and compiled by the dialect,
+once, and the column types' own bind and result processors are applied (through
+SQLAlchemy's public type API), so rows read the same as through ``Connection.execute``.
 """
 
 from __future__ import annotations
@@ -38,12 +41,10 @@ class _Compiled:
             name: bp.value for bp, name in names.items() if not bp.required}
         self.binds: dict[str, Processor] = {}
         for bp, name in names.items():
-            proc = bp.type._cached_bind_processor(dialect)
+            proc = bp.type.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
                 self.binds[name] = proc
         cols = list(getattr(stmt, "selected_columns", None) or ())
-        if not cols and getattr(stmt, "_returning", None):
-            cols = list(stmt._returning)  # type: ignore[attr-defined]
         self.columns = tuple(c.key for c in cols)
         self.types = tuple(c.type for c in cols)
         # The constants' values as the driver takes them, processed once.
@@ -74,7 +75,7 @@ class _Compiled:
     def rows(self, cursor: Any) -> list[dict[str, Any]]:
         raw = cursor.fetchall()
         if self.results is None:
-            found = (t._cached_result_processor(self.dialect, d[1])
+            found = (t.dialect_impl(self.dialect).result_processor(self.dialect, d[1])
                      for t, d in zip(self.types, cursor.description, strict=True))
             self.results = tuple((key, proc) for key, proc in zip(self.columns, found,
                                                                   strict=True) if proc)
@@ -111,14 +112,15 @@ class Prepared:
             p = _CACHE[key] = build()
         return p
 
-    def _compiled(self, dialect: sa.Dialect) -> _Compiled:
+    def compiled(self, dialect: sa.Dialect) -> _Compiled:
+        """The statement as ``dialect`` runs it, compiled on first use."""
         c = self._by_dialect.get(dialect.name)
         if c is None:
             c = self._by_dialect[dialect.name] = _Compiled(self.stmt, dialect, self.column_keys)
         return c
 
     def _execute(self, conn: sa.Connection, values: Mapping[str, Any]) -> tuple[_Compiled, Any]:
-        c = self._compiled(conn.dialect)
+        c = self.compiled(conn.dialect)
         return c, execute_raw(conn, c.sql, c.params(values))
 
     def run(self, conn: sa.Connection, **values: Any) -> int:
@@ -132,7 +134,7 @@ class Prepared:
     def run_many(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> int:
         """Execute once per row of values (the driver's ``executemany``); return the number
         of rows changed in all."""
-        c = self._compiled(conn.dialect)
+        c = self.compiled(conn.dialect)
         params: Any = [c.params(values) for values in rows]
         cursor = conn.connection.cursor()
         try:
@@ -140,7 +142,8 @@ class Prepared:
                 cursor.executemany(c.sql, params)
             except conn.dialect.loaded_dbapi.Error as exc:
                 raise sa.exc.DBAPIError.instance(c.sql, params, exc,
-                                                 conn.dialect.loaded_dbapi.Error) from exc
+                                                 conn.dialect.loaded_dbapi.Error,
+                                                 hide_parameters=True) from exc
             return int(cursor.rowcount)
         finally:
             cursor.close()
@@ -174,7 +177,7 @@ def fetch_many(conn: sa.Connection, calls: Sequence[tuple[Prepared, Mapping[str,
             # every result.
             with dbapi_conn.pipeline():
                 for p, values in calls:
-                    c = p._compiled(conn.dialect)
+                    c = p.compiled(conn.dialect)
                     cursor = conn.connection.cursor()
                     started.append((c, cursor))
                     cursor.execute(c.sql, c.params(values))
@@ -202,14 +205,15 @@ def execute_raw(conn: sa.Connection, sql: str, params: Sequence[Any] | Mapping[s
                 ) -> Any:
     """Run driver-level SQL on a new cursor of ``conn``'s connection and return the cursor
     (the caller closes it). Driver errors come out as the exception classes
-    ``Connection.execute`` raises (``IntegrityError`` ...)."""
+    ``Connection.execute`` raises (``IntegrityError`` ...), their parameters hidden as the
+    engine hides them."""
     cursor = conn.connection.cursor()
     try:
         cursor.execute(sql, params)
     except conn.dialect.loaded_dbapi.Error as exc:
         cursor.close()
-        raise sa.exc.DBAPIError.instance(sql, params, exc,
-                                         conn.dialect.loaded_dbapi.Error) from exc
+        raise sa.exc.DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error,
+                                         hide_parameters=True) from exc
     return cursor
 
 

@@ -1,241 +1,191 @@
-"""SQLite: one writer at a time (``BEGIN IMMEDIATE``), so no row locks are needed.
+"""SQLite: the engine's settings, and the SQL this database writes its own way.
 
-Writers of one process take turns in arrival order, and writers that queue up behind each
-other share one transaction and one commit (group commit, :class:`_Group`).
+One writer at a time: every write transaction begins with ``BEGIN IMMEDIATE``, so no row
+locks are needed and a read-then-write transaction never fails half-way on a busy lock.
+Writers of one process share commits (:mod:`runyard.store.group_commit`).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.dialects import sqlite
 
-from runyard import errors
-from runyard.store.data import translated_errors
-from runyard.store.engine import SQLITE_BUSY_TIMEOUT_S
-from runyard.store.sql import SQLStore, SQLTransaction
+from runyard import errors, local
+from runyard.store import claims, ingest, rollups
+from runyard.store.access import translated_errors
+from runyard.store.base import Grant
+from runyard.store.dialect import Dialect, Write
+from runyard.store.group_commit import GroupCommit
+from runyard.store.metrics import POINT_COLUMNS, POINT_UPSERT
+from runyard.store.prepared import execute_raw
+from runyard.store.sql import SQLStore
 
-#: Writers one shared transaction may hold before it commits anyway.
-MAX_GROUP = 32
-#: Seconds after its first writer finished that a shared transaction stops taking more: short
-#: writes (claims) still share commits, while long ones (large metric batches) do not keep
-#: the first writer waiting for several others.
-MAX_GROUP_WAIT_S = 0.05
-
-
-class SQLiteTransaction(SQLTransaction):
-    def _upsert(self, table: sa.Table, row: Mapping[str, Any], keys: list[str],
-                update: list[str]) -> None:
-        stmt = insert(table).values(**row)
-        stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                          set_={k: stmt.excluded[k] for k in update})
-        self.conn.execute(stmt)
+#: Seconds a writer waits for SQLite's lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+#: Rows one statement carries at most (then halves: see :func:`_statement_sizes`).
+_ROWS_PER_STATEMENT = 512
 
 
-class _FifoLock:
-    """A lock granted in arrival order, that can tell whether anyone waits for it.
+def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
+    """An engine for the SQLite file at ``url``."""
+    if url.database in (None, "", ":memory:"):
+        raise errors.ConfigError("database URL: SQLite needs a file (sqlite:///path/runyard.db)")
+    local.ensure_data_dir(Path(url.database).parent)  # usually the data directory
+    engine = sa.create_engine(
+        url,
+        # We issue BEGIN ourselves (below); the driver must not.
+        connect_args={"isolation_level": None, "timeout": BUSY_TIMEOUT_S,
+                      "check_same_thread": False},
+        pool_size=8,
+        max_overflow=64,
+        # The connection used last has the freshest page cache: each SQLite connection keeps
+        # its own, and one that sat idle while others wrote reloads every page they changed.
+        pool_use_lifo=True,
+        **kwargs,
+    )
 
-    SQLite's busy handler polls with growing sleeps and no order, and ``threading.Lock``
-    wakes an arbitrary waiter: with 16 writers either lets some wait far longer than the
-    rest (p99 latency) or past the busy timeout ("database is locked").
-    """
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged write is on disk before we answer, so neither a process
+        # crash nor a power cut loses it (NORMAL would only survive the former).
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        cur.close()
 
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False
-        self._queue: deque[threading.Event] = deque()
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # Writers take the lock up front so a read-then-write transaction can never fail with
+        # SQLITE_BUSY half-way; readers use a deferred BEGIN and never block writers (WAL).
+        # On the driver's cursor: every write (a claim, a metrics batch) begins here, and
+        # Connection.exec_driver_sql's bookkeeping cost more than the statement.
+        sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
+        execute_raw(conn, sql, ()).close()
 
-    def acquire(self, timeout: float) -> bool:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return True
-            turn = threading.Event()
-            self._queue.append(turn)
-        if turn.wait(timeout):
-            return True
-        with self._mutex:
-            if turn.is_set():  # handed over just as the wait ran out
-                return True
-            self._queue.remove(turn)
-            return False
-
-    def release(self) -> None:
-        with self._mutex:
-            if not self._hand_over():
-                self._held = False
-
-    def hand_over(self) -> bool:
-        """Pass the lock to the next waiter if there is one (else keep holding it)."""
-        with self._mutex:
-            return self._hand_over()
-
-    def _hand_over(self) -> bool:
-        if not self._queue:
-            return False
-        self._queue.popleft().set()  # the lock passes straight to the next writer
-        return True
+    return engine
 
 
-class _Group:
-    """One open write transaction, run through by writers one after another.
+class SQLiteDialect(Dialect):
+    mark = "?"
 
-    Each writer after the first runs inside a savepoint, so a writer that fails undoes only
-    its own writes; the first one's failure rolls back the transaction, which holds nothing
-    else yet. (A savepoint cost a batch of claims a fifth of its time: SQLite copies each
-    page the writer changes into a journal of its own, a new temporary file once it
-    outgrows 64 KiB.) A writer that finishes while others wait hands the open transaction
-    to the next and waits for the commit; the last one commits for all. Nobody is answered
-    before the commit that makes their writes durable, and one commit (the fsync) serves
-    many writers.
-    """
+    def insert(self, table: sa.Table) -> Any:
+        return sqlite.insert(table)
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self.conn = conn
-        self.tx = conn.begin()
-        self.members = 0
-        self.first_done: float | None = None
-        self.committed = threading.Event()
-        self.error: BaseException | None = None
+    def claim_runs(self, conn: sa.Connection, grants: Sequence[Grant]) -> int:
+        return claims.sqlite_claim_runs(conn, grants)
 
-    def savepoint(self, sql: str) -> None:
-        cur = self.conn.connection.cursor()
-        try:
-            cur.execute(sql)
-        finally:
-            cur.close()
-
-    def finish(self) -> bool:
-        """Commit (or, after a broken savepoint, roll back) and wake every member. False when
-        that failed: the store then hands the connection back to the pool to be reset."""
-        try:
-            if self.error is None:
-                self.tx.commit()
+    def point_writes(self, run_id: str, attempt: int, batch: ingest.Batch) -> list[Write]:
+        """Multi-row statements, one tag at a time: SQLite then runs one statement per few
+        hundred rows instead of one per row, which costs less than half as much."""
+        out: list[Write] = []
+        for tag, col in batch.by_tag.items():
+            lead: list[Any] = [run_id, attempt, tag]
+            cols: list[Sequence[Any]]
+            if col.specials is not None:
+                form, cols = "vsa", [col.steps, col.values, col.specials, col.times()]
+            elif type(col.ats) is list:
+                form, cols = "va", [col.steps, col.values, col.ats]
             else:
-                self.tx.rollback()
-            return True
-        except BaseException as exc:
-            self.error = exc
-            # A COMMIT that fails (a deferred constraint) leaves SQLite's transaction open,
-            # and the connection goes back to the pool: end it here.
-            raw = self.conn.connection.dbapi_connection
-            if raw is not None and raw.in_transaction:
-                raw.rollback()
-            return False
-        finally:
-            self.committed.set()
+                form, cols = "v", [col.steps, col.values]
+                lead.append(col.ats)
+            out += _multi_row(functools.partial(_points_sql, form=form), lead, cols)
+        return out
+
+    def rollup_writes(self, run_id: str, aggs: tuple[list[rollups.Blocks],
+                                                     list[rollups.RollupRow]]) -> list[Write]:
+        """Multi-row statements likewise: a finite tag's rows bind its tag and attempt once,
+        the other rows bind all their columns."""
+        blocks, others = aggs
+        out: list[Write] = []
+        for b in blocks:
+            out += _multi_row(rollups.sqlite_merge_sql, [run_id, b.tag, b.attempt],
+                              [b.shifts, b.blocks, b.ns, b.vmins, b.vmaxs, b.last_steps,
+                               b.last_values])
+        if others:
+            out += _multi_row(rollups.sqlite_upsert_sql, [run_id],
+                              [list(c) for c in zip(*others, strict=True)])
+        return out
 
 
 class SQLiteStore(SQLStore):
-    """Writers of this process queue in order before they ask SQLite for its write lock, and
-    share commits. Other processes on the same file still meet the busy timeout, as before."""
-
-    transaction_class = SQLiteTransaction
+    """Write transactions go through :class:`GroupCommit`."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        super().__init__(engine)
-        self._turn = _FifoLock()
-        self._group: _Group | None = None
-        # Writers take turns, so one connection serves them all, kept rather than taken from
-        # the pool each time: a checkout and check-in cost a lone claim about a tenth of its
-        # CPU, and this connection's page cache always holds what was written last.
-        self._writer: sa.Connection | None = None
+        super().__init__(engine, SQLiteDialect())
+        self.group_commit = GroupCommit(engine, timeout_s=BUSY_TIMEOUT_S)
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with translated_errors(), self._shared_transaction() as conn:
+        with translated_errors(), self.group_commit.transaction() as conn:
             yield conn
 
-    @contextmanager
-    def _shared_transaction(self) -> Iterator[sa.Connection]:
-        if not self._turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-            raise errors.StoreError(
-                f"database error: no write turn within {SQLITE_BUSY_TIMEOUT_S:g} s")
-        group = self._group
-        first = group is None
-        try:
-            if group is None:
-                if self._writer is None:
-                    self._writer = self.engine.connect()
-                group = self._group = _Group(self._writer)
-            group.members += 1
-            if not first:
-                group.savepoint("SAVEPOINT writer")
-        except BaseException as exc:
-            self._group = None
-            if group is not None and not first:  # its earlier writers wait for a commit
-                group.error = exc
-                group.finish()
-            self._drop_writer()
-            self._turn.release()
-            raise
-        try:
-            yield group.conn
-        except BaseException as exc:
-            if first:
-                self._abandon(group, exc)
-                raise
-            try:
-                group.savepoint("ROLLBACK TO writer")
-                group.savepoint("RELEASE writer")
-            except BaseException as exc:  # the whole transaction is gone: nobody commits
-                group.error = exc
-            self._pass_on(group)
-            raise
-        if not first:
-            group.savepoint("RELEASE writer")
-        self._pass_on(group)
-        group.committed.wait()
-        if group.error is not None:
-            raise errors.StoreError(f"database error: {group.error}") from group.error
-
-    def _abandon(self, group: _Group, exc: BaseException) -> None:
-        """Roll back a transaction whose first writer failed with ``exc``: nobody else is in
-        it yet, and the next writer starts a new one."""
-        self._group = None
-        try:
-            group.error = exc
-            if not group.finish():
-                self._drop_writer()
-        finally:
-            self._turn.release()
-
-    def _pass_on(self, group: _Group) -> None:
-        """Hand the open transaction to the next writer, or commit it; either way the turn
-        moves on."""
-        now = time.monotonic()
-        if group.first_done is None:
-            group.first_done = now
-        if (group.error is None and group.members < MAX_GROUP
-                and now - group.first_done < MAX_GROUP_WAIT_S and self._turn.hand_over()):
-            return
-        self._group = None
-        try:
-            if not group.finish():
-                self._drop_writer()
-        finally:
-            self._turn.release()
-
-    def _drop_writer(self) -> None:
-        """Hand the writer connection back after a failure (the pool rolls it back, or
-        discards it if it broke); the next writer takes one from the pool again."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-            except sa.exc.SQLAlchemyError:
-                pass
-
     def close(self) -> None:
-        if self._turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-            try:
-                self._drop_writer()
-            finally:
-                self._turn.release()
+        self.group_commit.close()
         super().close()
+
+
+#: The store class of this database, for :func:`runyard.store.open_store`.
+STORE = SQLiteStore
+
+# Python's sqlite3 binds a float, int or str directly, but hands None (or any other object)
+# to its adapter lookup first, which fails slowly (it builds an AttributeError message), and
+# copies every string it binds. So the statements below bind what a whole statement shares
+# once (run, attempt, tag, and a time shared by every point), and no None in the common
+# case: points of tags with only finite values, and their rollups, leave `special` out of
+# their binds and write NULL for it.
+
+
+def _multi_row(sql: Callable[[int], str], lead: list[Any], columns: list[Sequence[Any]]
+               ) -> list[Write]:
+    """Rows given as ``columns`` (equally long), cut into statements of
+    :func:`_statement_sizes` rows, each bound as ``lead`` then the rows' values in turn."""
+    width, count = len(columns), len(columns[0])
+    # The rows' values, row after row: one C-level slice assignment per column.
+    params: list[Any] = [None] * (width * count)
+    for k, column in enumerate(columns):
+        params[k::width] = column
+    out, i = [], 0
+    for n in _statement_sizes(count, _ROWS_PER_STATEMENT):
+        out.append(Write(sql(n), lead + params[i:i + n * width]))
+        i += n * width
+    return out
+
+
+def _statement_sizes(count: int, most: int) -> Iterator[int]:
+    """Rows per statement for ``count`` rows: ``most`` at a time, then powers of two, so
+    only a few distinct statement texts exist and the driver's statement cache keeps them."""
+    while count >= most:
+        yield most
+        count -= most
+    size = most
+    while count:
+        while size > count:
+            size >>= 1
+        yield size
+        count -= size
+
+
+#: ``metric_points`` columns from ``value`` on, by the form of a points statement's rows:
+#: ``(step, value)`` with the time bound once (``?4``), ``(step, value, at)``, or
+#: ``(step, value, special, at)``.
+_POINT_FORMS = {"v": "column2, NULL, ?4", "va": "column2, NULL, column3",
+                "vsa": "column2, column3, column4"}
+
+
+@functools.lru_cache(maxsize=64)
+def _points_sql(rows: int, form: str) -> str:
+    """Upsert ``rows`` points of one tag bound as ``run_id, attempt, tag`` (then the time
+    for ``form`` "v"), then each row of ``form`` (``WHERE true`` parses the upsert clause
+    after a SELECT)."""
+    values = "(" + ", ".join(["?"] * (1 + len(form))) + ")"  # the step, then the form's
+    return (f"INSERT INTO metric_points ({', '.join(POINT_COLUMNS)}) "
+            f"SELECT ?1, ?3, column1, ?2, {_POINT_FORMS[form]} "
+            f"FROM (VALUES {', '.join([values] * rows)}) WHERE true {POINT_UPSERT}")
