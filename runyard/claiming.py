@@ -5,6 +5,11 @@ transaction, a few statements and one commit for a whole batch, each claim answe
 had been made alone, in arrival order. The rules of what a claim may take are
 :mod:`runyard.eligibility`'s; the lifecycle around a claim (heartbeats, endings) is
 :mod:`runyard.queue`'s. See docs/scheduling.md.
+
+The claims of a batch share their candidate pages: the workers of a fleet fall into a few
+kinds, so the first page of each distinct worker filter is read once, all of them together
+as the batch starts (one round trip on PostgreSQL), instead of once per claim. Under load a
+batch holds many claims of few kinds, and a query per claim would be most of its time.
 """
 
 from __future__ import annotations
@@ -15,14 +20,10 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from runyard import eligibility, errors, models, submission
 from runyard.combining import Combiner
 from runyard.store.base import Grant, Row, Store, Transaction, WorkerFilter
-
-#: Eligibility verdicts (worker, constraints text) remembered between claims.
-VERDICTS_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -60,43 +61,13 @@ def claim_of(run: Row, g: Grant) -> Claim:
                  g.lease, g.lease_expires_at)
 
 
-class _Verdicts:
-    """Eligibility verdicts remembered between claims. Runs share a few distinct
-    constraints, so each is decoded and judged once per worker for as long as the worker's
-    capabilities and policy stay the same (a host policy also looks at the run's name and
-    blueprint)."""
-
-    def __init__(self) -> None:
-        self._kept: dict[tuple[str, str, Any, Any], tuple[
-            models.Capabilities, models.HostPolicy | None, dict[str, Any] | None]] = {}
-
-    def judge(self, cand: Row, caps: models.Capabilities,
-              policy: models.HostPolicy | None) -> dict[str, Any] | None:
-        """The run's decoded constraints if this worker may serve it, else None."""
-        key = ((caps.host_id, cand["constraints"], cand["name"], cand["blueprint"]) if policy
-               else (caps.host_id, cand["constraints"], None, None))
-        known = self._kept.get(key)
-        if known is not None and known[0] is caps and known[1] == policy:
-            verdict = known[2]
-        else:
-            constraints = json.loads(key[1])
-            judged = {**cand, "constraints": constraints}
-            verdict = None if eligibility.unmet(judged, caps, policy) else constraints
-            if len(self._kept) >= VERDICTS_KEPT:
-                self._kept.clear()
-            self._kept[key] = (caps, policy, verdict)
-        return None if verdict is None else dict(verdict)
-
-
 class _Picker:
-    """Chooses runs for the claims of one batch: candidate pages are read once per distinct
-    worker filter and shared, and a run taken by an earlier claim of the batch is passed
+    """Chooses runs for the claims of one batch from candidate pages shared by worker filter
+    (see the module's docstring); a run taken by an earlier claim of the batch is passed
     over."""
 
-    def __init__(self, tx: Transaction, verdicts: _Verdicts, claim_scan: int,
-                 cuda_free: dict[str, int]) -> None:
+    def __init__(self, tx: Transaction, claim_scan: int, cuda_free: dict[str, int]) -> None:
         self.tx = tx
-        self.verdicts = verdicts
         self.claim_scan = claim_scan
         self.taken: set[str] = set()
         self.granted: dict[str, int] = {}
@@ -139,8 +110,8 @@ class _Picker:
             for cand in rows[i:]:
                 if cand["id"] in self.taken:
                     continue
-                constraints = self.verdicts.judge(cand, caps, policy)
-                if constraints is not None:
+                constraints = json.loads(cand["constraints"])
+                if not eligibility.unmet({**cand, "constraints": constraints}, caps, policy):
                     self._take(cand["id"], caps.host_id)
                     self._pages[wf] = (rows, done)
                     return {**cand, "constraints": constraints}
@@ -175,8 +146,6 @@ class Claimer:
         self.lease_s = lease_s
         self.claim_scan = claim_scan
         self.clock = clock
-        self._caps_memo: dict[str, tuple[Any, models.Capabilities]] = {}
-        self._verdicts = _Verdicts()
         self._combiner: Combiner[Ask, Claim | None] = Combiner(self.serve)
 
     def claim(self, ask: Ask) -> Claim | None:
@@ -190,7 +159,7 @@ class Claimer:
         out: list[Claim | None | BaseException] = [None] * len(asks)
         with self.store.transaction() as tx:
             states, cuda_free = tx.claim_view([a.host_id for a in asks], now - self.lease_s)
-            picker = _Picker(tx, self._verdicts, self.claim_scan, cuda_free)
+            picker = _Picker(tx, self.claim_scan, cuda_free)
             # The asks of registered, undrained workers with a free slot before this batch,
             # with their worker's capabilities, policy, free slots and filter.
             serving: list[tuple[int, Ask, models.Capabilities, models.HostPolicy | None,
@@ -202,7 +171,7 @@ class Claimer:
                     continue
                 if w["drained"]:
                     continue
-                caps = self._capabilities(w)
+                caps = models.Capabilities.from_dict(w["capabilities"])
                 policy = eligibility.policy_from_row(w)
                 free = eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
                 if ask.free_slots is not None:
@@ -225,14 +194,3 @@ class Claimer:
                 out[i] = claim_of(run, g)
             tx.claim_runs(grants)
         return out
-
-    def _capabilities(self, worker: Row) -> models.Capabilities:
-        """The worker's parsed capabilities, parsed again only when they changed (comparing
-        two small dicts costs far less than validating one on every claim)."""
-        raw = worker["capabilities"]
-        known = self._caps_memo.get(worker["host_id"])
-        if known is not None and known[0] == raw:
-            return known[1]
-        caps = models.Capabilities.from_dict(raw)
-        self._caps_memo[worker["host_id"]] = (raw, caps)
-        return caps

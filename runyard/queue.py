@@ -53,7 +53,6 @@ class Queue:
             raise errors.ConfigError("stale_after_s: must be above 0")
         self.store = store
         self.stale_after_s = stale_after_s
-        self.claim_scan = claim_scan
         self.clock = clock
         self.claimer = claiming.Claimer(store, lease_s=stale_after_s, claim_scan=claim_scan,
                                         clock=clock)
