@@ -1,7 +1,9 @@
-"""Can this worker serve this run? One pure function, used by the claim and by ``explain``.
+"""Can this worker serve this run? One pure function, :func:`unmet`, used by the claim and
+by :func:`explain` (why a queued run is not running).
 
 Each failed check is returned as a sentence naming the constraint and the host's value, so
-``runyard show`` can say *why* a run waits instead of letting it wait silently.
+``runyard show`` can say *why* a run waits instead of letting it wait silently. See
+docs/scheduling.md.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import combinations
 from typing import Any
 
@@ -111,4 +113,43 @@ def unmet(run: Mapping[str, Any], caps: models.Capabilities,
             out.append(f"host policy: {host} allows only {list(policy.allow)}, not {subject!r}")
         else:
             out.append(f"host policy: {host} denies {subject!r} ({list(policy.deny)})")
+    return out
+
+
+def explain(run: Mapping[str, Any], workers: Iterable[Mapping[str, Any]], *, now: float,
+            stale_after_s: float) -> dict[str, Any]:
+    """Why ``run`` is not running: which constraint fails on which registered worker (the
+    rows of ``Store.list_workers``), what keeps the eligible ones from taking it, and a
+    one-line summary. Shown by ``runyard show`` and ``GET /v1/runs/{id}/explain``."""
+    out: dict[str, Any] = {"run": run["id"], "status": run["status"], "workers": []}
+    eligible = []
+    for w in workers:
+        caps = models.Capabilities.from_dict(w["capabilities"])
+        policy = policy_from_row(w)
+        reasons = unmet(run, caps, policy)
+        slots = effective_slots(caps, policy)
+        busy = int(w["active_attempts"])
+        state = []
+        if w["drained"]:
+            state.append("drained")
+        if now - w["last_seen_at"] > stale_after_s:
+            state.append(f"not seen for {now - w['last_seen_at']:.0f} s")
+        if busy >= slots:
+            state.append(f"all {slots} slots busy")
+        if not reasons:
+            eligible.append(w["host_id"])
+        out["workers"].append({"host_id": w["host_id"], "eligible": not reasons,
+                               "unmet": reasons, "state": state,
+                               "slots": slots, "busy": busy})
+    if run["status"] != models.Status.QUEUED.value:
+        out["summary"] = f"run is {run['status']}, not waiting in the queue"
+    elif not out["workers"]:
+        out["summary"] = "no worker is registered yet"
+    elif not eligible:
+        out["summary"] = "no registered worker can ever serve this run"
+    else:
+        ready = [w["host_id"] for w in out["workers"] if w["eligible"] and not w["state"]]
+        out["summary"] = (f"eligible on {', '.join(eligible)}; " +
+                          ("waiting for its turn (priority, then age)" if ready else
+                           "every eligible worker is busy, drained or offline"))
     return out

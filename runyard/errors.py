@@ -7,7 +7,8 @@
     ├── NotFound                 a run, attempt, worker, token, blob... that does not exist
     ├── Conflict                 the request is valid but the current state refuses it
     │   ├── IllegalTransition    a status change the lifecycle forbids (names both states)
-    │   └── LeaseConflict        fencing: a stale or foreign lease
+    │   ├── LeaseConflict        fencing: a stale or foreign lease
+    │   └── NotSchedulable       no agent can run it (a local run): it cannot be queued
     ├── AuthError                missing or bad credentials
     │   └── Forbidden            authenticated but not allowed
     ├── StoreError               the database failed (driver error kept as __cause__)
@@ -99,6 +100,10 @@ class IllegalTransition(Conflict):
 
 class LeaseConflict(Conflict):
     """The lease is stale or belongs to another worker."""
+
+
+class NotSchedulable(Conflict):
+    """No agent can run this run, so it cannot be queued."""
 
 
 class AuthError(RunyardError):

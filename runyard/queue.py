@@ -1,45 +1,29 @@
-"""The run lifecycle (PRODUCT.md section 3): submit, claim, heartbeat, complete, fail, stop,
+"""The run lifecycle (docs/lifecycle.md): submit, claim, heartbeat, complete, fail, stop,
 cancel, requeue, restart, delete, sweep and explain.
 
-Every rule lives here, written against the narrow :class:`runyard.store.base.Transaction`.
-Each public method is one transaction: it either happens entirely, with its events, or not
-at all. Lock order is always run, then attempt, so PostgreSQL never deadlocks on us.
+Every rule of what may happen to a run lives here, written against the narrow
+:class:`runyard.store.base.Transaction`; which run a claim gets is :mod:`runyard.claiming`'s,
+and why a run waits is :mod:`runyard.eligibility`'s. Each public method is one transaction:
+it either happens entirely, with its events, or not at all. Lock order is always run, then
+attempt, so PostgreSQL never deadlocks on us.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
-import json
 import logging
-import secrets
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard import defaults, eligibility, errors, models, retry, submission
-from runyard.combining import Combiner
+from runyard import claiming, defaults, eligibility, errors, models, retry, submission
 from runyard.models import Reason, Status
-from runyard.store.base import Grant, Row, Store, Transaction, WorkerFilter
+from runyard.store.base import Row, Store, Transaction
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
-#: Eligibility verdicts (worker, constraints text) remembered between claims.
-VERDICTS_KEPT = 4096
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a worker gets from a successful claim."""
-
-    run: Row
-    attempt_id: str
-    attempt: int
-    lease: str
-    lease_expires_at: float
 
 
 @dataclass(frozen=True)
@@ -59,112 +43,6 @@ class SweepResult:
     stalled: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """One worker's claim, waiting to be served in a batch."""
-
-    host_id: str
-    free_slots: int | None
-    actor: str
-
-
-class _Picker:
-    """Chooses runs for the claims of one batch: candidate pages are read once per distinct
-    worker filter and shared, each constraints text is judged once per worker, and a run
-    taken by an earlier claim of the batch is passed over."""
-
-    def __init__(self, tx: Transaction, queue: Queue, cuda_free: dict[str, int]) -> None:
-        self.tx = tx
-        self.queue = queue
-        self.taken: set[str] = set()
-        self.granted: dict[str, int] = {}
-        self._pages: dict[WorkerFilter, tuple[list[Row], bool]] = {}
-        # Free slots of the live CUDA workers (``prefer_cuda`` runs wait for them), kept up
-        # to date with the batch's own claims, which are not written yet.
-        self._cuda_free = cuda_free
-
-    def worker_filter(self, caps: models.Capabilities, policy: models.HostPolicy | None
-                      ) -> WorkerFilter:
-        """What the candidates query asks for this worker, as the batch stands now."""
-        return WorkerFilter(has_cuda=caps.has_cuda, gpus=len(caps.gpus),
-                            max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib,
-                            cpus=caps.cpus, skip_prefer_cuda=self._skips_prefer_cuda(caps),
-                            labels_keys=eligibility.served_labels_keys(
-                                eligibility.effective_labels(caps, policy)))
-
-    def _skips_prefer_cuda(self, caps: models.Capabilities) -> bool:
-        """A worker without CUDA leaves ``prefer_cuda`` runs while a CUDA worker has room."""
-        return not caps.has_cuda and any(n > 0 for n in self._cuda_free.values())
-
-    def prefetch(self, wanted: Mapping[WorkerFilter, int]) -> None:
-        """Read the first candidates page of each of these filters at once (one round trip
-        on PostgreSQL); the counts are the claims expected to read it."""
-        todo = [(wf, min(self.queue.claim_scan, max(8, 2 * n))) for wf, n in wanted.items()]
-        for (wf, size), page in zip(todo, self.tx.claim_candidates_many(todo), strict=True):
-            self._pages[wf] = (page, len(page) < size)
-
-    def pick(self, caps: models.Capabilities, policy: models.HostPolicy | None,
-             wf: WorkerFilter) -> Row | None:
-        """The best run this worker may take, marked taken (and counted against its slots);
-        None when there is none. ``wf`` is its :meth:`worker_filter` from earlier in the
-        batch: only whether it skips ``prefer_cuda`` runs may have changed since."""
-        skip = self._skips_prefer_cuda(caps)
-        if skip != wf.skip_prefer_cuda:
-            wf = dataclasses.replace(wf, skip_prefer_cuda=skip)
-        rows, done = self._pages.get(wf) or ([], False)
-        i = 0
-        while True:
-            for cand in rows[i:]:
-                if cand["id"] in self.taken:
-                    continue
-                constraints = self._judge(cand, caps, policy)
-                if constraints is not None:
-                    self._take(cand["id"], caps.host_id)
-                    self._pages[wf] = (rows, done)
-                    return {**cand, "constraints": constraints}
-            i = len(rows)
-            if done:
-                self._pages[wf] = (rows, done)
-                return None
-            # The SQL prefilter leaves few runs this worker cannot take: a short first page
-            # (each candidate is a decoded row), twice as long each time past a run of
-            # ineligible runs or of runs taken by this batch.
-            size = min(self.queue.claim_scan, max(8, 2 * len(rows)))
-            last = rows[-1] if rows else None
-            page = self.tx.claim_candidates(
-                wf, None if last is None else (last["priority"], last["created_at"],
-                                               last["id"]), size)
-            rows = rows + page
-            done = len(page) < size
-
-    def _judge(self, cand: Row, caps: models.Capabilities,
-               policy: models.HostPolicy | None) -> dict[str, Any] | None:
-        """The run's decoded constraints if this worker may serve it, else None. Runs share a
-        few distinct constraints, so each is decoded and judged once per worker for as long
-        as the worker's capabilities and policy stay the same (a host policy also looks at
-        the run's name and blueprint)."""
-        key = ((caps.host_id, cand["constraints"], cand["name"], cand["blueprint"]) if policy
-               else (caps.host_id, cand["constraints"], None, None))
-        memo = self.queue._verdicts
-        known = memo.get(key)
-        if known is not None and known[0] is caps and known[1] == policy:
-            verdict = known[2]
-        else:
-            constraints = json.loads(key[1])
-            judged = {**cand, "constraints": constraints}
-            verdict = None if eligibility.unmet(judged, caps, policy) else constraints
-            if len(memo) >= VERDICTS_KEPT:
-                memo.clear()
-            memo[key] = (caps, policy, verdict)
-        return None if verdict is None else dict(verdict)
-
-    def _take(self, run_id: str, host_id: str) -> None:
-        self.taken.add(run_id)
-        self.granted[host_id] = self.granted.get(host_id, 0) + 1
-        if host_id in self._cuda_free:
-            self._cuda_free[host_id] -= 1
-
-
 class Queue:
     """The lifecycle rules over a :class:`Store`."""
 
@@ -175,12 +53,9 @@ class Queue:
             raise errors.ConfigError("stale_after_s: must be above 0")
         self.store = store
         self.stale_after_s = stale_after_s
-        self.claim_scan = claim_scan
         self.clock = clock
-        self._caps_memo: dict[str, tuple[Any, models.Capabilities]] = {}
-        self._verdicts: dict[tuple[str, str, Any, Any], tuple[
-            models.Capabilities, models.HostPolicy | None, dict[str, Any] | None]] = {}
-        self._claims: Combiner[_Ask, Claim | None] = Combiner(self._claim_batch)
+        self.claimer = claiming.Claimer(store, lease_s=stale_after_s, claim_scan=claim_scan,
+                                        clock=clock)
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -207,7 +82,7 @@ class Queue:
         return created, True
 
     def start_local(self, request: Mapping[str, Any], *, host_id: str, actor: str = SYSTEM,
-                    owner: str | None = None, workdir: str | None = None) -> Claim:
+                    owner: str | None = None, workdir: str | None = None) -> claiming.Claim:
         """Create a run started by hand (notebook, script): it is running already, with an
         attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one."""
         now = self.clock()
@@ -220,7 +95,7 @@ class Queue:
                         {"executor": "local"})
             queued = tx.lock_run(row["id"])
             assert queued is not None
-            grant = self._grant_of(queued, host_id, now, actor)
+            grant = claiming.grant(queued, host_id, now, actor, self.stale_after_s)
             tx.claim_runs([grant])
             tx.update_run(row["id"], {"status": Status.RUNNING.value, "started_at": now})
             tx.update_attempt(grant.attempt_id, {"running_at": now})
@@ -228,7 +103,32 @@ class Queue:
                         {"worker": host_id, "executor": "local"})
             run = tx.lock_run(row["id"])
         assert run is not None
-        return Claim(run, grant.attempt_id, grant.number, grant.lease, grant.lease_expires_at)
+        return claiming.Claim(run, grant.attempt_id, grant.number, grant.lease,
+                              grant.lease_expires_at)
+
+    def record_ended(self, run: Row, attempts: Sequence[Row], events: Sequence[Row], *,
+                     actor: str, origin: str) -> tuple[Row, bool]:
+        """Create a run that ran and ended elsewhere (``runyard sync``) with its ended
+        attempts and its events in their own sequence, then an ``imported`` event. Returns
+        ``(run, created)``: a known id returns the existing run and changes nothing."""
+        status = Status(run["status"])
+        if not status.is_terminal or any(a["active"] for a in attempts):
+            raise errors.Conflict(f"run {run['id']} is {status.value}: only ended runs are "
+                                  "recorded")
+        with self.store.transaction() as tx:
+            existing = tx.lock_run(run["id"])
+            if existing is not None:
+                return existing, False
+            tx.insert_run({**run, "event_seq": len(events)})
+            for att in attempts:
+                tx.insert_attempt(att)
+            for seq, ev in enumerate(events, 1):
+                tx.insert_event({**ev, "run_id": run["id"], "seq": seq})
+            self._event(tx, run["id"], "imported", status, actor, run["attempt"], self.clock(),
+                        {"origin": origin, "executor": run["executor"]})
+            out = tx.lock_run(run["id"])
+        assert out is not None
+        return out, True
 
     # ------------------------------------------------------------------ workers
     def register_worker(self, caps: models.Capabilities, *, token_name: str | None = None) -> Row:
@@ -264,77 +164,15 @@ class Queue:
 
     # ------------------------------------------------------------------ claim
     def claim(self, host_id: str, *, free_slots: int | None = None,
-              actor: str = SYSTEM) -> Claim | None:
+              actor: str = SYSTEM) -> claiming.Claim | None:
         """Give the worker its best eligible queued run, or None.
 
         Best means highest priority, then oldest. ``prefer_cuda`` runs skip CPU workers while a
         CUDA worker has a free slot. The worker must be registered first. Claims made at the
-        same time are served together (one transaction and one commit for all, see
-        :mod:`runyard.combining`), each as if it had been made alone, in arrival order.
+        same time are served together (see :mod:`runyard.claiming`), each as if it had been
+        made alone, in arrival order.
         """
-        return self._claims.call(_Ask(host_id, free_slots, actor))
-
-    def _claim_batch(self, asks: Sequence[_Ask]) -> list[Claim | None | BaseException]:
-        now = self.clock()
-        out: list[Claim | None | BaseException] = [None] * len(asks)
-        with self.store.transaction() as tx:
-            states, cuda_free = tx.claim_view([a.host_id for a in asks],
-                                              now - self.stale_after_s)
-            picker = _Picker(tx, self, cuda_free)
-            # The asks of registered, undrained workers with a free slot before this batch,
-            # with their worker's capabilities, policy, free slots and filter.
-            serving: list[tuple[int, _Ask, models.Capabilities, models.HostPolicy | None,
-                                int, WorkerFilter]] = []
-            for i, ask in enumerate(asks):
-                w = states.get(ask.host_id)
-                if w is None:
-                    out[i] = errors.NotFound(f"worker {ask.host_id!r} is not registered")
-                    continue
-                if w["drained"]:
-                    continue
-                caps = self._capabilities(w)
-                policy = eligibility.policy_from_row(w)
-                free = eligibility.effective_slots(caps, policy) - int(w["active_attempts"])
-                if ask.free_slots is not None:
-                    free = min(free, ask.free_slots)
-                if free > 0:
-                    serving.append((i, ask, caps, policy, free,
-                                    picker.worker_filter(caps, policy)))
-            # Every worker filter's first page in one go, as the batch starts: a filter that
-            # changes on the way (the last free CUDA slot taken) reads its own when needed.
-            picker.prefetch(Counter(wf for *_, wf in serving))
-            grants: list[Grant] = []
-            for i, ask, caps, policy, free, wf in serving:
-                if free <= picker.granted.get(ask.host_id, 0):
-                    continue
-                run = picker.pick(caps, policy, wf)
-                if run is None:
-                    continue
-                grant = self._grant_of(run, ask.host_id, now, ask.actor)
-                grants.append(grant)
-                out[i] = Claim({**run, "attempt": grant.number, "event_seq": grant.seq},
-                               grant.attempt_id, grant.number, grant.lease,
-                               grant.lease_expires_at)
-            tx.claim_runs(grants)
-        return out
-
-    def _capabilities(self, worker: Row) -> models.Capabilities:
-        """The worker's parsed capabilities, parsed again only when they changed (comparing
-        two small dicts costs far less than validating one on every claim)."""
-        raw = worker["capabilities"]
-        known = self._caps_memo.get(worker["host_id"])
-        if known is not None and known[0] == raw:
-            return known[1]
-        caps = models.Capabilities.from_dict(raw)
-        self._caps_memo[worker["host_id"]] = (raw, caps)
-        return caps
-
-    def _grant_of(self, run: Row, host_id: str, now: float, actor: str) -> Grant:
-        """The next attempt of ``run`` (as read in this transaction) for ``host_id``."""
-        return Grant(run_id=run["id"], attempt_id=submission.new_id(),
-                     number=int(run["attempt"]) + 1, seq=int(run["event_seq"]) + 1,
-                     host_id=host_id, lease=secrets.token_hex(16),
-                     lease_expires_at=now + self.stale_after_s, at=now, actor=actor)
+        return self.claimer.claim(claiming.Ask(host_id, free_slots, actor))
 
     # ------------------------------------------------------------------ leased calls
     def _peek(self, attempt_id: str, now: float) -> Row:
@@ -468,7 +306,7 @@ class Queue:
         if decision.status is not Status.COMPLETED and reason is not Reason.LOST:
             if intent == "preempt":
                 reason = Reason.PREEMPTED
-            elif intent in ("stop", "cancel"):
+            elif intent in ("stop", "cancel", "restart"):
                 reason = Reason.STOPPED
             elif intent == "rule":
                 reason = Reason.RULE
@@ -557,6 +395,7 @@ class Queue:
         now = self.clock()
         with self.store.transaction() as tx:
             run = self._lock(tx, run_id)
+            self._check_schedulable(run, "requeued")
             self._move(tx, run, Status.QUEUED, actor, now, {"requeued_by": actor}, extra={
                 "queued_at": now, "ended_at": None, "attempt_id": None, "no_retry": False,
                 "budget_start": run["attempt"], "error_restarts": 0,
@@ -568,17 +407,14 @@ class Queue:
     def restart(self, run_id: str, *, constraints: Mapping[str, Any] | None = None,
                 grace_s: float = defaults.STOP_GRACE_S, actor: str = SYSTEM) -> Row:
         """Queue a new attempt, stopping the current one first if active; optionally with new
-        resources (constraints)."""
+        resources (constraints). The attempt it stops ends ``stopped``, whatever its exit."""
         now = self.clock()
         new: dict[str, Any] = {}
         if constraints is not None:
-            c = models.Constraints.from_dict(constraints)
-            new = {"constraints": c.to_dict(), "require_cuda": c.needs_cuda,
-                   "prefer_cuda": c.prefer_cuda, "gpus": c.gpus, "min_vram_gib": c.min_vram_gib,
-                   "min_ram_gib": c.min_ram_gib, "min_cpus": c.min_cpus,
-                   "labels_key": eligibility.labels_key(c.labels)}
+            new = submission.constraint_columns(models.Constraints.from_dict(constraints))
         with self.store.transaction() as tx:
             run = self._lock(tx, run_id)
+            self._check_schedulable(run, "restarted")
             status = Status(run["status"])
             if status.is_active:
                 if new:
@@ -653,45 +489,23 @@ class Queue:
         return result
 
     def explain(self, run_id: str) -> dict[str, Any]:
-        """For a queued run: which constraint fails on which registered worker."""
+        """For a run: why it is not running (see :func:`runyard.eligibility.explain`)."""
         run = self.store.get_run(run_id)
         if run is None:
             raise errors.NotFound(f"no run {run_id!r}")
-        now = self.clock()
-        out: dict[str, Any] = {"run": run_id, "status": run["status"], "workers": []}
-        eligible = []
-        for w in self.store.list_workers():
-            caps = models.Capabilities.from_dict(w["capabilities"])
-            policy = eligibility.policy_from_row(w)
-            reasons = eligibility.unmet(run, caps, policy)
-            slots = eligibility.effective_slots(caps, policy)
-            busy = int(w["active_attempts"])
-            state = []
-            if w["drained"]:
-                state.append("drained")
-            if now - w["last_seen_at"] > self.stale_after_s:
-                state.append(f"not seen for {now - w['last_seen_at']:.0f} s")
-            if busy >= slots:
-                state.append(f"all {slots} slots busy")
-            if not reasons:
-                eligible.append(w["host_id"])
-            out["workers"].append({"host_id": w["host_id"], "eligible": not reasons,
-                                   "unmet": reasons, "state": state,
-                                   "slots": slots, "busy": busy})
-        if run["status"] != Status.QUEUED.value:
-            out["summary"] = f"run is {run['status']}, not waiting in the queue"
-        elif not out["workers"]:
-            out["summary"] = "no worker is registered yet"
-        elif not eligible:
-            out["summary"] = "no registered worker can ever serve this run"
-        else:
-            ready = [w["host_id"] for w in out["workers"] if w["eligible"] and not w["state"]]
-            out["summary"] = (f"eligible on {', '.join(eligible)}; " +
-                              ("waiting for its turn (priority, then age)" if ready else
-                               "every eligible worker is busy, drained or offline"))
-        return out
+        return eligibility.explain(run, self.store.list_workers(), now=self.clock(),
+                                   stale_after_s=self.stale_after_s)
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_schedulable(run: Row, action: str) -> None:
+        """Refuse to queue a local run again: it has no command, so no agent can run it."""
+        if run["executor"] == "local":
+            raise errors.NotSchedulable(
+                f"run {run['id']} is a local run: only the process that started it can run "
+                f"it, so it cannot be {action}; start it again from its script or notebook",
+                run_id=run["id"])
+
     def _lock(self, tx: Transaction, run_id: str) -> Row:
         run = tx.lock_run(run_id)
         if run is None:

@@ -167,19 +167,12 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "command": command,
         "config": dict(config),
         "seed": seed,
-        "constraints": constraints.to_dict(),
         "env": dict(env) or None,
         "owner": owner,
         "job_key": job_key,
         "source": req.get("source"),
         "priority": _int(policy, "priority", 0, -1_000_000),
-        "require_cuda": constraints.require_cuda or constraints.needs_cuda,
-        "prefer_cuda": constraints.prefer_cuda,
-        "gpus": constraints.gpus,
-        "min_vram_gib": constraints.min_vram_gib,
-        "min_ram_gib": constraints.min_ram_gib,
-        "min_cpus": constraints.min_cpus,
-        "labels_key": eligibility.labels_key(constraints.labels),
+        **constraint_columns(constraints),
         "status": models.Status.QUEUED.value,
         "executor": executor,
         "workdir": req.get("workdir"),
@@ -192,4 +185,19 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "created_at": now,
         "queued_at": now,
         "updated_at": now,
+    }
+
+
+def constraint_columns(constraints: models.Constraints) -> dict[str, Any]:
+    """The ``runs`` columns that hold ``constraints``: the document, and the values the claim's
+    SQL prefilter compares."""
+    return {
+        "constraints": constraints.to_dict(),
+        "require_cuda": constraints.require_cuda or constraints.needs_cuda,
+        "prefer_cuda": constraints.prefer_cuda,
+        "gpus": constraints.gpus,
+        "min_vram_gib": constraints.min_vram_gib,
+        "min_ram_gib": constraints.min_ram_gib,
+        "min_cpus": constraints.min_cpus,
+        "labels_key": eligibility.labels_key(constraints.labels),
     }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 import pytest
 
-from runyard import eligibility, errors, models
+from runyard import claiming, defaults, eligibility, errors, models
 from runyard.queue import Queue
 
 from .factories import caps, submit
@@ -213,7 +216,7 @@ def test_a_batch_counts_its_own_claims_against_slots(queue: Queue) -> None:
     queue.register_worker(caps("one", slots=1))
     queue.register_worker(caps("two", slots=2))
     runs = [submit(queue, f"r{i}") for i in range(6)]
-    got = queue._claim_batch([_ask("one"), _ask("one"), _ask("two"), _ask("two"),
+    got = queue.claimer.serve([_ask("one"), _ask("one"), _ask("two"), _ask("two"),
                               _ask("two"), _ask("two", free_slots=5)])
     names = [c.run["name"] if c is not None else None for c in got]  # type: ignore[union-attr]
     assert names == ["r0", None, "r1", "r2", None, None]
@@ -232,14 +235,14 @@ def test_a_batch_honours_free_slots_reported_by_the_agent(queue: Queue) -> None:
     queue.register_worker(caps("w", slots=8))
     for i in range(4):
         submit(queue, f"r{i}")
-    got = queue._claim_batch([_ask("w", free_slots=2)] * 3)
+    got = queue.claimer.serve([_ask("w", free_slots=2)] * 3)
     assert [c is not None for c in got] == [True, True, False]
 
 
 def test_an_unknown_host_fails_only_its_own_claim(queue: Queue) -> None:
     queue.register_worker(caps("w", slots=2))
     submit(queue, "r0")
-    got = queue._claim_batch([_ask("ghost"), _ask("w")])
+    got = queue.claimer.serve([_ask("ghost"), _ask("w")])
     assert isinstance(got[0], errors.NotFound) and "ghost" in str(got[0])
     assert got[1] is not None and not isinstance(got[1], BaseException)
 
@@ -251,14 +254,13 @@ def test_prefer_cuda_in_one_batch_sees_the_batch_fill_the_gpu(queue: Queue) -> N
     second = submit(queue, "p2", prefer_cuda=True)
     # The CPU host asks first: the GPU host is free, so the preferring runs wait for it;
     # then the GPU takes one, and a later CPU claim of the same batch may take the other.
-    got = queue._claim_batch([_ask("cpu"), _ask("gpu"), _ask("cpu")])
+    got = queue.claimer.serve([_ask("cpu"), _ask("gpu"), _ask("cpu")])
     assert got[0] is None
     assert got[1].run["id"] == first["id"]  # type: ignore[union-attr]
     assert got[2].run["id"] == second["id"]  # type: ignore[union-attr]
 
 
-def test_concurrent_claims_of_one_queue_are_combined_and_each_run_claimed_once(
-        queue: Queue) -> None:
+def test_concurrent_claims_are_combined_and_each_run_claimed_once(queue: Queue) -> None:
     import threading
 
     for h in range(8):
@@ -266,17 +268,19 @@ def test_concurrent_claims_of_one_queue_are_combined_and_each_run_claimed_once(
     for i in range(200):
         submit(queue, f"r{i}")
     sizes: list[int] = []
-    serve = queue._claims._serve
 
-    def counting(asks):  # type: ignore[no-untyped-def]
-        sizes.append(len(asks))
-        return serve(asks)
+    class Counting(claiming.Claimer):
+        def serve(self, asks: Sequence[claiming.Ask]) -> list[claiming.Claim | None |
+                                                             BaseException]:
+            sizes.append(len(asks))
+            return super().serve(asks)
 
-    queue._claims._serve = counting
+    claimer = Counting(queue.store, lease_s=60, claim_scan=defaults.CLAIM_SCAN,
+                       clock=time.time)
     claimed: list[str] = []
 
     def worker(h: int) -> None:
-        while (c := queue.claim(f"h{h}")) is not None:
+        while (c := claimer.claim(claiming.Ask(f"h{h}", None, "system"))) is not None:
             claimed.append(c.run["id"])
 
     threads = [threading.Thread(target=worker, args=(h,)) for h in range(8)]
@@ -288,10 +292,8 @@ def test_concurrent_claims_of_one_queue_are_combined_and_each_run_claimed_once(
     assert max(sizes) > 1
 
 
-def _ask(host: str, free_slots: int | None = None):  # type: ignore[no-untyped-def]
-    from runyard.queue import _Ask
-
-    return _Ask(host, free_slots, "system")
+def _ask(host: str, free_slots: int | None = None) -> claiming.Ask:
+    return claiming.Ask(host, free_slots, "system")
 
 
 def test_a_claim_write_finding_the_run_changed_refuses_the_whole_batch(queue: Queue) -> None:

@@ -173,6 +173,51 @@ def test_restart_of_ended_run_queues_it(queue: Queue) -> None:
     assert queue.restart(run2["id"])["status"] == "queued"
 
 
+@pytest.mark.parametrize("acknowledged", [False, True])
+def test_a_restarted_attempt_that_exits_0_ends_stopped_and_the_run_is_queued(
+        queue: Queue, acknowledged: bool) -> None:
+    queue.register_worker(caps("w1"))
+    run = submit(queue)
+    c = queue.claim("w1")
+    assert c is not None
+    queue.heartbeat(c.attempt_id, c.lease, running=True)
+    queue.restart(run["id"])
+    if acknowledged:
+        assert queue.heartbeat(c.attempt_id, c.lease).intent == "restart"
+    out = queue.complete(c.attempt_id, c.lease)
+    assert out["status"] == "queued" and out["termination_reason"] == "stopped"
+    [attempt] = queue.store.list_attempts(run["id"])
+    assert attempt["termination_reason"] == "stopped" and attempt["exit_code"] == 0
+    last = queue.store.list_events(run["id"])[-1]
+    assert last["status"] == "queued" and last["details"]["reason"] == "stopped"
+    assert last["details"]["decision"] == "restart requested"
+
+
+def _ended_local_run(queue: Queue) -> str:
+    claim = queue.start_local({"name": "notebook"}, host_id="laptop")
+    queue.fail(claim.attempt_id, claim.lease, reason="user_error", exit_code=1)
+    return claim.run["id"]
+
+
+@pytest.mark.parametrize("action", ["restart", "requeue"])
+def test_an_ended_local_run_is_not_queued_again(queue: Queue, action: str) -> None:
+    run_id = _ended_local_run(queue)
+    before = queue.store.get_run(run_id)
+    assert before is not None and before["status"] == "failed"
+    with pytest.raises(errors.NotSchedulable, match="local run: only the process that "
+                                                    f"started it can run it.*be {action}"):
+        getattr(queue, action)(run_id)
+    assert queue.store.get_run(run_id) == before
+
+
+def test_an_active_local_run_is_not_restarted(queue: Queue) -> None:
+    claim = queue.start_local({"name": "notebook"}, host_id="laptop")
+    with pytest.raises(errors.NotSchedulable) as info:
+        queue.restart(claim.run["id"])
+    assert info.value.http_status == 409
+    assert queue.heartbeat(claim.attempt_id, claim.lease).stop is False
+
+
 def test_delete_removes_run_and_refuses_active(queue: Queue) -> None:
     queue.register_worker(caps("w1"))
     run = submit(queue)

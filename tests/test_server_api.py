@@ -186,6 +186,28 @@ def test_local_run_held_by_its_user(api: Api) -> None:
     assert done["status"] == "completed"
 
 
+def test_restart_records_a_stopped_attempt_and_refuses_a_local_run(api: Api) -> None:
+    run = api.submit("restarted")
+    claim = api.claim()
+    assert claim
+    aid, lease = claim["attempt"]["id"], claim["lease"]
+    api.ok("POST", f"/v1/attempts/{aid}/heartbeat", json={"lease": lease, "running": True})
+    api.ok("POST", f"/v1/runs/{run['id']}/restart", json={})
+    out = api.ok("POST", f"/v1/attempts/{aid}/complete", json={"lease": lease})
+    assert out["status"] == "queued" and out["termination_reason"] == "stopped"
+
+    local = api.ok("POST", "/v1/runs", 201, json={"name": "notebook", "executor": "local",
+                                                  "host_id": "laptop"})
+    api.ok("POST", f"/v1/attempts/{local['attempt']['id']}/fail",
+           json={"lease": local["lease"], "reason": "user_error", "exit_code": 1})
+    for action in ("restart", "requeue"):
+        r = api.post(f"/v1/runs/{local['run']['id']}/{action}", {})
+        assert r.status_code == 409, r.text
+        assert error_of(r)["type"] == "NotSchedulable"
+        assert "only the process that started it can run it" in error_of(r)["message"]
+    assert api.ok("GET", f"/v1/runs/{local['run']['id']}")["status"] == "failed"
+
+
 def test_progress_eta_warnings_and_bounds(api: Api) -> None:
     run = api.submit("p")
     claim = api.claim()

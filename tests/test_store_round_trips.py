@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from runyard import eligibility
-from runyard.queue import Queue, _Ask
+from runyard.claiming import Ask
+from runyard.queue import Queue
 from runyard.store.base import WorkerFilter
 from runyard.store.prepared import Prepared, fetch_many
 
@@ -105,9 +106,9 @@ def test_a_batch_of_claims_takes_five_round_trips_on_postgresql(queue: Queue) ->
              caps("pool-a", labels={"pool": "a"}, slots=4), caps("big", ram=64, slots=4)]
     for c in hosts:
         queue.register_worker(c)
-    asks = [_Ask(c.host_id, None, "t") for c in hosts for _ in range(2)]
+    asks = [Ask(c.host_id, None, "t") for c in hosts for _ in range(2)]
     with round_trips(queue) as count:
-        got = queue._claim_batch(asks)
+        got = queue.claimer.serve(asks)
     assert all(c is not None and not isinstance(c, BaseException) for c in got)
     # BEGIN (psycopg waits for it even in pipeline mode); the workers with the free CUDA
     # slots; the candidates of all four kinds of worker; the claim's writes; COMMIT. One

@@ -59,7 +59,7 @@ def _synced_run(state: ServerState, who: Principal, run_id: str) -> dict[str, An
 def import_run(body: ImportRequest, response: Response, who: Principal = Depends(auth.user),
                state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Create an ended local run with its id, once: 201 when created, 200 when known."""
-    run, created = importer.import_run(state.store, body.model_dump(), owner=who.name,
+    run, created = importer.import_run(state.queue, body.model_dump(), owner=who.name,
                                        origin=body.origin)
     if not created:
         auth.check_owner(who, run, "sync")

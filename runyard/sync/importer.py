@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from runyard import errors, models, submission
-from runyard.store.base import Row, Store
+from runyard.queue import Queue
+from runyard.store.base import Row
 
 #: What a synced run may say it ended as.
 ENDED = ("completed", "failed", "stopped", "cancelled")
@@ -31,9 +32,11 @@ def _time(value: Any, field: str, default: float | None = None) -> float | None:
     return float(value)
 
 
-def import_run(store: Store, record: Mapping[str, Any], *, owner: str,
+def import_run(queue: Queue, record: Mapping[str, Any], *, owner: str,
                origin: str) -> tuple[Row, bool]:
-    """Create the run of ``record`` unless its id exists; returns ``(run, created)``."""
+    """Create the run of ``record`` unless its id exists; returns ``(run, created)``. This
+    module reads and checks the record; the run is created through
+    :meth:`runyard.queue.Queue.record_ended`, as every run is, by the lifecycle."""
     src = dict(record.get("run") or {})
     run_id = src.get("id")
     if not isinstance(run_id, str) or not 1 <= len(run_id) <= 40 or not run_id.isalnum():
@@ -62,49 +65,35 @@ def import_run(store: Store, record: Mapping[str, Any], *, owner: str,
             src.get("progress"), dict) else None,
         progress_updated_at=_time(src.get("progress_updated_at"), "run.progress_updated_at"),
         artifact_store=src.get("artifact_store"))
-    with store.transaction() as tx:
-        existing = tx.lock_run(run_id)
-        if existing is not None:
-            return existing, False
-        tx.insert_run(row)
-        for i, att in enumerate(attempts):
-            number = att.get("number", i + 1)
-            if not isinstance(number, int) or number < 1:
-                raise errors.ValidationError(f"attempts[{i}].number: expected >= 1",
-                                             field=f"attempts[{i}].number")
-            claimed = _time(att.get("claimed_at"), f"attempts[{i}].claimed_at", created_at)
-            tx.insert_attempt({
-                "id": submission.new_id(), "run_id": run_id, "number": number,
-                "host_id": str(att.get("host_id") or src.get("host_id") or "local")[:200],
-                "lease": secrets.token_hex(16), "lease_expires_at": claimed, "active": False,
-                "claimed_at": claimed,
-                "running_at": _time(att.get("running_at"), f"attempts[{i}].running_at"),
-                "ended_at": _time(att.get("ended_at"), f"attempts[{i}].ended_at", now),
-                "termination_reason": _reason(att.get("termination_reason"),
-                                              f"attempts[{i}].termination_reason"),
-                "exit_code": att.get("exit_code") if isinstance(att.get("exit_code"), int)
-                else None,
-                "details": att.get("details") if isinstance(att.get("details"), dict) else None,
-            })
-        seq = 0
-        for i, ev in enumerate(record.get("events") or []):
-            seq += 1
-            tx.insert_event({
-                "run_id": run_id, "seq": seq,
-                "attempt": ev.get("attempt") if isinstance(ev.get("attempt"), int) else 0,
-                "at": _time(ev.get("at"), f"events[{i}].at", now),
-                "kind": str(ev.get("kind") or "status")[:32],
-                "status": models.Status.parse(str(ev.get("status") or status)).value,
-                "actor": str(ev.get("actor") or "local")[:200],
-                "details": ev.get("details") if isinstance(ev.get("details"), dict) else None,
-            })
-        tx.update_run(run_id, {"event_seq": seq})
-        tx.append_event(run_id, kind="imported", status=status, actor=owner,
-                        attempt=len(attempts), at=now,
-                        details={"origin": origin, "executor": "local"})
-        out = tx.lock_run(run_id)
-    assert out is not None
-    return out, True
+    rows = []
+    for i, att in enumerate(attempts):
+        number = att.get("number", i + 1)
+        if not isinstance(number, int) or number < 1:
+            raise errors.ValidationError(f"attempts[{i}].number: expected >= 1",
+                                         field=f"attempts[{i}].number")
+        claimed = _time(att.get("claimed_at"), f"attempts[{i}].claimed_at", created_at)
+        rows.append({
+            "id": submission.new_id(), "run_id": run_id, "number": number,
+            "host_id": str(att.get("host_id") or src.get("host_id") or "local")[:200],
+            "lease": secrets.token_hex(16), "lease_expires_at": claimed, "active": False,
+            "claimed_at": claimed,
+            "running_at": _time(att.get("running_at"), f"attempts[{i}].running_at"),
+            "ended_at": _time(att.get("ended_at"), f"attempts[{i}].ended_at", now),
+            "termination_reason": _reason(att.get("termination_reason"),
+                                          f"attempts[{i}].termination_reason"),
+            "exit_code": att.get("exit_code") if isinstance(att.get("exit_code"), int)
+            else None,
+            "details": att.get("details") if isinstance(att.get("details"), dict) else None,
+        })
+    events = [{
+        "attempt": ev.get("attempt") if isinstance(ev.get("attempt"), int) else 0,
+        "at": _time(ev.get("at"), f"events[{i}].at", now),
+        "kind": str(ev.get("kind") or "status")[:32],
+        "status": models.Status.parse(str(ev.get("status") or status)).value,
+        "actor": str(ev.get("actor") or "local")[:200],
+        "details": ev.get("details") if isinstance(ev.get("details"), dict) else None,
+    } for i, ev in enumerate(record.get("events") or [])]
+    return queue.record_ended(row, rows, events, actor=owner, origin=origin)
 
 
 def _reason(value: Any, field: str) -> str | None:
