@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import hmac
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runyard import defaults, errors
+
+#: The widest integer every store column and JSON encoder takes: larger ones are refused at
+#: the edge, naming their field, instead of overflowing a database driver.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def leases_match(stored: str, given: object) -> bool:
+    """Constant-time lease comparison; any text compares (as UTF-8), not only ASCII."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(stored.encode("utf-8", "surrogatepass"),
+                               given.encode("utf-8", "surrogatepass"))
 
 
 class Status(enum.StrEnum):
@@ -128,6 +142,8 @@ def _number(data: Mapping[str, Any], key: str, prefix: str, default: float, *,
         raise errors.ValidationError(f"{path}: expected an integer, got {value!r}", field=path)
     if value < 0:
         raise errors.ValidationError(f"{path}: must not be negative, got {value!r}", field=path)
+    if integer and value > INT64_MAX:
+        raise errors.ValidationError(f"{path}: must be below 2**63, got {value!r}", field=path)
     return int(value) if integer else float(value)
 
 

@@ -8,9 +8,14 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import errors, jsonvalues
+from runyard import errors, jsonvalues, models
+
+#: An integer a database column holds: anything wider is a 422 naming its field.
+Int64 = Annotated[int, Field(ge=models.INT64_MIN, le=models.INT64_MAX)]
+#: A count, step or offset.
+UInt63 = Annotated[int, Field(ge=0, le=models.INT64_MAX)]
 
 
 async def json_body(request: Request) -> Any:
@@ -83,15 +88,15 @@ class RunRequest(Body):
     command: list[str] | None = None
     config: dict[str, Any] | None = None
     constraints: dict[str, Any] | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
-    max_restarts_on_errors: int | None = None
-    retry_on_exit_codes: list[int] | None = None
+    priority: Int64 | None = None
+    max_attempts: Int64 | None = None
+    max_restarts_on_errors: Int64 | None = None
+    retry_on_exit_codes: list[Int64] | None = None
     probe_interval_s: float | None = None
     stall_after_s: float | None = None
     env: dict[str, str] | None = None
     job_key: str | None = None
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=models.INT64_MIN, le=models.INT64_MAX)] | None = None
     executor: Literal["agent", "local", "slurm"] | None = None
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
@@ -119,7 +124,7 @@ class Empty(Body):
 class ClaimRequest(Body):
     host_id: str
     capabilities: dict[str, Any] = Field(default_factory=dict)
-    free_slots: int | None = Field(default=None, ge=0)
+    free_slots: UInt63 | None = None
 
 
 class HeartbeatRequest(Body):
@@ -132,9 +137,18 @@ class ProgressRequest(Body):
     snapshot: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list, max_length=100)
 
+    @field_validator("snapshot")
+    @classmethod
+    def _step_fits(cls, snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The step is stored in a column of the progress history."""
+        step = (snapshot or {}).get("step")
+        if isinstance(step, int) and not models.INT64_MIN <= step <= models.INT64_MAX:
+            raise ValueError("step: must be below 2**63")
+        return snapshot
+
 
 class MetricPoint(Body):
-    step: int = Field(ge=0)
+    step: UInt63
     tag: str = Field(min_length=1, max_length=64)
     #: A number, or "NaN", "Infinity", "-Infinity" (checked by the route, naming the point).
     value: Any = Field(json_schema_extra={"anyOf": [
@@ -144,14 +158,14 @@ class MetricPoint(Body):
 
 #: One logged step in the compact form: ``[step, at, {tag: value, ...}]`` -- the points of one
 #: ``log()`` call share their step and time, so they travel once (what the SDK sends).
-MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, float | str]]
+MetricRow = tuple[UInt63, float | str | None, dict[str, float | str]]
 
 
 class MetricColumns(Body):
     """One item per step in every list (``null``: no point of that tag at that step); steps
     strictly increasing; ``at`` UNIX seconds (left out: the time of the request)."""
 
-    step: list[Annotated[int, Field(ge=0)]]
+    step: list[UInt63]
     at: list[float] | None = None
     values: dict[str, list[float | str | None]]
 
@@ -169,7 +183,7 @@ class MetricsRequest(Body):
 
 class LogChunk(Body):
     stream: Literal["stdout", "stderr"]
-    offset: int = Field(ge=0)
+    offset: UInt63
     data: str
 
 
@@ -180,24 +194,24 @@ class LogsRequest(Body):
 
 class CheckpointRequest(Body):
     lease: str
-    step: int = Field(ge=0)
+    step: UInt63
     status: Literal["incomplete", "complete"]
     name: str | None = None
     sha256: str | None = None
-    size: int | None = Field(default=None, ge=0)
+    size: UInt63 | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompleteRequest(Body):
     lease: str
-    exit_code: int = 0
+    exit_code: Int64 = 0
     details: dict[str, Any] = Field(default_factory=dict)
 
 
 class FailRequest(Body):
     lease: str
     reason: str
-    exit_code: int | None = None
+    exit_code: Int64 | None = None
     stderr_tail: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     no_retry: bool = False

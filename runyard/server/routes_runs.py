@@ -168,7 +168,8 @@ def delete(run_id: str, who: Principal = Depends(auth.operator),
 
 
 @router.get("/{run_id}/events")
-def events(run_id: str, after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def events(run_id: str, after_seq: int = Query(0, ge=0, le=models.INT64_MAX),
+           limit: int = Query(100, ge=1, le=1000),
            order: str = Query("asc", pattern="^(asc|desc)$"),
            who: Principal = Depends(auth.viewer),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import Field
 
-from runyard import errors
+from runyard import errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
-from runyard.server.bodies import Body, MetricPoint, MetricRow
+from runyard.server.bodies import Body, MetricPoint, MetricRow, UInt63
 from runyard.server.routes_data import MAX_POINTS, row_times
 from runyard.server.state import ServerState, get_state
 from runyard.sync import importer
@@ -35,14 +35,14 @@ class ImportRequest(Body):
 
 
 class ImportMetricsRequest(Body):
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=models.INT64_MAX)
     points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
     rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
 class ImportCheckpointRequest(Body):
-    attempt: int = Field(ge=1)
-    step: int = Field(ge=0)
+    attempt: int = Field(ge=1, le=models.INT64_MAX)
+    step: UInt63
     status: str = Field(pattern="^(incomplete|complete)$")
     name: str | None = None
     sha256: str | None = None
@@ -89,7 +89,7 @@ def import_metrics(run_id: str, body: ImportMetricsRequest, who: Principal = Dep
 
 @router.put("/v1/runs/{run_id}/import/artifacts/{name:path}", status_code=201)
 async def import_artifact(run_id: str, name: str, request: Request,
-                          attempt: int = Query(..., ge=1),
+                          attempt: int = Query(..., ge=1, le=models.INT64_MAX),
                           kind: str = Query("checkpoint", pattern="^(file|bundle|checkpoint)$"),
                           x_content_sha256: str = Header(..., alias="X-Content-SHA256"),
                           who: Principal = Depends(auth.user),
