@@ -69,6 +69,10 @@ class Launch:
     log_dir: str | os.PathLike[str] | None = None
     stop_file: str | os.PathLike[str] | None = None
     inherit_env: bool = True
+    #: Run as this uid, primary gid and groups (the agent must be allowed to switch).
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
 
 
 def signal_name(signum: int) -> str:
@@ -276,6 +280,9 @@ class ManagedProcess:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True
+            if launch.uid is not None:
+                kwargs.update(user=launch.uid, group=launch.gid,
+                              extra_groups=list(launch.groups or ()))
         try:
             self._popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
