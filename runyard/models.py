@@ -16,10 +16,13 @@ from typing import Any
 
 from runyard import defaults, errors
 
-#: The widest integer every store column and JSON encoder takes: larger ones are refused at
-#: the edge, naming their field, instead of overflowing a database driver.
+#: The integers the store's columns hold: 64 bits for steps, sizes and offsets, 32 bits
+#: (PostgreSQL's ``integer``) for counts, priorities, exit codes and attempt numbers. Larger
+#: ones are refused at the edge, naming their field, instead of overflowing a driver.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
 
 
 def leases_match(stored: str, given: object) -> bool:
@@ -142,8 +145,8 @@ def _number(data: Mapping[str, Any], key: str, prefix: str, default: float, *,
         raise errors.ValidationError(f"{path}: expected an integer, got {value!r}", field=path)
     if value < 0:
         raise errors.ValidationError(f"{path}: must not be negative, got {value!r}", field=path)
-    if integer and value > INT64_MAX:
-        raise errors.ValidationError(f"{path}: must be below 2**63, got {value!r}", field=path)
+    if integer and value > INT32_MAX:
+        raise errors.ValidationError(f"{path}: must be below 2**31, got {value!r}", field=path)
     return int(value) if integer else float(value)
 
 

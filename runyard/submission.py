@@ -37,8 +37,8 @@ def _int(req: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
         raise errors.ValidationError(f"{key}: expected an integer, got {value!r}", field=key)
     if value < minimum:
         raise errors.ValidationError(f"{key}: must be at least {minimum}, got {value}", field=key)
-    if value > models.INT64_MAX:
-        raise errors.ValidationError(f"{key}: must be below 2**63, got {value}", field=key)
+    if value > models.INT32_MAX:
+        raise errors.ValidationError(f"{key}: must be below 2**31, got {value}", field=key)
     return value
 
 
@@ -140,7 +140,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     codes = policy.get("retry_on_exit_codes") or []
     if not isinstance(codes, list) or not all(
             isinstance(c, int) and not isinstance(c, bool)
-            and models.INT64_MIN <= c <= models.INT64_MAX for c in codes):
+            and models.INT32_MIN <= c <= models.INT32_MAX for c in codes):
         raise errors.ValidationError("retry_on_exit_codes: expected a list of integers",
                                      field="retry_on_exit_codes")
     env = req.get("env") or {}

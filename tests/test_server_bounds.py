@@ -1,6 +1,7 @@
-"""Out-of-range and ill-typed input is a 4xx naming the field, never a 500: integers past
-64 bits (the databases' widest integer), non-ASCII leases, objects where text is expected,
-and manifests nested deeper than any real one."""
+"""Out-of-range and ill-typed input is a 4xx naming the field, never a 500: integers wider
+than their column (64 bits for steps and offsets, PostgreSQL's 32-bit ``integer`` for counts,
+priorities and exit codes), non-ASCII leases, objects where text is expected, and manifests
+nested deeper than any real one. On both databases."""
 
 from __future__ import annotations
 
@@ -12,17 +13,27 @@ from typing import Any
 
 import pytest
 
+from .live_server import LiveServer
 from .test_server_support import Api, admin, caps, error_of, shared_server
 
 BIG = 2**63
+I32 = 2**31
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):  # type: ignore[no-untyped-def]
-    with shared_server(tmp_path_factory, stale_after_s=600) as server:
-        client = admin(server)
-        yield client
-        client.close()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        with shared_server(tmp_path_factory, stale_after_s=600) as server:
+            client = admin(server)
+            yield client
+            client.close()
+        return
+    url = request.getfixturevalue("pg_databases").new()
+    server = LiveServer(tmp_path_factory.mktemp("pg-server"), url, stale_after_s=600).start()
+    client = admin(server)
+    yield client
+    client.close()
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +54,15 @@ def _assert_names(r: Any, field: str) -> None:
 
 @pytest.mark.parametrize("extra, field", [
     ({"priority": BIG}, "priority"),
+    ({"priority": I32}, "priority"),
     ({"priority": -BIG - 1}, "priority"),
     ({"max_attempts": BIG}, "max_attempts"),
-    ({"max_restarts_on_errors": BIG}, "max_restarts_on_errors"),
+    ({"max_attempts": I32}, "max_attempts"),
+    ({"max_restarts_on_errors": I32}, "max_restarts_on_errors"),
     ({"retry_on_exit_codes": [BIG]}, "retry_on_exit_codes"),
     ({"seed": BIG}, "seed"),
     ({"constraints": {"gpus": BIG}}, "constraints.gpus"),
+    ({"constraints": {"gpus": I32}}, "constraints.gpus"),
     ({"constraints": {"gpus": 1e300}}, "constraints.gpus"),
 ])
 def test_run_integers_past_64_bits(shared: Api, extra: dict[str, Any], field: str) -> None:
@@ -62,9 +76,10 @@ def test_events_after_seq_past_64_bits(shared: Api, held: dict[str, Any]) -> Non
 
 
 def test_claim_slots_past_64_bits(shared: Api) -> None:
-    r = shared.post("/v1/workers/claim", {"host_id": "huge", "capabilities": caps(
-        "huge", slots=BIG)})
-    _assert_names(r, "slots")
+    for slots in (BIG, I32):
+        r = shared.post("/v1/workers/claim", {"host_id": "huge", "capabilities": caps(
+            "huge", slots=slots)})
+        _assert_names(r, "slots")
     r = shared.post("/v1/workers/claim", {"host_id": "huge", "capabilities": caps("huge"),
                                           "free_slots": BIG})
     _assert_names(r, "free_slots")
@@ -72,8 +87,10 @@ def test_claim_slots_past_64_bits(shared: Api) -> None:
 
 @pytest.mark.parametrize("path, body, field", [
     ("complete", {"exit_code": BIG}, "exit_code"),
+    ("complete", {"exit_code": I32}, "exit_code"),
     ("fail", {"reason": "user_error", "exit_code": BIG}, "exit_code"),
     ("progress", {"snapshot": {"step": BIG}}, "step"),
+    ("progress", {"snapshot": {"step": 1, "seq": I32}}, "seq"),
     ("checkpoints", {"step": BIG, "status": "incomplete"}, "step"),
     ("heartbeat", {"lease": "\u00e9t\u00e9"}, "lease"),
     ("progress", {"lease": "\u00e9t\u00e9", "snapshot": {"step": 1}}, "lease"),
@@ -103,10 +120,13 @@ def _record(run: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     (_record({"project": {"a": 1}}), "run.project"),
     (_record({"termination_reason": {"a": 1}}), "run.termination_reason"),
     (_record({"exit_code": BIG}), "run.exit_code"),
+    (_record({"exit_code": I32}), "run.exit_code"),
     (_record(attempts=[{"number": BIG}]), "attempts[0].number"),
+    (_record(attempts=[{"number": I32}]), "attempts[0].number"),
     (_record(attempts=[{"host_id": {"a": 1}}]), "attempts[0].host_id"),
     (_record(attempts=[{"exit_code": BIG}]), "attempts[0].exit_code"),
     (_record(events=[{"attempt": BIG}]), "events[0].attempt"),
+    (_record(events=[{"attempt": I32}]), "events[0].attempt"),
     (_record(events=[{"kind": {"a": 1}}]), "events[0].kind"),
     (_record(events=[{"status": {"a": 1}}]), "events[0].status"),
     (_record(events=[{"actor": ["x"]}]), "events[0].actor"),

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 
 from runyard import errors, jsonvalues, models
 
-#: An integer a database column holds: anything wider is a 422 naming its field.
-Int64 = Annotated[int, Field(ge=models.INT64_MIN, le=models.INT64_MAX)]
-#: A count, step or offset.
+#: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
+#: its field. Counts, priorities and exit codes:
+Int32 = Annotated[int, Field(ge=models.INT32_MIN, le=models.INT32_MAX)]
+#: Steps, sizes and offsets:
 UInt63 = Annotated[int, Field(ge=0, le=models.INT64_MAX)]
 
 
@@ -88,10 +89,10 @@ class RunRequest(Body):
     command: list[str] | None = None
     config: dict[str, Any] | None = None
     constraints: dict[str, Any] | None = None
-    priority: Int64 | None = None
-    max_attempts: Int64 | None = None
-    max_restarts_on_errors: Int64 | None = None
-    retry_on_exit_codes: list[Int64] | None = None
+    priority: Int32 | None = None
+    max_attempts: Int32 | None = None
+    max_restarts_on_errors: Int32 | None = None
+    retry_on_exit_codes: list[Int32] | None = None
     probe_interval_s: float | None = None
     stall_after_s: float | None = None
     env: dict[str, str] | None = None
@@ -140,10 +141,11 @@ class ProgressRequest(Body):
     @field_validator("snapshot")
     @classmethod
     def _step_fits(cls, snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The step is stored in a column of the progress history."""
-        step = (snapshot or {}).get("step")
-        if isinstance(step, int) and not models.INT64_MIN <= step <= models.INT64_MAX:
-            raise ValueError("step: must be below 2**63")
+        """The step and seq are stored in columns of the progress history."""
+        for key, top in (("step", models.INT64_MAX), ("seq", models.INT32_MAX)):
+            value = (snapshot or {}).get(key)
+            if isinstance(value, int) and not -top - 1 <= value <= top:
+                raise ValueError(f"{key}: must be below 2**{top.bit_length()}")
         return snapshot
 
 
@@ -204,14 +206,14 @@ class CheckpointRequest(Body):
 
 class CompleteRequest(Body):
     lease: str
-    exit_code: Int64 = 0
+    exit_code: Int32 = 0
     details: dict[str, Any] = Field(default_factory=dict)
 
 
 class FailRequest(Body):
     lease: str
     reason: str
-    exit_code: Int64 | None = None
+    exit_code: Int32 | None = None
     stderr_tail: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     no_retry: bool = False

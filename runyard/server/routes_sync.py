@@ -35,13 +35,13 @@ class ImportRequest(Body):
 
 
 class ImportMetricsRequest(Body):
-    attempt: int = Field(ge=1, le=models.INT64_MAX)
+    attempt: int = Field(ge=1, le=models.INT32_MAX)
     points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_POINTS)
     rows: list[MetricRow] = Field(default_factory=list, max_length=MAX_POINTS)
 
 
 class ImportCheckpointRequest(Body):
-    attempt: int = Field(ge=1, le=models.INT64_MAX)
+    attempt: int = Field(ge=1, le=models.INT32_MAX)
     step: UInt63
     status: str = Field(pattern="^(incomplete|complete)$")
     name: str | None = None
@@ -89,7 +89,7 @@ def import_metrics(run_id: str, body: ImportMetricsRequest, who: Principal = Dep
 
 @router.put("/v1/runs/{run_id}/import/artifacts/{name:path}", status_code=201)
 async def import_artifact(run_id: str, name: str, request: Request,
-                          attempt: int = Query(..., ge=1, le=models.INT64_MAX),
+                          attempt: int = Query(..., ge=1, le=models.INT32_MAX),
                           kind: str = Query("checkpoint", pattern="^(file|bundle|checkpoint)$"),
                           x_content_sha256: str = Header(..., alias="X-Content-SHA256"),
                           who: Principal = Depends(auth.user),

@@ -44,8 +44,8 @@ def _int(value: Any, field: str) -> int | None:
     """An integer a column holds, or None (absent, or not an integer: as recorded)."""
     if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if not models.INT64_MIN <= value <= models.INT64_MAX:
-        raise errors.ValidationError(f"{field}: must fit in 64 bits", field=field)
+    if not models.INT32_MIN <= value <= models.INT32_MAX:
+        raise errors.ValidationError(f"{field}: must fit in 32 bits", field=field)
     return value
 
 
