@@ -34,7 +34,7 @@ def leases_match(stored: str, given: object) -> bool:
 
 
 class Status(enum.StrEnum):
-    """Run status (PRODUCT.md section 3)."""
+    """Run status (docs/lifecycle.md)."""
 
     QUEUED = "queued"
     CLAIMED = "claimed"
@@ -211,7 +211,7 @@ def _reject_unknown(data: Mapping[str, Any], known: Iterable[str], prefix: str) 
 
 @dataclass(frozen=True)
 class Constraints:
-    """What a run needs from a host (PRODUCT.md section 4)."""
+    """What a run needs from a host (docs/scheduling.md)."""
 
     require_cuda: bool = False
     prefer_cuda: bool = False
@@ -260,7 +260,7 @@ class GPU:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a worker reports about its host (PRODUCT.md section 4)."""
+    """What a worker reports about its host (docs/scheduling.md)."""
 
     host_id: str
     hostname: str = ""

@@ -1,4 +1,4 @@
-"""The run lifecycle (PRODUCT.md section 3): submit, claim, heartbeat, complete, fail, stop,
+"""The run lifecycle (docs/lifecycle.md): submit, claim, heartbeat, complete, fail, stop,
 cancel, requeue, restart, delete, sweep and explain.
 
 Every rule lives here, written against the narrow :class:`runyard.store.base.Transaction`.

@@ -1,4 +1,5 @@
-"""Supervising one claimed attempt, from launch to its report (PRODUCT.md sections 3 and 5).
+"""Supervising one claimed attempt, from launch to its report (docs/lifecycle.md,
+docs/progress-protocol.md).
 
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits

@@ -1,4 +1,5 @@
-"""``runyard agent``: the claim loop of one host (PRODUCT.md sections 2-4).
+"""``runyard agent``: the claim loop of one host (docs/architecture.md, docs/lifecycle.md,
+docs/scheduling.md).
 
 The main thread claims; each claimed attempt runs in its own thread under an
 :class:`~runyard.agent.attempt.AttemptRunner`, up to ``slots`` at once. When idle (204) or

@@ -7,7 +7,7 @@ to ``stdout.log`` / ``stderr.log`` and handed to ``on_output(stream, offset, dat
 ``offset`` is the chunk's byte position in that log, so the agent can forward logs in order
 and resume after a restart. The last stderr lines are kept for the failure message.
 
-A stop is cooperative first (PRODUCT.md section 5): the stop file appears, the group gets
+A stop is cooperative first (docs/progress-protocol.md): the stop file appears, the group gets
 SIGTERM, and SIGKILL follows when the grace period ends. :meth:`ManagedProcess.tick` (or
 :meth:`~ManagedProcess.poll` / :meth:`~ManagedProcess.wait`, which call it) enforces the
 deadline; a timer thread enforces it too, so a busy caller cannot let a process outlive it.

@@ -1,4 +1,4 @@
-"""Bearer tokens and roles (PRODUCT.md section 11).
+"""Bearer tokens and roles (docs/security.md).
 
 Secrets are 32 random bytes; only their sha256 is stored, and a request's token is found by
 its hash. That lookup is safe against timing attacks for such tokens: an attacker cannot
