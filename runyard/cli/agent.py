@@ -67,6 +67,10 @@ def agent(
     """Claim runs this host can serve and supervise them until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
         return
+    source = ctx.get_parameter_source("token")
+    if source is not None and source.name == "COMMANDLINE":
+        typer.echo("runyard: warning: --token on the command line is visible to every user "
+                   "of this host (ps); set RUNYARD_TOKEN instead", err=True)
     from runyard.agent import capabilities
 
     parsed = capabilities.parse_labels(labels)
