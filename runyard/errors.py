@@ -117,6 +117,12 @@ class Forbidden(AuthError):
 
     http_status = 403
 
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, **details)
+        #: The request field the caller may not set, when one is to blame.
+        self.field = field
+
 
 class StoreError(RunyardError):
     """The database failed."""

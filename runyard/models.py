@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import hmac
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -15,9 +16,25 @@ from typing import Any
 
 from runyard import defaults, errors
 
+#: The integers the store's columns hold: 64 bits for steps, sizes and offsets, 32 bits
+#: (PostgreSQL's ``integer``) for counts, priorities, exit codes and attempt numbers. Larger
+#: ones are refused at the edge, naming their field, instead of overflowing a driver.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def leases_match(stored: str, given: object) -> bool:
+    """Constant-time lease comparison; any text compares (as UTF-8), not only ASCII."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(stored.encode("utf-8", "surrogatepass"),
+                               given.encode("utf-8", "surrogatepass"))
+
 
 class Status(enum.StrEnum):
-    """Run status (PRODUCT.md section 3)."""
+    """Run status (docs/lifecycle.md)."""
 
     QUEUED = "queued"
     CLAIMED = "claimed"
@@ -128,6 +145,8 @@ def _number(data: Mapping[str, Any], key: str, prefix: str, default: float, *,
         raise errors.ValidationError(f"{path}: expected an integer, got {value!r}", field=path)
     if value < 0:
         raise errors.ValidationError(f"{path}: must not be negative, got {value!r}", field=path)
+    if integer and value > INT32_MAX:
+        raise errors.ValidationError(f"{path}: must be below 2**31, got {value!r}", field=path)
     return int(value) if integer else float(value)
 
 
@@ -192,7 +211,7 @@ def _reject_unknown(data: Mapping[str, Any], known: Iterable[str], prefix: str) 
 
 @dataclass(frozen=True)
 class Constraints:
-    """What a run needs from a host (PRODUCT.md section 4)."""
+    """What a run needs from a host (docs/scheduling.md)."""
 
     require_cuda: bool = False
     prefer_cuda: bool = False
@@ -241,7 +260,7 @@ class GPU:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a worker reports about its host (PRODUCT.md section 4)."""
+    """What a worker reports about its host (docs/scheduling.md)."""
 
     host_id: str
     hostname: str = ""

@@ -10,7 +10,6 @@ attempt, so PostgreSQL never deadlocks on us.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -206,7 +205,7 @@ class Queue:
         att = tx.lock_attempt(attempt_id)
         if run is None or att is None:
             raise errors.NotFound(f"no attempt {attempt_id!r}")
-        if not isinstance(lease, str) or not hmac.compare_digest(att["lease"], lease):
+        if not models.leases_match(att["lease"], lease):
             raise errors.LeaseConflict(f"attempt {attempt_id}: the lease does not match")
         if not att["active"] or run["attempt_id"] != attempt_id:
             why = att["termination_reason"] or "superseded"

@@ -35,6 +35,8 @@ def _int(req: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
         raise errors.ValidationError(f"{key}: expected an integer, got {value!r}", field=key)
     if value < minimum:
         raise errors.ValidationError(f"{key}: must be at least {minimum}, got {value}", field=key)
+    if value > models.INT32_MAX:
+        raise errors.ValidationError(f"{key}: must be below 2**31, got {value}", field=key)
     return value
 
 
@@ -139,7 +141,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
                                                if k != "constraints"}, **req}
     codes = policy.get("retry_on_exit_codes") or []
     if not isinstance(codes, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in codes):
+            isinstance(c, int) and not isinstance(c, bool)
+            and models.INT32_MIN <= c <= models.INT32_MAX for c in codes):
         raise errors.ValidationError("retry_on_exit_codes: expected a list of integers",
                                      field="retry_on_exit_codes")
     env = req.get("env") or {}
@@ -154,7 +157,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
 
     seed = req.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
-                             or not -(2**63) <= seed < 2**63):
+                             or not models.INT64_MIN <= seed <= models.INT64_MAX):
         raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
 
     return {

@@ -23,6 +23,15 @@ def _runyard(*args: str, env: dict[str, str] | None = None,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def test_a_token_on_the_command_line_is_warned_about() -> None:
+    """Every user of the host can read a process's argv (``ps``), whatever the agent does."""
+    out = _runyard("agent", "--check", "--token", "ry_visible")
+    assert out.returncode == 0, out.stderr
+    assert "--token on the command line is visible to every user" in out.stderr
+    quiet = _runyard("agent", "--check", env={"RUNYARD_TOKEN": "ry_hidden"})
+    assert "visible to every user" not in quiet.stderr
+
+
 def test_check_prints_the_self_test_with_fake_gpus_marked() -> None:
     out = _runyard("agent", "--check", "--labels", "zone=a", env={
         "RUNYARD_FAKE_GPUS": '[{"name": "Fake X", "vram_gib": 8}]',
@@ -38,6 +47,8 @@ def test_check_prints_the_self_test_with_fake_gpus_marked() -> None:
     (["--server", "nope"], "server: expected an http:// or https:// URL"),
     (["--server", "http://127.0.0.1:1", "--labels", "novalue"], "labels: expected key=value"),
     (["--server", "http://127.0.0.1:1", "--executor", "slurm"], "executor:"),
+    (["--server", "http://127.0.0.1:1", "--train-as", "no-such-user-xyz"],
+     "train_as: no OS user named 'no-such-user-xyz'"),
 ])
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
     out = _runyard("agent", *args)

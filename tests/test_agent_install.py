@@ -106,6 +106,9 @@ def test_env_file_holds_the_token_only_there() -> None:
     ({"work_dir": "/srv/a\nExecStartPre=/bin/rm"}, "work_dir"),
     ({"labels": {"a": "b,c=d"}}, "labels"),
     ({"python": ""}, "python"),
+    ({"train_as": "bob\nExecStartPre=/bin/rm"}, "train_as"),
+    ({"train_as": "bob", "user_mode": True}, "train_as"),  # a user manager cannot switch
+    ({"train_as": "bob", "run_as": "runyard"}, "train_as"),  # nor a non-root agent
 ])
 def test_bad_options_name_the_field(overrides: dict[str, object], field: str,
                                     tmp_path: Path) -> None:
@@ -166,6 +169,32 @@ def test_dry_run_prints_with_the_token_masked_and_writes_nothing(tmp_path: Path)
     assert "ExecStart=/opt/venv/bin/python -m runyard agent" in output
     assert f"# {tmp_path / 'e' / 'runyard-agent.env'} (mode 0600)" in output
     assert plan.files[1].content.endswith(f"RUNYARD_TOKEN={TOKEN}\n")
+
+
+def test_train_as_is_passed_to_the_agent() -> None:
+    """The agent (root) starts runs as another OS user: they cannot read its token, from its
+    process or its environment file. Switching users is tested for real in
+    test_agent_secrets.py; here, that the service starts the agent so."""
+    opts = options(train_as="trainer")
+    assert install.agent_argv(opts)[-2:] == ["--train-as", "trainer"]
+    unit = install.render_systemd_unit(opts, "/etc/runyard/runyard-agent.env")
+    assert unit_value(unit, "ExecStart").endswith(" --train-as trainer")
+    assert "User=" not in unit  # the agent itself stays root
+    with pytest.raises(errors.ValidationError) as exc:
+        install.render_windows_script(opts)
+    assert exc.value.field == "train_as"
+
+
+def test_cli_install_takes_train_as(tmp_path: Path) -> None:
+    import subprocess
+
+    res = subprocess.run(
+        [sys.executable, "-m", "runyard", "agent", "install", "--server", "http://x:1",
+         "--train-as", "trainer", "--dry-run"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^ExecStart=.* --train-as trainer$", res.stdout, re.MULTILINE), res.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,

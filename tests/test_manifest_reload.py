@@ -152,3 +152,32 @@ def test_invalid_manifest_changes_nothing(live_server, tmp_path: Path) -> None:
     assert "not sent with the manifest" in err["message"]
     assert runs(live_server) == {}
     api.close()
+
+
+def test_a_user_cannot_squat_a_job_key(live_server, tmp_path: Path) -> None:
+    """A user who submits with a manifest job's key (computable by anyone who reads the
+    manifest) and another command would make the operator's reload call the real job
+    unchanged: only operators, and the reload, set job keys."""
+    from runyard.manifest import load_manifest
+
+    path = write(tmp_path / "m")
+    key = next(j.key for j in load_manifest(path).jobs if j.name == "mlp-small")
+    api = admin(live_server)
+    user = api.__class__(live_server, api.token("mallory", "user"))
+    try:
+        r = user.post("/v1/runs", {"name": "mlp-small", "command": ["sh", "-c", "steal"],
+                                   "job_key": key})
+        assert r.status_code == 403, r.text
+        assert error_of(r)["field"] == "job_key" and "job_key" in error_of(r)["message"]
+        assert runs(live_server) == {}
+        applied = reload(live_server, path)
+        assert sorted(j["name"] for j in applied["new"]) == ["mlp-large", "mlp-small"]
+        assert applied["unchanged"] == []
+        small = [r for r in runs(live_server).values() if r["name"] == "mlp-small"]
+        assert len(small) == 1 and small[0]["command"][0] == "python"
+        # An operator may still queue by key (what a reload does), idempotently.
+        again = api.post("/v1/runs", {"name": "mlp-small", "command": ["x"], "job_key": key})
+        assert again.status_code == 201 and again.json()["id"] == small[0]["id"]
+    finally:
+        user.close()
+        api.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import errors, models, timestamps
+from runyard.agent.isolation import TrainUser
 from runyard.sdk import file_sink
 
 #: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
@@ -104,6 +105,8 @@ class AttemptSettings:
     #: the agent was started in, its checkout, so ``examples/fleet/train_gbt.py`` in a
     #: manifest means the same file to the operator and to the run. None: ``work_dir``.
     run_cwd: Path | None = None
+    #: Start runs as this OS user (``--train-as``); None: as the agent's own.
+    train_user: TrainUser | None = None
 
 
 @dataclass(frozen=True)

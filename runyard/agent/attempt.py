@@ -200,6 +200,11 @@ class AttemptRunner:
         p = self.paths
         for d in (p.checkpoint_dir, p.artifact_dir, p.log_dir):
             d.mkdir(parents=True, exist_ok=True)
+        user = self.settings.train_user
+        if user is not None:
+            # The run writes its progress, metrics, checkpoints and artifacts; its logs and
+            # the agent's spool stay the agent's.
+            user.hand_over(p.root, p.checkpoint_dir, p.artifact_dir)
         p.config_file.write_text(json.dumps(self.a.config, indent=2, sort_keys=True), "utf-8")
         if not self.a.command or not all(isinstance(x, str) for x in self.a.command):
             return None, f"command: expected a non-empty argv list, got {self.a.command!r}"
@@ -213,6 +218,8 @@ class AttemptRunner:
         except (errors.ValidationError, ValueError) as exc:
             return None, getattr(exc, "message", str(exc))
         env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV}
+        if user is not None:
+            env.update(user.env())
         env.update(self.a.env)
         env.update({
             "RUNYARD_RUN_ID": self.a.run_id, "RUNYARD_ATTEMPT": str(self.a.number),
@@ -229,7 +236,9 @@ class AttemptRunner:
             cwd = cwd / named  # an absolute path replaces the base
         self.cwd = cwd
         return process.Launch(argv=argv, cwd=cwd, env=env, log_dir=p.log_dir,
-                              stop_file=p.stop_file, inherit_env=False), None
+                              stop_file=p.stop_file, inherit_env=False,
+                              uid=user.uid if user else None, gid=user.gid if user else None,
+                              groups=user.groups if user else None), None
 
     def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
         """Wait for the exit, forwarding progress, metrics and logs every probe interval.

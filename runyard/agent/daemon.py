@@ -1,4 +1,5 @@
-"""``runyard agent``: the claim loop of one host (PRODUCT.md sections 2-4).
+"""``runyard agent``: the claim loop of one host (docs/architecture.md, docs/lifecycle.md,
+docs/scheduling.md).
 
 The main thread claims; each claimed attempt runs in its own thread under an
 :class:`~runyard.agent.attempt.AttemptRunner`, up to ``slots`` at once. When idle (204) or
@@ -35,7 +36,7 @@ from typing import Any
 
 from runyard import defaults, errors, models
 from runyard.agent import attempt as attempt_mod
-from runyard.agent import capabilities, orphans, signals
+from runyard.agent import capabilities, isolation, orphans, signals
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptSettings
 
@@ -63,6 +64,8 @@ class AgentConfig:
     executor: str = "local"
     stop_grace_s: float = defaults.STOP_GRACE_S
     claim_max_wait_s: float = CLAIM_MAX_WAIT_S
+    #: Start runs as this OS user (:mod:`runyard.agent.isolation`); None: as the agent's.
+    train_as: str | None = None
 
     def validate(self) -> None:
         if self.executor != "local":
@@ -127,7 +130,9 @@ class Agent:
         self.settings = AttemptSettings(
             host_id=self.host_id, work_dir=config.work_dir.resolve(),
             probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
-            run_cwd=Path.cwd())
+            run_cwd=Path.cwd(),
+            train_user=isolation.TrainUser.resolve(config.train_as) if config.train_as
+            else None)
         self.claimed = 0
         self._manual_stop = signals.StopSignals()
 

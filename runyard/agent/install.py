@@ -3,7 +3,10 @@
 On Linux it writes a systemd unit (system-wide, or ``--user``) that runs
 ``<python> -m runyard agent --server URL ...`` and an ``EnvironmentFile`` holding
 ``RUNYARD_TOKEN`` with mode 0600, so the secret is neither in the unit (world-readable) nor
-in the process's argv (visible in ``ps``). On Windows it writes a PowerShell script that
+in the process's argv (visible in ``ps``). With ``--train-as USER`` the agent (root) starts
+every run as USER, who can read neither that file nor the agent's process
+(:mod:`runyard.agent.isolation`): what a shared host needs, since a run as the agent's own
+user could read the file. On Windows it writes a PowerShell script that
 stores the token readable by SYSTEM and Administrators only and registers a Scheduled Task
 started at boot.
 
@@ -54,6 +57,8 @@ class AgentOptions:
     user_mode: bool = False
     #: ``User=`` of a system unit (None: root).
     run_as: str | None = None
+    #: The OS user runs are started as (``runyard agent --train-as``); the agent stays root.
+    train_as: str | None = None
     grace_s: float = defaults.STOP_GRACE_S
 
     def validate(self) -> None:
@@ -78,11 +83,15 @@ class AgentOptions:
                                          field="grace_s")
         if not self.python:
             raise errors.ValidationError("python: the interpreter path is empty", field="python")
-        for name in ("python", "host_id", "work_dir", "executor", "run_as"):
+        for name in ("python", "host_id", "work_dir", "executor", "run_as", "train_as"):
             value = getattr(self, name)
             if value is not None and any(c in str(value) for c in "\n\r\0"):
                 raise errors.ValidationError(f"{name}: cannot hold newlines or NUL",
                                              field=name)
+        if self.train_as is not None and (self.user_mode or self.run_as not in (None, "root")):
+            raise errors.ValidationError(
+                "train_as: switching runs to another user needs an agent running as root "
+                "(a system unit without --run-as)", field="train_as")
         if self.work_dir is not None and not os.path.isabs(self.work_dir):
             raise errors.ValidationError(
                 f"work_dir: expected an absolute path, got {self.work_dir!r}", field="work_dir")
@@ -108,6 +117,8 @@ def agent_argv(opts: AgentOptions) -> list[str]:
         argv += ["--probe-interval-s", f"{opts.probe_interval_s:g}"]
     if opts.executor:
         argv += ["--executor", opts.executor]
+    if opts.train_as:
+        argv += ["--train-as", opts.train_as]
     return argv
 
 
@@ -235,6 +246,8 @@ def _ps_quote(text: str) -> str:
 def render_windows_script(opts: AgentOptions) -> str:
     """A PowerShell script registering the agent as a Scheduled Task started at boot."""
     opts.validate()
+    if opts.train_as:
+        raise errors.ValidationError("train_as: not available on Windows", field="train_as")
     name = opts.service_name
     command = " ".join(_ps_quote(a) for a in agent_argv(opts))
     token_rel = _ps_quote(f"Runyard\\{name}.token")

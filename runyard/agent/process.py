@@ -7,7 +7,7 @@ to ``stdout.log`` / ``stderr.log`` and handed to ``on_output(stream, offset, dat
 ``offset`` is the chunk's byte position in that log, so the agent can forward logs in order
 and resume after a restart. The last stderr lines are kept for the failure message.
 
-A stop is cooperative first (PRODUCT.md section 5): the stop file appears, the group gets
+A stop is cooperative first (docs/progress-protocol.md): the stop file appears, the group gets
 SIGTERM, and SIGKILL follows when the grace period ends. :meth:`ManagedProcess.tick` (or
 :meth:`~ManagedProcess.poll` / :meth:`~ManagedProcess.wait`, which call it) enforces the
 deadline; a timer thread enforces it too, so a busy caller cannot let a process outlive it.
@@ -69,6 +69,10 @@ class Launch:
     log_dir: str | os.PathLike[str] | None = None
     stop_file: str | os.PathLike[str] | None = None
     inherit_env: bool = True
+    #: Run as this uid, primary gid and groups (the agent must be allowed to switch).
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
 
 
 def signal_name(signum: int) -> str:
@@ -276,6 +280,9 @@ class ManagedProcess:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True
+            if launch.uid is not None:
+                kwargs.update(user=launch.uid, group=launch.gid,
+                              extra_groups=list(launch.groups or ()))
         try:
             self._popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,

@@ -31,6 +31,9 @@ _PROBE = typer.Option(defaults.PROBE_INTERVAL_S, "--probe-interval-s",
                       help="Seconds between progress probes when a run sets none.")
 _EXECUTOR = typer.Option("local", "--executor", envvar="RUNYARD_EXECUTOR",
                          help="Where runs execute: local.")
+_TRAIN_AS = typer.Option(None, "--train-as", envvar="RUNYARD_TRAIN_AS",
+                         help="Start runs as this OS user, so they cannot reach the agent's "
+                              "token (the agent must run as root).")
 
 
 def _server_or_fail(server: str | None) -> str:
@@ -51,6 +54,7 @@ def agent(
     work_dir: Path | None = _WORK_DIR,
     probe_interval_s: float = _PROBE,
     executor: str = _EXECUTOR,
+    train_as: str | None = _TRAIN_AS,
     stop_grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s",
                                        envvar="RUNYARD_STOP_GRACE_S",
                                        help="Grace period of runs stopped by an agent stop."),
@@ -63,6 +67,10 @@ def agent(
     """Claim runs this host can serve and supervise them until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
         return
+    source = ctx.get_parameter_source("token")
+    if source is not None and source.name == "COMMANDLINE":
+        typer.echo("runyard: warning: --token on the command line is visible to every user "
+                   "of this host (ps); set RUNYARD_TOKEN instead", err=True)
     from runyard.agent import capabilities
 
     parsed = capabilities.parse_labels(labels)
@@ -71,8 +79,11 @@ def agent(
                                    workdir=os.getcwd())
         typer.echo(capabilities.format_check(caps))
         raise typer.Exit(0)
-    from runyard.agent import daemon
+    from runyard.agent import daemon, isolation
 
+    # Runs must not read the token from this process's /proc files, nor inherit it.
+    isolation.make_undumpable()
+    isolation.forget_token_env()
     if not os.environ.get("RUNYARD_LOG_LEVEL"):
         # The CLI logs warnings by default; an agent's claims and exits belong in its journal.
         logging.getLogger("runyard.agent").setLevel(logging.INFO)
@@ -82,7 +93,7 @@ def agent(
         server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
         labels=parsed, work_dir=work_dir or Path("runyard-work"),
         probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
-        claim_max_wait_s=claim_max_wait_s)
+        claim_max_wait_s=claim_max_wait_s, train_as=train_as)
     agent_ = daemon.Agent(config)
     # What is loaded by now lives as long as the agent: moved out of the collector's view,
     # so the collections that parsing a run's metric lines sets off do not walk it (as the
@@ -109,6 +120,9 @@ def install(
                                  help="Print the files (token masked); write nothing."),
     service_name: str = typer.Option("runyard-agent", "--service-name"),
     run_as: str | None = typer.Option(None, "--run-as", help="User= of a system unit."),
+    train_as: str | None = typer.Option(
+        None, "--train-as", help="Start runs as this OS user (the agent stays root), so "
+                                 "they cannot read its token."),
     grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--grace-s",
                                   help="Stop grace period the service manager allows for."),
 ) -> None:
@@ -121,6 +135,6 @@ def install(
         labels=capabilities.parse_labels(labels),
         work_dir=str(Path(work_dir).resolve()) if work_dir else None,
         probe_interval_s=probe_interval_s, executor=executor, service_name=service_name,
-        user_mode=user, run_as=run_as, grace_s=grace_s)
+        user_mode=user, run_as=run_as, train_as=train_as, grace_s=grace_s)
     install_mod.install(opts, target="windows" if windows else None, dry_run=dry_run,
                         echo=typer.echo)

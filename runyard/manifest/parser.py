@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from runyard import errors, models
+from runyard import errors, jsonvalues, models
 from runyard.manifest import fields
 from runyard.manifest.blueprint import (
     Blueprint,
@@ -82,7 +82,7 @@ def referenced_files(text: str) -> dict[str, Path]:
     never reads its own disk."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return {}
     tables = data.get("blueprints")
     found: dict[str, Path] = {}
@@ -121,6 +121,18 @@ def request_body(path: str | os.PathLike[str], source: str | None = None) -> dic
     return {"text": text, "source": source or str(fs_path.resolve()), "files": files}
 
 
+_TOO_DEEP = f"TOML tables and arrays nested deeper than {jsonvalues.MAX_DEPTH} levels"
+
+
+def _too_deep(data: Any) -> bool:
+    """The checks below walk the tables recursively; no real manifest nests this deep."""
+    try:
+        jsonvalues.check(data, "manifest")
+    except errors.ValidationError:
+        return True
+    return False
+
+
 def parse_manifest(text: str, source: str = "<manifest>", base_dir: FsPath | None = None,
                    files: Mapping[str, str] | None = None) -> Manifest:
     """Validate manifest text. ``config_schema_file`` names are looked up in ``files`` (their
@@ -142,6 +154,12 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: FsPath | Non
         problems.add((), f"TOML syntax error: {message}", line=line)
         problems.raise_if_any()
         raise AssertionError("unreachable") from exc
+    except RecursionError:
+        data = {}
+        problems.add((), _TOO_DEEP)
+    if not problems and _too_deep(data):
+        problems.add((), _TOO_DEEP)
+    problems.raise_if_any()
     problems.index = LineIndex(text)
 
     fields.reject_unknown(data, TOP_KEYS, (), problems)

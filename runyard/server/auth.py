@@ -3,7 +3,7 @@
 Secrets are 32 random bytes; only their sha256 is stored, and a request's token is found by
 its hash. That lookup is safe against timing attacks for such tokens: an attacker cannot
 choose the hash it probes with. Leases, which are compared directly, use
-:func:`hmac.compare_digest` (see :mod:`runyard.server.state`).
+:func:`hmac.compare_digest` (:func:`runyard.models.leases_match`).
 """
 
 from __future__ import annotations

@@ -10,9 +10,15 @@ from typing import Annotated, Any, Literal, TypeVar
 import orjson
 import pydantic
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import errors, jsonvalues, nonfinite
+from runyard import errors, jsonvalues, models, nonfinite
+
+#: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
+#: its field. Counts, priorities and exit codes:
+Int32 = Annotated[int, Field(ge=models.INT32_MIN, le=models.INT32_MAX)]
+#: Steps, sizes and offsets:
+UInt63 = Annotated[int, Field(ge=0, le=models.INT64_MAX)]
 
 
 async def json_body(request: Request) -> Any:
@@ -88,15 +94,15 @@ class RunRequest(Body):
     command: list[str] | None = None
     config: dict[str, Any] | None = None
     constraints: dict[str, Any] | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
-    max_restarts_on_errors: int | None = None
-    retry_on_exit_codes: list[int] | None = None
+    priority: Int32 | None = None
+    max_attempts: Int32 | None = None
+    max_restarts_on_errors: Int32 | None = None
+    retry_on_exit_codes: list[Int32] | None = None
     probe_interval_s: float | None = None
     stall_after_s: float | None = None
     env: dict[str, str] | None = None
     job_key: str | None = None
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=models.INT64_MIN, le=models.INT64_MAX)] | None = None
     executor: Literal["agent", "local", "slurm"] | None = None
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
@@ -124,7 +130,7 @@ class Empty(Body):
 class ClaimRequest(Body):
     host_id: str
     capabilities: dict[str, Any] = Field(default_factory=dict)
-    free_slots: int | None = Field(default=None, ge=0)
+    free_slots: UInt63 | None = None
 
 
 class HeartbeatRequest(Body):
@@ -137,13 +143,23 @@ class ProgressRequest(Body):
     snapshot: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list, max_length=100)
 
+    @field_validator("snapshot")
+    @classmethod
+    def _step_fits(cls, snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The step and seq are stored in columns of the progress history."""
+        for key, top in (("step", models.INT64_MAX), ("seq", models.INT32_MAX)):
+            value = (snapshot or {}).get(key)
+            if isinstance(value, int) and not -top - 1 <= value <= top:
+                raise ValueError(f"{key}: must be below 2**{top.bit_length()}")
+        return snapshot
+
 
 #: Points one metrics request may carry, ``points`` and ``rows`` together.
 MAX_POINTS = 100_000
 
 
 class MetricPoint(Body):
-    step: int = Field(ge=0)
+    step: UInt63
     tag: str = Field(min_length=1, max_length=64)
     #: A number, or "NaN", "Infinity", "-Infinity".
     value: Any = Field(json_schema_extra={"anyOf": [
@@ -153,7 +169,7 @@ class MetricPoint(Body):
 
 #: One logged step in the compact form: ``[step, at, {tag: value, ...}]`` -- the points of one
 #: ``log()`` call share their step and time, so they travel once (what the SDK and agents send).
-MetricRow = tuple[Annotated[int, Field(ge=0)], float | str | None, dict[str, float | str]]
+MetricRow = tuple[UInt63, float | str | None, dict[str, float | str]]
 
 
 class MetricsRequest(Body):
@@ -225,7 +241,7 @@ def point_count(points: list[Any], rows: list[Any]) -> int:
 
 class LogChunk(Body):
     stream: Literal["stdout", "stderr"]
-    offset: int = Field(ge=0)
+    offset: UInt63
     data: str
 
 
@@ -236,24 +252,24 @@ class LogsRequest(Body):
 
 class CheckpointRequest(Body):
     lease: str
-    step: int = Field(ge=0)
+    step: UInt63
     status: Literal["incomplete", "complete"]
     name: str | None = None
     sha256: str | None = None
-    size: int | None = Field(default=None, ge=0)
+    size: UInt63 | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompleteRequest(Body):
     lease: str
-    exit_code: int = 0
+    exit_code: Int32 = 0
     details: dict[str, Any] = Field(default_factory=dict)
 
 
 class FailRequest(Body):
     lease: str
     reason: str
-    exit_code: int | None = None
+    exit_code: Int32 | None = None
     stderr_tail: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     no_retry: bool = False

@@ -111,7 +111,7 @@ async def _manifest_body(request: Request, source: str | None) -> ManifestReques
     if "json" in ctype:
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise errors.ValidationError(f"body: not JSON: {exc}", field="body") from None
         if not isinstance(data, dict):
             raise errors.ValidationError("body: expected an object with 'text'", field="body")

@@ -72,7 +72,8 @@ def _point_out(p: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/v1/runs/{run_id}/metrics")
-def get_metrics(run_id: str, tag: str | None = None, after_step: int | None = Query(None, ge=-1),
+def get_metrics(run_id: str, tag: str | None = None,
+                after_step: int | None = Query(None, ge=-1, le=models.INT64_MAX),
                 limit: int = Query(1000, ge=1, le=10_000),
                 who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -112,9 +113,10 @@ def metric_series(run_id: str, tag: str, points: int = Query(500, ge=1, le=MAX_S
 
 
 @router.get("/v1/runs/{run_id}/logs")
-def get_logs(run_id: str, attempt: int | None = Query(None, ge=1),
+def get_logs(run_id: str, attempt: int | None = Query(None, ge=1, le=models.INT64_MAX),
              stream: str = Query("stdout", pattern="^(stdout|stderr)$"),
-             offset: int = Query(0, ge=0), limit_bytes: int = Query(1 << 16, ge=1, le=16 << 20),
+             offset: int = Query(0, ge=0, le=models.INT64_MAX),
+             limit_bytes: int = Query(1 << 16, ge=1, le=16 << 20),
              who: Principal = Depends(auth.viewer),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Log text from ``offset``; ``attempt`` defaults to the run's latest."""

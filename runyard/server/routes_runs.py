@@ -52,6 +52,11 @@ def submit(body: RunRequest, who: Principal = Depends(auth.user),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Queue a run (or, with ``executor: "local"``, start one held by the caller)."""
     req, host_id = submit_request(body)
+    if req.get("job_key") is not None and not who.is_operator:
+        # A run holding a manifest job's key is that job to every later reload: a user could
+        # otherwise queue any command under the key of a job the operator has yet to load.
+        raise errors.Forbidden(f"job_key: token {who.name!r} ({who.role.value}) may not set "
+                               "it; manifest jobs are queued by operators", field="job_key")
     if req.get("executor") == "local":
         claim = state.queue.start_local(req, host_id=host_id or "local", actor=who.name,
                                         owner=who.name, workdir=req.get("workdir"))
@@ -168,7 +173,8 @@ def delete(run_id: str, who: Principal = Depends(auth.operator),
 
 
 @router.get("/{run_id}/events")
-def events(run_id: str, after_seq: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def events(run_id: str, after_seq: int = Query(0, ge=0, le=models.INT64_MAX),
+           limit: int = Query(100, ge=1, le=1000),
            order: str = Query("asc", pattern="^(asc|desc)$"),
            who: Principal = Depends(auth.viewer),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import Field
 
-from runyard import errors
+from runyard import errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
@@ -19,6 +19,7 @@ from runyard.server.blobs import put_stream
 from runyard.server.bodies import (
     Body,
     ImportMetricsRequest,
+    UInt63,
     inline_schema,
     json_body,
     metric_batch,
@@ -40,8 +41,8 @@ class ImportRequest(Body):
 
 
 class ImportCheckpointRequest(Body):
-    attempt: int = Field(ge=1)
-    step: int = Field(ge=0)
+    attempt: int = Field(ge=1, le=models.INT32_MAX)
+    step: UInt63
     status: str = Field(pattern="^(incomplete|complete)$")
     name: str | None = None
     sha256: str | None = None
@@ -85,7 +86,7 @@ def import_metrics(run_id: str, who: Principal = Depends(auth.user),
 
 @router.put("/v1/runs/{run_id}/import/artifacts/{name:path}", status_code=201)
 async def import_artifact(run_id: str, name: str, request: Request,
-                          attempt: int = Query(..., ge=1),
+                          attempt: int = Query(..., ge=1, le=models.INT32_MAX),
                           kind: str = Query("checkpoint", pattern="^(file|bundle|checkpoint)$"),
                           x_content_sha256: str = Header(..., alias="X-Content-SHA256"),
                           who: Principal = Depends(auth.user),

@@ -117,7 +117,7 @@ async def _stream(request: Request, state: ServerState, after_id: int, run_id: s
 @router.get("/v1/events/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def stream(request: Request, run_id: str | None = None,
-                 after_id: int | None = Query(None, ge=0,
+                 after_id: int | None = Query(None, ge=0, le=models.INT64_MAX,
                                               description="resume after this event id"),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                  who: Principal = Depends(auth.viewer),
@@ -127,6 +127,8 @@ async def stream(request: Request, run_id: str | None = None,
     if last_event_id:
         try:
             start = int(last_event_id)
+            if not 0 <= start <= models.INT64_MAX:
+                raise ValueError(start)
         except ValueError:
             raise errors.ValidationError("Last-Event-ID: expected an event id (integer)",
                                          field="Last-Event-ID") from None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
 
-from runyard import errors
+from runyard import errors, models
 from runyard.artifacts import BlobStore
 from runyard.queue import Queue
 from runyard.server.auth import TokenAuth
@@ -44,7 +43,7 @@ class ServerState:
         att, run = found
         if run_id is not None and att["run_id"] != run_id:
             raise errors.LeaseConflict(f"attempt {attempt_id} does not belong to run {run_id}")
-        if not isinstance(lease, str) or not hmac.compare_digest(att["lease"], lease):
+        if not models.leases_match(att["lease"], lease):
             raise errors.LeaseConflict(f"attempt {attempt_id}: the lease does not match")
         if run is None:
             raise errors.NotFound(f"no run {att['run_id']!r}")
