@@ -30,7 +30,7 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
     """
     from runyard.sync import uploader
 
-    directory = (data_dir or common._data_dir()).expanduser()  # noqa: SLF001
+    directory = (data_dir or common._data_dir()).expanduser()
     url = server.rstrip("/")
     http = Http(url, common.resolve_token(url, token))
     try:

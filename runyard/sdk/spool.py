@@ -91,7 +91,7 @@ class Spool:
         """
         start = self.cursor()
         try:
-            fh = open(self.ops_path, "rb")  # noqa: SIM115 - closed below
+            fh = open(self.ops_path, "rb")  # closed below
         except OSError:
             return
         with fh:

@@ -255,7 +255,7 @@ def test_sigterm_handled_child_is_stopped_not_killed(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.signal is None
     assert result.stopped_by_request and not result.killed_after_grace and not result.forced
     assert result.duration_s < 5
-    assert stop_file.exists()  # created before the SIGTERM, as PRODUCT.md section 5 says
+    assert stop_file.exists()  # created before the SIGTERM, as docs/progress-protocol.md says
     assert b"stop file: True" in out.text("stdout")
     assert result.message == "exited with code 0 after a stop request"
 

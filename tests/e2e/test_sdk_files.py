@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def agent_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment an agent gives a training process (PRODUCT.md section 5)."""
+    """The environment an agent gives a training process (docs/progress-protocol.md)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_") and k != "RANK"}
     work = tmp_path / "attempt"
     for sub in ("checkpoints", "artifacts"):

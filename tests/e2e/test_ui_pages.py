@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin
 from ..support.ui import Page, Worker, wait_until
-
 
 GPU_CAPS = {"gpus": [{"index": 0, "name": "NVIDIA H200", "vram_gib": 139.8, "uuid": "GPU-0"},
                      {"index": 1, "name": "NVIDIA H200", "vram_gib": 139.8, "uuid": "GPU-1"}],

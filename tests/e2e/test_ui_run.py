@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from ..support.live_server import LiveServer
 from ..support.server_api import admin

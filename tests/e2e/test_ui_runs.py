@@ -3,10 +3,7 @@ login, and what each role sees."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin

@@ -60,7 +60,7 @@ def run_writers(store: SQLiteStore, n: int, body: Any) -> tuple[dict[int, BaseEx
                     while len(store._turn._queue) < n - 1 and time.monotonic() < deadline:
                         time.sleep(0.005)
                 body(i, tx)
-        except BaseException as exc:  # noqa: BLE001 - recorded and asserted on
+        except BaseException as exc:  # recorded and asserted on
             failures[i] = exc
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(n)]

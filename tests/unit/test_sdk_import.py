@@ -1,4 +1,4 @@
-"""``import runyard`` has no side effects and loads nothing heavy (PRODUCT.md section 7)."""
+"""``import runyard`` has no side effects and loads nothing heavy (docs/sdk.md)."""
 
 from __future__ import annotations
 
