@@ -86,7 +86,7 @@ def test_agent_keeps_trying_an_unreachable_server_and_stops_on_sigint(tmp_path: 
 
 
 def test_second_signal_kills_the_runs_at_once(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "server", stale_after_s=3).start()
+    server = LiveServer(tmp_path / "server", stale_after_s=12).start()
     api = Api(server)
     agent: AgentProc | None = None
     try:

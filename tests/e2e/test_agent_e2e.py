@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=3).start()
+    srv = LiveServer(tmp_path / "server", stale_after_s=12).start()
     yield srv
     srv.stop()
 

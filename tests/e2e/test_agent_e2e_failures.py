@@ -45,6 +45,11 @@ def _epoch(iso: str) -> float:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
+#: The lease of the tests that lose one on purpose: long enough that an agent which is meant to
+#: keep its lease (a heartbeat every STALE/4) keeps it through a pause of a loaded machine.
+STALE = 8
+
+
 def _start(tmp_path: Path, stale_after_s: float) -> tuple[LiveServer, Api]:
     server = LiveServer(tmp_path / "server", stale_after_s=stale_after_s).start()
     return server, Api(server)
@@ -52,7 +57,7 @@ def _start(tmp_path: Path, stale_after_s: float) -> tuple[LiveServer, Api]:
 
 def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         tmp_path: Path, agents: list[AgentProc], orphans: list[int]) -> None:
-    server, api = _start(tmp_path, 3)
+    server, api = _start(tmp_path, STALE)
     try:
         script = write_train_script(tmp_path)
         rid = api.submit("victim", script, {"steps": 30, "sleep": 0.1,
@@ -74,7 +79,7 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         assert [(e["status"], e["attempt"]) for e in lost] == [("queued", 1)]
         # Not before the lease lapsed: the last heartbeat came at most stale/4 before the kill.
         waited = _epoch(lost[0]["at"]) - killed_at
-        assert 3 * 0.75 - 0.3 <= waited <= 3 + 3, waited
+        assert STALE * 0.75 - 0.3 <= waited <= STALE + STALE, waited
         assert events[-1]["status"] == "completed" and events[-1]["attempt"] == 2
         by_attempt = collections.Counter(p["attempt"] for p in api.metrics(rid))
         assert by_attempt[2] == 30 and by_attempt[1] >= 1  # both attempts' points kept
@@ -114,7 +119,7 @@ def test_server_restart_mid_run_loses_and_duplicates_no_metric(
 
 def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
         tmp_path: Path, agents: list[AgentProc]) -> None:
-    server, api = _start(tmp_path, 3)
+    server, api = _start(tmp_path, STALE)
     try:
         script = write_train_script(tmp_path)
         rid = api.submit("fenced", script, {"steps": 200, "sleep": 0.1,
@@ -148,7 +153,7 @@ def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
 
 def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
         tmp_path: Path, agents: list[AgentProc]) -> None:
-    server, api = _start(tmp_path, 3)
+    server, api = _start(tmp_path, STALE)
     try:
         script = write_train_script(tmp_path)
         rid = api.submit("outage", script, {"steps": 300, "sleep": 0.05,
@@ -189,7 +194,7 @@ def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
 
 def test_restarted_agent_stops_what_its_killed_predecessor_left_running(
         tmp_path: Path, agents: list[AgentProc], orphans: list[int]) -> None:
-    server, api = _start(tmp_path, 3)
+    server, api = _start(tmp_path, STALE)
     try:
         script = write_train_script(tmp_path)
         rid = api.submit("orphaned", script, {"steps": 300, "sleep": 0.1,

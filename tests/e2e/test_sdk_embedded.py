@@ -95,9 +95,11 @@ def test_stop_from_a_server_on_the_same_data_dir_reaches_the_run(tmp_path: Path)
 
 def test_a_local_run_whose_lease_lapses_fails_and_is_never_requeued(tmp_path: Path) -> None:
     store = open_store(default_url(tmp_path / "db"))
-    queue = Queue(store, stale_after_s=0.3)
+    now = [time.time()]
+    queue = Queue(store, stale_after_s=30, clock=lambda: now[0])
     claim = queue.start_local({"name": "killed"}, host_id="laptop")
-    time.sleep(0.4)  # the process was killed: no more heartbeats
+    assert queue.sweep().lost == []
+    now[0] += 31  # the process was killed: no more heartbeats
     result = queue.sweep()
     assert result.lost == [claim.run["id"]] and result.requeued == []
     run = store.get_run(claim.run["id"])

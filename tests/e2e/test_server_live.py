@@ -9,11 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin, error_of
 
 MANIFEST = """
@@ -119,9 +121,9 @@ def test_event_stream_status_progress_and_resume(sqlite_server) -> None:  # type
     assert r.status_code == 422 and error_of(r)["field"] == "Last-Event-ID"
 
 
-def test_prometheus_and_sweeper(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+def test_prometheus(sqlite_server) -> None:  # type: ignore[no-untyped-def]
     api = admin(sqlite_server)
-    run = api.submit("lost-one", max_attempts=1)
+    api.submit("claimed-one", max_attempts=1)
     assert api.claim("box-9")
     text = httpx.get(f"{sqlite_server.url}/metrics").text
     assert 'runyard_runs{status="claimed"} 1.0' in text
@@ -129,12 +131,24 @@ def test_prometheus_and_sweeper(sqlite_server) -> None:  # type: ignore[no-untyp
     assert "runyard_claim_seconds_count 1.0" in text
     assert 'runyard_http_requests_total{method="POST",route="/v1/runs",status="201"} 1.0' in text
     assert "runyard_metric_points_ingested_total" in text
-    # stale_after_s is 5 in the fixture: the background sweep ends the lapsed lease.
-    wait_for(lambda: api.ok("GET", f"/v1/runs/{run['id']}")["status"] == "failed", timeout=15)
-    detail = api.ok("GET", f"/v1/runs/{run['id']}")
-    assert detail["termination_reason"] == "lost"
-    text = httpx.get(f"{sqlite_server.url}/metrics").text
-    assert "runyard_workers_alive 0.0" in text
+
+
+def test_sweeper_ends_a_lapsed_lease(tmp_path: Path) -> None:
+    """A lease of 1 s that nothing renews: the background sweep ends it as lost."""
+    server = LiveServer(tmp_path / "server", stale_after_s=1).start()
+    api = admin(server)
+    try:
+        run = api.submit("lost-one", max_attempts=1)
+        assert api.claim("box-9")
+        wait_for(lambda: api.ok("GET", f"/v1/runs/{run['id']}")["status"] == "failed",
+                 timeout=15)
+        detail = api.ok("GET", f"/v1/runs/{run['id']}")
+        assert detail["termination_reason"] == "lost"
+        text = httpx.get(f"{server.url}/metrics").text
+        assert "runyard_workers_alive 0.0" in text
+    finally:
+        api.close()
+        server.stop()
 
 
 def test_manifest_validate_reload_idempotent(sqlite_server) -> None:  # type: ignore[no-untyped-def]
