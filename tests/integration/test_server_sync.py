@@ -1,4 +1,5 @@
-"""Server side of local runs and ``runyard sync``, over HTTP against a real server process:
+"""Server side of local runs and ``runyard sync``, over HTTP against the real app (in process,
+on a real SQLite file):
 compact metric rows, the import endpoints, and who may use them."""
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
-from ..support.live_server import LiveServer
+from ..support.app_server import AppServer
 
 
 @pytest.fixture(scope="module")
-def admin(server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers(), timeout=30) as http:
+def admin(shared_app: AppServer) -> Iterator[httpx.Client]:
+    with shared_app.client(headers=shared_app.headers()) as http:
         yield http
 
 
-def user(server: LiveServer, admin: httpx.Client, name: str) -> httpx.Client:
+def user(server: AppServer, admin: httpx.Client, name: str) -> httpx.Client:
     token = admin.post("/v1/tokens", json={"name": name, "role": "user"}).json()["token"]
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"},
-                        timeout=30)
+    return server.client(headers={"Authorization": f"Bearer {token}"})
 
 
 def local_run(http: httpx.Client) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def local_run(http: httpx.Client) -> dict[str, Any]:
     return dict(resp.json())
 
 
-def test_metric_rows(server: LiveServer, admin: httpx.Client) -> None:
+def test_metric_rows(shared_app: AppServer, admin: httpx.Client) -> None:
     claim = local_run(admin)
     run_id, aid, lease = claim["run"]["id"], claim["attempt"]["id"], claim["lease"]
     now = time.time()
@@ -81,9 +81,9 @@ def record(run_id: str, status: str = "completed") -> dict[str, Any]:
             "origin": "laptop:/home/me/.runyard"}
 
 
-def test_import_is_idempotent_and_fenced(server: LiveServer, admin: httpx.Client) -> None:
-    alice = user(server, admin, "alice-sync")
-    bob = user(server, admin, "bob-sync")
+def test_import_is_idempotent_and_fenced(shared_app: AppServer, admin: httpx.Client) -> None:
+    alice = user(shared_app, admin, "alice-sync")
+    bob = user(shared_app, admin, "bob-sync")
     run_id = "0123456789abcdef0123456789abcdef"
     first = alice.post("/v1/runs/import", json=record(run_id))
     assert first.status_code == 201 and first.json()["created"] is True, first.text
@@ -135,9 +135,9 @@ def test_import_is_idempotent_and_fenced(server: LiveServer, admin: httpx.Client
 
 
 def test_a_lapsed_local_run_is_failed_not_requeued(tmp_path: Path) -> None:
-    srv = LiveServer(tmp_path / "s", stale_after_s=1).start()
+    srv = AppServer(tmp_path / "s", stale_after_s=1).start()
     try:
-        with httpx.Client(base_url=srv.url, headers=srv.headers(), timeout=30) as http:
+        with srv.client(headers=srv.headers()) as http:
             claim = local_run(http)
             run_id = claim["run"]["id"]
             deadline = time.monotonic() + 20
