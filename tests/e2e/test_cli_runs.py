@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ..support.live_server import free_port
-from .test_client_worker_sim import SimWorker, submit
+from ..support.sim_worker import SimWorker, submit
 
 
 def cli(server: Any, *args: str, token: str | None = "admin", env: dict[str, str] | None = None,

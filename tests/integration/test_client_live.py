@@ -16,7 +16,7 @@ from runyard import errors
 from runyard.client import Client, Run, StreamEvent
 
 from ..support.live_server import free_port
-from .test_client_worker_sim import SimWorker, create_token, submit
+from ..support.sim_worker import SimWorker, create_token, submit
 
 
 @pytest.fixture
