@@ -1,4 +1,5 @@
-"""``runyard.Client`` against a real ``runyard server`` process on 127.0.0.1 (SQLite)."""
+"""``runyard.Client`` against the real app (in process, on a real SQLite file), and the simulated
+worker the client and CLI tests share."""
 
 from __future__ import annotations
 
@@ -20,27 +21,26 @@ from ..support.sim_worker import SimWorker, create_token, submit
 
 
 @pytest.fixture
-def client(sqlite_server: Any) -> Iterator[Client]:
-    with Client(sqlite_server.url, sqlite_server.admin_token) as c:
+def client(app_server: Any) -> Iterator[Client]:
+    with Client(app_server.url, app_server.admin_token, transport=app_server.transport) as c:
         yield c
 
 
 @pytest.fixture
-def worker(sqlite_server: Any) -> Iterator[SimWorker]:
-    w = SimWorker(sqlite_server)
+def worker(app_server: Any) -> Iterator[SimWorker]:
+    w = SimWorker(app_server)
     yield w
     w.close()
 
 
-def test_create_get_and_validate(client: Client, sqlite_server: Any) -> None:
+def test_create_get_and_validate(client: Client, app_server: Any) -> None:
     bp = {"name": "mlp", "command": ["python", "train.py", "--config", "{config_file}"],
           "config_schema": {"type": "object", "required": ["lr"],
                             "properties": {"lr": {"type": "number", "exclusiveMinimum": 0}},
                             "additionalProperties": False}}
-    import httpx
 
-    r = httpx.post(f"{sqlite_server.url}/v1/blueprints", json=bp,
-                   headers=sqlite_server.headers(), timeout=10)
+    with app_server.client(headers=app_server.headers()) as http:
+        r = http.post("/v1/blueprints", json=bp)
     assert r.status_code == 201, r.text
     assert [b["name"] for b in client.list_blueprints()] == ["mlp"]
 
@@ -215,16 +215,19 @@ def test_lifecycle_verbs(client: Client, worker: SimWorker) -> None:
         client.stop("no-such-run")
 
 
-def test_auth_errors(sqlite_server: Any) -> None:
-    with Client(sqlite_server.url, "wrong-token") as bad, pytest.raises(errors.AuthError) as info:
+def test_auth_errors(app_server: Any) -> None:
+    with Client(app_server.url, "wrong-token", transport=app_server.transport) as bad, \
+            pytest.raises(errors.AuthError) as info:
         bad.list_runs()
     assert type(info.value) is errors.AuthError
-    with Client(sqlite_server.url, create_token(sqlite_server, "viewer")) as viewer:
+    with Client(app_server.url, create_token(app_server, "viewer"),
+                transport=app_server.transport) as viewer:
         assert viewer.list_runs().items == ()
         with pytest.raises(errors.Forbidden):
             viewer.create_run("nope", command=["true"])
-    run = submit(sqlite_server, "owned")
-    with Client(sqlite_server.url, create_token(sqlite_server, "user")) as user:
+    run = submit(app_server, "owned")
+    with Client(app_server.url, create_token(app_server, "user"),
+                transport=app_server.transport) as user:
         with pytest.raises(errors.Forbidden):
             user.cancel(run["id"])  # operator only
         with pytest.raises(errors.Forbidden):
@@ -316,3 +319,16 @@ def test_stream_events_receives_status_and_progress(client: Client, worker: SimW
     assert progress.event == "progress" and progress.data["run_id"] == run.id
     assert progress.data["progress"]["step"] == 5
     assert progress.id == seen[-2].id  # no id of its own: the last one stays (as EventSource)
+
+
+def test_sim_worker_claims_and_completes(app_server: Any) -> None:
+    run = submit(app_server, "sim-check")
+    worker = SimWorker(app_server)
+    try:
+        claim = worker.claim()
+        assert claim is not None and claim["run"]["id"] == run["id"]
+        assert worker.claim() is None  # nothing else is queued
+        worker.heartbeat()
+        assert worker.complete()["status"] == "completed"
+    finally:
+        worker.close()

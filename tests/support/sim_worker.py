@@ -1,7 +1,7 @@
 """A worker spoken by hand over the worker endpoints, to give runs progress, metrics and logs.
 
 Not a mock: it is a plain HTTP client of the real server's worker API (the agent is built
-separately), shared by the client and CLI tests. The one test here checks the helper itself.
+separately), shared by the client and CLI tests. ``server`` is a LiveServer or an AppServer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
-
 CAPS = {"host_id": "sim-1", "hostname": "sim-1", "os": "linux", "arch": "x86_64", "cpus": 4,
         "ram_gib": 8, "gpus": [], "labels": {"zone": "test"}, "slots": 4}
 
@@ -22,8 +20,8 @@ CAPS = {"host_id": "sim-1", "hostname": "sim-1", "os": "linux", "arch": "x86_64"
 def create_token(server: Any, role: str) -> str:
     """A fresh token of ``role`` made by the admin (POST /v1/tokens)."""
     name = f"{role}-{secrets.token_hex(3)}"
-    r = httpx.post(f"{server.url}/v1/tokens", json={"name": name, "role": role},
-                   headers=server.headers(), timeout=10)
+    with server.client(headers=server.headers(), timeout=10) as http:
+        r = http.post("/v1/tokens", json={"name": name, "role": role})
     assert r.status_code == 201, r.text
     return str(r.json()["token"])
 
@@ -35,7 +33,7 @@ class SimWorker:
         self.server = server
         self.host_id = host_id
         self.caps = {**CAPS, "host_id": host_id, "hostname": host_id, **caps}
-        self.http = httpx.Client(base_url=server.url, timeout=10, headers={
+        self.http = server.client(timeout=10, headers={
             "Authorization": f"Bearer {create_token(server, 'worker')}"})
         self.claimed: dict[str, Any] = {}
 
@@ -78,8 +76,7 @@ class SimWorker:
         stop = threading.Event()
 
         def beat() -> None:
-            with httpx.Client(base_url=self.server.url, timeout=10,
-                              headers=dict(self.http.headers)) as http:
+            with self.server.client(timeout=10, headers=dict(self.http.headers)) as http:
                 while not stop.wait(interval):
                     http.post(f"/v1/attempts/{self.attempt_id}/heartbeat",
                               json={"lease": self.lease, "running": True})
@@ -138,19 +135,7 @@ class SimWorker:
 def submit(server: Any, name: str, **body: Any) -> dict[str, Any]:
     """POST /v1/runs with the admin token (a command run unless told otherwise)."""
     payload = {"name": name, "command": ["python", "train.py"], **body}
-    r = httpx.post(f"{server.url}/v1/runs", json=payload, headers=server.headers(), timeout=10)
+    with server.client(headers=server.headers(), timeout=10) as http:
+        r = http.post("/v1/runs", json=payload)
     assert r.status_code == 201, r.text
     return dict(r.json())
-
-
-def test_sim_worker_claims_and_completes(sqlite_server: Any) -> None:
-    run = submit(sqlite_server, "sim-check")
-    worker = SimWorker(sqlite_server)
-    try:
-        claim = worker.claim()
-        assert claim is not None and claim["run"]["id"] == run["id"]
-        assert worker.claim() is None  # nothing else is queued
-        worker.heartbeat()
-        assert worker.complete()["status"] == "completed"
-    finally:
-        worker.close()
