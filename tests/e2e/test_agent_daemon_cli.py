@@ -77,11 +77,17 @@ def test_agent_keeps_trying_an_unreachable_server_and_stops_on_sigint(tmp_path: 
         [sys.executable, "-m", "runyard", "agent", "--server", f"http://127.0.0.1:{port}",
          "--work-dir", str(tmp_path / "w")],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "RUNYARD_LOG_LEVEL": "INFO"})
-    time.sleep(2.0)
+    assert proc.stderr is not None
+    err = ""
+    while "retrying" not in err:  # however long a loaded machine takes to get there
+        line = proc.stderr.readline()
+        assert line, err
+        err += line
     assert proc.poll() is None  # still trying
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0
+    _, rest = proc.communicate(timeout=30)
+    err += rest
+    assert proc.returncode == 0, err
     assert "claim failed" in err and "retrying" in err
 
 
