@@ -32,13 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def api(server: LiveServer) -> Iterator[Api]:
     client = Api(server)
     yield client
