@@ -167,6 +167,11 @@ def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: A
     assert "capabilities:\nhost id      cpu-box" in agents[1].log()  # the self-test, logged
 
 
+#: Longer than a heartbeat (12 s / 4) and a loaded machine's delay: the server counts the grace
+#: period from the stop request, and the agent hears of the stop at its next heartbeat.
+GRACE = 8.0
+
+
 def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,
                                 agents: list[AgentProc]) -> None:
     script = write_train_script(tmp_path)
@@ -178,17 +183,22 @@ def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
     started = time.monotonic()
     for rid in (polite, stubborn):
-        resp = api.http.post(f"/v1/runs/{rid}/stop", json={"grace_seconds": 1.5})
+        resp = api.http.post(f"/v1/runs/{rid}/stop", json={"grace_seconds": GRACE})
         assert resp.status_code == 200, resp.text
     run = api.wait(polite, {"stopped"}, timeout=15)
     assert run["exit_code"] == 0 and run["termination_reason"] == "stopped"
     assert "stopping cleanly" in api.logs(polite)
     stop_file = attempt_dir(agents[0], polite, 1) / "STOP"
-    assert 0 < json.loads(stop_file.read_text())["grace_s"] <= 1.5  # RUNYARD_STOP_FILE
-    assert time.monotonic() - started < 1.4  # it did not need its grace period
+    assert 0 < json.loads(stop_file.read_text())["grace_s"] <= GRACE  # RUNYARD_STOP_FILE
+    # It did not need its grace period: it ended on the SIGTERM, not on the SIGKILL after it.
+    # (Measured by what happened, not by the clock: the stop reaches the agent with its next
+    # heartbeat.)
+    detail = _events(api, polite, "status")[-1]["details"]
+    assert detail.get("signal") != "SIGKILL", detail
+    assert "after the stop grace period" not in str(detail.get("message", "")), detail
     run = api.wait(stubborn, {"stopped"}, timeout=15)
     assert run["termination_reason"] == "stopped"
-    assert time.monotonic() - started >= 1.4  # not before its grace period ran out
+    assert time.monotonic() - started >= GRACE - 0.1  # not before its grace period ran out
     detail = _events(api, stubborn, "status")[-1]["details"]
     assert "after the stop grace period" in detail["message"]
     assert detail["signal"] == "SIGKILL"
