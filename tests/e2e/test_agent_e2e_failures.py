@@ -72,7 +72,7 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         killed_at = time.time()
         first.wait(5)
         agents.append(AgentProc(server, token, "survivor", tmp_path / "w2"))
-        run = api.wait(rid, {"completed"}, timeout=30)
+        run = api.wait(rid, {"completed"}, timeout=60)
         assert run["host_id"] == "survivor" and run["attempt"] == 2
         events = [e for e in api.events(rid) if e["kind"] == "status"]
         lost = [e for e in events if e["details"].get("reason") == "lost"]
@@ -130,12 +130,12 @@ def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
         pid = training_pid(frozen, rid, 1)
         frozen.signal(signal.SIGSTOP)
-        api.wait(rid, lambda r: r["attempt"] == 1 and r["status"] == "queued", timeout=15)
+        api.wait(rid, lambda r: r["attempt"] == 1 and r["status"] == "queued", timeout=45)
         other = AgentProc(server, token, "other", tmp_path / "w2")
         agents.append(other)
-        api.wait(rid, lambda r: r["attempt"] == 2 and r["status"] == "running", timeout=15)
+        api.wait(rid, lambda r: r["attempt"] == 2 and r["status"] == "running", timeout=45)
         frozen.signal(signal.SIGCONT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45
         while "abandoned" not in frozen.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "lease lost" in frozen.log() and "abandoned" in frozen.log()
@@ -170,10 +170,10 @@ def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
         # Paused across the restart so the server's sweep (not a late heartbeat) decides.
         first.signal(signal.SIGSTOP)
         server.start()
-        api.wait(rid, lambda r: r["status"] == "queued", timeout=15)
+        api.wait(rid, lambda r: r["status"] == "queued", timeout=45)
         stored_before = len(api.metrics(rid))
         first.signal(signal.SIGCONT)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45
         while "abandoned" not in first.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "lease lost" in first.log() and "abandoned" in first.log()
