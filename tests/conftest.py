@@ -39,7 +39,8 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
 
 
 class PgDatabases:
-    """Creates databases cloned from a migrated template; drops them at the end."""
+    """Creates databases cloned from a migrated template; each is dropped when its test ends
+    (so the session's end does not drop hundreds at once), the rest at the end."""
 
     def __init__(self) -> None:
         import psycopg
@@ -77,6 +78,12 @@ class PgDatabases:
             self.template = name
         return self.template
 
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.remove(name)
+
     def drop_all(self) -> None:
         with self._admin() as conn:
             for name in reversed(self.created):
@@ -103,7 +110,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
         open_store(url).close()
         return url
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
-    return dbs.new()
+    url = dbs.new()
+    request.addfinalizer(lambda: dbs.drop(url))
+    return url
 
 
 @pytest.fixture
