@@ -97,7 +97,7 @@ class Bench:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "RUNYARD_ADMIN_TOKEN": ADMIN_TOKEN}
-        self.log = open(work / "server.log", "ab")  # noqa: SIM115 - closed in close()
+        self.log = open(work / "server.log", "ab")  # closed in close()
         self.server = subprocess.Popen(
             [sys.executable, "-m", "runyard", "server", "--port", str(port),
              "--data-dir", str(work / "server"), "--stale-after-s", "30"],

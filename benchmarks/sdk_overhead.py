@@ -103,7 +103,7 @@ def clean_env() -> dict[str, str]:
 def runyard_server(data_dir: Path) -> Iterator[str]:
     port = free_port()
     env = {**clean_env(), "RUNYARD_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    log = open(data_dir.parent / f"server-{port}.log", "ab")  # noqa: SIM115
+    log = open(data_dir.parent / f"server-{port}.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "runyard", "server", "--port", str(port),
                              "--data-dir", str(data_dir)], env=env, stdout=log,
                             stderr=subprocess.STDOUT)

@@ -12,10 +12,10 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-import transformers  # noqa: E402
+import torch
+import transformers
 
-from runyard.sdk.integrations.huggingface import RunyardCallback  # noqa: E402
+from runyard.sdk.integrations.huggingface import RunyardCallback
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ class Spool:
         cut short by a crash mid-append ends the iteration, as it can never be completed.
         """
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+            fh = open(self.path, "rb")  # closed below
         except OSError:
             return
         with fh:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh machine, then runs the whole suite.
+# Installs everything the test suite needs on a fresh machine, runs the lint and type checks
+# (scripts/check), then the whole suite.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k queue).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +9,5 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_chromium
 ensure_venv test
+scripts/check
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

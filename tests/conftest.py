@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite files and throwaway databases on the machine's PostgreSQL."""
+"""Fixtures every tier shares: a clean environment, real SQLite files and throwaway databases on
+the machine's PostgreSQL. Each tier's conftest.py holds the fixtures of that tier."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
 
 
 class PgDatabases:
-    """Creates databases cloned from a migrated template; drops them at the end."""
+    """Creates databases cloned from a migrated template; each is dropped when its test ends
+    (so the session's end does not drop hundreds at once), the rest at the end."""
 
     def __init__(self) -> None:
         import psycopg
@@ -76,6 +78,12 @@ class PgDatabases:
             self.template = name
         return self.template
 
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.remove(name)
+
     def drop_all(self) -> None:
         with self._admin() as conn:
             for name in reversed(self.created):
@@ -102,7 +110,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
         open_store(url).close()
         return url
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
-    return dbs.new()
+    url = dbs.new()
+    request.addfinalizer(lambda: dbs.drop(url))
+    return url
 
 
 @pytest.fixture
@@ -119,48 +129,3 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]
         return dbs.new(migrated=False)
 
     return make
-
-
-@pytest.fixture
-def store(db_url: str):  # type: ignore[no-untyped-def]
-    from runyard.store import open_store
-
-    s = open_store(db_url, upgrade=False)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def queue(store):  # type: ignore[no-untyped-def]
-    from runyard.queue import Queue
-
-    return Queue(store, stale_after_s=60)
-
-
-@pytest.fixture
-def live_server(tmp_path, db_url):  # type: ignore[no-untyped-def]
-    """A real server process on 127.0.0.1 over each database dialect."""
-    from .live_server import LiveServer
-
-    server = LiveServer(tmp_path / "server", db_url, stale_after_s=5).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def sqlite_server(tmp_path):  # type: ignore[no-untyped-def]
-    """A real server process on its embedded SQLite database (one dialect, for speed)."""
-    from .live_server import LiveServer
-
-    server = LiveServer(tmp_path / "server", stale_after_s=5).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    """A headless Chromium for one module's UI tests (tests/ui_support.py)."""
-    from .ui_support import chromium
-
-    with chromium() as b:
-        yield b

@@ -1,4 +1,4 @@
-"""Tiny writer of the Runyard progress protocol v1 (PRODUCT.md section 5) for the examples.
+"""Tiny writer of the Runyard progress protocol v1 (docs/progress-protocol.md) for the examples.
 
 Stand-alone on purpose (standard library only): it shows that any script can report progress
 by writing two files, without the SDK. Both files are optional: with the environment

@@ -162,7 +162,7 @@ class _StreamReader(threading.Thread):
         log_file = None
         try:
             if self._log_path is not None:
-                log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in finally
+                log_file = open(self._log_path, "ab")  # closed in finally
             offset = log_file.tell() if log_file is not None else 0
             read = getattr(self._pipe, "read1", self._pipe.read)
             while True:
@@ -284,7 +284,7 @@ class ManagedProcess:
                 kwargs.update(user=launch.uid, group=launch.gid,
                               extra_groups=list(launch.groups or ()))
         try:
-            self._popen = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            self._popen = subprocess.Popen(  # argv list, no shell
                 argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True,
                 **kwargs,  # type: ignore[call-overload]

@@ -120,13 +120,13 @@ class Child:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self._log: IO[bytes] = open(log_path, "ab")  # closed in close()
         kwargs: dict[str, object] = {}
         if sys.platform == "win32":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True
-        self.proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        self.proc = subprocess.Popen(  # argv list, no shell
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             env=dict(env), **kwargs)  # type: ignore[call-overload]
 

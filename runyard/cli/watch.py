@@ -112,7 +112,7 @@ def _follow(client: Client, runs: list[Run], interval: float) -> Iterator[list[R
                     with lock:
                         changed.add(rid)
                     wake.set()
-        except Exception:  # noqa: BLE001 - whatever ends the stream, the refresh carries on
+        except Exception:  # whatever ends the stream, the refresh carries on
             return
 
     threading.Thread(target=listen, name="runyard-watch-events", daemon=True).start()

@@ -131,7 +131,7 @@ class MetricsStreamWriter:
             directory = os.path.dirname(self.path)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115
+            self._fh = open(self.path, "a", encoding="utf-8", newline="\n")
         return self._fh
 
     def write_points(self, points: Iterable[MetricPoint]) -> int:

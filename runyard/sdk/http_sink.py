@@ -171,11 +171,11 @@ class HttpSink:
                 if op is not _TICK:
                     self._submit(op)
                 self._periodic()
-            except Exception as exc:  # noqa: BLE001 - the sender must never die silently
+            except Exception as exc:  # the sender must never die silently
                 self._warn("http-sender", f"runyard: HTTP tracking error: {exc!r}")
         try:
             self._finish()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._warn("http-sender", f"runyard: HTTP tracking error: {exc!r}")
 
     def _wait_s(self) -> float:

@@ -48,6 +48,6 @@ class Notices:
         if self.on_warn is not None:
             try:
                 self.on_warn(message)
-            except Exception:  # noqa: BLE001 - reporting a warning must not fail either
+            except Exception:  # reporting a warning must not fail either
                 pass
         return True

@@ -100,7 +100,7 @@ class Run:
                                                           warn=self._notices.warn_once)
             except errors.ConfigError:
                 raise  # a broken RUNYARD_CONFIG_FILE: the run must not train on a wrong config
-            except Exception as exc:  # noqa: BLE001 - e.g. an unwritable data dir: train anyway
+            except Exception as exc:  # e.g. an unwritable data dir: train anyway
                 self._notices.warn_once("sink", f"runyard: tracking disabled: {exc!r}")
         self._batch_points: int = getattr(self._sink, "batch_points", BATCH_POINTS)
         if self._sink is None:
@@ -321,7 +321,7 @@ class Run:
         if not isinstance(value, str | bytes) and hasattr(value, "__float__"):
             try:  # numpy scalars, 0-d tensors
                 return float(value)
-            except Exception:  # noqa: BLE001 - any failure means "not a number"
+            except Exception:  # any failure means "not a number"
                 pass
         self._notices.warn_once(f"value:{tag}", f"runyard: non-numeric value for {tag!r} "
                                 f"dropped ({type(value).__name__}); further ones are "
@@ -386,7 +386,7 @@ class Run:
                     self._call("close", self._sink_close, status, details)
                     return
                 self._flush_snapshot(time.time())
-            except Exception as exc:  # noqa: BLE001 - never let the thread die silently
+            except Exception as exc:  # never let the thread die silently
                 self._notices.warn_once("loop", f"runyard: tracking error: {exc!r}")
             self._wake.wait(DRAIN_INTERVAL_S)
 
@@ -431,14 +431,14 @@ class Run:
     def _call(self, what: str, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a sink failure must not stop training
+        except Exception as exc:  # a sink failure must not stop training
             self._notices.warn_once(f"sink:{what}", f"runyard: could not write {what} "
                                     f"({self.mode} mode): {exc!r}; will keep trying")
 
     def _safe_stop_requested(self) -> bool:
         try:
             return self._sink is not None and self._sink.stop_requested()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._notices.warn_once("sink:stop", f"runyard: could not check for a stop "
                                     f"request: {exc!r}")
             return False

@@ -34,7 +34,7 @@ def local_actor() -> str:
     """Who started a local run, as events and the owner column show it."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user database entry (containers)
+    except Exception:  # no user database entry (containers)
         user = ""
     return f"local:{user}" if user else "local"
 

@@ -1,5 +1,5 @@
 """The tables, defined once. Migrations in ``migrations/versions`` must match this file
-(``tests/test_store_migrations.py`` compares them).
+(``tests/integration/test_store_migrations.py`` compares them).
 
 Times are UNIX seconds as floats: they order exactly, compare cheaply in SQL on both
 dialects and convert once at the API edge.

@@ -119,7 +119,7 @@ def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
 
             store = LocalBlobStore(data_dir / "artifacts")
             if store.exists(sha):
-                blob = store._path(sha)  # noqa: SLF001 - the local store's own layout
+                blob = store._path(sha)  # the local store's own layout
         elif ck.path is not None:
             packed = checkpoint_files.pack(ck.path)
             if packed is not None:

@@ -1,0 +1,42 @@
+"""Integration fixtures: the store and the queue on each dialect, and the real app in process
+over a real SQLite file for the HTTP API's contract tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runyard.queue import Queue
+from runyard.store import Store, open_store
+
+from ..support.app_server import AppServer
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = open_store(db_url, upgrade=False)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def queue(store: Store) -> Queue:
+    return Queue(store, stale_after_s=60)
+
+
+@pytest.fixture
+def app_server(tmp_path: Path) -> Iterator[AppServer]:
+    """A fresh app on its own SQLite file, for a test that changes state."""
+    server = AppServer(tmp_path / "server").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """One app for a whole module: tests that only read, send bad input or use their own runs."""
+    server = AppServer(tmp_path_factory.mktemp("shared-app")).start()
+    yield server
+    server.stop()

@@ -1,0 +1,75 @@
+"""Property-based requests generated from /openapi.json (schemathesis): never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from ..support.server_api import Api, admin  # noqa: E402
+
+#: Examples per operation: enough to hit bad types, missing fields and odd strings, in < 60 s.
+EXAMPLES = 15
+#: The event stream never ends by design; it has its own tests.
+SKIP = {"/v1/events/stream"}
+
+
+@pytest.fixture(scope="module")
+def server(shared_app):  # type: ignore[no-untyped-def]
+    api = admin(shared_app)
+    # Some state, so generated ids sometimes meet real rows.
+    api.submit("seed-run")
+    api.claim("box-1")
+    api.close()
+    return shared_app
+
+
+def test_openapi_document(server) -> None:  # type: ignore[no-untyped-def]
+    doc = Api(server, None).get("/openapi.json").json()
+    paths = doc["paths"]
+    for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/workers/claim", "/v1/tokens",
+                 "/v1/attempts/{attempt_id}/heartbeat", "/v1/manifest/reload",
+                 "/v1/runs/{run_id}/artifacts/{name}", "/v1/blobs/{sha256}"):
+        assert path in paths, path
+    body = doc["components"]["schemas"]["RunRequest"]
+    assert body["additionalProperties"] is False and "name" in body["required"]
+
+
+def test_no_server_errors(server) -> None:  # type: ignore[no-untyped-def]
+    http = server.client(timeout=10)
+    schema = schemathesis.openapi.from_dict(http.get("/openapi.json").json())
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    failures = []
+    count = 0
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if op.path in SKIP:
+            continue
+        count += 1
+
+        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy())
+        def check(case) -> None:  # type: ignore[no-untyped-def]
+            kw = case.as_transport_kwargs(base_url=server.url, headers=headers)
+            resp = http.request(kw.pop("method"), kw.pop("url"), **http_kwargs(kw))
+            if resp.status_code >= 500:
+                failures.append((case.method, case.formatted_path, resp.status_code,
+                                 resp.text[:300]))
+
+        check()
+    http.close()
+    assert count >= 30
+    assert failures == []
+
+
+def http_kwargs(kw: dict) -> dict:  # type: ignore[type-arg]
+    """Schemathesis's request arguments (the ``requests`` library's names) for httpx."""
+    out = {k: kw[k] for k in ("headers", "params", "cookies", "json", "files") if k in kw}
+    if "data" in kw:
+        out["data" if isinstance(kw["data"], dict) else "content"] = kw["data"]
+    unknown = set(kw) - set(out) - {"data", "timeout"}
+    assert not unknown, unknown
+    return out

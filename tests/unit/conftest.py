@@ -1,0 +1,2 @@
+"""Unit tests: pure logic, no database server and no processes of ours (the root conftest.py's
+clean environment applies)."""
