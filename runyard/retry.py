@@ -1,6 +1,6 @@
 """The retry policy: given why an attempt ended, does the run go back to the queue?
 
-Pure, so every branch is tested directly (PRODUCT.md section 3).
+Pure, so every branch is tested directly (docs/lifecycle.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What an attempt is given: the checked claim answer, the agent's settings, its files.
 
-:class:`Assignment` is the server's claim answer (api.md ``POST /v1/workers/claim``), checked
-once so the rest of the agent can trust it; :class:`AttemptPaths` names the files of one
-attempt under ``<work-dir>/<run_id>/<attempt>/``.
+:class:`Assignment` is the server's claim answer (docs/http-api.md,
+``POST /v1/workers/claim``), checked once so the rest of the agent can trust it;
+:class:`AttemptPaths` names the files of one attempt under ``<work-dir>/<run_id>/<attempt>/``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def parse_time(value: Any, field: str) -> float:
 
 @dataclass(frozen=True)
 class Assignment:
-    """A claim answer (api.md ``POST /v1/workers/claim``), checked."""
+    """A claim answer (docs/http-api.md, ``POST /v1/workers/claim``), checked."""
 
     run: dict[str, Any]
     attempt_id: str

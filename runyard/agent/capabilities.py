@@ -1,4 +1,4 @@
-"""What this host can run: self-detection for ``runyard agent`` (PRODUCT.md section 4).
+"""What this host can run: self-detection for ``runyard agent`` (docs/scheduling.md).
 
 :func:`detect` probes the host once and returns a :class:`runyard.models.Capabilities`.
 Every probe fails soft: a missing NVML library, no ``nvidia-smi``, no ``git`` or a

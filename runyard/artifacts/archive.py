@@ -4,7 +4,7 @@
 modes), so a bit-identical re-run yields a bit-identical bundle and deduplicates in the
 blob store. ``extract_archive`` trusts nothing in the archive: every path is checked, links
 must stay inside, special files are refused, sizes and member counts are bounded, and the
-tree appears at ``dest`` only when all of it passed (PRODUCT.md section 11).
+tree appears at ``dest`` only when all of it passed (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The blob store interface: content-addressed, write-once bytes keyed by sha256.
 
-Every backend stores a blob at ``<root>/ab/cd/<sha256>`` (PRODUCT.md section 6) and
+Every backend stores a blob at ``<root>/ab/cd/<sha256>`` (docs/metrics-and-artifacts.md) and
 implements the same small contract, tested once against all of them. The shared
 streaming logic (hash while copying, stop at the size limit) lives here so backends only
 decide where bytes go and how the final name appears atomically.

@@ -1,4 +1,4 @@
-"""Validation of artifact names and archive member paths (PRODUCT.md section 11).
+"""Validation of artifact names and archive member paths (docs/security.md).
 
 A name is a relative POSIX path such as ``model.pt`` or ``checkpoints/step-100.pt``. One
 spelling per name: no empty, ``.`` or ``..`` segments, so two spellings can never name the

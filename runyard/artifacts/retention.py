@@ -1,4 +1,4 @@
-"""Checkpoint retention as pure functions: decide, never delete (PRODUCT.md section 6).
+"""Checkpoint retention as pure functions: decide, never delete (docs/metrics-and-artifacts.md).
 
 The caller removes the checkpoints in ``delete`` from its index, then asks
 ``unreferenced`` which blobs no remaining row points at: content addressing means two

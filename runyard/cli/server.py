@@ -74,7 +74,7 @@ def server(
         timeout_graceful_shutdown=3, proxy_headers=False, server_header=False)
     # What is loaded by now (the framework, the schema, compiled statements) lives as long
     # as the process: moved out of the collector's view, so the full collections that a
-    # stream of metric batches sets off no longer walk it.
+    # stream of metric batches sets off do not walk it.
     gc.freeze()
     uvicorn.Server(config).run()
     return 0

@@ -1,4 +1,4 @@
-"""The TOML manifest: hosts, blueprints and jobs (PRODUCT.md section 8).
+"""The TOML manifest: hosts, blueprints and jobs (docs/manifest.md).
 
     manifest = load_manifest("fleet.toml")        # or parse_manifest(text, source=...)
     for job in manifest.jobs:

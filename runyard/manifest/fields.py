@@ -15,9 +15,9 @@ from runyard import errors, models
 from runyard.manifest.locator import Path
 from runyard.manifest.problems import Problems
 
-#: Constraint keys, written at the top level of a job or blueprint (PRODUCT.md section 8).
+#: Constraint keys, written at the top level of a job or blueprint (docs/manifest.md).
 CONSTRAINT_KEYS: tuple[str, ...] = tuple(models.Constraints.__dataclass_fields__)
-#: Scheduling and supervision policy keys (PRODUCT.md section 9, ``POST /v1/runs``).
+#: Scheduling and supervision policy keys (docs/http-api.md, ``POST /v1/runs``).
 POLICY_KEYS: tuple[str, ...] = (
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s",

@@ -13,8 +13,8 @@ The sha256 (hex) of the canonical JSON (UTF-8, keys sorted, no spaces, no NaN) o
 
 Included: what decides *what is computed and where it may run* -- changing any of it is a new
 piece of work, so a reload queues it. The command is the template (``{config_file}`` unfilled)
-so the id is the same on every machine. Constraints are included because the spec says so and
-because they can change results (``require_cuda``: GPU and CPU numerics differ).
+so the id is the same on every machine. Constraints are included because they can change
+results (``require_cuda``: GPU and CPU numerics differ).
 
 Left out on purpose: ``name`` (renaming a job must not retrain it), ``project``, ``version``,
 ``notes``, ``priority`` and the retry/probe policy (``max_attempts``,

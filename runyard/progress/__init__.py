@@ -1,4 +1,4 @@
-"""Progress protocol v1: the snapshot file and the metrics stream (PRODUCT.md section 5).
+"""Progress protocol v1: the snapshot file and the metrics stream (docs/progress-protocol.md).
 
 Modules: :mod:`~runyard.progress.snapshot` (encode, validate, atomic write),
 :mod:`~runyard.progress.metrics_stream` (append points), :mod:`~runyard.progress.reader`

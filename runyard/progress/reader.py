@@ -60,11 +60,11 @@ def _keep_constant(name: str) -> str:
 
 
 #: One decoder for every metrics line: ``json.loads`` with a keyword argument builds a new
-#: decoder (and sniffs the encoding) per call, a quarter of the agent's parsing time.
+#: decoder (and sniffs the encoding) per call, a large share of the agent's parsing time.
 _LINE_DECODER = json.JSONDecoder(parse_constant=_keep_constant)
 
-#: orjson's ``loads`` where installed (with the server extra, the agent's): several times
-#: faster per line than the standard library, which decodes every line otherwise (the SDK
+#: orjson's ``loads`` where installed (with the server extra, the agent's): it decodes a
+#: line much faster than the standard library, which decodes every line otherwise (the SDK
 #: alone). It refuses NaN, the infinities and integers past 64 bits.
 fast_loads: Callable[[bytes], Any] | None
 try:
@@ -78,7 +78,7 @@ except ImportError:
 def _decode_line(raw: bytes) -> Any:
     """A line's JSON. orjson first when present; what it refuses (bare NaN/Infinity, lone
     surrogates), and a step it read as a float (integers past 64 bits), goes to the standard
-    decoder, which decides as before."""
+    decoder, which has the last word."""
     if fast_loads is not None:
         try:
             obj = fast_loads(raw)

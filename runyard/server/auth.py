@@ -187,7 +187,7 @@ def bootstrap_admin(store: Store, data_dir: Path, env_token: str | None) -> Path
 
 
 # The dependencies are coroutines: FastAPI runs a plain function in a worker thread, and a
-# hop there and back cost more than the check itself on every request.
+# hop there and back costs more than the check itself on every request.
 
 
 async def authenticate(tokens: TokenAuth, header: str | None) -> Principal:

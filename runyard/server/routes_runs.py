@@ -120,8 +120,8 @@ def list_runs(
     if cols:
         items = [{k: v for k, v in item.items() if k in cols} for item in items]
     nxt = rows[-1]["id"] if len(rows) == limit else None
-    # Already JSON-safe (serialize.run_out): skip FastAPI's recursive re-encoding, which
-    # cost more than the query on a page of 50 runs.
+    # Already JSON-safe (serialize.run_out): FastAPI's recursive re-encoding of a page would
+    # cost more than the query that read it.
     return JSONResponse({"items": items, "next_after_id": nxt})
 
 

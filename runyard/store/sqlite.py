@@ -66,7 +66,7 @@ def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
         # Writers take the lock up front so a read-then-write transaction can never fail with
         # SQLITE_BUSY half-way; readers use a deferred BEGIN and never block writers (WAL).
         # On the driver's cursor: every write (a claim, a metrics batch) begins here, and
-        # Connection.exec_driver_sql's bookkeeping cost more than the statement.
+        # Connection.exec_driver_sql's bookkeeping costs more than the statement.
         sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
         execute_raw(conn, sql, ()).close()
 
@@ -84,7 +84,7 @@ class SQLiteDialect(Dialect):
 
     def point_writes(self, run_id: str, attempt: int, batch: ingest.Batch) -> list[Write]:
         """Multi-row statements, one tag at a time: SQLite then runs one statement per few
-        hundred rows instead of one per row, which costs less than half as much."""
+        hundred rows rather than one per row, which is much cheaper."""
         out: list[Write] = []
         for tag, col in batch.by_tag.items():
             lead: list[Any] = [run_id, attempt, tag]
