@@ -9,6 +9,11 @@ from pathlib import Path
 #: HTTP port of ``runyard server``.
 PORT = 8470
 HOST = "127.0.0.1"
+#: ``runyard server --limit-concurrency``: open connections (idle keep-alive ones and event
+#: streams included) past which the HTTP server answers 503 at once.
+LIMIT_CONCURRENCY = 1000
+#: Seconds ``runyard server`` keeps an idle keep-alive connection open between requests.
+KEEP_ALIVE_S = 5
 
 #: A lease with no heartbeat for this long ends its attempt as ``lost``.
 STALE_AFTER_S = 120.0

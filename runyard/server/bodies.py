@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from runyard import errors, jsonvalues
+from runyard.server.limits import LOG_CHUNK_MAX
 
 
 async def json_body(request: Request) -> Any:
@@ -170,7 +171,7 @@ class MetricsRequest(Body):
 class LogChunk(Body):
     stream: Literal["stdout", "stderr"]
     offset: int = Field(ge=0)
-    data: str
+    data: str = Field(max_length=LOG_CHUNK_MAX)
 
 
 class LogsRequest(Body):

@@ -17,6 +17,7 @@ from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
 from runyard.server.bodies import CheckpointRequest, MetricsRequest, inline_schema, json_body
 from runyard.server.state import ServerState, get_state
+from runyard.store.data import MAX_TAGS_PER_RUN
 
 router = APIRouter(tags=["data"])
 
@@ -187,12 +188,19 @@ def get_metrics(run_id: str, tag: str | None = None, after_step: int | None = Qu
 
 
 @router.get("/v1/runs/{run_id}/metrics/tags")
-def metric_tags(run_id: str, who: Principal = Depends(auth.viewer),
+def metric_tags(run_id: str, limit: int = Query(1000, ge=1, le=MAX_TAGS_PER_RUN),
+                after: str | None = Query(None, description="the page after this tag"),
+                who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A run's tags in tag order, ``limit`` at a time; ``next_after`` is the ``after`` of
+    the next page (null on the last)."""
     state.run_or_404(run_id)
-    rows = state.store.metric_tags(run_id)
+    rows = state.store.metric_tags(run_id, after=after, limit=limit + 1)
+    nxt = rows[limit - 1]["tag"] if len(rows) > limit else None
     return {"items": [{"tag": r["tag"], "count": r["count"], "last_step": r["last_step"],
-                       "last_value": serialize.number_out(r["last_value"])} for r in rows]}
+                       "last_value": serialize.number_out(r["last_value"])}
+                      for r in rows[:limit]],
+            "next_after": nxt}
 
 
 @router.get("/v1/runs/{run_id}/metrics/{tag}/series")

@@ -8,7 +8,7 @@ Values follow the conventions of :mod:`runyard.store.data`: NaN and infinities a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from runyard import errors
 from runyard.store import ingest, rollups
 from runyard.store.base import Row
-from runyard.store.data import MAX_SERIES_POINTS, _check_int, _check_tag, decode_value
+from runyard.store.data import (
+    MAX_SERIES_POINTS,
+    MAX_TAGS_PER_RUN,
+    _check_int,
+    _check_tag,
+    decode_value,
+)
 from runyard.store.prepared import execute_raw
 from runyard.store.rollups import Agg, Layout
 from runyard.store.schema import metric_points, metric_rollups
@@ -72,6 +78,7 @@ class MetricsMixin:
                 lock += " FOR UPDATE"
             if not _fetch(conn, lock, (run_id,)):
                 raise errors.NotFound(f"run {run_id!r} not found")
+            _check_tag_cap(conn, mark, run_id, batch.by_tag.keys())
             seen, changed = _split_resent(conn, mark, run_id, attempt, batch)
             if seen:
                 aggs = batch.without(seen).aggregate(attempt)
@@ -93,13 +100,18 @@ class MetricsMixin:
                 rollups.recompute(conn, mark, run_id, tag, steps)
         return batch.count
 
-    def metric_tags(self, run_id: str) -> list[Row]:
+    def metric_tags(self, run_id: str, *, after: str | None = None,
+                    limit: int | None = None) -> list[Row]:
         """``[{tag, count, last_step, last_value}]`` of a run, by tag (from the coarsest
-        rollups: a few rows per tag however long its history)."""
+        rollups: a few rows per tag however long its history); at most ``limit`` of them,
+        those whose tag sorts after ``after``."""
         mr = metric_rollups.c
         top = rollups.SHIFTS[-1]
+        where = [mr.run_id == run_id, mr.shift == top]
+        if after is not None:
+            where.append(mr.tag > after)
         agg = (sa.select(mr.tag, sa.func.sum(mr.n).label("n"), sa.func.max(mr.block).label("mb"))
-               .where(mr.run_id == run_id, mr.shift == top).group_by(mr.tag).subquery())
+               .where(*where).group_by(mr.tag).order_by(mr.tag).limit(limit).subquery())
         last = metric_rollups.alias("last")
         stmt = (sa.select(agg.c.tag, agg.c.n, last.c.last_step, last.c.last_value,
                           last.c.last_special)
@@ -371,6 +383,41 @@ def _split_resent(conn: sa.Connection, mark: str, run_id: str, attempt: int,
             if new != (value, special):
                 changed.setdefault(tag, []).append(int(step))
     return seen, changed
+
+
+def _check_tag_cap(conn: sa.Connection, mark: str, run_id: str, tags: Collection[str]) -> None:
+    """Refuse a batch that would give the run more than :data:`MAX_TAGS_PER_RUN` distinct
+    tags. Called under the run's write lock, so two batches cannot both take the last
+    places. A batch of known tags costs one probe per tag; the run's tags are counted only
+    when the batch brings new ones."""
+    if len(tags) > MAX_TAGS_PER_RUN:
+        raise _too_many_tags(run_id, len(tags))
+    top = rollups.SHIFTS[-1]
+    known: set[str] = set()
+    listed = list(tags)
+    for i in range(0, len(listed), _IN_CHUNK):
+        part = listed[i:i + _IN_CHUNK]
+        sql = (f"SELECT DISTINCT tag FROM metric_rollups WHERE run_id = {mark} "
+               f"AND shift = {mark} AND tag IN ({', '.join([mark] * len(part))})")
+        known.update(r[0] for r in _fetch(conn, sql, (run_id, top, *part)))
+    new = len(listed) - len(known)
+    if not new:
+        return
+    sql = (f"SELECT COUNT(DISTINCT tag) FROM metric_rollups WHERE run_id = {mark} "
+           f"AND shift = {mark}")
+    have = int(_fetch(conn, sql, (run_id, top))[0][0])
+    if have + new > MAX_TAGS_PER_RUN:
+        raise _too_many_tags(run_id, have + new)
+
+
+def _too_many_tags(run_id: str, total: int) -> errors.ValidationError:
+    return errors.ValidationError(
+        f"tag: run {run_id} may have at most {MAX_TAGS_PER_RUN} distinct tags; this batch "
+        f"would bring it to {total} (nothing of it was stored)", field="tag")
+
+
+#: Tags per ``IN (...)`` list, well under every driver's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 def _series_parts(conn: sa.Connection, run_id: str, tag: str, lay: Layout,
