@@ -47,9 +47,12 @@ def _open_stream(server: LiveServer, token: str) -> tuple[socket.socket, str]:
         if not chunk:
             break
         data += chunk
-    head = data.decode("latin-1")
-    if head.startswith("HTTP/1.1 200"):
+    if data.startswith(b"HTTP/1.1 200"):
         while b"connected" not in data:  # the stream is registered once this arrives
+            data += sock.recv(65536)
+    else:
+        length = re.search(rb"content-length: *(\d+)", data, re.I)
+        while length and len(data.partition(b"\r\n\r\n")[2]) < int(length.group(1)):
             data += sock.recv(65536)
     return sock, data.decode("latin-1")
 
