@@ -32,10 +32,14 @@ STOP_GRACE_S = 30.0
 #: Python for globs and labels, so the SQL prefilter keeps this small).
 CLAIM_SCAN = 64
 
-#: Progress snapshot bounds (PRODUCT.md section 5).
+#: Progress snapshot bounds (docs/progress-protocol.md).
 SNAPSHOT_MAX_BYTES = 64 * 1024
 SNAPSHOT_MAX_METRICS = 256
 METRIC_NAME_MAX = 64
+#: Most distinct metric tags one run may have (the server refuses a batch past it, the SDK
+#: drops further tags): its run page lists them, and hundreds of thousands of tags are a
+#: logging mistake that would slow every reader of that page.
+MAX_TAGS_PER_RUN = 10_000
 #: Largest metric step a server stores (a signed 64-bit integer).
 METRIC_STEP_MAX = 2**63 - 1
 

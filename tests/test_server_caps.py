@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.server.limits import LOG_CHUNK_MAX, SSE_STREAMS_PER_TOKEN, SSE_STREAMS_TOTAL
-from runyard.store.data import MAX_TAGS_PER_RUN
 
 from .live_server import LiveServer
 from .test_server_support import Api, admin, error_of

@@ -1,4 +1,4 @@
-"""``runyard.Client``: the Python management API over the HTTP contract (PRODUCT.md section 9)."""
+"""``runyard.Client``: the Python management API over the HTTP contract (docs/http-api.md)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ class Body(BaseModel):
 
 
 class RunRequest(Body):
-    """``POST /v1/runs`` (PRODUCT.md section 9)."""
+    """``POST /v1/runs`` (docs/http-api.md)."""
 
     name: str
     project: str | None = None

@@ -12,12 +12,12 @@ from fastapi.responses import StreamingResponse
 
 from runyard import errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
+from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.server import auth, retention, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
 from runyard.server.bodies import CheckpointRequest, MetricsRequest, inline_schema, json_body
 from runyard.server.state import ServerState, get_state
-from runyard.store.data import MAX_TAGS_PER_RUN
 
 router = APIRouter(tags=["data"])
 
@@ -188,7 +188,8 @@ def get_metrics(run_id: str, tag: str | None = None, after_step: int | None = Qu
 
 
 @router.get("/v1/runs/{run_id}/metrics/tags")
-def metric_tags(run_id: str, limit: int = Query(1000, ge=1, le=MAX_TAGS_PER_RUN),
+def metric_tags(run_id: str,
+                limit: int = Query(MAX_TAGS_PER_RUN, ge=1, le=MAX_TAGS_PER_RUN),
                 after: str | None = Query(None, description="the page after this tag"),
                 who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:

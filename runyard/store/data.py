@@ -40,9 +40,6 @@ MAX_STEP = 2**63 - 1
 MAX_TAG_LEN = 64
 #: Most buckets one series request may ask for (a chart is never wider).
 MAX_SERIES_POINTS = 10_000
-#: Most distinct tags one run may have: its run page lists them, and a run with hundreds of
-#: thousands of tags is a logging mistake that would slow every reader of that page.
-MAX_TAGS_PER_RUN = 10_000
 LOG_STREAMS = ("stdout", "stderr")
 ARTIFACT_KINDS = ("file", "bundle", "checkpoint")
 CHECKPOINT_STATUSES = ("incomplete", "complete")

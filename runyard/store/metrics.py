@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
+from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.store import ingest, rollups
 from runyard.store.base import Row
 from runyard.store.data import (
     MAX_SERIES_POINTS,
-    MAX_TAGS_PER_RUN,
     _check_int,
     _check_tag,
     decode_value,
@@ -172,7 +172,7 @@ class MetricsMixin:
     def metric_series(self, run_id: str, tag: str, *, points: int,
                       min_step: int | None = None, max_step: int | None = None
                       ) -> dict[str, Any]:
-        """A downsampled series (PRODUCT.md section 6).
+        """A downsampled series (docs/metrics-and-artifacts.md).
 
         The range ``[min_step, max_step]`` (inclusive) is applied first; its data spans
         ``[lo, hi]``. Steps are then cut into at most ``points`` buckets of equal width,
