@@ -37,6 +37,9 @@ from runyard.server.state import ServerState, get_state
 
 router = APIRouter(tags=["events"])
 
+#: Seconds an idle stream waits before looking whether its client is gone (its place is
+#: given back then).
+_CHECK_S = 1.0
 _DROPPED = (b": dropped: this stream fell too far behind; reconnect with Last-Event-ID\n\n")
 
 
@@ -79,14 +82,15 @@ async def _stream(request: Request, state: ServerState, hub: EventHub, sub: Subs
                 yield data
         last_beat = time.monotonic()
         while True:
-            wait = max(0.0, beat_s - (time.monotonic() - last_beat))
+            wait = max(0.0, min(_CHECK_S, beat_s - (time.monotonic() - last_beat)))
             try:
                 event_id, data = await asyncio.wait_for(sub.queue.get(), timeout=wait)
             except TimeoutError:
                 if await request.is_disconnected():
                     return
-                last_beat = time.monotonic()
-                yield b": keep-alive\n\n"
+                if time.monotonic() - last_beat >= beat_s:
+                    last_beat = time.monotonic()
+                    yield b": keep-alive\n\n"
                 continue
             if sub.dropped:
                 yield _DROPPED
