@@ -8,6 +8,8 @@ Values follow the conventions of :mod:`runyard.store.data`: NaN and infinities a
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
@@ -65,6 +67,8 @@ class MetricsMixin:
         # one writer: time spent holding it is time every other writer waits), on the usual
         # assumption that every point is new; re-sent points are taken out below.
         aggs = batch.aggregate(attempt)
+        known = self.__dict__.setdefault("_known_tags", _KnownTags())
+        fresh = not known.covers(run_id, batch.by_tag.keys())
         mark = self._mark
         sqlite = self.dialect == "sqlite"
         if sqlite:  # the statements too, for the same reason
@@ -78,7 +82,8 @@ class MetricsMixin:
                 lock += " FOR UPDATE"
             if not _fetch(conn, lock, (run_id,)):
                 raise errors.NotFound(f"run {run_id!r} not found")
-            _check_tag_cap(conn, mark, run_id, batch.by_tag.keys())
+            if fresh:
+                _check_tag_cap(conn, mark, run_id, batch.by_tag.keys())
             seen, changed = _split_resent(conn, mark, run_id, attempt, batch)
             if seen:
                 aggs = batch.without(seen).aggregate(attempt)
@@ -98,6 +103,8 @@ class MetricsMixin:
                     conn.exec_driver_sql(rollups.upsert_sql(mark), merged)
             for tag, steps in changed.items():
                 rollups.recompute(conn, mark, run_id, tag, steps)
+        if fresh:
+            known.add(run_id, batch.by_tag.keys())
         return batch.count
 
     def metric_tags(self, run_id: str, *, after: str | None = None,
@@ -408,6 +415,39 @@ def _check_tag_cap(conn: sa.Connection, mark: str, run_id: str, tags: Collection
     have = int(_fetch(conn, sql, (run_id, top))[0][0])
     if have + new > MAX_TAGS_PER_RUN:
         raise _too_many_tags(run_id, have + new)
+
+
+class _KnownTags:
+    """Tags that recently written runs are known to have, so that a batch of known tags (a
+    training loop's every batch after its first) skips :func:`_check_tag_cap`'s probe. Only
+    committed tags are remembered, and a run's tags go only with the run itself."""
+
+    #: Runs remembered, and tags per run (a run with more is probed every time).
+    RUNS = 128
+    TAGS = 1000
+
+    def __init__(self) -> None:
+        self._runs: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def covers(self, run_id: str, tags: Collection[str]) -> bool:
+        with self._lock:
+            known = self._runs.get(run_id)
+            if known is None:
+                return False
+            self._runs.move_to_end(run_id)
+        return known.issuperset(tags)
+
+    def add(self, run_id: str, tags: Collection[str]) -> None:
+        with self._lock:
+            known = self._runs.get(run_id, frozenset()).union(tags)
+            if len(known) > self.TAGS:
+                self._runs.pop(run_id, None)
+                return
+            self._runs[run_id] = known
+            self._runs.move_to_end(run_id)
+            while len(self._runs) > self.RUNS:
+                self._runs.popitem(last=False)
 
 
 def _too_many_tags(run_id: str, total: int) -> errors.ValidationError:
