@@ -5,6 +5,11 @@ from __future__ import annotations
 #: HTTP port of ``runyard server``.
 PORT = 8470
 HOST = "127.0.0.1"
+#: ``runyard server --limit-concurrency``: open connections (idle keep-alive ones and event
+#: streams included) past which the HTTP server answers 503 at once.
+LIMIT_CONCURRENCY = 1000
+#: Seconds ``runyard server`` keeps an idle keep-alive connection open between requests.
+KEEP_ALIVE_S = 5
 
 #: A lease with no heartbeat for this long ends its attempt as ``lost``.
 STALE_AFTER_S = 120.0
@@ -27,6 +32,10 @@ CLAIM_SCAN = 64
 SNAPSHOT_MAX_BYTES = 64 * 1024
 SNAPSHOT_MAX_METRICS = 256
 METRIC_NAME_MAX = 64
+#: Most distinct metric tags one run may have (the server refuses a batch past it, the SDK
+#: drops further tags): its run page lists them, and hundreds of thousands of tags are a
+#: logging mistake that would slow every reader of that page.
+MAX_TAGS_PER_RUN = 10_000
 #: Largest metric step a server stores (a signed 64-bit integer).
 METRIC_STEP_MAX = 2**63 - 1
 

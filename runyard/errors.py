@@ -13,6 +13,7 @@
     │   └── Forbidden            authenticated but not allowed
     ├── StoreError               the database failed (driver error kept as __cause__)
     ├── RequestTooLarge          a request body over its endpoint's limit
+    ├── TooManyRequests          over a cap on concurrent use (event streams)
     ├── ArtifactError            a blob failed verification or limits
     │   ├── ChecksumMismatch
     │   └── TooLarge
@@ -134,6 +135,12 @@ class RequestTooLarge(RunyardError):
     """The request body exceeds this endpoint's size limit."""
 
     http_status = 413
+
+
+class TooManyRequests(RunyardError):
+    """Too many concurrent requests of this kind; retry later."""
+
+    http_status = 429
 
 
 class ArtifactError(RunyardError):

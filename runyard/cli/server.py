@@ -42,6 +42,11 @@ def server(
     keep_last_checkpoints: int | None = typer.Option(
         None, "--keep-last-checkpoints", envvar="RUNYARD_KEEP_LAST_CHECKPOINTS",
         help="Default checkpoint retention when a run sets none (default: keep all)."),
+    limit_concurrency: int = typer.Option(
+        defaults.LIMIT_CONCURRENCY, "--limit-concurrency", min=1,
+        envvar="RUNYARD_LIMIT_CONCURRENCY",
+        help="Open connections (event streams and idle keep-alive ones included) past which "
+             "requests are answered 503 at once."),
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
     from runyard import local
@@ -71,7 +76,11 @@ def server(
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
         # Live event streams never end on their own: give them a moment, then close them.
-        timeout_graceful_shutdown=3, proxy_headers=False, server_header=False)
+        timeout_graceful_shutdown=3, proxy_headers=False, server_header=False,
+        # A shared server: a flood of connections is answered 503 instead of exhausting
+        # file descriptors, and an idle keep-alive connection does not hold a place for
+        # long. What this does not cover (slow headers and bodies) is in docs/security.md.
+        limit_concurrency=limit_concurrency, timeout_keep_alive=defaults.KEEP_ALIVE_S)
     # What is loaded by now (the framework, the schema, compiled statements) lives as long
     # as the process: moved out of the collector's view, so the full collections that a
     # stream of metric batches sets off do not walk it.

@@ -209,8 +209,16 @@ class Client:
 
     # ------------------------------------------------------------------ metrics
     def get_metric_tags(self, run: RunRef) -> list[MetricTag]:
-        data = self._http.get_json(f"/v1/runs/{run_id(run)}/metrics/tags")
-        return [MetricTag.from_json(t) for t in data["items"]]
+        """Every tag of a run, all pages followed."""
+        tags: list[MetricTag] = []
+        after: str | None = None
+        while True:
+            data = self._http.get_json(f"/v1/runs/{run_id(run)}/metrics/tags",
+                                       {"after": after, "limit": 1000})
+            tags += [MetricTag.from_json(t) for t in data["items"]]
+            after = data.get("next_after")
+            if after is None or not data["items"]:
+                return tags
 
     def get_metrics(self, run: RunRef, *, tag: str | None = None, after_step: int | None = None,
                     limit: int | None = None) -> Page[MetricPoint]:

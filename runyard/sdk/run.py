@@ -33,8 +33,6 @@ DRAIN_INTERVAL_S = 0.1
 #: Records (log/progress/checkpoint calls) held in memory at most; beyond it new records are
 #: dropped with one warning rather than blocking training or growing without bound.
 MAX_QUEUED = 200_000
-#: Distinct metric tags per run at most; points of further tags are dropped with one warning.
-MAX_TAGS = 10_000
 #: Longest metric name: the server's bound (docs/progress-protocol.md), so that every mode keeps
 #: the same points; longer names are dropped with one warning.
 TAG_MAX = defaults.METRIC_NAME_MAX
@@ -303,9 +301,11 @@ class Run:
                                     f"{str(tag)[:80]!r} dropped: expected a string of 1 to "
                                     f"{TAG_MAX} characters")
             return False
-        if len(self._tags) >= MAX_TAGS:
-            self._notices.warn_once("max-tags", f"runyard: more than {MAX_TAGS} distinct metric "
-                                    f"names; new names are dropped (first dropped: {tag!r})")
+        if len(self._tags) >= defaults.MAX_TAGS_PER_RUN:
+            # The server's cap too: points of further tags would be refused there.
+            self._notices.warn_once(
+                "max-tags", f"runyard: more than {defaults.MAX_TAGS_PER_RUN} distinct metric "
+                f"names; new names are dropped (first dropped: {tag!r})")
             return False
         self._tags.add(tag)
         return True

@@ -27,6 +27,7 @@ from runyard.server import (
     routes_workers,
     sse,
 )
+from runyard.server.eventhub import EventHub
 from runyard.server.hotpath import HotPaths
 from runyard.server.limits import BodyGuard, BodyLimits
 from runyard.server.metrics_prom import ServerMetrics
@@ -144,11 +145,12 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     blobs = open_blob_store(settings.artifacts_location)
     token_file = None if settings.no_auth else auth.bootstrap_admin(
         store, settings.data_dir, settings.admin_token)
+    metrics = ServerMetrics(store, settings.stale_after_s)
     state = ServerState(
         settings=settings, store=store,
         queue=Queue(store, stale_after_s=settings.stale_after_s),
         blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
-        metrics=ServerMetrics(store, settings.stale_after_s))
+        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics))
     return state, token_file
 
 
@@ -167,6 +169,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
             yield
         finally:
             sweeper.stop()
+            await state.events.stop()
             state.store.close()
 
     # No Swagger UI or ReDoc page: they load scripts from a CDN, outside the UI's

@@ -13,6 +13,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from runyard import errors, jsonvalues, models, nonfinite
+from runyard.server.limits import LOG_CHUNK_MAX
 
 #: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
 #: its field. Counts, priorities and exit codes:
@@ -242,7 +243,7 @@ def point_count(points: list[Any], rows: list[Any]) -> int:
 class LogChunk(Body):
     stream: Literal["stdout", "stderr"]
     offset: UInt63
-    data: str
+    data: str = Field(max_length=LOG_CHUNK_MAX)
 
 
 class LogsRequest(Body):

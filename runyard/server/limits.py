@@ -1,4 +1,6 @@
-"""Request body limits, and authentication before any byte of a body is read.
+"""Request body limits, and authentication before any byte of a body is read; the caps on
+concurrent event streams and log chunks live here too (the HTTP server's connection limit
+is an option of ``runyard server``, its default in :mod:`runyard.defaults`).
 
 A server that a whole lab shares must not let an anonymous caller make it read, buffer or
 parse a large body: the caller is authenticated from its ``Authorization`` header first, a
@@ -23,6 +25,13 @@ from runyard import errors
 from runyard.server import auth
 
 MIB = 1024 * 1024
+
+#: Largest ``data`` of one log chunk, in characters (the agent sends at most 256 KiB).
+LOG_CHUNK_MAX = 1 * MIB
+#: Concurrent ``GET /v1/events/stream`` connections one token may hold (browser tabs).
+SSE_STREAMS_PER_TOKEN = 20
+#: Concurrent event streams the whole server process holds.
+SSE_STREAMS_TOTAL = 200
 
 #: Methods whose requests carry a body; only those are guarded.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

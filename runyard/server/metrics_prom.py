@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -54,6 +54,11 @@ class ServerMetrics:
                                      ["method", "route", "status"], registry=self.registry)
         self.uploaded_bytes = Counter("runyard_artifact_bytes_uploaded",
                                       "Artifact bytes received", registry=self.registry)
+        self.sse_polls = Counter("runyard_sse_polls",
+                                 "Database polls of the event streams' shared poller",
+                                 registry=self.registry)
+        self.sse_subscribers = Gauge("runyard_sse_subscribers", "Open event streams",
+                                     registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from runyard import errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
+from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.server import auth, retention, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
@@ -85,12 +86,20 @@ def get_metrics(run_id: str, tag: str | None = None,
 
 
 @router.get("/v1/runs/{run_id}/metrics/tags")
-def metric_tags(run_id: str, who: Principal = Depends(auth.viewer),
+def metric_tags(run_id: str,
+                limit: int = Query(MAX_TAGS_PER_RUN, ge=1, le=MAX_TAGS_PER_RUN),
+                after: str | None = Query(None, description="the page after this tag"),
+                who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A run's tags in tag order, ``limit`` at a time; ``next_after`` is the ``after`` of
+    the next page (null on the last)."""
     state.run_or_404(run_id)
-    rows = state.store.metric_tags(run_id)
+    rows = state.store.metric_tags(run_id, after=after, limit=limit + 1)
+    nxt = rows[limit - 1]["tag"] if len(rows) > limit else None
     return {"items": [{"tag": r["tag"], "count": r["count"], "last_step": r["last_step"],
-                       "last_value": serialize.number_out(r["last_value"])} for r in rows]}
+                       "last_value": serialize.number_out(r["last_value"])}
+                      for r in rows[:limit]],
+            "next_after": nxt}
 
 
 @router.get("/v1/runs/{run_id}/metrics/{tag}/series")

@@ -33,7 +33,7 @@ class Settings:
     tls_key: Path | None = None
     #: Taken as the first operator token ("admin") when the database has none.
     admin_token: str | None = None
-    #: Seconds between polls of the event table by each SSE stream.
+    #: Seconds between polls of the event table by the SSE streams' shared poller.
     sse_poll_s: float = 0.25
     #: Seconds between SSE heartbeat comments.
     sse_heartbeat_s: float = 15.0

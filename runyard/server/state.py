@@ -10,6 +10,7 @@ from runyard import errors, models
 from runyard.artifacts import BlobStore
 from runyard.queue import Queue
 from runyard.server.auth import TokenAuth
+from runyard.server.eventhub import EventHub
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
 from runyard.store.base import Row, Store
@@ -23,6 +24,8 @@ class ServerState:
     blobs: BlobStore
     auth: TokenAuth
     metrics: ServerMetrics
+    #: The event streams' shared database poller.
+    events: EventHub
 
     def run_or_404(self, run_id: str) -> Row:
         run = self.store.get_run(run_id)

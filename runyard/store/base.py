@@ -251,7 +251,8 @@ class Store(abc.ABC):
         """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
 
     @abc.abstractmethod
-    def metric_tags(self, run_id: str) -> list[Row]: ...
+    def metric_tags(self, run_id: str, *, after: str | None = None,
+                    limit: int | None = None) -> list[Row]: ...
 
     @abc.abstractmethod
     def list_metric_points(self, run_id: str, *, tag: str | None = None,

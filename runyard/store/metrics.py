@@ -7,14 +7,15 @@ as ``value`` NULL plus their spelling in ``special`` and travel as those strings
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from runyard import errors
+from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.store import ingest, rollups
-from runyard.store.access import Access
+from runyard.store.access import IN_BATCH, Access
 from runyard.store.base import Row
 from runyard.store.dialect import run_writes
 from runyard.store.prepared import execute_raw
@@ -65,6 +66,8 @@ class MetricsMixin(Access):
             lock = sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update()
             if conn.execute(lock).first() is None:
                 raise errors.NotFound(f"run {run_id!r} not found")
+            # Under the run's lock, so two batches cannot both take the last places.
+            _check_tag_cap(conn, run_id, batch.by_tag.keys())
             seen, changed = _split_resent(conn, mark, run_id, attempt, batch)
             if seen:
                 rollup_writes = self.ops.rollup_writes(
@@ -75,13 +78,18 @@ class MetricsMixin(Access):
                 rollups.recompute(conn, mark, run_id, tag, steps)
         return batch.count
 
-    def metric_tags(self, run_id: str) -> list[Row]:
+    def metric_tags(self, run_id: str, *, after: str | None = None,
+                    limit: int | None = None) -> list[Row]:
         """``[{tag, count, last_step, last_value}]`` of a run, by tag (from the coarsest
-        rollups: a few rows per tag however long its history)."""
+        rollups: a few rows per tag however long its history); at most ``limit`` of them,
+        those whose tag sorts after ``after``."""
         mr = metric_rollups.c
         top = rollups.SHIFTS[-1]
+        where = [mr.run_id == run_id, mr.shift == top]
+        if after is not None:
+            where.append(mr.tag > after)
         agg = (sa.select(mr.tag, sa.func.sum(mr.n).label("n"), sa.func.max(mr.block).label("mb"))
-               .where(mr.run_id == run_id, mr.shift == top).group_by(mr.tag).subquery())
+               .where(*where).group_by(mr.tag).order_by(mr.tag).limit(limit).subquery())
         last = metric_rollups.alias("last")
         stmt = (sa.select(agg.c.tag, agg.c.n, last.c.last_step, last.c.last_value,
                           last.c.last_special)
@@ -217,6 +225,35 @@ def _fetch(conn: sa.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def _check_tag_cap(conn: sa.Connection, run_id: str, tags: Collection[str]) -> None:
+    """Refuse a batch that would give the run more than :data:`MAX_TAGS_PER_RUN` distinct
+    tags. A batch of known tags costs one indexed probe; the run's tags are counted only when
+    the batch brings new ones."""
+    if len(tags) > MAX_TAGS_PER_RUN:
+        raise _too_many_tags(run_id, len(tags))
+    mr = metric_rollups.c
+    top = rollups.SHIFTS[-1]
+    listed = list(tags)
+    known: set[str] = set()
+    for i in range(0, len(listed), IN_BATCH):
+        known.update(conn.execute(
+            sa.select(mr.tag).distinct().where(mr.run_id == run_id, mr.shift == top,
+                                               mr.tag.in_(listed[i:i + IN_BATCH]))).scalars())
+    new = len(listed) - len(known)
+    if not new:
+        return
+    have = conn.execute(sa.select(sa.func.count(sa.distinct(mr.tag)))
+                        .where(mr.run_id == run_id, mr.shift == top)).scalar_one()
+    if have + new > MAX_TAGS_PER_RUN:
+        raise _too_many_tags(run_id, have + new)
+
+
+def _too_many_tags(run_id: str, total: int) -> errors.ValidationError:
+    return errors.ValidationError(
+        f"tag: run {run_id} may have at most {MAX_TAGS_PER_RUN} distinct tags; this batch "
+        f"would bring it to {total} (nothing of it was stored)", field="tag")
 
 
 def _split_resent(conn: sa.Connection, mark: str, run_id: str, attempt: int,

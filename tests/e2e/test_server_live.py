@@ -15,6 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from runyard.queue import Queue
+from runyard.store import open_store
+
 from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin, error_of
 
@@ -236,3 +239,32 @@ def test_flow_on_both_dialects(live_server) -> None:  # type: ignore[no-untyped-
     assert api.get(f"/v1/blobs/{digest}").content == data
     assert api.request("DELETE", f"/v1/runs/{run['id']}").status_code == 204
     assert api.get(f"/v1/blobs/{digest}").status_code == 404
+
+
+def test_a_stream_resuming_far_behind_gets_every_event_once(sqlite_server: LiveServer) -> None:
+    api = admin(sqlite_server)
+    run = api.submit("backlog")
+    direct = open_store(f"sqlite:///{sqlite_server.data_dir / 'runyard.db'}", upgrade=False)
+    try:
+        q = Queue(direct, stale_after_s=60)
+        for i in range(1200):  # more than two pages of backlog
+            q.add_event(run["id"], "warning", {"message": f"w{i}"})
+    finally:
+        direct.close()
+    got: list[tuple[str, str, Any]] = []
+    stop = threading.Event()
+    t = threading.Thread(target=read_sse, args=(sqlite_server, api.secret, stop, got),
+                         kwargs={"params": {"after_id": "0", "run_id": run["id"]}})
+    t.start()
+    try:
+        wait_for(lambda: sum(e == "warning" for _, e, _ in got) >= 1200, timeout=30)
+        api.ok("POST", f"/v1/runs/{run['id']}/cancel", json={})
+        wait_for(lambda: got and got[-1][1] == "status", timeout=15)
+    finally:
+        stop.set()
+        t.join(10)
+    ids = [int(i) for i, e, _ in got if i]
+    assert ids == sorted(set(ids))  # in order, none twice
+    msgs = [d["details"]["message"] for _, e, d in got if e == "warning"]
+    assert msgs == [f"w{i}" for i in range(1200)]
+    assert [d["status"] for _, e, d in got if e == "status"][0] == "queued"

@@ -4,7 +4,7 @@ import { get } from "./api.js";
 import { ChartCard } from "./chartcard.js";
 import { COLORS } from "./chart.js";
 import { badge, clear, fmtNum, h, section, table } from "./dom.js";
-import { seriesOf } from "./run_charts.js";
+import { seriesOf, tagsOf } from "./run_charts.js";
 
 export const MIN_RUNS = 2;
 export const MAX_RUNS = 10;
@@ -25,7 +25,7 @@ export async function render(main, { query }) {
   await Promise.all(ids.map(async (id, i) => {
     try {
       const [run, tags] = await Promise.all([get(`/v1/runs/${encodeURIComponent(id)}`),
-        get(`/v1/runs/${encodeURIComponent(id)}/metrics/tags`)]);
+        tagsOf(id)]);
       runs[i] = { run, tags: tags.items };
     } catch (err) {
       problems.push(`${id}: ${err.message}`);

@@ -7,6 +7,7 @@ import { h } from "./dom.js";
 
 const MAX_DEFAULT_CHARTS = 6;
 const TAGS_EVERY_MS = 10_000;
+const TAGS_PAGE = 1000;
 
 /** Default grouping of tag names into charts. */
 export function defaultGroups(tags) {
@@ -16,8 +17,17 @@ export function defaultGroups(tags) {
   return groups.slice(0, MAX_DEFAULT_CHARTS);
 }
 
-export function tagsOf(runId) {
-  return get(`/v1/runs/${encodeURIComponent(runId)}/metrics/tags`);
+/** Every tag of a run (`{items}`), the endpoint's pages followed. */
+export async function tagsOf(runId) {
+  const items = [];
+  let after;
+  for (;;) {
+    const page = await get(`/v1/runs/${encodeURIComponent(runId)}/metrics/tags`,
+      { limit: TAGS_PAGE, after });
+    items.push(...page.items);
+    if (page.next_after == null || !page.items.length) return { items };
+    after = page.next_after;
+  }
 }
 
 export async function seriesOf(runId, tag, range) {
