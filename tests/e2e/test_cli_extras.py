@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = ("runyard: the command line needs the server extra (typer, rich missing); "
             "install it with: pip install 'runyard[server]'")
 

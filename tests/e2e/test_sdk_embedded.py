@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runyard import sdk
+from runyard import defaults, sdk
 from runyard.queue import Queue
 from runyard.sdk import choose, settings
 from runyard.store import default_url, open_store
@@ -192,7 +192,7 @@ def test_bad_values_in_embedded_mode(tmp_path: Path) -> None:
         run.log({"nan": math.nan, "inf": -math.inf, "text": "x", "ok": 1}, step=0)
         run.log({"big": 1.0}, step=2**63 - 1)
         run.log({"huge": 1.0}, step=2**63)
-        for i in range(sdk.run.MAX_TAGS + 5):
+        for i in range(defaults.MAX_TAGS_PER_RUN + 5):
             run.log({f"t{i}": 0.5}, step=1)
     store = open_store(default_url(data))
     try:
@@ -200,7 +200,7 @@ def test_bad_values_in_embedded_mode(tmp_path: Path) -> None:
         row = store.get_run(run.run_id)
     finally:
         store.close()
-    assert len(tags) == sdk.run.MAX_TAGS and "text" not in tags and "huge" not in tags
+    assert len(tags) == defaults.MAX_TAGS_PER_RUN and "text" not in tags and "huge" not in tags
     assert tags["nan"]["last_value"] == "NaN" and tags["inf"]["last_value"] == "-Infinity"
     assert tags["big"]["last_step"] == 2**63 - 1
     assert row is not None and row["status"] == "completed"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runyard import sdk
+from runyard import defaults, sdk
 from runyard.sdk import http_sink, settings
 from runyard.sdk.notice import RunyardWarning
 
@@ -102,11 +102,11 @@ def test_bad_values_over_http(server: LiveServer, api: Api, tmp_path: Path) -> N
         run.log({"big": 1.0}, step=2**63 - 1)
         run.log({"huge": 1.0}, step=10**30)
         run.log({"t" * 65: 1.0, "fine": 1.0}, step=1)
-        for i in range(sdk.run.MAX_TAGS + 10):
+        for i in range(defaults.MAX_TAGS_PER_RUN + 10):
             run.log({f"tag{i}": 0.5}, step=2)
     tags = {t["tag"]: t for t in
             api.http.get(f"/v1/runs/{run.run_id}/metrics/tags").json()["items"]}
-    assert len(tags) == sdk.run.MAX_TAGS  # the documented bound, the rest dropped
+    assert len(tags) == defaults.MAX_TAGS_PER_RUN  # the documented bound, the rest dropped
     assert "text" not in tags and "huge" not in tags and "t" * 65 not in tags
     assert tags["nan"]["last_value"] == "NaN" and tags["inf"]["last_value"] == "Infinity"
     assert tags["ok"]["last_value"] == 2 and tags["fine"]["last_value"] == 1.0

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runyard import errors
+from runyard import defaults, errors
 from runyard.progress.metrics_stream import MetricPoint
 from runyard.progress.reader import MetricsTail, read_snapshot
 from runyard.sdk import Run, RunInfo, Sink, choose, file_sink, select_sink, start_run
@@ -106,11 +106,11 @@ def test_number_subclasses_are_written_as_plain_numbers(tmp_path: Path) -> None:
 def test_tag_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.warns(RunyardWarning, match="distinct metric names"), \
             start_run(env=local_env(tmp_path), handle_sigterm=False) as run:
-        for i in range(run_mod.MAX_TAGS + 50):
+        for i in range(defaults.MAX_TAGS_PER_RUN + 50):
             run.log({f"tag{i}": 1.0}, step=0)
         run.log({"tag0": 2.0}, step=1)  # known tags keep working
     tags = {p.tag for p in points(run, tmp_path)}
-    assert len(tags) == run_mod.MAX_TAGS and "tag0" in tags
+    assert len(tags) == defaults.MAX_TAGS_PER_RUN and "tag0" in tags
     snap = read_snapshot(run_dir(run, tmp_path) / "progress.json")
     assert snap.ok and snap.snapshot is not None
     assert len(snap.snapshot["metrics"]) == 256  # the snapshot's own bound
