@@ -55,6 +55,7 @@ class Queue:
         self.clock = clock
         self.claimer = claiming.Claimer(store, lease_s=stale_after_s, claim_scan=claim_scan,
                                         clock=clock)
+        self._grace_due = False
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -178,6 +179,7 @@ class Queue:
         """The attempt, after ending it as ``lost`` if its lease lapsed and no sweep has yet:
         a lapsed lease is over at its expiry, not when the sweeper next passes, so a late
         heartbeat or completion is refused the same whenever it arrives."""
+        self.grant_grace_if_due()
         peek = self.store.get_attempt(attempt_id)
         if peek is None:
             raise errors.NotFound(f"no attempt {attempt_id!r}")
@@ -463,6 +465,23 @@ class Queue:
                                now, details)
 
     # ------------------------------------------------------------------ housekeeping
+    def note_outage(self) -> None:
+        """The server could not hear heartbeats for a while (it was down, or its database
+        was): before any lease is judged again, every active one gets a fresh grace."""
+        self._grace_due = True
+
+    def grant_grace_if_due(self) -> int:
+        """After :meth:`note_outage`, give every active lease at least ``stale_after_s`` from
+        now, once; returns how many moved. The silence was the server's, not the agents':
+        they keep their attempts, and what they buffered meanwhile is taken under the same
+        lease."""
+        if not self._grace_due:
+            return 0
+        with self.store.transaction() as tx:
+            moved = tx.extend_leases(self.clock() + self.stale_after_s)
+        self._grace_due = False
+        return moved
+
     def sweep(self, *, limit: int = 500) -> SweepResult:
         """End lapsed leases as ``lost`` (requeue or fail by policy) and mark stalled runs."""
         now = self.clock()

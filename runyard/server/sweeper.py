@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from runyard import errors
 from runyard.queue import Queue
 
 log = logging.getLogger(__name__)
@@ -13,6 +12,11 @@ log = logging.getLogger(__name__)
 
 class Sweeper:
     """Calls :meth:`Queue.sweep` every ``interval_s`` until :meth:`stop`.
+
+    The server's own outage must cost no run (docs/lifecycle.md): the server was down until
+    :meth:`start`, and a sweep that fails means the database is out of reach, so heartbeats
+    are failing too. Either way every active lease gets a fresh grace before any lease is
+    judged again (:meth:`Queue.note_outage`).
 
     Several replicas may sweep the same database: the queue re-checks each lease under its
     row lock, so a double sweep ends an attempt once.
@@ -25,6 +29,10 @@ class Sweeper:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Grant the grace and sweep once, here, before the server answers its first
+        request; then go on in a thread."""
+        self.queue.note_outage()
+        self.tick()
         self._thread = threading.Thread(target=self._loop, name="runyard-sweeper", daemon=True)
         self._thread.start()
 
@@ -33,16 +41,23 @@ class Sweeper:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def tick(self) -> None:
+        """One round: the grace when one is due, then the sweep. Never raises."""
+        try:
+            moved = self.queue.grant_grace_if_due()
+            if moved:
+                log.info("%d active lease(s) given a fresh grace after the server's outage",
+                         moved)
+            result = self.queue.sweep()
+        except Exception:  # a database hiccup must not kill the thread
+            self.queue.note_outage()
+            log.warning("sweep failed; active leases get a fresh grace once it succeeds",
+                        exc_info=True)
+            return
+        if result.lost or result.stalled:
+            log.info("sweep: lost %s, requeued %s, stalled %s",
+                     result.lost, result.requeued, result.stalled)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                result = self.queue.sweep()
-            except errors.RunyardError as exc:  # a database hiccup must not kill the thread
-                log.warning("sweep failed: %s", exc)
-                continue
-            except Exception:  # pragma: no cover - logged, and the next tick tries again
-                log.exception("sweep failed")
-                continue
-            if result.lost or result.stalled:
-                log.info("sweep: lost %s, requeued %s, stalled %s",
-                         result.lost, result.requeued, result.stalled)
+            self.tick()

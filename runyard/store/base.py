@@ -137,6 +137,11 @@ class Transaction(abc.ABC):
         """Active attempts whose lease has lapsed, locked where the dialect can."""
 
     @abc.abstractmethod
+    def extend_leases(self, until: float) -> int:
+        """Move every active lease that ends before ``until`` out to ``until``; returns how
+        many moved."""
+
+    @abc.abstractmethod
     def stalled_candidates(self, now: float, limit: int) -> list[Row]:
         """Running runs whose last step is older than their ``stall_after_s``, not yet marked."""
 

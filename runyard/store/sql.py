@@ -145,6 +145,11 @@ class SQLTransaction(base.Transaction):
                 .order_by(attempts.c.lease_expires_at).limit(limit))
         return rows(self.conn.execute(stmt.with_for_update(skip_locked=True)))
 
+    def extend_leases(self, until: float) -> int:
+        stmt = (attempts.update().where(ACTIVE_ONLY, attempts.c.lease_expires_at < until)
+                .values(lease_expires_at=until))
+        return int(self.conn.execute(stmt).rowcount)
+
     def stalled_candidates(self, now: float, limit: int) -> list[base.Row]:
         c = runs.c
         stmt = (sa.select(c.id, c.last_step_at, c.stall_after_s, c.attempt)

@@ -117,6 +117,34 @@ def test_server_restart_mid_run_loses_and_duplicates_no_metric(
         server.stop()
 
 
+def test_a_server_outage_longer_than_the_lease_costs_no_run(
+        tmp_path: Path, agents: list[AgentProc]) -> None:
+    """The server is killed for longer than ``stale_after_s`` while its agent trains on:
+    restarted on the same data, it gives the lease a fresh grace, and the run finishes as
+    its first attempt with every point once."""
+    server, api = _start(tmp_path, STALE)
+    try:
+        script = write_train_script(tmp_path)
+        steps = 80
+        rid = api.submit("outlived", script, {"steps": steps, "sleep": 0.1})
+        agent = AgentProc(server, api.worker_token(), "box", tmp_path / "work")
+        agents.append(agent)
+        api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
+        server.kill()
+        time.sleep(STALE * 1.5)  # the lease lapses while the server is away
+        server.start()
+        run = api.wait(rid, {"completed", "failed", "lost"}, timeout=60)
+        assert run["status"] == "completed" and run["attempt"] == 1, run
+        kinds = [(e["kind"], e["status"]) for e in api.events(rid)]
+        assert ("status", "queued") in kinds and kinds.count(("status", "running")) == 1
+        assert all(api.events(rid)[i]["attempt"] <= 1 for i in range(len(kinds)))
+        keys = collections.Counter((p["tag"], p["step"]) for p in api.metrics(rid))
+        assert set(keys.values()) == {1}
+    finally:
+        api.close()
+        server.stop()
+
+
 def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
         tmp_path: Path, agents: list[AgentProc]) -> None:
     server, api = _start(tmp_path, STALE)
