@@ -68,7 +68,7 @@ def empty_queue(url: str) -> Queue:
 def fill(q: Queue, n: int) -> None:
     rng = random.Random(1)
     for caps in fleet():
-        q.register_worker(caps)
+        q.fleet.register(caps)
     kinds: list[dict[str, Any]] = [{}, {}, {"min_ram_gib": 16}, {"require_cuda": True},
                                    {"prefer_cuda": True}, {"labels": {"pool": "a"}}]
     rows = []
@@ -155,7 +155,7 @@ def backlog_claim_ms(url: str, backlog: int, claims: int = 300) -> float:
     """Median latency of a CPU host's claim with ``backlog`` CUDA-only runs queued ahead."""
     q = empty_queue(url)
     store = q.store
-    q.register_worker(models.Capabilities.from_dict(
+    q.fleet.register(models.Capabilities.from_dict(
         {"host_id": "cpu-host", "cpus": 32, "ram_gib": 64, "gpus": [], "slots": claims}))
     now = time.time()
     rows = [submission.build_run(

@@ -398,3 +398,23 @@ def normalise_defaults() -> dict[str, Any]:
         "retry_on_exit_codes": [],
         "stall_after_s": defaults.STALL_AFTER_S,
     }
+
+
+@dataclass(frozen=True)
+class StopOrder:
+    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``."""
+
+    lease_expires_at: float
+    stop: bool = False
+    intent: str | None = None
+    grace_s: float | None = None
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did: runs whose attempt was lost, those of them requeued, and runs
+    newly marked stalled."""
+
+    lost: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    stalled: list[str] = field(default_factory=list)

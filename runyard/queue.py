@@ -12,34 +12,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from runyard import claiming, defaults, eligibility, errors, models, retry, submission
+from runyard import claiming, defaults, eligibility, errors, fleet, models, retry, submission
 from runyard.models import Reason, Status
 from runyard.store.base import Row, Store, Transaction
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
-
-
-@dataclass(frozen=True)
-class StopOrder:
-    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``."""
-
-    lease_expires_at: float
-    stop: bool = False
-    intent: str | None = None
-    grace_s: float | None = None
-
-
-@dataclass
-class SweepResult:
-    lost: list[str] = field(default_factory=list)
-    requeued: list[str] = field(default_factory=list)
-    stalled: list[str] = field(default_factory=list)
 
 
 class Queue:
@@ -55,6 +37,8 @@ class Queue:
         self.clock = clock
         self.claimer = claiming.Claimer(store, lease_s=stale_after_s, claim_scan=claim_scan,
                                         clock=clock)
+        #: The worker registry the claims read (registration, drain, host policies).
+        self.fleet = fleet.Fleet(store, clock=clock)
         self._grace_due = False
 
     # ------------------------------------------------------------------ submit
@@ -130,38 +114,6 @@ class Queue:
         assert out is not None
         return out, True
 
-    # ------------------------------------------------------------------ workers
-    def register_worker(self, caps: models.Capabilities, *, token_name: str | None = None) -> Row:
-        """Record (or refresh) a worker's capabilities; drain state is kept across restarts."""
-        now = self.clock()
-        with self.store.transaction() as tx:
-            tx.upsert_worker({
-                "host_id": caps.host_id, "hostname": caps.hostname,
-                "capabilities": caps.to_dict(), "has_cuda": caps.has_cuda, "slots": caps.slots,
-                "token_name": token_name, "registered_at": now, "last_seen_at": now,
-            })
-            w = tx.worker_state(caps.host_id)
-        assert w is not None
-        return w
-
-    def set_drained(self, host_id: str, drained: bool) -> None:
-        """Drain (finish what runs, claim nothing new) or resume a worker."""
-        with self.store.transaction() as tx:
-            if not tx.update_worker(host_id, {"drained": drained}):
-                raise errors.NotFound(f"no worker {host_id!r}")
-
-    def set_host_policies(self, policies: Iterable[models.HostPolicy],
-                          source: str | None = None) -> None:
-        """Create or update host policies in place (from a manifest reload)."""
-        now = self.clock()
-        with self.store.transaction() as tx:
-            for p in policies:
-                tx.upsert_host_policy({
-                    "host_id": p.host_id, "allow": list(p.allow), "deny": list(p.deny),
-                    "slots": p.slots, "labels": dict(p.labels), "source": source,
-                    "updated_at": now,
-                })
-
     # ------------------------------------------------------------------ claim
     def claim(self, host_id: str, *, free_slots: int | None = None,
               actor: str = SYSTEM) -> claiming.Claim | None:
@@ -217,7 +169,7 @@ class Queue:
         return run, att
 
     def heartbeat(self, attempt_id: str, lease: str, *, running: bool = False,
-                  actor: str = SYSTEM) -> StopOrder:
+                  actor: str = SYSTEM) -> models.StopOrder:
         """Extend the lease; with ``running``, mark a claimed run as running. The answer says
         whether to stop."""
         now = self.clock()
@@ -236,8 +188,8 @@ class Queue:
             tx.update_worker(att["host_id"], {"last_seen_at": now})
         if run["status"] == Status.STOPPING.value:
             deadline = run["stop_deadline"] or now
-            return StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now))
-        return StopOrder(expires)
+            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now))
+        return models.StopOrder(expires)
 
     def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
         """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
@@ -482,10 +434,10 @@ class Queue:
         self._grace_due = False
         return moved
 
-    def sweep(self, *, limit: int = 500) -> SweepResult:
+    def sweep(self, *, limit: int = 500) -> models.SweepResult:
         """End lapsed leases as ``lost`` (requeue or fail by policy) and mark stalled runs."""
         now = self.clock()
-        result = SweepResult()
+        result = models.SweepResult()
         with self.store.transaction() as tx:
             expired = tx.expired_attempts(now, limit)
         for att in expired:

@@ -39,7 +39,7 @@ def apply_manifest(queue: Queue, manifest: Manifest, *, dry_run: bool, actor: st
             if _stored(store.get_blueprint(bp.name)) != (bps[bp.name], source):
                 store.put_blueprint(bp.name, list(bp.command), bp.config_schema,
                                     dict(bp.defaults), source)
-        queue.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
+        queue.fleet.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
         for req in requests:
             queue.submit(req, actor=actor, owner=actor)
     return {"dry_run": dry_run, "source": source, **plan.to_dict()}

@@ -40,7 +40,7 @@ def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
         raise errors.ValidationError(
             "capabilities.host_id: differs from host_id", field="capabilities.host_id")
     caps = models.Capabilities.from_dict(caps_in)
-    state.queue.register_worker(caps, token_name=who.name)
+    state.queue.fleet.register(caps, token_name=who.name)
     got = state.queue.claim(body.host_id, free_slots=body.free_slots, actor=who.name)
     state.metrics.claim_latency.observe(time.perf_counter() - started)
     state.metrics.claims.labels("claimed" if got else "empty").inc()
@@ -170,14 +170,14 @@ def list_workers(who: Principal = Depends(auth.viewer),
 @router.post("/v1/workers/{host_id}/drain")
 def drain(host_id: str, who: Principal = Depends(auth.operator),
           state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    state.queue.set_drained(host_id, True)
+    state.queue.fleet.set_drained(host_id, True)
     return {"host_id": host_id, "drained": True}
 
 
 @router.post("/v1/workers/{host_id}/resume")
 def resume(host_id: str, who: Principal = Depends(auth.operator),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    state.queue.set_drained(host_id, False)
+    state.queue.fleet.set_drained(host_id, False)
     return {"host_id": host_id, "drained": False}
 
 

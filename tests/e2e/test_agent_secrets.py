@@ -75,7 +75,7 @@ def _nobody() -> pwd.struct_passwd:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=5).start()
+    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
     yield srv
     srv.stop()
 

@@ -26,8 +26,8 @@ def check(queue: Queue) -> dict[str, int]:
 
 
 def test_the_count_follows_every_start_and_end_of_an_attempt(queue: Queue) -> None:
-    queue.register_worker(caps("a", slots=10))
-    queue.register_worker(caps("b", slots=10))
+    queue.fleet.register(caps("a", slots=10))
+    queue.fleet.register(caps("b", slots=10))
     runs = [submit(queue, f"r{i}") for i in range(6)]
     got = [queue.claim("a") for _ in range(3)] + [queue.claim("b")]
     assert all(got) and check(queue) == {"a": 3, "b": 1}
@@ -44,9 +44,9 @@ def test_the_count_follows_every_start_and_end_of_an_attempt(queue: Queue) -> No
     assert check(queue) == {"a": 0, "b": 0}
     # A run started by hand on a host that registers afterwards is counted from the start.
     local = queue.start_local({"name": "notebook"}, host_id="laptop")
-    queue.register_worker(caps("laptop", slots=2))
+    queue.fleet.register(caps("laptop", slots=2))
     assert check(queue)["laptop"] == 1
-    queue.register_worker(caps("laptop", slots=3))  # a refresh keeps the count
+    queue.fleet.register(caps("laptop", slots=3))  # a refresh keeps the count
     assert check(queue)["laptop"] == 1
     queue.complete(local.attempt_id, local.lease)
     assert check(queue)["laptop"] == 0
@@ -62,7 +62,7 @@ def test_the_count_follows_every_start_and_end_of_an_attempt(queue: Queue) -> No
 
 
 def test_slots_are_judged_on_the_count(queue: Queue) -> None:
-    queue.register_worker(caps("w", slots=2))
+    queue.fleet.register(caps("w", slots=2))
     for i in range(3):
         submit(queue, f"r{i}")
     first, second = queue.claim("w"), queue.claim("w")

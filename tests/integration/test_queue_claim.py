@@ -19,8 +19,8 @@ def test_unregistered_worker_is_refused(queue: Queue) -> None:
 
 
 def test_constraints_route_runs_to_eligible_workers_only(queue: Queue) -> None:
-    queue.register_worker(caps("cpu", ram=8, cpus=4, slots=10))
-    queue.register_worker(caps("gpu", ram=64, cpus=32, gpus=2, vram=24, slots=10,
+    queue.fleet.register(caps("cpu", ram=8, cpus=4, slots=10))
+    queue.fleet.register(caps("gpu", ram=64, cpus=32, gpus=2, vram=24, slots=10,
                                labels={"zone": "a"}))
     cuda = submit(queue, "cuda", require_cuda=True)
     two = submit(queue, "two-gpus", gpus=2)
@@ -44,8 +44,8 @@ def test_constraints_route_runs_to_eligible_workers_only(queue: Queue) -> None:
 
 
 def test_host_policy_allow_and_deny(queue: Queue) -> None:
-    queue.register_worker(caps("box", slots=10))
-    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("resnet-*", "bert-*"),
+    queue.fleet.register(caps("box", slots=10))
+    queue.fleet.set_host_policies([models.HostPolicy(host_id="box", allow=("resnet-*", "bert-*"),
                                                deny=("bert-large*",))])
     submit(queue, "resnet-50")
     submit(queue, "bert-large")
@@ -56,7 +56,7 @@ def test_host_policy_allow_and_deny(queue: Queue) -> None:
         names.append(c.run["name"])
     assert names == ["resnet-50"]
     # Policies update in place: widening allow lets the waiting runs through.
-    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("*",))])
+    queue.fleet.set_host_policies([models.HostPolicy(host_id="box", allow=("*",))])
     while (c := queue.claim("box")) is not None:
         names.append(c.run["name"])
     assert sorted(names) == ["bert-large", "gpt-2", "other", "resnet-50"]
@@ -69,15 +69,15 @@ def test_policy_matches_blueprint_names(queue: Queue) -> None:
         tx.conn.execute(blueprints.insert().values(  # type: ignore[attr-defined]
             name="mlp", command=["python", "mlp.py"], config_schema=None, defaults={},
             updated_at=0.0))
-    queue.register_worker(caps("box"))
-    queue.set_host_policies([models.HostPolicy(host_id="box", allow=("mlp",))])
+    queue.fleet.register(caps("box"))
+    queue.fleet.set_host_policies([models.HostPolicy(host_id="box", allow=("mlp",))])
     run, _ = queue.submit({"name": "some-job", "blueprint": "mlp"})
     c = queue.claim("box")
     assert c is not None and c.run["id"] == run["id"]
 
 
 def test_slots_limit_concurrent_attempts(queue: Queue) -> None:
-    queue.register_worker(caps("w", slots=2))
+    queue.fleet.register(caps("w", slots=2))
     for i in range(4):
         submit(queue, f"r{i}")
     a, b = queue.claim("w"), queue.claim("w")
@@ -86,13 +86,13 @@ def test_slots_limit_concurrent_attempts(queue: Queue) -> None:
     queue.complete(a.attempt_id, a.lease)
     assert queue.claim("w") is not None
     # The operator's policy overrides what the agent reports, and free_slots narrows it.
-    queue.set_host_policies([models.HostPolicy(host_id="w", slots=5)])
+    queue.fleet.set_host_policies([models.HostPolicy(host_id="w", slots=5)])
     assert queue.claim("w", free_slots=0) is None
     assert queue.claim("w") is not None
 
 
 def test_priority_then_age(queue: Queue) -> None:
-    queue.register_worker(caps("w", slots=10))
+    queue.fleet.register(caps("w", slots=10))
     submit(queue, "old-low")
     submit(queue, "high", priority=5)
     submit(queue, "new-low")
@@ -105,7 +105,7 @@ def test_priority_then_age(queue: Queue) -> None:
 
 def test_ineligible_head_does_not_block_the_queue(store) -> None:  # type: ignore[no-untyped-def]
     q = Queue(store, claim_scan=4)  # small pages so the scan must go past several
-    q.register_worker(caps("w", slots=1))
+    q.fleet.register(caps("w", slots=1))
     for i in range(10):
         submit(q, f"pinned-{i}", allowed_hosts=["elsewhere"], priority=1)
     target = submit(q, "mine")
@@ -114,8 +114,8 @@ def test_ineligible_head_does_not_block_the_queue(store) -> None:  # type: ignor
 
 
 def test_prefer_cuda_goes_to_cuda_when_free_else_cpu(queue: Queue) -> None:
-    queue.register_worker(caps("cpu", slots=4))
-    queue.register_worker(caps("gpu", gpus=1, slots=1))
+    queue.fleet.register(caps("cpu", slots=4))
+    queue.fleet.register(caps("gpu", gpus=1, slots=1))
     first = submit(queue, "p1", prefer_cuda=True)
     second = submit(queue, "p2", prefer_cuda=True)
     assert queue.claim("cpu") is None  # the GPU host is free: leave it for the GPU
@@ -126,21 +126,21 @@ def test_prefer_cuda_goes_to_cuda_when_free_else_cpu(queue: Queue) -> None:
 
 
 def test_drained_worker_claims_nothing(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     submit(queue)
-    queue.set_drained("w", True)
+    queue.fleet.set_drained("w", True)
     assert queue.claim("w") is None
-    queue.register_worker(caps("w"))  # an agent restart keeps the drain
+    queue.fleet.register(caps("w"))  # an agent restart keeps the drain
     assert queue.claim("w") is None
-    queue.set_drained("w", False)
+    queue.fleet.set_drained("w", False)
     assert queue.claim("w") is not None
     with pytest.raises(errors.NotFound):
-        queue.set_drained("nope", True)
+        queue.fleet.set_drained("nope", True)
 
 
 def test_explain_names_the_failing_constraint_per_worker(queue: Queue) -> None:
-    queue.register_worker(caps("pi", ram=4, cpus=4))
-    queue.register_worker(caps("gpu", ram=64, gpus=1, vram=12))
+    queue.fleet.register(caps("pi", ram=4, cpus=4))
+    queue.fleet.register(caps("gpu", ram=64, gpus=1, vram=12))
     run = submit(queue, "bert-large", require_cuda=True, min_vram_gib=40, min_ram_gib=8)
     out = queue.explain(run["id"])
     by_host = {w["host_id"]: w for w in out["workers"]}
@@ -150,7 +150,7 @@ def test_explain_names_the_failing_constraint_per_worker(queue: Queue) -> None:
     assert out["summary"] == "no registered worker can ever serve this run"
 
     ok = submit(queue, "small")
-    queue.set_drained("pi", True)
+    queue.fleet.set_drained("pi", True)
     explained = queue.explain(ok["id"])
     assert explained["summary"] == "eligible on gpu, pi; waiting for its turn (priority, then age)"
     assert {w["host_id"]: w["state"] for w in explained["workers"]}["pi"] == ["drained"]
@@ -190,9 +190,9 @@ def test_label_prefilter_leaves_out_runs_for_other_label_sets(queue: Queue) -> N
 
 def test_labels_match_through_policy_and_many_labels_and_new_constraints(queue: Queue) -> None:
     many = {f"k{i}": "v" for i in range(6)}  # past the SQL prefilter: Python decides alone
-    queue.register_worker(caps("many", labels=many, slots=10))
-    queue.register_worker(caps("plain", slots=10))
-    queue.set_host_policies([models.HostPolicy(host_id="plain", labels={"pool": "gold"})])
+    queue.fleet.register(caps("many", labels=many, slots=10))
+    queue.fleet.register(caps("plain", slots=10))
+    queue.fleet.set_host_policies([models.HostPolicy(host_id="plain", labels={"pool": "gold"})])
     gold = submit(queue, "gold", labels={"pool": "gold"})
     k3 = submit(queue, "k3", labels={"k3": "v", "k5": "v"})
     wrong = submit(queue, "wrong", labels={"k3": "other"})
@@ -213,8 +213,8 @@ def test_labels_match_through_policy_and_many_labels_and_new_constraints(queue: 
 # would have got alone, in arrival order. These call the batch directly to fix its contents.
 
 def test_a_batch_counts_its_own_claims_against_slots(queue: Queue) -> None:
-    queue.register_worker(caps("one", slots=1))
-    queue.register_worker(caps("two", slots=2))
+    queue.fleet.register(caps("one", slots=1))
+    queue.fleet.register(caps("two", slots=2))
     runs = [submit(queue, f"r{i}") for i in range(6)]
     got = queue.claimer.serve([_ask("one"), _ask("one"), _ask("two"), _ask("two"),
                               _ask("two"), _ask("two", free_slots=5)])
@@ -232,7 +232,7 @@ def test_a_batch_counts_its_own_claims_against_slots(queue: Queue) -> None:
 
 
 def test_a_batch_honours_free_slots_reported_by_the_agent(queue: Queue) -> None:
-    queue.register_worker(caps("w", slots=8))
+    queue.fleet.register(caps("w", slots=8))
     for i in range(4):
         submit(queue, f"r{i}")
     got = queue.claimer.serve([_ask("w", free_slots=2)] * 3)
@@ -240,7 +240,7 @@ def test_a_batch_honours_free_slots_reported_by_the_agent(queue: Queue) -> None:
 
 
 def test_an_unknown_host_fails_only_its_own_claim(queue: Queue) -> None:
-    queue.register_worker(caps("w", slots=2))
+    queue.fleet.register(caps("w", slots=2))
     submit(queue, "r0")
     got = queue.claimer.serve([_ask("ghost"), _ask("w")])
     assert isinstance(got[0], errors.NotFound) and "ghost" in str(got[0])
@@ -248,8 +248,8 @@ def test_an_unknown_host_fails_only_its_own_claim(queue: Queue) -> None:
 
 
 def test_prefer_cuda_in_one_batch_sees_the_batch_fill_the_gpu(queue: Queue) -> None:
-    queue.register_worker(caps("cpu", slots=4))
-    queue.register_worker(caps("gpu", gpus=1, slots=1))
+    queue.fleet.register(caps("cpu", slots=4))
+    queue.fleet.register(caps("gpu", gpus=1, slots=1))
     first = submit(queue, "p1", prefer_cuda=True)
     second = submit(queue, "p2", prefer_cuda=True)
     # The CPU host asks first: the GPU host is free, so the preferring runs wait for it;
@@ -264,7 +264,7 @@ def test_concurrent_claims_are_combined_and_each_run_claimed_once(queue: Queue) 
     import threading
 
     for h in range(8):
-        queue.register_worker(caps(f"h{h}", slots=100))
+        queue.fleet.register(caps(f"h{h}", slots=100))
     for i in range(200):
         submit(queue, f"r{i}")
     sizes: list[int] = []
@@ -299,7 +299,7 @@ def _ask(host: str, free_slots: int | None = None) -> claiming.Ask:
 def test_a_claim_write_finding_the_run_changed_refuses_the_whole_batch(queue: Queue) -> None:
     from runyard.store.base import Grant
 
-    queue.register_worker(caps("w", slots=4))
+    queue.fleet.register(caps("w", slots=4))
     a, b = submit(queue, "a"), submit(queue, "b")
     queue.restart(b["id"], constraints={"min_cpus": 1})  # a queued run's event_seq moves
     stale = queue.store.get_run(b["id"])["event_seq"] - 1

@@ -40,8 +40,8 @@ def _fleet() -> list[models.Capabilities]:
 def _fill(q: Queue) -> None:
     rng = random.Random(7)
     for fleet_caps in _fleet():
-        q.register_worker(fleet_caps)
-    q.set_host_policies([models.HostPolicy(host_id="big-1", deny=("secret-*",))])
+        q.fleet.register(fleet_caps)
+    q.fleet.set_host_policies([models.HostPolicy(host_id="big-1", deny=("secret-*",))])
     kinds = [{}, {"require_cuda": True}, {"min_ram_gib": 32}, {"labels": {"pool": "b"}},
              {"allowed_hosts": ["cpu-*"]}, {"prefer_cuda": True}]
     for i in range(N_RUNS):

@@ -18,8 +18,8 @@ def _snapshot(q: Queue, run_id: str) -> tuple[object, ...]:
 def test_lapsed_lease_is_fenced_after_another_worker_claims(store) -> None:  # type: ignore[no-untyped-def]
     now = [1000.0]
     q = Queue(store, stale_after_s=30, clock=lambda: now[0])
-    q.register_worker(caps("a"))
-    q.register_worker(caps("b"))
+    q.fleet.register(caps("a"))
+    q.fleet.register(caps("b"))
     run = submit(q)
     a = q.claim("a")
     assert a is not None
@@ -57,7 +57,7 @@ def test_lapsed_lease_is_fenced_after_another_worker_claims(store) -> None:  # t
 def test_heartbeat_keeps_the_lease_alive(store) -> None:  # type: ignore[no-untyped-def]
     now = [0.0]
     q = Queue(store, stale_after_s=30, clock=lambda: now[0])
-    q.register_worker(caps("a"))
+    q.fleet.register(caps("a"))
     submit(q)
     a = q.claim("a")
     assert a is not None
@@ -72,7 +72,7 @@ def test_heartbeat_keeps_the_lease_alive(store) -> None:  # type: ignore[no-unty
 def test_lost_while_stopping_ends_stopped(store) -> None:  # type: ignore[no-untyped-def]
     now = [0.0]
     q = Queue(store, stale_after_s=30, clock=lambda: now[0])
-    q.register_worker(caps("a"))
+    q.fleet.register(caps("a"))
     run = submit(q)
     a = q.claim("a")
     assert a is not None
@@ -94,7 +94,7 @@ def test_lapsed_lease_is_over_before_any_sweep(store, late: str) -> None:  # typ
     ends as lost right then (requeued by policy), exactly as the sweep would have ended it."""
     now = [1000.0]
     q = Queue(store, stale_after_s=30, clock=lambda: now[0])
-    q.register_worker(caps("a"))
+    q.fleet.register(caps("a"))
     run = submit(q)
     a = q.claim("a")
     assert a is not None

@@ -23,7 +23,7 @@ def _seqs(q: Queue, run_id: str) -> list[int]:
 
 
 def test_happy_path_events_are_gap_free(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     claim = queue.claim("w1")
     assert claim is not None and claim.run["id"] == run["id"] and claim.attempt == 1
@@ -51,7 +51,7 @@ def test_every_illegal_transition_names_both_states(current: Status, target: Sta
 
 
 def test_illegal_operations_on_real_runs_change_nothing(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -70,7 +70,7 @@ def test_illegal_operations_on_real_runs_change_nothing(queue: Queue) -> None:
 
 
 def test_stop_running_run_reaches_worker_and_ends_stopped(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -90,7 +90,7 @@ def test_stop_running_run_reaches_worker_and_ends_stopped(queue: Queue) -> None:
 
 
 def test_exit_zero_before_stop_was_delivered_is_completed(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -106,7 +106,7 @@ def test_stop_queued_run_cancels_it(queue: Queue) -> None:
 
 
 def test_cancel_claimed_run_fences_its_lease(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -118,7 +118,7 @@ def test_cancel_claimed_run_fences_its_lease(queue: Queue) -> None:
 
 
 def test_cancel_running_run_is_refused(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -128,7 +128,7 @@ def test_cancel_running_run_is_refused(queue: Queue) -> None:
 
 
 def test_requeue_gives_a_new_attempt_and_a_fresh_budget(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue, max_attempts=1)
     c = queue.claim("w1")
     assert c is not None
@@ -145,7 +145,7 @@ def test_requeue_gives_a_new_attempt_and_a_fresh_budget(queue: Queue) -> None:
 
 
 def test_restart_running_run_with_new_resources(queue: Queue) -> None:
-    queue.register_worker(caps("small", ram=4))
+    queue.fleet.register(caps("small", ram=4))
     run = submit(queue)
     c = queue.claim("small")
     assert c is not None
@@ -155,13 +155,13 @@ def test_restart_running_run_with_new_resources(queue: Queue) -> None:
     ended = queue.fail(c.attempt_id, c.lease, reason="user_error", exit_code=143)
     assert ended["status"] == "queued" and ended["min_ram_gib"] == 32
     assert queue.claim("small") is None  # no longer fits the small host
-    queue.register_worker(caps("big", ram=64))
+    queue.fleet.register(caps("big", ram=64))
     c2 = queue.claim("big")
     assert c2 is not None and c2.attempt == 2
 
 
 def test_restart_of_ended_run_queues_it(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -176,7 +176,7 @@ def test_restart_of_ended_run_queues_it(queue: Queue) -> None:
 @pytest.mark.parametrize("acknowledged", [False, True])
 def test_a_restarted_attempt_that_exits_0_ends_stopped_and_the_run_is_queued(
         queue: Queue, acknowledged: bool) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -219,7 +219,7 @@ def test_an_active_local_run_is_not_restarted(queue: Queue) -> None:
 
 
 def test_delete_removes_run_and_refuses_active(queue: Queue) -> None:
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
@@ -254,7 +254,7 @@ def test_local_run_starts_running_with_a_lease(queue: Queue) -> None:
 def test_stall_is_a_condition_not_a_kill(store) -> None:  # type: ignore[no-untyped-def]
     now = [1000.0]
     q = Queue(store, stale_after_s=60, clock=lambda: now[0])
-    q.register_worker(caps("w1"))
+    q.fleet.register(caps("w1"))
     run = submit(q, stall_after_s=30)
     c = q.claim("w1")
     assert c is not None

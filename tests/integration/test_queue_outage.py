@@ -14,7 +14,7 @@ from ..support.factories import caps, submit
 
 
 def _running(q: Queue) -> tuple[str, str, str]:
-    q.register_worker(caps("a"))
+    q.fleet.register(caps("a"))
     run = submit(q)
     claim = q.claim("a")
     assert claim is not None

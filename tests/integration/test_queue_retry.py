@@ -67,7 +67,7 @@ def _attempt(q: Queue, host: str = "w"):  # type: ignore[no-untyped-def]
 
 
 def test_lost_requeues_until_max_attempts(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     run = submit(queue, max_attempts=2)
     c1 = _attempt(queue)
     assert queue.fail(c1.attempt_id, c1.lease, reason="lost")["status"] == "queued"
@@ -80,7 +80,7 @@ def test_lost_requeues_until_max_attempts(queue: Queue) -> None:
 
 
 def test_user_error_keeps_exit_code_and_stderr(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     run = submit(queue)
     c = _attempt(queue)
     out = queue.fail(c.attempt_id, c.lease, reason="user_error", exit_code=3,
@@ -92,7 +92,7 @@ def test_user_error_keeps_exit_code_and_stderr(queue: Queue) -> None:
 
 
 def test_retry_on_exit_codes_and_error_restarts(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     submit(queue, retry_on_exit_codes=[75], max_restarts_on_errors=1, max_attempts=5)
     c = _attempt(queue)
     assert queue.fail(c.attempt_id, c.lease, reason="user_error", exit_code=75)[
@@ -106,7 +106,7 @@ def test_retry_on_exit_codes_and_error_restarts(queue: Queue) -> None:
 
 
 def test_no_retry_flag_from_a_log_rule(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     submit(queue, max_restarts_on_errors=3)
     c = _attempt(queue)
     out = queue.fail(c.attempt_id, c.lease, reason="user_error", exit_code=1, no_retry=True,
@@ -115,7 +115,7 @@ def test_no_retry_flag_from_a_log_rule(queue: Queue) -> None:
 
 
 def test_preempted_then_exit_zero_requeues(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     run = submit(queue)
     c = _attempt(queue)
     queue.preempt(run["id"], grace_s=30)
@@ -128,7 +128,7 @@ def test_preempted_then_exit_zero_requeues(queue: Queue) -> None:
 
 
 def test_setup_error_fails(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     submit(queue)
     c = _attempt(queue)
     out = queue.fail(c.attempt_id, c.lease, reason="setup_error",
@@ -137,7 +137,7 @@ def test_setup_error_fails(queue: Queue) -> None:
 
 
 def test_unknown_reason_is_refused(queue: Queue) -> None:
-    queue.register_worker(caps("w"))
+    queue.fleet.register(caps("w"))
     submit(queue)
     c = _attempt(queue)
     with pytest.raises(errors.ValidationError, match="unknown termination reason 'oops'"):

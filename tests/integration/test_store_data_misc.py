@@ -247,7 +247,7 @@ def test_job_keys(store: Store, queue: Queue) -> None:
 
 # ---------------------------------------------------------------- delete cascade
 def test_queue_delete_removes_everything_the_run_owns(store: Store, queue: Queue) -> None:
-    queue.register_worker(caps("h1"))
+    queue.fleet.register(caps("h1"))
     rid = _run(queue)
     keep = _run(queue)
     claim = queue.claim("h1")

@@ -54,8 +54,8 @@ def test_candidates_read_together_are_those_read_one_by_one(queue: Queue) -> Non
 
 
 def test_the_claim_view_is_the_workers_and_the_free_cuda_slots(queue: Queue) -> None:
-    queue.register_worker(caps("cpu", slots=3))
-    queue.register_worker(caps("gpu", gpus=1, slots=2))
+    queue.fleet.register(caps("cpu", slots=3))
+    queue.fleet.register(caps("gpu", gpus=1, slots=2))
     submit(queue, "r", require_cuda=True)
     assert queue.claim("gpu") is not None
     with queue.store.transaction() as tx:
@@ -68,7 +68,7 @@ def test_the_claim_view_is_the_workers_and_the_free_cuda_slots(queue: Queue) -> 
 def test_the_claim_view_reads_more_hosts_than_one_query_takes(queue: Queue) -> None:
     hosts = [f"h{i:02d}" for i in range(70)]  # one query takes 64
     for h in hosts:
-        queue.register_worker(caps(h))
+        queue.fleet.register(caps(h))
     with queue.store.transaction() as tx:
         states, free = tx.claim_view([*hosts, "ghost", hosts[0]], 0.0)
     assert sorted(states) == hosts and free == {}
@@ -105,7 +105,7 @@ def test_a_batch_of_claims_takes_five_round_trips_on_postgresql(queue: Queue) ->
     hosts = [caps("cpu", slots=4), caps("gpu", gpus=2, ram=64, cpus=32, slots=4),
              caps("pool-a", labels={"pool": "a"}, slots=4), caps("big", ram=64, slots=4)]
     for c in hosts:
-        queue.register_worker(c)
+        queue.fleet.register(c)
     asks = [Ask(c.host_id, None, "t") for c in hosts for _ in range(2)]
     with round_trips(queue) as count:
         got = queue.claimer.serve(asks)

@@ -27,7 +27,7 @@ def test_an_imported_run_is_created_once_with_its_history(queue: Queue) -> None:
     assert events[-1]["actor"] == "alice" and events[-1]["details"]["origin"] == "laptop:~"
     [attempt] = queue.store.list_attempts(RUN_ID)
     assert attempt["number"] == 1 and not attempt["active"]
-    queue.register_worker(caps("w1"))
+    queue.fleet.register(caps("w1"))
     assert queue.claim("w1") is None
     with pytest.raises(errors.NotSchedulable):
         queue.restart(RUN_ID)
