@@ -369,12 +369,17 @@ def test_refused_batches_are_dropped_and_an_ended_run_stops(tmp_path: Path) -> N
     assert "/v1/attempts/a1/complete" not in fake.paths
 
 
-def test_an_outage_longer_than_the_lease_still_loses_no_point(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "short-lease", stale_after_s=1).start()
+def test_an_outage_longer_than_the_lease_loses_neither_the_run_nor_a_point(
+        tmp_path: Path) -> None:
+    """The server is away longer than the lease while the run logs on: the outage was the
+    server's, so the restarted server gives the lease a fresh grace (docs/lifecycle.md), the
+    run goes on under it and every point arrives once."""
+    stale = 5
+    server = LiveServer(tmp_path / "short-lease", stale_after_s=stale).start()
     api = Api(server)
     settings.configure(retry_interval_s=0.1, heartbeat_interval_s=0.2)
     try:
-        with pytest.warns(RunyardWarning) as caught, \
+        with pytest.warns(RunyardWarning), \
                 sdk.start_run(name="long-outage", env=http_env(server, tmp_path),
                               handle_sigterm=False) as run:
             for step in range(100):
@@ -383,17 +388,15 @@ def test_an_outage_longer_than_the_lease_still_loses_no_point(tmp_path: Path) ->
             server.kill()
             for step in range(100, 200):
                 run.log({"loss": float(step)}, step=step)
-            time.sleep(2.0)  # longer than the lease: the server ends the attempt as lost
+            time.sleep(stale + 1)  # the lease lapses while the server is away
             server.start()
             deadline = time.monotonic() + 20
-            while not run.should_stop and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert run.should_stop  # the run learns that it was ended on the server
-        said = " ".join(str(w.message) for w in caught)
-        assert "only its metric points are still sent" in said
+            while len(api.metrics(run.run_id)) < 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not run.should_stop
         assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(200))
         got = api.run(run.run_id)
-        assert got["status"] == "failed" and got["termination_reason"] == "lost"
+        assert got["status"] == "completed" and got["attempt"] == 1, got
     finally:
         api.close()
         server.stop()
@@ -416,6 +419,10 @@ def test_sync_delivers_the_points_of_a_spool_whose_run_was_ended(
                 run.log({"loss": float(step)}, step=step)
         time.sleep(1.5)  # the lease lapses while nobody can send
         server.start()
+        # The restart gives the lease a fresh grace; nobody renews it, so it lapses again.
+        deadline = time.monotonic() + 30
+        while api.run(run.run_id)["status"] != "failed" and time.monotonic() < deadline:
+            time.sleep(0.1)
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
         proc = subprocess.run([sys.executable, "-m", "runyard", "sync", "--server", server.url,
                                "--token", server.admin_token, "--data-dir", str(data),
