@@ -68,7 +68,9 @@ class Queue:
     def start_local(self, request: Mapping[str, Any], *, host_id: str, actor: str = SYSTEM,
                     owner: str | None = None, workdir: str | None = None) -> claiming.Claim:
         """Create a run started by hand (notebook, script): it is running already, with an
-        attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one."""
+        attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one.
+        It records its host as :func:`models.local_host`, never taking a worker's slots."""
+        host_id = models.local_host(host_id)
         now = self.clock()
         req = {**request, "executor": "local"}
         with self.store.transaction() as tx:
