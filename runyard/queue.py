@@ -68,10 +68,8 @@ class Queue:
     def start_local(self, request: Mapping[str, Any], *, host_id: str, actor: str = SYSTEM,
                     owner: str | None = None, workdir: str | None = None) -> claiming.Claim:
         """Create a run started by hand (notebook, script): it is running already, with an
-        attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one.
-        It records its host as :func:`models.local_host`, never taking a worker's slots."""
-        host_id = models.local_host(host_id)
-        now = self.clock()
+        attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one."""
+        host_id, now = models.local_host(host_id), self.clock()  # never a worker's slots
         req = {**request, "executor": "local"}
         with self.store.transaction() as tx:
             row = submission.build_run(req, None, owner=owner or actor, now=now)
