@@ -17,6 +17,8 @@ STALE_AFTER_S = 120.0
 LEASE_S = STALE_AFTER_S
 #: How often the server sweeps for lapsed leases.
 SWEEP_INTERVAL_S = 5.0
+#: A worker unseen this long and holding no attempt is removed from the registry (0: never).
+FORGET_WORKERS_AFTER_S = 7 * 86400.0
 
 MAX_ATTEMPTS = 3
 MAX_RESTARTS_ON_ERRORS = 0

@@ -1,5 +1,5 @@
-"""The fleet's workers as the queue knows them: registration with capabilities, drain, and
-the operator's host policies (docs/scheduling.md). Claims read what is recorded here
+"""The fleet's workers as the queue knows them: registration with capabilities, drain,
+removal, and the operator's host policies (docs/scheduling.md). Claims read what is recorded here
 (:mod:`runyard.claiming`); the run lifecycle (:mod:`runyard.queue`) does not write it."""
 
 from __future__ import annotations
@@ -36,6 +36,28 @@ class Fleet:
         with self.store.transaction() as tx:
             if not tx.update_worker(host_id, {"drained": drained}):
                 raise errors.NotFound(f"no worker {host_id!r}")
+
+    def remove(self, host_id: str) -> None:
+        """Forget a worker; refused while it holds an active attempt. It registers again
+        when it next claims."""
+        with self.store.transaction() as tx:
+            if tx.delete_idle_workers(host_id=host_id):
+                return
+            if tx.worker_state(host_id) is None:
+                raise errors.NotFound(f"no worker {host_id!r}")
+            held = tx.active_attempts_on(host_id)
+        names = ", ".join(f"run {a['run_id']} attempt {a['number']} ({a['id']})" for a in held)
+        raise errors.Conflict(
+            f"worker {host_id!r} holds active attempts: {names}; stop them, or drain the "
+            "worker and wait for them to end, before deleting it",
+            attempts=[{"id": a["id"], "run_id": a["run_id"], "number": a["number"]}
+                      for a in held])
+
+    def forget(self, *, seen_before: float) -> list[str]:
+        """Remove the workers last seen before ``seen_before`` that hold no active attempt;
+        returns their host ids."""
+        with self.store.transaction() as tx:
+            return tx.delete_idle_workers(seen_before=seen_before)
 
     def set_host_policies(self, policies: Iterable[models.HostPolicy],
                           source: str | None = None) -> None:

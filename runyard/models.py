@@ -131,6 +131,27 @@ class Role(enum.StrEnum):
 # --------------------------------------------------------------------------- validation helpers
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@/-]{0,199}$")
+#: A host id: a name without ``+@/``, so it is safe in a URL path and never looks like a
+#: local run's host (:func:`local_host`).
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+#: What a run started by hand records before its machine's host id.
+LOCAL_HOST_PREFIX = "local/"
+
+
+def validate_host_id(value: Any, field: str) -> str:
+    """A worker's or a local run's host id (docs/scheduling.md)."""
+    if not isinstance(value, str) or not _HOST_RE.match(value):
+        raise errors.ValidationError(
+            f"{field}: expected a host id of 1-200 letters, digits and ._:- (not starting "
+            f"with punctuation), got {value!r}", field=field)
+    return value
+
+
+def local_host(host_id: str) -> str:
+    """The host a run started by hand on ``host_id`` records. Local runs live in a namespace of
+    their own: the ``/`` no worker's host id holds keeps them out of every worker's count of
+    active attempts, so they never take a worker's slots (docs/sdk.md)."""
+    return LOCAL_HOST_PREFIX + validate_host_id(host_id, "host_id")
 
 
 def _number(data: Mapping[str, Any], key: str, prefix: str, default: float, *,
@@ -290,6 +311,9 @@ class Capabilities:
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "capabilities.") -> Capabilities:
         if not isinstance(data, Mapping):
             raise errors.ValidationError("capabilities: expected an object", field="capabilities")
+        # Read with the looser name rule: claims and explanations read stored rows, and one
+        # kept from an older release must not break them. Host ids are checked where they
+        # enter (validate_host_id).
         host_id = data.get("host_id")
         if not isinstance(host_id, str) or not _NAME_RE.match(host_id):
             raise errors.ValidationError(
@@ -354,7 +378,7 @@ class HostPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> HostPolicy:
-        host_id = data.get("id", data.get("host_id"))
+        host_id = data.get("id", data.get("host_id"))  # checked strictly by the manifest parser
         if not isinstance(host_id, str) or not _NAME_RE.match(host_id):
             raise errors.ValidationError(f"{prefix}id: expected a host id, got {host_id!r}",
                                          field=f"{prefix}id")

@@ -69,7 +69,7 @@ class Queue:
                     owner: str | None = None, workdir: str | None = None) -> claiming.Claim:
         """Create a run started by hand (notebook, script): it is running already, with an
         attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one."""
-        now = self.clock()
+        host_id, now = models.local_host(host_id), self.clock()  # never a worker's slots
         req = {**request, "executor": "local"}
         with self.store.transaction() as tx:
             row = submission.build_run(req, None, owner=owner or actor, now=now)

@@ -30,6 +30,10 @@ def server(
     stale_after_s: float = typer.Option(defaults.STALE_AFTER_S, "--stale-after-s",
                                         envvar="RUNYARD_STALE_AFTER_S",
                                         help="A lease with no heartbeat this long is lost."),
+    forget_workers_after_s: float = typer.Option(
+        defaults.FORGET_WORKERS_AFTER_S, "--forget-workers-after-s",
+        envvar="RUNYARD_FORGET_WORKERS_AFTER_S",
+        help="Remove a worker unseen this long that holds no attempt (0: never)."),
     max_upload_mb: float = typer.Option(10 * 1024, "--max-upload-mb",
                                         envvar="RUNYARD_MAX_UPLOAD_MB",
                                         help="Largest artifact upload, in MiB."),
@@ -55,6 +59,7 @@ def server(
     settings = Settings(
         data_dir=(data_dir or local.data_dir()).expanduser(), host=host, port=port,
         db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
+        forget_workers_after_s=forget_workers_after_s,
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,
         admin_token=os.environ.get("RUNYARD_ADMIN_TOKEN") or None,

@@ -1,4 +1,4 @@
-"""``runyard workers [drain|resume HOST]``: the fleet as the server sees it."""
+"""``runyard workers [drain|resume|rm HOST]``: the fleet as the server sees it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
 from runyard.client import Worker
 from runyard.client.client import DEFAULT_SERVER
 
-workers_app = typer.Typer(help="List workers; drain or resume one.", invoke_without_command=True)
+workers_app = typer.Typer(help="List workers; drain, resume or remove one.",
+                          invoke_without_command=True)
 
 HostArg = Annotated[str, typer.Argument(help="The worker's host id.", show_default=False)]
 
@@ -70,6 +71,15 @@ def resume(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = 
     """Let a drained HOST claim runs again (operator)."""
     with common.connect(server, token) as client:
         _done(host, client.resume(host), "resumed", as_json)
+
+
+@workers_app.command("rm")
+def remove(host: HostArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Forget HOST (operator); refused while it holds active attempts. A worker that claims
+    again registers again."""
+    with common.connect(server, token) as client:
+        _done(host, client.remove_worker(host), "removed", as_json)
 
 
 def _done(host: str, result: dict[str, Any], verb: str, as_json: bool) -> None:

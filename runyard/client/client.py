@@ -15,7 +15,7 @@ import httpx
 
 from runyard import defaults, errors, models
 from runyard.client import sse
-from runyard.client.http import DEFAULT_TIMEOUT, Http, split_command
+from runyard.client.http import DEFAULT_TIMEOUT, Http, decode, split_command
 from runyard.client.models import (
     Artifact,
     Checkpoint,
@@ -295,6 +295,12 @@ class Client:
 
     def resume(self, host: str) -> dict[str, Any]:
         return dict(self._http.post_json(f"/v1/workers/{quote(host, safe='')}/resume") or {})
+
+    def remove_worker(self, host: str) -> dict[str, Any]:
+        """Forget a worker that holds no active attempt; it registers again when it next
+        claims (operator)."""
+        resp = self._http.request("DELETE", f"/v1/workers/{quote(host, safe='')}")
+        return dict(decode(resp) or {})
 
     def reload_manifest(self, path: str | os.PathLike[str], *, dry_run: bool = False,
                         source: str | None = None) -> dict[str, Any]:

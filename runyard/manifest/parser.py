@@ -239,7 +239,7 @@ def _parse_hosts(raw_hosts: list[Any], problems: Problems) -> list[models.HostPo
             problems.add(path + ("id",), "required")
         else:
             try:
-                models.validate_name(host_id, "id")
+                models.validate_host_id(host_id, "id")
             except errors.ValidationError as exc:
                 problems.add_validation(path, exc)
         for key in HOST_KEYS[1:]:

@@ -159,7 +159,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper."""
     if state is None:
         state, _ = build_state(settings)
-    sweeper = Sweeper(state.queue, settings.sweep_interval_s)
+    sweeper = Sweeper(state.queue, settings.sweep_interval_s,
+                      forget_workers_after_s=settings.forget_workers_after_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -58,8 +58,9 @@ def submit(body: RunRequest, who: Principal = Depends(auth.user),
         raise errors.Forbidden(f"job_key: token {who.name!r} ({who.role.value}) may not set "
                                "it; manifest jobs are queued by operators", field="job_key")
     if req.get("executor") == "local":
-        claim = state.queue.start_local(req, host_id=host_id or "local", actor=who.name,
-                                        owner=who.name, workdir=req.get("workdir"))
+        host = "local" if host_id is None else host_id
+        claim = state.queue.start_local(req, host_id=host, actor=who.name, owner=who.name,
+                                        workdir=req.get("workdir"))
         return {"run": serialize.run_out(claim.run),
                 "attempt": {"id": claim.attempt_id, "number": claim.attempt},
                 "lease": claim.lease, "lease_expires_at": serialize.iso(claim.lease_expires_at)}

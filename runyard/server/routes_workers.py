@@ -35,6 +35,7 @@ def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
           state: ServerState = Depends(get_state)) -> Any:
     """Register or refresh the worker from its capabilities, then claim its best run."""
     started = time.perf_counter()
+    models.validate_host_id(body.host_id, "host_id")
     caps_in = dict(body.capabilities)
     if caps_in.setdefault("host_id", body.host_id) != body.host_id:
         raise errors.ValidationError(
@@ -181,4 +182,10 @@ def resume(host_id: str, who: Principal = Depends(auth.operator),
     return {"host_id": host_id, "drained": False}
 
 
-
+@router.delete("/v1/workers/{host_id}")
+def delete_worker(host_id: str, who: Principal = Depends(auth.operator),
+                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Forget a worker (409 while it holds active attempts); it registers again on its next
+    claim."""
+    state.queue.fleet.remove(host_id)
+    return {"host_id": host_id, "deleted": True}

@@ -26,6 +26,8 @@ class Settings:
     db_url: str | None = None
     artifacts: str | None = None
     stale_after_s: float = defaults.STALE_AFTER_S
+    #: Workers unseen this long and holding no attempt are removed (0: never).
+    forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S
     max_upload_mb: float = MAX_UPLOAD_MB
     insecure: bool = False
     no_auth: bool = False
@@ -66,6 +68,8 @@ class Settings:
         """Refuse unsafe or inconsistent settings with one clear message."""
         if self.stale_after_s <= 0:
             raise errors.ConfigError("--stale-after-s: must be above 0")
+        if self.forget_workers_after_s < 0:
+            raise errors.ConfigError("--forget-workers-after-s: must be 0 (never) or above")
         if self.admin_token is not None and len(self.admin_token) < ADMIN_TOKEN_MIN:
             raise errors.ConfigError(
                 f"RUNYARD_ADMIN_TOKEN: at least {ADMIN_TOKEN_MIN} characters (e.g. the output "

@@ -1,13 +1,19 @@
-"""The periodic stale-lease sweep, in a background thread of the server process."""
+"""The periodic stale-lease sweep, and the forgetting of long-unseen workers, in a background
+thread of the server process."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
+from runyard import defaults
 from runyard.queue import Queue
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two rounds of forgetting long-unseen workers.
+FORGET_EVERY_S = 60.0
 
 
 class Sweeper:
@@ -22,9 +28,14 @@ class Sweeper:
     row lock, so a double sweep ends an attempt once.
     """
 
-    def __init__(self, queue: Queue, interval_s: float) -> None:
+    def __init__(self, queue: Queue, interval_s: float, *,
+                 forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S) -> None:
         self.queue = queue
         self.interval_s = interval_s
+        #: Workers unseen this long and holding no attempt are removed (0: never): a lab's
+        #: machines come and go, and a gone one would stay listed as offline forever.
+        self.forget_workers_after_s = forget_workers_after_s
+        self._forgot_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -57,6 +68,25 @@ class Sweeper:
         if result.lost or result.stalled:
             log.info("sweep: lost %s, requeued %s, stalled %s",
                      result.lost, result.requeued, result.stalled)
+        if self.forget_workers_after_s > 0:
+            self._forget_workers()
+
+    def _forget_workers(self) -> None:
+        """At most once a minute: it takes SQLite's write lock, and a week needs no finer
+        reckoning."""
+        queue = self.queue
+        now = time.monotonic()
+        if self._forgot_at is not None and now - self._forgot_at < FORGET_EVERY_S:
+            return
+        self._forgot_at = now
+        try:
+            gone = queue.fleet.forget(
+                seen_before=queue.clock() - self.forget_workers_after_s)
+        except Exception:  # a database hiccup must not kill the thread
+            log.warning("forgetting long-unseen workers failed", exc_info=True)
+            return
+        if gone:
+            log.info("forgot workers unseen for %gs: %s", self.forget_workers_after_s, gone)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -152,6 +152,16 @@ class Transaction(abc.ABC):
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool: ...
 
     @abc.abstractmethod
+    def delete_idle_workers(self, *, host_id: str | None = None,
+                            seen_before: float | None = None) -> list[str]:
+        """Delete the workers with no active attempt (that one, or those last seen before
+        ``seen_before``); returns their host ids."""
+
+    @abc.abstractmethod
+    def active_attempts_on(self, host_id: str) -> list[Row]:
+        """The active attempts held by this host (``id``, ``run_id``, ``number``)."""
+
+    @abc.abstractmethod
     def upsert_host_policy(self, row: Mapping[str, Any]) -> None: ...
 
     @abc.abstractmethod

@@ -176,6 +176,27 @@ class SQLTransaction(base.Transaction):
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
         return bool(self.conn.execute(stmt).rowcount)
 
+    def delete_idle_workers(self, *, host_id: str | None = None,
+                            seen_before: float | None = None) -> list[str]:
+        idle = [workers.c.active_attempts == 0]
+        if host_id is not None:
+            idle.append(workers.c.host_id == host_id)
+        if seen_before is not None:
+            idle.append(workers.c.last_seen_at < seen_before)
+        # Locked first: a claim's trigger must wait to count an attempt on a row, so the rows
+        # found stay idle until they are deleted.
+        ids = [r[0] for r in self.conn.execute(
+            sa.select(workers.c.host_id).where(*idle).with_for_update())]
+        if ids:
+            self.conn.execute(workers.delete().where(workers.c.host_id.in_(ids)))
+        return ids
+
+    def active_attempts_on(self, host_id: str) -> list[base.Row]:
+        stmt = (sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number)
+                .where(ACTIVE_ONLY, attempts.c.host_id == host_id)
+                .order_by(attempts.c.run_id))
+        return rows(self.conn.execute(stmt))
+
     def upsert_host_policy(self, row: Mapping[str, Any]) -> None:
         self._upsert(host_policies, row, ["host_id"], [k for k in row if k != "host_id"])
 

@@ -107,6 +107,8 @@ def test_progress_logs_metrics_watch_workers(sqlite_server: Any) -> None:
         with worker.keepalive():
             check_reads(sqlite_server, run, queued)
         worker.complete()
+        assert "gpu-box: removed" in ok(cli(sqlite_server, "workers", "rm", "gpu-box"))
+        assert json.loads(ok(cli(sqlite_server, "workers", "--json")))["items"] == []
         done = ok(cli(sqlite_server, "watch", run["id"]))  # ends at once: the run has ended
         assert "completed" in done
         assert ok(cli(sqlite_server, "logs", run["id"], "-f", "--interval", "0.1")
@@ -160,6 +162,8 @@ def check_reads(sqlite_server: Any, run: dict[str, Any], queued: dict[str, Any])
     assert json.loads(ok(cli(sqlite_server, "workers", "--json")))["items"][0]["drained"]
     ok(cli(sqlite_server, "workers", "resume", "gpu-box"))
     assert one_line_error(cli(sqlite_server, "workers", "drain", "nope"), 1)
+    busy = one_line_error(cli(sqlite_server, "workers", "rm", "gpu-box"), 1)
+    assert run["id"] in busy and "active attempts" in busy
 
 
 def test_stop_wait_and_lifecycle_exit_codes(sqlite_server: Any) -> None:

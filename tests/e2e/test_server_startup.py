@@ -33,6 +33,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     (["--host", "0.0.0.0", "--no-auth"], "without authentication"),
     (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key"),
     (["--stale-after-s", "0"], "--stale-after-s"),
+    (["--forget-workers-after-s", "-1"], "--forget-workers-after-s"),
 ])
 def test_unsafe_or_bad_settings_are_refused(tmp_path: Path, args: list[str],
                                             message: str | None) -> None:

@@ -42,13 +42,18 @@ def test_the_count_follows_every_start_and_end_of_an_attempt(queue: Queue) -> No
     later = Queue(queue.store, clock=lambda: time.time() + 100_000)
     assert later.sweep().lost == [c2.run["id"]]
     assert check(queue) == {"a": 0, "b": 0}
-    # A run started by hand on a host that registers afterwards is counted from the start.
+    # A run started by hand is in the local hosts' namespace: a worker of the same host id,
+    # registered before or after, never counts it.
     local = queue.start_local({"name": "notebook"}, host_id="laptop")
     queue.fleet.register(caps("laptop", slots=2))
-    assert check(queue)["laptop"] == 1
+    assert check(queue)["laptop"] == 0
+    mine = queue.claim("laptop")
+    assert mine is not None
     queue.fleet.register(caps("laptop", slots=3))  # a refresh keeps the count
     assert check(queue)["laptop"] == 1
     queue.complete(local.attempt_id, local.lease)
+    assert check(queue)["laptop"] == 1
+    queue.complete(mine.attempt_id, mine.lease)
     assert check(queue)["laptop"] == 0
     # Deleting a run deletes its attempts: an active one (only the store lets that happen)
     # is taken off the count too.

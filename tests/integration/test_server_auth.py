@@ -55,6 +55,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("DELETE", f"/v1/runs/{R}", {}, OPER),
     ("POST", "/v1/workers/ghost/drain", {}, OPER),
     ("POST", "/v1/workers/ghost/resume", {}, OPER),
+    ("DELETE", "/v1/workers/ghost", {}, OPER),
     ("POST", "/v1/manifest/validate", {"json": {"text": TOML}}, OPER),
     ("POST", "/v1/manifest/reload", {"json": {"text": TOML}, "params": {"dry_run": "true"}},
      OPER),

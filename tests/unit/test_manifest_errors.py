@@ -195,7 +195,7 @@ allowed_hosts = ["gpu-[0-9"]
     assert problems(text) == [
         "fleet.toml:3: hosts[0].allow[1]: malformed glob 'mlp-[ab' (unclosed '[')",
         "fleet.toml:4: hosts[0].deny[0]: expected a non-empty glob string, got ''",
-        "fleet.toml:7: hosts[1].id: expected 1-200 characters of letters, digits and ._:+@/- "
+        "fleet.toml:7: hosts[1].id: expected a host id of 1-200 letters, digits and ._:- "
         "(not starting with punctuation), got '-bad id'",
         "fleet.toml:12: jobs[0].allowed_hosts[0]: malformed glob 'gpu-[0-9' (unclosed '[')",
     ]
