@@ -157,9 +157,10 @@ class MetricsMixin(Access):
         ``ceil((hi - lo + 1) / points)``). Each bucket gives ``{step, min, max, last,
         count}``: ``step`` and ``last`` are the step and value of its last point. Where
         several attempts logged a step only the newest attempt's point counts, in all five;
-        ``min``/``max`` ignore NaN and infinities (None when nothing finite is left). The first point of the range is prepended as its own entry (count 1, also
-        counted in its bucket) unless it is its bucket's last point; the range's last point
-        is always the final bucket's last. Memory and work stay bounded by ``points``.
+        ``min``/``max`` ignore NaN and infinities (None when nothing finite is left). The
+        first point of the range is prepended as its own entry (count 1, also counted in its
+        bucket) unless it is its bucket's last point; the range's last point is always the
+        final bucket's last. Memory and work stay bounded by ``points``.
         """
         check_tag(tag, "tag")
         n = check_int(points, "points", 1, MAX_SERIES_POINTS)

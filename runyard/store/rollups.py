@@ -346,13 +346,13 @@ def recompute(conn: sa.Connection, mark: str, run_id: str, tag: str, steps: Iter
         fresh = {}
         for block in blocks:
             acc = None
-            for r in conn.execute(sa.select(mr.n, mr.vmin, mr.vmax, mr.last_step,
+            for c in conn.execute(sa.select(mr.n, mr.vmin, mr.vmax, mr.last_step,
                                             mr.last_attempt, mr.last_value, mr.last_special)
                                   .where(mr.run_id == run_id, mr.tag == tag, mr.shift == prev,
                                          mr.block >= block << d,
                                          mr.block <= ((block + 1) << d) - 1)):
-                child = Agg(int(r.n), r.vmin, r.vmax, int(r.last_step), int(r.last_attempt),
-                            r.last_value, r.last_special)
+                child = Agg(int(c.n), c.vmin, c.vmax, int(c.last_step), int(c.last_attempt),
+                            c.last_value, c.last_special)
                 if acc is None:
                     acc = child
                 else:
