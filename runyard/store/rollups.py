@@ -315,60 +315,63 @@ def recompute(conn: sa.Connection, mark: str, run_id: str, tag: str, steps: Iter
     """Rebuild every rollup row whose block holds one of ``steps``: the finest level from
     the raw points, counting only the newest attempt's point of each step, then each
     coarser level from the rebuilt level below (a block's four children at most), so that
-    the work does not grow with the history."""
+    the work does not grow with the history. One read per level and run of adjacent
+    blocks (a retry's overlap is one such run)."""
     mp, mr = metric_points.c, metric_rollups.c
     finest = SHIFTS[0]
     blocks = sorted({step >> finest for step in steps})
-    fresh: dict[tuple[str, int, int], list[Any]] = {}
-    for block in blocks:
-        lo, hi = block << finest, ((block + 1) << finest) - 1
-        acc: Agg | None = None
+    fresh: dict[tuple[str, int, int], Agg] = {}
+    for first, last in _runs(blocks):
         # By step, newest attempt first: the first row of a step is the one that counts.
         for r in conn.execute(sa.select(mp.step, mp.attempt, mp.value, mp.special)
-                              .where(mp.run_id == run_id, mp.tag == tag, mp.step >= lo,
-                                     mp.step <= hi)
+                              .where(mp.run_id == run_id, mp.tag == tag,
+                                     mp.step >= first << finest,
+                                     mp.step <= ((last + 1) << finest) - 1)
                               .order_by(mp.step, mp.attempt.desc())):
             step = int(r.step)
-            if acc is not None and step == acc.last_step:
-                continue
-            p = Agg.point(step, int(r.attempt), r.value, r.special)
+            key = (tag, finest, step >> finest)
+            acc = fresh.get(key)
             if acc is None:
-                acc = p
-            else:
-                acc.merge(p)
-        if acc is not None:
-            fresh[(tag, finest, block)] = _agg_row(acc)
+                fresh[key] = Agg.point(step, int(r.attempt), r.value, r.special)
+            elif step != acc.last_step:
+                acc.merge(Agg.point(step, int(r.attempt), r.value, r.special))
     _replace(conn, mark, run_id, tag, finest, fresh)
     prev = finest
     for shift in SHIFTS[1:]:
         d = shift - prev
         blocks = sorted({b >> d for b in blocks})
         fresh = {}
-        for block in blocks:
-            acc = None
-            for c in conn.execute(sa.select(mr.n, mr.vmin, mr.vmax, mr.last_step,
+        for first, last in _runs(blocks):
+            for c in conn.execute(sa.select(mr.block, mr.n, mr.vmin, mr.vmax, mr.last_step,
                                             mr.last_attempt, mr.last_value, mr.last_special)
                                   .where(mr.run_id == run_id, mr.tag == tag, mr.shift == prev,
-                                         mr.block >= block << d,
-                                         mr.block <= ((block + 1) << d) - 1)):
+                                         mr.block >= first << d,
+                                         mr.block <= ((last + 1) << d) - 1)):
                 child = Agg(int(c.n), c.vmin, c.vmax, int(c.last_step), int(c.last_attempt),
                             c.last_value, c.last_special)
+                key = (tag, shift, int(c.block) >> d)
+                acc = fresh.get(key)
                 if acc is None:
-                    acc = child
+                    fresh[key] = child
                 else:
                     acc.merge(child)
-            if acc is not None:
-                fresh[(tag, shift, block)] = _agg_row(acc)
         _replace(conn, mark, run_id, tag, shift, fresh)
         prev = shift
 
 
-def _agg_row(a: Agg) -> list[Any]:
-    return [a.n, a.vmin, a.vmax, a.last_step, a.last_attempt, a.last_value, a.last_special]
+def _runs(blocks: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run of adjacent ids in sorted ``blocks``."""
+    out: list[tuple[int, int]] = []
+    for b in blocks:
+        if out and out[-1][1] + 1 == b:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((b, b))
+    return out
 
 
 def _replace(conn: sa.Connection, mark: str, run_id: str, tag: str, shift: int,
-             fresh: dict[tuple[str, int, int], list[Any]]) -> None:
+             fresh: dict[tuple[str, int, int], Agg]) -> None:
     """Put ``fresh`` (rows of one level) in place of the stored rows of their blocks."""
     if not fresh:
         return
@@ -378,7 +381,9 @@ def _replace(conn: sa.Connection, mark: str, run_id: str, tag: str, shift: int,
         conn.execute(sa.delete(metric_rollups).where(
             mr.run_id == run_id, mr.tag == tag, mr.shift == shift,
             mr.block.in_(blocks[i:i + IN_BATCH])))
-    conn.exec_driver_sql(upsert_sql(mark), rows(run_id, fresh))
+    conn.exec_driver_sql(upsert_sql(mark), rows(run_id, {
+        key: [a.n, a.vmin, a.vmax, a.last_step, a.last_attempt, a.last_value, a.last_special]
+        for key, a in fresh.items()}))
 
 
 @dataclass(frozen=True)
