@@ -221,13 +221,16 @@ class Client:
                 return tags
 
     def get_metrics(self, run: RunRef, *, tag: str | None = None, after_step: int | None = None,
-                    limit: int | None = None) -> Page[MetricPoint]:
+                    attempt: int | None = None, limit: int | None = None) -> Page[MetricPoint]:
+        """A page of points: at each step the newest attempt's, or ``attempt``'s own."""
         data = self._http.get_json(f"/v1/runs/{run_id(run)}/metrics",
-                                   {"tag": tag, "after_step": after_step, "limit": limit})
+                                   {"tag": tag, "after_step": after_step, "attempt": attempt,
+                                    "limit": limit})
         return Page(tuple(MetricPoint.from_json(p) for p in data["items"]),
                     data.get("next_after_step"))
 
-    def get_all_metrics(self, run: RunRef, *, tag: str | None = None, page_size: int = 1000
+    def get_all_metrics(self, run: RunRef, *, tag: str | None = None,
+                        attempt: int | None = None, page_size: int = 1000
                         ) -> list[MetricPoint]:
         """Every point (of one tag, or of every tag, tag by tag), all pages followed."""
         tags = [tag] if tag is not None else [t.tag for t in self.get_metric_tags(run)]
@@ -235,7 +238,8 @@ class Client:
         for name in tags:
             after: int | None = None
             while True:
-                page = self.get_metrics(run, tag=name, after_step=after, limit=page_size)
+                page = self.get_metrics(run, tag=name, after_step=after, attempt=attempt,
+                                        limit=page_size)
                 points.extend(page.items)
                 if page.next is None or not page.items:
                     break

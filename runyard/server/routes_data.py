@@ -75,12 +75,15 @@ def _point_out(p: dict[str, Any]) -> dict[str, Any]:
 @router.get("/v1/runs/{run_id}/metrics")
 def get_metrics(run_id: str, tag: str | None = None,
                 after_step: int | None = Query(None, ge=-1, le=models.INT64_MAX),
+                attempt: int | None = Query(None, ge=1, le=models.INT64_MAX),
                 limit: int = Query(1000, ge=1, le=10_000),
                 who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Points by (tag, step): at each step the newest attempt's point, or with ``attempt``
+    that attempt's own points (docs/metrics-and-artifacts.md)."""
     state.run_or_404(run_id)
     rows = state.store.list_metric_points(
-        run_id, tag=tag, after_step=after_step, limit=limit)
+        run_id, tag=tag, after_step=after_step, attempt=attempt, limit=limit)
     nxt = rows[-1]["step"] if len(rows) >= limit else None
     return {"items": [_point_out(r) for r in rows], "next_after_step": nxt}
 

@@ -113,12 +113,13 @@ class MetricsMixin(Access):
     def list_metric_points(self, run_id: str, *, tag: str | None = None,
                            after_step: int | None = None, attempt: int | None = None,
                            limit: int = 1000) -> list[Row]:
-        """Points ordered by (tag, step, attempt): ``[{step, tag, value, at, attempt}]``.
+        """Points ordered by (tag, step): ``[{step, tag, value, at, attempt}]``.
 
+        A metric is a function of the step: each (tag, step) gives the point of the newest
+        attempt that logged it, unless ``attempt`` asks for that attempt's own points.
         ``value`` is a float or its special string ("NaN"...). Pagination: pass the last
-        returned step as ``after_step`` (needs ``tag``). A page never ends inside a step, so
-        it may hold a few more than ``limit`` rows when several attempts logged its last
-        step; there may be more exactly when ``len(page) >= limit``.
+        returned step as ``after_step`` (needs ``tag``); there may be more exactly when
+        ``len(page) == limit``.
         """
         check_int(limit, "limit", 1, 100_000)
         if tag is not None:
@@ -136,14 +137,11 @@ class MetricsMixin(Access):
             stmt = stmt.where(mp.step > after_step)
         if attempt is not None:
             stmt = stmt.where(mp.attempt == check_attempt(attempt))
-        stmt = stmt.order_by(mp.tag, mp.step, mp.attempt)
+        else:
+            stmt = stmt.where(_newest_attempt(metric_points))
+        stmt = stmt.order_by(mp.tag, mp.step).limit(limit)
         with self._read() as conn:
-            page = list(conn.execute(stmt.limit(limit)))
-            if len(page) == limit and attempt is None:
-                last = page[-1]
-                # Finish the last step's attempts so the next page (step > last) loses none.
-                page += conn.execute(stmt.where(mp.tag == last.tag, mp.step == last.step,
-                                                mp.attempt > last.attempt)).all()
+            page = list(conn.execute(stmt))
         return [{"step": r.step, "tag": r.tag, "value": decode_value(r.value, r.special),
                  "at": r.at, "attempt": r.attempt} for r in page]
 
@@ -157,12 +155,12 @@ class MetricsMixin(Access):
         aligned so that they can be read from the rollups (:class:`rollups.Layout`: a bucket
         is ``(step - base) // width``, ``base <= lo``, and ``width`` is at least
         ``ceil((hi - lo + 1) / points)``). Each bucket gives ``{step, min, max, last,
-        count}``: ``step`` and ``last`` are the step and value of its last point, as logged
-        by the latest attempt at that step; ``min``/``max``/``count`` cover every attempt's
-        points, ``min``/``max`` ignore NaN and infinities (None when nothing finite is
-        left). The first point of the range is prepended as its own entry (count 1, also
-        counted in its bucket) unless it is its bucket's last point; the range's last point
-        is always the final bucket's last. Memory and work stay bounded by ``points``.
+        count}``: ``step`` and ``last`` are the step and value of its last point. Where
+        several attempts logged a step only the newest attempt's point counts, in all five;
+        ``min``/``max`` ignore NaN and infinities (None when nothing finite is left). The
+        first point of the range is prepended as its own entry (count 1, also counted in its
+        bucket) unless it is its bucket's last point; the range's last point is always the
+        final bucket's last. Memory and work stay bounded by ``points``.
         """
         check_tag(tag, "tag")
         n = check_int(points, "points", 1, MAX_SERIES_POINTS)
@@ -258,24 +256,41 @@ def _too_many_tags(run_id: str, total: int) -> errors.ValidationError:
 
 def _split_resent(conn: sa.Connection, mark: str, run_id: str, attempt: int,
                   batch: ingest.Batch) -> tuple[dict[str, set[int]], dict[str, list[int]]]:
-    """By tag, the batch's steps this attempt has stored already, and those of them re-sent
-    with a different value.
+    """By tag, the batch's steps some attempt has stored already (left out of the incremental
+    rollups), and those of them whose rollups must be rebuilt from the raw points.
 
-    One index range probe per tag; a batch that continues its run's history (the usual
-    case) finds nothing there.
+    A metric is a function of the step: at each step the newest attempt's point counts.
+    So a step needs rebuilding when this attempt replaces an earlier attempt's point there,
+    or re-sends its own with a different value; a step a newer attempt holds already changes
+    nothing. One index range probe per tag; a batch that continues its run's history (the
+    usual case) finds nothing there.
     """
-    sql = (f"SELECT step, value, special FROM metric_points WHERE run_id = {mark} "
-           f"AND tag = {mark} AND step >= {mark} AND step <= {mark} AND attempt = {mark}")
+    sql = (f"SELECT step, attempt, value, special FROM metric_points WHERE run_id = {mark} "
+           f"AND tag = {mark} AND step >= {mark} AND step <= {mark}")
     seen: dict[str, set[int]] = {}
     changed: dict[str, list[int]] = {}
     for tag, lo, hi in batch.spans():
-        for step, value, special in _fetch(conn, sql, (run_id, tag, lo, hi, attempt)):
+        rows = _fetch(conn, sql, (run_id, tag, lo, hi))
+        if not rows:
+            continue
+        # The newest stored attempt of each step, and this attempt's point where it has one.
+        newest: dict[int, int] = {}
+        mine: dict[int, tuple[Any, Any]] = {}
+        for step, att, value, special in rows:
+            step, att = int(step), int(att)
+            if att > newest.get(step, -1):
+                newest[step] = att
+            if att == attempt:
+                mine[step] = (value, special)
+        for step, att in newest.items():
             new = batch.value_of(tag, step)
             if new is None:
                 continue
-            seen.setdefault(tag, set()).add(int(step))
-            if new != (value, special):
-                changed.setdefault(tag, []).append(int(step))
+            seen.setdefault(tag, set()).add(step)
+            if att > attempt:
+                continue
+            if att < attempt or new != mine[step]:
+                changed.setdefault(tag, []).append(step)
     return seen, changed
 
 
@@ -303,10 +318,20 @@ def _bucket_of(expr: Any, lay: Layout) -> Any:
     return (expr - sa.literal(lay.base, sa.BigInteger)) // sa.literal(lay.width, sa.BigInteger)
 
 
+def _newest_attempt(points: sa.Table | Any) -> Any:
+    """``points``' rows that no later attempt of their run overwrote at their (tag, step): a
+    primary-key probe per row."""
+    newer = metric_points.alias("newer")
+    return ~sa.exists().where(newer.c.run_id == points.c.run_id, newer.c.tag == points.c.tag,
+                              newer.c.step == points.c.step,
+                              newer.c.attempt > points.c.attempt)
+
+
 def _raw_buckets(conn: sa.Connection, run_id: str, tag: str, lay: Layout, lo: int, hi: int
                  ) -> list[tuple[int, Agg]]:
     mp = metric_points.c
-    where = [mp.run_id == run_id, mp.tag == tag, mp.step >= lo, mp.step <= hi]
+    where = [mp.run_id == run_id, mp.tag == tag, mp.step >= lo, mp.step <= hi,
+             _newest_attempt(metric_points)]
     agg = (sa.select(_bucket_of(mp.step, lay).label("b"), sa.func.count().label("n"),
                      sa.func.min(mp.value).label("vmin"), sa.func.max(mp.value).label("vmax"),
                      sa.func.max(mp.step).label("ms"))

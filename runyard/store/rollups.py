@@ -2,10 +2,12 @@
 
 Each ``(run, tag)`` keeps, for every level ``shift`` in :data:`SHIFTS`, one row per block of
 ``2**shift`` steps that holds points: their count, the min and max of their finite values, and
-the last point (highest step, then latest attempt) with its value. Ingest merges a batch's
-aggregates into these rows in the same transaction as the points; a point re-sent with a
-*different* value (rare: re-sends normally repeat the value) has its blocks recomputed from
-the raw points, since a min or max cannot be taken back.
+the last point (highest step) with its value. A metric is a function of the step: where
+several attempts logged a step, only the newest attempt's point counts. Ingest merges a
+batch's aggregates into these rows in the same transaction as the points. A step whose
+counted point changes (re-sent with a *different* value, rare since re-sends normally repeat
+the value, or logged again by a retry) has its blocks recomputed instead, since a min or max
+cannot be taken back: the finest from the raw points, each coarser one from the four below.
 
 A series over ``span`` steps in ``n`` buckets reads the coarsest level whose blocks are at most
 a quarter of a bucket, so it touches fewer than ``16 * n`` rows however long the history is
@@ -25,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runyard.store.access import IN_BATCH
 from runyard.store.schema import metric_points, metric_rollups
 
 #: Block widths are ``2**shift`` steps; each level is 4 times coarser than the one below.
@@ -309,28 +312,78 @@ def rows(run_id: str, aggs: dict[tuple[str, int, int], list[Any]]) -> list[tuple
 
 def recompute(conn: sa.Connection, mark: str, run_id: str, tag: str, steps: Iterable[int]
               ) -> None:
-    """Rebuild, from the raw points, every rollup row whose block holds one of ``steps``."""
+    """Rebuild every rollup row whose block holds one of ``steps``: the finest level from
+    the raw points, counting only the newest attempt's point of each step, then each
+    coarser level from the rebuilt level below (a block's four children at most), so that
+    the work does not grow with the history. One read per level and run of adjacent
+    blocks (a retry's overlap is one such run)."""
     mp, mr = metric_points.c, metric_rollups.c
-    blocks = {(shift, step >> shift) for step in steps for shift in SHIFTS}
-    fresh: dict[tuple[str, int, int], list[Any]] = {}
-    for shift, block in sorted(blocks):
-        conn.execute(sa.delete(metric_rollups).where(
-            mr.run_id == run_id, mr.tag == tag, mr.shift == shift, mr.block == block))
-        lo, hi = block << shift, ((block + 1) << shift) - 1
-        acc: Agg | None = None
+    finest = SHIFTS[0]
+    blocks = sorted({step >> finest for step in steps})
+    fresh: dict[tuple[str, int, int], Agg] = {}
+    for first, last in _runs(blocks):
+        # By step, newest attempt first: the first row of a step is the one that counts.
         for r in conn.execute(sa.select(mp.step, mp.attempt, mp.value, mp.special)
-                              .where(mp.run_id == run_id, mp.tag == tag, mp.step >= lo,
-                                     mp.step <= hi).order_by(mp.step, mp.attempt)):
-            p = Agg.point(int(r.step), int(r.attempt), r.value, r.special)
+                              .where(mp.run_id == run_id, mp.tag == tag,
+                                     mp.step >= first << finest,
+                                     mp.step <= ((last + 1) << finest) - 1)
+                              .order_by(mp.step, mp.attempt.desc())):
+            step = int(r.step)
+            key = (tag, finest, step >> finest)
+            acc = fresh.get(key)
             if acc is None:
-                acc = p
-            else:
-                acc.merge(p)
-        if acc is not None:
-            fresh[(tag, shift, block)] = [acc.n, acc.vmin, acc.vmax, acc.last_step,
-                                          acc.last_attempt, acc.last_value, acc.last_special]
-    if fresh:
-        conn.exec_driver_sql(upsert_sql(mark), rows(run_id, fresh))
+                fresh[key] = Agg.point(step, int(r.attempt), r.value, r.special)
+            elif step != acc.last_step:
+                acc.merge(Agg.point(step, int(r.attempt), r.value, r.special))
+    _replace(conn, mark, run_id, tag, finest, fresh)
+    prev = finest
+    for shift in SHIFTS[1:]:
+        d = shift - prev
+        blocks = sorted({b >> d for b in blocks})
+        fresh = {}
+        for first, last in _runs(blocks):
+            for c in conn.execute(sa.select(mr.block, mr.n, mr.vmin, mr.vmax, mr.last_step,
+                                            mr.last_attempt, mr.last_value, mr.last_special)
+                                  .where(mr.run_id == run_id, mr.tag == tag, mr.shift == prev,
+                                         mr.block >= first << d,
+                                         mr.block <= ((last + 1) << d) - 1)):
+                child = Agg(int(c.n), c.vmin, c.vmax, int(c.last_step), int(c.last_attempt),
+                            c.last_value, c.last_special)
+                key = (tag, shift, int(c.block) >> d)
+                acc = fresh.get(key)
+                if acc is None:
+                    fresh[key] = child
+                else:
+                    acc.merge(child)
+        _replace(conn, mark, run_id, tag, shift, fresh)
+        prev = shift
+
+
+def _runs(blocks: Sequence[int]) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run of adjacent ids in sorted ``blocks``."""
+    out: list[tuple[int, int]] = []
+    for b in blocks:
+        if out and out[-1][1] + 1 == b:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((b, b))
+    return out
+
+
+def _replace(conn: sa.Connection, mark: str, run_id: str, tag: str, shift: int,
+             fresh: dict[tuple[str, int, int], Agg]) -> None:
+    """Put ``fresh`` (rows of one level) in place of the stored rows of their blocks."""
+    if not fresh:
+        return
+    mr = metric_rollups.c
+    blocks = [block for (_, _, block) in fresh]
+    for i in range(0, len(blocks), IN_BATCH):
+        conn.execute(sa.delete(metric_rollups).where(
+            mr.run_id == run_id, mr.tag == tag, mr.shift == shift,
+            mr.block.in_(blocks[i:i + IN_BATCH])))
+    conn.exec_driver_sql(upsert_sql(mark), rows(run_id, {
+        key: [a.n, a.vmin, a.vmax, a.last_step, a.last_attempt, a.last_value, a.last_special]
+        for key, a in fresh.items()}))
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,34 @@ def test_metrics_roundtrip_special_values_and_series(api: Api) -> None:
     assert ranged["total"] == 100 and ranged["points"][-1]["step"] == 199
 
 
+def test_a_retry_reads_as_one_series_of_its_newest_points(api: Api) -> None:
+    """Attempt 2 logs steps 0..49 again: the listing and the series show each step once, as
+    attempt 2 logged it; ``attempt=1`` still lists the first attempt's points."""
+    rid, aid, lease = running(api, max_attempts=1)
+    api.ok("POST", f"/v1/runs/{rid}/metrics", json={"attempt_id": aid, "lease": lease, "points": [
+        {"step": s, "tag": "loss", "value": float(s)} for s in range(100)]})
+    api.ok("POST", f"/v1/attempts/{aid}/fail", json={"lease": lease, "reason": "user_error"})
+    api.ok("POST", f"/v1/runs/{rid}/requeue", json={})
+    claim = api.claim("box-1")
+    assert claim and claim["attempt"]["number"] == 2
+    api.ok("POST", f"/v1/runs/{rid}/metrics", json={
+        "attempt_id": claim["attempt"]["id"], "lease": claim["lease"],
+        "points": [{"step": s, "tag": "loss", "value": 500.0 + s} for s in range(50)]})
+    items = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "loss"})["items"]
+    assert len(items) == 100
+    assert [(p["step"], p["attempt"], p["value"]) for p in items[:50]] == [
+        (s, 2, 500.0 + s) for s in range(50)]
+    assert all(p["attempt"] == 1 for p in items[50:])
+    series = api.ok("GET", f"/v1/runs/{rid}/metrics/loss/series", params={"points": 1})
+    assert series["total"] == 100
+    assert [(b["count"], b["min"], b["max"], b["last"]) for b in series["points"]][-1] == (
+        100, 50.0, 549.0, 99.0)
+    old = api.ok("GET", f"/v1/runs/{rid}/metrics", params={"tag": "loss", "attempt": 1})
+    assert [(p["step"], p["value"]) for p in old["items"]] == [(s, float(s)) for s in range(100)]
+    r = api.get(f"/v1/runs/{rid}/metrics", params={"attempt": 0})
+    assert r.status_code == 422
+
+
 @pytest.mark.parametrize("point, field", [
     ({"step": -1, "tag": "x", "value": 1}, "points[0].step"),
     ({"step": 1, "tag": "", "value": 1}, "points[0].tag"),

@@ -1,7 +1,9 @@
 """The stored rollups equal a brute-force aggregation of the stored points, whatever shape the
 batches had: consecutive steps (the strided path), sparse or shuffled steps, duplicates in a
 batch, NaN and infinities, several tags and attempts, and re-sent points (same value or not).
-Also the multi-row statements' sizes."""
+A metric is a function of the step: where several attempts logged a step, only the newest
+attempt's point counts, in the rollups, the series and the point listing. Also the multi-row
+statements' sizes."""
 
 from __future__ import annotations
 
@@ -14,15 +16,23 @@ import sqlalchemy as sa
 from runyard.queue import Queue
 from runyard.store import sqlite
 from runyard.store.base import Store
-from runyard.store.rollups import SHIFTS
+from runyard.store.rollups import SHIFTS, Layout
 from runyard.store.schema import metric_points, metric_rollups
 
 from ..support.factories import submit
 
 
+def _newest(points: list[Any]) -> list[Any]:
+    """The newest attempt's point of each (tag, step), sorted by (tag, step)."""
+    out: dict[tuple[str, int], Any] = {}
+    for p in sorted(points, key=lambda p: (p[0], p[1], p[2])):
+        out[(p[0], p[1])] = p
+    return list(out.values())
+
+
 def _brute(points: list[Any]) -> dict[tuple[str, int, int], tuple[Any, ...]]:
     out: dict[tuple[str, int, int], list[Any]] = {}
-    for tag, step, attempt, value, special in sorted(points, key=lambda p: (p[0], p[1], p[2])):
+    for tag, step, attempt, value, special in _newest(points):
         for shift in SHIFTS:
             a = out.setdefault((tag, shift, step >> shift), [0, None, None, 0, 0, None, None])
             a[0] += 1
@@ -84,6 +94,66 @@ def test_rollups_equal_brute_force_after_every_batch_shape(store: Store, queue: 
     store.add_metric_points(rid, 2, [{"step": s, "tag": "a", "value": float(s)}
                                      for s in range(6_000, 6_100, 3)])
     _check(store, rid)
+    # A third attempt over steps both earlier ones logged, then the first one again late.
+    store.add_metric_points(rid, 3, [{"step": p["step"], "tag": "loss", "value": _value(rnd)}
+                                     for p in sparse[:80]] + consecutive[100:300])
+    _check(store, rid)
+    store.add_metric_points(rid, 1, consecutive[:400])
+    _check(store, rid)
+
+
+def test_a_retry_overwrites_the_steps_it_logs_again(store: Store, queue: Queue) -> None:
+    """Attempt 2 logs steps 0..49 again: those steps read as attempt 2's points, once each,
+    in the listing, the rollups and every series; attempt 1 stays readable by number."""
+    rid = str(submit(queue)["id"])
+    store.add_metric_points(rid, 1, [{"step": s, "tag": "loss", "value": float(s)}
+                                     for s in range(100)])
+    store.add_metric_points(rid, 2, [{"step": s, "tag": "loss", "value": 1000.0 + s}
+                                     for s in range(50)])
+    _check(store, rid)
+    got = store.list_metric_points(rid, tag="loss")
+    assert [(p["step"], p["attempt"]) for p in got] == (
+        [(s, 2) for s in range(50)] + [(s, 1) for s in range(50, 100)])
+    assert [p["value"] for p in got[:50]] == [1000.0 + s for s in range(50)]
+    assert len(store.list_metric_points(rid)) == 100
+    old = store.list_metric_points(rid, tag="loss", attempt=1)
+    assert [(p["step"], p["value"]) for p in old] == [(s, float(s)) for s in range(100)]
+    # Pages of the newest points: exactly `limit` rows each, none lost or repeated.
+    pages, after = [], None
+    while True:
+        page = store.list_metric_points(rid, tag="loss", after_step=after, limit=30)
+        pages += page
+        if len(page) < 30:
+            break
+        after = page[-1]["step"]
+    assert [(p["step"], p["attempt"]) for p in pages] == [(p["step"], p["attempt"]) for p in got]
+    # Raw points (shift 0), rollups, and a range cutting blocks: all count 100 steps.
+    for kwargs in ({"points": 100}, {"points": 2}, {"points": 3, "min_step": 1, "max_step": 98}):
+        series = store.metric_series(rid, "loss", **kwargs)  # type: ignore[arg-type]
+        lo, hi = kwargs.get("min_step", 0), kwargs.get("max_step", 99)
+        want = [1000.0 + s if s < 50 else float(s) for s in range(lo, hi + 1)]
+        buckets = series["points"]
+        lay = Layout.plan(lo, hi, kwargs["points"])
+        # The range's first point, when prepended, is counted in its bucket too.
+        prepended = len(buckets) > 1 and lay.bucket(buckets[1]["step"]) == lay.bucket(lo)
+        counted = buckets[1:] if prepended else buckets
+        assert series["total"] == len(want) == sum(b["count"] for b in counted), kwargs
+        assert min(b["min"] for b in counted) == min(want), kwargs
+        assert max(b["max"] for b in counted) == max(want), kwargs
+        assert buckets[-1]["last"] == want[-1]
+    assert store.metric_series(rid, "loss", points=1)["points"][0]["last"] == 1000.0
+    assert store.metric_tags(rid)[0]["count"] == 100
+    # A late write of the older attempt stays stored but does not count.
+    store.add_metric_points(rid, 1, [{"step": s, "tag": "loss", "value": -5.0 + s}
+                                     for s in range(40, 60)])
+    _check(store, rid)
+    assert store.metric_series(rid, "loss", points=2)["total"] == 100
+    assert store.list_metric_points(rid, tag="loss")[45]["value"] == 1045.0
+    # Attempt 3 overlaps a sparse stretch of both, with a NaN and re-sends in one batch.
+    store.add_metric_points(rid, 3, [{"step": s, "tag": "loss", "value": "NaN" if s == 48
+                                      else -1.0 * s} for s in (10, 48, 48, 70, 150, 2**20)])
+    _check(store, rid)
+    assert store.metric_series(rid, "loss", points=5)["total"] == 102
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 511, 512, 513, 1_000, 1_537])
