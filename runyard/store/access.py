@@ -15,9 +15,6 @@ from runyard.store.base import Row
 from runyard.store.dialect import Dialect
 from runyard.store.schema import runs
 
-#: Values per IN (...) list, well under both databases' parameter limits.
-IN_BATCH = 500
-
 
 @contextmanager
 def translated_errors() -> Iterator[None]:

@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store.access import IN_BATCH, Access, first, rows
+from runyard.store.access import Access, first, rows
 from runyard.store.base import Row
-from runyard.store.schema import artifacts, blobs, checkpoints
+from runyard.store.schema import IN_BATCH, artifacts, blobs, checkpoints
 from runyard.store.values import check_attempt, check_choice, check_int, check_name, check_sha
 
 ARTIFACT_KINDS = ("file", "bundle", "checkpoint")

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from runyard import errors
 from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.store import ingest, rollups
-from runyard.store.access import IN_BATCH, Access
+from runyard.store.access import Access
 from runyard.store.base import Row
 from runyard.store.dialect import run_writes
 from runyard.store.prepared import execute_raw
 from runyard.store.rollups import Agg, Layout
-from runyard.store.schema import metric_points, metric_rollups, runs
+from runyard.store.schema import IN_BATCH, metric_points, metric_rollups, runs
 from runyard.store.values import check_attempt, check_int, check_tag, decode_value
 
 #: Most buckets one series request may ask for (a chart is never wider).

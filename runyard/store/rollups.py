@@ -27,8 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runyard.store.access import IN_BATCH
-from runyard.store.schema import metric_points, metric_rollups
+from runyard.store.schema import IN_BATCH, metric_points, metric_rollups
 
 #: Block widths are ``2**shift`` steps; each level is 4 times coarser than the one below.
 SHIFTS: tuple[int, ...] = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22)

@@ -21,6 +21,9 @@ metadata = sa.MetaData(
 Time = sa.Float(precision=53)
 JSON = sa.JSON()
 
+#: Values per IN (...) list, well under both databases' parameter limits.
+IN_BATCH = 500
+
 _QUEUED = "status = 'queued'"
 # As each dialect renders `require_cuda == false()`, which is how the claim asks for it.
 _QUEUED_CPU = {"sqlite": f"{_QUEUED} AND require_cuda = 0",

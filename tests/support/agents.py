@@ -141,8 +141,9 @@ class Api:
         resp.raise_for_status()
         return list(resp.json()["items"])
 
-    def metrics(self, run_id: str) -> list[dict[str, Any]]:
-        """Every stored point of the run, tag by tag (keyset pages need a tag)."""
+    def metrics(self, run_id: str, attempt: int | None = None) -> list[dict[str, Any]]:
+        """The run's points, tag by tag (keyset pages need a tag): at each step the newest
+        attempt's, or with ``attempt`` that attempt's own."""
         tags = self.http.get(f"/v1/runs/{run_id}/metrics/tags")
         tags.raise_for_status()
         items: list[dict[str, Any]] = []
@@ -150,6 +151,8 @@ class Api:
             after: int | None = None
             while True:
                 params: dict[str, Any] = {"limit": 1000, "tag": tag}
+                if attempt is not None:
+                    params["attempt"] = attempt
                 if after is not None:
                     params["after_step"] = after
                 resp = self.http.get(f"/v1/runs/{run_id}/metrics", params=params)
