@@ -294,6 +294,11 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.run_id} mode={self.mode} status={self.status}>"
 
+    @property
+    def id(self) -> str:
+        """The run's id: the same as :attr:`run_id` (the name W&B users type first)."""
+        return self.run_id
+
     # ------------------------------------------------------------------ slow paths
     def _admit_tag(self, tag: Any) -> bool:
         if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -110,7 +111,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 class RequestMetrics:
-    """Counts requests by method, route template and status (pure ASGI: streams untouched)."""
+    """Counts and times requests by method, route template and status (pure ASGI: streams
+    untouched)."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
         self.app = app
@@ -121,6 +123,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         status = {"code": 500}
+        started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -131,8 +134,11 @@ class RequestMetrics:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.metrics.http_requests.labels(scope["method"], path, str(status["code"])).inc()
+            labels = (scope["method"], getattr(route, "path", None) or "unmatched",
+                      str(status["code"]))
+            self.metrics.http_requests.labels(*labels).inc()
+            # Until the answer is sent; an event stream counts its whole life.
+            self.metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
 
 
 def build_state(settings: Settings) -> tuple[ServerState, Path | None]:

@@ -295,3 +295,9 @@ def test_file_sink_gets_points_in_batches_of_its_size(tmp_path: Path) -> None:
     assert sum(sizes) == 90_000 and len(sizes) >= 9
     assert max(sizes) < file_sink.FileSink.batch_points + 3  # cut after the row that fills it
     assert len(MetricsTail(paths.metrics_file).read_all().points) == 90_000
+
+
+def test_run_id_has_the_alias_w_and_b_users_type(tmp_path: Path) -> None:
+    with start_run(env=local_env(tmp_path), handle_sigterm=False) as run:
+        assert run.id == run.run_id and run.id
+
