@@ -65,7 +65,7 @@ def test_no_server_errors(server, tokens: dict[str, str], role: str) -> None:  #
             continue
         count += 1
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def check(case) -> None:  # type: ignore[no-untyped-def]

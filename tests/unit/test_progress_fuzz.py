@@ -28,7 +28,8 @@ _POINTS = st.fixed_dictionaries({}, optional={
     "at": st.one_of(st.text(max_size=30), st.floats(), st.none()),
     "extra": _VALUES,
 })
-_FUZZ = settings(max_examples=150, deadline=None,
+#: Derandomized: the same examples on every run, so the suite never passes or fails by luck.
+_FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -53,9 +54,11 @@ def test_any_stream_line_is_a_point_or_a_warning(raw: bytes) -> None:
 def test_a_stream_file_of_any_lines_reads_without_raising(tmp_path: Path,
                                                           lines: list[bytes]) -> None:
     path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
+    content = b"\n".join(lines) + b"\n"
+    path.write_bytes(content)
     batch = reader.MetricsTail(path).read_all()
-    assert len(batch.points) + len(batch.warnings) <= max(len(lines), 1) + 1
+    # At most one point or one warning per line of the file (a binary line may hold newlines).
+    assert len(batch.points) + len(batch.warnings) <= content.count(b"\n")
 
 
 @_FUZZ
