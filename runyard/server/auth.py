@@ -203,13 +203,20 @@ async def authenticate(tokens: TokenAuth, header: str | None) -> Principal:
 STATE_KEY = "runyard_principal"
 
 
-async def principal(request: Request) -> Principal:
-    """The caller, or 401."""
-    who = request.scope.get("state", {}).get(STATE_KEY)
+async def caller(tokens: TokenAuth, scope: Any) -> Principal:
+    """The caller of a request: the one BodyGuard already authenticated (a request with a
+    body), else found from the ``Authorization`` header now; or 401."""
+    who = scope.get("state", {}).get(STATE_KEY)
     if isinstance(who, Principal):
         return who
-    return await authenticate(request.app.state.runyard.auth,
-                              request.headers.get("authorization"))
+    header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"),
+                  None)
+    return await authenticate(tokens, header)
+
+
+async def principal(request: Request) -> Principal:
+    """The caller, or 401."""
+    return await caller(request.app.state.runyard.auth, request.scope)
 
 
 Check = tuple[Callable[[Principal], bool], str]

@@ -6,7 +6,7 @@ Through FastAPI's router (which matches the path against every route in turn), i
 dependency solver and its response serialisation, that wait is longer, by enough to lower
 the points per second one client gets (``benchmarks/api_bench.py``, measured A/B) past what
 this layer was allowed to cost. Here the request is authenticated, checked and answered
-directly, with the functions the FastAPI route uses (:func:`runyard.server.auth.authenticate`,
+directly, with the functions the FastAPI route uses (:func:`runyard.server.auth.caller`,
 :func:`runyard.server.query.check`, :func:`runyard.server.routes_data.ingest_metrics`), so
 behaviour and errors are the same; that route stays for the OpenAPI schema.
 """
@@ -53,8 +53,7 @@ class HotPaths:
             return
         scope["route"] = self.route
         try:
-            who = auth.demand(await auth.authenticate(self.state.auth, _header(scope)),
-                              auth.REPORT)
+            who = auth.demand(await auth.caller(self.state.auth, scope), auth.REPORT)
             if scope["query_string"]:
                 query.check(self.route, (k for k, _ in parse_qsl(
                     scope["query_string"].decode("latin-1"), keep_blank_values=True)))
@@ -76,13 +75,6 @@ class HotPaths:
 
 class _Disconnected(Exception):
     """The client went away before its body arrived: nothing to answer."""
-
-
-def _header(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
 
 
 async def _body(receive: Receive) -> bytes:
