@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh machine, runs the lint and type checks
 # (scripts/check), then the whole suite.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k queue).
+# Extra arguments go to pytest (e.g. scripts/test.sh -k queue, scripts/test.sh tests/unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,4 +10,8 @@ ensure_postgres
 ensure_chromium
 ensure_venv test
 scripts/check
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+# The tests run in parallel (pytest-xdist): many of them wait on server, agent and browser
+# processes, so more workers than cores pay. Each test module stays on one worker (loadscope),
+# so a module's shared server starts once. RUNYARD_TEST_WORKERS=0 (or -n 0) runs serially.
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider -n "${RUNYARD_TEST_WORKERS:-4}" \
+  --dist loadscope "$@"
