@@ -25,14 +25,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def agents() -> Iterator[list[AgentProc]]:
-    started: list[AgentProc] = []
-    yield started
-    for agent in started:
-        agent.stop()
-
-
-@pytest.fixture
 def orphans() -> Iterator[list[int]]:
     """Training pids a test leaves behind on purpose (their agent was killed)."""
     pids: list[int] = []

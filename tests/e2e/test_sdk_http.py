@@ -31,13 +31,6 @@ from ..support.live_server import LiveServer
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
-
-
 @pytest.fixture(autouse=True)
 def _reset_settings() -> Iterator[None]:
     settings.reset()
