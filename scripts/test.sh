@@ -11,7 +11,9 @@ ensure_chromium
 ensure_venv test
 scripts/check
 # The tests run in parallel (pytest-xdist): many of them wait on server, agent and browser
-# processes, so more workers than cores pay. Each test module stays on one worker (loadscope),
-# so a module's shared server starts once. RUNYARD_TEST_WORKERS=0 (or -n 0) runs serially.
+# processes, so more workers than cores pay. Tests go to workers one by one in the order
+# tests/conftest.py gives them (slow ones first), except that a module's tests that share a
+# module-scoped server or browser stay on one worker (loadgroup), so it starts once.
+# RUNYARD_TEST_WORKERS=0 (or -n 0) runs them serially.
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider -n "${RUNYARD_TEST_WORKERS:-4}" \
-  --dist loadscope "$@"
+  --dist loadgroup --no-loadscope-reorder "$@"
