@@ -19,6 +19,10 @@ from runyard.store.base import RunFilter
 from ..support.claimers import claim_loop, process_main, retries_once
 from ..support.factories import caps
 
+#: Its tests run one after another on one xdist worker, first (scripts/test.sh): each one
+#: loads both cores on its own, and two at once could starve a claimer past SQLite's busy wait.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("queue-concurrency")]
+
 N_RUNS = 2000
 N_CLAIMERS = 32
 
@@ -80,7 +84,6 @@ def test_threads(queue: Queue, db_url: str) -> None:
     _check(queue, claims)
 
 
-@pytest.mark.slow
 def test_processes(queue: Queue, db_url: str, tmp_path: Path) -> None:
     _fill(queue)
     deadline = time.time() + 240

@@ -64,7 +64,7 @@ class LiveServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
-    def start(self, timeout: float = 60.0) -> LiveServer:
+    def start(self, timeout: float = 120.0) -> LiveServer:
         args = [sys.executable, "-m", "runyard", "server", "--host", "127.0.0.1",
                 "--port", str(self.port), "--data-dir", str(self.data_dir),
                 "--stale-after-s", str(self.stale_after_s), *self.extra_args]
