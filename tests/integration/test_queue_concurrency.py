@@ -89,7 +89,9 @@ def test_processes(queue: Queue, db_url: str, tmp_path: Path) -> None:
     deadline = time.time() + 240
     ready = tmp_path / "ready"
     ready.mkdir()
-    ctx = multiprocessing.get_context("spawn")
+    # Fresh processes forked from a server that imported the claimer once (not 32 times).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tests.support.claimers"])
     with ctx.Pool(N_CLAIMERS) as pool:
         results = pool.map(process_main, [(db_url, c.host_id, deadline, str(ready),
                                            N_CLAIMERS) for c in _fleet()])
