@@ -18,7 +18,7 @@ import pytest
 from ..support.agents import AgentProc, Api, attempt_dir, write_train_script
 from ..support.live_server import LiveServer
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.lease(30)]
+pytestmark = pytest.mark.lease(30)
 
 
 @pytest.fixture

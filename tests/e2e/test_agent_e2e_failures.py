@@ -21,8 +21,6 @@ from ..support.agents import (
 )
 from ..support.live_server import LiveServer
 
-pytestmark = pytest.mark.timeout(120)
-
 
 @pytest.fixture
 def orphans() -> Iterator[list[int]]:

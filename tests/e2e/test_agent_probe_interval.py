@@ -15,7 +15,7 @@ from runyard.agent import daemon
 from ..support.agents import Api
 from ..support.live_server import LiveServer
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.lease(60)]
+pytestmark = pytest.mark.lease(60)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ import pytest
 from ..support.agents import Api
 from ..support.live_server import LiveServer
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.lease(60)]
+pytestmark = pytest.mark.lease(60)
 
 ROOT = Path(__file__).resolve().parents[1]
 

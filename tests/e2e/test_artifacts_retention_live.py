@@ -17,7 +17,7 @@ from runyard.sdk import settings
 from ..support.agents import AgentProc, Api
 from ..support.live_server import LiveServer
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.lease(60)]
+pytestmark = pytest.mark.lease(60)
 
 #: Registers one checkpoint per entry of ``checkpoints`` ({"step", "loss", "data"}), each in
 #: its own file, in ``checkpoints.jsonl`` for the agent to upload at exit.
