@@ -171,7 +171,8 @@ def observe_snapshot(rule: Rule, state: State, step: int, metrics: Mapping[str, 
     snapshot repeats the latest values, which would count as new evaluations."""
     if state.feed == "points" or state.fired:
         return None
-    tags = list(metrics) if rule.tag == "*" else [rule.tag] if rule.tag in metrics else []
+    tag_ = rule.tag or "*"
+    tags = list(metrics) if tag_ == "*" else [tag_] if tag_ in metrics else []
     for tag in tags:
         value = nonfinite.decode(metrics[tag])
         if value is None:

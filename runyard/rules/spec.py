@@ -143,7 +143,7 @@ def check_tag(value: Any, where: str, *, star: bool) -> str:
     if value == "*":
         if not star:
             raise _fail(where, "'*' (any tag) is only for nan rules; name one tag")
-        return value
+        return "*"
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_TAG_LEN:
         raise _fail(where, f"expected a metric tag of 1 to {MAX_TAG_LEN} characters")
     if any(ord(ch) < 32 for ch in value):
