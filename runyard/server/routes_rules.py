@@ -46,7 +46,9 @@ def rule_out(row: dict[str, Any]) -> dict[str, Any]:
 def add_rule(body: dict[str, Any], who: Principal = Depends(auth.user),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Add a rule to a project (or, operators only, to the whole server)."""
-    jsonvalues.check(body, "body")
+    for key, value in body.items():  # stored and shown to others: valid text, sane nesting
+        jsonvalues.check(key, "body")
+        jsonvalues.check(value, str(key))
     data = dict(body)
     project = data.pop("project", None)
     if project is None:
