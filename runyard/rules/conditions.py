@@ -150,9 +150,18 @@ def improved(rule: Rule, value: float, best: float | None) -> bool:
 def _plateau(rule: Rule, state: State, tag: str, steps: Sequence[int],
              nums: Sequence[float], start: int) -> Hit | None:
     best, wait = state.best, state.count
+    # The common case inline (an absolute delta, a best already known): one comparison a
+    # point; anything else goes through ``improved``.
+    fast = not rule.min_delta_relative and math.isfinite(rule.min_delta)
+    delta, low = rule.min_delta, rule.mode == "min"
     for i in range(start, len(steps)):
-        if improved(rule, nums[i], best):
-            best, wait = nums[i], 0
+        v = nums[i]
+        if fast and best is not None:
+            better = v + delta < best if low else v - delta > best
+        else:
+            better = improved(rule, v, best)
+        if better:
+            best, wait = v, 0
             continue
         wait += 1
         if wait >= rule.patience:

@@ -21,7 +21,7 @@ from typing import Any
 from runyard import errors, models
 from runyard.queue import Queue
 from runyard.rules import actions, conditions, logmatch
-from runyard.rules.book import Effective, RuleBook, RunRules
+from runyard.rules.book import Effective, RuleBook
 from runyard.rules.conditions import State
 from runyard.store.base import Row, Store, Transaction
 from runyard.store.ingest import Batch
@@ -72,9 +72,9 @@ class Engine:
     # ------------------------------------------------------------------ evaluation core
     def _guarded(self, tx: Transaction, what: str, run_id: str, fn: Callable[[], None]
                  ) -> None:
-        """``fn`` in a savepoint of the caller's transaction: a rule that cannot be
-        evaluated is logged and undone, and never costs the points, snapshot or status
-        change being stored."""
+        """``fn`` in a savepoint of the caller's transaction: a hit that cannot be recorded
+        is logged and undone, and never costs the points, snapshot or status change being
+        stored."""
         try:
             with tx.savepoint():
                 fn()
@@ -86,35 +86,55 @@ class Engine:
     def _evaluate(self, tx: Transaction, run_id: str, attempt: int,
                   rules: Sequence[Effective],
                   step: Callable[[Effective, State], Mapping[str, Any] | None]) -> None:
-        """Run ``step`` for each rule on its state (under the run's lock), fire the rules
-        it reports a hit for, and write back the states that changed."""
-        run = tx.lock_run(run_id)
-        if run is None:
-            return
+        """Run ``step`` for each rule on its state (the caller holds the run's lock), then
+        write back the states that changed and fire the rules it reported a hit for.
+
+        The evaluation itself only computes; a rule that cannot be evaluated is logged and
+        skipped, and never costs the data being stored. Hits are recorded in a savepoint
+        for the same reason; the usual batch, with none, writes only its states."""
         stored = tx.rule_states(run_id)
         changed: dict[str, dict[str, Any]] = {}
-        now = self.clock()
-        after: list[actions.After] = []
-        for eff in rules:
-            row = stored.get(eff.key)
-            before = State.of(row)
-            if attempt < before.attempt:
-                continue  # a superseded attempt's late report
-            state = conditions.fresh(before.for_attempt(attempt))
-            state.attempt = attempt
-            if state.fired:
-                continue
-            evidence = step(eff, state)
-            if evidence is not None:
-                after += actions.fire(tx, self.queue, run, eff, state, evidence, attempt, now)
-                self.hits += 1
-                run = tx.lock_run(run_id) or run  # an action may have changed it
-            new = state.row()
-            if row is None or any(row.get(k) != v for k, v in new.items()):
-                changed[eff.key] = new
-        if changed:
+        hits: list[tuple[Effective, State, Mapping[str, Any]]] = []
+        try:
+            for eff in rules:
+                row = stored.get(eff.key)
+                before = State.of(row)
+                if attempt < before.attempt:
+                    continue  # a superseded attempt's late report
+                state = conditions.fresh(before.for_attempt(attempt))
+                state.attempt = attempt
+                if state.fired:
+                    continue
+                evidence = step(eff, state)
+                if evidence is not None:
+                    hits.append((eff, state, evidence))
+                    continue
+                new = state.row()
+                if row is None or any(row.get(k) != v for k, v in new.items()):
+                    changed[eff.key] = new
+        except Exception:
+            log.exception("rules of run %s: evaluation failed; the data is kept, the rules "
+                          "skip it", run_id)
+            return
+        if not hits:
+            if changed:
+                tx.put_rule_states(run_id, changed)
+            return
+
+        def record() -> None:
+            after: list[actions.After] = []
+            for eff, state, evidence in hits:
+                run = tx.lock_run(run_id)  # read now: an earlier action may have changed it
+                if run is None:
+                    return
+                after += actions.fire(tx, self.queue, run, eff, state, evidence, attempt,
+                                      self.clock())
+                changed[eff.key] = state.row()
             tx.put_rule_states(run_id, changed)
-        self._defer(after)
+            self.hits += len(hits)
+            self._defer(after)
+
+        self._guarded(tx, "a hit", run_id, record)
 
     # ------------------------------------------------------------------ points
     def ingest_metrics(self, run: Row, attempt: int, points: Sequence[Any],
@@ -126,8 +146,7 @@ class Engine:
             return self.store.add_metric_points(run["id"], attempt, points, rows)
 
         def then(tx: Transaction, batch: Batch) -> None:
-            self._guarded(tx, "points", run["id"],
-                          lambda: self.on_points(tx, run["id"], attempt, batch, rules))
+            self.on_points(tx, run["id"], attempt, batch, rules)
 
         try:
             written = self.store.add_metric_points(run["id"], attempt, points, rows,
@@ -176,8 +195,7 @@ class Engine:
             hit = conditions.observe_snapshot(eff.rule, state, step, metrics)
             return None if hit is None else {**hit.evidence, "from": "snapshot"}
 
-        self._guarded(tx, "a snapshot", run["id"],
-                      lambda: self._evaluate(tx, run["id"], attempt, rules, feed))
+        self._evaluate(tx, run["id"], attempt, rules, feed)
 
     def on_transition(self, tx: Transaction, run: Row, target: models.Status,
                       details: Mapping[str, Any], attempt: int) -> None:
@@ -254,7 +272,11 @@ class Engine:
             return {"stream": got.stream, "offset": got.offset, "line": got.line,
                     "pattern": eff.rule.pattern}
 
-        self._in_transaction(lambda tx: self._evaluate(tx, run["id"], attempt, matched, step))
+        def evaluate(tx: Transaction) -> None:
+            if tx.lock_run(run["id"]) is not None:
+                self._evaluate(tx, run["id"], attempt, matched, step)
+
+        self._in_transaction(evaluate)
 
     def _in_transaction(self, fn: Callable[[Transaction], None]) -> None:
         try:

@@ -19,6 +19,7 @@ from runyard import errors
 from runyard.store.access import Access, first, rows
 from runyard.store.base import Row
 from runyard.store.dialect import Dialect
+from runyard.store.prepared import Prepared
 from runyard.store.schema import rule_states, rules, runs
 
 #: Rules one scope (a project, or the server) may hold.
@@ -100,9 +101,24 @@ def _scope(project: str) -> str:
     return f"project {project!r}" if project else "the server"
 
 
+# Read and written with every metrics batch of a run that has rules: compiled once.
+_STATES_OF_RUN = Prepared(sa.select(rule_states).where(
+    rule_states.c.run_id == sa.bindparam("run_id")))
+
+
 def _states(conn: sa.Connection, run_id: str) -> dict[str, Row]:
-    found = rows(conn.execute(sa.select(rule_states).where(rule_states.c.run_id == run_id)))
-    return {r["rule_key"]: r for r in found}
+    return {r["rule_key"]: r for r in _STATES_OF_RUN.all(conn, run_id=run_id)}
+
+
+def _upsert(ops: Dialect) -> Prepared:
+    def build() -> Prepared:
+        keys = ("run_id", "rule_key", *_STATE_COLUMNS)
+        stmt = ops.insert(rule_states).values({k: sa.bindparam(k) for k in keys})
+        stmt = stmt.on_conflict_do_update(index_elements=["run_id", "rule_key"],
+                                          set_={c: stmt.excluded[c] for c in _STATE_COLUMNS})
+        return Prepared(stmt)
+
+    return Prepared.cached(("rule_states_upsert", type(ops).__name__), build)
 
 
 def lock_states(conn: sa.Connection, run_id: str) -> dict[str, Row]:
@@ -113,12 +129,9 @@ def lock_states(conn: sa.Connection, run_id: str) -> dict[str, Row]:
 def put_states(conn: sa.Connection, ops: Dialect, run_id: str,
                states: Mapping[str, Mapping[str, Any]]) -> None:
     """Insert or replace these rule states of a run."""
-    for key, state in states.items():
-        values = {c: state.get(c) for c in _STATE_COLUMNS}
-        stmt = ops.insert(rule_states).values(run_id=run_id, rule_key=key, **values)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=["run_id", "rule_key"],
-            set_={c: stmt.excluded[c] for c in _STATE_COLUMNS}))
+    _upsert(ops).run_many(conn, [{"run_id": run_id, "rule_key": key,
+                                  **{c: state.get(c) for c in _STATE_COLUMNS}}
+                                 for key, state in states.items()])
 
 
 def count_hits(conn: sa.Connection, run_id: str, n: int) -> None:

@@ -225,7 +225,7 @@ def test_two_servers_ingesting_the_same_points_fire_once(
             barrier.wait()
             for lo in range(0, 200, 10):  # both send every batch, interleaved
                 engine.ingest_metrics(run, 1, [], rows[lo:lo + 10])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=send, args=(e,)) for e in (engine_a, engine_b)]

@@ -140,8 +140,8 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
 
     routes = set()
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
-                   app_module.routes_rules, app_module.routes_sync, app_module.routes_workers, app_module.sse,
-                   app_module.ui_api):
+                   app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
+                   app_module.sse, app_module.ui_api):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)
