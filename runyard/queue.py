@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from runyard import claiming, defaults, eligibility, errors, fleet, models, retry, submission
 from runyard.models import Reason, Status
@@ -22,6 +22,21 @@ from runyard.store.base import Row, Store, Transaction
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+#: What may ask a run to stop: a user (``stop``), the system to requeue it (``preempt``), a
+#: cancel, and a rule that stops it (``rule``, the run ends stopped) or fails it (``fail``).
+STOP_INTENTS = ("stop", "preempt", "rule", "fail", "cancel")
+
+
+class Observer(Protocol):
+    """Told of changes inside their transaction (the rule engine, docs/rules.md)."""
+
+    def on_transition(self, tx: Transaction, run: Row, target: Status,
+                      details: Mapping[str, Any], attempt: int) -> None:
+        """``run`` (as it was) moved to ``target``; ``details`` are its event's."""
+
+    def on_progress(self, tx: Transaction, run: Row, attempt: int,
+                    snapshot: Mapping[str, Any]) -> None:
+        """A progress snapshot of ``run``'s attempt ``attempt`` was kept."""
 
 
 class Queue:
@@ -40,6 +55,8 @@ class Queue:
         #: The worker registry the claims read (registration, drain, host policies).
         self.fleet = fleet.Fleet(store, clock=clock)
         self._grace_due = False
+        #: Told of every status change and snapshot, in its transaction (the server sets it).
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -216,6 +233,8 @@ class Queue:
                 values["last_step_at"] = now
             tx.update_run(run["id"], values)
             tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
+            if self.observer is not None:
+                self.observer.on_progress(tx, run, att["number"], snapshot)
 
     def complete(self, attempt_id: str, lease: str, *, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None, actor: str = SYSTEM) -> Row:
@@ -261,7 +280,7 @@ class Queue:
                 reason = Reason.PREEMPTED
             elif intent in ("stop", "cancel", "restart"):
                 reason = Reason.STOPPED
-            elif intent == "rule":
+            elif intent in ("rule", "fail"):
                 reason = Reason.RULE
         tx.update_attempt(att["id"], {
             "active": False, "ended_at": now, "termination_reason": reason.value,
@@ -288,32 +307,44 @@ class Queue:
     def stop(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S, actor: str = SYSTEM,
              intent: str = "stop") -> Row:
         """Ask a run to stop within ``grace_s``; a queued run is cancelled at once."""
-        if intent not in ("stop", "preempt", "rule", "cancel"):
+        with self.store.transaction() as tx:
+            self.stop_in(tx, run_id, grace_s=grace_s, actor=actor, intent=intent)
+            out = tx.lock_run(run_id)
+        assert out is not None
+        return out
+
+    def stop_in(self, tx: Transaction, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
+                actor: str = SYSTEM, intent: str = "stop",
+                details: Mapping[str, Any] | None = None) -> None:
+        """:meth:`stop` inside the caller's transaction (a rule's action); ``details`` join
+        the status event's."""
+        if intent not in STOP_INTENTS:
             raise errors.ValidationError(f"intent: unknown stop intent {intent!r}", field="intent")
         if isinstance(grace_s, bool) or not isinstance(grace_s, int | float) or grace_s < 0:
             raise errors.ValidationError("grace_seconds: expected a number >= 0",
                                          field="grace_seconds")
         now = self.clock()
-        with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            status = Status(run["status"])
-            if status is Status.QUEUED:
-                self._move(tx, run, Status.CANCELLED, actor, now, {"intent": intent},
-                           extra={"ended_at": now})
-            elif status is Status.STOPPING:
-                # A second stop may only shorten the grace period.
-                deadline = min(run["stop_deadline"] or now + grace_s, now + grace_s)
-                tx.update_run(run_id, {"stop_deadline": deadline, "updated_at": now})
-            elif status.is_active:
-                self._move(tx, run, Status.STOPPING, actor, now,
-                           {"intent": intent, "grace_s": grace_s},
-                           extra={"stop_intent": intent, "stop_requested_at": now,
-                                  "stop_deadline": now + grace_s})
-            else:
-                raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
-            out = tx.lock_run(run_id)
-        assert out is not None
-        return out
+        run = self._lock(tx, run_id)
+        status = Status(run["status"])
+        extra_details = dict(details or {})
+        if status is Status.QUEUED:
+            self._move(tx, run, Status.CANCELLED, actor, now,
+                       {"intent": intent, **extra_details}, extra={"ended_at": now})
+        elif status is Status.STOPPING:
+            # A second stop may only shorten the grace period; a rule that fails the run
+            # makes a stop of any other kind end it failed.
+            deadline = min(run["stop_deadline"] or now + grace_s, now + grace_s)
+            values: dict[str, Any] = {"stop_deadline": deadline, "updated_at": now}
+            if intent == "fail" and run["stop_intent"] in ("stop", "rule"):
+                values["stop_intent"] = "fail"
+            tx.update_run(run_id, values)
+        elif status.is_active:
+            self._move(tx, run, Status.STOPPING, actor, now,
+                       {"intent": intent, "grace_s": grace_s, **extra_details},
+                       extra={"stop_intent": intent, "stop_requested_at": now,
+                              "stop_deadline": now + grace_s})
+        else:
+            raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
 
     def preempt(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
                 actor: str = SYSTEM) -> Row:
@@ -490,8 +521,10 @@ class Queue:
         values = {"status": target.value, "updated_at": now, **(extra or {})}
         if not tx.update_run(run["id"], values, expect_status=[current.value]):
             raise errors.IllegalTransition(current.value, target.value, run_id=run["id"])
-        self._event(tx, run["id"], "status", target, actor,
-                    run["attempt"] if attempt is None else attempt, now, details)
+        number = run["attempt"] if attempt is None else attempt
+        self._event(tx, run["id"], "status", target, actor, number, now, details)
+        if self.observer is not None:
+            self.observer.on_transition(tx, run, target, details, number)
 
     @staticmethod
     def _event(tx: Transaction, run_id: str, kind: str, status: Status, actor: str,

@@ -18,6 +18,7 @@ from runyard.cli import (
     manifest,
     outputs,
     reading,
+    rules,
     server,
     submit,
     sync,
@@ -58,6 +59,7 @@ app.command("sync")(sync.sync_cmd)
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(db.db_app, name="db")
 app.add_typer(manifest.manifest_app, name="manifest")
+app.add_typer(rules.rules_app, name="rules")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(workers.workers_app, name="workers")
 

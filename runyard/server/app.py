@@ -18,11 +18,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runyard import errors, jsonvalues
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
+from runyard.rules.engine import Engine
 from runyard.server import (
     auth,
     query,
     routes_admin,
     routes_data,
+    routes_rules,
     routes_runs,
     routes_sync,
     routes_workers,
@@ -32,6 +34,7 @@ from runyard.server.eventhub import EventHub
 from runyard.server.hotpath import HotPaths
 from runyard.server.limits import BodyGuard, BodyLimits
 from runyard.server.metrics_prom import ServerMetrics
+from runyard.server.progress import estimate_eta
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
 from runyard.server.sweeper import Sweeper
@@ -152,11 +155,12 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     token_file = None if settings.no_auth else auth.bootstrap_admin(
         store, settings.data_dir, settings.admin_token)
     metrics = ServerMetrics(store, settings.stale_after_s)
+    queue = Queue(store, stale_after_s=settings.stale_after_s)
+    engine = Engine(store, queue, eta=lambda run: estimate_eta(store, run)).attach()
     state = ServerState(
-        settings=settings, store=store,
-        queue=Queue(store, stale_after_s=settings.stale_after_s),
+        settings=settings, store=store, queue=queue,
         blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
-        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics))
+        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics), rules=engine)
     return state, token_file
 
 
@@ -166,7 +170,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     if state is None:
         state, _ = build_state(settings)
     sweeper = Sweeper(state.queue, settings.sweep_interval_s,
-                      forget_workers_after_s=settings.forget_workers_after_s)
+                      forget_workers_after_s=settings.forget_workers_after_s, rules=state.rules)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -192,8 +196,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # Every API route refuses the query parameters it does not declare; the UI's pages keep
     # theirs for the page's script.
     strict = [Depends(query.refuse_unknown)]
-    api_modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
-                   ui_api)
+    api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
+                   routes_workers, sse, ui_api)
     for module in api_modules:
         app.include_router(module.router, dependencies=strict)
     app.include_router(routes_ui.router)

@@ -108,6 +108,8 @@ class RunRequest(Body):
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
+    #: Rule objects (docs/rules.md), checked by :mod:`runyard.rules.spec`.
+    rules: list[Any] | None = None
 
 
 class ValidateRequest(Body):

@@ -61,8 +61,8 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
-    _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
-    written = state.store.add_metric_points(run_id, att["number"], points, rows)
+    run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
+    written = state.rules.ingest_metrics(run, att["number"], points, rows)
     state.metrics.metric_points.inc(point_count(points, rows))
     return {"written": int(written)}
 

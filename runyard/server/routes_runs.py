@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 #: Fields a listing may select (``fields=id,name``).
-LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry"}
+LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry",
+                                                         "rules"}
 MAX_LIMIT = 1000
 
 
@@ -42,6 +43,7 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
         **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
+    out["rules"] = serialize.json_safe(state.rules.describe(run))
     if run["status"] == Status.QUEUED.value:
         out["explain"] = state.queue.explain(run["id"])
     return out

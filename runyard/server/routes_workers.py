@@ -114,6 +114,7 @@ def progress(attempt_id: str, body: ProgressRequest,
             warnings.append(f"progress snapshot rejected: {problem}")
         else:
             state.queue.record_progress(attempt_id, body.lease, body.snapshot)
+            state.rules.run_pending()
     for text in warnings:
         state.queue.add_event(run["id"], "warning", {"message": text, "attempt": att["number"]},
                               actor=who.name)
@@ -127,8 +128,9 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
     _attempt_owner(state, who, attempt_id, "send logs for")
     run, att = state.check_lease(attempt_id, body.lease)
     if body.chunks:
-        state.store.add_log_chunks(
-            run["id"], att["number"], [c.model_dump() for c in body.chunks], at=time.time())
+        chunks = [c.model_dump() for c in body.chunks]
+        state.store.add_log_chunks(run["id"], att["number"], chunks, at=time.time())
+        state.rules.on_logs(run, att["number"], chunks)
     return {}
 
 

@@ -9,6 +9,7 @@ from fastapi import Request
 from runyard import errors, models
 from runyard.artifacts import BlobStore
 from runyard.queue import Queue
+from runyard.rules.engine import Engine
 from runyard.server.auth import TokenAuth
 from runyard.server.eventhub import EventHub
 from runyard.server.metrics_prom import ServerMetrics
@@ -26,6 +27,8 @@ class ServerState:
     metrics: ServerMetrics
     #: The event streams' shared database poller.
     events: EventHub
+    #: The rule engine (docs/rules.md), the queue's observer.
+    rules: Engine
 
     def run_or_404(self, run_id: str) -> Row:
         run = self.store.get_run(run_id)

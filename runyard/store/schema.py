@@ -90,6 +90,11 @@ runs = sa.Table(
     sa.Column("stalled", sa.Boolean, nullable=False, server_default=sa.false()),
     # Per-run event counter: the next event gets event_seq + 1, in the same transaction.
     sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
+    # The run's own rules and its blueprint's, as checked at submit, each with its
+    # "source" (docs/rules.md); NULL when it has none. Project and server rules live in
+    # `rules`. How many rule hits the run had (the runs list's alert badge).
+    sa.Column("rules", sa.JSON(none_as_null=True)),
+    sa.Column("rule_hits", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("queued_at", Time),
     sa.Column("started_at", Time),
@@ -324,4 +329,39 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time),
     sa.Column("revoked_at", Time),
+)
+
+# Project and server-wide rules (docs/rules.md). `project` "" is server-wide; `owner` NULL
+# watches every run of the scope, a user's name only that user's runs.
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("project", "name"),
+)
+
+# One rule's state on one run: O(1) whatever the run's length (runyard.rules.conditions).
+# `rule_key` is "run:<name>", "blueprint:<name>", "project:<id>" or "server:<id>".
+rule_states = sa.Table(
+    "rule_states",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("rule_key", sa.String(100), primary_key=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("feed", sa.String(8)),
+    sa.Column("last_step", sa.BigInteger),
+    sa.Column("best", sa.Float(precision=53)),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fired", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("hits", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_hit_at", Time),
+    sa.Column("last_hit", JSON),
 )
