@@ -15,13 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims
+from runyard.store import base, blobs, claims, notifications
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
+from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
 from runyard.store.schema import (
     ACTIVE_ONLY,
@@ -227,8 +228,14 @@ class SQLTransaction(base.Transaction):
     def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
         return blobs.unreferenced(self.conn, candidates)
 
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        return notifications.add_notification(self.conn, channel=channel, run_id=run_id,
+                                              kind=kind, details=details, at=at)
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.Store):
+
+class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, NotificationsMixin, Access,
+               base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 
     def __init__(self, engine: sa.Engine, ops: Dialect) -> None:
