@@ -13,10 +13,12 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runyard import defaults, jsonvalues, nonfinite
-from runyard.store.base import Store, Transaction
+
+if TYPE_CHECKING:  # the store is the server's; this module is imported by clients too
+    from runyard.store.base import Store, Transaction
 
 #: Longest ``kind`` stored; longer ones are cut.
 KIND_MAX = 32
