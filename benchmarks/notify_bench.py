@@ -13,8 +13,10 @@ signed webhook channel. Two paths, each ``--count`` deliveries one after the oth
   (``NOTIFY_POLL_S``), so this one is bounded below by the poll, not by the work.
 
 Prints one JSON document: each path's p50 and p95 in milliseconds, the median over rounds.
+``--postgresql`` uses a throwaway database on the server of ``RUNYARD_BENCH_PG`` (default
+postgresql+psycopg://postgres@127.0.0.1:5432/test), dropped afterwards.
 
-    python benchmarks/notify_bench.py [--rounds 5] [--count 40] [--db URL]
+    python benchmarks/notify_bench.py [--rounds 5] [--count 40] [--postgresql]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -40,6 +43,7 @@ from runyard.notifications import enqueue, messages
 from runyard.store import default_url, open_store
 
 TOKEN = "ry_bench_operator_token_0123456789abcdef"
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret-of-enough-length"
 
 
@@ -97,11 +101,29 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--count", type=int, default=40, help="deliveries per path per round")
-    ap.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="a throwaway PostgreSQL database (default: SQLite in a temp dir)")
     args = ap.parse_args()
-
     tmp = Path(tempfile.mkdtemp(prefix="runyard-notify-bench-"))
-    db = args.db or default_url(tmp)
+    if not args.postgresql:
+        return bench(args, default_url(tmp), tmp)
+    import sqlalchemy as sa
+
+    admin_url = os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT)
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"runyard_bench_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        return bench(args, admin_url.rsplit("/", 1)[0] + "/" + name, tmp)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def bench(args: argparse.Namespace, db: str, tmp: Path) -> int:
+    """Both paths against a server on ``db``; prints the JSON document."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN}

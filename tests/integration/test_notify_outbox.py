@@ -5,6 +5,7 @@ claims that two deliverers never share, and the deliverer against a real receive
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from runyard.notifications import Policy, enqueue
+from runyard.notifications.sender import Sender
 from runyard.queue import Queue
 from runyard.server.deliverer import Deliverer
 from runyard.store import Store, open_store
@@ -231,3 +233,34 @@ def test_a_slack_channel_gets_readable_text(store: Store, queue: Queue,
     assert body["text"] == (f"*Runyard*: run <https://runyard.example/runs/{run['id']}|"
                             "nightly> in project default (now queued): rule &lt;!here&gt; "
                             "&amp; co fired: loss = Infinity at step 3")
+
+
+def test_one_deadline_bounds_a_whole_attempt() -> None:
+    """A receiver that sends a valid answer a byte at a time, each byte well within the
+    per-read timeout, is cut off by the attempt's one deadline (else it would hold the
+    delivery slot for as long as it likes)."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in answer:
+                if stop.wait(0.1):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    sender = Sender(1.0)
+    try:
+        error = sender.post(f"http://127.0.0.1:{listener.getsockname()[1]}/", b"{}", {})
+    finally:
+        stop.set()
+        sender.close()
+        listener.close()
+    assert error == "timed out (no complete answer within 1 s)"
