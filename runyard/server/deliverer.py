@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a claim outlives the attempt's own bound, for the database writes around it.
 CLAIM_MARGIN_S = 30.0
+#: Shortest pause between two looks at the outbox (rows due now but held by another
+#: replica's claim must not make this thread spin).
+MIN_WAIT_S = 0.02
 
 
 class Deliverer:
@@ -95,10 +98,14 @@ class Deliverer:
             self._wake.clear()
             wait = self.policy.poll_s
             try:
-                self.tick()
+                # A read first: the claim is a write transaction, and an idle server should
+                # not take the database's write lock every poll for nothing.
                 due = self.store.next_notification_due()
+                if due is not None and due <= self.clock():
+                    self.tick()
+                    due = self.store.next_notification_due()
                 if due is not None:
-                    wait = min(wait, max(due - self.clock(), 0.0))
+                    wait = min(wait, max(due - self.clock(), MIN_WAIT_S))
             except Exception:  # a database hiccup must not kill the thread
                 log.warning("the notification outbox could not be read", exc_info=True)
             with self._lock:
