@@ -356,6 +356,37 @@ class Client:
     def health(self) -> dict[str, Any]:
         return dict(self._http.get_json("/v1/health") or {})
 
+    # ------------------------------------------------------------------ notifications
+    def list_channels(self) -> list[dict[str, Any]]:
+        """Notification channels: name, kind, redacted URL, whether signed (never secrets)."""
+        return [dict(c) for c in self._http.get_json("/v1/channels")["items"]]
+
+    def add_channel(self, name: str, kind: str, url: str, secret: str | None = None
+                    ) -> dict[str, Any]:
+        """Create or replace a channel (operator): ``kind`` ``webhook`` (signed with
+        ``secret`` when given) or ``slack`` (an incoming-webhook URL, no secret)."""
+        body = {"name": name, "kind": kind, "url": url}
+        if secret is not None:
+            body["secret"] = secret
+        return dict(self._http.post_json("/v1/channels", body) or {})
+
+    def delete_channel(self, name: str) -> None:
+        """Remove a channel (operator); its pending deliveries fail."""
+        decode(self._http.request("DELETE", f"/v1/channels/{quote(name, safe='')}"))
+
+    def test_channel(self, name: str) -> dict[str, Any]:
+        """Queue a test notification to the channel (operator); ``delivery`` is its id in
+        :meth:`list_notifications`."""
+        return dict(self._http.post_json(f"/v1/channels/{quote(name, safe='')}/test") or {})
+
+    def list_notifications(self, *, run: RunRef | None = None, channel: str | None = None,
+                           status: str | None = None, limit: int | None = None,
+                           before_id: int | None = None) -> list[dict[str, Any]]:
+        """The delivery log, newest first: status, attempts, last error and times."""
+        params = {"run_id": None if run is None else run_id(run), "channel": channel,
+                  "status": status, "limit": limit, "before_id": before_id}
+        return [dict(n) for n in self._http.get_json("/v1/notifications", params)["items"]]
+
     # ------------------------------------------------------------------ live
     def wait(self, run: RunRef, until: Sequence[str] | None = None,
              timeout: float | None = None, on_update: Callable[[Run], None] | None = None,

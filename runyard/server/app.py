@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error mapping, request metrics, the sweeper's lifetime."""
+"""The FastAPI application: routers, error mapping, request metrics, the lifetimes of the
+sweeper and the notification deliverer."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from runyard.server import (
     query,
     routes_admin,
     routes_data,
+    routes_notify,
     routes_rules,
     routes_runs,
     routes_sync,
     routes_workers,
     sse,
 )
+from runyard.server.deliverer import Deliverer
 from runyard.server.eventhub import EventHub
 from runyard.server.hotpath import HotPaths
 from runyard.server.limits import BodyGuard, BodyLimits
@@ -160,13 +163,15 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     state = ServerState(
         settings=settings, store=store, queue=queue,
         blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
-        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics), rules=engine)
+        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics), rules=engine,
+        deliverer=Deliverer(store, settings.notify_policy, public_url=settings.public_url))
     return state, token_file
 
 
 def create_app(settings: Settings, state: ServerState | None = None, *,
-               sweep: bool = True) -> FastAPI:
-    """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper."""
+               sweep: bool = True, deliver: bool = True) -> FastAPI:
+    """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper,
+    ``deliver`` the notification deliverer."""
     if state is None:
         state, _ = build_state(settings)
     sweeper = Sweeper(state.queue, settings.sweep_interval_s,
@@ -176,10 +181,14 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sweep:
             sweeper.start()
+        if deliver:
+            state.deliverer.start()
         try:
             yield
         finally:
             sweeper.stop()
+            # In-flight deliveries finish and are recorded while the database is open.
+            state.deliverer.stop()
             await state.events.stop()
             state.store.close()
 
@@ -197,7 +206,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # theirs for the page's script.
     strict = [Depends(query.refuse_unknown)]
     api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
-                   routes_workers, sse, ui_api)
+                   routes_workers, routes_notify, sse, ui_api)
     for module in api_modules:
         app.include_router(module.router, dependencies=strict)
     app.include_router(routes_ui.router)

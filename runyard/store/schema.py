@@ -365,3 +365,52 @@ rule_states = sa.Table(
     sa.Column("last_hit_at", Time),
     sa.Column("last_hit", JSON),
 )
+# Where notifications go (docs/notifications.md). ``url`` and ``secret`` are secrets (a Slack
+# webhook URL is its own credential): no read endpoint shows them.
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text),
+    # "api", or the manifest's source name.
+    sa.Column("source", sa.String(500)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+_PENDING = "status = 'pending'"
+
+# The outbox: one row per (notification, channel), delivered by the server's deliverer. No
+# foreign key to runs: an enqueue inside an ingest transaction must never fail on one, and
+# the log outlives a deleted run (only operators then see its rows).
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Pending rows: when the next attempt is due. A claimed row's is pushed out to the end of
+    # its claim, so a deliverer that died mid-delivery leaves it due again, not lost.
+    sa.Column("next_attempt_at", Time),
+    # The claim of the deliverer holding the row: its result is recorded only under it.
+    sa.Column("claim", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("delivered_at", Time),
+    # Pending rows only, by due time: what the deliverer's poll reads.
+    sa.Index("ix_notifications_due", "next_attempt_at",
+             sqlite_where=sa.text(_PENDING), postgresql_where=sa.text(_PENDING)),
+    sa.Index("ix_notifications_run", "run_id", "id"),
+    sa.Index("ix_notifications_channel", "channel", "id"),
+)
+
+#: The condition of ``ix_notifications_due`` as queries spell it.
+PENDING_ONLY = notifications.c.status == sa.literal_column("'pending'")

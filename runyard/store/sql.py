@@ -15,13 +15,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims, rulestore
+from runyard.store import base, blobs, claims, notifications, rulestore
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
+from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
 from runyard.store.rulestore import RulesMixin
 from runyard.store.schema import (
@@ -244,7 +245,14 @@ class SQLTransaction(base.Transaction):
         rulestore.count_hits(self.conn, run_id, n)
 
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin, Access,
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        return notifications.add_notification(self.conn, channel=channel, run_id=run_id,
+                                              kind=kind, details=details, at=at)
+
+
+class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
+               NotificationsMixin, Access,
                base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 

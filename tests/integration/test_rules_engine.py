@@ -143,6 +143,23 @@ def test_status_rules_tell_each_change_they_watch(store: Store) -> None:
     [hit] = _rule_events(store, run["id"])
     assert hit["details"]["matched"] == "completed" and hit["details"]["notify"] == ["team"]
     assert store.get_run(run["id"])["rule_hits"] == 1
+    # The hit's notification is in the outbox, committed with it (no channel "team" exists
+    # yet, so it is a failed delivery that says why, never an error in the lifecycle).
+    [note] = store.list_notifications(run_id=run["id"])
+    assert (note["channel"], note["kind"], note["status"]) == ("team", "status", "failed")
+    assert note["payload"]["details"]["rule"] == "ended" and "team" in note["last_error"]
+
+
+def test_a_hit_queues_its_notification_for_a_channel(store: Store) -> None:
+    store.put_channel("team", "webhook", "http://127.0.0.1:9/hook", None, "api")
+    queue, engine = _engine(store)
+    run, _ = _running(queue, [{"name": "diverged", "when": "nan", "tag": "loss",
+                               "then": ["notify:team"]}])
+    engine.ingest_metrics(run, 1, [{"step": 7, "tag": "loss", "value": "NaN"}], [])
+    [note] = store.list_notifications(run_id=run["id"])
+    assert (note["channel"], note["kind"], note["status"]) == ("team", "rule", "pending")
+    assert (note["payload"]["details"]["rule"], note["payload"]["details"]["step"]) == ("diverged", 7)
+    assert store.get_run(run["id"])["status"] == "running"
 
 
 def test_stalled_and_runtime_rules_on_the_sweep(store: Store) -> None:

@@ -66,6 +66,12 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", "/v1/rules", {}, VIEW),
     ("POST", "/v1/rules", {"json": {"when": "nan", "project": "matrix"}}, USER),
     ("DELETE", "/v1/rules/999999", {}, USER),
+    ("POST", "/v1/channels",
+     {"json": {"name": "matrix", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, OPER),
+    ("GET", "/v1/channels", {}, VIEW),
+    ("DELETE", "/v1/channels/nobody", {}, OPER),
+    ("POST", "/v1/channels/nobody/test", {}, OPER),
+    ("GET", "/v1/notifications", {}, VIEW),
     ("POST", "/v1/workers/claim", {"json": {"host_id": "matrix-box", "capabilities": {}}},
      WORK),
     ("POST", f"/v1/attempts/{A}/heartbeat", {"json": LEASE}, HOLD),
@@ -141,7 +147,7 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
     routes = set()
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
                    app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
-                   app_module.sse, app_module.ui_api):
+                   app_module.routes_notify, app_module.sse, app_module.ui_api):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)
