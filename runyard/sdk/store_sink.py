@@ -131,7 +131,7 @@ class StoreSink:
         self.store.add_checkpoint(self.run_id, self.attempt, record.step or 0, status,
                                   name=name, sha256=sha, size=size,
                                   metrics=nonfinite.to_wire(record.metrics))
-        self.queue.add_event(self.run_id, "checkpoint", {
+        self.queue.checkpoint_recorded(self.run_id, self.attempt, {
             "step": record.step, "status": status, "sha256": sha, "attempt": self.attempt},
             actor=local_actor())
 

@@ -75,7 +75,8 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
     _attempt_owner(state, who, attempt_id, "heartbeat for")
     order = state.queue.heartbeat(attempt_id, body.lease, running=body.running, actor=who.name)
     return {"lease_expires_at": serialize.iso(order.lease_expires_at), "stop": order.stop,
-            "intent": order.intent, "grace_s": order.grace_s}
+            "intent": order.intent, "grace_s": order.grace_s, "checkpoint": order.checkpoint,
+            "checkpoint_requested_at": serialize.iso(order.checkpoint_requested_at)}
 
 
 def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
