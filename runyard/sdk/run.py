@@ -214,6 +214,8 @@ class Run:
         ``step`` defaults to the latest step and ``metrics`` to the latest values. It answers
         a pending checkpoint request (:attr:`checkpoint_requested` turns false).
         """
+        if self._sink is None and self._request_watch is not None:
+            self._checkpoint_request = self._request_watch.current()  # as of this save
         self._checkpoint_answered = self._checkpoint_request
         if self._sink is None or self._closed:
             return
