@@ -139,3 +139,23 @@ def test_non_writing_ranks_read_the_request_file(tmp_path: Path) -> None:
         os.unlink(path)
         path.write_text(json.dumps({"requested_at": T2}))
         assert _until(lambda: run.checkpoint_requested)
+
+
+def test_local_mode_takes_a_request_file_made_by_hand(tmp_path: Path) -> None:
+    from runyard.sdk.file_sink import LocalDirSink
+    from runyard.sdk.sink import RunInfo
+
+    sink = LocalDirSink.create(tmp_path, RunInfo(name="by-hand"))
+    request = sink.root / "CHECKPOINT"
+    with Run(sink=sink, handle_sigterm=False) as run:
+        assert not run.checkpoint_requested
+        request.touch()  # what a person does
+        assert _until(lambda: run.checkpoint_requested)
+        assert run.checkpoint_dir is not None
+        saved = run.checkpoint_dir / "now.pt"
+        saved.write_bytes(b"w")
+        run.checkpoint(saved, step=7)
+        assert not run.checkpoint_requested
+        assert _until(lambda: not request.exists())  # answered: nobody else removes it
+    lines = (sink.root / "checkpoints.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [7]
