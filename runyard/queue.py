@@ -15,7 +15,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from runyard import claiming, defaults, eligibility, errors, fleet, models, retry, submission
+from runyard import (
+    checkpoint_requests,
+    claiming,
+    defaults,
+    eligibility,
+    errors,
+    fleet,
+    models,
+    retry,
+    submission,
+)
 from runyard.models import Reason, Status
 from runyard.store.base import Row, Store, Transaction
 
@@ -188,7 +198,7 @@ class Queue:
     def heartbeat(self, attempt_id: str, lease: str, *, running: bool = False,
                   actor: str = SYSTEM) -> models.StopOrder:
         """Extend the lease; with ``running``, mark a claimed run as running. The answer says
-        whether to stop."""
+        whether to stop, and whether a checkpoint is asked for."""
         now = self.clock()
         peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
@@ -203,10 +213,12 @@ class Queue:
                 values["stop_ack"] = True
             tx.update_attempt(attempt_id, values)
             tx.update_worker(att["host_id"], {"last_seen_at": now})
+        asked = run["checkpoint_requested_at"]
         if run["status"] == Status.STOPPING.value:
             deadline = run["stop_deadline"] or now
-            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now))
-        return models.StopOrder(expires)
+            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now),
+                                    checkpoint_requested_at=asked)
+        return models.StopOrder(expires, checkpoint_requested_at=asked)
 
     def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
         """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
@@ -290,7 +302,7 @@ class Queue:
                 "decision": decision.why, **(details or {})}
         extra: dict[str, Any] = {"termination_reason": reason.value, "exit_code": exit_code,
                                  "stop_intent": None, "stop_deadline": None,
-                                 "stop_requested_at": None}
+                                 "stop_requested_at": None, "checkpoint_requested_at": None}
         if decision.requeue:
             if decision.counts_as_error_restart:
                 extra["error_restarts"] = int(run["error_restarts"]) + 1
@@ -345,6 +357,26 @@ class Queue:
                               "stop_deadline": now + grace_s})
         else:
             raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
+
+    def request_checkpoint(self, run_id: str, *, actor: str = SYSTEM,
+                           details: Mapping[str, Any] | None = None) -> Row:
+        """Ask a running run's training loop to save a checkpoint; the next heartbeat tells
+        its agent (or its SDK). Asking while a request is pending changes nothing. A run that
+        is not ``running`` is refused (409). ``details`` go into the event (a rule's name)."""
+        with self.store.transaction() as tx:
+            checkpoint_requests.request(tx, self._lock(tx, run_id), now=self.clock(),
+                                        actor=actor, details=details)
+            out = tx.lock_run(run_id)
+        assert out is not None
+        return out
+
+    def checkpoint_recorded(self, run_id: str, attempt: int, details: Mapping[str, Any], *,
+                            actor: str = SYSTEM) -> int:
+        """The ``checkpoint`` event of a checkpoint the attempt registered, which answers
+        (clears) a pending request of that attempt; returns the event's sequence number."""
+        with self.store.transaction() as tx:
+            return checkpoint_requests.recorded(tx, self._lock(tx, run_id), attempt, details,
+                                                now=self.clock(), actor=actor)
 
     def preempt(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
                 actor: str = SYSTEM) -> Row:

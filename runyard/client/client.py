@@ -148,6 +148,12 @@ class Client:
         """Stop the run if active and queue a new attempt, optionally with new constraints."""
         return self._run_action(run, "restart", {"resources": _resources(resources)})
 
+    def request_checkpoint(self, run: RunRef) -> Run:
+        """Ask a running run's training loop to save a checkpoint: its next heartbeat carries
+        the request, ``run.checkpoint_requested`` turns true in the SDK, and the request is
+        cleared when the attempt registers a checkpoint. 409 unless the run is running."""
+        return self._run_action(run, "checkpoint", {})
+
     def cancel(self, run: RunRef) -> Run:
         return self._run_action(run, "cancel", {})
 

@@ -13,7 +13,6 @@ costs a dictionary lookup.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,29 +44,11 @@ class Engine:
         self.clock = clock
         #: Hits counted by this process (exported as a Prometheus counter by the server).
         self.hits = 0
-        self._pending = threading.local()
 
     def attach(self) -> Engine:
         """Make the queue tell this engine of status changes and snapshots."""
         self.queue.observer = self
         return self
-
-    # ------------------------------------------------------------------ after the commit
-    def _defer(self, after: list[actions.After]) -> None:
-        if after:
-            pending: list[actions.After] = getattr(self._pending, "items", [])
-            pending.extend(after)
-            self._pending.items = pending
-
-    def run_pending(self) -> None:
-        """Do what hits of this thread's last transactions left for after their commit."""
-        pending: list[actions.After] = getattr(self._pending, "items", [])
-        self._pending.items = []
-        for fn in pending:
-            fn()
-
-    def discard_pending(self) -> None:
-        self._pending.items = []
 
     # ------------------------------------------------------------------ evaluation core
     def _guarded(self, tx: Transaction, what: str, run_id: str, fn: Callable[[], None]
@@ -79,7 +60,6 @@ class Engine:
             with tx.savepoint():
                 fn()
         except Exception:
-            self.discard_pending()
             log.exception("rules of run %s: evaluating %s failed; the data is kept, the "
                           "rules skip it", run_id, what)
 
@@ -122,17 +102,14 @@ class Engine:
             return
 
         def record() -> None:
-            after: list[actions.After] = []
             for eff, state, evidence in hits:
                 run = tx.lock_run(run_id)  # read now: an earlier action may have changed it
                 if run is None:
                     return
-                after += actions.fire(tx, self.queue, run, eff, state, evidence, attempt,
-                                      self.clock())
+                actions.fire(tx, self.queue, run, eff, state, evidence, attempt, self.clock())
                 changed[eff.key] = state.row()
             tx.put_rule_states(run_id, changed)
             self.hits += len(hits)
-            self._defer(after)
 
         self._guarded(tx, "a hit", run_id, record)
 
@@ -148,14 +125,7 @@ class Engine:
         def then(tx: Transaction, batch: Batch) -> None:
             self.on_points(tx, run["id"], attempt, batch, rules)
 
-        try:
-            written = self.store.add_metric_points(run["id"], attempt, points, rows,
-                                                   then=then)
-        except BaseException:
-            self.discard_pending()
-            raise
-        self.run_pending()
-        return written
+        return self.store.add_metric_points(run["id"], attempt, points, rows, then=then)
 
     def on_points(self, tx: Transaction, run_id: str, attempt: int, batch: Batch,
                   rules: Sequence[Effective]) -> None:
@@ -279,13 +249,8 @@ class Engine:
         self._in_transaction(evaluate)
 
     def _in_transaction(self, fn: Callable[[Transaction], None]) -> None:
-        try:
-            with self.store.transaction() as tx:
-                fn(tx)
-        except BaseException:
-            self.discard_pending()
-            raise
-        self.run_pending()
+        with self.store.transaction() as tx:
+            fn(tx)
 
     # ------------------------------------------------------------------ the sweeper's
     def sweep(self, *, limit: int = 500) -> int:
@@ -334,20 +299,18 @@ class Engine:
         stored = tx.rule_states(run["id"])
         now = self.clock()
         changed: dict[str, dict[str, Any]] = {}
-        after: list[actions.After] = []
         for eff in rules:
             state = conditions.fresh(State.of(stored.get(eff.key)).for_attempt(attempt))
             state.attempt = attempt
             evidence = step(eff, state)
             if evidence is None:
                 continue
-            after += actions.fire(tx, self.queue, run, eff, state, evidence, attempt, now)
+            actions.fire(tx, self.queue, run, eff, state, evidence, attempt, now)
             self.hits += 1
             changed[eff.key] = state.row()
             run = tx.lock_run(run["id"]) or run
         if changed:
             tx.put_rule_states(run["id"], changed)
-        self._defer(after)
 
     def _timed(self, eff: Effective, run: Row, now: float) -> dict[str, Any] | None:
         rule = eff.rule

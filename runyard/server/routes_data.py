@@ -185,9 +185,10 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
     row = state.store.add_checkpoint(
         run["id"], att["number"], body.step, body.status, name=body.name, sha256=body.sha256,
         size=size, metrics=serialize.json_safe(body.metrics))
-    state.queue.add_event(run["id"], "checkpoint",
-                          {"step": body.step, "status": body.status, "sha256": body.sha256,
-                           "attempt": att["number"]}, actor=who.name)
+    state.queue.checkpoint_recorded(run["id"], att["number"],
+                                    {"step": body.step, "status": body.status,
+                                     "sha256": body.sha256, "attempt": att["number"]},
+                                    actor=who.name)
     deleted = retention.apply(state, run) if body.status == "complete" else []
     out = _checkpoint_out(row)
     out["retention_deleted"] = deleted

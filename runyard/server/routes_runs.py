@@ -1,4 +1,5 @@
-"""Runs: submit, list, read, stop/restart/cancel/requeue/delete, events, progress, explain."""
+"""Runs: submit, list, read, stop/checkpoint/restart/cancel/requeue/delete, events, progress,
+explain."""
 
 from __future__ import annotations
 
@@ -140,6 +141,14 @@ def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(
     auth.check_owner(who, state.run_or_404(run_id), "stop")
     grace = body.grace_seconds if body else 30.0
     return serialize.run_out(state.queue.stop(run_id, grace_s=grace, actor=who.name))
+
+
+@router.post("/{run_id}/checkpoint")
+def checkpoint(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.user),
+               state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Ask a running run's training loop to save a checkpoint (409 unless it is running)."""
+    auth.check_owner(who, state.run_or_404(run_id), "request a checkpoint of")
+    return serialize.run_out(state.queue.request_checkpoint(run_id, actor=who.name))
 
 
 @router.post("/{run_id}/restart")

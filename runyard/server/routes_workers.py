@@ -75,7 +75,8 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
     _attempt_owner(state, who, attempt_id, "heartbeat for")
     order = state.queue.heartbeat(attempt_id, body.lease, running=body.running, actor=who.name)
     return {"lease_expires_at": serialize.iso(order.lease_expires_at), "stop": order.stop,
-            "intent": order.intent, "grace_s": order.grace_s}
+            "intent": order.intent, "grace_s": order.grace_s, "checkpoint": order.checkpoint,
+            "checkpoint_requested_at": serialize.iso(order.checkpoint_requested_at)}
 
 
 def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
@@ -114,7 +115,6 @@ def progress(attempt_id: str, body: ProgressRequest,
             warnings.append(f"progress snapshot rejected: {problem}")
         else:
             state.queue.record_progress(attempt_id, body.lease, body.snapshot)
-            state.rules.run_pending()
     for text in warnings:
         state.queue.add_event(run["id"], "warning", {"message": text, "attempt": att["number"]},
                               actor=who.name)

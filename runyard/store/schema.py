@@ -72,6 +72,9 @@ runs = sa.Table(
     sa.Column("stop_requested_at", Time),
     sa.Column("stop_deadline", Time),
     sa.Column("stop_intent", sa.String(20)),
+    # A pending request for the training loop to save a checkpoint (docs/lifecycle.md):
+    # set by `POST /v1/runs/{id}/checkpoint` or a rule, cleared when the attempt registers one.
+    sa.Column("checkpoint_requested_at", Time),
     sa.Column("no_retry", sa.Boolean, nullable=False, server_default=sa.false()),
     # Retry policy.
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),

@@ -158,8 +158,23 @@ def test_a_hit_queues_its_notification_for_a_channel(store: Store) -> None:
     engine.ingest_metrics(run, 1, [{"step": 7, "tag": "loss", "value": "NaN"}], [])
     [note] = store.list_notifications(run_id=run["id"])
     assert (note["channel"], note["kind"], note["status"]) == ("team", "rule", "pending")
-    assert (note["payload"]["details"]["rule"], note["payload"]["details"]["step"]) == ("diverged", 7)
+    hit = note["payload"]["details"]
+    assert (hit["rule"], hit["step"]) == ("diverged", 7)
     assert store.get_run(run["id"])["status"] == "running"
+
+
+def test_a_checkpoint_is_asked_for_before_the_same_hit_stops_the_run(store: Store) -> None:
+    queue, engine = _engine(store)
+    run, claim = _running(queue, [{"name": "high", "when": "threshold", "tag": "loss",
+                                   "op": ">", "value": 10, "then": ["checkpoint", "stop"]}])
+    engine.ingest_metrics(run, 1, [{"step": 3, "tag": "loss", "value": 11.0}], [])
+    after = store.get_run(run["id"])
+    assert after["status"] == "stopping" and after["checkpoint_requested_at"] is not None
+    seen = [(e["kind"], e["status"]) for e in store.list_events(run["id"], limit=100)]
+    assert seen[-3:] == [("rule", "running"), ("checkpoint_requested", "running"),
+                         ("status", "stopping")]
+    order = queue.heartbeat(claim.attempt_id, claim.lease)
+    assert order.stop and order.checkpoint
 
 
 def test_stalled_and_runtime_rules_on_the_sweep(store: Store) -> None:

@@ -49,6 +49,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("POST", "/v1/runs", {"json": {"name": "m", "command": ["true"]}}, USER),
     ("POST", "/v1/runs/validate", {"json": {"blueprint": "none", "config": {}}}, USER),
     ("POST", f"/v1/runs/{R}/stop", {"json": {"grace_seconds": 1}}, USER),
+    ("POST", f"/v1/runs/{R}/checkpoint", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/restart", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/cancel", {"json": {}}, OPER),
     ("POST", f"/v1/runs/{R}/requeue", {"json": {}}, OPER),
@@ -167,7 +168,7 @@ def test_users_change_only_their_own_runs(app_server) -> None:  # type: ignore[n
     bob = Api(app_server, op.token("bob", "user"))
     run = alice.submit("mine")
     assert run["owner"] == "alice"
-    for action in ("stop", "restart"):
+    for action in ("stop", "checkpoint", "restart"):
         r = bob.post(f"/v1/runs/{run['id']}/{action}", {})
         assert r.status_code == 403 and "belongs to 'alice'" in error_of(r)["message"]
     assert alice.ok("POST", f"/v1/runs/{run['id']}/stop", json={})["status"] == "cancelled"
