@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import errors, jsonvalues
+from runyard import enrolment, errors, jsonvalues
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
 from runyard.server import (
@@ -152,10 +152,12 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     token_file = None if settings.no_auth else auth.bootstrap_admin(
         store, settings.data_dir, settings.admin_token)
     metrics = ServerMetrics(store, settings.stale_after_s)
+    queue = Queue(store, stale_after_s=settings.stale_after_s)
+    queue.fleet.limits = enrolment.Limits(max_hosts_per_token=settings.max_hosts_per_token,
+                                          max_workers=settings.max_workers)
     state = ServerState(
         settings=settings, store=store,
-        queue=Queue(store, stale_after_s=settings.stale_after_s),
-        blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
+        queue=queue, blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
         metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics))
     return state, token_file
 

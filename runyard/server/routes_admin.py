@@ -10,7 +10,7 @@ import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from runyard import errors, jsonvalues
+from runyard import enrolment, errors, jsonvalues
 from runyard.manifest import Blueprint, Manifest, parse_manifest
 from runyard.manifest.apply import apply_manifest
 from runyard.server import auth, serialize
@@ -35,8 +35,14 @@ def health(state: ServerState = Depends(get_state)) -> Any:
 # --------------------------------------------------------------------------- tokens
 
 
+def _binding(row: dict[str, Any]) -> dict[str, Any]:
+    patterns = enrolment.decode(row.get("hosts"))
+    return {"hosts": list(patterns) if patterns is not None else None,
+            "max_hosts": row.get("max_hosts")}
+
+
 def _token_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"name": row["name"], "role": row["role"],
+    return {"name": row["name"], "role": row["role"], **_binding(row),
             "created_at": serialize.iso(row.get("created_at")),
             "last_used_at": serialize.iso(row.get("last_used_at")),
             "revoked_at": serialize.iso(row.get("revoked_at"))}
@@ -45,9 +51,11 @@ def _token_out(row: dict[str, Any]) -> dict[str, Any]:
 @router.post("/v1/tokens", status_code=201)
 def create_token(body: TokenRequest, who: Principal = Depends(auth.operator),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Create a token; the secret is in this answer only."""
-    row, secret = auth.create_token(state.store, body.name, body.role)
-    return {"name": body.name, "role": body.role, "token": secret,
+    """Create a token; the secret is in this answer only. A worker token is bound to
+    ``hosts`` (host ids or globs; none: the first host it claims as)."""
+    row, secret = auth.create_token(state.store, body.name, body.role, hosts=body.hosts,
+                                    max_hosts=body.max_hosts)
+    return {"name": body.name, "role": body.role, "token": secret, **_binding(row),
             "created_at": serialize.iso(row.get("created_at") if row else time.time())}
 
 

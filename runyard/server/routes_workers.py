@@ -41,7 +41,11 @@ def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
         raise errors.ValidationError(
             "capabilities.host_id: differs from host_id", field="capabilities.host_id")
     caps = models.Capabilities.from_dict(caps_in)
-    state.queue.fleet.register(caps, token_name=who.name)
+    worker_token = who.role is models.Role.WORKER
+    if worker_token and who.hosts is not None:  # known bound: refused without the database
+        auth.check_host(who, body.host_id, lambda: None)
+    state.queue.fleet.register(caps, token_name=who.name, worker_token=worker_token,
+                               bound=who.hosts)
     got = state.queue.claim(body.host_id, free_slots=body.free_slots, actor=who.name)
     state.metrics.claim_latency.observe(time.perf_counter() - started)
     state.metrics.claims.labels("claimed" if got else "empty").inc()
@@ -73,6 +77,11 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
               who: Principal = Depends(auth.lease_holder),
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
     _attempt_owner(state, who, attempt_id, "heartbeat for")
+    if who.role is models.Role.WORKER:
+        # A worker token keeps alive only the attempts of hosts it may act as.
+        att = state.store.get_attempt(attempt_id)
+        if att is not None:
+            auth.check_host(who, att["host_id"], lambda: state.store.get_token(who.name))
     order = state.queue.heartbeat(attempt_id, body.lease, running=body.running, actor=who.name)
     return {"lease_expires_at": serialize.iso(order.lease_expires_at), "stop": order.stop,
             "intent": order.intent, "grace_s": order.grace_s}
