@@ -26,6 +26,7 @@ from runyard.server import (
     routes_runs,
     routes_sync,
     routes_workers,
+    schemas,
     sse,
 )
 from runyard.server.eventhub import EventHub
@@ -197,7 +198,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     api_modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
                    ui_api)
     for module in api_modules:
-        app.include_router(module.router, dependencies=strict)
+        # Every error answer is the one shape of error_body, declared once for all routes.
+        app.include_router(module.router, dependencies=strict, responses=schemas.ERRORS)
     app.include_router(routes_ui.router)
 
     @app.get("/metrics", include_in_schema=False, dependencies=strict)

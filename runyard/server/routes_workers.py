@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Response
 
 from runyard import defaults, errors, models
 from runyard.progress import snapshot as snapshot_types
-from runyard.server import auth, serialize
+from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import (
     ClaimRequest,
@@ -30,7 +30,8 @@ ACTIVE = tuple(s.value for s in models.ACTIVE)
 WARNING_MAX = 2000
 
 
-@router.post("/v1/workers/claim", responses={204: {"description": "nothing eligible"}})
+@router.post("/v1/workers/claim", **schemas.doc(
+    schemas.Claim, more={204: {"description": "nothing eligible"}}))
 def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
           state: ServerState = Depends(get_state)) -> Any:
     """Register or refresh the worker from its capabilities, then claim its best run."""
@@ -72,7 +73,7 @@ def _attempt_owner(state: ServerState, who: Principal, attempt_id: str, what: st
         auth.check_owner(who, state.run_or_404(att["run_id"]), what)
 
 
-@router.post("/v1/attempts/{attempt_id}/heartbeat")
+@router.post("/v1/attempts/{attempt_id}/heartbeat", **schemas.doc(schemas.StopOrder))
 def heartbeat(attempt_id: str, body: HeartbeatRequest,
               who: Principal = Depends(auth.lease_holder),
               state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
     return None
 
 
-@router.post("/v1/attempts/{attempt_id}/progress")
+@router.post("/v1/attempts/{attempt_id}/progress", **schemas.doc(schemas.Empty))
 def progress(attempt_id: str, body: ProgressRequest,
              who: Principal = Depends(auth.lease_holder),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -129,7 +130,7 @@ def progress(attempt_id: str, body: ProgressRequest,
     return {}
 
 
-@router.post("/v1/attempts/{attempt_id}/logs")
+@router.post("/v1/attempts/{attempt_id}/logs", **schemas.doc(schemas.Empty))
 def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease_holder),
          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Append log chunks; idempotent by (attempt, stream, offset)."""
@@ -141,7 +142,7 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
     return {}
 
 
-@router.post("/v1/attempts/{attempt_id}/complete")
+@router.post("/v1/attempts/{attempt_id}/complete", **schemas.doc(schemas.Run))
 def complete(attempt_id: str, body: CompleteRequest,
              who: Principal = Depends(auth.lease_holder),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -151,7 +152,7 @@ def complete(attempt_id: str, body: CompleteRequest,
     return serialize.run_out(run)
 
 
-@router.post("/v1/attempts/{attempt_id}/fail")
+@router.post("/v1/attempts/{attempt_id}/fail", **schemas.doc(schemas.Run))
 def fail(attempt_id: str, body: FailRequest, who: Principal = Depends(auth.lease_holder),
          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     _attempt_owner(state, who, attempt_id, "fail")
@@ -161,7 +162,7 @@ def fail(attempt_id: str, body: FailRequest, who: Principal = Depends(auth.lease
     return serialize.run_out(run)
 
 
-@router.get("/v1/workers")
+@router.get("/v1/workers", **schemas.doc(schemas.WorkerPage))
 def list_workers(who: Principal = Depends(auth.viewer),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Workers with capabilities, last heartbeat, liveness and their current runs."""
@@ -177,21 +178,21 @@ def list_workers(who: Principal = Depends(auth.viewer),
     return {"items": items, "next_after_id": None}
 
 
-@router.post("/v1/workers/{host_id}/drain")
+@router.post("/v1/workers/{host_id}/drain", **schemas.doc(schemas.Drained))
 def drain(host_id: str, who: Principal = Depends(auth.operator),
           state: ServerState = Depends(get_state)) -> dict[str, Any]:
     state.queue.fleet.set_drained(host_id, True)
     return {"host_id": host_id, "drained": True}
 
 
-@router.post("/v1/workers/{host_id}/resume")
+@router.post("/v1/workers/{host_id}/resume", **schemas.doc(schemas.Drained))
 def resume(host_id: str, who: Principal = Depends(auth.operator),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     state.queue.fleet.set_drained(host_id, False)
     return {"host_id": host_id, "drained": False}
 
 
-@router.delete("/v1/workers/{host_id}")
+@router.delete("/v1/workers/{host_id}", **schemas.doc(schemas.Deleted))
 def delete_worker(host_id: str, who: Principal = Depends(auth.operator),
                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Forget a worker (409 while it holds active attempts); it registers again on its next
