@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from runyard import defaults, errors
+from runyard import defaults, enrolment, errors
 from runyard.cli.common import EXIT_USAGE, fail
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,14 @@ def server(
         defaults.FORGET_WORKERS_AFTER_S, "--forget-workers-after-s",
         envvar="RUNYARD_FORGET_WORKERS_AFTER_S",
         help="Remove a worker unseen this long that holds no attempt (0: never)."),
+    max_hosts_per_token: int = typer.Option(
+        enrolment.MAX_HOSTS_PER_TOKEN, "--max-hosts-per-token", min=1,
+        envvar="RUNYARD_MAX_HOSTS_PER_TOKEN",
+        help="Hosts one worker token may have registered at once, unless the token sets "
+             "its own --max-hosts."),
+    max_workers: int = typer.Option(
+        enrolment.MAX_WORKERS, "--max-workers", min=1, envvar="RUNYARD_MAX_WORKERS",
+        help="Workers the server registers in all."),
     max_upload_mb: float = typer.Option(10 * 1024, "--max-upload-mb",
                                         envvar="RUNYARD_MAX_UPLOAD_MB",
                                         help="Largest artifact upload, in MiB."),
@@ -81,6 +89,7 @@ def server(
         data_dir=(data_dir or local.data_dir()).expanduser(), host=host, port=port,
         db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
         forget_workers_after_s=forget_workers_after_s,
+        max_hosts_per_token=max_hosts_per_token, max_workers=max_workers,
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,
         admin_token=os.environ.get("RUNYARD_ADMIN_TOKEN") or None,

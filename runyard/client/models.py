@@ -470,6 +470,8 @@ class Worker:
     registered_at: datetime | None = None
     alive: bool | None = None
     active_attempts: int = 0
+    #: The token that registered it (or last claimed as it).
+    token_name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -481,4 +483,4 @@ class Worker:
                    registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
                    alive=data.get("alive"),
                    active_attempts=int(data.get("active_attempts") or 0),
-                   raw=dict(data))
+                   token_name=data.get("token_name"), raw=dict(data))

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import errors, jsonvalues
+from runyard import enrolment, errors, jsonvalues
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
 from runyard.rules.engine import Engine
@@ -30,6 +30,7 @@ from runyard.server import (
     routes_runs,
     routes_sync,
     routes_workers,
+    schemas,
     sse,
 )
 from runyard.server.deliverer import Deliverer
@@ -160,6 +161,8 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     metrics = ServerMetrics(store, settings.stale_after_s)
     queue = Queue(store, stale_after_s=settings.stale_after_s)
     engine = Engine(store, queue, eta=lambda run: estimate_eta(store, run)).attach()
+    queue.fleet.limits = enrolment.Limits(max_hosts_per_token=settings.max_hosts_per_token,
+                                          max_workers=settings.max_workers)
     state = ServerState(
         settings=settings, store=store, queue=queue,
         blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
@@ -208,7 +211,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
                    routes_workers, routes_notify, sse, ui_api)
     for module in api_modules:
-        app.include_router(module.router, dependencies=strict)
+        # Every error answer is the one shape of error_body, declared once for all routes.
+        app.include_router(module.router, dependencies=strict, responses=schemas.ERRORS)
     app.include_router(routes_ui.router)
 
     @app.get("/metrics", include_in_schema=False, dependencies=strict)

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from runyard import errors, local, models
+from runyard import enrolment, errors, local, models
 from runyard.models import Role
 from runyard.store.base import Row, Store
 
@@ -36,10 +36,12 @@ _RANK = {Role.VIEWER: 1, Role.USER: 2, Role.OPERATOR: 3}
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name (the actor of events) and role."""
+    """Who is calling: the token's name (the actor of events) and role; a worker token's
+    host binding as it was read (None: not bound yet, or not a worker token)."""
 
     name: str
     role: Role
+    hosts: tuple[str, ...] | None = None
 
     def at_least(self, role: Role) -> bool:
         """Human roles are ordered viewer < user < operator; a worker is none of them."""
@@ -112,7 +114,8 @@ class TokenAuth:
             row = self.store.token_by_hash(digest)
             principal = None
             if row is not None and not row.get("revoked_at"):
-                principal = Principal(row["name"], Role(row["role"]))
+                principal = Principal(row["name"], Role(row["role"]),
+                                      enrolment.decode(row.get("hosts")))
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
@@ -156,15 +159,27 @@ def _digest(header: str | None) -> str:
     return hash_token(secret)
 
 
-def create_token(store: Store, name: str, role: Role | str, secret: str | None = None
-                 ) -> tuple[Row, str]:
-    """Store a new token; returns its row and the secret (shown once, never stored)."""
+def create_token(store: Store, name: str, role: Role | str, secret: str | None = None, *,
+                 hosts: Any = None, max_hosts: int | None = None) -> tuple[Row, str]:
+    """Store a new token; returns its row and the secret (shown once, never stored).
+
+    ``hosts`` binds a worker token to host ids or patterns (None: to the first host it claims
+    as); ``max_hosts`` caps the hosts it may have registered at once."""
     models.validate_name(name, "name")
     role = parse_role(role)
     secret = secret or new_secret()
     if len(secret) < 16:
         raise errors.ValidationError("token: at least 16 characters", field="token")
-    row = store.create_token(name, role.value, hash_token(secret))
+    patterns = enrolment.parse_hosts(hosts) if hosts is not None else None
+    if max_hosts is not None and not 1 <= max_hosts <= enrolment.MAX_HOSTS_LIMIT:
+        raise errors.ValidationError(
+            f"max_hosts: expected 1 to {enrolment.MAX_HOSTS_LIMIT}", field="max_hosts")
+    if role is not Role.WORKER and (patterns is not None or max_hosts is not None):
+        field = "hosts" if patterns is not None else "max_hosts"
+        raise errors.ValidationError(f"{field}: only a worker token is bound to hosts",
+                                     field=field)
+    row = store.create_token(name, role.value, hash_token(secret),
+                             hosts=enrolment.encode(patterns), max_hosts=max_hosts)
     return row, secret
 
 
@@ -255,6 +270,24 @@ def may_see_env(who: Principal, run: Row) -> bool:
     """A run's env values are its owner's secrets (API keys live there): the owner, operators
     and workers (which must run it) see them; everyone else sees the names only."""
     return who.is_operator or who.role is Role.WORKER or run.get("owner") == who.name
+
+
+def check_host(who: Principal, host_id: str, stored: Callable[[], Row | None]) -> None:
+    """403 unless ``who`` may act as ``host_id``: a worker token only within its binding
+    (``stored`` reads the token's row when the request saw it unbound: it may have been bound
+    since). Human roles are not bound (operators run local agents; users never claim)."""
+    if who.role is not Role.WORKER:
+        return
+    patterns = who.hosts
+    if patterns is None:
+        row = stored()
+        patterns = enrolment.decode(row.get("hosts")) if row else None
+    if patterns is None:
+        raise errors.Forbidden(f"worker token {who.name!r} is bound to no host yet: it may "
+                               f"not act as host {host_id!r} before it has claimed as one",
+                               field="host_id")
+    if not enrolment.allows(patterns, host_id):
+        raise enrolment.refuse_host(who.name, patterns, host_id)
 
 
 def check_owner(who: Principal, run: Row, what: str) -> None:

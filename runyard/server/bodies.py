@@ -12,7 +12,7 @@ import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import errors, jsonvalues, models, nonfinite
+from runyard import enrolment, errors, jsonvalues, models, nonfinite
 from runyard.server.limits import LOG_CHUNK_MAX
 
 #: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
@@ -281,6 +281,10 @@ class FailRequest(Body):
 class TokenRequest(Body):
     name: str
     role: Literal["viewer", "user", "operator", "worker"]
+    #: A worker token's binding: host ids or globs (checked by runyard.enrolment); None
+    #: binds it to the first host it claims as.
+    hosts: list[str] | None = None
+    max_hosts: Annotated[int, Field(ge=1, le=enrolment.MAX_HOSTS_LIMIT)] | None = None
 
 
 class ManifestRequest(Body):

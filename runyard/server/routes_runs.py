@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from runyard import errors, models, submission
 from runyard.models import Status
-from runyard.server import auth, serialize
+from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import Empty, RestartRequest, RunRequest, StopRequest, ValidateRequest
 from runyard.server.progress import progress_out
@@ -50,7 +50,7 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
     return out
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, **schemas.doc(schemas.Run | schemas.LocalStart, 201))
 def submit(body: RunRequest, who: Principal = Depends(auth.user),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Queue a run (or, with ``executor: "local"``, start one held by the caller)."""
@@ -71,7 +71,7 @@ def submit(body: RunRequest, who: Principal = Depends(auth.user),
     return serialize.run_out(run)
 
 
-@router.post("/validate")
+@router.post("/validate", **schemas.doc(schemas.ConfigValid))
 def validate(body: ValidateRequest, who: Principal = Depends(auth.user),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Check a config against a blueprint's schema; 422 lists every violation."""
@@ -88,7 +88,7 @@ def _blueprint(state: ServerState, name: str) -> dict[str, Any]:
     return bp
 
 
-@router.get("")
+@router.get("", **schemas.doc(schemas.RunPage))
 def list_runs(
     status: str | None = Query(None, description="comma-separated statuses"),
     project: str | None = None,
@@ -129,13 +129,13 @@ def list_runs(
     return JSONResponse({"items": items, "next_after_id": nxt})
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", **schemas.doc(schemas.RunDetail))
 def get_run(run_id: str, who: Principal = Depends(auth.viewer),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return run_detail(state, state.run_or_404(run_id), who)
 
 
-@router.post("/{run_id}/stop")
+@router.post("/{run_id}/stop", **schemas.doc(schemas.Run))
 def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(auth.user),
          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     auth.check_owner(who, state.run_or_404(run_id), "stop")
@@ -143,7 +143,7 @@ def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(
     return serialize.run_out(state.queue.stop(run_id, grace_s=grace, actor=who.name))
 
 
-@router.post("/{run_id}/checkpoint")
+@router.post("/{run_id}/checkpoint", **schemas.doc(schemas.Run))
 def checkpoint(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.user),
                state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Ask a running run's training loop to save a checkpoint (409 unless it is running)."""
@@ -151,7 +151,7 @@ def checkpoint(run_id: str, body: Empty | None = None, who: Principal = Depends(
     return serialize.run_out(state.queue.request_checkpoint(run_id, actor=who.name))
 
 
-@router.post("/{run_id}/restart")
+@router.post("/{run_id}/restart", **schemas.doc(schemas.Run))
 def restart(run_id: str, body: RestartRequest | None = None,
             who: Principal = Depends(auth.user),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -161,13 +161,13 @@ def restart(run_id: str, body: RestartRequest | None = None,
                                                  grace_s=body.grace_seconds, actor=who.name))
 
 
-@router.post("/{run_id}/cancel")
+@router.post("/{run_id}/cancel", **schemas.doc(schemas.Run))
 def cancel(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return serialize.run_out(state.queue.cancel(run_id, actor=who.name))
 
 
-@router.post("/{run_id}/requeue")
+@router.post("/{run_id}/requeue", **schemas.doc(schemas.Run))
 def requeue(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return serialize.run_out(state.queue.requeue(run_id, actor=who.name))
@@ -184,7 +184,7 @@ def delete(run_id: str, who: Principal = Depends(auth.operator),
     return Response(status_code=204)
 
 
-@router.get("/{run_id}/events")
+@router.get("/{run_id}/events", **schemas.doc(schemas.EventPage))
 def events(run_id: str, after_seq: int = Query(0, ge=0, le=models.INT64_MAX),
            limit: int = Query(100, ge=1, le=1000),
            order: str = Query("asc", pattern="^(asc|desc)$"),

@@ -95,6 +95,7 @@ def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
         "registered_at": iso(row["registered_at"]), "last_seen_at": iso(row["last_seen_at"]),
         "alive": now - row["last_seen_at"] <= stale_after_s,
         "active_attempts": int(row.get("active_attempts") or 0),
+        "token_name": row.get("token_name"),
         "policy": None if row.get("allow") is None else {
             "allow": row["allow"], "deny": row["deny"], "slots": row.get("policy_slots"),
             "labels": row.get("policy_labels")},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runyard import defaults, errors, local
+from runyard import defaults, enrolment, errors, local
 from runyard.notifications import channels
 from runyard.notifications.deliveries import Policy
 
@@ -30,6 +30,10 @@ class Settings:
     stale_after_s: float = defaults.STALE_AFTER_S
     #: Workers unseen this long and holding no attempt are removed (0: never).
     forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S
+    #: Hosts a worker token may have registered at once unless it sets its own cap.
+    max_hosts_per_token: int = enrolment.MAX_HOSTS_PER_TOKEN
+    #: Workers registered in all.
+    max_workers: int = enrolment.MAX_WORKERS
     max_upload_mb: float = MAX_UPLOAD_MB
     insecure: bool = False
     no_auth: bool = False
@@ -107,6 +111,10 @@ class Settings:
                 channels.check_url(self.public_url, "--public-url")
             except errors.ValidationError as exc:
                 raise errors.ConfigError(exc.message) from None
+        if self.max_hosts_per_token < 1:
+            raise errors.ConfigError("--max-hosts-per-token: must be 1 or above")
+        if self.max_workers < 1:
+            raise errors.ConfigError("--max-workers: must be 1 or above")
         if self.max_upload_mb <= 0:
             raise errors.ConfigError("--max-upload-mb: must be above 0")
         if not 0 <= self.port <= 65535:

@@ -155,6 +155,25 @@ class Transaction(abc.ABC):
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool: ...
 
     @abc.abstractmethod
+    def refresh_worker(self, host_id: str, token_name: str, values: Mapping[str, Any]) -> bool:
+        """Update a worker that ``token_name`` registered; False when there is none (a new
+        registration, or a host another token registered)."""
+
+    @abc.abstractmethod
+    def count_workers(self, *, token_name: str | None = None, besides: str | None = None
+                      ) -> int:
+        """Registered workers (those of ``token_name``), ``besides`` that host not counted."""
+
+    @abc.abstractmethod
+    def lock_token(self, name: str) -> Row | None:
+        """The unrevoked token of that name, locked until the transaction ends (so a token's
+        registrations are counted and its binding set one at a time)."""
+
+    @abc.abstractmethod
+    def bind_token(self, name: str, hosts: str) -> bool:
+        """Set the binding of a token that has none; False when it has one already."""
+
+    @abc.abstractmethod
     def delete_idle_workers(self, *, host_id: str | None = None,
                             seen_before: float | None = None) -> list[str]:
         """Delete the workers with no active attempt (that one, or those last seen before
@@ -362,7 +381,14 @@ class Store(abc.ABC):
     def get_blueprint(self, name: str) -> Row | None: ...
 
     @abc.abstractmethod
-    def create_token(self, name: str, role: str, token_hash: str) -> Row: ...
+    def create_token(self, name: str, role: str, token_hash: str, *, hosts: str | None = None,
+                     max_hosts: int | None = None) -> Row:
+        """Store a token by its hash; ``hosts`` is a worker token's binding as stored
+        (:func:`runyard.enrolment.encode`), ``max_hosts`` its cap of registered hosts."""
+
+    @abc.abstractmethod
+    def get_token(self, name: str) -> Row | None:
+        """The unrevoked token of that name (without its hash), or None."""
 
     @abc.abstractmethod
     def token_by_hash(self, token_hash: str) -> Row | None: ...

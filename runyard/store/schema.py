@@ -332,6 +332,11 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time),
     sa.Column("revoked_at", Time),
+    # A worker token's host binding (runyard/enrolment.py): host ids and glob patterns,
+    # comma-separated (a comma is in neither); NULL binds it to the first host it claims as.
+    sa.Column("hosts", sa.Text),
+    # How many hosts it may have registered at once; NULL: the server's default.
+    sa.Column("max_hosts", sa.Integer),
 )
 
 # Project and server-wide rules (docs/rules.md). `project` "" is server-wide; `owner` NULL

@@ -36,6 +36,7 @@ from runyard.store.schema import (
     host_policies,
     progress_snapshots,
     runs,
+    tokens,
     workers,
 )
 
@@ -176,6 +177,34 @@ class SQLTransaction(base.Transaction):
 
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool:
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def refresh_worker(self, host_id: str, token_name: str, values: Mapping[str, Any]) -> bool:
+        stmt = (workers.update()
+                .where(workers.c.host_id == host_id, workers.c.token_name == token_name)
+                .values(**values))
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def count_workers(self, *, token_name: str | None = None, besides: str | None = None
+                      ) -> int:
+        stmt = sa.select(sa.func.count()).select_from(workers)
+        if token_name is not None:
+            stmt = stmt.where(workers.c.token_name == token_name)
+        if besides is not None:
+            stmt = stmt.where(workers.c.host_id != besides)
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def lock_token(self, name: str) -> base.Row | None:
+        stmt = (sa.select(tokens.c.name, tokens.c.role, tokens.c.hosts, tokens.c.max_hosts)
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .with_for_update())
+        return first(self.conn.execute(stmt))
+
+    def bind_token(self, name: str, hosts: str) -> bool:
+        stmt = (tokens.update()
+                .where(tokens.c.name == name, tokens.c.hosts.is_(None),
+                       tokens.c.revoked_at.is_(None))
+                .values(hosts=hosts))
         return bool(self.conn.execute(stmt).rowcount)
 
     def delete_idle_workers(self, *, host_id: str | None = None,
