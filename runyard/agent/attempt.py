@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import errors, models
-from runyard.agent import orphans, process, uploads
+from runyard.agent import orphans, process, resume, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
@@ -229,6 +229,7 @@ class AttemptRunner:
             "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
+            **self._resume(),
         })
         cwd = self.settings.run_cwd or self.settings.work_dir
         named = self.a.run.get("workdir")
@@ -239,6 +240,32 @@ class AttemptRunner:
                               stop_file=p.stop_file, inherit_env=False,
                               uid=user.uid if user else None, gid=user.gid if user else None,
                               groups=user.groups if user else None), None
+
+    def _resume(self) -> dict[str, str]:
+        """``RUNYARD_RESUME_FROM``/``_STEP`` for attempt 2 and later: the checkpoint an
+        earlier attempt left (docs/lifecycle.md). One that cannot be had is a warning event
+        and a start from scratch, never a failed attempt."""
+        if self.a.number < 2:
+            return {}
+        a = self.a
+        try:
+            found = self.api.call(lambda: resume.fetch(self.api, a.attempt_id, a.lease,
+                                                       self.paths.root / "resume"), attempts=3)
+        except errors.LeaseConflict as exc:
+            self._lose_lease("resume", exc)
+            raise LeaseLost() from exc
+        except (errors.RunyardError, OSError) as exc:
+            why = getattr(exc, "message", None) or str(exc)
+            log.warning("run %s: no checkpoint to resume from: %s", a.run_id, why)
+            self._queue("progress", {"snapshot": None, "warnings": [
+                f"attempt {a.number} starts from scratch: its resume checkpoint could not "
+                f"be fetched ({why[:500]})"]})
+            return {}
+        if found is None:
+            return {}
+        log.info("run %s attempt %d resumes from %s (step %d of attempt %d)", a.run_id,
+                 a.number, found.path, found.step, found.attempt)
+        return found.env()
 
     def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
         """Wait for the exit, forwarding progress, metrics and logs every probe interval.

@@ -133,6 +133,12 @@ class Client:
         """Stop the run if active and queue a new attempt, optionally with new constraints."""
         return self._run_action(run, "restart", {"resources": _resources(resources)})
 
+    def preempt(self, run: RunRef, grace: float = defaults.STOP_GRACE_S) -> Run:
+        """Give an active run's slot back (operator): it is stopped within ``grace`` seconds
+        (time to save a checkpoint) and requeued; its next attempt resumes from that
+        checkpoint (``RUNYARD_RESUME_FROM``)."""
+        return self._run_action(run, "preempt", {"grace_seconds": grace})
+
     def cancel(self, run: RunRef) -> Run:
         return self._run_action(run, "cancel", {})
 

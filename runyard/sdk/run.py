@@ -59,7 +59,8 @@ class Run:
 
     Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
     on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
-    None), ``status`` (None until finished).
+    None), ``resume_from`` (the checkpoint to start from, or None), ``status`` (None until
+    finished).
     """
 
     def __init__(self, name: str | None = None, project: str | None = None,
@@ -118,6 +119,10 @@ class Run:
             self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
                                                       self._sink.artifact_dir)
             loaded = self._sink.load_config()
+        #: The checkpoint an earlier attempt left, when the agent handed one over
+        #: (``RUNYARD_RESUME_FROM``, docs/lifecycle.md); None on a first attempt.
+        self.resume_from: Path | None = Path(env["RUNYARD_RESUME_FROM"]) if env.get(
+            "RUNYARD_RESUME_FROM") else None
         # The orchestrator's validated config wins over the defaults given in code.
         self.config: dict[str, Any] = {**user_config, **(loaded or {})}
         self._tracker = ProgressTracker(
