@@ -24,6 +24,7 @@ from runyard.server import (
     routes_admin,
     routes_data,
     routes_preemption,
+    routes_progress,
     routes_runs,
     routes_sync,
     routes_workers,
@@ -194,7 +195,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # theirs for the page's script.
     strict = [Depends(query.refuse_unknown)]
     api_modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
-                   ui_api, routes_preemption)
+                   ui_api, routes_preemption, routes_progress)
     for module in api_modules:
         app.include_router(module.router, dependencies=strict)
     app.include_router(routes_ui.router)

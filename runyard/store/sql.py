@@ -23,6 +23,7 @@ from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
 from runyard.store.prepared import Prepared, fetch_many
+from runyard.store.progress_history import ProgressMixin
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -228,7 +229,8 @@ class SQLTransaction(base.Transaction):
         return blobs.unreferenced(self.conn, candidates)
 
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.Store):
+class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, Access,
+               base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 
     def __init__(self, engine: sa.Engine, ops: Dialect) -> None:

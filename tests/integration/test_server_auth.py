@@ -33,6 +33,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", f"/v1/runs/{R}", {}, VIEW),
     ("GET", f"/v1/runs/{R}/events", {}, VIEW),
     ("GET", f"/v1/runs/{R}/progress", {}, VIEW),
+    ("GET", f"/v1/runs/{R}/progress/history", {}, VIEW),
     ("GET", f"/v1/runs/{R}/explain", {}, VIEW),
     ("GET", f"/v1/runs/{R}/metrics", {}, VIEW),
     ("GET", f"/v1/runs/{R}/metrics/tags", {}, VIEW),

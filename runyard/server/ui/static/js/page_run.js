@@ -5,6 +5,7 @@ import { get } from "./api.js";
 import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table } from "./dom.js";
 import { subscribe } from "./live.js";
 import { RunCharts, tagsOf } from "./run_charts.js";
+import { RateChart } from "./run_rate.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
 import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
 
@@ -51,6 +52,7 @@ export async function render(main, { me, params }) {
   const progress = h("section.panel.progresspanel");
   const info = h("div.cols");
   main.append(h("p.small", h("a", { href: "/" }, "← all runs")), header, progress);
+  const rate = new RateChart(main, runId);
   const charts = new RunCharts(main, runId);
   const lower = h("div.cols");
   main.append(lower);
@@ -133,6 +135,7 @@ export async function render(main, { me, params }) {
       chartTimer = null;
       lastChart = Date.now();
       charts.live().catch(() => {});
+      rate.load().catch(() => {});
     }, wait);
   }
 
@@ -160,7 +163,7 @@ export async function render(main, { me, params }) {
   const logTimer = setInterval(() => {
     if (ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
-  await Promise.all([charts.load(tags), events.load(), logs.poll(true), files.load()]
+  await Promise.all([charts.load(tags), rate.load(), events.load(), logs.poll(true), files.load()]
     .map((p) => p.catch((err) => console.warn(err))));
   return () => {
     stream.close();
