@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, models
+from runyard import errors, models, sysmetrics, timestamps
 from runyard.agent import orphans, process, resume, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
@@ -90,6 +90,7 @@ class AttemptRunner:
         self._shutdown = False  # the agent is stopping: report worker_shutdown
         self._forced = False
         self._stop_ordered: tuple[str | None, float] | None = None
+        self._sys: sysmetrics.Recorder | None = None
         self._lock = threading.Lock()
 
     # --- control from other threads ---------------------------------------------------------
@@ -166,6 +167,10 @@ class AttemptRunner:
                 self.proc = process.start(launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
+                self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
+                                                interval_s=self.settings.sys_interval_s,
+                                                gpus=self.gpus)
+                self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
             try:
                 result = self._supervise(self.proc)
@@ -192,6 +197,8 @@ class AttemptRunner:
         except LeaseLost:
             return self._abandon()
         finally:
+            if self._sys is not None:
+                self._sys.close()
             sender.close()
             self._done.set()
             heart.join(timeout=self.hb_interval_s + 15)
@@ -267,6 +274,14 @@ class AttemptRunner:
                  a.number, found.path, found.step, found.attempt)
         return found.env()
 
+    def _run_origin(self) -> float:
+        """When the run was created: system metric steps count seconds from it."""
+        try:
+            return timestamps.parse_time(self.a.run.get("created_at"), "created_at") \
+                or self.a.claimed_at
+        except errors.ValidationError:
+            return self.a.claimed_at
+
     def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
         """Wait for the exit, forwarding progress, metrics and logs every probe interval.
 
@@ -280,6 +295,10 @@ class AttemptRunner:
             if result is not None:
                 return result
             now = time.monotonic()
+            if self._sys is not None and not self._lease_lost:
+                rows = self._sys.poll()
+                if rows:  # sys/ tags travel as any metric row (docs/metrics-and-artifacts.md)
+                    self._queue("metrics", {"rows": [list(r) for r in rows]})
             if not self._lease_lost and now >= next_probe:
                 next_probe = now + self.probe_interval_s
                 try:
