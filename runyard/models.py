@@ -426,12 +426,19 @@ def normalise_defaults() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StopOrder:
-    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``."""
+    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``; and the
+    time of a pending checkpoint request (None: none), which names the request."""
 
     lease_expires_at: float
     stop: bool = False
     intent: str | None = None
     grace_s: float | None = None
+    checkpoint_requested_at: float | None = None
+
+    @property
+    def checkpoint(self) -> bool:
+        """Whether the training loop is asked to save a checkpoint."""
+        return self.checkpoint_requested_at is not None
 
 
 @dataclass

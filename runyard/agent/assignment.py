@@ -124,6 +124,7 @@ class AttemptPaths:
     artifact_dir = property(lambda self: self.root / "artifacts")
     config_file = property(lambda self: self.root / "config.json")
     stop_file = property(lambda self: self.root / "STOP")
+    checkpoint_request_file = property(lambda self: self.root / "CHECKPOINT")
     log_dir = property(lambda self: self.root / "logs")
 
 

@@ -7,8 +7,10 @@ on the process one probe interval at a time: each tick reads the protocol files
 (:mod:`runyard.agent.probe`) and forwards what changed through the :class:`~runyard.outbox.Outbox`,
 from a thread of its own (:mod:`runyard.agent.sender`) so that the next lines are parsed
 while the server stores the last batch. Heartbeats go from their own thread, so a slow
-upload or a slow server can never starve the lease. After the exit it reads what is left,
-uploads the artifact bundle and the checkpoints, and reports ``complete`` or ``fail`` with
+upload or a slow server can never starve the lease; their answers bring stop orders and
+checkpoint requests (:mod:`runyard.agent.checkpoint_request`). Checkpoints the run registers
+are uploaded as they come, from a third thread. After the exit it reads what is left,
+uploads the artifact bundle and the last checkpoints, and reports ``complete`` or ``fail`` with
 the reason; the server's retry policy decides what happens next. A 409 anywhere means
 another worker owns the run now: the process is stopped and the attempt abandoned without
 a report.
@@ -32,6 +34,7 @@ from runyard.agent import orphans, process, resume, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
+from runyard.agent.checkpoint_request import RequestFile
 from runyard.agent.sender import Sender
 from runyard.manifest import blueprint
 from runyard.outbox import Outbox, Spool
@@ -80,6 +83,9 @@ class AttemptRunner:
         self.cwd: Path | None = None
         self._on_event = on_event
         self._uploads = uploads.Uploads(api, assignment, self.paths, self._deliver)
+        self._request = RequestFile(self.paths.checkpoint_request_file,
+                                    self.paths.checkpoints_file)
+        self._exited = threading.Event()  # the process exited: live uploads end
         self._logs = probe_mod.LogBuffer()
         self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
         self._outbox: Outbox | None = None
@@ -172,11 +178,17 @@ class AttemptRunner:
                                                 gpus=self.gpus)
                 self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
+            live = threading.Thread(target=self._live_checkpoints, daemon=True,
+                                    name=f"checkpoints-{self.a.run_id}")
+            live.start()
             try:
                 result = self._supervise(self.proc)
             finally:
                 if self.proc.result is not None:
                     orphans.forget(self.paths.root)
+                self._exited.set()
+                self._request.close()
+            live.join()  # what it uploads now is not uploaded again below
             if self._lease_lost:
                 return self._abandon()
             # What the process left unread goes a chunk a read, as while it ran (the server
@@ -201,7 +213,9 @@ class AttemptRunner:
                 self._sys.close()
             sender.close()
             self._done.set()
+            self._exited.set()
             heart.join(timeout=self.hb_interval_s + 15)
+            self._request.close()
 
     def _prepare(self) -> tuple[process.Launch | None, str | None]:
         p = self.paths
@@ -235,6 +249,7 @@ class AttemptRunner:
             "RUNYARD_CHECKPOINT_DIR": str(p.checkpoint_dir),
             "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
+            "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
             **self._resume(),
         })
@@ -294,6 +309,7 @@ class AttemptRunner:
             result = proc.poll()
             if result is not None:
                 return result
+            self._request.probe()  # the loop registered a checkpoint: its request is answered
             now = time.monotonic()
             if self._sys is not None and not self._lease_lost:
                 rows = self._sys.poll()
@@ -403,6 +419,28 @@ class AttemptRunner:
                 return
             time.sleep(backoff.next_delay())
 
+    def _live_checkpoints(self) -> None:
+        """Upload each checkpoint as the run registers it (on its own thread: a large one must
+        not hold up metrics), so that a checkpoint asked for reaches the server while the run
+        goes on, and none is lost with the host."""
+        seen = 0
+        while not self._exited.wait(self.probe_interval_s):
+            if self._lease_lost or self._forced:
+                return
+            try:
+                size = self.paths.checkpoints_file.stat().st_size
+            except OSError:
+                continue
+            if size == seen:
+                continue
+            seen = size
+            try:
+                self._uploads.checkpoints(final=False)
+            except (LeaseLost, errors.TransportError):  # abandoned, or a forced stop gave up
+                return
+            except Exception:  # a bug here must not end the attempt: the exit retries
+                log.exception("run %s: checkpoint upload failed", self.a.run_id)
+
     # --- heartbeats -------------------------------------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -420,6 +458,9 @@ class AttemptRunner:
         except errors.RunyardError as exc:
             log.warning("run %s: heartbeat failed (%s); retrying", self.a.run_id, exc.message)
             return
+        asked = answer.get("checkpoint_requested_at")
+        self._request.heartbeat(asked if answer.get("checkpoint") and isinstance(asked, str)
+                                else None)
         if answer.get("stop"):
             grace = answer.get("grace_s")
             grace_s = float(grace) if isinstance(grace, int | float) else \

@@ -1,5 +1,5 @@
-"""Commands that move a run through its lifecycle: stop, restart, preempt, cancel, requeue,
-rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
+"""Commands that move a run through its lifecycle: stop, checkpoint, restart, preempt, cancel,
+requeue, rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ def stop(run_ref: RunArg,
     """Stop a run gracefully (stop file and SIGTERM, SIGKILL after the grace period)."""
     with common.connect(server, token) as client:
         _done(client.stop(run_ref, grace=grace), "stop requested", as_json)
+
+
+def checkpoint(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Ask a running run's training loop to save a checkpoint (cleared when it registers one)."""
+    with common.connect(server, token) as client:
+        _done(client.request_checkpoint(run_ref), "checkpoint requested", as_json)
 
 
 def restart(run_ref: RunArg,

@@ -51,6 +51,27 @@ def server(
         envvar="RUNYARD_LIMIT_CONCURRENCY",
         help="Open connections (event streams and idle keep-alive ones included) past which "
              "requests are answered 503 at once."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="RUNYARD_PUBLIC_URL",
+        help="Where people reach this server's web UI; notifications link to run pages "
+             "under it (default: no links)."),
+    notify_timeout_s: float = typer.Option(
+        defaults.NOTIFY_TIMEOUT_S, "--notify-timeout-s", envvar="RUNYARD_NOTIFY_TIMEOUT_S",
+        help="Seconds one notification delivery attempt may take in all."),
+    notify_max_attempts: int = typer.Option(
+        defaults.NOTIFY_MAX_ATTEMPTS, "--notify-max-attempts",
+        envvar="RUNYARD_NOTIFY_MAX_ATTEMPTS",
+        help="Attempts at a notification before it is marked failed."),
+    notify_backoff_s: float = typer.Option(
+        defaults.NOTIFY_BACKOFF_S, "--notify-backoff-s", envvar="RUNYARD_NOTIFY_BACKOFF_S",
+        help="Delay before a notification's first retry; doubled per retry, with jitter."),
+    notify_backoff_max_s: float = typer.Option(
+        defaults.NOTIFY_BACKOFF_MAX_S, "--notify-backoff-max-s",
+        envvar="RUNYARD_NOTIFY_BACKOFF_MAX_S", help="Longest delay between two retries."),
+    notify_concurrency: int = typer.Option(
+        defaults.NOTIFY_CONCURRENCY, "--notify-concurrency",
+        envvar="RUNYARD_NOTIFY_CONCURRENCY",
+        help="Notification deliveries in flight at once in this process."),
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
     from runyard import local
@@ -63,7 +84,10 @@ def server(
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,
         admin_token=os.environ.get("RUNYARD_ADMIN_TOKEN") or None,
-        keep_last_checkpoints=keep_last_checkpoints)
+        keep_last_checkpoints=keep_last_checkpoints, public_url=public_url or None,
+        notify_timeout_s=notify_timeout_s, notify_max_attempts=notify_max_attempts,
+        notify_backoff_s=notify_backoff_s, notify_backoff_max_s=notify_backoff_max_s,
+        notify_concurrency=notify_concurrency)
     try:
         settings.check()
     except errors.ConfigError as exc:

@@ -32,6 +32,8 @@ class RunActions(Protocol):
 
     def cancel(self, run: Run) -> Run: ...
 
+    def request_checkpoint(self, run: Run) -> Run: ...
+
     def requeue(self, run: Run) -> Run: ...
 
     def delete(self, run: Run) -> None: ...
@@ -174,7 +176,7 @@ class Attempt:
 #: Run fields :meth:`Run.reload` may refresh selectively.
 RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
               "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
-              "updated_at")
+              "updated_at", "checkpoint_requested_at")
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ class Run:
     exit_code: int | None = None
     progress: Progress | None = None
     progress_updated_at: datetime | None = None
+    #: When a checkpoint was asked of the training loop; None when none is pending.
+    checkpoint_requested_at: datetime | None = None
     attempts: tuple[Attempt, ...] | None = None
     explain: dict[str, Any] | None = None
     artifact_store: str | None = None
@@ -244,6 +248,8 @@ class Run:
                 {"progress_updated_at": data.get("progress_updated_at"), **progress}),
             progress_updated_at=parse_time(data.get("progress_updated_at"),
                                            "progress_updated_at"),
+            checkpoint_requested_at=parse_time(data.get("checkpoint_requested_at"),
+                                               "checkpoint_requested_at"),
             attempts=None if attempts is None else tuple(Attempt.from_json(a) for a in attempts),
             explain=data.get("explain"),
             artifact_store=data.get("artifact_store"),
@@ -285,6 +291,10 @@ class Run:
 
     def cancel(self) -> Run:
         return self._bound().cancel(self)
+
+    def request_checkpoint(self) -> Run:
+        """Ask the training loop to save a checkpoint (see ``Client.request_checkpoint``)."""
+        return self._bound().request_checkpoint(self)
 
     def requeue(self) -> Run:
         return self._bound().requeue(self)

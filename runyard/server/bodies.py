@@ -108,6 +108,8 @@ class RunRequest(Body):
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
+    #: Rule objects (docs/rules.md), checked by :mod:`runyard.rules.spec`.
+    rules: list[Any] | None = None
 
 
 class ValidateRequest(Body):
@@ -286,3 +288,13 @@ class ManifestRequest(Body):
     source: str = "manifest.toml"
     #: The texts of the ``config_schema_file``s the manifest names, keyed by those names.
     files: dict[str, str] = Field(default_factory=dict)
+
+
+class ChannelRequest(Body):
+    """``POST /v1/channels``: checked in depth by :func:`runyard.notifications.channels.
+    check_channel` (each problem a 422 naming its field)."""
+
+    name: str
+    kind: str
+    url: str
+    secret: str | None = None

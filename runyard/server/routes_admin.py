@@ -146,7 +146,8 @@ async def validate_manifest(who: Principal = Depends(auth.operator),
                             manifest: Manifest = Depends(_parsed)) -> dict[str, Any]:
     """Parse and validate; 422 with every problem (file, line, field, message)."""
     return {"valid": True, "source": manifest.source, "hosts": len(manifest.hosts),
-            "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
+            "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs),
+            "channels": len(manifest.channels)}
 
 
 @router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)

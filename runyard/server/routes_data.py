@@ -61,8 +61,8 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
-    _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
-    written = state.store.add_metric_points(run_id, att["number"], points, rows)
+    run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
+    written = state.rules.ingest_metrics(run, att["number"], points, rows)
     state.metrics.metric_points.inc(point_count(points, rows))
     return {"written": int(written)}
 
@@ -186,9 +186,10 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
     row = state.store.add_checkpoint(
         run["id"], att["number"], body.step, body.status, name=body.name, sha256=body.sha256,
         size=size, metrics=serialize.json_safe(body.metrics))
-    state.queue.add_event(run["id"], "checkpoint",
-                          {"step": body.step, "status": body.status, "sha256": body.sha256,
-                           "attempt": att["number"]}, actor=who.name)
+    state.queue.checkpoint_recorded(run["id"], att["number"],
+                                    {"step": body.step, "status": body.status,
+                                     "sha256": body.sha256, "attempt": att["number"]},
+                                    actor=who.name)
     deleted = retention.apply(state, run) if body.status == "complete" else []
     out = _checkpoint_out(row)
     out["retention_deleted"] = deleted

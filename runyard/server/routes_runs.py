@@ -1,4 +1,5 @@
-"""Runs: submit, list, read, stop/restart/cancel/requeue/delete, events, progress, explain."""
+"""Runs: submit, list, read, stop/checkpoint/restart/cancel/requeue/delete, events, progress,
+explain."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 #: Fields a listing may select (``fields=id,name``).
-LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry"}
+LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry",
+                                                         "rules"}
 MAX_LIMIT = 1000
 
 
@@ -42,6 +44,7 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
         **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
+    out["rules"] = serialize.json_safe(state.rules.describe(run))
     if run["status"] == Status.QUEUED.value:
         out["explain"] = state.queue.explain(run["id"])
     return out
@@ -138,6 +141,14 @@ def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(
     auth.check_owner(who, state.run_or_404(run_id), "stop")
     grace = body.grace_seconds if body else 30.0
     return serialize.run_out(state.queue.stop(run_id, grace_s=grace, actor=who.name))
+
+
+@router.post("/{run_id}/checkpoint")
+def checkpoint(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.user),
+               state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Ask a running run's training loop to save a checkpoint (409 unless it is running)."""
+    auth.check_owner(who, state.run_or_404(run_id), "request a checkpoint of")
+    return serialize.run_out(state.queue.request_checkpoint(run_id, actor=who.name))
 
 
 @router.post("/{run_id}/restart")

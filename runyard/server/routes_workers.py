@@ -75,7 +75,8 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
     _attempt_owner(state, who, attempt_id, "heartbeat for")
     order = state.queue.heartbeat(attempt_id, body.lease, running=body.running, actor=who.name)
     return {"lease_expires_at": serialize.iso(order.lease_expires_at), "stop": order.stop,
-            "intent": order.intent, "grace_s": order.grace_s}
+            "intent": order.intent, "grace_s": order.grace_s, "checkpoint": order.checkpoint,
+            "checkpoint_requested_at": serialize.iso(order.checkpoint_requested_at)}
 
 
 def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
@@ -127,8 +128,9 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
     _attempt_owner(state, who, attempt_id, "send logs for")
     run, att = state.check_lease(attempt_id, body.lease)
     if body.chunks:
-        state.store.add_log_chunks(
-            run["id"], att["number"], [c.model_dump() for c in body.chunks], at=time.time())
+        chunks = [c.model_dump() for c in body.chunks]
+        state.store.add_log_chunks(run["id"], att["number"], chunks, at=time.time())
+        state.rules.on_logs(run, att["number"], chunks)
     return {}
 
 

@@ -9,10 +9,13 @@ Rows are plain ``dict``s keyed by column name.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runyard.store.ingest import Batch
 
 Row = dict[str, Any]
 
@@ -180,6 +183,29 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def run_blob_refs(self, run_id: str) -> list[str]: ...
 
+    @abc.abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an exception inside undoes only what was done inside."""
+
+    @abc.abstractmethod
+    def rule_states(self, run_id: str) -> dict[str, Row]:
+        """The run's rule states by rule key (the run must be locked: docs/rules.md)."""
+
+    @abc.abstractmethod
+    def put_rule_states(self, run_id: str, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Insert or replace rule states of the (locked) run, by rule key."""
+
+    @abc.abstractmethod
+    def count_rule_hits(self, run_id: str, n: int) -> None:
+        """Add ``n`` to the run's ``rule_hits``."""
+
+    @abc.abstractmethod
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        """Queue one delivery to ``channel`` in this transaction, with the run as it is now;
+        failed at once when no such channel exists. Returns its id (see
+        :func:`runyard.notifications.enqueue`, the one caller)."""
+
 
 class Store(abc.ABC):
     """A Runyard database: SQLite or PostgreSQL behind one interface."""
@@ -272,8 +298,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
-        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
+                          rows: Sequence[Sequence[Any]] = (),
+                          then: Callable[[Transaction, Batch], None] | None = None) -> int:
+        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows;
+        ``then`` is called with the transaction and the checked batch after they are
+        written, before the commit (the run is locked: its rules are evaluated there)."""
 
     @abc.abstractmethod
     def metric_tags(self, run_id: str, *, after: str | None = None,
@@ -362,3 +391,69 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def job_keys(self, source: str | None = None) -> dict[str, Row]: ...
+
+    @abc.abstractmethod
+    def add_rule(self, project: str, name: str, spec: Mapping[str, Any], *,
+                 owner: str | None, created_by: str) -> Row: ...
+
+    @abc.abstractmethod
+    def list_rules(self, project: str | None = None) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def get_rule(self, rule_id: int) -> Row | None: ...
+
+    @abc.abstractmethod
+    def delete_rule(self, rule_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def rule_states(self, run_id: str) -> dict[str, Row]:
+        """A run's rule states by rule key."""
+
+    @abc.abstractmethod
+    def runs_with_rules(self, statuses: Sequence[str], projects: Collection[str],
+                        limit: int = 500) -> list[Row]:
+        """Runs of ``statuses`` with rules of their own or of a project in ``projects``
+        ("" among them: every run)."""
+    # ------------------------------------------------------------------ notifications
+    # Channels and the outbox (runyard.store.notifications; docs/notifications.md).
+    @abc.abstractmethod
+    def put_channel(self, name: str, kind: str, url: str, secret: str | None,
+                    source: str | None) -> tuple[Row, bool]:
+        """Create or replace a channel -> (row, whether anything changed)."""
+
+    @abc.abstractmethod
+    def get_channel(self, name: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_channels(self) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def delete_channel(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        """:meth:`Transaction.add_notification` in a transaction of its own."""
+
+    @abc.abstractmethod
+    def next_notification_due(self) -> float | None:
+        """When the earliest pending delivery is due (None: none is pending)."""
+
+    @abc.abstractmethod
+    def claim_notifications(self, now: float, limit: int, hold_until: float,
+                            claim: str) -> list[Row]:
+        """Take due deliveries for one attempt each, never one another deliverer holds."""
+
+    @abc.abstractmethod
+    def finish_notification(self, notification_id: int, claim: str,
+                            values: Mapping[str, Any]) -> bool:
+        """Record an attempt's outcome if the row is still held under ``claim``."""
+
+    @abc.abstractmethod
+    def list_notifications(self, *, run_id: str | None = None, channel: str | None = None,
+                           status: str | None = None, before_id: int | None = None,
+                           limit: int = 50, existing_runs_only: bool = False) -> list[Row]:
+        """The delivery log, newest first."""
+
+    @abc.abstractmethod
+    def get_notifications(self, ids: Sequence[int]) -> list[Row]: ...

@@ -15,15 +15,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims
+from runyard.store import base, blobs, claims, notifications, rulestore
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
+from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
 from runyard.store.progress_history import ProgressMixin
+from runyard.store.rulestore import RulesMixin
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -228,8 +230,30 @@ class SQLTransaction(base.Transaction):
     def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
         return blobs.unreferenced(self.conn, candidates)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
+            yield
 
-class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, Access,
+    # rules
+    def rule_states(self, run_id: str) -> dict[str, base.Row]:
+        return rulestore.lock_states(self.conn, run_id)
+
+    def put_rule_states(self, run_id: str, states: Mapping[str, Mapping[str, Any]]) -> None:
+        rulestore.put_states(self.conn, self.ops, run_id, states)
+
+    def count_rule_hits(self, run_id: str, n: int) -> None:
+        rulestore.count_hits(self.conn, run_id, n)
+
+
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        return notifications.add_notification(self.conn, channel=channel, run_id=run_id,
+                                              kind=kind, details=details, at=at)
+
+
+class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
+               NotificationsMixin, Access,
                base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 
@@ -243,6 +267,9 @@ class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin,
     def transaction(self) -> Iterator[base.Transaction]:
         with self._write() as conn:
             yield SQLTransaction(conn, self.ops)
+
+    def _transaction(self, conn: sa.Connection) -> base.Transaction:
+        return SQLTransaction(conn, self.ops)
 
     # migrations
     def _alembic(self, conn: sa.Connection) -> Any:

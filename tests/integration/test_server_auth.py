@@ -50,6 +50,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("POST", "/v1/runs", {"json": {"name": "m", "command": ["true"]}}, USER),
     ("POST", "/v1/runs/validate", {"json": {"blueprint": "none", "config": {}}}, USER),
     ("POST", f"/v1/runs/{R}/stop", {"json": {"grace_seconds": 1}}, USER),
+    ("POST", f"/v1/runs/{R}/checkpoint", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/restart", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/preempt", {"json": {"grace_seconds": 1}}, OPER),
     ("POST", f"/v1/runs/{R}/cancel", {"json": {}}, OPER),
@@ -65,6 +66,15 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", "/v1/tokens", {}, OPER),
     ("DELETE", "/v1/tokens/nobody", {}, OPER),
     ("POST", "/v1/blueprints", {"json": {"name": "bp", "command": ["true"]}}, OPER),
+    ("GET", "/v1/rules", {}, VIEW),
+    ("POST", "/v1/rules", {"json": {"when": "nan", "project": "matrix"}}, USER),
+    ("DELETE", "/v1/rules/999999", {}, USER),
+    ("POST", "/v1/channels",
+     {"json": {"name": "matrix", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, OPER),
+    ("GET", "/v1/channels", {}, VIEW),
+    ("DELETE", "/v1/channels/nobody", {}, OPER),
+    ("POST", "/v1/channels/nobody/test", {}, OPER),
+    ("GET", "/v1/notifications", {}, VIEW),
     ("POST", "/v1/workers/claim", {"json": {"host_id": "matrix-box", "capabilities": {}}},
      WORK),
     ("POST", f"/v1/attempts/{A}/heartbeat", {"json": LEASE}, HOLD),
@@ -140,8 +150,8 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
 
     routes = set()
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
-                   app_module.routes_sync, app_module.routes_workers, app_module.sse,
-                   app_module.ui_api):
+                   app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
+                   app_module.routes_notify, app_module.sse, app_module.ui_api):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)
@@ -161,7 +171,7 @@ def test_users_change_only_their_own_runs(app_server) -> None:  # type: ignore[n
     bob = Api(app_server, op.token("bob", "user"))
     run = alice.submit("mine")
     assert run["owner"] == "alice"
-    for action in ("stop", "restart"):
+    for action in ("stop", "checkpoint", "restart"):
         r = bob.post(f"/v1/runs/{run['id']}/{action}", {})
         assert r.status_code == 403 and "belongs to 'alice'" in error_of(r)["message"]
     assert alice.ok("POST", f"/v1/runs/{run['id']}/stop", json={})["status"] == "cancelled"

@@ -130,10 +130,11 @@ class AppServer:
     url = "http://testserver"
 
     def __init__(self, data_dir: Path, *, stale_after_s: float = 120,
-                 max_upload_mb: float | None = None, no_auth: bool = False) -> None:
+                 max_upload_mb: float | None = None, no_auth: bool = False,
+                 **settings: Any) -> None:
         self.data_dir = data_dir
         self.admin_token = ADMIN_TOKEN
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(settings)  # any other Settings field
         if max_upload_mb is not None:
             extra["max_upload_mb"] = max_upload_mb
         data_dir.mkdir(parents=True, exist_ok=True)
