@@ -338,6 +338,10 @@ class Queue:
         now = self.clock()
         run = self._lock(tx, run_id)
         status = Status(run["status"])
+        if intent == "preempt":  # only an active run of an agent can be given back
+            self._check_schedulable(run, "preempted")
+            if not status.is_active:
+                raise errors.IllegalTransition(status.value, "stopping", run_id=run_id)
         extra_details = dict(details or {})
         if status is Status.QUEUED:
             self._move(tx, run, Status.CANCELLED, actor, now,
@@ -380,7 +384,9 @@ class Queue:
 
     def preempt(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
                 actor: str = SYSTEM) -> Row:
-        """Stop a run so that it is requeued (counts against ``max_attempts``)."""
+        """Stop an active agent run so that it is requeued: its process saves what it needs
+        on the stop file or SIGTERM and exits; the attempt ends ``preempted`` whatever its
+        exit (counts against ``max_attempts``, never as an error)."""
         return self.stop(run_id, grace_s=grace_s, actor=actor, intent="preempt")
 
     def cancel(self, run_id: str, *, actor: str = SYSTEM) -> Row:

@@ -107,6 +107,8 @@ class AttemptSettings:
     run_cwd: Path | None = None
     #: Start runs as this OS user (``--train-as``); None: as the agent's own.
     train_user: TrainUser | None = None
+    #: Seconds between system metric samples (``--sys-interval-s``); 0: none.
+    sys_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)

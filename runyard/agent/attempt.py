@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, models
-from runyard.agent import orphans, process, uploads
+from runyard import errors, models, sysmetrics, timestamps
+from runyard.agent import orphans, process, resume, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
@@ -96,6 +96,7 @@ class AttemptRunner:
         self._shutdown = False  # the agent is stopping: report worker_shutdown
         self._forced = False
         self._stop_ordered: tuple[str | None, float] | None = None
+        self._sys: sysmetrics.Recorder | None = None
         self._lock = threading.Lock()
 
     # --- control from other threads ---------------------------------------------------------
@@ -172,6 +173,10 @@ class AttemptRunner:
                 self.proc = process.start(launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
+                self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
+                                                interval_s=self.settings.sys_interval_s,
+                                                gpus=self.gpus)
+                self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
             live = threading.Thread(target=self._live_checkpoints, daemon=True,
                                     name=f"checkpoints-{self.a.run_id}")
@@ -204,6 +209,8 @@ class AttemptRunner:
         except LeaseLost:
             return self._abandon()
         finally:
+            if self._sys is not None:
+                self._sys.close()
             sender.close()
             self._done.set()
             self._exited.set()
@@ -244,6 +251,7 @@ class AttemptRunner:
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
             "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
             "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
+            **self._resume(),
         })
         cwd = self.settings.run_cwd or self.settings.work_dir
         named = self.a.run.get("workdir")
@@ -254,6 +262,40 @@ class AttemptRunner:
                               stop_file=p.stop_file, inherit_env=False,
                               uid=user.uid if user else None, gid=user.gid if user else None,
                               groups=user.groups if user else None), None
+
+    def _resume(self) -> dict[str, str]:
+        """``RUNYARD_RESUME_FROM``/``_STEP`` for attempt 2 and later: the checkpoint an
+        earlier attempt left (docs/lifecycle.md). One that cannot be had is a warning event
+        and a start from scratch, never a failed attempt."""
+        if self.a.number < 2:
+            return {}
+        a = self.a
+        try:
+            found = self.api.call(lambda: resume.fetch(self.api, a.attempt_id, a.lease,
+                                                       self.paths.root / "resume"), attempts=3)
+        except errors.LeaseConflict as exc:
+            self._lose_lease("resume", exc)
+            raise LeaseLost() from exc
+        except (errors.RunyardError, OSError) as exc:
+            why = getattr(exc, "message", None) or str(exc)
+            log.warning("run %s: no checkpoint to resume from: %s", a.run_id, why)
+            self._queue("progress", {"snapshot": None, "warnings": [
+                f"attempt {a.number} starts from scratch: its resume checkpoint could not "
+                f"be fetched ({why[:500]})"]})
+            return {}
+        if found is None:
+            return {}
+        log.info("run %s attempt %d resumes from %s (step %d of attempt %d)", a.run_id,
+                 a.number, found.path, found.step, found.attempt)
+        return found.env()
+
+    def _run_origin(self) -> float:
+        """When the run was created: system metric steps count seconds from it."""
+        try:
+            return timestamps.parse_time(self.a.run.get("created_at"), "created_at") \
+                or self.a.claimed_at
+        except errors.ValidationError:
+            return self.a.claimed_at
 
     def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
         """Wait for the exit, forwarding progress, metrics and logs every probe interval.
@@ -269,6 +311,10 @@ class AttemptRunner:
                 return result
             self._request.probe()  # the loop registered a checkpoint: its request is answered
             now = time.monotonic()
+            if self._sys is not None and not self._lease_lost:
+                rows = self._sys.poll()
+                if rows:  # sys/ tags travel as any metric row (docs/metrics-and-artifacts.md)
+                    self._queue("metrics", {"rows": [list(r) for r in rows]})
             if not self._lease_lost and now >= next_probe:
                 next_probe = now + self.probe_interval_s
                 try:

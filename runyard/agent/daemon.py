@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, errors, models
+from runyard import defaults, errors, models, sysmetrics
 from runyard.agent import attempt as attempt_mod
 from runyard.agent import capabilities, isolation, orphans, signals
 from runyard.agent.api import Backoff, WorkerAPI
@@ -66,6 +66,8 @@ class AgentConfig:
     claim_max_wait_s: float = CLAIM_MAX_WAIT_S
     #: Start runs as this OS user (:mod:`runyard.agent.isolation`); None: as the agent's.
     train_as: str | None = None
+    #: Seconds between system metric samples of each run (runyard.sysmetrics); 0: none.
+    sys_interval_s: float = sysmetrics.DEFAULT_INTERVAL_S
 
     def validate(self) -> None:
         if self.executor != "local":
@@ -79,6 +81,7 @@ class AgentConfig:
             if not getattr(self, name) > 0:
                 raise errors.ValidationError(f"{name}: must be positive, got "
                                              f"{getattr(self, name)!r}", field=name)
+        sysmetrics.parse_interval(self.sys_interval_s, "sys_interval_s")
         if self.stop_grace_s < 0:
             raise errors.ValidationError("stop_grace_s: must not be negative",
                                          field="stop_grace_s")
@@ -130,7 +133,7 @@ class Agent:
         self.settings = AttemptSettings(
             host_id=self.host_id, work_dir=config.work_dir.resolve(),
             probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
-            run_cwd=Path.cwd(),
+            run_cwd=Path.cwd(), sys_interval_s=config.sys_interval_s,
             train_user=isolation.TrainUser.resolve(config.train_as) if config.train_as
             else None)
         self.claimed = 0

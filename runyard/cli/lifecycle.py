@@ -1,5 +1,5 @@
-"""Commands that move a run through its lifecycle: stop, checkpoint, restart, cancel, requeue,
-rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
+"""Commands that move a run through its lifecycle: stop, checkpoint, restart, preempt, cancel,
+requeue, rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,18 @@ def restart(run_ref: RunArg,
         resources["allowed_hosts"] = list(host)
     with common.connect(server, token) as client:
         _done(client.restart(run_ref, resources=resources or None), "restarted", as_json)
+
+
+def preempt(run_ref: RunArg,
+            grace: Annotated[float, typer.Option(
+                min=0, help="Seconds to save a checkpoint between SIGTERM and SIGKILL.")
+            ] = 30.0,
+            server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Stop an active run so that it is requeued and resumes from its checkpoint
+    (operator)."""
+    with common.connect(server, token) as client:
+        _done(client.preempt(run_ref, grace=grace), "preemption requested", as_json)
 
 
 def cancel(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,

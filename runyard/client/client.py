@@ -148,6 +148,12 @@ class Client:
         """Stop the run if active and queue a new attempt, optionally with new constraints."""
         return self._run_action(run, "restart", {"resources": _resources(resources)})
 
+    def preempt(self, run: RunRef, grace: float = defaults.STOP_GRACE_S) -> Run:
+        """Give an active run's slot back (operator): it is stopped within ``grace`` seconds
+        (time to save a checkpoint) and requeued; its next attempt resumes from that
+        checkpoint (``RUNYARD_RESUME_FROM``)."""
+        return self._run_action(run, "preempt", {"grace_seconds": grace})
+
     def request_checkpoint(self, run: RunRef) -> Run:
         """Ask a running run's training loop to save a checkpoint: its next heartbeat carries
         the request, ``run.checkpoint_requested`` turns true in the SDK, and the request is
@@ -207,6 +213,18 @@ class Client:
 
     def get_progress(self, run: RunRef) -> Progress:
         return Progress.from_json(self._http.get_json(f"/v1/runs/{run_id(run)}/progress"))
+
+    def get_progress_history(self, run: RunRef, *, attempt: int | None = None,
+                             after_id: int | None = None, limit: int | None = None,
+                             points: int | None = None) -> Page[dict[str, Any]]:
+        """The run's progress snapshots, oldest first: a keyset page (pass ``page.next`` as
+        ``after_id``), each entry with its ``snapshot``; or with ``points`` at most that many
+        entries standing for the whole history (downsampled, no snapshots). Entries carry
+        ``step``, ``at``, ``steps_per_s``, ``percent``, ``epoch``, ``phase``, ``rate``..."""
+        data = self._http.get_json(f"/v1/runs/{run_id(run)}/progress/history",
+                                   {"attempt": attempt, "after_id": after_id, "limit": limit,
+                                    "points": points})
+        return Page(tuple(dict(e) for e in data["items"]), data.get("next_after_id"))
 
     def explain(self, run: RunRef) -> dict[str, Any]:
         """Why a queued run waits: which constraint fails on which registered worker."""

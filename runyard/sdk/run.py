@@ -21,9 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runyard import defaults, errors, timestamps
+from runyard import defaults, errors, sysmetrics, timestamps
 from runyard.progress.metrics_stream import MetricPoint
-from runyard.sdk import choose, file_sink, signals
+from runyard.sdk import choose, file_sink, settings, signals
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import Notices
 from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
@@ -59,7 +59,8 @@ class Run:
 
     Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
     on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
-    None), ``status`` (None until finished).
+    None), ``resume_from`` (the checkpoint to start from, or None), ``status`` (None until
+    finished).
     """
 
     def __init__(self, name: str | None = None, project: str | None = None,
@@ -126,12 +127,24 @@ class Run:
             self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
                                                       self._sink.artifact_dir)
             loaded = self._sink.load_config()
+        #: The checkpoint an earlier attempt left, when the agent handed one over
+        #: (``RUNYARD_RESUME_FROM``, docs/lifecycle.md); None on a first attempt.
+        self.resume_from: Path | None = Path(env["RUNYARD_RESUME_FROM"]) if env.get(
+            "RUNYARD_RESUME_FROM") else None
         # The orchestrator's validated config wins over the defaults given in code.
         self.config: dict[str, Any] = {**user_config, **(loaded or {})}
         self._tracker = ProgressTracker(
             run_id=self.run_id, attempt=self.attempt, total_steps=total_steps,
             total_epochs=total_epochs, min_interval_s=snapshot_interval_s,
             warmup_steps=warmup_steps)
+        # System metrics of this process (sys/ tags); under an agent the agent samples.
+        self._sys: sysmetrics.Recorder | None = None
+        interval = settings.sys_interval(env) if self._sink is not None \
+            and self.mode != "agent" else 0.0
+        if interval > 0:
+            self._sys = sysmetrics.Recorder(os.getpid(), origin=time.time(),
+                                            interval_s=interval,
+                                            gpus=sysmetrics.visible_gpus(env))
         if handle_sigterm:
             self._restore_signals = signals.install(self._on_sigterm)
         if self._sink is not None:
@@ -409,7 +422,13 @@ class Run:
                     self._call("event", self._sink_write_event, "stop_requested",
                                {"reason": self._stop_reason})
                 self._checkpoint_request = self._safe_checkpoint_request()
+                if self._sys is not None:
+                    rows = self._sys.poll()
+                    if rows:
+                        self._call("points", self._sink_points, rows)
                 if final:
+                    if self._sys is not None:
+                        self._sys.close()
                     assert self._final is not None
                     status, details = self._final
                     self._tracker.finish(status)

@@ -26,6 +26,8 @@ from runyard.server import (
     routes_admin,
     routes_data,
     routes_notify,
+    routes_preemption,
+    routes_progress,
     routes_rules,
     routes_runs,
     routes_sync,
@@ -209,7 +211,8 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # theirs for the page's script.
     strict = [Depends(query.refuse_unknown)]
     api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
-                   routes_workers, routes_notify, sse, ui_api)
+                   routes_workers, routes_notify, sse, ui_api, routes_preemption,
+                   routes_progress)
     for module in api_modules:
         # Every error answer is the one shape of error_body, declared once for all routes.
         app.include_router(module.router, dependencies=strict, responses=schemas.ERRORS)

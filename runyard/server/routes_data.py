@@ -105,7 +105,8 @@ def metric_tags(run_id: str,
             "next_after": nxt}
 
 
-@router.get("/v1/runs/{run_id}/metrics/{tag}/series")
+# ``tag:path``: tags may hold slashes (the ``sys/`` metrics), sent as ``%2F`` or plain.
+@router.get("/v1/runs/{run_id}/metrics/{tag:path}/series")
 def metric_series(run_id: str, tag: str, points: int = Query(500, ge=1, le=MAX_SERIES_POINTS),
                   min_step: int | None = None, max_step: int | None = None,
                   who: Principal = Depends(auth.viewer),

@@ -300,6 +300,16 @@ class Store(abc.ABC):
     def iter_progress(self, run_id: str, limit: int = 20) -> Iterator[Row]:
         """The most recent progress snapshots of a run, newest first."""
 
+    @abc.abstractmethod
+    def list_progress(self, run_id: str, *, attempt: int | None = None,
+                      after_id: int | None = None, limit: int = 100) -> list[Row]:
+        """Progress snapshots oldest first, keyset by ``id`` (runyard.store.progress_history)."""
+
+    @abc.abstractmethod
+    def progress_series(self, run_id: str, *, points: int, attempt: int | None = None,
+                        after_id: int | None = None) -> tuple[list[Row], int]:
+        """The snapshot history downsampled to at most ``points`` buckets, and its size."""
+
     # ------------------------------------------------------------------ data plane
     # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens, each implemented once
     # for both databases (runyard.store.metrics, .logs, .blobs, .catalog); the conventions for

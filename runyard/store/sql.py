@@ -24,6 +24,7 @@ from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
 from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
+from runyard.store.progress_history import ProgressMixin
 from runyard.store.rulestore import RulesMixin
 from runyard.store.schema import (
     ACTIVE_ONLY,
@@ -280,7 +281,7 @@ class SQLTransaction(base.Transaction):
                                               kind=kind, details=details, at=at)
 
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
+class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
                NotificationsMixin, Access,
                base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
