@@ -33,6 +33,11 @@ def leases_match(stored: str, given: object) -> bool:
                                given.encode("utf-8", "surrogatepass"))
 
 
+#: An attempt's own credential starts with this (tokens with ``ry_``), so the server tells
+#: them apart at a glance (docs/security.md).
+ATTEMPT_TOKEN_PREFIX = "rya_"
+
+
 class Status(enum.StrEnum):
     """Run status (docs/lifecycle.md)."""
 
@@ -126,6 +131,8 @@ class Role(enum.StrEnum):
     USER = "user"
     OPERATOR = "operator"
     WORKER = "worker"
+    #: An attempt's own credential (docs/security.md): its leased calls only, never a token.
+    ATTEMPT = "attempt"
 
 
 # --------------------------------------------------------------------------- validation helpers

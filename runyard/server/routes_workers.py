@@ -57,11 +57,16 @@ def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
         "config": serialize.json_safe(run.get("config") or {}),
         "probe_interval_s": run.get("probe_interval_s"),
         "stall_after_s": run.get("stall_after_s"), "seed": run.get("seed"),
+        # Scoped to this attempt alone (docs/security.md): what an executor hands to the
+        # supervisor on a compute node instead of the worker token.
+        "attempt_token": got.attempt_token,
     }
 
 
 def _attempt_owner(state: ServerState, who: Principal, attempt_id: str, what: str) -> None:
-    """Users may hold leases of their own local runs; the lease itself is checked later."""
+    """Users may hold leases of their own local runs, an attempt's credential its own
+    attempt's; the lease itself is checked later."""
+    auth.check_attempt(who, attempt_id)
     if who.role is models.Role.USER:
         att = state.store.get_attempt(attempt_id)
         if att is None:

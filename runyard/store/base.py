@@ -61,6 +61,8 @@ class Grant:
     lease_expires_at: float
     at: float
     actor: str
+    #: sha256 of the attempt's own credential (docs/security.md); None: none handed out.
+    token_hash: str | None = None
 
 
 class Transaction(abc.ABC):
@@ -223,6 +225,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_attempt(self, attempt_id: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def attempt_by_token_hash(self, token_hash: str) -> Row | None:
+        """The attempt whose own credential hashes to ``token_hash`` (``id``, ``run_id``,
+        ``number``, ``host_id``, ``active``), or None."""
 
     @abc.abstractmethod
     def get_attempt_and_run(self, attempt_id: str) -> tuple[Row, Row | None] | None:

@@ -42,6 +42,10 @@ from runyard.store.schema import (
 # write lock, which every process on the file waits for.
 _RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
 _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_TOKEN = Prepared(
+    sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number, attempts.c.host_id,
+              attempts.c.active)
+    .where(attempts.c.token_hash == sa.bindparam("h", type_=sa.String)))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
@@ -358,6 +362,10 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
     def get_attempt(self, attempt_id: str) -> base.Row | None:
         with self._read() as conn:
             return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
+
+    def attempt_by_token_hash(self, token_hash: str) -> base.Row | None:
+        with self._read() as conn:
+            return _ATTEMPT_BY_TOKEN.first(conn, h=token_hash)
 
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:
