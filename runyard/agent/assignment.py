@@ -107,6 +107,12 @@ class AttemptSettings:
     run_cwd: Path | None = None
     #: Start runs as this OS user (``--train-as``); None: as the agent's own.
     train_user: TrainUser | None = None
+    #: An argv put before the run's command: a launcher (``srun ...``) that starts it on
+    #: every node of an allocation (docs/executors.md).
+    launch_prefix: tuple[str, ...] = ()
+    #: Whether a stop of the supervisor itself (an agent's exit, SIGTERM) is reported as
+    #: ``worker_shutdown``; False leaves the attempt for its executor to report.
+    report_on_shutdown: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from runyard.cli import (
     reading,
     server,
     submit,
+    supervise,
     sync,
     tokens,
     up,
@@ -53,6 +54,7 @@ app.command()(lifecycle.requeue)
 app.command("rm")(lifecycle.remove)
 app.command()(lifecycle.wait)
 app.command("server")(server.server)
+app.command("supervise")(supervise.supervise)
 app.command("sync")(sync.sync_cmd)
 
 app.add_typer(agent.agent_app, name="agent")
