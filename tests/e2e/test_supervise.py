@@ -62,7 +62,7 @@ def _supervise(tmp_path: Path, server: LiveServer, answer: dict[str, Any], *,
     spec_file = _private(tmp_path / "spec.json", json.dumps(spec))
     token_file = _private(tmp_path / "attempt-token", token)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
-    log = open(tmp_path / "supervise.log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(tmp_path / "supervise.log", "wb")  # the child keeps its own copy
     proc = subprocess.Popen(
         [sys.executable, "-m", "runyard", "supervise", "--server", server.url,
          "--spec", str(spec_file), "--token-file", str(token_file),
