@@ -97,7 +97,13 @@ def test_the_claim_loop_drives_any_registered_executor(fake_registered: None) ->
     assert len(agent.handles) == 2
     agent.reap()
     assert agent.handles == {} and agent.free_slots() == 2
-    assert [a.run_id for a in agent.executor.started] == ["r1", "r2"]
+    started = agent.executor.started
+    assert [a.run_id for a in started] == ["r1", "r2"]
+    # What an executor hands on to a supervisor elsewhere: the credential apart.
+    assert started[0].attempt_token == "rya_t" and "rya_t" not in repr(started[0])
+    spec = started[0].spec(["srun", "--"])
+    assert "attempt_token" not in spec and spec["launch_prefix"] == ["srun", "--"]
+    assert spec["attempt"] == {"id": "a1", "number": 1}
     api.close()
 
 
