@@ -1,5 +1,9 @@
 """Supervising one claimed attempt, from launch to its report (docs/lifecycle.md,
-docs/progress-protocol.md).
+docs/progress-protocol.md, docs/executors.md).
+
+The one supervision code of Runyard: the local executor runs an :class:`AttemptRunner` on a
+thread per attempt, and ``runyard supervise`` (:mod:`runyard.agent.supervise`) runs one in
+its own process for an attempt claimed elsewhere (inside a Slurm allocation).
 
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
@@ -48,7 +52,8 @@ LOOP_STEP_S = 0.25
 #: Agent options that must not leak into the training process (the token above all).
 AGENT_ENV = ("RUNYARD_SERVER", "RUNYARD_TOKEN", "RUNYARD_HOST_ID", "RUNYARD_SLOTS",
              "RUNYARD_LABELS", "RUNYARD_WORK_DIR", "RUNYARD_PROBE_INTERVAL_S",
-             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S")
+             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S",
+             "RUNYARD_ATTEMPT_TOKEN", "RUNYARD_ATTEMPT_TOKEN_FILE")
 
 
 class Outcome(enum.StrEnum):
@@ -68,12 +73,14 @@ class AttemptRunner:
     """Runs one attempt to its report. :meth:`run` blocks (call it in a thread)."""
 
     def __init__(self, assignment: Assignment, api: WorkerAPI, settings: AttemptSettings,
-                 gpus: Sequence[int] = (), *,
+                 gpus: Sequence[int] | None = (), *,
                  on_event: Callable[[str, AttemptRunner], None] | None = None) -> None:
         self.a = assignment
         self.api = api
         self.settings = settings
-        self.gpus = list(gpus)
+        #: GPUs to give through CUDA_VISIBLE_DEVICES; None leaves the environment's (an
+        #: allocation's scheduler set it).
+        self.gpus = None if gpus is None else list(gpus)
         self.paths = AttemptPaths(settings.work_dir / assignment.run_id / str(assignment.number))
         self.probe_interval_s = assignment.probe_interval_s or settings.probe_interval_s
         self.hb_interval_s = heartbeat_interval(assignment.stale_after_s)
@@ -236,6 +243,7 @@ class AttemptRunner:
                 checkpoint_dir=p.checkpoint_dir, progress_file=p.progress_file,
                 metrics_file=p.metrics_file, stop_file=p.stop_file, seed=self.a.seed,
                 name=self.a.run.get("name"), python=sys.executable)
+            argv = [*self.settings.launch_prefix, *argv]
         except (errors.ValidationError, ValueError) as exc:
             return None, getattr(exc, "message", str(exc))
         env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV}
@@ -250,9 +258,10 @@ class AttemptRunner:
             "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
             "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
-            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
             **self._resume(),
         })
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
         cwd = self.settings.run_cwd or self.settings.work_dir
         named = self.a.run.get("workdir")
         if isinstance(named, str) and named:
@@ -506,6 +515,14 @@ class AttemptRunner:
         if result.setup_error is not None:
             return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
                                 details={**details, "error": result.setup_error})
+        if self._shutdown and result.stopped_by_request and \
+                not self.settings.report_on_shutdown:
+            # Whoever runs this supervisor reports the attempt (a Slurm agent reads why the
+            # job ended: a time limit, a preemption).
+            log.warning("run %s: stopped from outside; the attempt is left for the executor "
+                        "to report", self.a.run_id)
+            self.reason = "left unreported"
+            return Outcome.UNREPORTED
         if self._shutdown and result.stopped_by_request:
             # Only a process the agent's stop ended: one that had already exited on its own
             # (its training done, the agent still uploading) is reported as it ended, so a

@@ -22,6 +22,7 @@ from runyard.cli import (
     rules,
     server,
     submit,
+    supervise,
     sync,
     tokens,
     up,
@@ -57,6 +58,7 @@ app.command()(lifecycle.requeue)
 app.command("rm")(lifecycle.remove)
 app.command()(lifecycle.wait)
 app.command("server")(server.server)
+app.command("supervise")(supervise.supervise)
 app.command("sync")(sync.sync_cmd)
 app.command("notifications")(notify.notifications)
 

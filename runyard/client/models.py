@@ -140,6 +140,10 @@ class Progress:
         return bool(self.raw.get("snapshot")) if "snapshot" in self.raw else bool(self.raw)
 
 
+def _nodes(value: Any) -> tuple[str, ...] | None:
+    return tuple(str(n) for n in value) if isinstance(value, list) else None
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try to execute a run."""
@@ -154,6 +158,9 @@ class Attempt:
     termination_reason: str | None = None
     exit_code: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Where its executor placed it: a Slurm job id, and the nodes.
+    external_id: str | None = None
+    nodes: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -169,6 +176,8 @@ class Attempt:
             termination_reason=data.get("termination_reason"),
             exit_code=_opt_int(data.get("exit_code")),
             details=dict(data.get("details") or {}),
+            external_id=data.get("external_id"),
+            nodes=_nodes(data.get("nodes")),
             raw=dict(data),
         )
 
@@ -213,6 +222,12 @@ class Run:
     explain: dict[str, Any] | None = None
     artifact_store: str | None = None
     workdir: str | None = None
+    #: Slurm runs (docs/executors.md): the launcher, the options, and where the latest
+    #: attempt runs (the Slurm job id and its nodes).
+    launcher: str | None = None
+    slurm: dict[str, Any] | None = None
+    external_id: str | None = None
+    nodes: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     client: RunActions | None = field(default=None, repr=False, compare=False)
 
@@ -254,6 +269,10 @@ class Run:
             explain=data.get("explain"),
             artifact_store=data.get("artifact_store"),
             workdir=data.get("workdir"),
+            launcher=data.get("launcher"),
+            slurm=data.get("slurm"),
+            external_id=data.get("external_id"),
+            nodes=_nodes(data.get("nodes")),
             raw=dict(data),
             client=client,
         )
@@ -472,6 +491,8 @@ class Worker:
     active_attempts: int = 0
     #: The token that registered it (or last claimed as it).
     token_name: str | None = None
+    #: The kind of agent: ``local`` or ``slurm`` (docs/executors.md).
+    executor: str = "local"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -483,4 +504,6 @@ class Worker:
                    registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
                    alive=data.get("alive"),
                    active_attempts=int(data.get("active_attempts") or 0),
-                   token_name=data.get("token_name"), raw=dict(data))
+                   token_name=data.get("token_name"),
+                   executor=str(data.get("executor") or "local"),
+                   raw=dict(data))

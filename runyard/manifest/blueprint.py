@@ -52,7 +52,7 @@ PLACEHOLDERS: dict[str, str] = {
 
 BLUEPRINT_KEYS: tuple[str, ...] = (
     ("name", "command", "description", "config_schema", "config_schema_file", "rules")
-    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS
+    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS + fields.SLURM_KEYS
 )
 
 
@@ -316,6 +316,7 @@ def parse_blueprint(data: Any, path: Path, problems: Problems,
     rules = fields.check_rules(data, path, problems)
     if rules:
         defaults["rules"] = rules
+    defaults.update(fields.check_slurm(data, path, problems))
     if name is None or command is None or not schema_ok:
         return None
     return Blueprint(name=name, command=command, config_schema=schema,

@@ -42,6 +42,9 @@ class Principal:
     name: str
     role: Role
     hosts: tuple[str, ...] | None = None
+    #: For an attempt's own credential: the one attempt (and its run) it may act on.
+    attempt_id: str | None = None
+    run_id: str | None = None
 
     def at_least(self, role: Role) -> bool:
         """Human roles are ordered viewer < user < operator; a worker is none of them."""
@@ -61,10 +64,13 @@ def hash_token(secret: str) -> str:
 
 
 def parse_role(value: Any) -> Role:
+    """A token's role; ``attempt`` is no token's (attempts get their own credential)."""
     try:
+        if value == Role.ATTEMPT.value:
+            raise ValueError(value)
         return Role(value)
     except ValueError:
-        allowed = ", ".join(r.value for r in Role)
+        allowed = ", ".join(r.value for r in Role if r is not Role.ATTEMPT)
         raise errors.ValidationError(f"role: expected one of {allowed}, got {value!r}",
                                      field="role") from None
 
@@ -91,6 +97,8 @@ class TokenAuth:
         loop, so most requests skip a hop to a worker thread."""
         if not self.enabled:
             return _ANONYMOUS
+        if _secret(header).startswith(models.ATTEMPT_TOKEN_PREFIX):
+            return None  # never cached: it ends with its attempt (resolve reads it)
         now = time.monotonic()
         found, principal = self._fresh(_digest(header), now)
         if not found:
@@ -106,6 +114,8 @@ class TokenAuth:
         if not self.enabled:
             return _ANONYMOUS
         digest = _digest(header)
+        if _secret(header).startswith(models.ATTEMPT_TOKEN_PREFIX):
+            return self._attempt(digest)
         now = time.monotonic()
         found, principal = self._fresh(digest, now)
         if not found:
@@ -124,6 +134,16 @@ class TokenAuth:
             raise errors.AuthError("invalid or revoked token")
         self._touch(principal.name, now)
         return principal
+
+    def _attempt(self, digest: str) -> Principal:
+        """The principal of an attempt's own credential, while the attempt is active. Read
+        from the database every time (one indexed row): a cache would let it outlive its
+        attempt."""
+        row = self.store.attempt_by_token_hash(digest)
+        if row is None or not row["active"]:
+            raise errors.AuthError("invalid or expired attempt credential")
+        return Principal(f"{row['host_id']}/attempt-{row['number']}", Role.ATTEMPT,
+                         attempt_id=row["id"], run_id=row["run_id"])
 
     def _fresh(self, digest: str, now: float) -> tuple[bool, Principal | None]:
         """``(found, principal)`` of a cache entry younger than ``cache_s`` (a refused token
@@ -148,15 +168,20 @@ class TokenAuth:
 _ANONYMOUS = Principal("anonymous", Role.OPERATOR)
 
 
-def _digest(header: str | None) -> str:
-    """The stored hash of a bearer header's secret, or 401 for a missing/malformed header."""
+def _secret(header: str | None) -> str:
+    """A bearer header's secret, or 401 for a missing/malformed header."""
     if not header:
         raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
-    return hash_token(secret)
+    return secret
+
+
+def _digest(header: str | None) -> str:
+    """The stored hash of a bearer header's secret, or 401 for a missing/malformed header."""
+    return hash_token(_secret(header))
 
 
 def create_token(store: Store, name: str, role: Role | str, secret: str | None = None, *,
@@ -170,6 +195,10 @@ def create_token(store: Store, name: str, role: Role | str, secret: str | None =
     secret = secret or new_secret()
     if len(secret) < 16:
         raise errors.ValidationError("token: at least 16 characters", field="token")
+    if secret.startswith(models.ATTEMPT_TOKEN_PREFIX):
+        raise errors.ValidationError(
+            f"token: {models.ATTEMPT_TOKEN_PREFIX!r} starts attempt credentials only",
+            field="token")
     patterns = enrolment.parse_hosts(hosts) if hosts is not None else None
     if max_hosts is not None and not 1 <= max_hosts <= enrolment.MAX_HOSTS_LIMIT:
         raise errors.ValidationError(
@@ -251,8 +280,9 @@ def _require(check: Check) -> Callable[..., Any]:
     return dep
 
 
-#: Leased calls: workers, or users on their own (local) runs — checked per run.
-REPORT: Check = (lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR),
+#: Leased calls: workers, users on their own (local) runs — checked per run — and an
+#: attempt's own credential, on that attempt alone (:func:`check_attempt`).
+REPORT: Check = (lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR, Role.ATTEMPT),
                  "report for an attempt")
 
 #: Read access: viewer, user, operator.
@@ -264,6 +294,16 @@ operator = _require((lambda p: p.is_operator, "do this (operator only)"))
 #: Worker endpoints: workers and operators (an operator token may run a local agent).
 worker = _require((lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker"))
 lease_holder = _require(REPORT)
+
+
+def check_attempt(who: Principal, attempt_id: str, run_id: str | None = None) -> None:
+    """An attempt's own credential acts on its attempt (and that attempt's run) only."""
+    if who.role is not Role.ATTEMPT:
+        return
+    if who.attempt_id != attempt_id or (run_id is not None and who.run_id != run_id):
+        raise errors.Forbidden(
+            f"this credential belongs to attempt {who.attempt_id} of run {who.run_id}; it may "
+            f"not act on attempt {attempt_id}" + (f" of run {run_id}" if run_id else ""))
 
 
 def may_see_env(who: Principal, run: Row) -> bool:

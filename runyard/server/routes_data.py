@@ -61,6 +61,7 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
+    auth.check_attempt(who, head.attempt_id, run_id)
     run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
     written = state.rules.ingest_metrics(run, att["number"], points, rows)
     state.metrics.metric_points.inc(point_count(points, rows))
@@ -164,6 +165,7 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
                     who: Principal = Depends(auth.lease_holder),
                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Register a checkpoint; a complete one names an uploaded blob and triggers retention."""
+    auth.check_attempt(who, attempt_id)
     att0 = state.store.get_attempt(attempt_id)
     if att0 is None:
         raise errors.NotFound(f"no attempt {attempt_id!r}")
@@ -233,6 +235,7 @@ async def put_artifact(
     import anyio.to_thread
 
     def fence() -> dict[str, Any]:
+        auth.check_attempt(who, attempt_id, run_id)
         _holder(state, who, run_id, "upload artifacts for")
         return state.check_lease(attempt_id, x_runyard_lease, run_id=run_id)[1]
 

@@ -45,6 +45,10 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
     out["rules"] = serialize.json_safe(state.rules.describe(run))
+    # Where the latest attempt runs, as its executor recorded it (a Slurm job id, nodes).
+    latest = out["attempts"][-1] if out["attempts"] else {}
+    out["external_id"] = latest.get("external_id")
+    out["nodes"] = latest.get("nodes")
     if run["status"] == Status.QUEUED.value:
         out["explain"] = state.queue.explain(run["id"])
     return out

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from runyard import defaults, errors, models
+from runyard import defaults, errors, models, placement
 from runyard.progress import snapshot as snapshot_types
 from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
@@ -18,6 +18,7 @@ from runyard.server.bodies import (
     FailRequest,
     HeartbeatRequest,
     LogsRequest,
+    PlacementRequest,
     ProgressRequest,
 )
 from runyard.server.state import ServerState, get_state
@@ -61,11 +62,16 @@ def claim(body: ClaimRequest, who: Principal = Depends(auth.worker),
         "config": serialize.json_safe(run.get("config") or {}),
         "probe_interval_s": run.get("probe_interval_s"),
         "stall_after_s": run.get("stall_after_s"), "seed": run.get("seed"),
+        # Scoped to this attempt alone (docs/security.md): what an executor hands to the
+        # supervisor on a compute node instead of the worker token.
+        "attempt_token": got.attempt_token,
     }
 
 
 def _attempt_owner(state: ServerState, who: Principal, attempt_id: str, what: str) -> None:
-    """Users may hold leases of their own local runs; the lease itself is checked later."""
+    """Users may hold leases of their own local runs, an attempt's credential its own
+    attempt's; the lease itself is checked later."""
+    auth.check_attempt(who, attempt_id)
     if who.role is models.Role.USER:
         att = state.store.get_attempt(attempt_id)
         if att is None:
@@ -144,6 +150,16 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
     return {}
 
 
+@router.post("/v1/attempts/{attempt_id}/placement")
+def set_placement(attempt_id: str, body: PlacementRequest,
+                  who: Principal = Depends(auth.lease_holder),
+                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Where the executor placed the attempt: its job id and nodes (docs/executors.md)."""
+    _attempt_owner(state, who, attempt_id, "record the placement of")
+    return placement.record(state.queue, attempt_id, body.lease, external_id=body.external_id,
+                            nodes=body.nodes, actor=who.name)
+
+
 @router.post("/v1/attempts/{attempt_id}/complete", **schemas.doc(schemas.Run))
 def complete(attempt_id: str, body: CompleteRequest,
              who: Principal = Depends(auth.lease_holder),
@@ -174,8 +190,14 @@ def list_workers(who: Principal = Depends(auth.viewer),
         out = serialize.worker_out(w, state.settings.stale_after_s, now)
         current = state.store.list_runs(RunFilter(status=ACTIVE, host_id=w["host_id"]),
                                         limit=100, fields=["id", "name", "status", "attempt"])
+        # Where an executor placed them (a Slurm job id, its nodes): one read per worker
+        # that has any to show.
+        placed = {a["run_id"]: a for a in state.store.active_attempts_of(w["host_id"])} \
+            if out["executor"] != "local" and current else {}
         out["current"] = [{"run_id": r["id"], "name": r["name"], "status": r["status"],
-                           "attempt": r["attempt"]} for r in current]
+                           "attempt": r["attempt"],
+                           "external_id": placed.get(r["id"], {}).get("external_id"),
+                           "nodes": placed.get(r["id"], {}).get("nodes")} for r in current]
         items.append(out)
     return {"items": items, "next_after_id": None}
 

@@ -46,6 +46,8 @@ class WorkerFilter:
     skip_prefer_cuda: bool = False
     #: Keep only runs whose ``labels_key`` is one of these (None: no label prefilter).
     labels_keys: tuple[str, ...] | None = None
+    #: The runs' ``executor`` this worker serves (``agent`` for a local agent, ``slurm``...).
+    executor: str = "agent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class Grant:
     lease_expires_at: float
     at: float
     actor: str
+    #: sha256 of the attempt's own credential (docs/security.md); None: none handed out.
+    token_hash: str | None = None
 
 
 class Transaction(abc.ABC):
@@ -268,11 +272,21 @@ class Store(abc.ABC):
     def get_attempt(self, attempt_id: str) -> Row | None: ...
 
     @abc.abstractmethod
+    def attempt_by_token_hash(self, token_hash: str) -> Row | None:
+        """The attempt whose own credential hashes to ``token_hash`` (``id``, ``run_id``,
+        ``number``, ``host_id``, ``active``), or None."""
+
+    @abc.abstractmethod
     def get_attempt_and_run(self, attempt_id: str) -> tuple[Row, Row | None] | None:
         """An attempt and its run, read together (the lease check of every data call)."""
 
     @abc.abstractmethod
     def list_attempts(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def active_attempts_of(self, host_id: str) -> list[Row]:
+        """The active attempts held by this host: ``id``, ``run_id``, ``number``,
+        ``external_id``, ``nodes`` (what the workers listing shows of an executor's jobs)."""
 
     @abc.abstractmethod
     def list_events(self, run_id: str, *, after_seq: int = 0, limit: int = 100,

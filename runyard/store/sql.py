@@ -46,6 +46,10 @@ from runyard.store.schema import (
 # write lock, which every process on the file waits for.
 _RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
 _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_TOKEN = Prepared(
+    sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number, attempts.c.host_id,
+              attempts.c.active)
+    .where(attempts.c.token_hash == sa.bindparam("h", type_=sa.String)))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
@@ -417,12 +421,23 @@ class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin,
         with self._read() as conn:
             return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
 
+    def attempt_by_token_hash(self, token_hash: str) -> base.Row | None:
+        with self._read() as conn:
+            return _ATTEMPT_BY_TOKEN.first(conn, h=token_hash)
+
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:
             att = _ATTEMPT_BY_ID.first(conn, id=attempt_id)
             if att is None:
                 return None
             return att, _RUN_BY_ID.first(conn, id=att["run_id"])
+
+    def active_attempts_of(self, host_id: str) -> list[base.Row]:
+        a = attempts.c
+        stmt = (sa.select(a.id, a.run_id, a.number, a.external_id, a.nodes)
+                .where(ACTIVE_ONLY, a.host_id == host_id).order_by(a.run_id))
+        with self._read() as conn:
+            return rows(conn.execute(stmt))
 
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:
