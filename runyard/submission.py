@@ -18,7 +18,10 @@ _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
+    "tags",
 })
+#: Longest ``notes`` a run may carry.
+NOTES_MAX = 10_000
 _JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EXECUTORS = ("agent", "local", "slurm")
@@ -62,10 +65,23 @@ def _str(req: Mapping[str, Any], key: str, default: str, limit: int) -> str:
     value = req.get(key, default)
     if value is None:
         value = default
-    if not isinstance(value, str) or len(value) > limit:
-        raise errors.ValidationError(f"{key}: expected text of at most {limit} characters",
-                                     field=key)
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise errors.ValidationError(
+            f"{key}: expected text of at most {limit} characters (no NUL)", field=key)
     return value
+
+
+def edit_values(req: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``runs`` values of an edit (``PATCH /v1/runs/{id}``: name, notes, tags), checked
+    as at submission."""
+    out: dict[str, Any] = {}
+    if "name" in req:
+        out["name"] = models.validate_name(req["name"], "name")
+    if "notes" in req:
+        out["notes"] = _str(req, "notes", "", NOTES_MAX)
+    if "tags" in req:
+        out["tags"] = models.validate_tags(req["tags"] if req["tags"] is not None else [])
+    return out
 
 
 def validate_config(schema: Mapping[str, Any] | None, config: Any, prefix: str = "config"
@@ -165,7 +181,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "name": name,
         "project": project,
         "version": _str(req, "version", "", 100),
-        "notes": _str(req, "notes", "", 10_000),
+        "notes": _str(req, "notes", "", NOTES_MAX),
+        "tags": models.validate_tags(req.get("tags") or []),
         "blueprint": bp_name,
         "command": command,
         "config": dict(config),
@@ -188,6 +205,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "created_at": now,
         "queued_at": now,
         "updated_at": now,
+        "status_updated_at": now,
     }
 
 

@@ -91,6 +91,7 @@ class RunRequest(Body):
     project: str | None = None
     version: str | None = None
     notes: str | None = None
+    tags: list[str] | None = None
     blueprint: str | None = None
     command: list[str] | None = None
     config: dict[str, Any] | None = None
@@ -108,6 +109,15 @@ class RunRequest(Body):
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
+
+
+class EditRequest(Body):
+    """``PATCH /v1/runs/{id}``: what an owner may change after submission (checked by
+    :func:`runyard.submission.edit_values`)."""
+
+    name: str | None = None
+    notes: str | None = None
+    tags: list[str] | None = None
 
 
 class ValidateRequest(Body):

@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0007"
+HEAD = "0013"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key) WHERE status = 'queued'",
@@ -215,4 +215,31 @@ def test_0007_lets_a_run_name_no_probe_interval_and_keeps_every_row(
     store.upgrade()
     assert probes() == {"old": 1.0, "named": 2.5, "none": 1.0}
     engine.dispose()
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0013_adds_tags_and_fills_status_updated_at(dialect: str,
+                                                   empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0007")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+            " created_at, updated_at) VALUES ('a', 'a', '{}', '{}', 'queued', '[]', 1, 7.5)"))
+        conn.execute(sa.text("INSERT INTO events (run_id, seq, at, kind, status, actor)"
+                             " VALUES ('a', 1, 1, 'status', 'queued', 'x')"))
+    store.upgrade()
+    run = store.get_run("a")
+    assert run is not None and run["tags"] == [] and run["status_updated_at"] == 7.5
+    store.downgrade("0007")
+    with engine.connect() as conn:
+        # Dropping the columns kept the run and what hangs off it.
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+    store.upgrade()
+    assert store.current_revision() == HEAD
     store.close()
