@@ -175,6 +175,11 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                              or not models.INT64_MIN <= seed <= models.INT64_MAX):
         raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
+    if command is not None:
+        from runyard.manifest.blueprint import check_placeholders
+
+        # Checked here, not when an agent claims the run and fails it with setup_error.
+        check_placeholders(command, seed=seed)
 
     return {
         "id": new_id(),
