@@ -175,14 +175,20 @@ def get_logs(run_id: str, attempt: int | None = Query(None, ge=1, le=models.INT6
              stream: str = Query("stdout", pattern="^(stdout|stderr)$"),
              offset: int = Query(0, ge=0, le=models.INT64_MAX),
              limit_bytes: int = Query(1 << 16, ge=1, le=16 << 20),
+             tail: int | None = Query(None, ge=1, le=1_000_000,
+                                      description="the last N lines instead of from offset"),
              who: Principal = Depends(auth.viewer),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Log text from ``offset``; ``attempt`` defaults to the run's latest."""
+    """Log text from ``offset``, or its last ``tail`` lines; ``attempt`` defaults to the
+    run's latest. Follow with ``offset=next_offset``."""
     state.run_or_404(run_id)
+    if tail is not None and offset:
+        raise errors.ValidationError("tail: give tail or offset, not both", field="tail")
     out: dict[str, Any] = state.store.read_logs(
-        run_id, attempt=attempt, stream=stream, offset=offset, limit_bytes=limit_bytes)
-    return {"data": out["data"], "next_offset": out["next_offset"], "attempt": out["attempt"],
-            "stream": stream}
+        run_id, attempt=attempt, stream=stream, offset=offset, limit_bytes=limit_bytes,
+        tail=tail)
+    return {"data": out["data"], "offset": out["offset"], "next_offset": out["next_offset"],
+            "attempt": out["attempt"], "stream": stream}
 
 
 # --------------------------------------------------------------------------- checkpoints

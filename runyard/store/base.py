@@ -304,7 +304,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def read_logs(self, run_id: str, *, attempt: int | None = None, stream: str = "stdout",
-                  offset: int = 0, limit_bytes: int = 65536) -> dict[str, Any]: ...
+                  offset: int = 0, limit_bytes: int = 65536,
+                  tail: int | None = None) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     def add_blob(self, sha256: str, size: int) -> Row: ...

@@ -178,3 +178,57 @@ def test_bad_metric_parameters(api: Api, params: dict[str, Any], field: str) -> 
     r = api.get(f"/v1/runs/{rid}/metrics", params=params)
     assert r.status_code == 422, r.text
     assert error_of(r)["field"] == field
+
+
+def _logs(api: Api, rid: str, **params: Any) -> dict[str, Any]:
+    return dict(api.ok("GET", f"/v1/runs/{rid}/logs", params=params))
+
+
+def test_logs_tail_gives_the_last_lines_and_where_to_follow_from(api: Api) -> None:
+    rid, aid, lease = _running(api)
+    text = "".join(f"line {i} é\n" for i in range(500))  # 2-byte characters on every line
+    raw = text.encode()
+    # Chunks cut anywhere (mid-line, mid-character is impossible: the agent cuts text).
+    chunks, pos, i = [], 0, 0
+    while i < len(text):
+        piece = text[i:i + 37]
+        chunks.append({"stream": "stdout", "offset": pos, "data": piece})
+        pos += len(piece.encode())
+        i += 37
+    api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": chunks})
+    got = _logs(api, rid, tail=3)
+    assert got["data"] == "line 497 é\nline 498 é\nline 499 é\n"
+    assert got["next_offset"] == len(raw)
+    assert raw[got["offset"]:].decode() == got["data"]
+    assert _logs(api, rid, tail=1)["data"] == "line 499 é\n"
+    assert _logs(api, rid, tail=10_000)["data"] == text  # more lines than there are
+    # A byte budget keeps the end, whole characters only.
+    small = _logs(api, rid, tail=400, limit_bytes=50)
+    assert text.endswith(small["data"]) and len(small["data"].encode()) <= 50
+    # Following from next_offset reads what comes next, as the run page does.
+    api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": [
+        {"stream": "stdout", "offset": len(raw), "data": "tail end"}]})
+    nxt = _logs(api, rid, offset=got["next_offset"])
+    assert nxt["data"] == "tail end" and nxt["offset"] == len(raw)
+    assert _logs(api, rid, tail=2)["data"] == "line 499 é\ntail end"
+    # An empty stream, and the other stream.
+    assert _logs(api, rid, tail=5, stream="stderr") == {
+        "data": "", "offset": 0, "next_offset": 0, "attempt": 1, "stream": "stderr"}
+
+
+def test_logs_tail_stops_at_a_gap(api: Api) -> None:
+    rid, aid, lease = _running(api)
+    api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": [
+        {"stream": "stdout", "offset": 0, "data": "a\nb\n"},
+        {"stream": "stdout", "offset": 10, "data": "x\ny\n"}]})  # bytes 4-9 not here yet
+    got = _logs(api, rid, tail=10)
+    assert got == {"data": "x\ny\n", "offset": 10, "next_offset": 14, "attempt": 1,
+                   "stream": "stdout"}
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"tail": 0}, "tail"), ({"tail": "x"}, "tail"), ({"tail": 5, "offset": 3}, "tail")])
+def test_bad_tail(api: Api, params: dict[str, Any], field: str) -> None:
+    rid, _, _ = _running(api)
+    r = api.get(f"/v1/runs/{rid}/logs", params=params)
+    assert r.status_code == 422 and error_of(r)["field"] == field
