@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -95,6 +96,7 @@ def _blueprint(state: ServerState, name: str) -> dict[str, Any]:
 @router.get("")
 def list_runs(
     id: list[str] | None = Query(None, description="run ids (repeat for several)"),
+    id_prefix: str | None = Query(None, description="the start of the run id (hex digits)"),
     status: list[str] | None = Query(None, description="statuses (repeat or comma-separate)"),
     project: list[str] | None = Query(None),
     name_like: list[str] | None = Query(None, description="SQL ILIKE patterns (any matches)"),
@@ -135,8 +137,12 @@ def list_runs(
             raise errors.ValidationError(f"name_like: {p!r} ends with a lone escape "
                                          "character (write \\\\ for a backslash)",
                                          field="name_like")
+    if id_prefix is not None and not re.fullmatch(r"[0-9a-f]{1,40}", id_prefix):
+        raise errors.ValidationError("id_prefix: expected 1-40 lowercase hex digits",
+                                     field="id_prefix")
     filt = RunFilter(
-        status=statuses, ids=query.values(id, "id"), projects=query.values(project, "project"),
+        status=statuses, ids=query.values(id, "id"), id_prefix=id_prefix or None,
+        projects=query.values(project, "project"),
         name_likes=patterns, versions=query.values(version, "version"),
         blueprints=query.values(blueprint, "blueprint"), owners=query.values(owner, "owner"),
         host_ids=query.values(host, "host"), tags=query.values(tag, "tag"),

@@ -24,6 +24,8 @@ class RunFilter:
 
     status: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
+    #: The start of the id (hex digits only).
+    id_prefix: str | None = None
     projects: tuple[str, ...] = ()
     #: SQL ILIKE patterns (``\\_`` and ``\\%`` match themselves).
     name_likes: tuple[str, ...] = ()

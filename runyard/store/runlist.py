@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from runyard import errors
 from runyard.store import keyset
 from runyard.store.base import RunFilter
 from runyard.store.schema import runs
@@ -19,6 +21,7 @@ SORTABLE = frozenset({
     "priority", "attempt", "created_at", "updated_at", "status_updated_at", "queued_at",
     "started_at", "ended_at", "progress_updated_at"})
 DEFAULT_SORT = "created_at:desc"
+_HEX = re.compile(r"^[0-9a-f]{1,40}$")
 #: The escape character of ``name_like`` patterns: ``\_`` and ``\%`` match themselves.
 LIKE_ESCAPE = "\\"
 
@@ -42,6 +45,11 @@ def filter_clauses(filt: RunFilter, contains: Any) -> list[sa.ColumnElement[bool
                         (c.owner, filt.owners), (c.host_id, filt.host_ids)):
         if values:
             out.append(col.in_(list(values)))
+    if filt.id_prefix:
+        if not _HEX.match(filt.id_prefix):  # hex only: no wildcard can hide in it
+            raise errors.ValidationError("id_prefix: expected lowercase hex digits",
+                                         field="id_prefix")
+        out.append(c.id.like(filt.id_prefix + "%"))
     if filt.name_likes:
         out.append(sa.or_(*(c.name.ilike(p, escape=LIKE_ESCAPE) for p in filt.name_likes)))
     if filt.created_after is not None:
