@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -46,6 +47,9 @@ def run_id(run: RunRef) -> str:
     if not isinstance(value, str) or not value:
         raise errors.ValidationError(f"run: expected a run id, got {value!r}", field="run")
     return value
+
+
+_RUN_ID = re.compile(r"^[0-9a-f]{1,40}$")
 
 
 def _many(value: str | int | Sequence[Any] | None) -> Repeated | None:
@@ -188,6 +192,10 @@ class Client:
         """
         if fields is not None and "id" not in fields:
             fields = ["id", *fields]
+        if after_id is not None and cursor is None and not _RUN_ID.match(after_id):
+            # ``page.next`` used to be a run id passed back as ``after_id``: it is now a
+            # cursor (never hex-only), and code written that way keeps working.
+            cursor, after_id = after_id, None
         params = {"status": _many(status), "project": _many(project),
                   "name_like": _many(name_like), "id": _many(ids), "id_prefix": id_prefix,
                   "version": _many(version),

@@ -160,6 +160,8 @@ def test_several_values_of_each_filter(api: Api, db_url: str) -> None:
     assert got(tag=["t"]) == []  # a whole tag, never a part of one
     assert got(label=["pool=l1"]) == want(lambda r: r["constraints"]["labels"]["pool"] == "l1")
     assert got(label=["pool=l"]) == [] and got(label=["poo=l1"]) == []
+    assert got(id_prefix=made[3]["id"]) == [made[3]["id"]]
+    assert got(id_prefix=made[3]["id"][:4]) == want(lambda r: r["id"][:4] == made[3]["id"][:4])
     assert got(blueprint=["none-such"]) == []
     assert got(host=["box-9"]) == []
 
@@ -191,6 +193,8 @@ def test_blueprint_and_host_filters(api: Api) -> None:
     ({"tag": [f"t{i}" for i in range(101)]}, "tag"),
     ({"created_after": "yesterday"}, "created_after"),
     ({"limit": 0}, "limit"),
+    ({"id_prefix": "ab%"}, "id_prefix"),
+    ({"id_prefix": "XYZ"}, "id_prefix"),
 ])
 def test_bad_parameters_are_422_naming_them(api: Api, params: dict[str, Any], field: str
                                             ) -> None:
