@@ -481,6 +481,28 @@ def validate_name(value: Any, field: str) -> str:
     return value
 
 
+_TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@/=-]{0,63}$")
+#: Most tags one run may carry.
+MAX_TAGS = 32
+
+
+def validate_tags(value: Any, field: str = "tags") -> list[str]:
+    """A run's tags: at most :data:`MAX_TAGS`, each 1-64 letters, digits and ``._:+@/=-``
+    (no quotes or commas: filters match them in the stored text); repeats dropped."""
+    if not isinstance(value, list | tuple):
+        raise errors.ValidationError(f"{field}: expected a list of tags", field=field)
+    out = list(dict.fromkeys(value))
+    if len(out) > MAX_TAGS:
+        raise errors.ValidationError(f"{field}: at most {MAX_TAGS} tags, got {len(out)}",
+                                     field=field)
+    for i, tag in enumerate(out):
+        if not isinstance(tag, str) or not _TAG_RE.match(tag):
+            raise errors.ValidationError(
+                f"{field}[{i}]: expected 1-64 letters, digits and ._:+@/=- (not starting "
+                f"with punctuation), got {tag!r}", field=f"{field}[{i}]")
+    return out
+
+
 def normalise_defaults() -> dict[str, Any]:
     """Default retry and supervision policy of a run, as stored. No probe interval: a run
     that names none is probed at its agent's (``runyard agent --probe-interval-s``)."""

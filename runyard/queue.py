@@ -485,6 +485,22 @@ class Queue:
             return self._event(tx, run_id, kind, Status(run["status"]), actor, run["attempt"],
                                now, details)
 
+    def edit(self, run_id: str, request: Mapping[str, Any], *, actor: str = SYSTEM) -> Row:
+        """Change a run's name, notes or tags (checked as at submission) and record an
+        ``edited`` event naming what changed; returns the run."""
+        values = submission.edit_values(request)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            run = self._lock(tx, run_id)
+            changed = sorted(k for k, v in values.items() if run[k] != v)
+            if changed:
+                tx.update_run(run_id, {**values, "updated_at": now})
+                # The notes themselves stay out of the event: they may be long.
+                shown = {k: values[k] for k in changed if k != "notes"}
+                self._event(tx, run_id, "edited", Status(run["status"]), actor, run["attempt"],
+                            now, {"changed": changed, **shown})
+            return {**run, **values, "updated_at": now if changed else run["updated_at"]}
+
     # ------------------------------------------------------------------ housekeeping
     def note_outage(self) -> None:
         """The server could not hear heartbeats for a while (it was down, or its database

@@ -19,10 +19,12 @@ _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
-    "rules", "launcher", "slurm",
+    "rules", "launcher", "slurm", "tags",
 })
 #: Constraint keys a blueprint's defaults hold at their top level (as the manifest keeps them).
 _CONSTRAINT_KEYS = frozenset(models.Constraints.__dataclass_fields__)
+#: Longest ``notes`` a run may carry.
+NOTES_MAX = 10_000
 _JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EXECUTORS = ("agent", "local", "slurm")
@@ -66,10 +68,23 @@ def _str(req: Mapping[str, Any], key: str, default: str, limit: int) -> str:
     value = req.get(key, default)
     if value is None:
         value = default
-    if not isinstance(value, str) or len(value) > limit:
-        raise errors.ValidationError(f"{key}: expected text of at most {limit} characters",
-                                     field=key)
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise errors.ValidationError(
+            f"{key}: expected text of at most {limit} characters (no NUL)", field=key)
     return value
+
+
+def edit_values(req: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``runs`` values of an edit (``PATCH /v1/runs/{id}``: name, notes, tags), checked
+    as at submission."""
+    out: dict[str, Any] = {}
+    if "name" in req:
+        out["name"] = models.validate_name(req["name"], "name")
+    if "notes" in req:
+        out["notes"] = _str(req, "notes", "", NOTES_MAX)
+    if "tags" in req:
+        out["tags"] = models.validate_tags(req["tags"] if req["tags"] is not None else [])
+    return out
 
 
 def validate_config(schema: Mapping[str, Any] | None, config: Any, prefix: str = "config"
@@ -173,13 +188,19 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                              or not models.INT64_MIN <= seed <= models.INT64_MAX):
         raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
+    if command is not None:
+        from runyard.manifest.blueprint import check_placeholders
+
+        # Checked here, not when an agent claims the run and fails it with setup_error.
+        check_placeholders(command, seed=seed)
 
     return {
         "id": new_id(),
         "name": name,
         "project": project,
         "version": _str(req, "version", "", 100),
-        "notes": _str(req, "notes", "", 10_000),
+        "notes": _str(req, "notes", "", NOTES_MAX),
+        "tags": models.validate_tags(req.get("tags") or []),
         "blueprint": bp_name,
         "command": command,
         "config": dict(config),
@@ -205,6 +226,7 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "created_at": now,
         "queued_at": now,
         "updated_at": now,
+        "status_updated_at": now,
     }
 
 

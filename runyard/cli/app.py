@@ -14,6 +14,7 @@ from runyard.cli import (
     agent,
     db,
     demo,
+    edit,
     lifecycle,
     manifest,
     notify,
@@ -49,6 +50,8 @@ app.command()(reading.show)
 app.command()(watch.watch)
 app.command()(outputs.logs)
 app.command()(outputs.metrics)
+app.command()(outputs.checkpoints)
+app.command()(edit.edit)
 app.command()(lifecycle.stop)
 app.command()(lifecycle.checkpoint)
 app.command()(lifecycle.restart)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -15,7 +16,7 @@ import httpx
 
 from runyard import defaults, errors, models
 from runyard.client import sse
-from runyard.client.http import DEFAULT_TIMEOUT, Http, decode, split_command
+from runyard.client.http import DEFAULT_TIMEOUT, Http, Repeated, decode, split_command
 from runyard.client.models import (
     Artifact,
     Checkpoint,
@@ -56,6 +57,16 @@ def rule_object(rule: Mapping[str, Any] | str) -> dict[str, Any]:
 
         return compact.parse(rule)
     return dict(rule)
+_RUN_ID = re.compile(r"^[0-9a-f]{1,40}$")
+
+
+def _many(value: str | int | Sequence[Any] | None) -> Repeated | None:
+    """One value or several, sent as a repeated query parameter."""
+    if value is None:
+        return None
+    if isinstance(value, str | int):
+        return Repeated([value])
+    return Repeated(value)
 
 
 def _resources(resources: Resources | None) -> dict[str, Any] | None:
@@ -182,34 +193,73 @@ class Client:
         return Run.from_json(self._http.get_json(f"/v1/runs/{run_id(run)}"), client=self)
 
     def list_runs(self, *, status: str | Sequence[str] | None = None,
-                  project: str | None = None, name_like: str | None = None,
+                  project: str | Sequence[str] | None = None,
+                  name_like: str | Sequence[str] | None = None,
+                  ids: Sequence[str] | None = None, id_prefix: str | None = None,
+                  version: str | Sequence[str] | None = None,
+                  blueprint: str | Sequence[str] | None = None,
+                  owner: str | Sequence[str] | None = None,
+                  host: str | Sequence[str] | None = None,
+                  tags: Sequence[str] | None = None,
+                  labels: Mapping[str, str] | None = None,
                   created_after: datetime | None = None,
-                  created_before: datetime | None = None, host: str | None = None,
+                  created_before: datetime | None = None,
+                  sort: str | Sequence[str] | None = None, cursor: str | None = None,
                   after_id: str | None = None, limit: int | None = None,
-                  sort: str | None = None, fields: Sequence[str] | None = None) -> Page[Run]:
-        """One page of runs; pass ``page.next`` as ``after_id`` for the next one.
+                  fields: Sequence[str] | None = None) -> Page[Run]:
+        """One page of runs; pass ``page.next`` as ``cursor`` (same filters and sort) for
+        the next one (None: the last page).
 
-        ``name_like`` is an SQL ILIKE pattern (``%`` any run of characters, ``_`` one).
+        Several values of a filter match any of them; a run must carry every one of ``tags``
+        and require every one of ``labels``. ``name_like`` is an SQL ILIKE pattern (``%`` any
+        run of characters, ``_`` one). ``sort`` is ``key:asc|desc`` items, e.g.
+        ``["project:asc", "created_at:desc"]`` (ties by id); see docs/http-api.md.
         """
         if fields is not None and "id" not in fields:
             fields = ["id", *fields]
-        params = {"status": status, "project": project, "name_like": name_like,
+        if after_id is not None and cursor is None and not _RUN_ID.match(after_id):
+            # ``page.next`` used to be a run id passed back as ``after_id``: it is now a
+            # cursor (never hex-only), and code written that way keeps working.
+            cursor, after_id = after_id, None
+        params = {"status": _many(status), "project": _many(project),
+                  "name_like": _many(name_like), "id": _many(ids), "id_prefix": id_prefix,
+                  "version": _many(version),
+                  "blueprint": _many(blueprint), "owner": _many(owner), "host": _many(host),
+                  "tag": _many(tags),
+                  "label": None if labels is None else Repeated(
+                      f"{k}={v}" for k, v in labels.items()),
                   "created_after": created_after, "created_before": created_before,
-                  "host": host, "after_id": after_id, "limit": limit, "sort": sort,
-                  "fields": fields}
+                  "sort": _many(sort), "cursor": cursor, "after_id": after_id, "limit": limit,
+                  "fields": None if fields is None else ",".join(fields)}
         data = self._http.get_json("/v1/runs", params)
         return Page(tuple(Run.from_json(item, client=self) for item in data["items"]),
-                    data.get("next_after_id"))
+                    data.get("next_cursor"))
 
     def iter_runs(self, *, page_size: int = 100, **filters: Any) -> Iterator[Run]:
         """Every run matching ``filters`` (as :meth:`list_runs`), following the cursor."""
-        after = filters.pop("after_id", None)
+        cursor = filters.pop("cursor", None)
         while True:
-            page = self.list_runs(after_id=after, limit=page_size, **filters)
+            page = self.list_runs(cursor=cursor, limit=page_size, **filters)
             yield from page.items
             if page.next is None or not page.items:
                 return
-            after = str(page.next)
+            cursor = str(page.next)
+
+    def find_run(self, ref: str, *, project: str | None = None) -> Run:
+        """The run ``ref`` names: an id (or a unique prefix of one), else the newest run of
+        that name (in ``project`` when given); see :func:`runyard.client.resolve.find_run`."""
+        from runyard.client.resolve import find_run
+
+        return find_run(self, ref, project=project)
+
+    def edit(self, run: RunRef, *, name: str | None = None, notes: str | None = None,
+             tags: Sequence[str] | None = None) -> Run:
+        """Change a run's name, notes or tags (those given; ``tags=[]`` clears them)."""
+        body: dict[str, Any] = {"name": name, "notes": notes,
+                                "tags": None if tags is None else list(tags)}
+        data = self._http.request("PATCH", f"/v1/runs/{run_id(run)}",
+                                  json_body={k: v for k, v in body.items() if v is not None})
+        return Run.from_json(decode(data), client=self)
 
     def get_progress(self, run: RunRef) -> Progress:
         return Progress.from_json(self._http.get_json(f"/v1/runs/{run_id(run)}/progress"))
@@ -259,14 +309,21 @@ class Client:
             if after is None or not data["items"]:
                 return tags
 
-    def get_metrics(self, run: RunRef, *, tag: str | None = None, after_step: int | None = None,
-                    attempt: int | None = None, limit: int | None = None) -> Page[MetricPoint]:
-        """A page of points: at each step the newest attempt's, or ``attempt``'s own."""
-        data = self._http.get_json(f"/v1/runs/{run_id(run)}/metrics",
-                                   {"tag": tag, "after_step": after_step, "attempt": attempt,
-                                    "limit": limit})
+    def get_metrics(self, run: RunRef, *, tag: str | Sequence[str] | None = None,
+                    steps: Sequence[int] | None = None, created_after: datetime | None = None,
+                    created_before: datetime | None = None, after_step: int | None = None,
+                    cursor: str | None = None, attempt: int | None = None,
+                    limit: int | None = None) -> Page[MetricPoint]:
+        """A page of points in (tag, step) order: at each step the newest attempt's, or
+        ``attempt``'s own. ``page.next`` is the ``after_step`` of the next page when one
+        ``tag`` was asked for, else the ``cursor`` of the next page."""
+        data = self._http.get_json(f"/v1/runs/{run_id(run)}/metrics", {
+            "tag": _many(tag), "steps": _many(steps), "created_after": created_after,
+            "created_before": created_before, "after_step": after_step, "cursor": cursor,
+            "attempt": attempt, "limit": limit})
+        nxt = data.get("next_after_step")
         return Page(tuple(MetricPoint.from_json(p) for p in data["items"]),
-                    data.get("next_after_step"))
+                    nxt if nxt is not None else data.get("next_cursor"))
 
     def get_all_metrics(self, run: RunRef, *, tag: str | None = None,
                         attempt: int | None = None, page_size: int = 1000
@@ -294,9 +351,31 @@ class Client:
         return Series.from_json(data)
 
     # ------------------------------------------------------------------ files
-    def get_checkpoints(self, run: RunRef) -> list[Checkpoint]:
-        data = self._http.get_json(f"/v1/runs/{run_id(run)}/checkpoints")
-        return [Checkpoint.from_json(c) for c in data["items"]]
+    def list_checkpoints(self, run: RunRef, *, steps: Sequence[int] | None = None,
+                         status: str | Sequence[str] | None = None,
+                         created_after: datetime | None = None,
+                         created_before: datetime | None = None,
+                         sort: str | Sequence[str] | None = None, cursor: str | None = None,
+                         limit: int | None = None) -> Page[Checkpoint]:
+        """One page of a run's checkpoints (``status``: incomplete, complete; ``sort``:
+        ``key:asc|desc`` of id, step, attempt, created_at); ``page.next`` is the cursor."""
+        data = self._http.get_json(f"/v1/runs/{run_id(run)}/checkpoints", {
+            "step": _many(steps), "status": _many(status), "created_after": created_after,
+            "created_before": created_before, "sort": _many(sort), "cursor": cursor,
+            "limit": limit})
+        return Page(tuple(Checkpoint.from_json(c) for c in data["items"]),
+                    data.get("next_cursor"))
+
+    def get_checkpoints(self, run: RunRef, **filters: Any) -> list[Checkpoint]:
+        """Every checkpoint of a run matching ``filters`` (as :meth:`list_checkpoints`)."""
+        out: list[Checkpoint] = []
+        cursor = filters.pop("cursor", None)
+        while True:
+            page = self.list_checkpoints(run, cursor=cursor, **filters)
+            out += page.items
+            if page.next is None or not page.items:
+                return out
+            cursor = str(page.next)
 
     def get_artifacts(self, run: RunRef) -> list[Artifact]:
         data = self._http.get_json(f"/v1/runs/{run_id(run)}/artifacts")
@@ -322,10 +401,14 @@ class Client:
         return target
 
     def get_logs(self, run: RunRef, *, stream: str = "stdout", offset: int = 0,
-                 attempt: int | None = None, limit_bytes: int | None = None) -> LogChunk:
+                 attempt: int | None = None, limit_bytes: int | None = None,
+                 tail: int | None = None) -> LogChunk:
+        """Captured output from byte ``offset``, or with ``tail`` its last lines; read on
+        from ``chunk.next_offset``."""
         data = self._http.get_json(f"/v1/runs/{run_id(run)}/logs",
-                                   {"stream": stream, "offset": offset, "attempt": attempt,
-                                    "limit_bytes": limit_bytes})
+                                   {"stream": stream, "offset": None if tail else offset,
+                                    "attempt": attempt, "limit_bytes": limit_bytes,
+                                    "tail": tail})
         return LogChunk.from_json(data)
 
     # ------------------------------------------------------------------ fleet

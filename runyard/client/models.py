@@ -38,6 +38,9 @@ class RunActions(Protocol):
 
     def delete(self, run: Run) -> None: ...
 
+    def edit(self, run: Run, *, name: str | None = ..., notes: str | None = ...,
+             tags: Sequence[str] | None = ...) -> Run: ...
+
     def wait(self, run: Run, until: Sequence[str] | None = ..., timeout: float | None = ...,
              on_update: Callable[[Run], None] | None = ..., poll_s: float = ...) -> Run: ...
 
@@ -185,7 +188,7 @@ class Attempt:
 #: Run fields :meth:`Run.reload` may refresh selectively.
 RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
               "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
-              "updated_at", "checkpoint_requested_at")
+              "updated_at", "status_updated_at", "name", "tags", "checkpoint_requested_at")
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,10 @@ class Run:
     project: str | None = None
     version: str | None = None
     notes: str | None = None
+    tags: tuple[str, ...] = ()
     status: str | None = None
+    status_updated_at: datetime | None = None
+    owner: str | None = None
     attempt: int | None = None
     host_id: str | None = None
     executor: str | None = None
@@ -242,7 +248,10 @@ class Run:
             project=data.get("project"),
             version=data.get("version"),
             notes=data.get("notes"),
+            tags=tuple(str(t) for t in data.get("tags") or ()),
             status=data.get("status"),
+            status_updated_at=parse_time(data.get("status_updated_at"), "status_updated_at"),
+            owner=data.get("owner"),
             attempt=_opt_int(data.get("attempt")),
             host_id=data.get("host_id"),
             executor=data.get("executor"),
@@ -314,6 +323,10 @@ class Run:
     def request_checkpoint(self) -> Run:
         """Ask the training loop to save a checkpoint (see ``Client.request_checkpoint``)."""
         return self._bound().request_checkpoint(self)
+    def edit(self, *, name: str | None = None, notes: str | None = None,
+             tags: Sequence[str] | None = None) -> Run:
+        """Change the run's name, notes or tags (those given); returns the edited run."""
+        return self._bound().edit(self, name=name, notes=notes, tags=tags)
 
     def requeue(self) -> Run:
         return self._bound().requeue(self)
@@ -471,11 +484,13 @@ class LogChunk:
     data: str
     next_offset: int
     attempt: int | None = None
+    #: Where ``data`` starts (with ``tail``: where the last lines begin).
+    offset: int | None = None
 
     @classmethod
     def from_json(cls, data: JSON) -> LogChunk:
         return cls(data=str(data.get("data", "")), next_offset=int(data.get("next_offset", 0)),
-                   attempt=_opt_int(data.get("attempt")))
+                   attempt=_opt_int(data.get("attempt")), offset=_opt_int(data.get("offset")))
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,35 @@ def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ..
     return tuple(command) if ok else None
 
 
+def check_placeholders(command: Sequence[str], *, seed: int | None,
+                       field: str = "command") -> None:
+    """Refuse, at submission, a command whose placeholders the agent could not fill (it
+    would fail at claim time with ``setup_error``): a 422 naming the argument, ``command[i]``.
+    """
+    known = ", ".join(sorted(PLACEHOLDERS))
+    hint = "write {{ and }} for a literal brace"
+    for i, arg in enumerate(command):
+        where = f"{field}[{i}]"
+        try:
+            found = _placeholders(arg)
+        except ValueError as exc:
+            raise errors.ValidationError(
+                f"{where}: {arg!r} is not a valid placeholder template ({exc}); {hint}",
+                field=where) from None
+        for name, conv, spec in found:
+            if name not in PLACEHOLDERS:
+                raise errors.ValidationError(
+                    f"{where}: unknown placeholder {{{name}}} in {arg!r} (known: {known}); "
+                    f"{hint}", field=where)
+            if conv or spec:
+                raise errors.ValidationError(
+                    f"{where}: placeholder {{{name}}} takes no conversion or format spec; "
+                    f"{hint}", field=where)
+            if name == "seed" and seed is None:
+                raise errors.ValidationError(
+                    f"{where}: uses {{seed}} but the run sets no seed", field=where)
+
+
 def command_placeholders(command: Sequence[str]) -> set[str]:
     """Names of the placeholders a (checked) command uses."""
     return {name for arg in command for name, _, _ in _placeholders(arg)}

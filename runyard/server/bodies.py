@@ -91,6 +91,7 @@ class RunRequest(Body):
     project: str | None = None
     version: str | None = None
     notes: str | None = None
+    tags: list[str] | None = None
     blueprint: str | None = None
     command: list[str] | None = None
     config: dict[str, Any] | None = None
@@ -114,6 +115,15 @@ class RunRequest(Body):
     host_id: str | None = None
     #: Rule objects (docs/rules.md), checked by :mod:`runyard.rules.spec`.
     rules: list[Any] | None = None
+
+
+class EditRequest(Body):
+    """``PATCH /v1/runs/{id}``: what an owner may change after submission (checked by
+    :func:`runyard.submission.edit_values`)."""
+
+    name: str | None = None
+    notes: str | None = None
+    tags: list[str] | None = None
 
 
 class ValidateRequest(Body):

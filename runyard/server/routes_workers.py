@@ -188,7 +188,7 @@ def list_workers(who: Principal = Depends(auth.viewer),
     items = []
     for w in state.store.list_workers():
         out = serialize.worker_out(w, state.settings.stale_after_s, now)
-        current = state.store.list_runs(RunFilter(status=ACTIVE, host_id=w["host_id"]),
+        current = state.store.list_runs(RunFilter(status=ACTIVE, host_ids=(w["host_id"],)),
                                         limit=100, fields=["id", "name", "status", "attempt"])
         # Where an executor placed them (a Slurm job id, its nodes): one read per worker
         # that has any to show.

@@ -16,7 +16,7 @@ _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retr
                          "require_cuda", "prefer_cuda", "gpus", "min_vram_gib", "min_ram_gib",
                          "min_cpus", "labels_key", "stop_deadline", "last_step_at", "rules"})
 _RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
-                        "progress_updated_at", "stop_requested_at",
+                        "status_updated_at", "progress_updated_at", "stop_requested_at",
                         "checkpoint_requested_at"})
 
 

@@ -22,15 +22,25 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class RunFilter:
-    """Filters of ``GET /v1/runs``; every field is optional."""
+    """Filters of ``GET /v1/runs``; every field is optional. Several values of one field
+    match a run that has any of them; ``tags`` and ``labels`` match a run that has all."""
 
     status: tuple[str, ...] = ()
-    project: str | None = None
-    name_like: str | None = None
+    ids: tuple[str, ...] = ()
+    #: The start of the id (hex digits only).
+    id_prefix: str | None = None
+    projects: tuple[str, ...] = ()
+    #: SQL ILIKE patterns (``\\_`` and ``\\%`` match themselves).
+    name_likes: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    blueprints: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    host_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    #: ``(key, value)`` pairs of the run's required labels (its constraints).
+    labels: tuple[tuple[str, str], ...] = ()
     created_after: float | None = None
     created_before: float | None = None
-    host_id: str | None = None
-    ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,7 +273,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(self, filt: RunFilter, *, after_id: str | None = None, limit: int = 50,
-                  sort: str = "-created_at", fields: Sequence[str] | None = None) -> list[Row]: ...
+                  sort: str | Sequence[str] = "-created_at",
+                  fields: Sequence[str] | None = None,
+                  after: Sequence[Any] | None = None) -> list[Row]:
+        """Runs matching ``filt`` in the order of ``sort`` (``key:asc|desc`` items, see
+        :mod:`runyard.store.runlist`), after the position ``after`` (the sort keys' values
+        of the last row shown, id last) or after the run ``after_id``."""
 
     @abc.abstractmethod
     def count_runs_by_status(self) -> dict[str, int]: ...
@@ -344,7 +359,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_metric_points(self, run_id: str, *, tag: str | None = None,
                            after_step: int | None = None, attempt: int | None = None,
-                           limit: int = 1000) -> list[Row]: ...
+                           limit: int = 1000, tags: Sequence[str] = (),
+                           steps: Sequence[int] = (), at_after: float | None = None,
+                           at_before: float | None = None,
+                           after: tuple[str, int] | None = None) -> list[Row]: ...
 
     @abc.abstractmethod
     def metric_series(self, run_id: str, tag: str, *, points: int,
@@ -360,7 +378,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def read_logs(self, run_id: str, *, attempt: int | None = None, stream: str = "stdout",
-                  offset: int = 0, limit_bytes: int = 65536) -> dict[str, Any]: ...
+                  offset: int = 0, limit_bytes: int = 65536,
+                  tail: int | None = None) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     def add_blob(self, sha256: str, size: int) -> Row: ...
@@ -389,6 +408,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_checkpoints(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def find_checkpoints(self, run_id: str, *, steps: Sequence[int] = (),
+                         statuses: Sequence[str] = (), created_after: float | None = None,
+                         created_before: float | None = None,
+                         sort: str | Sequence[str] | None = None,
+                         after: Sequence[Any] | None = None, limit: int = 1000) -> list[Row]:
+        """Filtered, sorted keyset pages of a run's checkpoints (``GET .../checkpoints``)."""
 
     @abc.abstractmethod
     def delete_checkpoints(self, run_id: str, ids: Sequence[int]) -> list[str]: ...

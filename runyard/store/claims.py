@@ -147,6 +147,7 @@ _SQLITE_CLAIM_RUNS = Prepared(
             attempt=sa.bindparam("g_number", type_=sa.Integer),
             event_seq=sa.bindparam("g_seq", type_=sa.Integer),
             updated_at=sa.bindparam("g_at", type_=runs.c.updated_at.type),
+            status_updated_at=sa.bindparam("g_at", type_=runs.c.updated_at.type),
             stop_intent=None, stop_requested_at=None, stop_deadline=None, stalled=False,
             termination_reason=None, exit_code=None, ended_at=None))
 _ATTEMPT_KEYS = ("id", "run_id", "number", "host_id", "lease", "lease_expires_at", "active",
@@ -193,7 +194,8 @@ WITH g AS (
              token_hash)
 ), claimed AS (
     UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_id,
-        attempt = g.number, event_seq = g.seq, updated_at = g.at, stop_intent = NULL,
+        attempt = g.number, event_seq = g.seq, updated_at = g.at, status_updated_at = g.at,
+        stop_intent = NULL,
         stop_requested_at = NULL, stop_deadline = NULL, stalled = false,
         termination_reason = NULL, exit_code = NULL, ended_at = NULL
     FROM g

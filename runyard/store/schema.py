@@ -37,6 +37,9 @@ runs = sa.Table(
     sa.Column("project", sa.String(200), nullable=False, server_default="default"),
     sa.Column("version", sa.String(100), nullable=False, server_default=""),
     sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    # A JSON list of short labels users give a run (models.validate_tags); filtered in SQL
+    # by substring (runyard.store.runlist), which their character set makes exact.
+    sa.Column("tags", JSON, nullable=False, server_default="[]"),
     sa.Column("blueprint", sa.String(200)),
     sa.Column("command", JSON),
     sa.Column("config", JSON, nullable=False),
@@ -107,6 +110,9 @@ runs = sa.Table(
     sa.Column("started_at", Time),
     sa.Column("ended_at", Time),
     sa.Column("updated_at", Time, nullable=False),
+    # When the status last changed (updated_at moves with every write: progress, stalls,
+    # edits). NULL only where a migration found no better value than updated_at's.
+    sa.Column("status_updated_at", Time),
     # In the claim's order (priority high first, then oldest), so a claim reads the first
     # queued rows of the index instead of sorting every queued run.
     # The prefilter's columns ride along, so rows it rejects are skipped inside the index.

@@ -7,6 +7,7 @@ What differs between them is behind :class:`runyard.store.dialect.Dialect`, impl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -15,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims, notifications, rulestore
+from runyard.store import base, blobs, claims, keyset, notifications, rulestore, runlist
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
@@ -58,11 +59,6 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> Non
                     lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
 
 
-#: Columns a listing may sort on (a leading '-' means descending).
-SORTABLE = frozenset({"created_at", "updated_at", "priority", "name", "status", "ended_at"})
-#: The escape character of ``name_like`` patterns: ``\_`` and ``\%`` match themselves.
-LIKE_ESCAPE = "\\"
-
 
 class SQLTransaction(base.Transaction):
     """Primitives over one open connection; the transaction is the connection's.
@@ -81,10 +77,18 @@ class SQLTransaction(base.Transaction):
         return first(self.conn.execute(stmt))
 
     def insert_run(self, row: Mapping[str, Any]) -> None:
+        if row.get("status_updated_at") is None:
+            row = {**row, "status_updated_at": row.get("updated_at", row.get("created_at"))}
         self.conn.execute(runs.insert().values(**row))
 
     def update_run(self, run_id: str, values: Mapping[str, Any],
                    expect_status: Sequence[str] | None = None) -> bool:
+        if "status" in values and "status_updated_at" not in values:
+            # Only a status that changes moves it (a write may restate the same status).
+            at = values.get("updated_at")
+            values = {**values, "status_updated_at": sa.case(
+                (runs.c.status == values["status"], runs.c.status_updated_at),
+                else_=time.time() if at is None else at)}
         stmt = runs.update().where(runs.c.id == run_id).values(**values)
         if expect_status is not None:
             stmt = stmt.where(runs.c.status.in_(list(expect_status)))
@@ -349,66 +353,25 @@ class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin,
             return _RUN_BY_ID.first(conn, id=run_id)
 
     def list_runs(self, filt: base.RunFilter, *, after_id: str | None = None, limit: int = 50,
-                  sort: str = "-created_at", fields: Sequence[str] | None = None
-                  ) -> list[base.Row]:
-        key = sort.lstrip("-")
-        if key not in SORTABLE:
-            raise errors.ValidationError(
-                f"sort: cannot sort by {key!r} (one of: {', '.join(sorted(SORTABLE))})",
-                field="sort")
-        desc = sort.startswith("-")
+                  sort: str | Sequence[str] = "-created_at",
+                  fields: Sequence[str] | None = None,
+                  after: Sequence[Any] | None = None) -> list[base.Row]:
+        keys = runlist.parse_sort(sort)
         cols = [runs.c[f] for f in fields] if fields else list(runs.c)
         if fields:
-            for needed in ("id", key):
-                if needed not in fields:
-                    cols.append(runs.c[needed])
-        c = runs.c
-        stmt = sa.select(*cols)
-        if filt.status:
-            stmt = stmt.where(c.status.in_(filt.status))
-        if filt.project:
-            stmt = stmt.where(c.project == filt.project)
-        if filt.name_like:
-            stmt = stmt.where(c.name.ilike(filt.name_like, escape=LIKE_ESCAPE))
-        if filt.created_after is not None:
-            stmt = stmt.where(c.created_at > filt.created_after)
-        if filt.created_before is not None:
-            stmt = stmt.where(c.created_at < filt.created_before)
-        if filt.host_id:
-            stmt = stmt.where(c.host_id == filt.host_id)
-        if filt.ids:
-            stmt = stmt.where(c.id.in_(filt.ids))
-        sort_col = c[key]
+            cols += [runs.c[k.column] for k in keys if k.column not in fields]
+        stmt = sa.select(*cols).where(*runlist.filter_clauses(filt, self.ops.contains))
         with self._read() as conn:
-            if after_id is not None:
-                # Keyset pagination: continue strictly after (sort value, id) of after_id.
-                pivot = conn.execute(sa.select(sort_col).where(c.id == after_id)).first()
+            if after is None and after_id is not None:
+                pivot = conn.execute(sa.select(*(runs.c[k.column] for k in keys))
+                                     .where(runs.c.id == after_id)).first()
                 if pivot is None:
                     raise errors.ValidationError(f"after_id: no run {after_id!r}",
                                                  field="after_id")
-                v = pivot[0]
-                if not sort_col.nullable:
-                    # A row-value comparison: one index range on both dialects (an OR of
-                    # the same conditions would make the planner scan).
-                    after = (sa.tuple_(sort_col, c.id) < sa.tuple_(v, after_id) if desc
-                             else sa.tuple_(sort_col, c.id) > sa.tuple_(v, after_id))
-                elif v is None:
-                    after = sa.and_(sort_col.is_(None), c.id < after_id if desc
-                                    else c.id > after_id)
-                elif desc:
-                    after = sa.or_(sort_col < v, sa.and_(sort_col == v, c.id < after_id),
-                                   sort_col.is_(None))
-                else:  # NULLs sort last both ways, so they follow every value
-                    after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id),
-                                   sort_col.is_(None))
-                stmt = stmt.where(after)
-            if not sort_col.nullable:  # NULLS LAST would keep SQLite from using an index
-                stmt = stmt.order_by(sort_col.desc() if desc else sort_col.asc(),
-                                     c.id.desc() if desc else c.id.asc())
-            elif desc:
-                stmt = stmt.order_by(sort_col.desc().nulls_last(), c.id.desc())
-            else:
-                stmt = stmt.order_by(sort_col.asc().nulls_last(), c.id.asc())
+                after = tuple(pivot)
+            if after is not None:
+                stmt = stmt.where(keyset.after(runs, keys, keyset.Position(tuple(after))))
+            stmt = stmt.order_by(*keyset.order_by(runs, keys))
             return rows(conn.execute(stmt.limit(limit)))
 
     def count_runs_by_status(self) -> dict[str, int]:

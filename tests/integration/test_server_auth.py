@@ -49,6 +49,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", "/v1/whoami", {}, ANY - {"anonymous"}),
     ("POST", "/v1/runs", {"json": {"name": "m", "command": ["true"]}}, USER),
     ("POST", "/v1/runs/validate", {"json": {"blueprint": "none", "config": {}}}, USER),
+    ("PATCH", f"/v1/runs/{R}", {"json": {"notes": "seen"}}, USER),
     ("POST", f"/v1/runs/{R}/stop", {"json": {"grace_seconds": 1}}, USER),
     ("POST", f"/v1/runs/{R}/checkpoint", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/restart", {"json": {}}, USER),

@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0012"
+HEAD = "0013"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",
@@ -252,4 +252,30 @@ def test_0011_binds_existing_worker_tokens_to_the_hosts_they_registered(
         assert "hosts" not in {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
         assert conn.execute(sa.text("SELECT count(*) FROM tokens")).scalar_one() == 4
     engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0013_adds_tags_and_fills_status_updated_at(dialect: str,
+                                                   empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0012")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+            " created_at, updated_at) VALUES ('a', 'a', '{}', '{}', 'queued', '[]', 1, 7.5)"))
+        conn.execute(sa.text("INSERT INTO events (run_id, seq, at, kind, status, actor)"
+                             " VALUES ('a', 1, 1, 'status', 'queued', 'x')"))
+    store.upgrade()
+    run = store.get_run("a")
+    assert run is not None and run["tags"] == [] and run["status_updated_at"] == 7.5
+    store.downgrade("0012")
+    with engine.connect() as conn:
+        # Dropping the columns kept the run and what hangs off it.
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+    store.upgrade()
+    assert store.current_revision() == HEAD
     store.close()
