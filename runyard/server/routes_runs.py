@@ -53,6 +53,10 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
     out["rules"] = serialize.json_safe(state.rules.describe(run))
+    for rule in out["rules"]:  # the hit's time is stored as UNIX seconds: ISO here
+        hit = rule.get("last_hit")
+        if isinstance(hit, dict) and isinstance(hit.get("at"), int | float):
+            hit["at"] = serialize.iso(float(hit["at"]))
     # Where the latest attempt runs, as its executor recorded it (a Slurm job id, nodes).
     latest = out["attempts"][-1] if out["attempts"] else {}
     out["external_id"] = latest.get("external_id")

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from runyard.server import serialize
+
 from ..support.app_server import AppServer
 from ..support.server_api import Api, admin, caps, error_of
 
@@ -101,6 +103,8 @@ def test_a_runs_rules_hits_and_badge(app_server: AppServer, op: Api) -> None:
     assert detail["status"] == "stopping" and detail["rule_hits"] == 1
     diverged = detail["rules"][1]
     assert diverged["hits"] == 1 and diverged["last_hit"]["value"] == "NaN"
+    at = diverged["last_hit"]["at"]  # ISO, as every time the API shows
+    assert isinstance(at, str) and at.endswith("Z") and serialize.parse_time(at, "at")
     beat = op.ok("POST", f"/v1/attempts/{got['attempt']['id']}/heartbeat",
                  json={"lease": got["lease"]})
     assert beat["stop"] and beat["intent"] == "rule"

@@ -36,12 +36,14 @@ class Received:
 class Receiver:
     """Start with :meth:`start`; ``url`` takes POSTs on any path. ``script`` lists the
     statuses of the first answers (``"hang"``: answer only after ``hang_s``), then
-    ``default`` answers every later one."""
+    ``default`` answers every later one. ``error_text`` replaces the body of an error
+    answer (``receiver says <status>``): what a hostile receiver puts in the delivery log."""
 
     secret: str | None = None
     script: list[int | str] = field(default_factory=list)
     default: int | str = 200
     hang_s: float = 30.0
+    error_text: str | None = None
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -103,7 +105,9 @@ class Receiver:
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", "text/plain")
-            text = b"ok" if status < 300 else f"receiver says {status}".encode()
+            text = b"ok" if status < 300 else (
+                self.error_text if self.error_text is not None
+                else f"receiver says {status}").encode()
             handler.send_header("Content-Length", str(len(text)))
             handler.end_headers()
             handler.wfile.write(text)

@@ -7,7 +7,8 @@ import { subscribe } from "./live.js";
 import { RunCharts, isSys, sysGroups, tagsOf } from "./run_charts.js";
 import { RateChart } from "./run_rate.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
-import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
+import { RuleMarks, RulesPanel } from "./run_rules.js";
+import { ACTIVE, actionBar, alertMark, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
 
 const CHART_EVERY_MS = 3000;
 const LOG_EVERY_MS = 2000;
@@ -53,21 +54,27 @@ export async function render(main, { me, params }) {
   const info = h("div.cols");
   main.append(h("p.small", h("a", { href: "/" }, "← all runs")), header, progress);
   const rate = new RateChart(main, runId);
+  const rules = new RulesPanel(main, runId);
   const charts = new RunCharts(main, runId);
   const system = new RunCharts(main, runId, { title: "System", accept: isSys,
     groups: sysGroups, empty: "No system metrics recorded." });
+  // Rule hits become marks on the chart of their tag: from the events (every hit) and from
+  // each rule's last hit (one older than the events loaded).
+  const marks = new RuleMarks((list) => charts.setMarks(list));
   const lower = h("div.cols");
   main.append(lower);
   const left = h("div"), right = h("div");
   lower.append(left, right);
-  const events = new EventsPanel(left, runId);
+  const events = new EventsPanel(left, runId, (ev) => {
+    if (ev.kind === "rule") marks.add({ ...ev.details, attempt: ev.attempt });
+  });
   const logs = new LogPanel(right, runId, run.attempt);
   const files = new FilesPanel(main, runId);
   main.append(info);
 
   function drawHeader() {
     clear(header, h("div",
-      h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled)),
+      h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled), alertMark(run.rule_hits)),
       h("div.muted.small.mono", run.id),
       h("div.small", `project ${run.project}` + (run.version ? ` · version ${run.version}` : "") +
         (run.owner ? ` · owner ${run.owner}` : "") + ` · attempt ${run.attempt}/${run.max_attempts ?? "?"}`)),
@@ -78,6 +85,11 @@ export async function render(main, { me, params }) {
   function drawProgress(p, serverEta, status) {
     const eta = etaOf(p, serverEta);
     clear(progress, h("h2", "Progress"), progressBar(p, status, eta), progressFacts(p, ACTIVE.has(status) ? eta : null));
+  }
+
+  function drawRules() {
+    rules.draw(run.rules);
+    for (const r of run.rules || []) if (r.last_hit) marks.add(r.last_hit);
   }
 
   function drawInfo() {
@@ -120,6 +132,7 @@ export async function render(main, { me, params }) {
     drawHeader();
     drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
     drawInfo();
+    drawRules();
     logs.setAttempts(run.attempt);
     if (!ACTIVE.has(run.status)) logs.poll(); // the last lines arrive with the exit
   }
@@ -145,6 +158,7 @@ export async function render(main, { me, params }) {
   drawHeader();
   drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
   drawInfo();
+  drawRules();
   let progressAt = run.progress_updated_at;
   const stream = subscribe({
     runId,

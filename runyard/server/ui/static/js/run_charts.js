@@ -58,6 +58,7 @@ export class RunCharts {
     this.cards = [];
     this.tags = [];
     this.tagsAt = 0;
+    this.marks = [];
     this.box = h("div.charts");
     this.empty = h("p.muted", this.options.empty);
     this.add = h("button", { type: "button", onclick: () => this.addChart([this.tags[0]]) },
@@ -97,6 +98,7 @@ export class RunCharts {
       },
     });
     const entry = { card, state, extra };
+    card.chart.setMarks(this.marks);
     this.cards.push(entry);
     this.chips(entry);
     card.refresh();
@@ -120,6 +122,12 @@ export class RunCharts {
     const got = await Promise.all(tags.map((t) => seriesOf(this.runId, t, range)));
     return { series: got.map((g) => ({ label: g.tag, points: g.points })),
       total: got.reduce((n, g) => n + (g.total || 0), 0) };
+  }
+
+  /** Rule hits to mark ([{rule, tag, step, label}]); each chart draws those of its tags. */
+  setMarks(marks) {
+    this.marks = marks;
+    for (const { card } of this.cards) card.chart.setMarks(marks);
   }
 
   /** Redraw charts that follow the newest steps (live); zoomed ones keep their range.

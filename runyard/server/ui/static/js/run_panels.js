@@ -15,8 +15,10 @@ function detailText(details) {
 }
 
 export class EventsPanel {
-  constructor(parent, runId) {
+  /** onAdd(event): called once for each event shown (loaded or live). */
+  constructor(parent, runId, onAdd = null) {
     this.runId = runId;
+    this.onAdd = onAdd;
     this.seen = new Set();
     this.list = h("ol.events");
     parent.append(section("Events", this.list));
@@ -41,6 +43,7 @@ export class EventsPanel {
     // Newest first: insert before the first item with a lower seq.
     const after = [...this.list.children].find((li) => Number(li.dataset.seq) < ev.seq);
     this.list.insertBefore(item, after || null);
+    if (this.onAdd) this.onAdd(ev);
   }
 }
 
