@@ -225,12 +225,11 @@ class Engine:
 
     def _search_logs(self, run: Row, attempt: int, chunks: Sequence[dict[str, Any]],
                      rules: Sequence[Effective]) -> None:
-        budget = logmatch.Budget()
         found: dict[str, logmatch.Found] = {}
         for eff in rules:
             pattern = eff.rule.pattern
             assert pattern is not None
-            got = logmatch.search(pattern, chunks, _STREAMS[eff.rule.stream], budget)
+            got = logmatch.search(pattern, chunks, _STREAMS[eff.rule.stream])
             if got is not None:
                 found[eff.key] = got
         if not found:

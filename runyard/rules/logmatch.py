@@ -1,68 +1,57 @@
 """Regular expressions on a run's log lines, with their cost bounded (docs/rules.md).
 
 A rule's pattern comes from whoever submits a run and its lines from the training process,
-so both may be hostile: a pattern such as ``(a|aa)+$`` backtracks exponentially on a line of
-``a``s. Patterns are evaluated by the ``regex`` package, whose searches take a ``timeout``:
+so both may be hostile: a backtracking engine takes exponential time on ``(a|aa)+$`` against
+a line of ``a``s. Patterns are therefore evaluated by RE2 (``google-re2``), whose searches
+take time linear in the text, whatever the pattern. What RE2 cannot do in linear time
+(backreferences, lookaround) it refuses to compile, and such a pattern is refused at
+submission with RE2's reason. No search has a timeout, so no search depends on how busy the
+machine is: a line either matches or it does not.
 
-* a pattern is refused when it compiles to nothing usable, or when it is already too slow
-  on a few probe lines made of its own characters (:func:`compile_problem`);
-* at run time each line is cut to :data:`LINE_MAX` characters, each search has at most
-  :data:`SEARCH_TIMEOUT_S`, and one request's searches together :data:`REQUEST_BUDGET_S`;
-  a search that runs out counts as no match (and is logged), never as a stuck server.
+Each line is cut to :data:`LINE_MAX` characters, and a match never spans two lines (RE2's
+``never_nl``): ``^`` and ``$`` match at each line's ends.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger(__name__)
-
 #: Characters of a line a pattern sees; the rest of a longer line is not searched.
 LINE_MAX = 4096
-#: Longest one search may take, and all of one request's searches together.
-SEARCH_TIMEOUT_S = 0.05
-REQUEST_BUDGET_S = 0.25
-#: Longest a pattern may take on each probe line when it is checked.
-PROBE_TIMEOUT_S = 0.02
 #: Characters of the matched line kept as the hit's evidence.
 EVIDENCE_MAX = 500
+#: Memory one compiled pattern may use (RE2's own bound on a pattern's automaton).
+PATTERN_MAX_MEM = 8 << 20
 
 
 @functools.lru_cache(maxsize=1024)
 def compiled(pattern: str) -> Any:
-    """The compiled pattern (``^`` and ``$`` match at every line's ends)."""
-    import regex
+    """The compiled pattern, line by line; raises ``ValueError`` with RE2's reason."""
+    import re2
 
-    return regex.compile(pattern, regex.MULTILINE)
-
-
-def _probes(pattern: str) -> list[str]:
-    chars = sorted({c for c in pattern if c.isalnum() or c in " _-."})[:8] or ["a"]
-    lines = [c * 40 + "!" for c in chars]
-    lines.append("".join(chars) * 8 + "!")
-    lines += ["a" * 40 + "!", " " * 40 + "!", "0" * 40 + "!"]
-    return lines
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the submitter's 422, not a server log
+    options.never_nl = True
+    options.max_mem = PATTERN_MAX_MEM
+    try:
+        return re2.compile("(?m)" + pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
 
 
 def compile_problem(pattern: str) -> str | None:
     """Why ``pattern`` cannot be a log rule's, or None."""
-    import regex
-
     try:
-        rx = compiled(pattern)
-    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
-        return f"not a valid regular expression: {exc}"
-    for line in _probes(pattern):
-        try:
-            rx.search(line, timeout=PROBE_TIMEOUT_S)
-        except TimeoutError:
-            return ("too slow to evaluate (catastrophic backtracking on a line of "
-                    f"{len(line)} characters); simplify it")
+        compiled(pattern)
+    except ValueError as exc:
+        return (f"not a regular expression RE2 evaluates ({exc}); backreferences and "
+                "lookaround are not supported")
     return None
 
 
@@ -75,16 +64,6 @@ class Found:
     line: str
 
 
-class Budget:
-    """What is left of one request's searching time."""
-
-    def __init__(self, total_s: float = REQUEST_BUDGET_S) -> None:
-        self.deadline = time.monotonic() + total_s
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-
 def _capped(text: str) -> str:
     """``text`` with every line cut to :data:`LINE_MAX` characters."""
     if len(text) <= LINE_MAX:
@@ -95,25 +74,16 @@ def _capped(text: str) -> str:
     return "\n".join(line[:LINE_MAX] for line in lines)
 
 
-def search(pattern: str, chunks: Iterable[dict[str, Any]], streams: Sequence[str],
-           budget: Budget) -> Found | None:
+def search(pattern: str, chunks: Iterable[dict[str, Any]], streams: Sequence[str]
+           ) -> Found | None:
     """The first match of ``pattern`` in ``chunks`` (``{stream, offset, data}``) of
-    ``streams``, within ``budget``; None when there is none or the time ran out."""
+    ``streams``, or None."""
     rx = compiled(pattern)
     for chunk in chunks:
         if chunk.get("stream") not in streams:
             continue
-        left = min(SEARCH_TIMEOUT_S, budget.left())
-        if left <= 0:
-            log.warning("log rule %r: this request's search budget is spent; lines skipped",
-                        pattern)
-            return None
         text = _capped(str(chunk.get("data") or ""))
-        try:
-            m = rx.search(text, timeout=left)
-        except TimeoutError:
-            log.warning("log rule %r: a search ran out of time; counted as no match", pattern)
-            return None
+        m = rx.search(text)
         if m is not None:
             start = text.rfind("\n", 0, m.start()) + 1
             end = text.find("\n", m.start())

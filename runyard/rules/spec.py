@@ -152,7 +152,7 @@ def check_tag(value: Any, where: str, *, star: bool) -> str:
 
 
 def check_pattern(value: Any, where: str) -> str:
-    """A regular expression that compiles (with the ``regex`` package that evaluates it)."""
+    """A regular expression that compiles (with RE2, which evaluates it: docs/rules.md)."""
     if not isinstance(value, str) or not 1 <= len(value) <= PATTERN_MAX:
         raise _fail(where, f"expected a regular expression of 1 to {PATTERN_MAX} characters")
     if "\x00" in value:
