@@ -94,7 +94,8 @@ class AttemptRunner:
                                     self.paths.checkpoints_file)
         self._exited = threading.Event()  # the process exited: live uploads end
         self._logs = probe_mod.LogBuffer()
-        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
+        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file,
+                                      progression_file=self.paths.progression_file)
         self._outbox: Outbox | None = None
         self._sender: Sender | None = None
         self._done = threading.Event()
