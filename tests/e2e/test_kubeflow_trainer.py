@@ -19,6 +19,7 @@ import pytest
 
 from ..support.agents import AgentProc, Api, attempt_dir
 from ..support.live_server import LiveServer
+from .test_supervise import _claim, _supervise
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,6 +164,25 @@ def test_the_push_form_reports_with_only_kubeflows_variables(
         "is not a number; left out"]
     # The credential's file went with the attempt; the credential is dead anyway.
     assert not (attempt_dir(agent, run_id, 1) / "trainer-status-token").exists()
+
+
+def test_the_push_form_under_runyard_supervise(tmp_path: Path, server: LiveServer,
+                                               api: Api) -> None:
+    """A supervisor holding only the attempt's credential (a Slurm allocation) hands the
+    training process its own copy, in the file Kubeflow's variable names."""
+    script = tmp_path / "push.py"
+    script.write_text(PUSH_SCRIPT)
+    run_id = api.submit("kf-slurm", script, command=[sys.executable, str(script)],
+                        executor="slurm")
+    answer = _claim(server, api.worker_token("login-node"))
+    proc = _supervise(tmp_path, server, answer)
+    assert proc.wait(60) == 0, (tmp_path / "supervise.log").read_text()
+    run = api.wait(run_id, {"completed", "failed"})
+    out = api.logs(run_id)
+    assert run["status"] == "completed" and out.count("status 200") == 2, out
+    snap = _progress(api, run_id)["snapshot"]
+    assert (snap["percent"], snap["epoch"], snap["source"]) == (75.0, 3.0,
+                                                                "kubeflow/trainerStatus")
 
 
 def test_the_file_form_is_probed_like_the_v1_file(tmp_path: Path, api: Api,
