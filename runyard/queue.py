@@ -220,8 +220,11 @@ class Queue:
                                     checkpoint_requested_at=asked)
         return models.StopOrder(expires, checkpoint_requested_at=asked)
 
-    def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
-        """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
+    def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any], *,
+                        renew_lease: bool = True) -> None:
+        """Keep a progress snapshot (history and latest); a new step clears ``stalled``.
+        ``renew_lease=False`` for reports from the training process itself (a Kubeflow
+        trainer status): only its supervisor keeps the attempt alive."""
         now = self.clock()
         peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
@@ -244,7 +247,8 @@ class Queue:
             elif run["last_step_at"] is None:
                 values["last_step_at"] = now
             tx.update_run(run["id"], values)
-            tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
+            if renew_lease:
+                tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
             if self.observer is not None:
                 self.observer.on_progress(tx, run, att["number"], snapshot)
 

@@ -148,6 +148,9 @@ class AttemptPaths:
     config_file = property(lambda self: self.root / "config.json")
     stop_file = property(lambda self: self.root / "STOP")
     checkpoint_request_file = property(lambda self: self.root / "CHECKPOINT")
+    #: Kubeflow Trainer's forms (runyard.agent.trainer_status).
+    progression_file = property(lambda self: self.root / "training_progression.json")
+    trainer_token_file = property(lambda self: self.root / "trainer-status-token")
     log_dir = property(lambda self: self.root / "logs")
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import errors, models, sysmetrics, timestamps
-from runyard.agent import orphans, process, resume, uploads
+from runyard.agent import orphans, process, resume, trainer_status, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
@@ -94,7 +94,8 @@ class AttemptRunner:
                                     self.paths.checkpoints_file)
         self._exited = threading.Event()  # the process exited: live uploads end
         self._logs = probe_mod.LogBuffer()
-        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
+        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file,
+                                      progression_file=self.paths.progression_file)
         self._outbox: Outbox | None = None
         self._sender: Sender | None = None
         self._done = threading.Event()
@@ -216,6 +217,7 @@ class AttemptRunner:
         except LeaseLost:
             return self._abandon()
         finally:
+            trainer_status.remove_token_file(self.paths.trainer_token_file)
             if self._sys is not None:
                 self._sys.close()
             sender.close()
@@ -259,6 +261,7 @@ class AttemptRunner:
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
             "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
             **self._resume(),
+            **self._trainer_env(),
         })
         if self.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
@@ -271,6 +274,25 @@ class AttemptRunner:
                               stop_file=p.stop_file, inherit_env=False,
                               uid=user.uid if user else None, gid=user.gid if user else None,
                               groups=user.groups if user else None), None
+
+    def _trainer_env(self) -> dict[str, str]:
+        """Kubeflow Trainer's variables (runyard.agent.trainer_status): its push form with
+        this attempt's own credential, never the worker token, and its progression file."""
+        p = self.paths
+        try:
+            return trainer_status.trainer_env(
+                server=self.api.server, attempt_id=self.a.attempt_id,
+                token=self.a.attempt_token, token_file=p.trainer_token_file,
+                progression_file=p.progression_file, user=self.settings.train_user)
+        except OSError as exc:  # the push form is optional: the run goes on without it
+            log.warning("run %s: no Kubeflow trainer status credential: %s", self.a.run_id,
+                        exc)
+            self._queue("progress", {"snapshot": None, "warnings": [
+                f"KUBEFLOW_TRAINER_STATUS_TOKEN not set: its file could not be written "
+                f"({str(exc)[:500]})"]})
+            return trainer_status.trainer_env(
+                server=self.api.server, attempt_id=self.a.attempt_id, token=None,
+                token_file=p.trainer_token_file, progression_file=p.progression_file)
 
     def _resume(self) -> dict[str, str]:
         """``RUNYARD_RESUME_FROM``/``_STEP`` for attempt 2 and later: the checkpoint an

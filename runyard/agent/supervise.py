@@ -22,6 +22,7 @@ with grace, so every rank sees a stop request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -120,7 +121,8 @@ def supervise(opts: SuperviseOptions) -> int:
     """Run the attempt to its report; the exit code says how it was reported
     (:data:`EXIT_CODES`)."""
     spec = Spec.read(opts.spec)
-    a = spec.assignment
+    # The spec never holds the credential; the run's Kubeflow trainer status needs it.
+    a = dataclasses.replace(spec.assignment, attempt_token=opts.token)
     api = WorkerAPI(opts.server, opts.token)
     settings = AttemptSettings(
         host_id=opts.host_id or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),

@@ -294,6 +294,10 @@ operator = _require((lambda p: p.is_operator, "do this (operator only)"))
 #: Worker endpoints: workers and operators (an operator token may run a local agent).
 worker = _require((lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker"))
 lease_holder = _require(REPORT)
+#: A Kubeflow trainer status (no lease: the training process never holds one): an attempt's
+#: own credential, for its attempt alone (:func:`check_attempt`), and operators.
+trainer = _require((lambda p: p.role in (Role.ATTEMPT, Role.OPERATOR),
+                    "post a trainer status (an attempt's own credential may)"))
 
 
 def check_attempt(who: Principal, attempt_id: str, run_id: str | None = None) -> None:

@@ -12,7 +12,8 @@ import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import enrolment, errors, jsonvalues, models, nonfinite
+from runyard import defaults, enrolment, errors, jsonvalues, models, nonfinite
+from runyard.progress import kubeflow
 from runyard.server.limits import LOG_CHUNK_MAX
 
 #: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
@@ -169,6 +170,49 @@ class ProgressRequest(Body):
             if isinstance(value, int) and not -top - 1 <= value <= top:
                 raise ValueError(f"{key}: must be below 2**{top.bit_length()}")
         return snapshot
+
+
+class TrainerMetric(Body):
+    """One metric of a Kubeflow trainer status: its value a string (KEP-2779), or a number."""
+
+    name: str = Field(min_length=1, max_length=defaults.METRIC_NAME_MAX)
+    value: Any = Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "number"}]})
+
+    @field_validator("value")
+    @classmethod
+    def _text_or_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError("expected a string (or a number)")
+        return value
+
+
+#: A trainer status's times and amounts: JSON numbers, never NaN or a string.
+_Amount = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+class TrainerStatus(Body):
+    """``trainerStatus`` of Kubeflow Trainer's progress tracking (KEP-2779); each field is
+    optional. The names are Kubeflow's, so code written for it posts here unchanged."""
+
+    progressPercentage: Annotated[_Amount, Field(le=100)] | None = None
+    estimatedRemainingSeconds: Annotated[_Amount, Field(le=models.INT64_MAX)] | None = None
+    metrics: list[TrainerMetric] | None = Field(None, max_length=defaults.SNAPSHOT_MAX_METRICS)
+    lastUpdatedTime: str | None = None
+
+    @field_validator("lastUpdatedTime")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        try:
+            kubeflow.parse_time(value, "lastUpdatedTime")
+        except errors.ValidationError as exc:
+            raise ValueError(exc.message.removeprefix("lastUpdatedTime: ")) from None
+        return value
+
+
+class TrainerStatusRequest(Body):
+    """``POST /v1/attempts/{id}/trainer-status`` (docs/progress-protocol.md)."""
+
+    trainerStatus: TrainerStatus
 
 
 #: Points one metrics request may carry, ``points`` and ``rows`` together.

@@ -95,7 +95,7 @@ def heartbeat(attempt_id: str, body: HeartbeatRequest,
             "checkpoint_requested_at": serialize.iso(order.checkpoint_requested_at)}
 
 
-def _snapshot_problem(snapshot: dict[str, Any]) -> str | None:
+def snapshot_problem(snapshot: dict[str, Any]) -> str | None:
     """Why a snapshot breaks the protocol's bounds or types (docs/progress-protocol.md), or
     None. Viewers' browsers render what is kept, so a field of the wrong type (an object for
     ``message``) is never kept."""
@@ -126,7 +126,7 @@ def progress(attempt_id: str, body: ProgressRequest,
     run, att = state.check_lease(attempt_id, body.lease)
     warnings = [w[:WARNING_MAX] for w in body.warnings]
     if body.snapshot is not None:
-        problem = _snapshot_problem(body.snapshot)
+        problem = snapshot_problem(body.snapshot)
         if problem:
             warnings.append(f"progress snapshot rejected: {problem}")
         else:

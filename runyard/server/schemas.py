@@ -362,3 +362,9 @@ class StopOrder(_Closed):
 
 class Empty(_Closed):
     """Accepted; nothing to say."""
+
+
+class TrainerStatusAnswer(_Closed):
+    """A Kubeflow trainer status, taken: what of it was left out, each a warning event."""
+
+    warnings: list[str]

@@ -80,6 +80,9 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
      WORK),
     ("POST", f"/v1/attempts/{A}/heartbeat", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/progress", {"json": LEASE}, HOLD),
+    # Kubeflow's trainer status: an attempt's own credential (tested with its attempt in
+    # test_server_trainer_status.py) and operators; no lease, so no worker.
+    ("POST", f"/v1/attempts/{A}/trainer-status", {"json": {"trainerStatus": {}}}, OPER),
     ("POST", f"/v1/attempts/{A}/logs", {"json": {**LEASE, "chunks": []}}, HOLD),
     ("POST", f"/v1/attempts/{A}/complete", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/placement", {"json": LEASE}, HOLD),
@@ -153,7 +156,8 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
     routes = set()
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
                    app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
-                   app_module.routes_notify, app_module.sse, app_module.ui_api):
+                   app_module.routes_notify, app_module.sse, app_module.ui_api,
+                   app_module.routes_trainer):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)
