@@ -159,6 +159,9 @@ class CurrentRun(_Closed):
     name: str
     status: str
     attempt: int
+    #: Where its executor placed it (a Slurm job id, its nodes); None on a local agent.
+    external_id: str | None
+    nodes: list[str] | None
 
 
 class Worker(_Closed):
@@ -166,6 +169,8 @@ class Worker(_Closed):
     hostname: str
     capabilities: dict[str, Any]
     has_cuda: bool
+    #: The kind of agent: ``local`` or ``slurm`` (docs/executors.md).
+    executor: str
     slots: int
     drained: bool
     registered_at: str | None
@@ -240,6 +245,16 @@ class RunFields(_Open):
     updated_at: str | None = None
     progress_updated_at: str | None = None
     stop_requested_at: str | None = None
+    status_updated_at: str | None = None
+    checkpoint_requested_at: str | None = None
+    tags: list[str] | None = None
+    #: How many times the run's rules fired (docs/rules.md).
+    rule_hits: int | None = None
+    launcher: str | None = None
+    slurm: dict[str, Any] | None = None
+    #: Where its latest attempt runs, as its executor recorded it (docs/executors.md).
+    external_id: str | None = None
+    nodes: list[str] | None = None
 
 
 class Run(RunFields):
@@ -268,18 +283,24 @@ class Attempt(_Closed):
     termination_reason: str | None
     exit_code: int | None
     details: dict[str, Any] | None
+    external_id: str | None = None
+    nodes: list[str] | None = None
 
 
 class RunDetail(Run):
     """``GET /v1/runs/{id}``: the run, its attempts, and why it waits (queued runs)."""
 
     attempts: list[Attempt]
+    #: Its effective rules, each with its source, hits and last hit (docs/rules.md).
+    rules: list[dict[str, Any]] = []
     explain: dict[str, Any] | None = None
 
 
 class RunPage(_Closed):
     items: list[RunFields]
     next_after_id: str | None
+    #: The next page's keyset cursor under the same sort (docs/http-api.md).
+    next_cursor: str | None = None
 
 
 class AttemptRef(_Closed):
@@ -349,6 +370,8 @@ class Claim(_Closed):
     probe_interval_s: float | None
     stall_after_s: float | None
     seed: int | None
+    #: The credential of this one attempt's leased calls (docs/security.md).
+    attempt_token: str
 
 
 class StopOrder(_Closed):
@@ -358,6 +381,9 @@ class StopOrder(_Closed):
     stop: bool
     intent: str | None
     grace_s: float | None
+    #: Whether the loop is asked for a checkpoint, and since when (docs/lifecycle.md).
+    checkpoint: bool
+    checkpoint_requested_at: str | None
 
 
 class Empty(_Closed):

@@ -114,3 +114,25 @@ def http_kwargs(kw: dict) -> dict:  # type: ignore[type-arg]
     unknown = set(kw) - set(out) - {"data", "timeout"}
     assert not unknown, unknown
     return out
+
+
+def test_the_worker_paths_real_answers_match_their_declared_models(app_server) -> None:  # type: ignore[no-untyped-def]
+    """Generated requests seldom reach a real claim or heartbeat: these answers are checked
+    against the models the document declares for them, which refuse unknown fields (a field
+    added to an answer without its declaration fails here)."""
+    from runyard.server import schemas
+
+    api = admin(app_server)
+    try:
+        run = api.submit("declared")
+        claim = api.claim("box-1")
+        assert claim is not None and claim["run"]["id"] == run["id"]
+        schemas.Claim.model_validate(claim)
+        order = api.ok("POST", f"/v1/attempts/{claim['attempt']['id']}/heartbeat",
+                       json={"lease": claim["lease"], "running": True})
+        schemas.StopOrder.model_validate(order)
+        schemas.WorkerPage.model_validate(api.ok("GET", "/v1/workers"))
+        schemas.RunDetail.model_validate(api.ok("GET", f"/v1/runs/{run['id']}"))
+        schemas.RunPage.model_validate(api.ok("GET", "/v1/runs"))
+    finally:
+        api.close()
