@@ -83,7 +83,8 @@ class _Picker:
                             max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib,
                             cpus=caps.cpus, skip_prefer_cuda=self._skips_prefer_cuda(caps),
                             labels_keys=eligibility.served_labels_keys(
-                                eligibility.effective_labels(caps, policy)))
+                                eligibility.effective_labels(caps, policy)),
+                            executor=models.run_executor_served(caps.executor))
 
     def _skips_prefer_cuda(self, caps: models.Capabilities) -> bool:
         """A worker without CUDA leaves ``prefer_cuda`` runs while a CUDA worker has room."""

@@ -158,6 +158,25 @@ def local_host(host_id: str) -> str:
     return LOCAL_HOST_PREFIX + validate_host_id(host_id, "host_id")
 
 
+#: An executor's name (``local``, ``slurm``; docs/executors.md).
+_EXECUTOR_RE = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
+
+#: The run executor each kind of worker serves: a local agent takes the fleet's runs
+#: (``agent``); any other kind takes runs named after it. ``local`` runs (started by hand)
+#: are never queued, so no worker takes them.
+_RUN_EXECUTOR_OF_WORKER = {"local": "agent"}
+
+
+def run_executor_served(worker_executor: str) -> str:
+    """The ``executor`` of the runs a worker of this kind claims."""
+    return _RUN_EXECUTOR_OF_WORKER.get(worker_executor, worker_executor)
+
+
+def worker_kind_for(run_executor: str) -> str:
+    """The kind of worker (``runyard agent --executor``) that serves runs of this executor."""
+    return "local" if run_executor == "agent" else run_executor
+
+
 def _number(data: Mapping[str, Any], key: str, prefix: str, default: float, *,
             integer: bool = False) -> Any:
     value = data.get(key, default)
@@ -246,6 +265,11 @@ class Constraints:
     min_cpus: float = 0.0
     allowed_hosts: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    #: Nodes the run spans (docs/executors.md); only a Slurm agent offers more than one.
+    nodes: int = 1
+    #: The explicit spelling of ``gpus`` for multi-node runs: GPUs on each node (``gpus`` is
+    #: always per host, so a run's total is ``nodes * gpus``). None when not given.
+    gpus_per_node: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "constraints.") -> Constraints:
@@ -254,20 +278,42 @@ class Constraints:
             raise errors.ValidationError(f"{prefix.rstrip('.')}: expected an object",
                                          field=prefix.rstrip("."))
         _reject_unknown(data, cls.__dataclass_fields__, prefix)
+        nodes = _number(data, "nodes", prefix, 1, integer=True)
+        if nodes < 1:
+            raise errors.ValidationError(f"{prefix}nodes: must be at least 1, got {nodes}",
+                                         field=f"{prefix}nodes")
+        gpus = _number(data, "gpus", prefix, 0, integer=True)
+        per_node = None
+        if data.get("gpus_per_node") is not None:
+            per_node = _number(data, "gpus_per_node", prefix, 0, integer=True)
+            if "gpus" in data and data.get("gpus") is not None and gpus != per_node:
+                raise errors.ValidationError(
+                    f"{prefix}gpus_per_node: {per_node} differs from gpus ({gpus}); both "
+                    "count the GPUs of each node, so give one of them",
+                    field=f"{prefix}gpus_per_node")
+            gpus = per_node
         return cls(
             require_cuda=_bool(data, "require_cuda", prefix),
             prefer_cuda=_bool(data, "prefer_cuda", prefix),
-            gpus=_number(data, "gpus", prefix, 0, integer=True),
+            gpus=gpus,
             min_vram_gib=_number(data, "min_vram_gib", prefix, 0.0),
             min_ram_gib=_number(data, "min_ram_gib", prefix, 0.0),
             min_cpus=_number(data, "min_cpus", prefix, 0.0),
             allowed_hosts=_globs(data, "allowed_hosts", prefix),
             labels=_labels(data, "labels", prefix),
+            nodes=nodes,
+            gpus_per_node=per_node,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["allowed_hosts"] = list(self.allowed_hosts)
+        # Left out at their defaults: a manifest job's id hashes its constraints, and the
+        # jobs defined before these keys existed must keep theirs.
+        if self.nodes == 1:
+            del d["nodes"]
+        if self.gpus_per_node is None:
+            del d["gpus_per_node"]
         return d
 
     @property
@@ -300,6 +346,11 @@ class Capabilities:
     git_commit: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     slots: int = 1
+    #: The kind of agent (docs/executors.md): ``local`` runs processes on this host and takes
+    #: runs of executor ``agent``; ``slurm`` submits jobs to a cluster and takes ``slurm`` runs.
+    executor: str = "local"
+    #: Most nodes one run may span through this worker (a Slurm partition's node count).
+    nodes: int = 1
     #: Free-form extras the agent adds (kept, never interpreted by the scheduler).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -345,6 +396,15 @@ class Capabilities:
         if slots < 1:
             raise errors.ValidationError(f"{prefix}slots: must be at least 1",
                                          field=f"{prefix}slots")
+        nodes = _number(data, "nodes", prefix, 1, integer=True)
+        if nodes < 1:
+            raise errors.ValidationError(f"{prefix}nodes: must be at least 1",
+                                         field=f"{prefix}nodes")
+        executor = data.get("executor", "local")
+        if not isinstance(executor, str) or not _EXECUTOR_RE.match(executor):
+            raise errors.ValidationError(
+                f"{prefix}executor: expected an executor name such as 'local' or 'slurm', "
+                f"got {executor!r}", field=f"{prefix}executor")
         return cls(
             host_id=host_id,
             hostname=str(data.get("hostname", "")),
@@ -359,6 +419,8 @@ class Capabilities:
             git_commit=opt_str("git_commit"),
             labels=_labels(data, "labels", prefix),
             slots=slots,
+            executor=executor,
+            nodes=nodes,
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -30,7 +30,8 @@ _PROBE = typer.Option(defaults.PROBE_INTERVAL_S, "--probe-interval-s",
                       envvar="RUNYARD_PROBE_INTERVAL_S",
                       help="Seconds between progress probes when a run sets none.")
 _EXECUTOR = typer.Option("local", "--executor", envvar="RUNYARD_EXECUTOR",
-                         help="Where runs execute: local.")
+                         help="Where runs execute: local (processes on this host) or "
+                              "slurm (batch jobs on a cluster); docs/executors.md.")
 _TRAIN_AS = typer.Option(None, "--train-as", envvar="RUNYARD_TRAIN_AS",
                          help="Start runs as this OS user, so they cannot reach the agent's "
                               "token (the agent must run as root).")
@@ -74,12 +75,29 @@ def agent(
     from runyard.agent import capabilities
 
     parsed = capabilities.parse_labels(labels)
-    if check:
+    from runyard.agent import daemon, isolation
+    from runyard.agent import executor as executors
+
+    executors.check_name(executor)
+    if check and executor == "local":
         caps = capabilities.detect(host_id=host_id, labels=parsed, slots=slots,
                                    workdir=os.getcwd())
         typer.echo(capabilities.format_check(caps))
         raise typer.Exit(0)
-    from runyard.agent import daemon, isolation
+    if check:
+        # Another executor's self-test (a Slurm agent's partitions): it talks to its
+        # cluster, not to the server.
+        from runyard.agent.api import WorkerAPI
+
+        config = daemon.AgentConfig(
+            server=server or "http://127.0.0.1:8470", host_id=host_id, slots=slots,
+            labels=parsed, work_dir=work_dir or Path("runyard-work"), executor=executor)
+        api = WorkerAPI(config.server, None)
+        try:
+            typer.echo(executors.create(config, api).check_text())
+        finally:
+            api.close()
+        raise typer.Exit(0)
 
     # Runs must not read the token from this process's /proc files, nor inherit it.
     isolation.make_undumpable()

@@ -42,14 +42,14 @@ def workers(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: Token
     if not found:
         typer.echo("no workers registered")
         return
-    table = Table("host", "state", "slots", "cpus", "ram GiB", "gpus", "labels", "last seen",
-                  box=None)
+    table = Table("host", "executor", "state", "slots", "cpus", "ram GiB", "gpus", "labels",
+                  "last seen", box=None)
     for w in found:
         caps = w.capabilities
         state = "drained" if w.drained else ("alive" if w.alive is not False else "offline")
         style = {"drained": "yellow", "alive": "green", "offline": "red"}[state]
         labels = caps.get("labels") or {}
-        table.add_row(w.host_id, Text(state, style=style),
+        table.add_row(w.host_id, w.executor, Text(state, style=style),
                       f"{w.active_attempts}/{w.slots if w.slots is not None else '-'}",
                       common.number(caps.get("cpus")), common.number(caps.get("ram_gib")),
                       _gpus(w), ", ".join(f"{k}={v}" for k, v in labels.items()) or "-",

@@ -460,6 +460,8 @@ class Worker:
     registered_at: datetime | None = None
     alive: bool | None = None
     active_attempts: int = 0
+    #: The kind of agent: ``local`` or ``slurm`` (docs/executors.md).
+    executor: str = "local"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -471,4 +473,5 @@ class Worker:
                    registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
                    alive=data.get("alive"),
                    active_attempts=int(data.get("active_attempts") or 0),
+                   executor=str(data.get("executor") or "local"),
                    raw=dict(data))

@@ -162,8 +162,14 @@ def list_workers(who: Principal = Depends(auth.viewer),
         out = serialize.worker_out(w, state.settings.stale_after_s, now)
         current = state.store.list_runs(RunFilter(status=ACTIVE, host_id=w["host_id"]),
                                         limit=100, fields=["id", "name", "status", "attempt"])
+        # Where an executor placed them (a Slurm job id, its nodes): one read per worker
+        # that has any to show.
+        placed = {a["run_id"]: a for a in state.store.active_attempts_of(w["host_id"])} \
+            if out["executor"] != "local" and current else {}
         out["current"] = [{"run_id": r["id"], "name": r["name"], "status": r["status"],
-                           "attempt": r["attempt"]} for r in current]
+                           "attempt": r["attempt"],
+                           "external_id": placed.get(r["id"], {}).get("external_id"),
+                           "nodes": placed.get(r["id"], {}).get("nodes")} for r in current]
         items.append(out)
     return {"items": items, "next_after_id": None}
 

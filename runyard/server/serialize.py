@@ -75,6 +75,7 @@ def attempt_out(row: Row) -> dict[str, Any]:
         "lease_expires_at": iso(row["lease_expires_at"]) if row["active"] else None,
         "termination_reason": row.get("termination_reason"),
         "exit_code": row.get("exit_code"), "details": json_safe(row.get("details")),
+        "external_id": row.get("external_id"), "nodes": json_safe(row.get("nodes")),
     }
 
 
@@ -90,6 +91,8 @@ def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
     return {
         "host_id": row["host_id"], "hostname": row["hostname"],
         "capabilities": json_safe(row["capabilities"]), "has_cuda": bool(row["has_cuda"]),
+        # The kind of agent (docs/executors.md); registered before executors: local.
+        "executor": _executor_of(row["capabilities"]),
         "slots": row["slots"], "drained": bool(row["drained"]),
         "registered_at": iso(row["registered_at"]), "last_seen_at": iso(row["last_seen_at"]),
         "alive": now - row["last_seen_at"] <= stale_after_s,
@@ -98,6 +101,11 @@ def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
             "allow": row["allow"], "deny": row["deny"], "slots": row.get("policy_slots"),
             "labels": row.get("policy_labels")},
     }
+
+
+def _executor_of(caps: Any) -> str:
+    value = caps.get("executor") if isinstance(caps, dict) else None
+    return value if isinstance(value, str) else "local"
 
 
 def items(rows: Iterable[Row], fn: Any) -> list[dict[str, Any]]:

@@ -43,6 +43,8 @@ class WorkerFilter:
     skip_prefer_cuda: bool = False
     #: Keep only runs whose ``labels_key`` is one of these (None: no label prefilter).
     labels_keys: tuple[str, ...] | None = None
+    #: The runs' ``executor`` this worker serves (``agent`` for a local agent, ``slurm``...).
+    executor: str = "agent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +230,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_attempts(self, run_id: str) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def active_attempts_of(self, host_id: str) -> list[Row]:
+        """The active attempts held by this host: ``id``, ``run_id``, ``number``,
+        ``external_id``, ``nodes`` (what the workers listing shows of an executor's jobs)."""
 
     @abc.abstractmethod
     def list_events(self, run_id: str, *, after_seq: int = 0, limit: int = 100,

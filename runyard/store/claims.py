@@ -37,7 +37,7 @@ def workers_stmt() -> sa.Select[Any]:
 # Constraints come as their JSON text: runs share a few distinct ones, so the claim decodes
 # and judges each distinct text once, not every candidate row.
 # `attempt` and `event_seq` are what the claim's conditional write expects to find.
-_CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
+_CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.executor, runs.c.priority,
                    runs.c.created_at, sa.cast(runs.c.constraints, sa.Text).label("constraints"),
                    runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus, runs.c.attempt,
                    runs.c.event_seq)
@@ -51,6 +51,8 @@ def candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
     c = runs.c
     stmt = sa.select(*_CANDIDATE_COLS).where(
         QUEUED_ONLY,
+        # A worker takes only the runs of its own executor (docs/executors.md).
+        c.executor == sa.bindparam("w_executor", type_=sa.String),
         c.gpus <= sa.bindparam("w_gpus", type_=sa.Integer),
         c.min_vram_gib <= sa.bindparam("w_vram", type_=sa.Float),
         c.min_ram_gib <= sa.bindparam("w_ram", type_=sa.Float),
@@ -83,7 +85,8 @@ def candidates_query(worker: WorkerFilter, after: tuple[int, float, str] | None,
     variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None,
                worker.labels_keys is not None)
     params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
-                              "w_ram": worker.ram_gib, "w_cpus": worker.cpus, "limit": limit}
+                              "w_ram": worker.ram_gib, "w_cpus": worker.cpus, "limit": limit,
+                              "w_executor": worker.executor}
     if worker.labels_keys is not None:
         params.update(zip(LABEL_BINDS, worker.labels_keys, strict=True))
     if after is not None:

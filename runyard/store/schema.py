@@ -64,6 +64,10 @@ runs = sa.Table(
     sa.Column("attempt_id", sa.String(40)),
     sa.Column("host_id", sa.String(200)),
     sa.Column("executor", sa.String(20), nullable=False, server_default="agent"),
+    # How a multi-node run starts on its nodes ("srun", "torchrun"); None: not a Slurm run.
+    sa.Column("launcher", sa.String(16)),
+    # Slurm options (partition, account, qos, time_limit, sbatch_args); None: none given.
+    sa.Column("slurm", JSON),
     sa.Column("workdir", sa.Text),
     sa.Column("artifact_store", sa.Text),
     sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -103,14 +107,17 @@ runs = sa.Table(
     # spell the condition as this literal for the planners to use it (QUEUED_ONLY). The
     # constant status leads all the same: SQLite would otherwise rather look the status
     # up in ix_runs_status_created and sort what it finds.
+    # The executor rides along too: a Slurm agent's claim steps over the fleet's runs
+    # inside the index.
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
-             "labels_key", sqlite_where=sa.text(_QUEUED), postgresql_where=sa.text(_QUEUED)),
+             "labels_key", "executor", sqlite_where=sa.text(_QUEUED),
+             postgresql_where=sa.text(_QUEUED)),
     # The same for the runs a host without CUDA may take. Runs that need CUDA wait for the
     # scarcer GPU hosts and gather at the head of the queue; in ix_runs_claim every claim by
     # a CPU host steps over all of them (a claim's cost growing with the GPU backlog).
     sa.Index("ix_runs_claim_cpu", "status", sa.desc("priority"), "created_at", "id", "gpus",
-             "min_vram_gib", "min_ram_gib", "min_cpus", "prefer_cuda", "labels_key",
+             "min_vram_gib", "min_ram_gib", "min_cpus", "prefer_cuda", "labels_key", "executor",
              sqlite_where=sa.text(_QUEUED_CPU["sqlite"]),
              postgresql_where=sa.text(_QUEUED_CPU["postgresql"])),
     sa.Index("ix_runs_project_created", "project", "created_at"),
@@ -140,7 +147,13 @@ attempts = sa.Table(
     sa.Column("termination_reason", sa.String(20)),
     sa.Column("exit_code", sa.Integer),
     sa.Column("details", JSON),
+    # Where the executor placed the attempt: its job id (Slurm's) and node names.
+    sa.Column("external_id", sa.String(200)),
+    sa.Column("nodes", JSON),
+    # sha256 of the attempt's own credential (docs/security.md); valid while active.
+    sa.Column("token_hash", sa.String(64)),
     sa.UniqueConstraint("run_id", "number"),
+    sa.Index("ix_attempts_token_hash", "token_hash", unique=True),
     # Active attempts only (the sweep's lapsed leases, a new worker's count): an attempt
     # that ends leaves it instead of moving to the inactive part. Queries spell the
     # condition as ``active = true`` (ACTIVE_ONLY), which both planners match to it.

@@ -366,6 +366,13 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
                 return None
             return att, _RUN_BY_ID.first(conn, id=att["run_id"])
 
+    def active_attempts_of(self, host_id: str) -> list[base.Row]:
+        a = attempts.c
+        stmt = (sa.select(a.id, a.run_id, a.number, a.external_id, a.nodes)
+                .where(ACTIVE_ONLY, a.host_id == host_id).order_by(a.run_id))
+        with self._read() as conn:
+            return rows(conn.execute(stmt))
+
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:
             stmt = sa.select(attempts).where(attempts.c.run_id == run_id).order_by(

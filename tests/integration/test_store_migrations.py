@@ -15,11 +15,12 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0007"
+HEAD = "0011"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
-    "ix_runs_claim": "prefer_cuda, labels_key) WHERE status = 'queued'",
-    "ix_runs_claim_cpu": "prefer_cuda, labels_key) WHERE status = 'queued' AND require_cuda = 0",
+    "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",
+    "ix_runs_claim_cpu":
+        "prefer_cuda, labels_key, executor) WHERE status = 'queued' AND require_cuda = 0",
 }
 
 
