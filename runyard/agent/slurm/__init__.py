@@ -8,3 +8,8 @@ argv lists), :mod:`~runyard.agent.slurm.parse` (what they print),
 :mod:`~runyard.agent.slurm.script` (the batch script), :mod:`~runyard.agent.slurm.launch` and
 :mod:`~runyard.agent.slurm.rank` (multi-node launch inside the allocation).
 """
+from __future__ import annotations
+
+from runyard.agent.slurm.executor import SlurmExecutor
+
+__all__ = ["SlurmExecutor"]
