@@ -12,13 +12,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runyard import config_schema, defaults, eligibility, errors, models
+from runyard import config_schema, defaults, eligibility, errors, models, slurm_options
 
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
+    "launcher", "slurm",
 })
+#: Constraint keys a blueprint's defaults hold at their top level (as the manifest keeps them).
+_CONSTRAINT_KEYS = frozenset(models.Constraints.__dataclass_fields__)
 _JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EXECUTORS = ("agent", "local", "slurm")
@@ -130,15 +133,23 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     validate_config(blueprint.get("config_schema") if blueprint else None, config)
 
     bp_defaults: Mapping[str, Any] = (blueprint or {}).get("defaults") or {}
-    merged_constraints = dict(bp_defaults.get("constraints") or {})
+    # A manifest's blueprint keeps its constraint keys at the top of its defaults.
+    merged_constraints = {k: v for k, v in bp_defaults.items() if k in _CONSTRAINT_KEYS}
+    merged_constraints.update(bp_defaults.get("constraints") or {})
     raw_constraints = req.get("constraints") or {}
     if not isinstance(raw_constraints, Mapping):
         raise errors.ValidationError("constraints: expected an object", field="constraints")
+    if "gpus" in raw_constraints or "gpus_per_node" in raw_constraints:
+        # Two spellings of one count: the run's replaces the blueprint's, whichever it uses.
+        merged_constraints.pop("gpus", None)
+        merged_constraints.pop("gpus_per_node", None)
     merged_constraints.update(raw_constraints)
     constraints = models.Constraints.from_dict(merged_constraints)
+    launcher, slurm = _slurm_fields(req, bp_defaults, executor)
 
     policy = {**models.normalise_defaults(), **{k: v for k, v in bp_defaults.items()
-                                               if k != "constraints"}, **req}
+                                               if k != "constraints"
+                                               and k not in _CONSTRAINT_KEYS}, **req}
     codes = policy.get("retry_on_exit_codes") or []
     if not isinstance(codes, list) or not all(
             isinstance(c, int) and not isinstance(c, bool)
@@ -178,6 +189,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         **constraint_columns(constraints),
         "status": models.Status.QUEUED.value,
         "executor": executor,
+        "launcher": launcher,
+        "slurm": slurm,
         "workdir": req.get("workdir"),
         "max_attempts": _int(policy, "max_attempts", defaults.MAX_ATTEMPTS, 1),
         "max_restarts_on_errors": _int(policy, "max_restarts_on_errors",
@@ -189,6 +202,27 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "queued_at": now,
         "updated_at": now,
     }
+
+
+def _slurm_fields(req: Mapping[str, Any], bp_defaults: Mapping[str, Any],
+                  executor: str) -> tuple[str | None, dict[str, Any] | None]:
+    """``(launcher, slurm)`` of the run: a Slurm run's launcher (default ``srun``) and its
+    options over its blueprint's; ``(None, None)`` for any other run. A blueprint's Slurm
+    defaults apply to its Slurm runs only (one blueprint may run either way), but a request
+    that gives Slurm options for a run that does not go to Slurm is refused."""
+    if executor != "slurm":
+        for key in ("slurm", "launcher"):
+            if req.get(key) is not None:
+                raise errors.ValidationError(
+                    f"{key}: only a run with executor 'slurm' takes it (this run's executor "
+                    f"is {executor!r})", field=key)
+        return None, None
+    base = slurm_options.SlurmOptions.from_dict(bp_defaults.get("slurm"))
+    own = slurm_options.SlurmOptions.from_dict(req.get("slurm"))
+    launcher = req.get("launcher") or bp_defaults.get("launcher") or \
+        slurm_options.DEFAULT_LAUNCHER
+    return (slurm_options.check_launcher(launcher),
+            base.merged(own).to_dict() or None)
 
 
 def constraint_columns(constraints: models.Constraints) -> dict[str, Any]:

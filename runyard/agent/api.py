@@ -179,6 +179,13 @@ class WorkerAPI:
             "lease": lease, "step": step, "status": status, "name": name, "sha256": sha256,
             "size": size, "metrics": dict(metrics)}))
 
+    def placement(self, attempt_id: str, lease: str, *, external_id: str | None = None,
+                  nodes: Sequence[str] | None = None) -> dict[str, Any]:
+        """Record where the executor placed the attempt (a Slurm job id, its nodes)."""
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/placement", json={
+            "lease": lease, "external_id": external_id,
+            "nodes": None if nodes is None else list(nodes)}))
+
     def complete(self, attempt_id: str, lease: str, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/complete", json={

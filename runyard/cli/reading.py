@@ -83,7 +83,9 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         ("run", run.id), ("name", run.name), ("project", run.project),
         ("status", common.status_cell(run)),
         ("blueprint", run.blueprint), ("command", cmd), ("host", run.host_id),
-        ("executor", run.executor), ("attempt", f"{run.attempt} of {run.max_attempts}"),
+        ("executor", run.executor), ("launcher", run.launcher), ("slurm", run.slurm),
+        ("job id", run.external_id), ("nodes", ", ".join(run.nodes) if run.nodes else None),
+        ("attempt", f"{run.attempt} of {run.max_attempts}"),
         ("created", f"{common.iso(run.created_at)} ({common.ago(run.created_at)})"),
         ("started", common.iso(run.started_at)), ("ended", common.iso(run.ended_at)),
         ("exit code", run.exit_code), ("config", run.config),
@@ -109,10 +111,14 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         if p.message:
             console.print(f"  {p.message}")
     if run.attempts:
-        table = Table("attempt", "host", "claimed", "ended", "reason", "exit", box=None,
-                      title="attempts", title_justify="left")
+        placed = any(a.external_id for a in run.attempts)
+        table = Table("attempt", "host", *(("job id", "nodes") if placed else ()), "claimed",
+                      "ended", "reason", "exit", box=None, title="attempts",
+                      title_justify="left")
         for a in run.attempts:
-            table.add_row(str(a.number), a.host_id or "-", common.iso(a.claimed_at) or "-",
+            where = (a.external_id or "-", ", ".join(a.nodes or ()) or "-") if placed else ()
+            table.add_row(str(a.number), a.host_id or "-", *where,
+                          common.iso(a.claimed_at) or "-",
                           common.iso(a.ended_at) or ("active" if a.active else "-"),
                           a.termination_reason or "-", common.number(
                               None if a.exit_code is None else float(a.exit_code)))

@@ -138,6 +138,10 @@ class Progress:
         return bool(self.raw.get("snapshot")) if "snapshot" in self.raw else bool(self.raw)
 
 
+def _nodes(value: Any) -> tuple[str, ...] | None:
+    return tuple(str(n) for n in value) if isinstance(value, list) else None
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One try to execute a run."""
@@ -152,6 +156,9 @@ class Attempt:
     termination_reason: str | None = None
     exit_code: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Where its executor placed it: a Slurm job id, and the nodes.
+    external_id: str | None = None
+    nodes: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -167,6 +174,8 @@ class Attempt:
             termination_reason=data.get("termination_reason"),
             exit_code=_opt_int(data.get("exit_code")),
             details=dict(data.get("details") or {}),
+            external_id=data.get("external_id"),
+            nodes=_nodes(data.get("nodes")),
             raw=dict(data),
         )
 
@@ -209,6 +218,12 @@ class Run:
     explain: dict[str, Any] | None = None
     artifact_store: str | None = None
     workdir: str | None = None
+    #: Slurm runs (docs/executors.md): the launcher, the options, and where the latest
+    #: attempt runs (the Slurm job id and its nodes).
+    launcher: str | None = None
+    slurm: dict[str, Any] | None = None
+    external_id: str | None = None
+    nodes: tuple[str, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     client: RunActions | None = field(default=None, repr=False, compare=False)
 
@@ -248,6 +263,10 @@ class Run:
             explain=data.get("explain"),
             artifact_store=data.get("artifact_store"),
             workdir=data.get("workdir"),
+            launcher=data.get("launcher"),
+            slurm=data.get("slurm"),
+            external_id=data.get("external_id"),
+            nodes=_nodes(data.get("nodes")),
             raw=dict(data),
             client=client,
         )

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runyard import errors, models
+from runyard import errors, models, slurm_options
 from runyard.manifest.locator import Path
 from runyard.manifest.problems import Problems
 
@@ -22,6 +22,9 @@ POLICY_KEYS: tuple[str, ...] = (
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s",
 )
+
+#: A blueprint's defaults for its Slurm runs (docs/executors.md).
+SLURM_KEYS: tuple[str, ...] = ("launcher", "slurm")
 
 
 def reject_unknown(data: Mapping[str, Any], known: Iterable[str], base: Path,
@@ -47,7 +50,21 @@ def check_constraints(data: Mapping[str, Any], base: Path, problems: Problems) -
         except errors.ValidationError as exc:
             problems.add_validation(base, exc)
             continue
-        out[key] = parsed.to_dict()[key]
+        # Keys at their default are left out of to_dict (nodes = 1): take the attribute.
+        out[key] = parsed.to_dict().get(key, getattr(parsed, key))
+    return out
+
+
+def check_slurm(data: Mapping[str, Any], base: Path, problems: Problems) -> dict[str, Any]:
+    """The ``launcher`` and ``slurm`` keys present in ``data`` that are valid, normalised."""
+    out: dict[str, Any] = {}
+    try:
+        if "launcher" in data:
+            out["launcher"] = slurm_options.check_launcher(data["launcher"])
+        if "slurm" in data:
+            out["slurm"] = slurm_options.SlurmOptions.from_dict(data["slurm"]).to_dict()
+    except errors.ValidationError as exc:
+        problems.add_validation(base, exc)
     return out
 
 

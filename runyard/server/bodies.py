@@ -105,6 +105,10 @@ class RunRequest(Body):
     job_key: str | None = None
     seed: Annotated[StrictInt, Field(ge=models.INT64_MIN, le=models.INT64_MAX)] | None = None
     executor: Literal["agent", "local", "slurm"] | None = None
+    #: Slurm runs only (docs/executors.md): ``srun`` (default) or ``torchrun``.
+    launcher: str | None = None
+    #: Slurm runs only: ``{partition, account, qos, time_limit, sbatch_args}``.
+    slurm: dict[str, Any] | None = None
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
@@ -238,6 +242,16 @@ def point_count(points: list[Any], rows: list[Any]) -> int:
             return len(points) + sum(map(len, values))
     return len(points) + sum(len(r[2]) if type(r) is list and len(r) == 3
                              and type(r[2]) is dict else 1 for r in rows)
+
+
+class PlacementRequest(Body):
+    """``POST /v1/attempts/{id}/placement``: where the executor placed the attempt."""
+
+    lease: str
+    #: The executor's id of the attempt's job (a Slurm job id).
+    external_id: str | None = Field(default=None, max_length=200)
+    #: The nodes it runs on.
+    nodes: list[str] | None = Field(default=None, max_length=4096)
 
 
 class LogChunk(Body):

@@ -42,6 +42,10 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
         **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
+    # Where the latest attempt runs, as its executor recorded it (a Slurm job id, nodes).
+    latest = out["attempts"][-1] if out["attempts"] else {}
+    out["external_id"] = latest.get("external_id")
+    out["nodes"] = latest.get("nodes")
     if run["status"] == Status.QUEUED.value:
         out["explain"] = state.queue.explain(run["id"])
     return out

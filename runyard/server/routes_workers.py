@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from runyard import defaults, errors, models
+from runyard import defaults, errors, models, placement
 from runyard.progress import snapshot as snapshot_types
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
@@ -18,6 +18,7 @@ from runyard.server.bodies import (
     FailRequest,
     HeartbeatRequest,
     LogsRequest,
+    PlacementRequest,
     ProgressRequest,
 )
 from runyard.server.state import ServerState, get_state
@@ -130,6 +131,16 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
         state.store.add_log_chunks(
             run["id"], att["number"], [c.model_dump() for c in body.chunks], at=time.time())
     return {}
+
+
+@router.post("/v1/attempts/{attempt_id}/placement")
+def set_placement(attempt_id: str, body: PlacementRequest,
+                  who: Principal = Depends(auth.lease_holder),
+                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Where the executor placed the attempt: its job id and nodes (docs/executors.md)."""
+    _attempt_owner(state, who, attempt_id, "record the placement of")
+    return placement.record(state.queue, attempt_id, body.lease, external_id=body.external_id,
+                            nodes=body.nodes, actor=who.name)
 
 
 @router.post("/v1/attempts/{attempt_id}/complete")

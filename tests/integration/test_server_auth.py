@@ -69,6 +69,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("POST", f"/v1/attempts/{A}/progress", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/logs", {"json": {**LEASE, "chunks": []}}, HOLD),
     ("POST", f"/v1/attempts/{A}/complete", {"json": LEASE}, HOLD),
+    ("POST", f"/v1/attempts/{A}/placement", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/fail", {"json": {**LEASE, "reason": "lost"}}, HOLD),
     ("POST", f"/v1/attempts/{A}/checkpoints",
      {"json": {**LEASE, "step": 1, "status": "incomplete"}}, HOLD),
