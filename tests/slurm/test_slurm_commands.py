@@ -12,6 +12,7 @@ import pytest
 
 from runyard import errors, models
 from runyard.agent.slurm import commands, partitions, resources, script, states
+from runyard.slurm_options import SlurmOptions
 
 from ..support.slurm import SlurmCluster
 
@@ -43,8 +44,7 @@ def test_sinfo_offers_both_nodes(slurm: SlurmCluster) -> None:
 
 def test_resources_reach_sbatch(slurm: SlurmCluster, tmp_path: Path) -> None:
     cli = commands.SlurmCLI()
-    opts = resources.SlurmOptions.from_dict({"time_limit": 600, "qos": None,
-                                             "sbatch_args": ["--nice=5"]})
+    opts = SlurmOptions.from_dict({"time_limit": 10, "sbatch_args": ["--nice=5"]})
     c = models.Constraints.from_dict({"min_cpus": 1, "min_ram_gib": 0.25})
     args = resources.sbatch_args(c, opts, attempt_id="at_read", run_id="r_read", number=1,
                                  output=str(tmp_path / "slurm-%j.out"), chdir=str(tmp_path),
@@ -70,7 +70,7 @@ def test_resources_reach_sbatch(slurm: SlurmCluster, tmp_path: Path) -> None:
 def test_sbatch_refusal_keeps_slurms_message(slurm: SlurmCluster, tmp_path: Path) -> None:
     cli = commands.SlurmCLI()
     c = models.Constraints.from_dict({"gpus": 1})
-    args = resources.resource_args(c, resources.SlurmOptions(), default_partition="debug")
+    args = resources.resource_args(c, SlurmOptions(), default_partition="debug")
     with pytest.raises(errors.SchedulerError) as exc:
         cli.sbatch([*args, f"--output={tmp_path}/o"], "#!/bin/bash\ntrue\n")
     assert "sbatch exited 1" in exc.value.message

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runyard import errors, models
+from runyard import models
 from runyard.agent.slurm import launch, rank, resources, script
+from runyard.slurm_options import SlurmOptions
 
 
 def _c(**kw: object) -> models.Constraints:
@@ -18,7 +19,7 @@ def _c(**kw: object) -> models.Constraints:
 
 
 def test_resources_map_to_sbatch_arguments() -> None:
-    opts = resources.SlurmOptions.from_dict({"partition": "gpu", "account": "lab", "qos": "hi",
+    opts = SlurmOptions.from_dict({"partition": "gpu", "account": "lab", "qos": "hi",
                                              "time_limit": "1:30:00"})
     args = resources.resource_args(_c(min_cpus=3.5, min_ram_gib=1.5, gpus=2), opts,
                                    default_partition="debug", default_account="other")
@@ -28,16 +29,16 @@ def test_resources_map_to_sbatch_arguments() -> None:
 
 
 def test_defaults_and_require_cuda() -> None:
-    args = resources.resource_args(_c(require_cuda=True), resources.SlurmOptions(),
+    args = resources.resource_args(_c(require_cuda=True), SlurmOptions(),
                                    default_partition="debug", default_account="lab")
     assert args == ["--nodes=1", "--ntasks-per-node=1", "--gres=gpu:1", "--partition=debug",
                     "--account=lab"]
-    assert resources.resource_args(_c(), resources.SlurmOptions()) == [
+    assert resources.resource_args(_c(), SlurmOptions()) == [
         "--nodes=1", "--ntasks-per-node=1"]
 
 
 def test_full_sbatch_line_names_the_attempt_and_never_requeues() -> None:
-    opts = resources.SlurmOptions.from_dict({"time_limit": 3600,
+    opts = SlurmOptions.from_dict({"time_limit": 60,
                                              "sbatch_args": ["--constraint=a100", "--exclusive"]})
     args = resources.sbatch_args(_c(), opts, attempt_id="at_1", run_id="r_1", number=2,
                                  output="/w/r_1/2/slurm-%j.out", chdir="/w", grace_s=30)
@@ -56,36 +57,6 @@ def test_full_sbatch_line_names_the_attempt_and_never_requeues() -> None:
 def test_warning_signal_only_with_room(limit: float | None, grace: float,
                                        want: str | None) -> None:
     assert resources.warning_signal(limit, grace) == want
-
-
-@pytest.mark.parametrize(("args", "field"), [
-    (["--output=/etc/passwd"], "slurm.sbatch_args[0]"),
-    (["--constraint=a", "--export=ALL,RUNYARD_TOKEN=x"], "slurm.sbatch_args[1]"),
-    (["-C", "a100"], "slurm.sbatch_args[0]"),
-    (["--constraint", "a100"], "slurm.sbatch_args[1]"),
-    (["--job-name=evil"], "slurm.sbatch_args[0]"),
-    (["--wrap=rm -rf /"], "slurm.sbatch_args[0]"),
-    (["--constraint=a\nb"], "slurm.sbatch_args[0]"),
-    ([7], "slurm.sbatch_args[0]"),
-    ("--exclusive", "slurm.sbatch_args"),
-    (["--exclusive"] * 33, "slurm.sbatch_args"),
-])
-def test_extra_arguments_outside_the_allow_list_are_refused(args: object, field: str) -> None:
-    with pytest.raises(errors.ValidationError) as exc:
-        resources.SlurmOptions.from_dict({"sbatch_args": args})
-    assert exc.value.field == field
-
-
-@pytest.mark.parametrize(("data", "field"), [
-    ({"partition": "a b"}, "slurm.partition"), ({"account": "x;y"}, "slurm.account"),
-    ({"qos": 5}, "slurm.qos"), ({"time_limit": -1}, "slurm.time_limit"),
-    ({"time_limit": "soon"}, "slurm.time_limit"), ({"time_limit": True}, "slurm.time_limit"),
-    ({"time_limit": float("inf")}, "slurm.time_limit"), ({"nodes": 2}, "slurm.nodes"),
-])
-def test_bad_slurm_options_name_the_field(data: dict[str, object], field: str) -> None:
-    with pytest.raises(errors.ValidationError) as exc:
-        resources.SlurmOptions.from_dict(data)
-    assert exc.value.field == field
 
 
 def test_job_script_carries_no_secret_and_execs_the_supervisor(tmp_path: Path) -> None:

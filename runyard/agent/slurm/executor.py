@@ -36,6 +36,7 @@ from runyard.agent.assignment import Assignment, heartbeat_interval
 from runyard.agent.executor import RUNNING, Executor, Handle, Poll, register
 from runyard.agent.slurm import commands, partitions, resources, script, states, supervision
 from runyard.agent.slurm.jobs import JobBook, JobRecord
+from runyard.slurm_options import SlurmOptions
 
 if TYPE_CHECKING:
     from runyard.agent.api import WorkerAPI
@@ -196,7 +197,7 @@ class SlurmExecutor(Executor):
                                        probe_interval_s=self.config.probe_interval_s,
                                        stop_grace_s=self.config.stop_grace_s)
             c = a.constraints
-            opts = resources.SlurmOptions.from_dict(a.run.get("slurm") or {})
+            opts = SlurmOptions.from_dict(a.run.get("slurm") or None)
             args = resources.sbatch_args(
                 c, opts, attempt_id=a.attempt_id, run_id=a.run_id, number=a.number,
                 output=str(root / "slurm-%j.out"), chdir=str(root), grace_s=self.grace_of(a),
