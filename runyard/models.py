@@ -33,6 +33,11 @@ def leases_match(stored: str, given: object) -> bool:
                                given.encode("utf-8", "surrogatepass"))
 
 
+#: An attempt's own credential starts with this (tokens with ``ry_``), so the server tells
+#: them apart at a glance (docs/security.md).
+ATTEMPT_TOKEN_PREFIX = "rya_"
+
+
 class Status(enum.StrEnum):
     """Run status (docs/lifecycle.md)."""
 
@@ -130,6 +135,8 @@ class Role(enum.StrEnum):
     USER = "user"
     OPERATOR = "operator"
     WORKER = "worker"
+    #: An attempt's own credential (docs/security.md): its leased calls only, never a token.
+    ATTEMPT = "attempt"
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -492,12 +499,19 @@ def normalise_defaults() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StopOrder:
-    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``."""
+    """The server's answer to a heartbeat: keep going, or stop within ``grace_s``; and the
+    time of a pending checkpoint request (None: none), which names the request."""
 
     lease_expires_at: float
     stop: bool = False
     intent: str | None = None
     grace_s: float | None = None
+    checkpoint_requested_at: float | None = None
+
+    @property
+    def checkpoint(self) -> bool:
+        """Whether the training loop is asked to save a checkpoint."""
+        return self.checkpoint_requested_at is not None
 
 
 @dataclass

@@ -13,15 +13,40 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from runyard import claiming, defaults, eligibility, errors, fleet, models, retry, submission
+from runyard import (
+    checkpoint_requests,
+    claiming,
+    defaults,
+    eligibility,
+    errors,
+    fleet,
+    models,
+    retry,
+    submission,
+)
 from runyard.models import Reason, Status
 from runyard.store.base import Row, Store, Transaction
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+#: What may ask a run to stop: a user (``stop``), the system to requeue it (``preempt``), a
+#: cancel, and a rule that stops it (``rule``, the run ends stopped) or fails it (``fail``).
+STOP_INTENTS = ("stop", "preempt", "rule", "fail", "cancel")
+
+
+class Observer(Protocol):
+    """Told of changes inside their transaction (the rule engine, docs/rules.md)."""
+
+    def on_transition(self, tx: Transaction, run: Row, target: Status,
+                      details: Mapping[str, Any], attempt: int) -> None:
+        """``run`` (as it was) moved to ``target``; ``details`` are its event's."""
+
+    def on_progress(self, tx: Transaction, run: Row, attempt: int,
+                    snapshot: Mapping[str, Any]) -> None:
+        """A progress snapshot of ``run``'s attempt ``attempt`` was kept."""
 
 
 class Queue:
@@ -40,6 +65,8 @@ class Queue:
         #: The worker registry the claims read (registration, drain, host policies).
         self.fleet = fleet.Fleet(store, clock=clock)
         self._grace_due = False
+        #: Told of every status change and snapshot, in its transaction (the server sets it).
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -171,7 +198,7 @@ class Queue:
     def heartbeat(self, attempt_id: str, lease: str, *, running: bool = False,
                   actor: str = SYSTEM) -> models.StopOrder:
         """Extend the lease; with ``running``, mark a claimed run as running. The answer says
-        whether to stop."""
+        whether to stop, and whether a checkpoint is asked for."""
         now = self.clock()
         peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
@@ -186,10 +213,12 @@ class Queue:
                 values["stop_ack"] = True
             tx.update_attempt(attempt_id, values)
             tx.update_worker(att["host_id"], {"last_seen_at": now})
+        asked = run["checkpoint_requested_at"]
         if run["status"] == Status.STOPPING.value:
             deadline = run["stop_deadline"] or now
-            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now))
-        return models.StopOrder(expires)
+            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now),
+                                    checkpoint_requested_at=asked)
+        return models.StopOrder(expires, checkpoint_requested_at=asked)
 
     def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
         """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
@@ -216,6 +245,8 @@ class Queue:
                 values["last_step_at"] = now
             tx.update_run(run["id"], values)
             tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
+            if self.observer is not None:
+                self.observer.on_progress(tx, run, att["number"], snapshot)
 
     def complete(self, attempt_id: str, lease: str, *, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None, actor: str = SYSTEM) -> Row:
@@ -261,7 +292,7 @@ class Queue:
                 reason = Reason.PREEMPTED
             elif intent in ("stop", "cancel", "restart"):
                 reason = Reason.STOPPED
-            elif intent == "rule":
+            elif intent in ("rule", "fail"):
                 reason = Reason.RULE
         tx.update_attempt(att["id"], {
             "active": False, "ended_at": now, "termination_reason": reason.value,
@@ -271,7 +302,7 @@ class Queue:
                 "decision": decision.why, **(details or {})}
         extra: dict[str, Any] = {"termination_reason": reason.value, "exit_code": exit_code,
                                  "stop_intent": None, "stop_deadline": None,
-                                 "stop_requested_at": None}
+                                 "stop_requested_at": None, "checkpoint_requested_at": None}
         if decision.requeue:
             if decision.counts_as_error_restart:
                 extra["error_restarts"] = int(run["error_restarts"]) + 1
@@ -288,36 +319,74 @@ class Queue:
     def stop(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S, actor: str = SYSTEM,
              intent: str = "stop") -> Row:
         """Ask a run to stop within ``grace_s``; a queued run is cancelled at once."""
-        if intent not in ("stop", "preempt", "rule", "cancel"):
+        with self.store.transaction() as tx:
+            self.stop_in(tx, run_id, grace_s=grace_s, actor=actor, intent=intent)
+            out = tx.lock_run(run_id)
+        assert out is not None
+        return out
+
+    def stop_in(self, tx: Transaction, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
+                actor: str = SYSTEM, intent: str = "stop",
+                details: Mapping[str, Any] | None = None) -> None:
+        """:meth:`stop` inside the caller's transaction (a rule's action); ``details`` join
+        the status event's."""
+        if intent not in STOP_INTENTS:
             raise errors.ValidationError(f"intent: unknown stop intent {intent!r}", field="intent")
         if isinstance(grace_s, bool) or not isinstance(grace_s, int | float) or grace_s < 0:
             raise errors.ValidationError("grace_seconds: expected a number >= 0",
                                          field="grace_seconds")
         now = self.clock()
+        run = self._lock(tx, run_id)
+        status = Status(run["status"])
+        if intent == "preempt":  # only an active run of an agent can be given back
+            self._check_schedulable(run, "preempted")
+            if not status.is_active:
+                raise errors.IllegalTransition(status.value, "stopping", run_id=run_id)
+        extra_details = dict(details or {})
+        if status is Status.QUEUED:
+            self._move(tx, run, Status.CANCELLED, actor, now,
+                       {"intent": intent, **extra_details}, extra={"ended_at": now})
+        elif status is Status.STOPPING:
+            # A second stop may only shorten the grace period; a rule that fails the run
+            # makes a stop of any other kind end it failed.
+            deadline = min(run["stop_deadline"] or now + grace_s, now + grace_s)
+            values: dict[str, Any] = {"stop_deadline": deadline, "updated_at": now}
+            if intent == "fail" and run["stop_intent"] in ("stop", "rule"):
+                values["stop_intent"] = "fail"
+            tx.update_run(run_id, values)
+        elif status.is_active:
+            self._move(tx, run, Status.STOPPING, actor, now,
+                       {"intent": intent, "grace_s": grace_s, **extra_details},
+                       extra={"stop_intent": intent, "stop_requested_at": now,
+                              "stop_deadline": now + grace_s})
+        else:
+            raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
+
+    def request_checkpoint(self, run_id: str, *, actor: str = SYSTEM,
+                           details: Mapping[str, Any] | None = None) -> Row:
+        """Ask a running run's training loop to save a checkpoint; the next heartbeat tells
+        its agent (or its SDK). Asking while a request is pending changes nothing. A run that
+        is not ``running`` is refused (409). ``details`` go into the event (a rule's name)."""
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            status = Status(run["status"])
-            if status is Status.QUEUED:
-                self._move(tx, run, Status.CANCELLED, actor, now, {"intent": intent},
-                           extra={"ended_at": now})
-            elif status is Status.STOPPING:
-                # A second stop may only shorten the grace period.
-                deadline = min(run["stop_deadline"] or now + grace_s, now + grace_s)
-                tx.update_run(run_id, {"stop_deadline": deadline, "updated_at": now})
-            elif status.is_active:
-                self._move(tx, run, Status.STOPPING, actor, now,
-                           {"intent": intent, "grace_s": grace_s},
-                           extra={"stop_intent": intent, "stop_requested_at": now,
-                                  "stop_deadline": now + grace_s})
-            else:
-                raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
+            checkpoint_requests.request(tx, self._lock(tx, run_id), now=self.clock(),
+                                        actor=actor, details=details)
             out = tx.lock_run(run_id)
         assert out is not None
         return out
 
+    def checkpoint_recorded(self, run_id: str, attempt: int, details: Mapping[str, Any], *,
+                            actor: str = SYSTEM) -> int:
+        """The ``checkpoint`` event of a checkpoint the attempt registered, which answers
+        (clears) a pending request of that attempt; returns the event's sequence number."""
+        with self.store.transaction() as tx:
+            return checkpoint_requests.recorded(tx, self._lock(tx, run_id), attempt, details,
+                                                now=self.clock(), actor=actor)
+
     def preempt(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
                 actor: str = SYSTEM) -> Row:
-        """Stop a run so that it is requeued (counts against ``max_attempts``)."""
+        """Stop an active agent run so that it is requeued: its process saves what it needs
+        on the stop file or SIGTERM and exits; the attempt ends ``preempted`` whatever its
+        exit (counts against ``max_attempts``, never as an error)."""
         return self.stop(run_id, grace_s=grace_s, actor=actor, intent="preempt")
 
     def cancel(self, run_id: str, *, actor: str = SYSTEM) -> Row:
@@ -490,8 +559,10 @@ class Queue:
         values = {"status": target.value, "updated_at": now, **(extra or {})}
         if not tx.update_run(run["id"], values, expect_status=[current.value]):
             raise errors.IllegalTransition(current.value, target.value, run_id=run["id"])
-        self._event(tx, run["id"], "status", target, actor,
-                    run["attempt"] if attempt is None else attempt, now, details)
+        number = run["attempt"] if attempt is None else attempt
+        self._event(tx, run["id"], "status", target, actor, number, now, details)
+        if self.observer is not None:
+            self.observer.on_transition(tx, run, target, details, number)
 
     @staticmethod
     def _event(tx: Transaction, run_id: str, kind: str, status: Status, actor: str,

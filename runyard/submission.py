@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from runyard import config_schema, defaults, eligibility, errors, models, slurm_options
+from runyard.rules import spec as rule_spec
 
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
-    "launcher", "slurm",
+    "rules", "launcher", "slurm",
 })
 #: Constraint keys a blueprint's defaults hold at their top level (as the manifest keeps them).
 _CONSTRAINT_KEYS = frozenset(models.Constraints.__dataclass_fields__)
@@ -166,6 +167,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     if job_key is not None and (not isinstance(job_key, str) or not _JOB_KEY_RE.match(job_key)):
         raise errors.ValidationError("job_key: expected 64 lowercase hex digits", field="job_key")
 
+    rules = run_rules(req.get("rules"), bp_defaults.get("rules"))
+
     seed = req.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                              or not models.INT64_MIN <= seed <= models.INT64_MAX):
@@ -198,12 +201,26 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "retry_on_exit_codes": list(codes),
         "probe_interval_s": _probe_interval(req, bp_defaults),
         "stall_after_s": _positive(policy, "stall_after_s", defaults.STALL_AFTER_S),
+        "rules": rules,
         "created_at": now,
         "queued_at": now,
         "updated_at": now,
     }
 
 
+def run_rules(own: Any, inherited: Any) -> list[dict[str, Any]] | None:
+    """The ``rules`` column of a run: its blueprint's rules (already checked when the
+    blueprint was stored), then its own (``rules`` of the request, checked here); a rule
+    of its own replaces the blueprint's of the same name. Each carries its ``source``."""
+    mine = rule_spec.parse_rules(own, "rules")
+    names = {r.name for r in mine}
+    out = [{**r, "source": "blueprint"} for r in inherited or ()
+           if isinstance(r, Mapping) and r.get("name") not in names]
+    out += [{**r.to_dict(), "source": "run"} for r in mine]
+    if len(out) > rule_spec.MAX_RULES:
+        raise errors.ValidationError(f"rules: at most {rule_spec.MAX_RULES} rules with the "
+                                     f"blueprint's, got {len(out)}", field="rules")
+    return out or None
 def _slurm_fields(req: Mapping[str, Any], bp_defaults: Mapping[str, Any],
                   executor: str) -> tuple[str | None, dict[str, Any] | None]:
     """``(launcher, slurm)`` of the run: a Slurm run's launcher (default ``srun``) and its

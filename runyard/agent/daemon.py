@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runyard import defaults, errors
+from runyard import defaults, errors, sysmetrics
 from runyard.agent import executor as executors
 from runyard.agent import signals
 from runyard.agent.api import Backoff, WorkerAPI
@@ -67,6 +67,8 @@ class AgentConfig:
     slurm_partition: str | None = None
     slurm_account: str | None = None
     max_jobs: int | None = None
+    #: Seconds between system metric samples of each run (runyard.sysmetrics); 0: none.
+    sys_interval_s: float = sysmetrics.DEFAULT_INTERVAL_S
 
     def validate(self) -> None:
         executors.check_name(self.executor)
@@ -77,6 +79,7 @@ class AgentConfig:
             if not getattr(self, name) > 0:
                 raise errors.ValidationError(f"{name}: must be positive, got "
                                              f"{getattr(self, name)!r}", field=name)
+        sysmetrics.parse_interval(self.sys_interval_s, "sys_interval_s")
         if self.stop_grace_s < 0:
             raise errors.ValidationError("stop_grace_s: must not be negative",
                                          field="stop_grace_s")

@@ -86,7 +86,7 @@ class LocalExecutor(Executor):
         self.settings = AttemptSettings(
             host_id=self.caps.host_id, work_dir=config.work_dir.resolve(),
             probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
-            run_cwd=Path.cwd(),
+            run_cwd=Path.cwd(), sys_interval_s=config.sys_interval_s,
             train_user=isolation.TrainUser.resolve(config.train_as) if config.train_as
             else None)
 

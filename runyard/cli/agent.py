@@ -59,6 +59,10 @@ def agent(
     stop_grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s",
                                        envvar="RUNYARD_STOP_GRACE_S",
                                        help="Grace period of runs stopped by an agent stop."),
+    sys_interval_s: float = typer.Option(10.0, "--sys-interval-s",
+                                         envvar="RUNYARD_SYS_INTERVAL_S",
+                                         help="Seconds between system metric samples of each "
+                                              "run (sys/ tags); 0 turns them off."),
     claim_max_wait_s: float = typer.Option(5.0, "--claim-max-wait-s",
                                            envvar="RUNYARD_CLAIM_MAX_WAIT_S",
                                            help="Longest pause between claims when idle."),
@@ -123,8 +127,8 @@ def agent(
         server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
         labels=parsed, work_dir=work_dir or Path("runyard-work"),
         probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
-        claim_max_wait_s=claim_max_wait_s, train_as=train_as, slurm_partition=partition,
-        slurm_account=account, max_jobs=max_jobs)
+        claim_max_wait_s=claim_max_wait_s, train_as=train_as, sys_interval_s=sys_interval_s,
+        slurm_partition=partition, slurm_account=account, max_jobs=max_jobs)
     agent_ = daemon.Agent(config)
     # What is loaded by now lives as long as the agent: moved out of the collector's view,
     # so the collections that parsing a run's metric lines sets off do not walk it (as the

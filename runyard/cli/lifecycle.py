@@ -1,5 +1,5 @@
-"""Commands that move a run through its lifecycle: stop, restart, cancel, requeue, rm, and
-wait for a status (docs/lifecycle.md, docs/cli.md)."""
+"""Commands that move a run through its lifecycle: stop, checkpoint, restart, preempt, cancel,
+requeue, rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,13 @@ def stop(run_ref: RunArg,
         _done(client.stop(run_ref, grace=grace), "stop requested", as_json)
 
 
+def checkpoint(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Ask a running run's training loop to save a checkpoint (cleared when it registers one)."""
+    with common.connect(server, token) as client:
+        _done(client.request_checkpoint(run_ref), "checkpoint requested", as_json)
+
+
 def restart(run_ref: RunArg,
             gpus: Annotated[int | None, typer.Option(min=0, help="New GPU count.")] = None,
             require_cuda: Annotated[bool | None, typer.Option(
@@ -51,6 +58,18 @@ def restart(run_ref: RunArg,
         resources["allowed_hosts"] = list(host)
     with common.connect(server, token) as client:
         _done(client.restart(run_ref, resources=resources or None), "restarted", as_json)
+
+
+def preempt(run_ref: RunArg,
+            grace: Annotated[float, typer.Option(
+                min=0, help="Seconds to save a checkpoint between SIGTERM and SIGKILL.")
+            ] = 30.0,
+            server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Stop an active run so that it is requeued and resumes from its checkpoint
+    (operator)."""
+    with common.connect(server, token) as client:
+        _done(client.preempt(run_ref, grace=grace), "preemption requested", as_json)
 
 
 def cancel(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,

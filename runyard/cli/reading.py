@@ -123,6 +123,18 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
                           a.termination_reason or "-", common.number(
                               None if a.exit_code is None else float(a.exit_code)))
         console.print(table)
+    rules = run.raw.get("rules") or []
+    if rules:
+        from runyard.cli.rules import summary
+
+        table = Table("rule", "source", "condition", "hits", "last hit", box=None,
+                      title="rules", title_justify="left")
+        for r in rules:
+            last = r.get("last_hit") or {}
+            hit_at = f"step {last['step']}" if last.get("step") is not None else ""
+            table.add_row(r["name"], r["source"], summary(r), str(r.get("hits") or 0),
+                          hit_at or ("-" if not last else "yes"))
+        console.print(table)
     if recent:
         table = Table("seq", "at", "kind", "status", "actor", "details", box=None,
                       title="last events", title_justify="left")

@@ -48,6 +48,16 @@ def run_id(run: RunRef) -> str:
     return value
 
 
+def rule_object(rule: Mapping[str, Any] | str) -> dict[str, Any]:
+    """A rule as the API takes it: an object as given, a compact form parsed (its mistakes
+    are reported here, before any request)."""
+    if isinstance(rule, str):
+        from runyard.rules import compact
+
+        return compact.parse(rule)
+    return dict(rule)
+
+
 def _resources(resources: Resources | None) -> dict[str, Any] | None:
     if resources is None:
         return None
@@ -102,8 +112,12 @@ class Client:
                    retry_on_exit_codes: Sequence[int] | None = None,
                    probe_interval_s: float | None = None, stall_after_s: float | None = None,
                    env: Mapping[str, str] | None = None, seed: int | None = None,
-                   job_key: str | None = None) -> Run:
-        """Submit a run (a ``blueprint`` or a ``command``); 422 becomes ValidationError."""
+                   job_key: str | None = None,
+                   rules: Sequence[Mapping[str, Any] | str] | None = None) -> Run:
+        """Submit a run (a ``blueprint`` or a ``command``); 422 becomes ValidationError.
+
+        ``rules`` are rule objects or their compact form (``"nan loss -> stop"``,
+        docs/rules.md)."""
         if (blueprint is None) == (command is None):
             raise errors.ValidationError("give exactly one of blueprint or command",
                                          field="blueprint")
@@ -113,7 +127,8 @@ class Client:
                        retry_on_exit_codes=None if retry_on_exit_codes is None
                        else list(retry_on_exit_codes), probe_interval_s=probe_interval_s,
                        stall_after_s=stall_after_s, env=None if env is None else dict(env),
-                       seed=seed, job_key=job_key)
+                       seed=seed, job_key=job_key,
+                       rules=None if rules is None else [rule_object(r) for r in rules])
         data = self._http.post_json("/v1/runs", self._run_body(name, command, constraints,
                                                                options))
         # A local-executor answer wraps the run beside its lease.
@@ -132,6 +147,18 @@ class Client:
     def restart(self, run: RunRef, resources: Resources | None = None) -> Run:
         """Stop the run if active and queue a new attempt, optionally with new constraints."""
         return self._run_action(run, "restart", {"resources": _resources(resources)})
+
+    def preempt(self, run: RunRef, grace: float = defaults.STOP_GRACE_S) -> Run:
+        """Give an active run's slot back (operator): it is stopped within ``grace`` seconds
+        (time to save a checkpoint) and requeued; its next attempt resumes from that
+        checkpoint (``RUNYARD_RESUME_FROM``)."""
+        return self._run_action(run, "preempt", {"grace_seconds": grace})
+
+    def request_checkpoint(self, run: RunRef) -> Run:
+        """Ask a running run's training loop to save a checkpoint: its next heartbeat carries
+        the request, ``run.checkpoint_requested`` turns true in the SDK, and the request is
+        cleared when the attempt registers a checkpoint. 409 unless the run is running."""
+        return self._run_action(run, "checkpoint", {})
 
     def cancel(self, run: RunRef) -> Run:
         return self._run_action(run, "cancel", {})
@@ -186,6 +213,18 @@ class Client:
 
     def get_progress(self, run: RunRef) -> Progress:
         return Progress.from_json(self._http.get_json(f"/v1/runs/{run_id(run)}/progress"))
+
+    def get_progress_history(self, run: RunRef, *, attempt: int | None = None,
+                             after_id: int | None = None, limit: int | None = None,
+                             points: int | None = None) -> Page[dict[str, Any]]:
+        """The run's progress snapshots, oldest first: a keyset page (pass ``page.next`` as
+        ``after_id``), each entry with its ``snapshot``; or with ``points`` at most that many
+        entries standing for the whole history (downsampled, no snapshots). Entries carry
+        ``step``, ``at``, ``steps_per_s``, ``percent``, ``epoch``, ``phase``, ``rate``..."""
+        data = self._http.get_json(f"/v1/runs/{run_id(run)}/progress/history",
+                                   {"attempt": attempt, "after_id": after_id, "limit": limit,
+                                    "points": points})
+        return Page(tuple(dict(e) for e in data["items"]), data.get("next_after_id"))
 
     def explain(self, run: RunRef) -> dict[str, Any]:
         """Why a queued run waits: which constraint fails on which registered worker."""
@@ -316,11 +355,61 @@ class Client:
         params = {"dry_run": "true" if dry_run else "false"}
         return dict(self._http.post_json("/v1/manifest/reload", body, params=params) or {})
 
+    # ------------------------------------------------------------------ rules
+    def list_rules(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Stored project and server-wide rules (``project``: only that project's)."""
+        params = {} if project is None else {"project": project}
+        return [dict(r) for r in self._http.get_json("/v1/rules", params)["items"]]
+
+    def add_rule(self, rule: Mapping[str, Any] | str, *, project: str | None = None
+                 ) -> dict[str, Any]:
+        """Add a rule (an object, or its compact form) to ``project``; without one it is
+        server-wide (operators). A user's project rule watches that user's runs only."""
+        body = rule_object(rule)
+        if project is not None:
+            body["project"] = project
+        return dict(self._http.post_json("/v1/rules", body))
+
+    def delete_rule(self, rule_id: int) -> None:
+        """Remove a stored rule (its state on every run goes with it)."""
+        decode(self._http.request("DELETE", f"/v1/rules/{int(rule_id)}"))
+
     def list_blueprints(self) -> list[dict[str, Any]]:
         return [dict(b) for b in self._http.get_json("/v1/blueprints")["items"]]
 
     def health(self) -> dict[str, Any]:
         return dict(self._http.get_json("/v1/health") or {})
+
+    # ------------------------------------------------------------------ notifications
+    def list_channels(self) -> list[dict[str, Any]]:
+        """Notification channels: name, kind, redacted URL, whether signed (never secrets)."""
+        return [dict(c) for c in self._http.get_json("/v1/channels")["items"]]
+
+    def add_channel(self, name: str, kind: str, url: str, secret: str | None = None
+                    ) -> dict[str, Any]:
+        """Create or replace a channel (operator): ``kind`` ``webhook`` (signed with
+        ``secret`` when given) or ``slack`` (an incoming-webhook URL, no secret)."""
+        body = {"name": name, "kind": kind, "url": url}
+        if secret is not None:
+            body["secret"] = secret
+        return dict(self._http.post_json("/v1/channels", body) or {})
+
+    def delete_channel(self, name: str) -> None:
+        """Remove a channel (operator); its pending deliveries fail."""
+        decode(self._http.request("DELETE", f"/v1/channels/{quote(name, safe='')}"))
+
+    def test_channel(self, name: str) -> dict[str, Any]:
+        """Queue a test notification to the channel (operator); ``delivery`` is its id in
+        :meth:`list_notifications`."""
+        return dict(self._http.post_json(f"/v1/channels/{quote(name, safe='')}/test") or {})
+
+    def list_notifications(self, *, run: RunRef | None = None, channel: str | None = None,
+                           status: str | None = None, limit: int | None = None,
+                           before_id: int | None = None) -> list[dict[str, Any]]:
+        """The delivery log, newest first: status, attempts, last error and times."""
+        params = {"run_id": None if run is None else run_id(run), "channel": channel,
+                  "status": status, "limit": limit, "before_id": before_id}
+        return [dict(n) for n in self._http.get_json("/v1/notifications", params)["items"]]
 
     # ------------------------------------------------------------------ live
     def wait(self, run: RunRef, until: Sequence[str] | None = None,

@@ -32,6 +32,8 @@ class RunActions(Protocol):
 
     def cancel(self, run: Run) -> Run: ...
 
+    def request_checkpoint(self, run: Run) -> Run: ...
+
     def requeue(self, run: Run) -> Run: ...
 
     def delete(self, run: Run) -> None: ...
@@ -183,7 +185,7 @@ class Attempt:
 #: Run fields :meth:`Run.reload` may refresh selectively.
 RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
               "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
-              "updated_at")
+              "updated_at", "checkpoint_requested_at")
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class Run:
     exit_code: int | None = None
     progress: Progress | None = None
     progress_updated_at: datetime | None = None
+    #: When a checkpoint was asked of the training loop; None when none is pending.
+    checkpoint_requested_at: datetime | None = None
     attempts: tuple[Attempt, ...] | None = None
     explain: dict[str, Any] | None = None
     artifact_store: str | None = None
@@ -259,6 +263,8 @@ class Run:
                 {"progress_updated_at": data.get("progress_updated_at"), **progress}),
             progress_updated_at=parse_time(data.get("progress_updated_at"),
                                            "progress_updated_at"),
+            checkpoint_requested_at=parse_time(data.get("checkpoint_requested_at"),
+                                               "checkpoint_requested_at"),
             attempts=None if attempts is None else tuple(Attempt.from_json(a) for a in attempts),
             explain=data.get("explain"),
             artifact_store=data.get("artifact_store"),
@@ -304,6 +310,10 @@ class Run:
 
     def cancel(self) -> Run:
         return self._bound().cancel(self)
+
+    def request_checkpoint(self) -> Run:
+        """Ask the training loop to save a checkpoint (see ``Client.request_checkpoint``)."""
+        return self._bound().request_checkpoint(self)
 
     def requeue(self) -> Run:
         return self._bound().requeue(self)
@@ -479,6 +489,8 @@ class Worker:
     registered_at: datetime | None = None
     alive: bool | None = None
     active_attempts: int = 0
+    #: The token that registered it (or last claimed as it).
+    token_name: str | None = None
     #: The kind of agent: ``local`` or ``slurm`` (docs/executors.md).
     executor: str = "local"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -492,5 +504,6 @@ class Worker:
                    registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
                    alive=data.get("alive"),
                    active_attempts=int(data.get("active_attempts") or 0),
+                   token_name=data.get("token_name"),
                    executor=str(data.get("executor") or "local"),
                    raw=dict(data))

@@ -51,7 +51,7 @@ PLACEHOLDERS: dict[str, str] = {
 }
 
 BLUEPRINT_KEYS: tuple[str, ...] = (
-    ("name", "command", "description", "config_schema", "config_schema_file")
+    ("name", "command", "description", "config_schema", "config_schema_file", "rules")
     + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS + fields.SLURM_KEYS
 )
 
@@ -313,6 +313,9 @@ def parse_blueprint(data: Any, path: Path, problems: Problems,
 
     defaults = fields.check_constraints(data, path, problems)
     defaults.update(fields.check_policy(data, path, problems))
+    rules = fields.check_rules(data, path, problems)
+    if rules:
+        defaults["rules"] = rules
     defaults.update(fields.check_slurm(data, path, problems))
     if name is None or command is None or not schema_ok:
         return None

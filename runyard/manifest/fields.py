@@ -141,3 +141,34 @@ def check_json_value(value: Any, path: Path, problems: Problems) -> bool:
         return all([check_json_value(v, path + (k,), problems) for k, v in value.items()])
     problems.add(path, f"{type(value).__name__} value {value!s} cannot be written as JSON")
     return False
+
+
+def check_rules(data: Mapping[str, Any], base: Path, problems: Problems
+                ) -> list[dict[str, Any]]:
+    """A blueprint's ``rules`` (docs/rules.md), each in its normalised JSON form; each bad
+    rule is one problem naming its key (``blueprints[0].rules[1].pattern``)."""
+    from runyard.rules import spec
+
+    value = data.get("rules")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(base + ("rules",), "expected an array of rule tables, e.g. rules = "
+                                        "[{when = \"nan\", tag = \"loss\", then = [\"stop\"]}]")
+        return []
+    out: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        try:
+            rule = spec.parse_rule(item, f"rules[{i}].")
+        except errors.ValidationError as exc:
+            problems.add_validation(base, exc)
+            continue
+        if rule.name in names:
+            problems.add(base + ("rules", i, "name"), f"duplicate rule name {rule.name!r}")
+            continue
+        names.add(rule.name)
+        out.append(rule.to_dict())
+    if len(out) > spec.MAX_RULES:
+        problems.add(base + ("rules",), f"at most {spec.MAX_RULES} rules, got {len(out)}")
+    return out

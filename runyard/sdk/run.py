@@ -21,9 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runyard import defaults, errors, timestamps
+from runyard import defaults, errors, sysmetrics, timestamps
 from runyard.progress.metrics_stream import MetricPoint
-from runyard.sdk import choose, file_sink, signals
+from runyard.sdk import choose, file_sink, settings, signals
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import Notices
 from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
@@ -59,7 +59,8 @@ class Run:
 
     Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
     on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
-    None), ``status`` (None until finished).
+    None), ``resume_from`` (the checkpoint to start from, or None), ``status`` (None until
+    finished).
     """
 
     def __init__(self, name: str | None = None, project: str | None = None,
@@ -88,6 +89,14 @@ class Run:
         self._restore_signals: Any = None
         self._stop_file = env.get("RUNYARD_STOP_FILE")
         self._last_stop_check = 0.0
+        # The pending checkpoint request's name (from the sink, or the request file on
+        # non-writing ranks) and the last one the loop answered with checkpoint().
+        self._checkpoint_request: str | None = None
+        self._checkpoint_answered: str | None = None
+        request_file = env.get("RUNYARD_CHECKPOINT_REQUEST_FILE")
+        self._request_watch = file_sink.RequestWatch(Path(request_file)) if request_file \
+            else None
+        self._last_request_check = 0.0
         user_config = dict(config or {})
         info = sink_mod.RunInfo(name=name, project=project, config=user_config,
                                 run_id=run_id, tags=dict(tags or {}))
@@ -118,12 +127,24 @@ class Run:
             self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
                                                       self._sink.artifact_dir)
             loaded = self._sink.load_config()
+        #: The checkpoint an earlier attempt left, when the agent handed one over
+        #: (``RUNYARD_RESUME_FROM``, docs/lifecycle.md); None on a first attempt.
+        self.resume_from: Path | None = Path(env["RUNYARD_RESUME_FROM"]) if env.get(
+            "RUNYARD_RESUME_FROM") else None
         # The orchestrator's validated config wins over the defaults given in code.
         self.config: dict[str, Any] = {**user_config, **(loaded or {})}
         self._tracker = ProgressTracker(
             run_id=self.run_id, attempt=self.attempt, total_steps=total_steps,
             total_epochs=total_epochs, min_interval_s=snapshot_interval_s,
             warmup_steps=warmup_steps)
+        # System metrics of this process (sys/ tags); under an agent the agent samples.
+        self._sys: sysmetrics.Recorder | None = None
+        interval = settings.sys_interval(env) if self._sink is not None \
+            and self.mode != "agent" else 0.0
+        if interval > 0:
+            self._sys = sysmetrics.Recorder(os.getpid(), origin=time.time(),
+                                            interval_s=interval,
+                                            gpus=sysmetrics.visible_gpus(env))
         if handle_sigterm:
             self._restore_signals = signals.install(self._on_sigterm)
         if self._sink is not None:
@@ -203,8 +224,12 @@ class Run:
                    metrics: Mapping[str, Any] | None = None) -> None:
         """Register a checkpoint written at ``path`` (the agent uploads it).
 
-        ``step`` defaults to the latest step and ``metrics`` to the latest values.
+        ``step`` defaults to the latest step and ``metrics`` to the latest values. It answers
+        a pending checkpoint request (:attr:`checkpoint_requested` turns false).
         """
+        if self._sink is None and self._request_watch is not None:
+            self._checkpoint_request = self._request_watch.current()  # as of this save
+        self._checkpoint_answered = self._checkpoint_request
         if self._sink is None or self._closed:
             return
         try:
@@ -237,6 +262,19 @@ class Run:
                 if os.path.exists(self._stop_file):
                     self._request_stop("stop_file")
         return self._stop
+
+    @property
+    def checkpoint_requested(self) -> bool:
+        """True while someone asks this run to save a checkpoint (``runyard checkpoint``, the
+        UI, a rule): save one and register it with :meth:`checkpoint`, which answers the
+        request. Each request is answered once, however long its upload takes."""
+        if self._sink is None and self._request_watch is not None:
+            now = time.monotonic()  # non-writing ranks have no thread: poll, at most 10/s
+            if now - self._last_request_check >= DRAIN_INTERVAL_S:
+                self._last_request_check = now
+                self._checkpoint_request = self._request_watch.current()
+        pending = self._checkpoint_request
+        return pending is not None and pending != self._checkpoint_answered
 
     def finish(self, status: str | None = None, *, error: BaseException | None = None,
                timeout: float = FINISH_TIMEOUT_S) -> None:
@@ -383,7 +421,14 @@ class Run:
                     self._request_stop(self._stop_reason or "stop_file")
                     self._call("event", self._sink_write_event, "stop_requested",
                                {"reason": self._stop_reason})
+                self._checkpoint_request = self._safe_checkpoint_request()
+                if self._sys is not None:
+                    rows = self._sys.poll()
+                    if rows:
+                        self._call("points", self._sink_points, rows)
                 if final:
+                    if self._sys is not None:
+                        self._sys.close()
                     assert self._final is not None
                     status, details = self._final
                     self._tracker.finish(status)
@@ -447,6 +492,16 @@ class Run:
             self._notices.warn_once("sink:stop", f"runyard: could not check for a stop "
                                     f"request: {exc!r}")
             return False
+
+    def _safe_checkpoint_request(self) -> str | None:
+        ask = getattr(self._sink, "checkpoint_request", None)
+        try:
+            name = ask() if ask is not None else None
+            return name if isinstance(name, str) else None
+        except Exception as exc:
+            self._notices.warn_once("sink:checkpoint-request", "runyard: could not check for "
+                                    f"a checkpoint request: {exc!r}")
+            return None
 
     def _sink_points(self, rows: list[sink_mod.MetricRow]) -> None:
         sink = self._sink

@@ -12,7 +12,7 @@ import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import errors, jsonvalues, models, nonfinite
+from runyard import enrolment, errors, jsonvalues, models, nonfinite
 from runyard.server.limits import LOG_CHUNK_MAX
 
 #: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
@@ -112,6 +112,8 @@ class RunRequest(Body):
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
+    #: Rule objects (docs/rules.md), checked by :mod:`runyard.rules.spec`.
+    rules: list[Any] | None = None
 
 
 class ValidateRequest(Body):
@@ -293,6 +295,10 @@ class FailRequest(Body):
 class TokenRequest(Body):
     name: str
     role: Literal["viewer", "user", "operator", "worker"]
+    #: A worker token's binding: host ids or globs (checked by runyard.enrolment); None
+    #: binds it to the first host it claims as.
+    hosts: list[str] | None = None
+    max_hosts: Annotated[int, Field(ge=1, le=enrolment.MAX_HOSTS_LIMIT)] | None = None
 
 
 class ManifestRequest(Body):
@@ -300,3 +306,13 @@ class ManifestRequest(Body):
     source: str = "manifest.toml"
     #: The texts of the ``config_schema_file``s the manifest names, keyed by those names.
     files: dict[str, str] = Field(default_factory=dict)
+
+
+class ChannelRequest(Body):
+    """``POST /v1/channels``: checked in depth by :func:`runyard.notifications.channels.
+    check_channel` (each problem a 422 naming its field)."""
+
+    name: str
+    kind: str
+    url: str
+    secret: str | None = None

@@ -61,8 +61,9 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
-    _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
-    written = state.store.add_metric_points(run_id, att["number"], points, rows)
+    auth.check_attempt(who, head.attempt_id, run_id)
+    run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
+    written = state.rules.ingest_metrics(run, att["number"], points, rows)
     state.metrics.metric_points.inc(point_count(points, rows))
     return {"written": int(written)}
 
@@ -105,7 +106,8 @@ def metric_tags(run_id: str,
             "next_after": nxt}
 
 
-@router.get("/v1/runs/{run_id}/metrics/{tag}/series")
+# ``tag:path``: tags may hold slashes (the ``sys/`` metrics), sent as ``%2F`` or plain.
+@router.get("/v1/runs/{run_id}/metrics/{tag:path}/series")
 def metric_series(run_id: str, tag: str, points: int = Query(500, ge=1, le=MAX_SERIES_POINTS),
                   min_step: int | None = None, max_step: int | None = None,
                   who: Principal = Depends(auth.viewer),
@@ -163,6 +165,7 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
                     who: Principal = Depends(auth.lease_holder),
                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Register a checkpoint; a complete one names an uploaded blob and triggers retention."""
+    auth.check_attempt(who, attempt_id)
     att0 = state.store.get_attempt(attempt_id)
     if att0 is None:
         raise errors.NotFound(f"no attempt {attempt_id!r}")
@@ -185,9 +188,10 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
     row = state.store.add_checkpoint(
         run["id"], att["number"], body.step, body.status, name=body.name, sha256=body.sha256,
         size=size, metrics=serialize.json_safe(body.metrics))
-    state.queue.add_event(run["id"], "checkpoint",
-                          {"step": body.step, "status": body.status, "sha256": body.sha256,
-                           "attempt": att["number"]}, actor=who.name)
+    state.queue.checkpoint_recorded(run["id"], att["number"],
+                                    {"step": body.step, "status": body.status,
+                                     "sha256": body.sha256, "attempt": att["number"]},
+                                    actor=who.name)
     deleted = retention.apply(state, run) if body.status == "complete" else []
     out = _checkpoint_out(row)
     out["retention_deleted"] = deleted
@@ -231,6 +235,7 @@ async def put_artifact(
     import anyio.to_thread
 
     def fence() -> dict[str, Any]:
+        auth.check_attempt(who, attempt_id, run_id)
         _holder(state, who, run_id, "upload artifacts for")
         return state.check_lease(attempt_id, x_runyard_lease, run_id=run_id)[1]
 

@@ -1,4 +1,5 @@
-"""Runs: submit, list, read, stop/restart/cancel/requeue/delete, events, progress, explain."""
+"""Runs: submit, list, read, stop/checkpoint/restart/cancel/requeue/delete, events, progress,
+explain."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from runyard import errors, models, submission
 from runyard.models import Status
-from runyard.server import auth, serialize
+from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import Empty, RestartRequest, RunRequest, StopRequest, ValidateRequest
 from runyard.server.progress import progress_out
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 #: Fields a listing may select (``fields=id,name``).
-LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry"}
+LISTABLE = frozenset(c for c in schema.runs.c.keys()) - {"event_seq", "budget_start", "no_retry",
+                                                         "rules"}
 MAX_LIMIT = 1000
 
 
@@ -42,6 +44,7 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
         **prog["snapshot"], "eta_seconds": prog["eta_seconds"], "stalled": prog["stalled"]}
     out["stalled"] = prog["stalled"]
     out["attempts"] = [serialize.attempt_out(a) for a in state.store.list_attempts(run["id"])]
+    out["rules"] = serialize.json_safe(state.rules.describe(run))
     # Where the latest attempt runs, as its executor recorded it (a Slurm job id, nodes).
     latest = out["attempts"][-1] if out["attempts"] else {}
     out["external_id"] = latest.get("external_id")
@@ -51,7 +54,7 @@ def run_detail(state: ServerState, run: dict[str, Any], who: Principal) -> dict[
     return out
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, **schemas.doc(schemas.Run | schemas.LocalStart, 201))
 def submit(body: RunRequest, who: Principal = Depends(auth.user),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Queue a run (or, with ``executor: "local"``, start one held by the caller)."""
@@ -72,7 +75,7 @@ def submit(body: RunRequest, who: Principal = Depends(auth.user),
     return serialize.run_out(run)
 
 
-@router.post("/validate")
+@router.post("/validate", **schemas.doc(schemas.ConfigValid))
 def validate(body: ValidateRequest, who: Principal = Depends(auth.user),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Check a config against a blueprint's schema; 422 lists every violation."""
@@ -89,7 +92,7 @@ def _blueprint(state: ServerState, name: str) -> dict[str, Any]:
     return bp
 
 
-@router.get("")
+@router.get("", **schemas.doc(schemas.RunPage))
 def list_runs(
     status: str | None = Query(None, description="comma-separated statuses"),
     project: str | None = None,
@@ -130,13 +133,13 @@ def list_runs(
     return JSONResponse({"items": items, "next_after_id": nxt})
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", **schemas.doc(schemas.RunDetail))
 def get_run(run_id: str, who: Principal = Depends(auth.viewer),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return run_detail(state, state.run_or_404(run_id), who)
 
 
-@router.post("/{run_id}/stop")
+@router.post("/{run_id}/stop", **schemas.doc(schemas.Run))
 def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(auth.user),
          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     auth.check_owner(who, state.run_or_404(run_id), "stop")
@@ -144,7 +147,15 @@ def stop(run_id: str, body: StopRequest | None = None, who: Principal = Depends(
     return serialize.run_out(state.queue.stop(run_id, grace_s=grace, actor=who.name))
 
 
-@router.post("/{run_id}/restart")
+@router.post("/{run_id}/checkpoint", **schemas.doc(schemas.Run))
+def checkpoint(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.user),
+               state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """Ask a running run's training loop to save a checkpoint (409 unless it is running)."""
+    auth.check_owner(who, state.run_or_404(run_id), "request a checkpoint of")
+    return serialize.run_out(state.queue.request_checkpoint(run_id, actor=who.name))
+
+
+@router.post("/{run_id}/restart", **schemas.doc(schemas.Run))
 def restart(run_id: str, body: RestartRequest | None = None,
             who: Principal = Depends(auth.user),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -154,13 +165,13 @@ def restart(run_id: str, body: RestartRequest | None = None,
                                                  grace_s=body.grace_seconds, actor=who.name))
 
 
-@router.post("/{run_id}/cancel")
+@router.post("/{run_id}/cancel", **schemas.doc(schemas.Run))
 def cancel(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return serialize.run_out(state.queue.cancel(run_id, actor=who.name))
 
 
-@router.post("/{run_id}/requeue")
+@router.post("/{run_id}/requeue", **schemas.doc(schemas.Run))
 def requeue(run_id: str, body: Empty | None = None, who: Principal = Depends(auth.operator),
             state: ServerState = Depends(get_state)) -> dict[str, Any]:
     return serialize.run_out(state.queue.requeue(run_id, actor=who.name))
@@ -177,7 +188,7 @@ def delete(run_id: str, who: Principal = Depends(auth.operator),
     return Response(status_code=204)
 
 
-@router.get("/{run_id}/events")
+@router.get("/{run_id}/events", **schemas.doc(schemas.EventPage))
 def events(run_id: str, after_seq: int = Query(0, ge=0, le=models.INT64_MAX),
            limit: int = Query(100, ge=1, le=1000),
            order: str = Query("asc", pattern="^(asc|desc)$"),

@@ -14,9 +14,10 @@ __all__ = ["parse_time"]  # the API's times are parsed where the agent can share
 #: Run columns that are internal bookkeeping, never shown.
 _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retry",
                          "require_cuda", "prefer_cuda", "gpus", "min_vram_gib", "min_ram_gib",
-                         "min_cpus", "labels_key", "stop_deadline", "last_step_at"})
+                         "min_cpus", "labels_key", "stop_deadline", "last_step_at", "rules"})
 _RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
-                        "progress_updated_at", "stop_requested_at"})
+                        "progress_updated_at", "stop_requested_at",
+                        "checkpoint_requested_at"})
 
 
 def iso(ts: float | None) -> str | None:
@@ -97,6 +98,7 @@ def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
         "registered_at": iso(row["registered_at"]), "last_seen_at": iso(row["last_seen_at"]),
         "alive": now - row["last_seen_at"] <= stale_after_s,
         "active_attempts": int(row.get("active_attempts") or 0),
+        "token_name": row.get("token_name"),
         "policy": None if row.get("allow") is None else {
             "allow": row["allow"], "deny": row["deny"], "slots": row.get("policy_slots"),
             "labels": row.get("policy_labels")},

@@ -9,10 +9,13 @@ Rows are plain ``dict``s keyed by column name.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runyard.store.ingest import Batch
 
 Row = dict[str, Any]
 
@@ -61,6 +64,8 @@ class Grant:
     lease_expires_at: float
     at: float
     actor: str
+    #: sha256 of the attempt's own credential (docs/security.md); None: none handed out.
+    token_hash: str | None = None
 
 
 class Transaction(abc.ABC):
@@ -154,6 +159,25 @@ class Transaction(abc.ABC):
     def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool: ...
 
     @abc.abstractmethod
+    def refresh_worker(self, host_id: str, token_name: str, values: Mapping[str, Any]) -> bool:
+        """Update a worker that ``token_name`` registered; False when there is none (a new
+        registration, or a host another token registered)."""
+
+    @abc.abstractmethod
+    def count_workers(self, *, token_name: str | None = None, besides: str | None = None
+                      ) -> int:
+        """Registered workers (those of ``token_name``), ``besides`` that host not counted."""
+
+    @abc.abstractmethod
+    def lock_token(self, name: str) -> Row | None:
+        """The unrevoked token of that name, locked until the transaction ends (so a token's
+        registrations are counted and its binding set one at a time)."""
+
+    @abc.abstractmethod
+    def bind_token(self, name: str, hosts: str) -> bool:
+        """Set the binding of a token that has none; False when it has one already."""
+
+    @abc.abstractmethod
     def delete_idle_workers(self, *, host_id: str | None = None,
                             seen_before: float | None = None) -> list[str]:
         """Delete the workers with no active attempt (that one, or those last seen before
@@ -181,6 +205,29 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def run_blob_refs(self, run_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an exception inside undoes only what was done inside."""
+
+    @abc.abstractmethod
+    def rule_states(self, run_id: str) -> dict[str, Row]:
+        """The run's rule states by rule key (the run must be locked: docs/rules.md)."""
+
+    @abc.abstractmethod
+    def put_rule_states(self, run_id: str, states: Mapping[str, Mapping[str, Any]]) -> None:
+        """Insert or replace rule states of the (locked) run, by rule key."""
+
+    @abc.abstractmethod
+    def count_rule_hits(self, run_id: str, n: int) -> None:
+        """Add ``n`` to the run's ``rule_hits``."""
+
+    @abc.abstractmethod
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        """Queue one delivery to ``channel`` in this transaction, with the run as it is now;
+        failed at once when no such channel exists. Returns its id (see
+        :func:`runyard.notifications.enqueue`, the one caller)."""
 
 
 class Store(abc.ABC):
@@ -225,6 +272,11 @@ class Store(abc.ABC):
     def get_attempt(self, attempt_id: str) -> Row | None: ...
 
     @abc.abstractmethod
+    def attempt_by_token_hash(self, token_hash: str) -> Row | None:
+        """The attempt whose own credential hashes to ``token_hash`` (``id``, ``run_id``,
+        ``number``, ``host_id``, ``active``), or None."""
+
+    @abc.abstractmethod
     def get_attempt_and_run(self, attempt_id: str) -> tuple[Row, Row | None] | None:
         """An attempt and its run, read together (the lease check of every data call)."""
 
@@ -262,6 +314,16 @@ class Store(abc.ABC):
     def iter_progress(self, run_id: str, limit: int = 20) -> Iterator[Row]:
         """The most recent progress snapshots of a run, newest first."""
 
+    @abc.abstractmethod
+    def list_progress(self, run_id: str, *, attempt: int | None = None,
+                      after_id: int | None = None, limit: int = 100) -> list[Row]:
+        """Progress snapshots oldest first, keyset by ``id`` (runyard.store.progress_history)."""
+
+    @abc.abstractmethod
+    def progress_series(self, run_id: str, *, points: int, attempt: int | None = None,
+                        after_id: int | None = None) -> tuple[list[Row], int]:
+        """The snapshot history downsampled to at most ``points`` buckets, and its size."""
+
     # ------------------------------------------------------------------ data plane
     # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens, each implemented once
     # for both databases (runyard.store.metrics, .logs, .blobs, .catalog); the conventions for
@@ -269,8 +331,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
-        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
+                          rows: Sequence[Sequence[Any]] = (),
+                          then: Callable[[Transaction, Batch], None] | None = None) -> int:
+        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows;
+        ``then`` is called with the transaction and the checked batch after they are
+        written, before the commit (the run is locked: its rules are evaluated there)."""
 
     @abc.abstractmethod
     def metric_tags(self, run_id: str, *, after: str | None = None,
@@ -340,7 +405,14 @@ class Store(abc.ABC):
     def get_blueprint(self, name: str) -> Row | None: ...
 
     @abc.abstractmethod
-    def create_token(self, name: str, role: str, token_hash: str) -> Row: ...
+    def create_token(self, name: str, role: str, token_hash: str, *, hosts: str | None = None,
+                     max_hosts: int | None = None) -> Row:
+        """Store a token by its hash; ``hosts`` is a worker token's binding as stored
+        (:func:`runyard.enrolment.encode`), ``max_hosts`` its cap of registered hosts."""
+
+    @abc.abstractmethod
+    def get_token(self, name: str) -> Row | None:
+        """The unrevoked token of that name (without its hash), or None."""
 
     @abc.abstractmethod
     def token_by_hash(self, token_hash: str) -> Row | None: ...
@@ -359,3 +431,69 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def job_keys(self, source: str | None = None) -> dict[str, Row]: ...
+
+    @abc.abstractmethod
+    def add_rule(self, project: str, name: str, spec: Mapping[str, Any], *,
+                 owner: str | None, created_by: str) -> Row: ...
+
+    @abc.abstractmethod
+    def list_rules(self, project: str | None = None) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def get_rule(self, rule_id: int) -> Row | None: ...
+
+    @abc.abstractmethod
+    def delete_rule(self, rule_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def rule_states(self, run_id: str) -> dict[str, Row]:
+        """A run's rule states by rule key."""
+
+    @abc.abstractmethod
+    def runs_with_rules(self, statuses: Sequence[str], projects: Collection[str],
+                        limit: int = 500) -> list[Row]:
+        """Runs of ``statuses`` with rules of their own or of a project in ``projects``
+        ("" among them: every run)."""
+    # ------------------------------------------------------------------ notifications
+    # Channels and the outbox (runyard.store.notifications; docs/notifications.md).
+    @abc.abstractmethod
+    def put_channel(self, name: str, kind: str, url: str, secret: str | None,
+                    source: str | None) -> tuple[Row, bool]:
+        """Create or replace a channel -> (row, whether anything changed)."""
+
+    @abc.abstractmethod
+    def get_channel(self, name: str) -> Row | None: ...
+
+    @abc.abstractmethod
+    def list_channels(self) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def delete_channel(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        """:meth:`Transaction.add_notification` in a transaction of its own."""
+
+    @abc.abstractmethod
+    def next_notification_due(self) -> float | None:
+        """When the earliest pending delivery is due (None: none is pending)."""
+
+    @abc.abstractmethod
+    def claim_notifications(self, now: float, limit: int, hold_until: float,
+                            claim: str) -> list[Row]:
+        """Take due deliveries for one attempt each, never one another deliverer holds."""
+
+    @abc.abstractmethod
+    def finish_notification(self, notification_id: int, claim: str,
+                            values: Mapping[str, Any]) -> bool:
+        """Record an attempt's outcome if the row is still held under ``claim``."""
+
+    @abc.abstractmethod
+    def list_notifications(self, *, run_id: str | None = None, channel: str | None = None,
+                           status: str | None = None, before_id: int | None = None,
+                           limit: int = 50, existing_runs_only: bool = False) -> list[Row]:
+        """The delivery log, newest first."""
+
+    @abc.abstractmethod
+    def get_notifications(self, ids: Sequence[int]) -> list[Row]: ...

@@ -150,7 +150,7 @@ _SQLITE_CLAIM_RUNS = Prepared(
             stop_intent=None, stop_requested_at=None, stop_deadline=None, stalled=False,
             termination_reason=None, exit_code=None, ended_at=None))
 _ATTEMPT_KEYS = ("id", "run_id", "number", "host_id", "lease", "lease_expires_at", "active",
-                 "claimed_at")
+                 "claimed_at", "token_hash")
 _SQLITE_INSERT_ATTEMPTS = Prepared(attempts.insert(), column_keys=_ATTEMPT_KEYS)
 _EVENT_KEYS = ("run_id", "seq", "attempt", "at", "kind", "status", "actor", "details")
 _SQLITE_INSERT_EVENTS = Prepared(events.insert(), column_keys=_EVENT_KEYS)
@@ -168,7 +168,7 @@ def sqlite_claim_runs(conn: sa.Connection, grants: Sequence[Grant]) -> int:
     _SQLITE_INSERT_ATTEMPTS.run_many(conn, [
         {"id": g.attempt_id, "run_id": g.run_id, "number": g.number, "host_id": g.host_id,
          "lease": g.lease, "lease_expires_at": g.lease_expires_at, "active": True,
-         "claimed_at": g.at} for g in grants])
+         "claimed_at": g.at, "token_hash": g.token_hash} for g in grants])
     _SQLITE_INSERT_EVENTS.run_many(conn, [
         {"run_id": g.run_id, "seq": g.seq, "attempt": g.number, "at": g.at,
          "kind": "status", "status": "claimed", "actor": g.actor,
@@ -188,8 +188,9 @@ WITH g AS (
     SELECT * FROM unnest(%(run_id)s::varchar[], %(attempt_id)s::varchar[],
                          %(host_id)s::varchar[], %(number)s::int[], %(seq)s::int[],
                          %(at)s::float8[], %(lease)s::varchar[], %(expires)s::float8[],
-                         %(actor)s::varchar[], %(details)s::text[])
-        AS g(run_id, attempt_id, host_id, number, seq, at, lease, expires, actor, details)
+                         %(actor)s::varchar[], %(details)s::text[], %(token_hash)s::varchar[])
+        AS g(run_id, attempt_id, host_id, number, seq, at, lease, expires, actor, details,
+             token_hash)
 ), claimed AS (
     UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_id,
         attempt = g.number, event_seq = g.seq, updated_at = g.at, stop_intent = NULL,
@@ -201,8 +202,9 @@ WITH g AS (
     RETURNING runs.id
 ), new_attempts AS (
     INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, active,
-                          claimed_at)
-    SELECT g.attempt_id, g.run_id, g.number, g.host_id, g.lease, g.expires, true, g.at
+                          claimed_at, token_hash)
+    SELECT g.attempt_id, g.run_id, g.number, g.host_id, g.lease, g.expires, true, g.at,
+        g.token_hash
     FROM g JOIN claimed ON claimed.id = g.run_id
 ), new_events AS (
     INSERT INTO events (run_id, seq, attempt, at, kind, status, actor, details)
@@ -221,7 +223,8 @@ def postgres_claim_runs(conn: sa.Connection, grants: Sequence[Grant]) -> int:
         "host_id": [x.host_id for x in g], "number": [x.number for x in g],
         "seq": [x.seq for x in g], "at": [x.at for x in g], "lease": [x.lease for x in g],
         "expires": [x.lease_expires_at for x in g], "actor": [x.actor for x in g],
-        "details": [json.dumps({"worker": x.host_id}) for x in g]})
+        "details": [json.dumps({"worker": x.host_id}) for x in g],
+        "token_hash": [x.token_hash for x in g]})
     try:
         return int(cur.fetchone()[0])
     finally:

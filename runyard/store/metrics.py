@@ -7,7 +7,7 @@ as ``value`` NULL plus their spelling in ``special`` and travel as those strings
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from runyard import errors
 from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.store import ingest, rollups
 from runyard.store.access import Access
-from runyard.store.base import Row
+from runyard.store.base import Row, Transaction
 from runyard.store.dialect import run_writes
 from runyard.store.prepared import execute_raw
 from runyard.store.rollups import Agg, Layout
@@ -36,14 +36,21 @@ POINT_UPSERT = (f"ON CONFLICT ({', '.join(POINT_KEY)}) DO UPDATE SET value = exc
 class MetricsMixin(Access):
     """Metric methods of the store."""
 
+    def _transaction(self, conn: sa.Connection) -> Transaction:
+        """The store's transaction primitives over an open write connection."""
+        raise NotImplementedError
+
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
+                          rows: Sequence[Sequence[Any]] = (),
+                          then: Callable[[Transaction, ingest.Batch], None] | None = None
+                          ) -> int:
         """Upsert a batch of points; returns how many distinct (tag, step) were written.
 
         Each point is ``{step, tag, value, at}``, each row ``(step, at, {tag: value})`` (the
         compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds or ISO
-        8601) defaults to now (see :meth:`runyard.store.ingest.Batch.of`).
+        8601) defaults to now (see :meth:`runyard.store.ingest.Batch.of`). ``then`` runs in
+        the same transaction once they are written, with the run locked (rule evaluation).
         Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
         occurrence wins. Errors name ``points[i].field`` or ``rows[i][k]`` and nothing is
         written.
@@ -76,6 +83,8 @@ class MetricsMixin(Access):
             run_writes(conn, rollup_writes)
             for tag, steps in changed.items():
                 rollups.recompute(conn, mark, run_id, tag, steps)
+            if then is not None:
+                then(self._transaction(conn), batch)
         return batch.count
 
     def metric_tags(self, run_id: str, *, after: str | None = None,

@@ -15,14 +15,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims
+from runyard.store import base, blobs, claims, notifications, rulestore
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
+from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
+from runyard.store.progress_history import ProgressMixin
+from runyard.store.rulestore import RulesMixin
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -34,6 +37,7 @@ from runyard.store.schema import (
     host_policies,
     progress_snapshots,
     runs,
+    tokens,
     workers,
 )
 
@@ -42,6 +46,10 @@ from runyard.store.schema import (
 # write lock, which every process on the file waits for.
 _RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
 _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_TOKEN = Prepared(
+    sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number, attempts.c.host_id,
+              attempts.c.active)
+    .where(attempts.c.token_hash == sa.bindparam("h", type_=sa.String)))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
@@ -176,6 +184,34 @@ class SQLTransaction(base.Transaction):
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
         return bool(self.conn.execute(stmt).rowcount)
 
+    def refresh_worker(self, host_id: str, token_name: str, values: Mapping[str, Any]) -> bool:
+        stmt = (workers.update()
+                .where(workers.c.host_id == host_id, workers.c.token_name == token_name)
+                .values(**values))
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def count_workers(self, *, token_name: str | None = None, besides: str | None = None
+                      ) -> int:
+        stmt = sa.select(sa.func.count()).select_from(workers)
+        if token_name is not None:
+            stmt = stmt.where(workers.c.token_name == token_name)
+        if besides is not None:
+            stmt = stmt.where(workers.c.host_id != besides)
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def lock_token(self, name: str) -> base.Row | None:
+        stmt = (sa.select(tokens.c.name, tokens.c.role, tokens.c.hosts, tokens.c.max_hosts)
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .with_for_update())
+        return first(self.conn.execute(stmt))
+
+    def bind_token(self, name: str, hosts: str) -> bool:
+        stmt = (tokens.update()
+                .where(tokens.c.name == name, tokens.c.hosts.is_(None),
+                       tokens.c.revoked_at.is_(None))
+                .values(hosts=hosts))
+        return bool(self.conn.execute(stmt).rowcount)
+
     def delete_idle_workers(self, *, host_id: str | None = None,
                             seen_before: float | None = None) -> list[str]:
         idle = [workers.c.active_attempts == 0]
@@ -227,8 +263,31 @@ class SQLTransaction(base.Transaction):
     def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
         return blobs.unreferenced(self.conn, candidates)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
+            yield
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.Store):
+    # rules
+    def rule_states(self, run_id: str) -> dict[str, base.Row]:
+        return rulestore.lock_states(self.conn, run_id)
+
+    def put_rule_states(self, run_id: str, states: Mapping[str, Mapping[str, Any]]) -> None:
+        rulestore.put_states(self.conn, self.ops, run_id, states)
+
+    def count_rule_hits(self, run_id: str, n: int) -> None:
+        rulestore.count_hits(self.conn, run_id, n)
+
+
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        return notifications.add_notification(self.conn, channel=channel, run_id=run_id,
+                                              kind=kind, details=details, at=at)
+
+
+class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
+               NotificationsMixin, Access,
+               base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 
     def __init__(self, engine: sa.Engine, ops: Dialect) -> None:
@@ -241,6 +300,9 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
     def transaction(self) -> Iterator[base.Transaction]:
         with self._write() as conn:
             yield SQLTransaction(conn, self.ops)
+
+    def _transaction(self, conn: sa.Connection) -> base.Transaction:
+        return SQLTransaction(conn, self.ops)
 
     # migrations
     def _alembic(self, conn: sa.Connection) -> Any:
@@ -358,6 +420,10 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
     def get_attempt(self, attempt_id: str) -> base.Row | None:
         with self._read() as conn:
             return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
+
+    def attempt_by_token_hash(self, token_hash: str) -> base.Row | None:
+        with self._read() as conn:
+            return _ATTEMPT_BY_TOKEN.first(conn, h=token_hash)
 
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:

@@ -130,7 +130,7 @@ def test_scheduling_across_two_agents(tmp_path: Path, server: LiveServer, api: A
     labelled = api.submit("lab", script, cfg, constraints={"labels": {"disk": "ssd"}})
     not_allowed = api.submit("special", script, cfg)  # cpu-box's allow list lacks it
     huge = api.submit("huge", script, cfg, constraints={"min_ram_gib": 100000})
-    token = api.worker_token()
+    token = api.worker_token(hosts=["gpu-box", "cpu-box"])  # one token, two hosts
     head_before = _git_head()
     # FAKE capabilities (test-only overrides, see runyard.agent.capabilities): a CPU machine
     # reports two GPUs and 8 GiB on one agent, no GPU and 256 GiB on the other.

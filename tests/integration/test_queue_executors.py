@@ -95,3 +95,23 @@ def test_capabilities_executor_and_nodes_are_checked() -> None:
         assert exc.value.field == field
     assert models.run_executor_served("local") == "agent"
     assert models.run_executor_served("slurm") == "slurm"
+
+
+def test_a_claim_hands_out_an_attempt_credential_kept_as_a_hash(queue: Queue) -> None:
+    from runyard import claiming
+
+    queue.fleet.register(caps("login", slots=4, executor="slurm"))
+    runs = [submit(queue, f"s{i}", executor="slurm") for i in range(2)]
+    got = [queue.claim("login"), queue.claim("login")]
+    tokens = set()
+    for run, claim in zip(runs, got, strict=True):
+        assert claim is not None and claim.run["id"] == run["id"]
+        token = claim.attempt_token
+        assert token is not None and token.startswith("rya_") and len(token) > 40
+        tokens.add(token)
+        row = queue.store.attempt_by_token_hash(claiming.attempt_token_hash(token))
+        assert row is not None and row["id"] == claim.attempt_id and row["active"]
+        stored = queue.store.get_attempt(claim.attempt_id)
+        assert stored is not None and token not in {str(v) for v in stored.values()}
+    assert len(tokens) == 2
+    assert queue.store.attempt_by_token_hash("0" * 64) is None

@@ -115,7 +115,7 @@ def test_time_limits_and_sbatch_time() -> None:
 
 
 def test_placement_is_recorded_by_the_lease_holder_and_shown(api: Api) -> None:
-    worker = Api(api.server, api.token("login-node", "worker"))
+    worker = Api(api.server, api.token("login-node", "worker", hosts=["box", "login"]))
     run = api.submit("on-slurm", executor="slurm")
     assert worker.claim("box") is None  # a local agent never gets it
     why = api.ok("GET", f"/v1/runs/{run['id']}/explain")

@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0011"
+HEAD = "0012"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",
@@ -215,5 +215,41 @@ def test_0007_lets_a_run_name_no_probe_interval_and_keeps_every_row(
                      {"id": "null"})
     store.upgrade()
     assert probes() == {"old": 1.0, "named": 2.5, "none": 1.0}
+    engine.dispose()
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0011_binds_existing_worker_tokens_to_the_hosts_they_registered(
+        dialect: str, empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0010")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for n, (name, role) in enumerate([("shared", "worker"), ("solo", "worker"),
+                                          ("fresh", "worker"), ("admin", "operator")]):
+            conn.execute(sa.text(
+                "INSERT INTO tokens (name, role, token_hash, created_at) "
+                "VALUES (:n, :r, :h, 1)"), {"n": name, "r": role, "h": f"{n:064d}"})
+        for host, token in [("gpu-2", "shared"), ("gpu-1", "shared"), ("box", "solo"),
+                            ("laptop", "admin"), ("orphan", None)]:
+            conn.execute(sa.text(
+                "INSERT INTO workers (host_id, capabilities, token_name, registered_at, "
+                "last_seen_at) VALUES (:h, '{}', :t, 1, 1)"), {"h": host, "t": token})
+    store.upgrade()
+
+    def bindings() -> dict[str, tuple[str | None, int | None]]:
+        with engine.connect() as conn:
+            return {r.name: (r.hosts, r.max_hosts) for r in conn.execute(sa.text(
+                "SELECT name, hosts, max_hosts FROM tokens"))}
+
+    # Each keeps working as the hosts it runs; one that ran none binds on its first claim.
+    assert bindings() == {"shared": ("gpu-1,gpu-2", None), "solo": ("box", None),
+                          "fresh": (None, None), "admin": (None, None)}
+    store.downgrade("0010")
+    with engine.connect() as conn:
+        assert "hosts" not in {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
+        assert conn.execute(sa.text("SELECT count(*) FROM tokens")).scalar_one() == 4
     engine.dispose()
     store.close()

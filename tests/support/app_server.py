@@ -130,10 +130,13 @@ class AppServer:
     url = "http://testserver"
 
     def __init__(self, data_dir: Path, *, stale_after_s: float = 120,
-                 max_upload_mb: float | None = None, no_auth: bool = False) -> None:
+                 max_upload_mb: float | None = None, no_auth: bool = False,
+                 db_url: str | None = None, **extra: Any) -> None:
+        """``db_url``: another database than the SQLite file under ``data_dir``; ``extra``:
+        more :class:`Settings` fields."""
         self.data_dir = data_dir
         self.admin_token = ADMIN_TOKEN
-        extra: dict[str, Any] = {}
+        extra["db_url"] = db_url
         if max_upload_mb is not None:
             extra["max_upload_mb"] = max_upload_mb
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ function finite(v) {
 }
 
 export class LineChart {
-  /** options: {height, onZoom(minStep|null, maxStep|null), logY} */
+  /** options: {height, onZoom(minStep|null, maxStep|null), logY, xLabel (the tooltip's x
+   * name, "step" by default)} */
   constructor(container, options = {}) {
     this.options = { height: 260, ...options };
     this.series = [];
@@ -240,7 +241,7 @@ export class LineChart {
         `${sr.label}: ${fmtNum(p.last)}${spread}`));
     }
     if (!rows.length) return;
-    this.tip.replaceChildren(h("div.muted", `step ${fmtNum(at)}`), ...rows);
+    this.tip.replaceChildren(h("div.muted", `${this.options.xLabel || "step"} ${fmtNum(at)}`), ...rows);
     this.tip.hidden = false;
     const left = x + 12 + 220 > this.geom.W ? x - 232 : x + 12;
     this.tip.style.left = `${Math.max(0, left)}px`;

@@ -4,7 +4,8 @@
 import { get } from "./api.js";
 import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table } from "./dom.js";
 import { subscribe } from "./live.js";
-import { RunCharts, tagsOf } from "./run_charts.js";
+import { RunCharts, isSys, sysGroups, tagsOf } from "./run_charts.js";
+import { RateChart } from "./run_rate.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
 import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
 
@@ -51,7 +52,10 @@ export async function render(main, { me, params }) {
   const progress = h("section.panel.progresspanel");
   const info = h("div.cols");
   main.append(h("p.small", h("a", { href: "/" }, "← all runs")), header, progress);
+  const rate = new RateChart(main, runId);
   const charts = new RunCharts(main, runId);
+  const system = new RunCharts(main, runId, { title: "System", accept: isSys,
+    groups: sysGroups, empty: "No system metrics recorded." });
   const lower = h("div.cols");
   main.append(lower);
   const left = h("div"), right = h("div");
@@ -126,13 +130,15 @@ export async function render(main, { me, params }) {
   let lastChart = Date.now();
   let chartTimer = null;
   function chartsSoon() {
-    const every = Math.max(CHART_EVERY_MS, 5 * charts.slowestMs);
+    const every = Math.max(CHART_EVERY_MS, 5 * Math.max(charts.slowestMs, system.slowestMs));
     const wait = Math.max(0, lastChart + every - Date.now());
     if (chartTimer) return;
     chartTimer = setTimeout(() => {
       chartTimer = null;
       lastChart = Date.now();
       charts.live().catch(() => {});
+      system.live().catch(() => {});
+      rate.load().catch(() => {});
     }, wait);
   }
 
@@ -160,7 +166,7 @@ export async function render(main, { me, params }) {
   const logTimer = setInterval(() => {
     if (ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
-  await Promise.all([charts.load(tags), events.load(), logs.poll(true), files.load()]
+  await Promise.all([charts.load(tags), system.load(tags), rate.load(), events.load(), logs.poll(true), files.load()]
     .map((p) => p.catch((err) => console.warn(err))));
   return () => {
     stream.close();

@@ -7,8 +7,8 @@ Slurm job id, its nodes); ``attempts.token_hash`` the sha256 of the credential s
 one attempt (docs/security.md). The claim indexes carry ``executor``, so a claim steps over
 the runs of other executors inside the index.
 
-Revision ID: 0011
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-10
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0007"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
