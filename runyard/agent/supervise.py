@@ -22,6 +22,7 @@ with grace, so every rank sees a stop request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +50,10 @@ TOKEN_FILE_ENV = "RUNYARD_ATTEMPT_TOKEN_FILE"
 EXIT_CODES = {Outcome.COMPLETED: 0, Outcome.FAILED: 1, Outcome.ABANDONED: 3,
               Outcome.UNREPORTED: 4}
 #: Rank variables ``--rank-from-env`` sets from Slurm's, unless already set.
+#: What a supervisor under ``--on-signal leave`` writes into the attempt's directory when a
+#: signal stopped the run and it reported nothing: the executor reads it to tell a stop from
+#: outside (a time-limit warning) from a supervisor that never ran.
+LEFT_FILE = "LEFT_BY_SIGNAL"
 RANK_FROM_SLURM = (("RANK", "SLURM_PROCID"), ("LOCAL_RANK", "SLURM_LOCALID"),
                    ("WORLD_SIZE", "SLURM_NTASKS"), ("NODE_RANK", "SLURM_NODEID"))
 
@@ -72,7 +77,13 @@ class Spec:
         if not isinstance(prefix, list) or not all(isinstance(a, str) and a for a in prefix):
             raise errors.ConfigError("spec.launch_prefix: expected a list of strings (argv)",
                                      field="spec.launch_prefix")
-        return cls(Assignment.from_claim(data), tuple(prefix))
+        a = Assignment.from_claim(data)
+        lease_s = data.get("lease_s")
+        if isinstance(lease_s, int | float) and not isinstance(lease_s, bool) and lease_s > 0:
+            # Written at the claim, read when the job starts (maybe much later): the lease's
+            # length sets the heartbeat interval, not what is left of the claim's lease.
+            a = dataclasses.replace(a, claimed_at=a.lease_expires_at - float(lease_s))
+        return cls(a, tuple(prefix))
 
 
 def read_token(token_file: Path | None) -> str:
@@ -132,10 +143,10 @@ def supervise(opts: SuperviseOptions) -> int:
     thread = threading.Thread(target=runner.run, name=f"attempt-{a.run_id}", daemon=True)
     log.info("supervising run %s attempt %d (%s)", a.run_id, a.number,
              " ".join(spec.launch_prefix) or "no launcher")
+    asked = forced = False
     try:
         with signals.on_stop() as stop:
             thread.start()
-            asked = forced = False
             while thread.is_alive():
                 if stop.force.is_set() and not forced:
                     forced = True
@@ -147,6 +158,11 @@ def supervise(opts: SuperviseOptions) -> int:
     finally:
         api.close()
     outcome = runner.outcome or Outcome.UNREPORTED
+    if asked and outcome is Outcome.UNREPORTED and not opts.report_on_signal:
+        try:
+            (runner.paths.root / LEFT_FILE).write_text(f"{time.time():.3f}\n", "utf-8")
+        except OSError as exc:
+            log.warning("cannot mark the attempt as left: %s", exc)
     return EXIT_CODES.get(outcome, 1)
 
 

@@ -34,7 +34,7 @@ from runyard import errors, models
 from runyard.agent import capabilities as host_caps
 from runyard.agent.assignment import Assignment, heartbeat_interval
 from runyard.agent.executor import RUNNING, Executor, Handle, Poll, register
-from runyard.agent.slurm import commands, partitions, resources, script, states, supervision
+from runyard.agent.slurm import commands, launch, partitions, resources, script, states, supervision
 from runyard.agent.slurm.jobs import JobBook, JobRecord
 from runyard.slurm_options import SlurmOptions
 
@@ -193,16 +193,27 @@ class SlurmExecutor(Executor):
         self.handles[a.attempt_id] = handle
         self.book.save(rec)  # before sbatch: a restart in between finds the job by name
         try:
-            argv = supervision.prepare(a, root, server=self.api.server,
-                                       probe_interval_s=self.config.probe_interval_s,
-                                       stop_grace_s=self.config.stop_grace_s)
             c = a.constraints
             opts = SlurmOptions.from_dict(a.run.get("slurm") or None)
+            nodes = resources.nodes_of(c)
+            launcher = str(a.run.get("launcher") or "srun")
+            prefix = launch.launch_prefix(launcher, nodes=nodes,
+                                          gpus_per_node=resources.gpus_per_node(c),
+                                          python=python_executable())
+            grace = self.grace_of(a)
+            argv = supervision.prepare(a, root, server=self.api.server, work_dir=self.work_dir,
+                                       probe_interval_s=self.config.probe_interval_s,
+                                       stop_grace_s=grace, launch_prefix=prefix,
+                                       python=python_executable())
             args = resources.sbatch_args(
                 c, opts, attempt_id=a.attempt_id, run_id=a.run_id, number=a.number,
-                output=str(root / "slurm-%j.out"), chdir=str(root), grace_s=self.grace_of(a),
+                output=str(root / "slurm-%j.out"), chdir=str(root), grace_s=grace,
                 default_partition=self.partition, default_account=self.account)
-            text = script.render(argv, run_id=a.run_id, number=a.number, cwd=Path.cwd())
+            rec.warned = any(x.startswith("--signal=") for x in args)
+            master = ([python_executable(), "-m", "runyard.agent.slurm.launch", "env"]
+                      if nodes > 1 or launcher == "torchrun" else [])
+            text = script.render(argv, run_id=a.run_id, number=a.number, cwd=Path.cwd(),
+                                 master_env=master)
             job_id = self.cli.sbatch(args, text)
         except (errors.SchedulerError, errors.ValidationError, OSError) as exc:
             message = getattr(exc, "message", None) or str(exc)
@@ -282,7 +293,19 @@ class SlurmExecutor(Executor):
         if h.nodes:
             self._place(h)
         assert v.reason is not None
-        self._report(h, v.reason, f"Slurm job {h.external_id} {h.job_state}: {v.message}")
+        reason, message = v.reason, v.message
+        rec = h.record
+        if h.job_state in ("COMPLETED", "FAILED") and rec is not None and \
+                supervision.left_by_signal(Path(rec.root)):
+            # The supervisor stopped the run on a SIGTERM that did not end the job: Slurm's
+            # time-limit warning (--signal=B:TERM), or a signal from outside Runyard.
+            if rec.warned:
+                reason, message = (models.Reason.TIMEOUT, "stopped at the warning before its "
+                                   "Slurm time limit")
+            else:
+                reason, message = (models.Reason.STOPPED, "its supervisor was stopped by a "
+                                   "signal from outside Runyard")
+        self._report(h, reason, f"Slurm job {h.external_id} {h.job_state}: {message}")
 
     def _beat(self, h: SlurmHandle) -> None:
         """A pending job's heartbeat (no supervisor is there yet to send one)."""

@@ -32,13 +32,16 @@ class JobRecord:
     root: str
     job_id: str | None = None
     stale_after_s: float = 120.0
+    #: The job has a time-limit warning (``--signal=B:TERM@S``).
+    warned: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobRecord:
         return cls(attempt_id=str(data["attempt_id"]), run_id=str(data["run_id"]),
                    number=int(data["number"]), lease=str(data["lease"]), root=str(data["root"]),
                    job_id=str(data["job_id"]) if data.get("job_id") else None,
-                   stale_after_s=float(data.get("stale_after_s") or 120.0))
+                   stale_after_s=float(data.get("stale_after_s") or 120.0),
+                   warned=bool(data.get("warned")))
 
 
 class JobBook:

@@ -1,36 +1,36 @@
-"""Multi-node launch inside a Slurm allocation (docs/executors.md, "Multi-node").
+"""How a run's command starts inside its allocation (docs/executors.md, "Multi-node").
 
-``runyard supervise`` runs on the job's first node and supervises one process, as the local
-agent does. For a run over several nodes that process is this module::
+One ``runyard supervise`` per attempt runs in the job's batch shell, on the allocation's first
+node, and reports for the whole attempt. What it starts is the run's command behind the
+*launch prefix* this module builds (:func:`launch_prefix`), the spec's ``launch_prefix``:
 
-    python -m runyard.agent.slurm.launch --launcher srun|torchrun --nproc-per-node G -- CMD...
+* one node, ``launcher: "srun"``: no prefix, the command runs as on a local agent;
+* several nodes, ``launcher: "srun"``: ``srun --kill-on-bad-exit=1 python -m runyard
+  supervise --task --rank-from-env -- CMD``: one task per node (the job has
+  ``--ntasks-per-node=1``), each setting ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``NODE_RANK``
+  from ``SLURM_*``, prefixing its lines ``[node rank N]`` and turning SIGTERM into the stop
+  file;
+* ``launcher: "torchrun"``: the same, with ``python -m runyard.agent.slurm.launch torchrun``
+  between ``--`` and the command, which on each node runs ``torchrun --nnodes N
+  --nproc-per-node G --node-rank NODE_RANK --master-addr A --master-port P`` with the
+  command's script or module: a static rendezvous, so node rank 0, the supervisor's node,
+  holds global rank 0 and its progress and metrics files are the ones the supervisor reads.
+  One node: ``torchrun --standalone``.
 
-It picks ``MASTER_ADDR`` (the first node's address) and a free ``MASTER_PORT`` on it, and
-starts ``srun`` with one task per node, each running :mod:`runyard.agent.slurm.rank`, which
-starts the command (``srun``) or ``torchrun`` (``torchrun``) on its node, with ``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set, and prefixes every
-output line with the node and rank. All output comes back through ``srun`` into the
-supervisor's logs.
-
-Stopping: ``srun`` answers SIGTERM by killing its tasks at once, so it runs in a session of its
-own, out of reach of the supervisor's SIGTERM; this process turns a SIGTERM into
-``scancel --signal=TERM JOB`` (the job's steps, every rank on every node; not the batch shell
-where the supervisor runs) and waits. Every rank also sees the stop file, which lives on the
-shared work directory. When the grace period ends the supervisor kills this process; the job
-then ends and Slurm kills what is left.
-
-:func:`wrap` builds the argv the supervisor runs for a run's command.
+``MASTER_ADDR`` and ``MASTER_PORT`` are the executor's: the job script runs ``python -m
+runyard.agent.slurm.launch env`` on the first node before ``runyard supervise`` and exports
+what it prints (the node's ``NodeAddr`` from ``scontrol``, and a free port there).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
+import shlex
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from runyard.agent.slurm import parse
 
@@ -44,66 +44,60 @@ def _is_python(arg: str) -> bool:
 
 def script_args(argv: Sequence[str]) -> list[str]:
     """The command as ``torchrun`` takes it: without a leading Python interpreter
-    (``python train.py --x`` -> ``train.py --x``; ``python -m pkg.train`` -> ``-m pkg.train``)."""
+    (``python train.py --x`` -> ``train.py --x``; ``python -m pkg.train`` -> ``--module
+    pkg.train``)."""
     args = list(argv)
     if args and _is_python(args[0]):
         args = args[1:]
+    if args[:1] == ["-m"]:
+        return ["--module", *args[1:]]
     return args
 
 
-def torchrun_argv(python: str, nnodes: int, nproc_per_node: int, cmd: Sequence[str], *,
-                  rdzv_endpoint: str | None, rdzv_id: str, is_host: bool | None) -> list[str]:
-    """``torchrun`` (as ``python -m torch.distributed.run``) for one node."""
+def torchrun_argv(python: str, cmd: Sequence[str], *, nnodes: int, nproc_per_node: int,
+                  env: Mapping[str, str]) -> list[str]:
+    """``torchrun`` (as ``python -m torch.distributed.run``) for this node."""
     argv = [python, "-m", "torch.distributed.run", f"--nnodes={nnodes}",
-            f"--nproc-per-node={nproc_per_node}", "--tee=3"]
-    if rdzv_endpoint is None:
+            f"--nproc-per-node={max(nproc_per_node, 1)}"]
+    if nnodes <= 1:
         argv.append("--standalone")
     else:
-        argv += ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}",
-                 f"--rdzv-id={rdzv_id}"]
-        if is_host is not None:
-            # Several "nodes" may share one machine (and every node resolves the endpoint
-            # alike on some clusters): say outright which one hosts the rendezvous store.
-            argv.append(f"--rdzv-conf=is_host={'1' if is_host else '0'}")
-    cmd = script_args(cmd)
-    if cmd[:1] == ["-m"]:
-        argv += ["--module", *cmd[1:]]
-    else:
-        argv += cmd
-    return argv
+        # Static rendezvous: every node knows its rank, so global rank 0 is on node 0.
+        argv += [f"--node-rank={env.get('NODE_RANK') or env.get('SLURM_NODEID') or '0'}",
+                 f"--master-addr={env.get('MASTER_ADDR') or '127.0.0.1'}",
+                 f"--master-port={env.get('MASTER_PORT') or '29500'}"]
+    return argv + script_args(cmd)
 
 
-def wrap(argv: Sequence[str], *, launcher: str, nodes: int, nproc_per_node: int,
-         python: str = sys.executable) -> list[str]:
-    """What the supervisor runs for a run's (rendered) command."""
+def launch_prefix(launcher: str, *, nodes: int, gpus_per_node: int,
+                  python: str = sys.executable) -> list[str]:
+    """The spec's ``launch_prefix`` for a run (see the module's docstring)."""
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher: expected one of {', '.join(LAUNCHERS)}, got {launcher!r}")
-    nproc = max(nproc_per_node, 1)
+    torchrun = [python, "-m", "runyard.agent.slurm.launch", "torchrun", f"--nnodes={nodes}",
+                f"--nproc-per-node={max(gpus_per_node, 1)}", "--"]
     if nodes <= 1:
-        if launcher == "torchrun":
-            return torchrun_argv(python, 1, nproc, argv, rdzv_endpoint=None, rdzv_id="",
-                                 is_host=None)
-        return list(argv)
-    return [python, "-m", "runyard.agent.slurm.launch", f"--launcher={launcher}",
-            f"--nodes={nodes}", f"--nproc-per-node={nproc}", "--", *argv]
+        return torchrun if launcher == "torchrun" else []
+    task = ["srun", "--kill-on-bad-exit=1", python, "-m", "runyard", "supervise", "--task",
+            "--rank-from-env", "--"]
+    return task + (torchrun if launcher == "torchrun" else [])
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
 
 
-def master_addr(env: dict[str, str]) -> str:
-    """The first node's address: its ``NodeAddr`` when ``scontrol`` tells it, else its name
-    (this process runs on it, so its own hostname is the fallback)."""
+def master_addr(env: Mapping[str, str]) -> str:
+    """The first node's address: its ``NodeAddr`` as ``scontrol`` tells it, else this host's
+    name (this runs on the first node)."""
     nodes = parse.hostlist(env.get("SLURM_JOB_NODELIST", ""))
     if nodes:
         try:
             out = subprocess.run(["scontrol", "show", "node", "-o", nodes[0]],
-                                 capture_output=True, text=True, timeout=30).stdout
-            addr = parse.scontrol_record(out.strip().splitlines()[0]).get("NodeAddr") \
-                if out.strip() else None
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+            addr = parse.scontrol_record(out.splitlines()[0]).get("NodeAddr") if out else None
             if addr:
                 return addr
         except (OSError, subprocess.SubprocessError):
@@ -113,41 +107,27 @@ def master_addr(env: dict[str, str]) -> str:
 
 def main(args: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m runyard.agent.slurm.launch")
-    ap.add_argument("--launcher", choices=LAUNCHERS, default="srun")
-    ap.add_argument("--nodes", type=int, required=True)
-    ap.add_argument("--nproc-per-node", type=int, default=1)
-    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    sub = ap.add_subparsers(dest="what", required=True)
+    sub.add_parser("env", help="print MASTER_ADDR and MASTER_PORT exports for the job script")
+    tr = sub.add_parser("torchrun", help="run torchrun for this node with the command")
+    tr.add_argument("--nnodes", type=int, default=1)
+    tr.add_argument("--nproc-per-node", type=int, default=1)
+    tr.add_argument("cmd", nargs=argparse.REMAINDER)
     ns = ap.parse_args(args)
+    env = dict(os.environ)
+    if ns.what == "env":
+        addr = env.get("MASTER_ADDR") or master_addr(env)
+        port = env.get("MASTER_PORT") or str(free_port())
+        print(f"export MASTER_ADDR={shlex.quote(addr)} MASTER_PORT={shlex.quote(port)}")
+        return 0
     cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
     if not cmd:
         ap.error("no command given")
-    env = dict(os.environ)
-    env.setdefault("MASTER_ADDR", master_addr(env))
-    env.setdefault("MASTER_PORT", str(_free_port()))
-    srun = ["srun", f"--nodes={ns.nodes}", f"--ntasks={ns.nodes}", "--ntasks-per-node=1",
-            "--kill-on-bad-exit=1", "--export=ALL", sys.executable, "-m",
-            "runyard.agent.slurm.rank", f"--launcher={ns.launcher}",
-            f"--nproc-per-node={ns.nproc_per_node}", "--", *cmd]
-    proc = subprocess.Popen(srun, env=env, start_new_session=True)
-    job = env.get("SLURM_JOB_ID")
-
-    def on_stop(signum: int, frame: object) -> None:
-        # The ranks' steps get the signal; srun (and the batch shell) do not.
-        if job:
-            subprocess.run(["scancel", f"--signal={signal.Signals(signum).name[3:]}", job],
-                           capture_output=True, timeout=30)
-        else:
-            proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    while True:
-        try:
-            code = proc.wait()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-            continue
-    return code if code >= 0 else 128 - code
+    argv = torchrun_argv(sys.executable, cmd, nnodes=ns.nnodes,
+                         nproc_per_node=ns.nproc_per_node, env=env)
+    # exec: the supervise --task above (or the supervisor) signals torchrun itself.
+    os.execvpe(argv[0], argv, env)
+    return 127  # pragma: no cover - execvpe does not return
 
 
 if __name__ == "__main__":

@@ -17,16 +17,20 @@ from pathlib import Path
 
 
 def render(supervise_argv: Sequence[str], *, run_id: str, number: int,
-           cwd: str | os.PathLike[str]) -> str:
-    """The script's text."""
-    return "\n".join([
+           cwd: str | os.PathLike[str], master_env: Sequence[str] = ()) -> str:
+    """The script's text. ``master_env``: an argv that prints ``export MASTER_ADDR=...
+    MASTER_PORT=...`` for a run over several nodes (run on the first node, where the script
+    runs; :mod:`runyard.agent.slurm.launch`)."""
+    lines = [
         "#!/bin/bash",
         f"# Runyard run {run_id} attempt {number}: written by `runyard agent --executor slurm`.",
         "# The supervisor reports progress, metrics, logs and the outcome to the server itself.",
         f"cd {shlex.quote(os.fspath(cwd))} || exit 1",
-        "exec " + " ".join(shlex.quote(a) for a in supervise_argv),
-        "",
-    ])
+    ]
+    if master_env:
+        lines.append(f'eval "$({" ".join(shlex.quote(a) for a in master_env)})" || exit 1')
+    lines += ["exec " + " ".join(shlex.quote(a) for a in supervise_argv), ""]
+    return "\n".join(lines)
 
 
 def write_secret(path: Path, text: str) -> None:

@@ -1,10 +1,12 @@
 """What an attempt's job needs to run ``runyard supervise``, and the agent's reports about it.
 
-:func:`prepare` writes the attempt's directory on the shared work directory: ``claim.json``
-(the claim answer without the lease) and ``credential`` (mode 0600: the lease and the
-credential scoped to this one attempt; never the agent's worker token), and returns the
-supervisor's argv for the job script. :func:`report_placement` tells the server the job id
-and nodes; :func:`output_tail` reads the end of the job's output for a report.
+:func:`prepare` writes the attempt's directory on the shared work directory: ``spec.json``
+(the claim's answer without the credential, :meth:`Assignment.spec`, with the launch prefix
+and the lease's length) and ``attempt.token`` (mode 0600: the credential scoped to this one
+attempt; never the agent's worker token), and returns the supervisor's argv for the job
+script. :func:`report_placement` tells the server the job id and nodes; :func:`output_tail`
+reads the end of the job's output for a report; :func:`left_by_signal` reads the mark a
+supervisor leaves when a signal stopped its run and it left the report to the agent.
 """
 
 from __future__ import annotations
@@ -20,27 +22,39 @@ from runyard import errors
 from runyard.agent.api import WorkerAPI
 from runyard.agent.assignment import Assignment
 from runyard.agent.slurm import script
+from runyard.agent.supervise import LEFT_FILE
 
 log = logging.getLogger(__name__)
 
-CLAIM_FILE = "claim.json"
-CREDENTIAL_FILE = "credential"
+SPEC_FILE = "spec.json"
+TOKEN_FILE = "attempt.token"
 
 
-def prepare(a: Assignment, root: Path, *, server: str, probe_interval_s: float,
-            stop_grace_s: float, python: str = sys.executable) -> list[str]:
-    """Write the attempt's files; the ``runyard supervise`` argv of its job."""
+def prepare(a: Assignment, root: Path, *, server: str, work_dir: Path, probe_interval_s: float,
+            stop_grace_s: float, launch_prefix: Sequence[str] = (),
+            python: str = sys.executable) -> list[str]:
+    """Write the attempt's files; the ``runyard supervise`` argv of its job.
+
+    ``--on-signal leave``: a SIGTERM that reaches the supervisor from Slurm (an outside
+    ``scancel``, the time-limit warning, a preemption) stops the run within its grace but
+    reports nothing; the agent reports it with the reason Slurm's job state means."""
+    if not a.attempt_token:
+        raise errors.ValidationError("the server gave no attempt credential (attempt_token) "
+                                     "with the claim; upgrade the server", field="attempt_token")
     root.mkdir(parents=True, exist_ok=True)
-    claim = {"run": a.run, "attempt": {"id": a.attempt_id, "number": a.number},
-             "command": a.command, "env": a.env, "config": a.config,
-             "probe_interval_s": a.probe_interval_s, "seed": a.seed,
-             "lease_expires_at": a.lease_expires_at}
-    (root / CLAIM_FILE).write_text(json.dumps(claim, sort_keys=True), "utf-8")
-    secret = {"lease": a.lease, "token": getattr(a, "attempt_token", None)}
-    script.write_secret(root / CREDENTIAL_FILE, json.dumps(secret))
+    spec = a.spec(launch_prefix)
+    spec["lease_s"] = a.stale_after_s  # the spec is read later, when the job starts
+    (root / SPEC_FILE).write_text(json.dumps(spec, sort_keys=True), "utf-8")
+    script.write_secret(root / TOKEN_FILE, a.attempt_token)
     return [python, "-m", "runyard", "supervise", "--server", server,
-            "--attempt-dir", str(root), "--probe-interval-s", f"{probe_interval_s:g}",
-            "--stop-grace-s", f"{stop_grace_s:g}"]
+            "--spec", str(root / SPEC_FILE), "--token-file", str(root / TOKEN_FILE),
+            "--work-dir", str(work_dir), "--probe-interval-s", f"{probe_interval_s:g}",
+            "--stop-grace-s", f"{stop_grace_s:g}", "--on-signal", "leave"]
+
+
+def left_by_signal(root: Path | None) -> bool:
+    """Whether the attempt's supervisor stopped the run on a signal and left its report."""
+    return root is not None and (root / LEFT_FILE).exists()
 
 
 def report_placement(api: WorkerAPI, attempt_id: str, lease: str, external_id: str,
