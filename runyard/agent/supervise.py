@@ -50,9 +50,10 @@ TOKEN_FILE_ENV = "RUNYARD_ATTEMPT_TOKEN_FILE"
 EXIT_CODES = {Outcome.COMPLETED: 0, Outcome.FAILED: 1, Outcome.ABANDONED: 3,
               Outcome.UNREPORTED: 4}
 #: Rank variables ``--rank-from-env`` sets from Slurm's, unless already set.
-#: What a supervisor under ``--on-signal leave`` writes into the attempt's directory when a
-#: signal stopped the run and it reported nothing: the executor reads it to tell a stop from
-#: outside (a time-limit warning) from a supervisor that never ran.
+#: What a supervisor under ``--on-signal leave`` writes into the attempt's directory (JSON)
+#: when it reported nothing because a signal stopped it (``why: signal``) or killed the
+#: training process (``why: killed``, with the exit details and stderr tail a report would
+#: have had): the executor reads it beside its scheduler's verdict.
 LEFT_FILE = "LEFT_BY_SIGNAL"
 RANK_FROM_SLURM = (("RANK", "SLURM_PROCID"), ("LOCAL_RANK", "SLURM_LOCALID"),
                    ("WORLD_SIZE", "SLURM_NTASKS"), ("NODE_RANK", "SLURM_NODEID"))
@@ -158,9 +159,10 @@ def supervise(opts: SuperviseOptions) -> int:
     finally:
         api.close()
     outcome = runner.outcome or Outcome.UNREPORTED
-    if asked and outcome is Outcome.UNREPORTED and not opts.report_on_signal:
+    if runner.left is not None:
         try:
-            (runner.paths.root / LEFT_FILE).write_text(f"{time.time():.3f}\n", "utf-8")
+            (runner.paths.root / LEFT_FILE).write_text(
+                json.dumps({**runner.left, "at": time.time()}, default=str), "utf-8")
         except OSError as exc:
             log.warning("cannot mark the attempt as left: %s", exc)
     return EXIT_CODES.get(outcome, 1)

@@ -99,26 +99,25 @@ def test_cancel_with_signal_reaches_the_batch_shell(slurm: SlurmCluster, tmp_pat
 
 
 def test_two_node_launch_prefixes_every_rank(slurm: SlurmCluster, tmp_path: Path) -> None:
-    """launch.py + rank.py under a real 2-node allocation: both nodes run the command with
-    their rank, and every line says which node and rank printed it."""
+    """The launch prefix of a 2-node run under a real allocation: srun starts ``runyard
+    supervise --task`` on both nodes, each runs the command with its rank and the first
+    node's address, and every line says which node and rank printed it."""
+    from runyard.agent.slurm import launch
+
     cli = commands.SlurmCLI()
     cmd = [sys.executable, "-c",
            "import os; print('hello', os.environ['RANK'], os.environ['WORLD_SIZE'], "
-           "os.environ['LOCAL_RANK'], os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'], "
-           "os.environ.get('RUNYARD_PROGRESS_FILE'))"]
-    from runyard.agent.slurm import launch
-
-    argv = launch.wrap(cmd, launcher="srun", nodes=2, nproc_per_node=1)
-    env_line = f"export RUNYARD_PROGRESS_FILE={tmp_path}/progress.json PYTHONPATH={Path.cwd()}"
-    body = script.render(argv, run_id="r", number=1, cwd=tmp_path).replace(
-        "exec ", env_line + "\nexec ", 1)
+           "os.environ['LOCAL_RANK'], os.environ['NODE_RANK'], os.environ['MASTER_ADDR'], "
+           "os.environ['MASTER_PORT'])"]
+    argv = [*launch.launch_prefix("srun", nodes=2, gpus_per_node=0), *cmd]
+    body = script.render(argv, run_id="r", number=1, cwd=Path.cwd(), master_env=[
+        sys.executable, "-m", "runyard.agent.slurm.launch", "env"])
     job = cli.sbatch(["--nodes=2", "--ntasks-per-node=1", f"--output={tmp_path}/out"], body)
     _until("job ended", lambda: not states.verdict(_state(cli, job)).active)
     assert _state(cli, job) == "COMPLETED", (tmp_path / "out").read_text()
     lines = (tmp_path / "out").read_text().splitlines()
     hello = sorted(line for line in lines if " hello " in line)
     assert len(hello) == 2, lines
-    assert hello[0].startswith("[n1 rank 0] hello 0 2 0 127.0.0.1 ")
-    assert hello[1].startswith("[n2 rank 1] hello 1 2 0 127.0.0.1 ")
-    assert hello[0].endswith(f"{tmp_path}/progress.json")
-    assert hello[1].endswith(f"{tmp_path}/ranks/1/progress.json")
+    assert hello[0].startswith("[n1 rank 0] hello 0 2 0 0 127.0.0.1 "), hello
+    assert hello[1].startswith("[n2 rank 1] hello 1 2 0 1 127.0.0.1 "), hello
+    assert hello[0].split()[-1] == hello[1].split()[-1]  # one MASTER_PORT for both

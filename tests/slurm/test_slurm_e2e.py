@@ -151,3 +151,144 @@ def test_a_run_goes_through_slurm_with_progress_metrics_and_its_resources(
     # The supervisor reported under the attempt's own credential.
     actors = {e["actor"] for e in s.api.events(run_id) if e["status"] == "completed"}
     assert actors == {"login-slurm/attempt-1"}, actors
+
+
+def _attempt(run: dict[str, Any], number: int) -> dict[str, Any]:
+    return next(a for a in run["attempts"] if a["number"] == number)
+
+
+def test_a_stop_reaches_a_running_job_with_grace_and_a_pending_job_is_cancelled(
+        setup: SlurmSetup) -> None:
+    s = setup
+    s.agent()
+    running = s.submit("stop-me", {"steps": 2000, "sleep": 0.1, "on_sigterm": "exit0"})
+    pending = s.submit("never-starts", {"steps": 5}, slurm={"partition": "held"})
+    s.wait(running, lambda r: (r.get("progress") or {}).get("step", 0) >= 3)
+    held_job = s.job_of(pending)
+    assert s.slurm.show_job(held_job)["JobState"] == "PENDING"
+
+    r = s.api.http.post(f"/v1/runs/{running}/stop", json={"grace_seconds": 30})
+    assert r.status_code == 200, r.text
+    r = s.api.http.post(f"/v1/runs/{pending}/stop", json={"grace_seconds": 30})
+    assert r.status_code == 200, r.text
+
+    run = s.wait(running, {"stopped", "completed", "failed"})
+    assert run["status"] == "stopped", run
+    # The training process saw the stop and ended at its own pace within the grace.
+    assert "stopping cleanly at" in s.api.logs(running)
+    run = s.wait(pending, {"stopped", "completed", "failed"})
+    assert run["status"] == "stopped", run
+    until("the pending job cancelled in Slurm",
+          lambda: s.slurm.show_job(held_job)["JobState"] == "CANCELLED")
+    assert "cancelled before it started" in json.dumps(_attempt(run, 1)["details"])
+
+
+def test_an_outside_scancel_ends_the_run_as_stopped(setup: SlurmSetup) -> None:
+    s = setup
+    s.agent()
+    run_id = s.submit("cancelled-outside", {"steps": 2000, "sleep": 0.1})
+    s.wait(run_id, lambda r: (r.get("progress") or {}).get("step", 0) >= 2)
+    job = s.job_of(run_id)
+    s.slurm.run("scancel", job)
+    run = s.wait(run_id, {"stopped", "completed", "failed", "queued"})
+    assert run["status"] == "stopped", (run["attempts"], s.agents[0].log()[-3000:])
+    attempt = _attempt(run, 1)
+    assert attempt["termination_reason"] == "stopped", attempt
+    assert attempt["details"]["slurm_state"] == "CANCELLED", attempt
+    assert len(run["attempts"]) == 1  # not retried: someone meant it
+
+
+def test_a_dead_slurmd_loses_the_attempt_and_the_run_is_requeued(setup: SlurmSetup) -> None:
+    s = setup
+    s.agent()
+    run_id = s.submit("node-dies", {"steps": 3000, "sleep": 0.1},
+                      slurm={"sbatch_args": ["--nodelist=n1"]})
+    s.wait(run_id, lambda r: (r.get("progress") or {}).get("step", 0) >= 2)
+    job = s.job_of(run_id)
+    s.slurm.kill_node("n1")
+    try:
+        run = s.wait(run_id, lambda r: len(r["attempts"]) >= 2 or r["status"] in (
+            "failed", "stopped", "completed"), timeout=120)
+        first = _attempt(run, 1)
+        assert first["termination_reason"] == "lost", first
+        assert first["details"]["slurm_state"] in ("NODE_FAIL", "VANISHED"), first
+        assert first["external_id"] == job
+        assert run["status"] in ("queued", "claimed", "running"), run
+    finally:
+        s.slurm.start_node("n1")
+        s.slurm.wait_idle(deadline_s=120)
+
+
+def test_an_agent_restart_reattaches_and_submits_nothing_twice(setup: SlurmSetup) -> None:
+    s = setup
+    first = s.agent()
+    run_id = s.submit("outlives-its-agent", {"steps": 60, "sleep": 0.25, "points_per_step": 2})
+    s.wait(run_id, lambda r: (r.get("progress") or {}).get("step", 0) >= 2)
+    job = s.job_of(run_id)
+    first.stop()  # SIGTERM: a Slurm agent leaves its jobs running
+    assert first.proc.returncode is not None
+    assert s.slurm.show_job(job)["JobState"] == "RUNNING"
+    second = s.agent()
+    until("the new agent taking the job over",
+          lambda: f"following Slurm job {job} again" in second.log())
+    run = s.wait(run_id, {"completed", "failed", "stopped"}, timeout=120)
+    assert run["status"] == "completed", run
+    assert [a["external_id"] for a in run["attempts"]] == [job]
+    attempt_id = run["attempts"][0]["id"]
+    assert s.jobs_named(attempt_id) == [job]  # one attempt, one job, ever
+    assert sorted((p["tag"], p["step"]) for p in s.api.metrics(run_id)
+                  if not p["tag"].startswith("sys/")) == sorted(
+        (f"m{k}", st) for k in range(2) for st in range(60))
+
+
+DDP_SCRIPT = '''
+import os, sys
+import torch, torch.distributed as dist
+import runyard
+
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+print("rank", rank, "of", world, "node rank", os.environ.get("NODE_RANK"), flush=True)
+torch.manual_seed(0)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+x = torch.randn(64, 4)
+y = x.sum(1, keepdim=True)
+steps = 20
+with runyard.start_run(total_steps=steps) as run:
+    for step in range(steps):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log({"loss": loss.item(), "rank_seen": float(rank)}, step=step)
+print("done rank", rank, flush=True)
+dist.destroy_process_group()
+'''
+
+
+def test_a_two_node_torchrun_run_completes_with_rank0_progress_and_both_nodes_logs(
+        setup: SlurmSetup) -> None:
+    pytest.importorskip("torch")
+    s = setup
+    s.agent()
+    script = s.tmp / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    resp = s.api.http.post("/v1/runs", json={
+        "name": "ddp", "command": [sys.executable, str(script)], "executor": "slurm",
+        "launcher": "torchrun", "constraints": {"nodes": 2}, "probe_interval_s": 0.2})
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+    run = s.wait(run_id, {"completed", "failed", "stopped"}, timeout=240)
+    assert run["status"] == "completed", (run, s.api.logs(run_id)[-3000:],
+                                          s.api.logs(run_id, stream="stderr")[-3000:])
+    assert run["nodes"] == ["n1", "n2"], run
+    assert (run.get("progress") or {}).get("step") == 19
+    points = [p for p in s.api.metrics(run_id) if not p["tag"].startswith("sys/")]
+    assert sorted(p["step"] for p in points if p["tag"] == "loss") == list(range(20))
+    # Only rank 0 reported.
+    assert {p["value"] for p in points if p["tag"] == "rank_seen"} == {0.0}
+    out = s.api.logs(run_id)
+    assert "[n1 rank 0]" in out and "[n2 rank 1]" in out, out[-3000:]
+    assert "rank 0 of 2 node rank 0" in out and "rank 1 of 2 node rank 1" in out, out[-3000:]
+    assert "done rank 0" in out and "done rank 1" in out

@@ -12,7 +12,8 @@ Nodes: ``n1`` and ``n2``, one CPU each (the machine may have only two cores), 40
 GPUs (a gres without device files leaves slurmd reporting 0 and the node INVAL).
 The ``debug`` partition (default) holds both,
 with ``OverSubscribe=FORCE:8`` so a few small jobs share a core instead of queueing behind a
-leftover. A ``bench`` partition with ``OverSubscribe=FORCE:64`` is there for the benchmark.
+leftover. A ``bench`` partition with ``OverSubscribe=FORCE:64`` is there for the benchmark, and a
+``held`` partition that is DOWN keeps the jobs sent to it pending.
 ``SlurmdTimeout`` is short, so a killed ``slurmd`` turns its node DOWN (and its jobs
 NODE_FAIL) within seconds; ``ReturnToService=2`` brings it back when it registers again.
 """
@@ -146,6 +147,7 @@ SchedulerParameters=sched_interval=2
 {node_lines}
 PartitionName=debug Nodes={nodes} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 PartitionName=bench Nodes={nodes} Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:64
+PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
 """)
 
     def _ensure_munged(self) -> None:

@@ -294,18 +294,27 @@ class SlurmExecutor(Executor):
             self._place(h)
         assert v.reason is not None
         reason, message = v.reason, v.message
+        left: dict[str, Any] | None = None
         rec = h.record
-        if h.job_state in ("COMPLETED", "FAILED") and rec is not None and \
-                supervision.left_by_signal(Path(rec.root)):
+        mark = supervision.left_mark(Path(rec.root)) if rec is not None and \
+            h.job_state in ("COMPLETED", "FAILED") else None
+        if mark is not None and mark.get("why") == "signal":
             # The supervisor stopped the run on a SIGTERM that did not end the job: Slurm's
             # time-limit warning (--signal=B:TERM), or a signal from outside Runyard.
-            if rec.warned:
+            if rec is not None and rec.warned:
                 reason, message = (models.Reason.TIMEOUT, "stopped at the warning before its "
                                    "Slurm time limit")
             else:
                 reason, message = (models.Reason.STOPPED, "its supervisor was stopped by a "
                                    "signal from outside Runyard")
-        self._report(h, reason, f"Slurm job {h.external_id} {h.job_state}: {message}")
+        elif mark is not None:
+            # A signal killed the training process and Slurm's state does not say why (no
+            # cancel, time limit or out-of-memory kill): the run's own doing, as a local
+            # agent would report it.
+            reason, message = models.Reason.USER_ERROR, "the training process was killed"
+            left = mark
+        self._report(h, reason, f"Slurm job {h.external_id} {h.job_state}: {message}",
+                     left=left)
 
     def _beat(self, h: SlurmHandle) -> None:
         """A pending job's heartbeat (no supervisor is there yet to send one)."""
@@ -342,20 +351,28 @@ class SlurmExecutor(Executor):
             h.placed = key
 
     def _report(self, h: SlurmHandle, reason: models.Reason, message: str,
-                extra: dict[str, Any] | None = None) -> None:
-        """Report an attempt the supervisor did not (409: it did, or the server ended it)."""
+                extra: dict[str, Any] | None = None,
+                left: dict[str, Any] | None = None) -> None:
+        """Report an attempt the supervisor did not (409: it did, or the server ended it).
+        ``left``: the exit code and stderr tail the supervisor left for this report."""
         rec = h.record
         details: dict[str, Any] = {"host": self._host_id, "message": message,
                                    "slurm_job": h.external_id, "slurm_state": h.job_state,
                                    "nodes": list(h.nodes), **(extra or {})}
-        tail = supervision.output_tail(Path(rec.root) if rec else None, h.external_id,
-                                       TAIL_LINES)
+        left = left or {}
+        tail = left.get("stderr_tail")
+        if not isinstance(tail, list):
+            tail = supervision.output_tail(Path(rec.root) if rec else None, h.external_id,
+                                           TAIL_LINES)
+        code = left.get("exit_code")
+        exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
         outcome = "failed"
         if rec is not None:
             try:
-                self.api.call(lambda: self.api.fail(h.attempt_id, rec.lease, reason.value,
-                                                    stderr_tail=[*tail, message][-40:],
-                                                    details=details))
+                self.api.call(lambda: self.api.fail(
+                    h.attempt_id, rec.lease, reason.value, exit_code=exit_code,
+                    stderr_tail=[*(str(x)[:2000] for x in tail), message][-40:],
+                    details=details))
                 log.info("run %s attempt %d: reported %s (%s)", h.run_id, h.number,
                          reason.value, message)
             except errors.LeaseConflict:
@@ -422,6 +439,9 @@ class SlurmExecutor(Executor):
             if rec.job_id is None:
                 self._report(h, models.Reason.LOST, "the agent stopped before its job was "
                              "submitted")
+            else:
+                log.info("run %s attempt %d: following Slurm job %s again", rec.run_id,
+                         rec.number, rec.job_id)
             out.append(h)
         return out
 

@@ -5,8 +5,9 @@
 and the lease's length) and ``attempt.token`` (mode 0600: the credential scoped to this one
 attempt; never the agent's worker token), and returns the supervisor's argv for the job
 script. :func:`report_placement` tells the server the job id and nodes; :func:`output_tail`
-reads the end of the job's output for a report; :func:`left_by_signal` reads the mark a
-supervisor leaves when a signal stopped its run and it left the report to the agent.
+reads the end of the job's output for a report; :func:`left_mark` reads the mark a
+supervisor leaves when a signal stopped or killed its run and it left the report to the
+agent.
 """
 
 from __future__ import annotations
@@ -52,9 +53,16 @@ def prepare(a: Assignment, root: Path, *, server: str, work_dir: Path, probe_int
             "--stop-grace-s", f"{stop_grace_s:g}", "--on-signal", "leave"]
 
 
-def left_by_signal(root: Path | None) -> bool:
-    """Whether the attempt's supervisor stopped the run on a signal and left its report."""
-    return root is not None and (root / LEFT_FILE).exists()
+def left_mark(root: Path | None) -> dict[str, Any] | None:
+    """What the attempt's supervisor wrote when it left its report to the agent (a signal
+    stopped it, or killed the training process), or None."""
+    if root is None:
+        return None
+    try:
+        data = json.loads((root / LEFT_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def report_placement(api: WorkerAPI, attempt_id: str, lease: str, external_id: str,
