@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runyard import models
-from runyard.agent.slurm import launch, rank, resources, script
+from runyard.agent.slurm import launch, resources, script
 from runyard.slurm_options import SlurmOptions
 
 
@@ -72,34 +72,37 @@ def test_job_script_carries_no_secret_and_execs_the_supervisor(tmp_path: Path) -
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
 
 
-def test_launcher_command_lines() -> None:
-    cmd = ["/usr/bin/python3", "train.py", "--lr", "0.1"]
-    assert launch.wrap(cmd, launcher="srun", nodes=1, nproc_per_node=1) == cmd
-    single = launch.wrap(cmd, launcher="torchrun", nodes=1, nproc_per_node=2, python="/py")
-    assert single == ["/py", "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-                      "--tee=3", "--standalone", "train.py", "--lr", "0.1"]
-    multi = launch.wrap(cmd, launcher="torchrun", nodes=2, nproc_per_node=1, python="/py")
-    assert multi == ["/py", "-m", "runyard.agent.slurm.launch", "--launcher=torchrun",
-                     "--nodes=2", "--nproc-per-node=1", "--", *cmd]
-    node = launch.torchrun_argv("/py", 2, 1, ["python", "-m", "pkg.train", "x"],
-                                rdzv_endpoint="10.0.0.1:1234", rdzv_id="77", is_host=False)
-    assert node[-6:] == ["--rdzv-endpoint=10.0.0.1:1234", "--rdzv-id=77",
-                         "--rdzv-conf=is_host=0", "--module", "pkg.train", "x"]
+def test_job_script_exports_the_master_address_for_several_nodes() -> None:
+    text = script.render(["/py", "-m", "runyard", "supervise"], run_id="r", number=1, cwd="/w",
+                         master_env=["/py", "-m", "runyard.agent.slurm.launch", "env"])
+    lines = text.splitlines()
+    assert lines[-2] == 'eval "$(/py -m runyard.agent.slurm.launch env)" || exit 1'
+    assert lines[-1] == "exec /py -m runyard supervise"
+
+
+def test_launch_prefixes() -> None:
+    assert launch.launch_prefix("srun", nodes=1, gpus_per_node=0, python="/py") == []
+    assert launch.launch_prefix("torchrun", nodes=1, gpus_per_node=2, python="/py") == [
+        "/py", "-m", "runyard.agent.slurm.launch", "torchrun", "--nnodes=1",
+        "--nproc-per-node=2", "--"]
+    task = ["srun", "--kill-on-bad-exit=1", "/py", "-m", "runyard", "supervise", "--task",
+            "--rank-from-env", "--"]
+    assert launch.launch_prefix("srun", nodes=3, gpus_per_node=4, python="/py") == task
+    assert launch.launch_prefix("torchrun", nodes=2, gpus_per_node=0, python="/py") == [
+        *task, "/py", "-m", "runyard.agent.slurm.launch", "torchrun", "--nnodes=2",
+        "--nproc-per-node=1", "--"]
     with pytest.raises(ValueError):
-        launch.wrap(cmd, launcher="mpirun", nodes=2, nproc_per_node=1)
+        launch.launch_prefix("mpirun", nodes=2, gpus_per_node=1)
 
 
-def test_rank_environment(tmp_path: Path) -> None:
-    env = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_NODEID": "1",
-           "SLURM_JOB_NODELIST": "n[1-2]", "SLURMD_NODENAME": "n1",
-           "RUNYARD_PROGRESS_FILE": str(tmp_path / "progress.json"),
-           "RUNYARD_METRICS_FILE": str(tmp_path / "metrics.jsonl"),
-           "RUNYARD_STOP_FILE": str(tmp_path / "STOP")}
-    out = rank.rank_env(env)
-    assert (out["RANK"], out["WORLD_SIZE"], out["LOCAL_RANK"], out["NODE_RANK"]) == \
-        ("1", "2", "0", "1")
-    assert out["RUNYARD_PROGRESS_FILE"] == str(tmp_path / "ranks" / "1" / "progress.json")
-    assert out["RUNYARD_STOP_FILE"] == str(tmp_path / "STOP")  # every rank sees stop
-    assert rank.node_name(env) == "n2"
-    zero = rank.rank_env({**env, "SLURM_PROCID": "0"})
-    assert zero["RUNYARD_PROGRESS_FILE"] == str(tmp_path / "progress.json")
+def test_torchrun_command_lines() -> None:
+    env = {"NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"}
+    node = launch.torchrun_argv("/py", ["python", "-m", "pkg.train", "x"], nnodes=2,
+                                nproc_per_node=1, env=env)
+    assert node == ["/py", "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                    "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=1234",
+                    "--module", "pkg.train", "x"]
+    single = launch.torchrun_argv("/py", ["/usr/bin/python3", "train.py", "--lr", "1"],
+                                  nnodes=1, nproc_per_node=2, env={})
+    assert single[3:] == ["--nnodes=1", "--nproc-per-node=2", "--standalone", "train.py",
+                          "--lr", "1"]
