@@ -188,8 +188,9 @@ PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
             proc.kill()
             proc.wait(10)
 
-    def stop(self) -> None:
-        """Stop every daemon this cluster started (TERM, then KILL), by PID."""
+    def stop(self, keep_munged: bool = False) -> None:
+        """Stop every daemon this cluster started (TERM, then KILL), by PID; the ``munged``
+        it started too unless ``keep_munged`` (another cluster still uses it)."""
         procs: dict[str, subprocess.Popen[bytes]] = getattr(self, "_procs", {})
         for key in sorted(procs, key=lambda k: k == "slurmctld"):  # the nodes first
             proc = procs[key]
@@ -208,7 +209,7 @@ PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if self.started_munged:
+        if self.started_munged and not keep_munged:
             pid_file = MUNGE_DIR / "munged.pid"
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
