@@ -42,8 +42,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.live_server import LiveServer  # noqa: E402
-from tests.support.slurm import SlurmCluster  # noqa: E402
+from tests.support.live_server import LiveServer
+from tests.support.slurm import SlurmCluster
 
 
 class Bench:
