@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,19 +212,24 @@ def main() -> None:
     ap.add_argument("--only", choices=("latency", "cpu", "drain"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="slurm-bench-"))
-    cluster = SlurmCluster(work / "cluster").start()
+    cluster = SlurmCluster(work / "cluster")
     result: dict[str, Any] = {"load_average_at_start": [round(x, 1) for x in os.getloadavg()]}
-    b = Bench(work, cluster)
+    b: Bench | None = None
     try:
-        if args.only in (None, "latency"):
-            result["latency"] = measure_latency(b, args.samples)
-        if args.only in (None, "cpu"):
-            result["cpu"] = measure_cpu(b, args.inflight, args.cpu_seconds)
-        if args.only in (None, "drain"):
-            result["drain"] = measure_drain(b, args.drain)
+        cluster.start()
+        b = bench = Bench(work, cluster)
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "latency": lambda: measure_latency(bench, args.samples),
+            "cpu": lambda: measure_cpu(bench, args.inflight, args.cpu_seconds),
+            "drain": lambda: measure_drain(bench, args.drain)}
+        for what, fn in steps.items():
+            if args.only in (None, what):
+                result[what] = fn()
+                print(json.dumps({what: result[what]}), file=sys.stderr, flush=True)
     finally:
         result["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
-        b.close()
+        if b is not None:
+            b.close()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))

@@ -198,6 +198,26 @@ def test_an_outside_scancel_ends_the_run_as_stopped(setup: SlurmSetup) -> None:
     assert len(run["attempts"]) == 1  # not retried: someone meant it
 
 
+def test_a_process_killed_outside_slurm_ends_as_the_runs_own_error(setup: SlurmSetup) -> None:
+    """A kill Slurm did not make (no cancel, limit or OOM in the job's state) is the run's own
+    doing, reported as a local agent would: user_error, with the process's stderr."""
+    s = setup
+    s.agent()
+    script = s.tmp / "suicide.py"
+    script.write_text("import os, sys\nprint('about to die', file=sys.stderr, flush=True)\n"
+                      "os.kill(os.getpid(), 9)\n")
+    resp = s.api.http.post("/v1/runs", json={"name": "killed", "executor": "slurm",
+                                             "command": [sys.executable, str(script)]})
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+    run = s.wait(run_id, {"failed", "stopped", "completed"})
+    attempt = _attempt(run, 1)
+    assert run["status"] == "failed" and attempt["termination_reason"] == "user_error", attempt
+    assert attempt["details"]["slurm_state"] in ("FAILED", "COMPLETED"), attempt
+    assert "the training process was killed" in attempt["details"]["message"]
+    assert "about to die" in s.api.logs(run_id, stream="stderr")
+
+
 def test_a_dead_slurmd_loses_the_attempt_and_the_run_is_requeued(setup: SlurmSetup) -> None:
     s = setup
     s.agent()

@@ -27,6 +27,7 @@ import platform
 import socket
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,18 @@ SINFO_REFRESH_S = 30.0
 DEFAULT_MAX_JOBS = 100
 #: Lines of the job's output file put into a report the agent makes.
 TAIL_LINES = 20
+#: Pending jobs' heartbeats: how many at once, and the longest pause between two of one job.
+BEAT_THREADS = 4
+PENDING_BEAT_MAX_S = 15.0
+
+
+def pending_beat_interval(stale_after_s: float) -> float:
+    """Seconds between heartbeats of a job waiting in Slurm's queue: a quarter of the lease,
+    at most :data:`PENDING_BEAT_MAX_S` (a stop of a waiting job is an ``scancel`` within
+    that), never below a running attempt's pace."""
+    if stale_after_s <= 0:
+        return heartbeat_interval(stale_after_s)
+    return max(min(stale_after_s / 4.0, PENDING_BEAT_MAX_S), heartbeat_interval(stale_after_s))
 
 
 @dataclasses.dataclass
@@ -63,6 +76,7 @@ class SlurmHandle(Handle):
     nodes: tuple[str, ...] = ()
     placed: str = ""  # the placement last reported ("job:nodes")
     next_beat: float = 0.0
+    beat: Future[dict[str, Any]] | None = None  # a pending job's heartbeat under way
     cancel_at: float | None = None  # monotonic: scancel for good then (after a stop's grace)
     finished: bool = False
     outcome: str | None = None
@@ -92,6 +106,7 @@ class SlurmExecutor(Executor):
         self.problem: str | None = None
         self._sinfo_at = 0.0
         self._reconciled_at = 0.0
+        self._pool = ThreadPoolExecutor(BEAT_THREADS, thread_name_prefix="slurm-beat")
         self._refresh(force=True)
 
     # --- what this agent offers -------------------------------------------------------------
@@ -223,7 +238,7 @@ class SlurmExecutor(Executor):
             return handle
         rec.job_id = handle.external_id = job_id
         self.book.save(rec)
-        handle.next_beat = time.monotonic() + heartbeat_interval(rec.stale_after_s)
+        handle.next_beat = time.monotonic() + pending_beat_interval(rec.stale_after_s)
         log.info("run %s attempt %d: Slurm job %s (%s)", a.run_id, a.number, job_id,
                  resources.describe(args))
         self._place(handle)
@@ -243,6 +258,7 @@ class SlurmExecutor(Executor):
         return Poll(finished=True, outcome=handle.outcome, reason=handle.reason)
 
     def tick(self) -> None:
+        self._beats_done()
         now = time.monotonic()
         if now - self._reconciled_at < RECONCILE_S:
             return
@@ -317,29 +333,44 @@ class SlurmExecutor(Executor):
                      left=left)
 
     def _beat(self, h: SlurmHandle) -> None:
-        """A pending job's heartbeat (no supervisor is there yet to send one)."""
+        """A pending job's heartbeat (no supervisor is there yet to send one): sent from a
+        small pool, so hundreds of waiting jobs never hold up reconciles and claims; its
+        answer is acted on by :meth:`_beats_done` on the agent's thread."""
         rec = h.record
-        if rec is None or time.monotonic() < h.next_beat:
+        if rec is None or h.beat is not None or time.monotonic() < h.next_beat:
             return
-        h.next_beat = time.monotonic() + heartbeat_interval(rec.stale_after_s)
-        try:
-            answer = self.api.heartbeat(h.attempt_id, rec.lease, running=False)
-        except errors.LeaseConflict:
-            # The server ended the attempt (it lapsed, or an operator acted): drop the job.
-            log.warning("run %s attempt %d: the server no longer holds this attempt; "
-                        "cancelling Slurm job %s", h.run_id, h.number, h.external_id)
-            self._cancel(h)
-            self._finish(h, "abandoned", "lease lost")
-            return
-        except errors.RunyardError as exc:
-            log.warning("run %s: heartbeat failed (%s)", h.run_id, exc.message)
-            return
-        if answer.get("stop"):
-            log.info("run %s: stop ordered while Slurm job %s waits: cancelling it",
-                     h.run_id, h.external_id)
-            self._cancel(h)
-            self._report(h, models.Reason.STOPPED, f"Slurm job {h.external_id} cancelled "
-                         "before it started (stop requested)")
+        h.next_beat = time.monotonic() + pending_beat_interval(rec.stale_after_s)
+        lease = rec.lease
+        h.beat = self._pool.submit(self.api.heartbeat, h.attempt_id, lease, running=False)
+
+    def _beats_done(self) -> None:
+        """Act on the answers of pending jobs' heartbeats that came back."""
+        for h in list(self.handles.values()):
+            fut = h.beat
+            if fut is None or not fut.done():
+                continue
+            h.beat = None
+            if h.finished:
+                continue
+            try:
+                answer = fut.result()
+            except errors.LeaseConflict:
+                # The server ended the attempt (it lapsed, or an operator acted): drop the job.
+                log.warning("run %s attempt %d: the server no longer holds this attempt; "
+                            "cancelling Slurm job %s", h.run_id, h.number, h.external_id)
+                self._cancel(h)
+                self._finish(h, "abandoned", "lease lost")
+                continue
+            except errors.RunyardError as exc:
+                log.warning("run %s: heartbeat failed (%s)", h.run_id, exc.message)
+                h.next_beat = time.monotonic()  # again at the next reconcile
+                continue
+            if answer.get("stop") and h.job_state == "PENDING":
+                log.info("run %s: stop ordered while Slurm job %s waits: cancelling it",
+                         h.run_id, h.external_id)
+                self._cancel(h)
+                self._report(h, models.Reason.STOPPED, f"Slurm job {h.external_id} cancelled "
+                             "before it started (stop requested)")
 
     def _place(self, h: SlurmHandle) -> None:
         """Tell the server where the attempt runs (job id and nodes), once per change."""
@@ -412,6 +443,10 @@ class SlurmExecutor(Executor):
         except errors.SchedulerError as exc:
             log.warning("scancel %s: %s", h.external_id, exc.message)
         h.cancel_at = None
+
+    def close(self) -> None:
+        """Heartbeats under way finish; none starts (the jobs themselves stay)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- after a restart --------------------------------------------------------------------
 
