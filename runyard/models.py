@@ -107,6 +107,10 @@ class Reason(enum.StrEnum):
     STOPPED = "stopped"
     PREEMPTED = "preempted"
     RULE = "rule"
+    #: The batch scheduler ended the job at its time limit (Slurm ``TIMEOUT``).
+    TIMEOUT = "timeout"
+    #: The batch scheduler ended the job for using more memory than it asked (``OUT_OF_MEMORY``).
+    OOM = "oom"
 
     @classmethod
     def parse(cls, value: str, field: str = "reason") -> Reason:

@@ -70,7 +70,7 @@ def _decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
         return Decision(Status.FAILED, False, "retries forbidden by a rule")
     if reason in SYSTEM_REASONS:
         return _system(run, budget_left, reason)
-    # user_error, setup_error
+    # user_error, setup_error, timeout, oom: the run's own doing, retried only by its policy
     if not budget_left:
         return Decision(Status.FAILED, False, f"max_attempts ({run['max_attempts']}) reached")
     codes = run.get("retry_on_exit_codes") or []

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_postgres
 ensure_chromium
+ensure_slurm
 ensure_venv test
 scripts/check
 exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -86,6 +86,9 @@ class AttemptRunner:
         self.hb_interval_s = heartbeat_interval(assignment.stale_after_s)
         self.outcome: Outcome | None = None
         self.reason: str | None = None
+        #: Set when the attempt was left for the executor to report
+        #: (``report_on_shutdown=False``): why, and what a report would have said.
+        self.left: dict[str, Any] | None = None
         self.proc: process.ManagedProcess | None = None
         self.cwd: Path | None = None
         self._on_event = on_event
@@ -537,13 +540,18 @@ class AttemptRunner:
         if result.setup_error is not None:
             return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
                                 details={**details, "error": result.setup_error})
-        if self._shutdown and result.stopped_by_request and \
-                not self.settings.report_on_shutdown:
-            # Whoever runs this supervisor reports the attempt (a Slurm agent reads why the
-            # job ended: a time limit, a preemption).
-            log.warning("run %s: stopped from outside; the attempt is left for the executor "
-                        "to report", self.a.run_id)
+        if not self.settings.report_on_shutdown and self._stop_ordered is None and \
+                not result.succeeded and (self._shutdown or result.signal is not None):
+            # Whoever runs this supervisor reports the attempt: a stop from outside, or a
+            # process killed by a signal it did not send (a Slurm agent reads why its job
+            # ended: scancel, a time limit, an out-of-memory kill, a preemption).
+            log.warning("run %s: %s; the attempt is left for the executor to report",
+                        self.a.run_id, "stopped from outside" if self._shutdown
+                        else result.message)
             self.reason = "left unreported"
+            self.left = {"why": "signal" if self._shutdown else "killed",
+                         "exit_code": result.exit_code, "stderr_tail": result.stderr_tail,
+                         "details": details}
             return Outcome.UNREPORTED
         if self._shutdown and result.stopped_by_request:
             # Only a process the agent's stop ended: one that had already exited on its own

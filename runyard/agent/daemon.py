@@ -62,6 +62,11 @@ class AgentConfig:
     claim_max_wait_s: float = CLAIM_MAX_WAIT_S
     #: Start runs as this OS user (:mod:`runyard.agent.isolation`); None: as the agent's.
     train_as: str | None = None
+    #: Slurm executor: the partition served (None: the cluster's default), the account jobs
+    #: are charged to (None: the user's default), most jobs in flight (None: 100).
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    max_jobs: int | None = None
     #: Seconds between system metric samples of each run (runyard.sysmetrics); 0: none.
     sys_interval_s: float = sysmetrics.DEFAULT_INTERVAL_S
 

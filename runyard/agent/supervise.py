@@ -50,6 +50,11 @@ TOKEN_FILE_ENV = "RUNYARD_ATTEMPT_TOKEN_FILE"
 EXIT_CODES = {Outcome.COMPLETED: 0, Outcome.FAILED: 1, Outcome.ABANDONED: 3,
               Outcome.UNREPORTED: 4}
 #: Rank variables ``--rank-from-env`` sets from Slurm's, unless already set.
+#: What a supervisor under ``--on-signal leave`` writes into the attempt's directory (JSON)
+#: when it reported nothing because a signal stopped it (``why: signal``) or killed the
+#: training process (``why: killed``, with the exit details and stderr tail a report would
+#: have had): the executor reads it beside its scheduler's verdict.
+LEFT_FILE = "LEFT_BY_SIGNAL"
 RANK_FROM_SLURM = (("RANK", "SLURM_PROCID"), ("LOCAL_RANK", "SLURM_LOCALID"),
                    ("WORLD_SIZE", "SLURM_NTASKS"), ("NODE_RANK", "SLURM_NODEID"))
 
@@ -73,7 +78,13 @@ class Spec:
         if not isinstance(prefix, list) or not all(isinstance(a, str) and a for a in prefix):
             raise errors.ConfigError("spec.launch_prefix: expected a list of strings (argv)",
                                      field="spec.launch_prefix")
-        return cls(Assignment.from_claim(data), tuple(prefix))
+        a = Assignment.from_claim(data)
+        lease_s = data.get("lease_s")
+        if isinstance(lease_s, int | float) and not isinstance(lease_s, bool) and lease_s > 0:
+            # Written at the claim, read when the job starts (maybe much later): the lease's
+            # length sets the heartbeat interval, not what is left of the claim's lease.
+            a = dataclasses.replace(a, claimed_at=a.lease_expires_at - float(lease_s))
+        return cls(a, tuple(prefix))
 
 
 def read_token(token_file: Path | None) -> str:
@@ -134,10 +145,10 @@ def supervise(opts: SuperviseOptions) -> int:
     thread = threading.Thread(target=runner.run, name=f"attempt-{a.run_id}", daemon=True)
     log.info("supervising run %s attempt %d (%s)", a.run_id, a.number,
              " ".join(spec.launch_prefix) or "no launcher")
+    asked = forced = False
     try:
         with signals.on_stop() as stop:
             thread.start()
-            asked = forced = False
             while thread.is_alive():
                 if stop.force.is_set() and not forced:
                     forced = True
@@ -149,6 +160,12 @@ def supervise(opts: SuperviseOptions) -> int:
     finally:
         api.close()
     outcome = runner.outcome or Outcome.UNREPORTED
+    if runner.left is not None:
+        try:
+            (runner.paths.root / LEFT_FILE).write_text(
+                json.dumps({**runner.left, "at": time.time()}, default=str), "utf-8")
+        except OSError as exc:
+            log.warning("cannot mark the attempt as left: %s", exc)
     return EXIT_CODES.get(outcome, 1)
 
 

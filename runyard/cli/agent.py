@@ -68,6 +68,15 @@ def agent(
                                            help="Longest pause between claims when idle."),
     check: bool = typer.Option(False, "--check",
                                help="Print the capability self-test and exit."),
+    partition: str | None = typer.Option(None, "--partition", envvar="RUNYARD_SLURM_PARTITION",
+                                         help="Slurm: the partition served (default: the "
+                                              "cluster's default partition)."),
+    account: str | None = typer.Option(None, "--account", envvar="RUNYARD_SLURM_ACCOUNT",
+                                       help="Slurm: the account jobs are charged to, unless "
+                                            "a run names one."),
+    max_jobs: int | None = typer.Option(None, "--max-jobs", envvar="RUNYARD_MAX_JOBS", min=1,
+                                        help="Slurm: most jobs in flight at once "
+                                             "(default 100)."),
 ) -> None:
     """Claim runs this host can serve and supervise them until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -95,13 +104,16 @@ def agent(
 
         config = daemon.AgentConfig(
             server=server or "http://127.0.0.1:8470", host_id=host_id, slots=slots,
-            labels=parsed, work_dir=work_dir or Path("runyard-work"), executor=executor)
+            labels=parsed, work_dir=work_dir or Path("runyard-work"), executor=executor,
+            slurm_partition=partition, slurm_account=account, max_jobs=max_jobs)
         api = WorkerAPI(config.server, None)
         try:
-            typer.echo(executors.create(config, api).check_text())
+            chosen = executors.create(config, api)
+            typer.echo(chosen.check_text())
         finally:
             api.close()
-        raise typer.Exit(0)
+        # An executor that cannot work here (Slurm's tools missing or failing) fails the check.
+        raise typer.Exit(1 if getattr(chosen, "problem", None) else 0)
 
     # Runs must not read the token from this process's /proc files, nor inherit it.
     isolation.make_undumpable()
@@ -115,7 +127,8 @@ def agent(
         server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
         labels=parsed, work_dir=work_dir or Path("runyard-work"),
         probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
-        claim_max_wait_s=claim_max_wait_s, train_as=train_as, sys_interval_s=sys_interval_s)
+        claim_max_wait_s=claim_max_wait_s, train_as=train_as, sys_interval_s=sys_interval_s,
+        slurm_partition=partition, slurm_account=account, max_jobs=max_jobs)
     agent_ = daemon.Agent(config)
     # What is loaded by now lives as long as the agent: moved out of the collector's view,
     # so the collections that parsing a run's metric lines sets off do not walk it (as the

@@ -54,7 +54,19 @@ def workers(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: Token
                       common.number(caps.get("cpus")), common.number(caps.get("ram_gib")),
                       _gpus(w), ", ".join(f"{k}={v}" for k, v in labels.items()) or "-",
                       common.ago(w.last_seen_at))
-    Console(soft_wrap=True).print(table)
+    console = Console(soft_wrap=True)
+    console.print(table)
+    # What an executor that runs attempts elsewhere has in flight, and where (Slurm jobs).
+    for w in found:
+        jobs = [c for c in w.raw.get("current") or []
+                if isinstance(c, dict) and w.executor != "local"]
+        if jobs:
+            console.print(f"{w.host_id} ({w.executor}), in flight:", markup=False)
+        for c in jobs:
+            nodes = ", ".join(str(n) for n in c.get("nodes") or ()) or "-"
+            job = c.get("external_id") or "not submitted yet"
+            console.print(f"  {c.get('run_id')} {c.get('name') or ''} {c.get('status')}: "
+                          f"job {job} on {nodes}", markup=False, highlight=False)
 
 
 @workers_app.command()

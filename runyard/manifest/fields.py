@@ -23,8 +23,11 @@ POLICY_KEYS: tuple[str, ...] = (
     "probe_interval_s", "stall_after_s",
 )
 
-#: A blueprint's defaults for its Slurm runs (docs/executors.md).
+#: A blueprint's defaults for its Slurm runs, and a Slurm job's own (docs/executors.md).
 SLURM_KEYS: tuple[str, ...] = ("launcher", "slurm")
+#: The executors a manifest job may name: the fleet's agents (the default) or Slurm. Runs
+#: started by hand (``local``) are never queued, so no manifest job is one.
+JOB_EXECUTORS: tuple[str, ...] = ("agent", "slurm")
 
 
 def reject_unknown(data: Mapping[str, Any], known: Iterable[str], base: Path,
@@ -66,6 +69,18 @@ def check_slurm(data: Mapping[str, Any], base: Path, problems: Problems) -> dict
     except errors.ValidationError as exc:
         problems.add_validation(base, exc)
     return out
+
+
+def check_executor(data: Mapping[str, Any], base: Path, problems: Problems) -> str | None:
+    """A job's ``executor``, or None when it names none (or a bad one, recorded)."""
+    if "executor" not in data:
+        return None
+    value = data["executor"]
+    if value not in JOB_EXECUTORS:
+        problems.add(base + ("executor",), f"expected \"agent\" (the fleet's agents, the "
+                     f"default) or \"slurm\", got {value!r}")
+        return None
+    return str(value)
 
 
 def _int(value: Any, path: Path, problems: Problems, *, minimum: int | None) -> int | None:

@@ -155,3 +155,37 @@ def test_placement_is_recorded_by_the_lease_holder_and_shown(api: Api) -> None:
             assert error_of(r)["field"] == field, r.text
     assert api.ok("GET", f"/v1/runs/{run['id']}")["external_id"] == "4242"
     worker.close()
+
+
+def test_a_manifest_job_on_slurm_is_queued_as_a_slurm_run(api: Api) -> None:
+    text = """\
+[[blueprints]]
+name = "ddp"
+command = ["python", "train.py"]
+slurm = { account = "lab" }
+
+[[jobs]]
+name = "on-slurm"
+blueprint = "ddp"
+executor = "slurm"
+launcher = "torchrun"
+nodes = 2
+slurm = { partition = "gpu", time_limit = 30 }
+
+[[jobs]]
+name = "on-the-fleet"
+command = ["python", "train.py", "small"]
+"""
+    r = api.post("/v1/manifest/reload", {"text": text.replace('executor = "slurm"\n', ""),
+                                         "source": "fleet.toml"})
+    assert r.status_code == 422, r.text
+    assert [(e["line"], e["field"]) for e in error_of(r)["errors"]] == [
+        (9, "jobs[0].launcher"), (11, "jobs[0].slurm")]
+    assert api.ok("GET", "/v1/runs")["items"] == []  # nothing queued
+    api.ok("POST", "/v1/manifest/reload", json={"text": text, "source": "fleet.toml"})
+    runs = {r["name"]: r for r in api.ok("GET", "/v1/runs")["items"]}
+    slurm_run = api.ok("GET", f"/v1/runs/{runs['on-slurm']['id']}")
+    assert (slurm_run["executor"], slurm_run["launcher"]) == ("slurm", "torchrun")
+    assert slurm_run["slurm"] == {"partition": "gpu", "account": "lab", "time_limit": 30}
+    assert slurm_run["constraints"]["nodes"] == 2
+    assert api.ok("GET", f"/v1/runs/{runs['on-the-fleet']['id']}")["executor"] == "agent"
