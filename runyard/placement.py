@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runyard import errors, models
+from runyard import errors, models, transitions
 
 if TYPE_CHECKING:
     from runyard.queue import Queue
@@ -54,7 +54,7 @@ def record(queue: Queue, attempt_id: str, lease: str, *, external_id: str | None
             values["nodes"] = node_list
         if values:
             tx.update_attempt(attempt_id, values)
-            queue._event(tx, run["id"], "placement", models.Status(run["status"]), actor,
-                         att["number"], now, {**values, "attempt": att["number"]})
+            transitions.event(tx, run["id"], "placement", models.Status(run["status"]),
+                              actor, att["number"], now, {**values, "attempt": att["number"]})
     return {"external_id": values.get("external_id", att.get("external_id")),
             "nodes": values.get("nodes", att.get("nodes"))}

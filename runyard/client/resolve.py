@@ -11,17 +11,25 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from runyard import errors
-
-if TYPE_CHECKING:
-    from runyard.client.client import Client
-    from runyard.client.models import Run
+from runyard.client.run_models import Run
 
 _HEX = re.compile(r"^[0-9a-f]{4,40}$")
 #: Runs of one name looked at to find the projects holding it.
 _SCAN = 200
+
+
+class RunReads(Protocol):
+    """The two reads :func:`find_run` makes (a :class:`runyard.client.Client` has them)."""
+
+    def get_run(self, run: str, /) -> Run: ...
+
+    def list_runs(self, *, id_prefix: str | None = ..., name_like: str | None = ...,
+                  project: str | None = ..., sort: str | None = ..., limit: int | None = ...,
+                  fields: Sequence[str] | None = ...) -> Iterable[Run]: ...
 
 
 def like_literal(text: str) -> str:
@@ -29,7 +37,7 @@ def like_literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def find_run(client: Client, ref: str, *, project: str | None = None) -> Run:
+def find_run(client: RunReads, ref: str, *, project: str | None = None) -> Run:
     """The run ``ref`` names (see the module docstring); NotFound when none does,
     ValidationError (field ``run``) listing the candidates when several could be meant."""
     ref = ref.strip()

@@ -33,7 +33,7 @@ _STREAMS = {"both": ("stdout", "stderr"), "stdout": ("stdout",), "stderr": ("std
 
 
 class Engine:
-    """Rules over one store and queue; the queue's :class:`~runyard.queue.Observer`."""
+    """Rules over one store and queue; the queue's :class:`~runyard.transitions.Observer`."""
 
     def __init__(self, store: Store, queue: Queue, *, book: RuleBook | None = None,
                  eta: EtaFn | None = None, clock: Callable[[], float] = time.time) -> None:
