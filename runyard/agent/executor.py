@@ -10,26 +10,30 @@ allocation; a Kubernetes executor would create a Job. Whatever runs the training
 reports progress, metrics, logs and the outcome to the server itself (the local executor's
 thread, or ``runyard supervise``), through the same code (:mod:`runyard.agent.attempt`).
 
-Executors register by name (:func:`register`); ``runyard agent --executor NAME`` picks one,
-and an unknown or unavailable name is refused at start with the names that are available.
+Executors register by name (:func:`runyard.agent.registry.register`); ``runyard agent
+--executor NAME`` picks one, and an unknown or unavailable name is refused at start with the
+names that are available.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runyard import errors
+from runyard.agent.registry import _REGISTRY, available, check_name, lookup, register
 
 if TYPE_CHECKING:
     from runyard.agent.api import WorkerAPI
     from runyard.agent.assignment import Assignment
-    from runyard.agent.daemon import AgentConfig
+    from runyard.agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
+
+
+__all__ = ["RUNNING", "_REGISTRY", "Executor", "Handle", "Poll", "available", "check_name",
+           "create", "lookup", "register"]
 
 
 @dataclass
@@ -66,7 +70,7 @@ RUNNING = Poll(finished=False)
 class Executor(abc.ABC):
     """The executor interface. The agent calls every method from its main thread.
 
-    ``config`` is the agent's :class:`~runyard.agent.daemon.AgentConfig`, ``api`` its
+    ``config`` is the agent's :class:`~runyard.agent.config.AgentConfig`, ``api`` its
     :class:`~runyard.agent.api.WorkerAPI` (the worker token: an executor that runs attempts
     elsewhere gives them the attempt's own credential instead, never this).
     """
@@ -135,45 +139,9 @@ class Executor(abc.ABC):
 
 
 #: Executors by name, and where to find the ones not imported yet.
-_REGISTRY: dict[str, type[Executor]] = {}
-_MODULES: dict[str, str] = {"local": "runyard.agent.local_executor",
-                            "slurm": "runyard.agent.slurm"}
-
-
-def register(cls: type[Executor]) -> type[Executor]:
-    """Class decorator: make ``cls`` available as ``runyard agent --executor cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def lookup(name: str) -> type[Executor] | None:
-    """The executor class registered as ``name`` (importing its module first), or None."""
-    if name not in _REGISTRY and name in _MODULES:
-        try:
-            importlib.import_module(_MODULES[name])
-        except ModuleNotFoundError as exc:
-            if exc.name != _MODULES[name]:
-                raise
-    return _REGISTRY.get(name)
-
-
-def available() -> list[str]:
-    """The names of the executors this agent can run."""
-    return sorted(n for n in {*_REGISTRY, *_MODULES} if lookup(n) is not None)
-
-
-def check_name(name: Any) -> str:
-    """``name`` if an executor of that name is available, else a clear ConfigError."""
-    if not isinstance(name, str) or lookup(name) is None:
-        raise errors.ConfigError(
-            f"executor: {name!r} is not available in this agent (available: "
-            f"{', '.join(available())})", field="executor")
-    return name
-
-
 def create(config: AgentConfig, api: WorkerAPI) -> Executor:
     """The executor the agent's config names."""
     cls = lookup(check_name(config.executor))
-    assert cls is not None
+    assert cls is not None and issubclass(cls, Executor)
     return cls(config, api)
 

@@ -27,7 +27,7 @@ from runyard.agent.executor import RUNNING, Executor, Handle, Poll, register
 
 if TYPE_CHECKING:
     from runyard.agent.api import WorkerAPI
-    from runyard.agent.daemon import AgentConfig
+    from runyard.agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from runyard.slurm_options import SlurmOptions
 
 if TYPE_CHECKING:
     from runyard.agent.api import WorkerAPI
-    from runyard.agent.daemon import AgentConfig
+    from runyard.agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
 
