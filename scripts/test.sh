@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh machine, runs the lint and type checks
-# (scripts/check), then the whole suite.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k queue).
+# Installs everything the test suite needs on a fresh machine, then runs the whole suite with
+# the lint and type checks (scripts/check) beside it; fails when either fails.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k queue, scripts/test.sh tests/unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -10,5 +10,20 @@ ensure_postgres
 ensure_chromium
 ensure_slurm
 ensure_venv test
-scripts/check
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+# The checks (mypy: about a minute of CPU from a cold cache) run beside the tests, which wait
+# on processes much of the time; their output follows the tests'.
+check_log=$(mktemp)
+nice -n 5 scripts/check >"$check_log" 2>&1 &
+check_pid=$!
+# The tests run in parallel (pytest-xdist): many of them wait on server, agent and browser
+# processes, so more workers than cores pay. Tests go to workers one by one in the order
+# tests/conftest.py gives them (slow ones first), except that a module's tests that share a
+# module-scoped server or browser stay on one worker (loadgroup), so it starts once.
+# A later -n in the arguments wins: scripts/test.sh -n 0 runs the tests serially.
+status=0
+"$VENV/bin/python" -m pytest -p no:cacheprovider -n 4 --dist loadgroup \
+  --no-loadscope-reorder "$@" || status=$?
+wait "$check_pid" || status=1
+cat "$check_log" >&2
+rm -f "$check_log"
+exit "$status"

@@ -28,6 +28,33 @@ if os.environ.get("CI") and not PG_AVAILABLE:
     raise RuntimeError(f"PostgreSQL is required in CI but {PG_ADMIN_URL} is not reachable")
 
 
+#: Where each tier's tests start in the run: real processes first, so that under pytest-xdist
+#: (scripts/test.sh) the many quick unit tests fill the workers' last minutes instead of one
+#: slow end-to-end test running alone at the end.
+_TIER_ORDER = {"e2e": 0, "integration": 1, "unit": 2}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Orders the tests (slow ones, then by tier) and keeps on one xdist worker the tests of a
+    module that share a module-scoped fixture (a server, a browser), so it starts once; the
+    other tests are spread one by one (``--dist loadgroup``)."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        tier = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
+        return (0 if item.get_closest_marker("slow") else 1, _TIER_ORDER.get(tier, 3))
+
+    items.sort(key=rank)  # stable: within a rank, the order of the files
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(defs[-1].scope in ("module", "class", "package")
+                     for name in info.names_closure if (defs := info.name2fixturedefs.get(name)))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
                    ) -> None:

@@ -1,7 +1,9 @@
-"""End-to-end fixtures: real ``runyard server`` processes on 127.0.0.1 and a headless browser.
+"""End-to-end fixtures: real ``runyard server`` processes on 127.0.0.1, agents and a headless
+browser.
 
-Leases last 120 s unless a test asks for less: a loaded machine can pause a process for
-seconds, and a lease that lapses then fails a test that never meant it to.
+Leases last 120 s unless a test asks for less (``@pytest.mark.lease(seconds)`` on a test or a
+module): a loaded machine can pause a process for seconds, and a lease that lapses then fails a
+test that never meant it to.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from runyard.sdk import http_sink
+
+from ..support.agents import AgentProc, Api
 from ..support.live_server import LiveServer
 from ..support.server_api import admin
 from ..support.ui import chromium
@@ -40,6 +45,43 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = LiveServer(tmp_path_factory.mktemp("shared-server")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _sdk_close_waits_for_a_loaded_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP-mode run's ``close()`` waits up to 5 s for the server to take what is left, then
+    leaves the rest spooled for ``runyard sync``: on a loaded machine a reachable server can
+    take longer than that. Tests of that wait set it themselves."""
+    monkeypatch.setattr(http_sink, "CLOSE_WAIT_S", 60.0)
+
+
+@pytest.fixture
+def own_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server process for this test alone: for modules whose tests start agents (an agent
+    claims whatever is queued, so no other test's runs may be there), which say so with
+    ``@pytest.fixture def server(own_server): return own_server``."""
+    marker = request.node.get_closest_marker("lease")
+    stale_after_s = float(marker.args[0]) if marker else 120.0
+    server = LiveServer(tmp_path / "server", stale_after_s=stale_after_s).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[Api]:
+    """A client of the module's ``server`` for the agent tests (tests/support/agents.py)."""
+    client = Api(server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProc]]:
+    """Agent processes a test starts; each is stopped when the test ends."""
+    started: list[AgentProc] = []
+    yield started
+    for agent in started:
+        agent.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import pytest
 from ..support.agents import AgentProc, Api, pid_alive, training_pid, write_train_script
 from ..support.live_server import LiveServer, free_port
 
-pytestmark = pytest.mark.timeout(120)
-
 
 def _runyard(*args: str, env: dict[str, str] | None = None,
              timeout: float = 30) -> subprocess.CompletedProcess[str]:

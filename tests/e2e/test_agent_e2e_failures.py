@@ -21,16 +21,6 @@ from ..support.agents import (
 )
 from ..support.live_server import LiveServer
 
-pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProc]]:
-    started: list[AgentProc] = []
-    yield started
-    for agent in started:
-        agent.stop()
-
 
 @pytest.fixture
 def orphans() -> Iterator[list[int]]:
@@ -70,7 +60,7 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         time.sleep(1.0)  # a few heartbeats, so the lease was just renewed
         first.signal(signal.SIGKILL)
         killed_at = time.time()
-        first.wait(5)
+        first.wait(30)
         agents.append(AgentProc(server, token, "survivor", tmp_path / "w2"))
         run = api.wait(rid, {"completed"}, timeout=60)
         assert run["host_id"] == "survivor" and run["attempt"] == 2
@@ -78,8 +68,9 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         lost = [e for e in events if e["details"].get("reason") == "lost"]
         assert [(e["status"], e["attempt"]) for e in lost] == [("queued", 1)]
         # Not before the lease lapsed: the last heartbeat came at most stale/4 before the kill.
+        # (The bound above is loose: a loaded machine can delay the server's sweep by seconds.)
         waited = _epoch(lost[0]["at"]) - killed_at
-        assert STALE * 0.75 - 0.3 <= waited <= STALE + STALE, waited
+        assert STALE * 0.75 - 0.3 <= waited <= STALE + 30, waited
         assert events[-1]["status"] == "completed" and events[-1]["attempt"] == 2
         # At each step the newest attempt's point counts; attempt 1's points are kept.
         assert collections.Counter(p["attempt"] for p in api.metrics(rid)) == {2: 30}
@@ -192,7 +183,7 @@ def test_lease_lost_during_an_outage_stops_the_process_and_drops_the_spool(
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
         pid = training_pid(first, rid, 1)
         server.kill()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "spooling" not in first.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "spooling" in first.log()  # training goes on, the agent keeps what it reads
@@ -235,12 +226,12 @@ def test_restarted_agent_stops_what_its_killed_predecessor_left_running(
         pid = training_pid(first, rid, 1)
         orphans.append(pid)
         first.signal(signal.SIGKILL)
-        first.wait(5)
+        first.wait(30)
         time.sleep(0.5)
         assert pid_alive(pid)  # its own session: it outlives the agent
         again = AgentProc(server, token, "box", tmp_path / "work")
         agents.append(again)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not pid_alive(pid)
@@ -275,7 +266,7 @@ def test_a_run_that_ended_before_the_agent_was_stopped_is_not_requeued(
         finally:
             server.proc.send_signal(signal.SIGCONT)
         assert agent.wait(40) == 0
-        run = api.wait(rid, {"completed", "failed", "queued"}, timeout=10)
+        run = api.wait(rid, {"completed", "failed", "queued"}, timeout=30)
         assert run["status"] == "completed" and run["attempt"] == 1, run
         assert {a["name"] for a in api.http.get(f"/v1/runs/{rid}/artifacts").json()["items"]} \
             == {"artifacts.tar.zst"}

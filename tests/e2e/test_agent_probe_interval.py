@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,12 @@ from runyard.agent.local_executor import LocalHandle
 from ..support.agents import Api
 from ..support.live_server import LiveServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.lease(60)
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    return own_server  # each test its own: its agents claim whatever is queued
 
 
 def _submit(api: Api, **extra: Any) -> str:

@@ -28,7 +28,7 @@ import pytest
 from ..support.agents import Api
 from ..support.live_server import LiveServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.lease(60)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,17 +74,8 @@ def _nobody() -> pwd.struct_passwd:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    return own_server  # each test its own: its agents claim whatever is queued
 
 
 @pytest.fixture

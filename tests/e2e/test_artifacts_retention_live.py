@@ -17,7 +17,7 @@ from runyard.sdk import settings
 from ..support.agents import AgentProc, Api
 from ..support.live_server import LiveServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.lease(60)
 
 #: Registers one checkpoint per entry of ``checkpoints`` ({"step", "loss", "data"}), each in
 #: its own file, in ``checkpoints.jsonl`` for the agent to upload at exit.
@@ -40,17 +40,8 @@ CHECKPOINT_SCRIPT = textwrap.dedent('''
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    return own_server  # each test its own: its agents claim whatever is queued
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,6 @@ import pytest
 from ..support.agents import pid_alive, write_train_script
 from ..support.live_server import free_port
 
-pytestmark = pytest.mark.timeout(120)
-
 
 class Up:
     """One ``python -m runyard up`` process; its stdout and stderr go to files."""

@@ -51,13 +51,13 @@ def run_writers(store: SQLiteStore, n: int, body: Any) -> tuple[dict[int, BaseEx
 
     def writer(i: int) -> None:
         if i:
-            first_in.wait(10)
+            first_in.wait(30)
         try:
             with store.transaction() as tx:
                 groups[i] = store.group_commit._group
                 if i == 0:
                     first_in.set()
-                    deadline = time.monotonic() + 10
+                    deadline = time.monotonic() + 30
                     queue = store.group_commit._turn._queue
                     while len(queue) < n - 1 and time.monotonic() < deadline:
                         time.sleep(0.005)
@@ -170,11 +170,12 @@ def test_a_failed_commit_reaches_every_writer_of_the_group(sqlite_store: SQLiteS
     assert sorted(failures) == sorted(shared)
     assert all(isinstance(e, errors.StoreError) and "FOREIGN KEY" in str(e)
                for e in failures.values())
-    assert hosts_in(sqlite_store.url) == {f"host-{i}" for i in range(4) if i not in shared}
+    kept = {f"host-{i}" for i in range(4) if i not in shared}
+    assert hosts_in(sqlite_store.url) == kept
     # The store goes on working afterwards.
     with sqlite_store.transaction() as tx:
         tx.upsert_worker(worker_row("after"))
-    assert hosts_in(sqlite_store.url) == {"after"}
+    assert hosts_in(sqlite_store.url) == kept | {"after"}
 
 
 def test_writers_keep_one_connection_which_close_gives_back(tmp_path: Path) -> None:

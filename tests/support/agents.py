@@ -177,8 +177,9 @@ class Api:
         return str(resp.json()["data"])
 
     def wait(self, run_id: str, until: Callable[[dict[str, Any]], bool] | Iterable[str],
-             timeout: float = 30.0) -> dict[str, Any]:
-        """Poll the run until ``until`` holds (or its status is one of ``until``)."""
+             timeout: float = 90.0) -> dict[str, Any]:
+        """Poll the run until ``until`` holds (or its status is one of ``until``); the deadline
+        is generous because a loaded machine can take tens of seconds to start an agent."""
         check = until if callable(until) else (lambda r, s=set(until): r["status"] in s)
         deadline = time.monotonic() + timeout
         run: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,10 +16,36 @@ import httpx
 ADMIN_TOKEN = "ry_test_operator_token_0123456789abcdef"
 
 
+#: Ports handed to servers come from below the kernel's ephemeral range (32768-60999 on Linux),
+#: so no outgoing connection's source port can take one between the check and the server's bind,
+#: and each pytest-xdist worker has its own band, so no two workers ever hand out the same port.
+_PORT_BASE, _PORT_BAND = 10_000, 1_500
+_next_port: list[int] = []
+
+
+def _band() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3" under xdist
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    start = _PORT_BASE + (index % 14) * _PORT_BAND
+    return range(start, start + _PORT_BAND)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port on 127.0.0.1 that nothing listens on and no other test of this run is given."""
+    band = _band()
+    if not _next_port:
+        # A random start, so that two test runs side by side on one machine rarely meet.
+        _next_port.append(band.start + secrets.randbelow(len(band)))
+    for _ in range(len(band)):
+        port = _next_port[0]
+        _next_port[0] = band.start + (port + 1 - band.start) % len(band)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use (or still in TIME_WAIT): the next one
+                continue
+            return port
+    raise RuntimeError(f"no free port in {band}")
 
 
 class LiveServer:
@@ -37,7 +64,7 @@ class LiveServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
-    def start(self, timeout: float = 60.0) -> LiveServer:
+    def start(self, timeout: float = 120.0) -> LiveServer:
         args = [sys.executable, "-m", "runyard", "server", "--host", "127.0.0.1",
                 "--port", str(self.port), "--data-dir", str(self.data_dir),
                 "--stale-after-s", str(self.stale_after_s), *self.extra_args]
