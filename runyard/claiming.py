@@ -15,6 +15,7 @@ batch holds many claims of few kinds, and a query per claim would be most of its
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import secrets
 from collections import Counter
@@ -35,6 +36,8 @@ class Claim:
     attempt: int
     lease: str
     lease_expires_at: float
+    #: The attempt's own credential (docs/security.md): handed out once, in the claim answer.
+    attempt_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +49,34 @@ class Ask:
     actor: str
 
 
-def grant(run: Row, host_id: str, now: float, actor: str, lease_s: float) -> Grant:
+ATTEMPT_TOKEN_PREFIX = models.ATTEMPT_TOKEN_PREFIX
+
+
+def attempt_token_hash(secret: str) -> str:
+    """What the store keeps of an attempt's credential (as of a token: its sha256)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def grant(run: Row, host_id: str, now: float, actor: str, lease_s: float,
+          token: str | None = None) -> Grant:
     """The next attempt of ``run`` (as read in this transaction) for ``host_id``, with a
-    fresh lease that lapses ``lease_s`` from ``now``."""
+    fresh lease that lapses ``lease_s`` from ``now`` (and the hash of ``token``, the
+    attempt's own credential, when one is given)."""
     return Grant(run_id=run["id"], attempt_id=submission.new_id(),
                  number=int(run["attempt"]) + 1, seq=int(run["event_seq"]) + 1,
                  host_id=host_id, lease=secrets.token_hex(16),
-                 lease_expires_at=now + lease_s, at=now, actor=actor)
+                 lease_expires_at=now + lease_s, at=now, actor=actor,
+                 token_hash=None if token is None else attempt_token_hash(token))
 
 
-def claim_of(run: Row, g: Grant) -> Claim:
+def new_attempt_token() -> str:
+    return ATTEMPT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def claim_of(run: Row, g: Grant, token: str | None = None) -> Claim:
     """The worker's answer for the run it was granted (``run`` as read before the grant)."""
     return Claim({**run, "attempt": g.number, "event_seq": g.seq}, g.attempt_id, g.number,
-                 g.lease, g.lease_expires_at)
+                 g.lease, g.lease_expires_at, token)
 
 
 class _Picker:
@@ -83,7 +101,8 @@ class _Picker:
                             max_vram_gib=caps.max_vram_gib, ram_gib=caps.ram_gib,
                             cpus=caps.cpus, skip_prefer_cuda=self._skips_prefer_cuda(caps),
                             labels_keys=eligibility.served_labels_keys(
-                                eligibility.effective_labels(caps, policy)))
+                                eligibility.effective_labels(caps, policy)),
+                            executor=models.run_executor_served(caps.executor))
 
     def _skips_prefer_cuda(self, caps: models.Capabilities) -> bool:
         """A worker without CUDA leaves ``prefer_cuda`` runs while a CUDA worker has room."""
@@ -189,8 +208,9 @@ class Claimer:
                 run = picker.pick(caps, policy, wf)
                 if run is None:
                     continue
-                g = grant(run, ask.host_id, now, ask.actor, self.lease_s)
+                token = new_attempt_token()
+                g = grant(run, ask.host_id, now, ask.actor, self.lease_s, token)
                 grants.append(g)
-                out[i] = claim_of(run, g)
+                out[i] = claim_of(run, g, token)
             tx.claim_runs(grants)
         return out

@@ -44,3 +44,17 @@ METRIC_STEP_MAX = 2**63 - 1
 #: Lines of stderr kept with a failure.
 STDERR_TAIL_LINES = 40
 
+
+#: Notification deliveries (docs/notifications.md). Seconds one delivery may take in all
+#: (connecting, sending and reading the answer together).
+NOTIFY_TIMEOUT_S = 10.0
+#: Attempts at one delivery before it is marked failed with its last error.
+NOTIFY_MAX_ATTEMPTS = 8
+#: Delay before the first retry; each further retry doubles it up to NOTIFY_BACKOFF_MAX_S,
+#: and each delay is drawn between its half and its whole (jitter).
+NOTIFY_BACKOFF_S = 10.0
+NOTIFY_BACKOFF_MAX_S = 1800.0
+#: Deliveries in flight at once in one server process.
+NOTIFY_CONCURRENCY = 4
+#: Seconds between two looks at the outbox for deliveries that came due.
+NOTIFY_POLL_S = 1.0

@@ -83,6 +83,12 @@ def unmet(run: Mapping[str, Any], caps: models.Capabilities,
     c = models.Constraints.from_dict(run.get("constraints") or {})
     host = caps.host_id
     out: list[str] = []
+    wanted = run.get("executor") or "agent"
+    if models.run_executor_served(caps.executor) != wanted:
+        out.append(f"executor: the run needs a {models.worker_kind_for(wanted)} agent, "
+                   f"{host} is a {caps.executor} agent")
+    if c.nodes > caps.nodes:
+        out.append(f"nodes: needs {c.nodes}, {host} offers {caps.nodes}")
     if c.needs_cuda and not caps.has_cuda:
         what = "require_cuda" if c.require_cuda else ("gpus" if c.gpus else "min_vram_gib")
         out.append(f"{what}: {host} has no CUDA GPU")
@@ -123,8 +129,15 @@ def explain(run: Mapping[str, Any], workers: Iterable[Mapping[str, Any]], *, now
     one-line summary. Shown by ``runyard show`` and ``GET /v1/runs/{id}/explain``."""
     out: dict[str, Any] = {"run": run["id"], "status": run["status"], "workers": []}
     eligible = []
+    kind = models.worker_kind_for(run.get("executor") or "agent")
+    # A worker of the run's kind: any registered one for the fleet's local agents (an
+    # offline one is reported by its state below), a live one for the others.
+    connected = False
     for w in workers:
         caps = models.Capabilities.from_dict(w["capabilities"])
+        if caps.executor == kind and (kind == "local"
+                                      or now - w["last_seen_at"] <= stale_after_s):
+            connected = True
         policy = policy_from_row(w)
         reasons = unmet(run, caps, policy)
         slots = effective_slots(caps, policy)
@@ -138,13 +151,17 @@ def explain(run: Mapping[str, Any], workers: Iterable[Mapping[str, Any]], *, now
             state.append(f"all {slots} slots busy")
         if not reasons:
             eligible.append(w["host_id"])
-        out["workers"].append({"host_id": w["host_id"], "eligible": not reasons,
+        out["workers"].append({"host_id": w["host_id"], "executor": caps.executor,
+                               "eligible": not reasons,
                                "unmet": reasons, "state": state,
                                "slots": slots, "busy": busy})
     if run["status"] != models.Status.QUEUED.value:
         out["summary"] = f"run is {run['status']}, not waiting in the queue"
     elif not out["workers"]:
         out["summary"] = "no worker is registered yet"
+    elif not connected:
+        # Said outright: the fleet's agents can never take it, whatever they offer.
+        out["summary"] = f"no {kind} agent is connected"
     elif not eligible:
         out["summary"] = "no registered worker can ever serve this run"
     else:

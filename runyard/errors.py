@@ -14,6 +14,7 @@
     ├── StoreError               the database failed (driver error kept as __cause__)
     ├── RequestTooLarge          a request body over its endpoint's limit
     ├── TooManyRequests          over a cap on concurrent use (event streams)
+    ├── SchedulerError           a batch scheduler's command failed (Slurm's message kept)
     ├── ArtifactError            a blob failed verification or limits
     │   ├── ChecksumMismatch
     │   └── TooLarge
@@ -141,6 +142,18 @@ class TooManyRequests(RunyardError):
     """Too many concurrent requests of this kind; retry later."""
 
     http_status = 429
+
+
+class SchedulerError(RunyardError):
+    """The batch scheduler refused or failed the request."""
+
+    http_status = 502
+
+    def __init__(self, message: str | None = None, *, command: str = "",
+                 returncode: int | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.command = command
+        self.returncode = returncode
 
 
 class ArtifactError(RunyardError):

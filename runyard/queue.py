@@ -1,9 +1,12 @@
 """The run lifecycle (docs/lifecycle.md): submit, claim, heartbeat, complete, fail, stop,
 cancel, requeue, restart, delete, sweep and explain.
 
-Every rule of what may happen to a run lives here, written against the narrow
-:class:`runyard.store.base.Transaction`; which run a claim gets is :mod:`runyard.claiming`'s,
-and why a run waits is :mod:`runyard.eligibility`'s. Each public method is one transaction:
+Every rule of what may happen to a run lives here or in a module of its own, written against
+the narrow :class:`runyard.store.base.Transaction`: a status change and its event in
+:mod:`runyard.transitions`, stops and cancels in :mod:`runyard.stops`, requeue and restart in
+:mod:`runyard.restarts`, runs no agent ran in :mod:`runyard.local_runs`, checkpoint requests in
+:mod:`runyard.checkpoint_requests`. Which run a claim gets is :mod:`runyard.claiming`'s, and
+why a run waits is :mod:`runyard.eligibility`'s. Each public method is one transaction:
 it either happens entirely, with its events, or not at all. Lock order is always run, then
 attempt, so PostgreSQL never deadlocks on us.
 """
@@ -15,13 +18,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from runyard import claiming, defaults, eligibility, errors, fleet, models, retry, submission
+from runyard import (
+    checkpoint_requests,
+    claiming,
+    defaults,
+    eligibility,
+    errors,
+    fleet,
+    local_runs,
+    models,
+    restarts,
+    retry,
+    stops,
+    submission,
+    transitions,
+)
 from runyard.models import Reason, Status
+from runyard.stops import STOP_INTENTS
 from runyard.store.base import Row, Store, Transaction
+from runyard.transitions import SYSTEM, Observer
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system"
+#: Names of the lifecycle's parts that callers import from here.
+__all__ = ["STOP_INTENTS", "SYSTEM", "Observer", "Queue"]
 
 
 class Queue:
@@ -40,6 +60,8 @@ class Queue:
         #: The worker registry the claims read (registration, drain, host policies).
         self.fleet = fleet.Fleet(store, clock=clock)
         self._grace_due = False
+        #: Told of every status change and snapshot, in its transaction (the server sets it).
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ submit
     def submit(self, request: Mapping[str, Any], *, actor: str = SYSTEM,
@@ -59,8 +81,8 @@ class Queue:
             bp = tx.get_blueprint(bp_name) if isinstance(bp_name, str) else None
             row = submission.build_run(request, bp, owner=owner or actor, now=now)
             tx.insert_run(row)
-            self._event(tx, row["id"], "status", Status.QUEUED, actor, 0, now,
-                        {"priority": row["priority"]})
+            transitions.event(tx, row["id"], "status", Status.QUEUED, actor, 0, now,
+                              {"priority": row["priority"]})
             created = tx.lock_run(row["id"])
         assert created is not None
         return created, True
@@ -70,49 +92,19 @@ class Queue:
         """Create a run started by hand (notebook, script): it is running already, with an
         attempt and a lease held by the caller, so it has the same lifecycle as a scheduled one."""
         host_id, now = models.local_host(host_id), self.clock()  # never a worker's slots
-        req = {**request, "executor": "local"}
         with self.store.transaction() as tx:
-            row = submission.build_run(req, None, owner=owner or actor, now=now)
-            row.update(status=Status.QUEUED.value, workdir=workdir)
-            tx.insert_run(row)
-            self._event(tx, row["id"], "status", Status.QUEUED, actor, 0, now,
-                        {"executor": "local"})
-            queued = tx.lock_run(row["id"])
-            assert queued is not None
-            grant = claiming.grant(queued, host_id, now, actor, self.stale_after_s)
-            tx.claim_runs([grant])
-            tx.update_run(row["id"], {"status": Status.RUNNING.value, "started_at": now})
-            tx.update_attempt(grant.attempt_id, {"running_at": now})
-            self._event(tx, row["id"], "status", Status.RUNNING, actor, grant.number, now,
-                        {"worker": host_id, "executor": "local"})
-            run = tx.lock_run(row["id"])
-        assert run is not None
-        return claiming.Claim(run, grant.attempt_id, grant.number, grant.lease,
-                              grant.lease_expires_at)
+            return local_runs.start(tx, request, host_id=host_id, actor=actor, owner=owner,
+                                    workdir=workdir, now=now, lease_s=self.stale_after_s)
 
     def record_ended(self, run: Row, attempts: Sequence[Row], events: Sequence[Row], *,
                      actor: str, origin: str) -> tuple[Row, bool]:
         """Create a run that ran and ended elsewhere (``runyard sync``) with its ended
         attempts and its events in their own sequence, then an ``imported`` event. Returns
         ``(run, created)``: a known id returns the existing run and changes nothing."""
-        status = Status(run["status"])
-        if not status.is_terminal or any(a["active"] for a in attempts):
-            raise errors.Conflict(f"run {run['id']} is {status.value}: only ended runs are "
-                                  "recorded")
+        local_runs.check_ended(run, attempts)
         with self.store.transaction() as tx:
-            existing = tx.lock_run(run["id"])
-            if existing is not None:
-                return existing, False
-            tx.insert_run({**run, "event_seq": len(events)})
-            for att in attempts:
-                tx.insert_attempt(att)
-            for seq, ev in enumerate(events, 1):
-                tx.insert_event({**ev, "run_id": run["id"], "seq": seq})
-            self._event(tx, run["id"], "imported", status, actor, run["attempt"], self.clock(),
-                        {"origin": origin, "executor": run["executor"]})
-            out = tx.lock_run(run["id"])
-        assert out is not None
-        return out, True
+            return local_runs.record_ended(tx, run, attempts, events, actor=actor,
+                                           origin=origin, now=self.clock())
 
     # ------------------------------------------------------------------ claim
     def claim(self, host_id: str, *, free_slots: int | None = None,
@@ -171,7 +163,7 @@ class Queue:
     def heartbeat(self, attempt_id: str, lease: str, *, running: bool = False,
                   actor: str = SYSTEM) -> models.StopOrder:
         """Extend the lease; with ``running``, mark a claimed run as running. The answer says
-        whether to stop."""
+        whether to stop, and whether a checkpoint is asked for."""
         now = self.clock()
         peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
@@ -186,13 +178,18 @@ class Queue:
                 values["stop_ack"] = True
             tx.update_attempt(attempt_id, values)
             tx.update_worker(att["host_id"], {"last_seen_at": now})
+        asked = run["checkpoint_requested_at"]
         if run["status"] == Status.STOPPING.value:
             deadline = run["stop_deadline"] or now
-            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now))
-        return models.StopOrder(expires)
+            return models.StopOrder(expires, True, run["stop_intent"], max(0.0, deadline - now),
+                                    checkpoint_requested_at=asked)
+        return models.StopOrder(expires, checkpoint_requested_at=asked)
 
-    def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any]) -> None:
-        """Keep a progress snapshot (history and latest); a new step clears ``stalled``."""
+    def record_progress(self, attempt_id: str, lease: str, snapshot: Mapping[str, Any], *,
+                        renew_lease: bool = True) -> None:
+        """Keep a progress snapshot (history and latest); a new step clears ``stalled``.
+        ``renew_lease=False`` for reports from the training process itself (a Kubeflow
+        trainer status): only its supervisor keeps the attempt alive."""
         now = self.clock()
         peek = self._peek(attempt_id, now)
         with self.store.transaction() as tx:
@@ -210,12 +207,15 @@ class Queue:
                 values["last_step_at"] = now
                 if run["stalled"]:
                     values["stalled"] = False
-                    self._event(tx, run["id"], "resumed", Status(run["status"]), SYSTEM,
-                                att["number"], now, {"step": step})
+                    transitions.event(tx, run["id"], "resumed", Status(run["status"]),
+                                      SYSTEM, att["number"], now, {"step": step})
             elif run["last_step_at"] is None:
                 values["last_step_at"] = now
             tx.update_run(run["id"], values)
-            tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
+            if renew_lease:
+                tx.update_attempt(attempt_id, {"lease_expires_at": now + self.stale_after_s})
+            if self.observer is not None:
+                self.observer.on_progress(tx, run, att["number"], snapshot)
 
     def complete(self, attempt_id: str, lease: str, *, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None, actor: str = SYSTEM) -> Row:
@@ -261,7 +261,7 @@ class Queue:
                 reason = Reason.PREEMPTED
             elif intent in ("stop", "cancel", "restart"):
                 reason = Reason.STOPPED
-            elif intent == "rule":
+            elif intent in ("rule", "fail"):
                 reason = Reason.RULE
         tx.update_attempt(att["id"], {
             "active": False, "ended_at": now, "termination_reason": reason.value,
@@ -271,7 +271,7 @@ class Queue:
                 "decision": decision.why, **(details or {})}
         extra: dict[str, Any] = {"termination_reason": reason.value, "exit_code": exit_code,
                                  "stop_intent": None, "stop_deadline": None,
-                                 "stop_requested_at": None}
+                                 "stop_requested_at": None, "checkpoint_requested_at": None}
         if decision.requeue:
             if decision.counts_as_error_restart:
                 extra["error_restarts"] = int(run["error_restarts"]) + 1
@@ -288,57 +288,52 @@ class Queue:
     def stop(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S, actor: str = SYSTEM,
              intent: str = "stop") -> Row:
         """Ask a run to stop within ``grace_s``; a queued run is cancelled at once."""
-        if intent not in ("stop", "preempt", "rule", "cancel"):
-            raise errors.ValidationError(f"intent: unknown stop intent {intent!r}", field="intent")
-        if isinstance(grace_s, bool) or not isinstance(grace_s, int | float) or grace_s < 0:
-            raise errors.ValidationError("grace_seconds: expected a number >= 0",
-                                         field="grace_seconds")
-        now = self.clock()
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            status = Status(run["status"])
-            if status is Status.QUEUED:
-                self._move(tx, run, Status.CANCELLED, actor, now, {"intent": intent},
-                           extra={"ended_at": now})
-            elif status is Status.STOPPING:
-                # A second stop may only shorten the grace period.
-                deadline = min(run["stop_deadline"] or now + grace_s, now + grace_s)
-                tx.update_run(run_id, {"stop_deadline": deadline, "updated_at": now})
-            elif status.is_active:
-                self._move(tx, run, Status.STOPPING, actor, now,
-                           {"intent": intent, "grace_s": grace_s},
-                           extra={"stop_intent": intent, "stop_requested_at": now,
-                                  "stop_deadline": now + grace_s})
-            else:
-                raise errors.IllegalTransition(status.value, Status.STOPPING.value, run_id=run_id)
+            self.stop_in(tx, run_id, grace_s=grace_s, actor=actor, intent=intent)
             out = tx.lock_run(run_id)
         assert out is not None
         return out
 
+    def stop_in(self, tx: Transaction, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
+                actor: str = SYSTEM, intent: str = "stop",
+                details: Mapping[str, Any] | None = None) -> None:
+        """:meth:`stop` inside the caller's transaction (a rule's action); ``details`` join
+        the status event's."""
+        stops.stop(tx, run_id, now=self.clock(), observer=self.observer, grace_s=grace_s,
+                   actor=actor, intent=intent, details=details)
+
+    def request_checkpoint(self, run_id: str, *, actor: str = SYSTEM,
+                           details: Mapping[str, Any] | None = None) -> Row:
+        """Ask a running run's training loop to save a checkpoint; the next heartbeat tells
+        its agent (or its SDK). Asking while a request is pending changes nothing. A run that
+        is not ``running`` is refused (409). ``details`` go into the event (a rule's name)."""
+        with self.store.transaction() as tx:
+            checkpoint_requests.request(tx, transitions.lock(tx, run_id), now=self.clock(),
+                                        actor=actor, details=details)
+            out = tx.lock_run(run_id)
+        assert out is not None
+        return out
+
+    def checkpoint_recorded(self, run_id: str, attempt: int, details: Mapping[str, Any], *,
+                            actor: str = SYSTEM) -> int:
+        """The ``checkpoint`` event of a checkpoint the attempt registered, which answers
+        (clears) a pending request of that attempt; returns the event's sequence number."""
+        with self.store.transaction() as tx:
+            return checkpoint_requests.recorded(tx, transitions.lock(tx, run_id), attempt,
+                                                details, now=self.clock(), actor=actor)
+
     def preempt(self, run_id: str, *, grace_s: float = defaults.STOP_GRACE_S,
                 actor: str = SYSTEM) -> Row:
-        """Stop a run so that it is requeued (counts against ``max_attempts``)."""
+        """Stop an active agent run so that it is requeued: its process saves what it needs
+        on the stop file or SIGTERM and exits; the attempt ends ``preempted`` whatever its
+        exit (counts against ``max_attempts``, never as an error)."""
         return self.stop(run_id, grace_s=grace_s, actor=actor, intent="preempt")
 
     def cancel(self, run_id: str, *, actor: str = SYSTEM) -> Row:
         """Cancel a run that has not started running; running runs must be stopped instead."""
         now = self.clock()
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            status = Status(run["status"])
-            if status is Status.CLAIMED:
-                # The worker has not started it yet: end the attempt; its lease is now fenced.
-                if run["attempt_id"]:
-                    tx.update_attempt(run["attempt_id"], {
-                        "active": False, "ended_at": now,
-                        "termination_reason": Reason.STOPPED.value})
-                self._move(tx, run, Status.CANCELLED, actor, now, {},
-                           extra={"ended_at": now, "termination_reason": Reason.STOPPED.value})
-            elif status is Status.QUEUED:
-                self._move(tx, run, Status.CANCELLED, actor, now, {}, extra={"ended_at": now})
-            else:
-                raise errors.IllegalTransition(status.value, Status.CANCELLED.value,
-                                               run_id=run_id)
+            stops.cancel(tx, run_id, now=now, observer=self.observer, actor=actor)
             out = tx.lock_run(run_id)
         assert out is not None
         return out
@@ -347,12 +342,7 @@ class Queue:
         """Put a failed, stopped or cancelled run back in the queue with a fresh retry budget."""
         now = self.clock()
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            self._check_schedulable(run, "requeued")
-            self._move(tx, run, Status.QUEUED, actor, now, {"requeued_by": actor}, extra={
-                "queued_at": now, "ended_at": None, "attempt_id": None, "no_retry": False,
-                "budget_start": run["attempt"], "error_restarts": 0,
-            })
+            restarts.requeue(tx, run_id, now=now, observer=self.observer, actor=actor)
             out = tx.lock_run(run_id)
         assert out is not None
         return out
@@ -366,29 +356,8 @@ class Queue:
         if constraints is not None:
             new = submission.constraint_columns(models.Constraints.from_dict(constraints))
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            self._check_schedulable(run, "restarted")
-            status = Status(run["status"])
-            if status.is_active:
-                if new:
-                    tx.update_run(run_id, new)
-                if status is Status.STOPPING:
-                    tx.update_run(run_id, {"stop_intent": "restart"})
-                else:
-                    self._move(tx, run, Status.STOPPING, actor, now,
-                               {"intent": "restart", "grace_s": grace_s},
-                               extra={"stop_intent": "restart", "stop_requested_at": now,
-                                      "stop_deadline": now + grace_s})
-            elif status is Status.QUEUED:
-                if new:
-                    tx.update_run(run_id, {**new, "updated_at": now})
-                    self._event(tx, run_id, "resources", status, actor, run["attempt"], now,
-                                {"constraints": new["constraints"]})
-            else:
-                self._move(tx, run, Status.QUEUED, actor, now, {"restarted_by": actor},
-                           extra={**new, "queued_at": now, "ended_at": None, "attempt_id": None,
-                                  "no_retry": False, "budget_start": run["attempt"],
-                                  "error_restarts": 0})
+            restarts.restart(tx, run_id, now=now, observer=self.observer, new=new,
+                             grace_s=grace_s, actor=actor)
             out = tx.lock_run(run_id)
         assert out is not None
         return out
@@ -397,7 +366,7 @@ class Queue:
         """Delete an ended run with everything it owns. Returns the sha256 of blobs that no
         other run refers to any more (the caller removes them from the blob store)."""
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
+            run = transitions.lock(tx, run_id)
             if Status(run["status"]).is_active:
                 raise errors.Conflict(
                     f"run {run_id} is {run['status']}: stop it before deleting it")
@@ -412,9 +381,25 @@ class Queue:
         """Record a non-status event (warning, checkpoint, rule hit...) in the run's sequence."""
         now = self.clock()
         with self.store.transaction() as tx:
-            run = self._lock(tx, run_id)
-            return self._event(tx, run_id, kind, Status(run["status"]), actor, run["attempt"],
-                               now, details)
+            run = transitions.lock(tx, run_id)
+            return transitions.event(tx, run_id, kind, Status(run["status"]), actor,
+                                     run["attempt"], now, details)
+
+    def edit(self, run_id: str, request: Mapping[str, Any], *, actor: str = SYSTEM) -> Row:
+        """Change a run's name, notes or tags (checked as at submission) and record an
+        ``edited`` event naming what changed; returns the run."""
+        values = submission.edit_values(request)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            run = transitions.lock(tx, run_id)
+            changed = sorted(k for k, v in values.items() if run[k] != v)
+            if changed:
+                tx.update_run(run_id, {**values, "updated_at": now})
+                # The notes themselves stay out of the event: they may be long.
+                shown = {k: values[k] for k in changed if k != "notes"}
+                transitions.event(tx, run_id, "edited", Status(run["status"]), actor,
+                                  run["attempt"], now, {"changed": changed, **shown})
+            return {**run, **values, "updated_at": now if changed else run["updated_at"]}
 
     # ------------------------------------------------------------------ housekeeping
     def note_outage(self) -> None:
@@ -453,8 +438,9 @@ class Queue:
                 if run is None or run["stalled"] or run["status"] != Status.RUNNING.value:
                     continue
                 tx.update_run(cand["id"], {"stalled": True, "updated_at": now})
-                self._event(tx, cand["id"], "stalled", Status.RUNNING, SYSTEM, run["attempt"],
-                            now, {"no_step_for_s": round(now - cand["last_step_at"], 3)})
+                transitions.event(tx, cand["id"], "stalled", Status.RUNNING, SYSTEM,
+                                  run["attempt"], now,
+                                  {"no_step_for_s": round(now - cand["last_step_at"], 3)})
                 result.stalled.append(cand["id"])
         return result
 
@@ -467,34 +453,8 @@ class Queue:
                                    stale_after_s=self.stale_after_s)
 
     # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _check_schedulable(run: Row, action: str) -> None:
-        """Refuse to queue a local run again: it has no command, so no agent can run it."""
-        if run["executor"] == "local":
-            raise errors.NotSchedulable(
-                f"run {run['id']} is a local run: only the process that started it can run "
-                f"it, so it cannot be {action}; start it again from its script or notebook",
-                run_id=run["id"])
-
-    def _lock(self, tx: Transaction, run_id: str) -> Row:
-        run = tx.lock_run(run_id)
-        if run is None:
-            raise errors.NotFound(f"no run {run_id!r}")
-        return run
-
     def _move(self, tx: Transaction, run: Row, target: Status, actor: str, now: float,
               details: Mapping[str, Any], *, extra: Mapping[str, Any] | None = None,
               attempt: int | None = None) -> None:
-        current = Status(run["status"])
-        models.check_transition(current, target, run_id=run["id"])
-        values = {"status": target.value, "updated_at": now, **(extra or {})}
-        if not tx.update_run(run["id"], values, expect_status=[current.value]):
-            raise errors.IllegalTransition(current.value, target.value, run_id=run["id"])
-        self._event(tx, run["id"], "status", target, actor,
-                    run["attempt"] if attempt is None else attempt, now, details)
-
-    @staticmethod
-    def _event(tx: Transaction, run_id: str, kind: str, status: Status, actor: str,
-               attempt: int, now: float, details: Mapping[str, Any] | None) -> int:
-        return tx.append_event(run_id, kind=kind, status=status.value, actor=actor,
-                               attempt=attempt, at=now, details=details)
+        transitions.move(tx, run, target, actor, now, details, observer=self.observer,
+                         extra=extra, attempt=attempt)

@@ -49,7 +49,7 @@ def _decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
 
     if intent == "restart":
         return Decision(Status.QUEUED, True, "restart requested")
-    if intent in ("stop", "cancel", "preempt") and reason is Reason.COMPLETED \
+    if intent in ("stop", "cancel", "preempt", "rule", "fail") and reason is Reason.COMPLETED \
             and not stop_acknowledged:
         return Decision(Status.COMPLETED, False, "completed before the stop reached it")
     if intent in ("stop", "cancel"):
@@ -57,6 +57,8 @@ def _decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
     if intent == "preempt":
         # Whatever the exit, the work is not done: it stopped because we asked it to.
         return _system(run, budget_left, Reason.PREEMPTED)
+    if intent == "fail":
+        return Decision(Status.FAILED, False, "failed by a rule")
     if intent == "rule" or reason is Reason.RULE:
         return Decision(Status.STOPPED, False, "stopped by a rule")
     if reason is Reason.STOPPED:
@@ -68,7 +70,7 @@ def _decide(run: Mapping[str, Any], reason: Reason, exit_code: int | None,
         return Decision(Status.FAILED, False, "retries forbidden by a rule")
     if reason in SYSTEM_REASONS:
         return _system(run, budget_left, reason)
-    # user_error, setup_error
+    # user_error, setup_error, timeout, oom: the run's own doing, retried only by its policy
     if not budget_left:
         return Decision(Status.FAILED, False, f"max_attempts ({run['max_attempts']}) reached")
     codes = run.get("retry_on_exit_codes") or []

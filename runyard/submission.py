@@ -12,13 +12,19 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runyard import config_schema, defaults, eligibility, errors, models
+from runyard import config_schema, defaults, eligibility, errors, models, slurm_options
+from runyard.rules import spec as rule_spec
 
 _KNOWN = frozenset({
     "name", "project", "version", "notes", "blueprint", "command", "config", "constraints",
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s", "env", "job_key", "seed", "source", "executor", "workdir",
+    "rules", "launcher", "slurm", "tags",
 })
+#: Constraint keys a blueprint's defaults hold at their top level (as the manifest keeps them).
+_CONSTRAINT_KEYS = frozenset(models.Constraints.__dataclass_fields__)
+#: Longest ``notes`` a run may carry.
+NOTES_MAX = 10_000
 _JOB_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EXECUTORS = ("agent", "local", "slurm")
@@ -62,10 +68,23 @@ def _str(req: Mapping[str, Any], key: str, default: str, limit: int) -> str:
     value = req.get(key, default)
     if value is None:
         value = default
-    if not isinstance(value, str) or len(value) > limit:
-        raise errors.ValidationError(f"{key}: expected text of at most {limit} characters",
-                                     field=key)
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise errors.ValidationError(
+            f"{key}: expected text of at most {limit} characters (no NUL)", field=key)
     return value
+
+
+def edit_values(req: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``runs`` values of an edit (``PATCH /v1/runs/{id}``: name, notes, tags), checked
+    as at submission."""
+    out: dict[str, Any] = {}
+    if "name" in req:
+        out["name"] = models.validate_name(req["name"], "name")
+    if "notes" in req:
+        out["notes"] = _str(req, "notes", "", NOTES_MAX)
+    if "tags" in req:
+        out["tags"] = models.validate_tags(req["tags"] if req["tags"] is not None else [])
+    return out
 
 
 def validate_config(schema: Mapping[str, Any] | None, config: Any, prefix: str = "config"
@@ -130,15 +149,23 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     validate_config(blueprint.get("config_schema") if blueprint else None, config)
 
     bp_defaults: Mapping[str, Any] = (blueprint or {}).get("defaults") or {}
-    merged_constraints = dict(bp_defaults.get("constraints") or {})
+    # A manifest's blueprint keeps its constraint keys at the top of its defaults.
+    merged_constraints = {k: v for k, v in bp_defaults.items() if k in _CONSTRAINT_KEYS}
+    merged_constraints.update(bp_defaults.get("constraints") or {})
     raw_constraints = req.get("constraints") or {}
     if not isinstance(raw_constraints, Mapping):
         raise errors.ValidationError("constraints: expected an object", field="constraints")
+    if "gpus" in raw_constraints or "gpus_per_node" in raw_constraints:
+        # Two spellings of one count: the run's replaces the blueprint's, whichever it uses.
+        merged_constraints.pop("gpus", None)
+        merged_constraints.pop("gpus_per_node", None)
     merged_constraints.update(raw_constraints)
     constraints = models.Constraints.from_dict(merged_constraints)
+    launcher, slurm = _slurm_fields(req, bp_defaults, executor)
 
     policy = {**models.normalise_defaults(), **{k: v for k, v in bp_defaults.items()
-                                               if k != "constraints"}, **req}
+                                               if k != "constraints"
+                                               and k not in _CONSTRAINT_KEYS}, **req}
     codes = policy.get("retry_on_exit_codes") or []
     if not isinstance(codes, list) or not all(
             isinstance(c, int) and not isinstance(c, bool)
@@ -155,17 +182,25 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
     if job_key is not None and (not isinstance(job_key, str) or not _JOB_KEY_RE.match(job_key)):
         raise errors.ValidationError("job_key: expected 64 lowercase hex digits", field="job_key")
 
+    rules = run_rules(req.get("rules"), bp_defaults.get("rules"))
+
     seed = req.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
                              or not models.INT64_MIN <= seed <= models.INT64_MAX):
         raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
+    if command is not None:
+        from runyard.manifest.blueprint import check_placeholders
+
+        # Checked here, not when an agent claims the run and fails it with setup_error.
+        check_placeholders(command, seed=seed)
 
     return {
         "id": new_id(),
         "name": name,
         "project": project,
         "version": _str(req, "version", "", 100),
-        "notes": _str(req, "notes", "", 10_000),
+        "notes": _str(req, "notes", "", NOTES_MAX),
+        "tags": models.validate_tags(req.get("tags") or []),
         "blueprint": bp_name,
         "command": command,
         "config": dict(config),
@@ -178,6 +213,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         **constraint_columns(constraints),
         "status": models.Status.QUEUED.value,
         "executor": executor,
+        "launcher": launcher,
+        "slurm": slurm,
         "workdir": req.get("workdir"),
         "max_attempts": _int(policy, "max_attempts", defaults.MAX_ATTEMPTS, 1),
         "max_restarts_on_errors": _int(policy, "max_restarts_on_errors",
@@ -185,10 +222,46 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
         "retry_on_exit_codes": list(codes),
         "probe_interval_s": _probe_interval(req, bp_defaults),
         "stall_after_s": _positive(policy, "stall_after_s", defaults.STALL_AFTER_S),
+        "rules": rules,
         "created_at": now,
         "queued_at": now,
         "updated_at": now,
+        "status_updated_at": now,
     }
+
+
+def run_rules(own: Any, inherited: Any) -> list[dict[str, Any]] | None:
+    """The ``rules`` column of a run: its blueprint's rules (already checked when the
+    blueprint was stored), then its own (``rules`` of the request, checked here); a rule
+    of its own replaces the blueprint's of the same name. Each carries its ``source``."""
+    mine = rule_spec.parse_rules(own, "rules")
+    names = {r.name for r in mine}
+    out = [{**r, "source": "blueprint"} for r in inherited or ()
+           if isinstance(r, Mapping) and r.get("name") not in names]
+    out += [{**r.to_dict(), "source": "run"} for r in mine]
+    if len(out) > rule_spec.MAX_RULES:
+        raise errors.ValidationError(f"rules: at most {rule_spec.MAX_RULES} rules with the "
+                                     f"blueprint's, got {len(out)}", field="rules")
+    return out or None
+def _slurm_fields(req: Mapping[str, Any], bp_defaults: Mapping[str, Any],
+                  executor: str) -> tuple[str | None, dict[str, Any] | None]:
+    """``(launcher, slurm)`` of the run: a Slurm run's launcher (default ``srun``) and its
+    options over its blueprint's; ``(None, None)`` for any other run. A blueprint's Slurm
+    defaults apply to its Slurm runs only (one blueprint may run either way), but a request
+    that gives Slurm options for a run that does not go to Slurm is refused."""
+    if executor != "slurm":
+        for key in ("slurm", "launcher"):
+            if req.get(key) is not None:
+                raise errors.ValidationError(
+                    f"{key}: only a run with executor 'slurm' takes it (this run's executor "
+                    f"is {executor!r})", field=key)
+        return None, None
+    base = slurm_options.SlurmOptions.from_dict(bp_defaults.get("slurm"))
+    own = slurm_options.SlurmOptions.from_dict(req.get("slurm"))
+    launcher = req.get("launcher") or bp_defaults.get("launcher") or \
+        slurm_options.DEFAULT_LAUNCHER
+    return (slurm_options.check_launcher(launcher),
+            base.merged(own).to_dict() or None)
 
 
 def constraint_columns(constraints: models.Constraints) -> dict[str, Any]:

@@ -27,6 +27,17 @@ ensure_postgres() {
   log "warning: PostgreSQL is not reachable on 127.0.0.1:5432; its tests will be skipped"
 }
 
+ensure_slurm() {
+  # The Slurm tests start their own throwaway cluster (munged, slurmctld, two slurmd) from
+  # Debian's slurm-wlm; only the packages are installed here, nothing is started.
+  if command -v sbatch >/dev/null && command -v slurmctld >/dev/null \
+      && command -v slurmd >/dev/null && command -v munged >/dev/null; then return 0; fi
+  log "installing Debian packages: slurm-wlm munge"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurm-wlm munge >/dev/null || log "warning: slurm-wlm could not be installed; the Slurm tests will be skipped"
+}
+
 ensure_venv() {
   # $1: the extras to install, e.g. "test" or "server,demo".
   local py="${PYTHON:-python3}"

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_postgres
 ensure_chromium
+ensure_slurm
 ensure_venv test
 # The checks (mypy: about a minute of CPU from a cold cache) run beside the tests, which wait
 # on processes much of the time; their output follows the tests'.

@@ -63,6 +63,10 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
         if key.startswith("RUNYARD_") and key != "RUNYARD_TEST_PG":
             monkeypatch.delenv(key)
     monkeypatch.setenv("RUNYARD_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    # System metrics (sys/ tags) are off unless a test turns them on: a run that a loaded
+    # machine stretches past the sampling interval would otherwise grow tags and points that
+    # tests counting a run's metrics do not expect (tests/e2e/test_sysmetrics.py sets it).
+    monkeypatch.setenv("RUNYARD_SYS_INTERVAL_S", "0")
 
 
 class PgDatabases:

@@ -179,6 +179,34 @@ class WorkerAPI:
             "lease": lease, "step": step, "status": status, "name": name, "sha256": sha256,
             "size": size, "metrics": dict(metrics)}))
 
+    def download_resume(self, attempt_id: str, lease: str, dest: Any
+                        ) -> dict[str, str] | None:
+        """Write the checkpoint this attempt resumes from to the binary file ``dest``;
+        its ``X-Runyard-Checkpoint-*`` and ``X-Content-SHA256`` headers, or None (204)."""
+        what = f"GET /v1/attempts/{attempt_id}/resume"
+        try:
+            with self._client.stream("GET", f"/v1/attempts/{attempt_id}/resume",
+                                     headers={"X-Runyard-Lease": lease},
+                                     timeout=UPLOAD_TIMEOUT_S) as resp:
+                if resp.status_code >= 300:
+                    resp.read()
+                    raise http_errors.error_from_response(resp, context=what,
+                                                          lease_holder=True)
+                if resp.status_code == 204:
+                    return None
+                for chunk in resp.iter_bytes(1024 * 1024):
+                    dest.write(chunk)
+                return {k.lower(): v for k, v in resp.headers.items()
+                        if k.lower().startswith(("x-runyard-checkpoint-", "x-content-sha256"))}
+        except httpx.HTTPError as exc:
+            raise errors.TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    def placement(self, attempt_id: str, lease: str, *, external_id: str | None = None,
+                  nodes: Sequence[str] | None = None) -> dict[str, Any]:
+        """Record where the executor placed the attempt (a Slurm job id, its nodes)."""
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/placement", json={
+            "lease": lease, "external_id": external_id,
+            "nodes": None if nodes is None else list(nodes)}))
+
     def complete(self, attempt_id: str, lease: str, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/complete", json={

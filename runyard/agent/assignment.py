@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,20 @@ class Assignment:
     probe_interval_s: float | None
     seed: Any
     claimed_at: float = field(default_factory=time.time)
+    #: The attempt's own credential (docs/security.md): what an executor hands to a
+    #: supervisor that runs elsewhere (``runyard supervise``) instead of the worker token.
+    attempt_token: str | None = field(default=None, repr=False)
+    #: The claim's answer as it came, without the credential: the spec ``runyard
+    #: supervise --spec`` reads (see :meth:`spec`).
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def spec(self, launch_prefix: Sequence[str] = ()) -> dict[str, Any]:
+        """The JSON of a ``runyard supervise --spec`` file for this attempt (never holding
+        the credential: that goes in its own 0600 file or ``RUNYARD_ATTEMPT_TOKEN``)."""
+        out = dict(self.raw)
+        if launch_prefix:
+            out["launch_prefix"] = list(launch_prefix)
+        return out
 
     @property
     def run_id(self) -> str:
@@ -80,6 +94,7 @@ class Assignment:
             command = []  # refused as a setup error, with the run reported, not dropped
         env = body.get("env") or {}
         probe = body.get("probe_interval_s", run.get("probe_interval_s"))
+        token = body.get("attempt_token")
         return cls(
             run=dict(run), attempt_id=attempt["id"], number=int(attempt.get("number") or 1),
             lease=lease,
@@ -90,6 +105,8 @@ class Assignment:
             probe_interval_s=float(probe) if isinstance(probe, int | float) and probe > 0
             else None,
             seed=body.get("seed", run.get("seed")),
+            attempt_token=token if isinstance(token, str) and token else None,
+            raw={k: v for k, v in body.items() if k != "attempt_token"},
         )
 
 
@@ -107,6 +124,14 @@ class AttemptSettings:
     run_cwd: Path | None = None
     #: Start runs as this OS user (``--train-as``); None: as the agent's own.
     train_user: TrainUser | None = None
+    #: Seconds between system metric samples (``--sys-interval-s``); 0: none.
+    sys_interval_s: float = 10.0
+    #: An argv put before the run's command: a launcher (``srun ...``) that starts it on
+    #: every node of an allocation (docs/executors.md).
+    launch_prefix: tuple[str, ...] = ()
+    #: Whether a stop of the supervisor itself (an agent's exit, SIGTERM) is reported as
+    #: ``worker_shutdown``; False leaves the attempt for its executor to report.
+    report_on_shutdown: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,10 @@ class AttemptPaths:
     artifact_dir = property(lambda self: self.root / "artifacts")
     config_file = property(lambda self: self.root / "config.json")
     stop_file = property(lambda self: self.root / "STOP")
+    checkpoint_request_file = property(lambda self: self.root / "CHECKPOINT")
+    #: Kubeflow Trainer's forms (runyard.agent.trainer_status).
+    progression_file = property(lambda self: self.root / "training_progression.json")
+    trainer_token_file = property(lambda self: self.root / "trainer-status-token")
     log_dir = property(lambda self: self.root / "logs")
 
 

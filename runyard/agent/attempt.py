@@ -1,5 +1,9 @@
 """Supervising one claimed attempt, from launch to its report (docs/lifecycle.md,
-docs/progress-protocol.md).
+docs/progress-protocol.md, docs/executors.md).
+
+The one supervision code of Runyard: the local executor runs an :class:`AttemptRunner` on a
+thread per attempt, and ``runyard supervise`` (:mod:`runyard.agent.supervise`) runs one in
+its own process for an attempt claimed elsewhere (inside a Slurm allocation).
 
 :class:`AttemptRunner` prepares ``<work-dir>/<run_id>/<attempt>/``, renders the command,
 launches it under :mod:`runyard.agent.process`, and then, like rq's work horse monitor, waits
@@ -7,8 +11,10 @@ on the process one probe interval at a time: each tick reads the protocol files
 (:mod:`runyard.agent.probe`) and forwards what changed through the :class:`~runyard.outbox.Outbox`,
 from a thread of its own (:mod:`runyard.agent.sender`) so that the next lines are parsed
 while the server stores the last batch. Heartbeats go from their own thread, so a slow
-upload or a slow server can never starve the lease. After the exit it reads what is left,
-uploads the artifact bundle and the checkpoints, and reports ``complete`` or ``fail`` with
+upload or a slow server can never starve the lease; their answers bring stop orders and
+checkpoint requests (:mod:`runyard.agent.checkpoint_request`). Checkpoints the run registers
+are uploaded as they come, from a third thread. After the exit it reads what is left,
+uploads the artifact bundle and the last checkpoints, and reports ``complete`` or ``fail`` with
 the reason; the server's retry policy decides what happens next. A 409 anywhere means
 another worker owns the run now: the process is stopped and the attempt abandoned without
 a report.
@@ -27,11 +33,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, models
-from runyard.agent import orphans, process, uploads
+from runyard import errors, models, sysmetrics, timestamps
+from runyard.agent import orphans, process, resume, trainer_status, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
+from runyard.agent.checkpoint_request import RequestFile
 from runyard.agent.sender import Sender
 from runyard.manifest import blueprint
 from runyard.outbox import Outbox, Spool
@@ -45,7 +52,8 @@ LOOP_STEP_S = 0.25
 #: Agent options that must not leak into the training process (the token above all).
 AGENT_ENV = ("RUNYARD_SERVER", "RUNYARD_TOKEN", "RUNYARD_HOST_ID", "RUNYARD_SLOTS",
              "RUNYARD_LABELS", "RUNYARD_WORK_DIR", "RUNYARD_PROBE_INTERVAL_S",
-             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S")
+             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S",
+             "RUNYARD_ATTEMPT_TOKEN", "RUNYARD_ATTEMPT_TOKEN_FILE")
 
 
 class Outcome(enum.StrEnum):
@@ -65,23 +73,32 @@ class AttemptRunner:
     """Runs one attempt to its report. :meth:`run` blocks (call it in a thread)."""
 
     def __init__(self, assignment: Assignment, api: WorkerAPI, settings: AttemptSettings,
-                 gpus: Sequence[int] = (), *,
+                 gpus: Sequence[int] | None = (), *,
                  on_event: Callable[[str, AttemptRunner], None] | None = None) -> None:
         self.a = assignment
         self.api = api
         self.settings = settings
-        self.gpus = list(gpus)
+        #: GPUs to give through CUDA_VISIBLE_DEVICES; None leaves the environment's (an
+        #: allocation's scheduler set it).
+        self.gpus = None if gpus is None else list(gpus)
         self.paths = AttemptPaths(settings.work_dir / assignment.run_id / str(assignment.number))
         self.probe_interval_s = assignment.probe_interval_s or settings.probe_interval_s
         self.hb_interval_s = heartbeat_interval(assignment.stale_after_s)
         self.outcome: Outcome | None = None
         self.reason: str | None = None
+        #: Set when the attempt was left for the executor to report
+        #: (``report_on_shutdown=False``): why, and what a report would have said.
+        self.left: dict[str, Any] | None = None
         self.proc: process.ManagedProcess | None = None
         self.cwd: Path | None = None
         self._on_event = on_event
         self._uploads = uploads.Uploads(api, assignment, self.paths, self._deliver)
+        self._request = RequestFile(self.paths.checkpoint_request_file,
+                                    self.paths.checkpoints_file)
+        self._exited = threading.Event()  # the process exited: live uploads end
         self._logs = probe_mod.LogBuffer()
-        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file)
+        self._probe = probe_mod.Probe(self.paths.progress_file, self.paths.metrics_file,
+                                      progression_file=self.paths.progression_file)
         self._outbox: Outbox | None = None
         self._sender: Sender | None = None
         self._done = threading.Event()
@@ -90,6 +107,7 @@ class AttemptRunner:
         self._shutdown = False  # the agent is stopping: report worker_shutdown
         self._forced = False
         self._stop_ordered: tuple[str | None, float] | None = None
+        self._sys: sysmetrics.Recorder | None = None
         self._lock = threading.Lock()
 
     # --- control from other threads ---------------------------------------------------------
@@ -166,12 +184,22 @@ class AttemptRunner:
                 self.proc = process.start(launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
+                self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
+                                                interval_s=self.settings.sys_interval_s,
+                                                gpus=self.gpus)
+                self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
+            live = threading.Thread(target=self._live_checkpoints, daemon=True,
+                                    name=f"checkpoints-{self.a.run_id}")
+            live.start()
             try:
                 result = self._supervise(self.proc)
             finally:
                 if self.proc.result is not None:
                     orphans.forget(self.paths.root)
+                self._exited.set()
+                self._request.close()
+            live.join()  # what it uploads now is not uploaded again below
             if self._lease_lost:
                 return self._abandon()
             # What the process left unread goes a chunk a read, as while it ran (the server
@@ -192,9 +220,14 @@ class AttemptRunner:
         except LeaseLost:
             return self._abandon()
         finally:
+            trainer_status.remove_token_file(self.paths.trainer_token_file)
+            if self._sys is not None:
+                self._sys.close()
             sender.close()
             self._done.set()
+            self._exited.set()
             heart.join(timeout=self.hb_interval_s + 15)
+            self._request.close()
 
     def _prepare(self) -> tuple[process.Launch | None, str | None]:
         p = self.paths
@@ -215,6 +248,7 @@ class AttemptRunner:
                 checkpoint_dir=p.checkpoint_dir, progress_file=p.progress_file,
                 metrics_file=p.metrics_file, stop_file=p.stop_file, seed=self.a.seed,
                 name=self.a.run.get("name"), python=sys.executable)
+            argv = [*self.settings.launch_prefix, *argv]
         except (errors.ValidationError, ValueError) as exc:
             return None, getattr(exc, "message", str(exc))
         env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV}
@@ -228,8 +262,12 @@ class AttemptRunner:
             "RUNYARD_CHECKPOINT_DIR": str(p.checkpoint_dir),
             "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
             "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
-            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus),
+            "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
+            **self._resume(),
+            **self._trainer_env(),
         })
+        if self.gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
         cwd = self.settings.run_cwd or self.settings.work_dir
         named = self.a.run.get("workdir")
         if isinstance(named, str) and named:
@@ -239,6 +277,59 @@ class AttemptRunner:
                               stop_file=p.stop_file, inherit_env=False,
                               uid=user.uid if user else None, gid=user.gid if user else None,
                               groups=user.groups if user else None), None
+
+    def _trainer_env(self) -> dict[str, str]:
+        """Kubeflow Trainer's variables (runyard.agent.trainer_status): its push form with
+        this attempt's own credential, never the worker token, and its progression file."""
+        p = self.paths
+        try:
+            return trainer_status.trainer_env(
+                server=self.api.server, attempt_id=self.a.attempt_id,
+                token=self.a.attempt_token, token_file=p.trainer_token_file,
+                progression_file=p.progression_file, user=self.settings.train_user)
+        except OSError as exc:  # the push form is optional: the run goes on without it
+            log.warning("run %s: no Kubeflow trainer status credential: %s", self.a.run_id,
+                        exc)
+            self._queue("progress", {"snapshot": None, "warnings": [
+                f"KUBEFLOW_TRAINER_STATUS_TOKEN not set: its file could not be written "
+                f"({str(exc)[:500]})"]})
+            return trainer_status.trainer_env(
+                server=self.api.server, attempt_id=self.a.attempt_id, token=None,
+                token_file=p.trainer_token_file, progression_file=p.progression_file)
+
+    def _resume(self) -> dict[str, str]:
+        """``RUNYARD_RESUME_FROM``/``_STEP`` for attempt 2 and later: the checkpoint an
+        earlier attempt left (docs/lifecycle.md). One that cannot be had is a warning event
+        and a start from scratch, never a failed attempt."""
+        if self.a.number < 2:
+            return {}
+        a = self.a
+        try:
+            found = self.api.call(lambda: resume.fetch(self.api, a.attempt_id, a.lease,
+                                                       self.paths.root / "resume"), attempts=3)
+        except errors.LeaseConflict as exc:
+            self._lose_lease("resume", exc)
+            raise LeaseLost() from exc
+        except (errors.RunyardError, OSError) as exc:
+            why = getattr(exc, "message", None) or str(exc)
+            log.warning("run %s: no checkpoint to resume from: %s", a.run_id, why)
+            self._queue("progress", {"snapshot": None, "warnings": [
+                f"attempt {a.number} starts from scratch: its resume checkpoint could not "
+                f"be fetched ({why[:500]})"]})
+            return {}
+        if found is None:
+            return {}
+        log.info("run %s attempt %d resumes from %s (step %d of attempt %d)", a.run_id,
+                 a.number, found.path, found.step, found.attempt)
+        return found.env()
+
+    def _run_origin(self) -> float:
+        """When the run was created: system metric steps count seconds from it."""
+        try:
+            return timestamps.parse_time(self.a.run.get("created_at"), "created_at") \
+                or self.a.claimed_at
+        except errors.ValidationError:
+            return self.a.claimed_at
 
     def _supervise(self, proc: process.ManagedProcess) -> process.ExitResult:
         """Wait for the exit, forwarding progress, metrics and logs every probe interval.
@@ -252,7 +343,12 @@ class AttemptRunner:
             result = proc.poll()
             if result is not None:
                 return result
+            self._request.probe()  # the loop registered a checkpoint: its request is answered
             now = time.monotonic()
+            if self._sys is not None and not self._lease_lost:
+                rows = self._sys.poll()
+                if rows:  # sys/ tags travel as any metric row (docs/metrics-and-artifacts.md)
+                    self._queue("metrics", {"rows": [list(r) for r in rows]})
             if not self._lease_lost and now >= next_probe:
                 next_probe = now + self.probe_interval_s
                 try:
@@ -357,6 +453,28 @@ class AttemptRunner:
                 return
             time.sleep(backoff.next_delay())
 
+    def _live_checkpoints(self) -> None:
+        """Upload each checkpoint as the run registers it (on its own thread: a large one must
+        not hold up metrics), so that a checkpoint asked for reaches the server while the run
+        goes on, and none is lost with the host."""
+        seen = 0
+        while not self._exited.wait(self.probe_interval_s):
+            if self._lease_lost or self._forced:
+                return
+            try:
+                size = self.paths.checkpoints_file.stat().st_size
+            except OSError:
+                continue
+            if size == seen:
+                continue
+            seen = size
+            try:
+                self._uploads.checkpoints(final=False)
+            except (LeaseLost, errors.TransportError):  # abandoned, or a forced stop gave up
+                return
+            except Exception:  # a bug here must not end the attempt: the exit retries
+                log.exception("run %s: checkpoint upload failed", self.a.run_id)
+
     # --- heartbeats -------------------------------------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -374,6 +492,9 @@ class AttemptRunner:
         except errors.RunyardError as exc:
             log.warning("run %s: heartbeat failed (%s); retrying", self.a.run_id, exc.message)
             return
+        asked = answer.get("checkpoint_requested_at")
+        self._request.heartbeat(asked if answer.get("checkpoint") and isinstance(asked, str)
+                                else None)
         if answer.get("stop"):
             grace = answer.get("grace_s")
             grace_s = float(grace) if isinstance(grace, int | float) else \
@@ -419,6 +540,19 @@ class AttemptRunner:
         if result.setup_error is not None:
             return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
                                 details={**details, "error": result.setup_error})
+        if not self.settings.report_on_shutdown and self._stop_ordered is None and \
+                not result.succeeded and (self._shutdown or result.signal is not None):
+            # Whoever runs this supervisor reports the attempt: a stop from outside, or a
+            # process killed by a signal it did not send (a Slurm agent reads why its job
+            # ended: scancel, a time limit, an out-of-memory kill, a preemption).
+            log.warning("run %s: %s; the attempt is left for the executor to report",
+                        self.a.run_id, "stopped from outside" if self._shutdown
+                        else result.message)
+            self.reason = "left unreported"
+            self.left = {"why": "signal" if self._shutdown else "killed",
+                         "exit_code": result.exit_code, "stderr_tail": result.stderr_tail,
+                         "details": details}
+            return Outcome.UNREPORTED
         if self._shutdown and result.stopped_by_request:
             # Only a process the agent's stop ended: one that had already exited on its own
             # (its training done, the agent still uploading) is reported as it ended, so a

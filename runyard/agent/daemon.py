@@ -1,155 +1,70 @@
 """``runyard agent``: the claim loop of one host (docs/architecture.md, docs/lifecycle.md,
-docs/scheduling.md).
+docs/scheduling.md, docs/executors.md).
 
-The main thread claims; each claimed attempt runs in its own thread under an
-:class:`~runyard.agent.attempt.AttemptRunner`, up to ``slots`` at once. When idle (204) or
-when the server cannot be reached the loop backs off with full jitter, so a fleet does not
-poll in lockstep. A drained worker gets 204 too: it keeps its running attempts and claims
-nothing. The first SIGTERM/SIGINT stops claiming and gives every running process its stop
-grace period, then reports those attempts as ``worker_shutdown`` (so they requeue); a second
-signal kills them at once.
+The main thread claims while the agent's executor (:mod:`runyard.agent.executor`) has room,
+and hands each claimed attempt to it: the local executor runs it as a process on this host
+under an :class:`~runyard.agent.attempt.AttemptRunner` thread
+(:mod:`runyard.agent.local_executor`); others run it elsewhere. When idle (204) or when the
+server cannot be reached the loop backs off with full jitter, so a fleet does not poll in
+lockstep. A drained worker gets 204 too: it keeps its running attempts and claims nothing.
+The first SIGTERM/SIGINT stops claiming and gives every running process its stop grace
+period, then reports those attempts as ``worker_shutdown`` (so they requeue); a second
+signal kills them at once. An executor whose attempts outlive the agent (Slurm jobs) leaves
+them running instead, and its next start finds them again (:meth:`Executor.reattach`).
 
-Files and directories: each attempt's protocol files, logs and artifacts live under
+Files and directories: each local attempt's protocol files, logs and artifacts live under
 ``<work-dir>/<run_id>/<attempt>/``; its command runs in the directory the agent was started
 in (the checkout whose git commit it reports), so relative paths in a manifest's commands
 mean what the operator reads.
-
-A training process outlives an agent killed outright (it has its own session); the next
-agent started on the same work directory stops it first (:mod:`runyard.agent.orphans`).
-
-GPUs: each attempt gets its own via ``CUDA_VISIBLE_DEVICES``. A claim advertises only the
-GPUs no attempt holds, so the server never hands this host a run needing more GPUs than are
-free (and sends ``prefer_cuda`` runs elsewhere while all of them are busy).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from runyard import defaults, errors, models
-from runyard.agent import attempt as attempt_mod
-from runyard.agent import capabilities, isolation, orphans, signals
+from runyard import errors
+from runyard.agent import executor as executors
+from runyard.agent import signals
 from runyard.agent.api import Backoff, WorkerAPI
-from runyard.agent.assignment import Assignment, AttemptSettings
+from runyard.agent.assignment import Assignment
+from runyard.agent.config import CLAIM_MAX_WAIT_S, AgentConfig
+from runyard.agent.executor import Executor, Handle
+from runyard.agent.local_executor import GpuPool
+
+__all__ = ["CLAIM_MAX_WAIT_S", "Agent", "AgentConfig", "GpuPool"]
 
 log = logging.getLogger(__name__)
 
-#: Longest pause between two claims while idle (the server answered 204).
-CLAIM_MAX_WAIT_S = 5.0
 #: Longest pause between two claims while the server is unreachable.
 UNREACHABLE_MAX_WAIT_S = 30.0
 #: Step of the main loop while all slots are busy.
 BUSY_STEP_S = 0.2
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    """The options of ``runyard agent``."""
-
-    server: str
-    token: str | None = None
-    host_id: str | None = None
-    slots: int = 1
-    labels: Mapping[str, str] = field(default_factory=dict)
-    work_dir: Path = field(default_factory=lambda: Path("runyard-work"))
-    probe_interval_s: float = defaults.PROBE_INTERVAL_S
-    executor: str = "local"
-    stop_grace_s: float = defaults.STOP_GRACE_S
-    claim_max_wait_s: float = CLAIM_MAX_WAIT_S
-    #: Start runs as this OS user (:mod:`runyard.agent.isolation`); None: as the agent's.
-    train_as: str | None = None
-
-    def validate(self) -> None:
-        if self.executor != "local":
-            raise errors.ConfigError(
-                f"executor: {self.executor!r} is not available in this agent (only 'local')",
-                field="executor")
-        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 1:
-            raise errors.ValidationError(f"slots: must be at least 1, got {self.slots!r}",
-                                         field="slots")
-        for name in ("probe_interval_s", "claim_max_wait_s"):
-            if not getattr(self, name) > 0:
-                raise errors.ValidationError(f"{name}: must be positive, got "
-                                             f"{getattr(self, name)!r}", field=name)
-        if self.stop_grace_s < 0:
-            raise errors.ValidationError("stop_grace_s: must not be negative",
-                                         field="stop_grace_s")
-
-
-class GpuPool:
-    """Which GPU indexes are free; attempts take and give back whole GPUs."""
-
-    def __init__(self, gpus: tuple[models.GPU, ...]) -> None:
-        self.all = gpus
-        self._free = [g.index for g in gpus]
-        self._lock = threading.Lock()
-
-    def free(self) -> tuple[models.GPU, ...]:
-        with self._lock:
-            return tuple(g for g in self.all if g.index in self._free)
-
-    def take(self, constraints: models.Constraints) -> list[int]:
-        """GPUs for a run: ``gpus`` of them, or one if it needs or prefers CUDA."""
-        want = constraints.gpus or (1 if constraints.needs_cuda or constraints.prefer_cuda
-                                    else 0)
-        with self._lock:
-            if want > len(self._free):
-                if constraints.gpus or constraints.require_cuda:
-                    log.warning("run needs %d GPUs but only %d are free", want, len(self._free))
-                want = len(self._free)
-            taken, self._free = self._free[:want], self._free[want:]
-            return taken
-
-    def give_back(self, indexes: list[int]) -> None:
-        with self._lock:
-            self._free = sorted(set(self._free) | set(indexes))
-
-
 class Agent:
     """One host's daemon: :meth:`run` until a stop signal (or :meth:`request_stop`)."""
 
-    def __init__(self, config: AgentConfig, api: WorkerAPI | None = None) -> None:
+    def __init__(self, config: AgentConfig, api: WorkerAPI | None = None,
+                 executor: Executor | None = None) -> None:
         config.validate()
         self.config = config
         self.api = api or WorkerAPI(config.server, config.token)
-        # The git commit reported is the checkout the agent runs in, as ``--check`` shows it.
-        self.caps = capabilities.detect(host_id=config.host_id, labels=config.labels,
-                                        slots=config.slots, workdir=os.getcwd())
-        self.host_id = self.caps.host_id
-        self.gpus = GpuPool(self.caps.gpus)
-        self.runners: dict[str, tuple[attempt_mod.AttemptRunner, threading.Thread,
-                                      list[int]]] = {}
-        self.settings = AttemptSettings(
-            host_id=self.host_id, work_dir=config.work_dir.resolve(),
-            probe_interval_s=config.probe_interval_s, stop_grace_s=config.stop_grace_s,
-            run_cwd=Path.cwd(),
-            train_user=isolation.TrainUser.resolve(config.train_as) if config.train_as
-            else None)
+        self.executor = executor or executors.create(config, self.api)
+        self.host_id = self.executor.host_id
+        #: The attempts the executor holds, by attempt id.
+        self.handles: dict[str, Handle] = {}
         self.claimed = 0
         self._manual_stop = signals.StopSignals()
 
     # --- claims -----------------------------------------------------------------------------
 
-    def _claim_capabilities(self) -> dict[str, Any]:
-        caps = dataclasses.replace(self.caps, gpus=self.gpus.free())
-        data = caps.to_dict()
-        data["gpus_total"] = len(self.caps.gpus)
-        return data
-
     def free_slots(self) -> int:
-        return self.config.slots - len(self.runners)
+        return self.executor.max_in_flight() - len(self.handles)
 
-    def claim_once(self) -> attempt_mod.AttemptRunner | None:
+    def claim_once(self) -> Handle | None:
         """Claim one run and start it; None when nothing is eligible."""
-        body = self.api.claim(self.host_id, self._claim_capabilities(), self.free_slots())
+        body = self.api.claim(self.host_id, self.executor.capabilities(), self.free_slots())
         if body is None:
             return None
         try:
@@ -158,24 +73,19 @@ class Agent:
             # A claim we cannot read is a server bug; its lease lapses and the run requeues.
             log.error("unreadable claim answer: %s", exc.message)
             return None
-        gpus = self.gpus.take(assignment.constraints)
-        runner = attempt_mod.AttemptRunner(assignment, self.api, self.settings, gpus)
-        thread = threading.Thread(target=runner.run, daemon=True,
-                                  name=f"attempt-{assignment.run_id}-{assignment.number}")
-        self.runners[assignment.attempt_id] = (runner, thread, gpus)
         self.claimed += 1
-        log.info("claimed run %s (%s) attempt %d%s", assignment.run_id,
-                 assignment.run.get("name"), assignment.number,
-                 f" on GPUs {gpus}" if gpus else "")
-        thread.start()
-        return runner
+        log.info("claimed run %s (%s) attempt %d", assignment.run_id,
+                 assignment.run.get("name"), assignment.number)
+        handle = self.executor.start(assignment)
+        self.handles[assignment.attempt_id] = handle
+        return handle
 
     def reap(self) -> None:
-        """Forget finished attempts and free their slots and GPUs."""
-        for key, (runner, thread, gpus) in list(self.runners.items()):
-            if runner.finished and not thread.is_alive():
-                del self.runners[key]
-                self.gpus.give_back(gpus)
+        """Forget finished attempts and free their slots."""
+        self.executor.tick()
+        for key, handle in list(self.handles.items()):
+            if self.executor.poll(handle).finished:
+                del self.handles[key]
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -188,21 +98,23 @@ class Agent:
     def run(self) -> int:
         """Claim and supervise until stopped; returns the process exit code."""
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        # Before claiming: what a dead predecessor on this work dir left running trains for
-        # nobody now (its attempts end as lost), so stop it.
-        orphans.reap(self.settings.work_dir)
-        fake = [what for what in ("gpus", "ram") if self.caps.extra.get(f"fake_{what}")]
         # The self-test of `runyard agent --check`, in the journal before the first claim
         # registers this host.
-        log.info("capabilities:\n%s", capabilities.format_check(self.caps))
-        log.info("agent %s: server %s, %d slot(s), %d GPU(s)%s, work dir %s", self.host_id,
-                 self.api.server, self.config.slots, len(self.caps.gpus),
-                 f" (FAKE {'/'.join(fake)}, for tests)" if fake else "", self.settings.work_dir)
+        log.info("capabilities:\n%s", self.executor.check_text())
+        log.info("agent %s (%s executor): server %s, %s", self.host_id, self.executor.name,
+                 self.api.server, self.executor.describe())
+        # Before claiming: what a predecessor left (local processes are stopped, jobs that
+        # outlive an agent are taken over).
+        for handle in self.executor.reattach():
+            self.handles[handle.attempt_id] = handle
+            log.info("reattached run %s attempt %d (%s)", handle.run_id, handle.number,
+                     handle.external_id or "no external id")
         with signals.on_stop() as stop:
             try:
                 self._loop(stop)
             finally:
                 self._shutdown(stop)
+                self.executor.close()
                 self.api.close()
         return 0
 
@@ -243,26 +155,31 @@ class Agent:
             time.sleep(min(signals.WAIT_STEP_S, max(deadline - time.monotonic(), 0)))
 
     def _shutdown(self, stop: signals.StopSignals) -> None:
-        """Stop every attempt (grace, then worker_shutdown); a second signal forces."""
-        if not self.runners:
+        """Stop every attempt (grace, then worker_shutdown); a second signal forces. An
+        executor whose attempts outlive the agent leaves them running."""
+        if not self.handles:
             return
-        log.warning("agent stopping: %d attempt(s) get %.3g s to stop", len(self.runners),
+        if self.executor.detach_on_exit:
+            log.warning("agent stopping: %d attempt(s) keep running under the %s executor; "
+                        "the next agent takes them over", len(self.handles), self.executor.name)
+            return
+        log.warning("agent stopping: %d attempt(s) get %.3g s to stop", len(self.handles),
                     self.config.stop_grace_s)
-        for runner, _, _ in self.runners.values():
-            runner.shutdown()
+        for handle in self.handles.values():
+            self.executor.signal(handle, grace_s=self.config.stop_grace_s)
         forced = False
         while True:
             self.reap()
-            if not self.runners:
+            if not self.handles:
                 return
             if not forced and (stop.force.is_set() or self._manual_stop.force.is_set()):
                 forced = True
-                log.warning("second stop signal: killing %d attempt(s) now", len(self.runners))
-                for runner, _, _ in self.runners.values():
-                    runner.shutdown(force=True)
+                log.warning("second stop signal: killing %d attempt(s) now", len(self.handles))
+                for handle in self.handles.values():
+                    self.executor.signal(handle, grace_s=0.0, force=True)
             if forced:
                 # Give the reports a moment, then leave whatever is still talking.
-                for _, thread, _ in list(self.runners.values()):
-                    thread.join(timeout=5.0)
+                for handle in list(self.handles.values()):
+                    self.executor.join(handle, timeout=5.0)
                 return
             time.sleep(signals.WAIT_STEP_S)

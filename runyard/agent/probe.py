@@ -7,6 +7,12 @@ the snapshot changed or there is something to warn about, and metric batches of 
 attempt (not once a tick); a snapshot that never appears is reported once, after
 :data:`MISSING_GRACE_S` or at the final read, since a process may take a while to write its
 first one (and a plain script may never write any).
+
+Code written for Kubeflow Trainer writes its progression file instead
+(``TRAINJOB_PROGRESSION_FILE_PATH``, :mod:`runyard.progress.kubeflow`): it is read on the
+same ticks, with the same warnings for a bad file, and becomes a v1 snapshot and metric
+points. It is optional, so its absence is never reported; once it was read, neither is the
+absence of the v1 snapshot.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 from runyard import defaults, timestamps
 from runyard.agent import wire
-from runyard.progress import reader
+from runyard.progress import kubeflow, reader
 
 #: Most metric points in one ``POST /v1/runs/{id}/metrics`` (the server takes 100,000):
 #: large enough that a fast loop's backlog drains in a few calls.
@@ -54,8 +60,12 @@ class Probe:
     def __init__(self, progress_file: str | os.PathLike[str],
                  metrics_file: str | os.PathLike[str], *,
                  clock: Callable[[], float] = time.monotonic,
-                 missing_grace_s: float = MISSING_GRACE_S) -> None:
+                 missing_grace_s: float = MISSING_GRACE_S,
+                 progression_file: str | os.PathLike[str] | None = None) -> None:
         self.progress_file = os.fspath(progress_file)
+        self.progression_file = None if progression_file is None \
+            else os.fspath(progression_file)
+        self._progression_last: dict[str, Any] | None = None  # the document last forwarded
         self.tail = reader.MetricsTail(metrics_file)
         self._clock = clock
         self._started = clock()
@@ -77,6 +87,18 @@ class Probe:
         result = ProbeResult()
         warnings: list[str] = []
         snap = self._read_snapshot(warnings, final)
+        progression = self._read_progression(warnings)
+        if progression is not None and snap is None:
+            # A run that writes both has its v1 snapshot forwarded first; the progression
+            # file's goes on a later read (it is not marked forwarded until then).
+            doc, mapped = progression
+            self._progression_last = doc
+            self.snapshots_read += 1
+            snap = mapped.snapshot
+            if mapped.rows():
+                result.metric_batches.append(mapped.rows())
+                result.points += len(mapped.points)
+                self.points_read += len(mapped.points)
         # One time for the points written without one: once a read, not a point.
         rows = wire.WireRows(at=timestamps.format_time(), batch_points=MAX_POINTS_PER_CALL,
                                max_tag=defaults.METRIC_NAME_MAX)
@@ -99,8 +121,8 @@ class Probe:
                             f"metric steps above {defaults.METRIC_STEP_MAX} are not forwarded "
                             f"(first: {str(rows.big_step)[:40]})")
         self.points_read += rows.points
-        result.metric_batches = rows.batches
-        result.points = rows.points
+        result.metric_batches.extend(rows.batches)
+        result.points += rows.points
         snap = self._release(snap, backlog=result.more)
         if snap is not None or warnings:
             result.progress = {"snapshot": snap, "warnings": warnings}
@@ -139,8 +161,9 @@ class Probe:
             return None
         if state is reader.ReadState.MISSING:
             waited = self._clock() - self._started >= self._missing_grace_s
-            if self._last is None and not (final or waited):
-                return None
+            if self._last is None and (not (final or waited)
+                                       or self._progression_last is not None):
+                return None  # not yet, or the run reports through Kubeflow's file
             what = "disappeared" if self._last is not None else "was never written"
             self._warn_once(warnings, "missing",
                             f"progress file {what}: {self.progress_file}"
@@ -149,6 +172,37 @@ class Probe:
         self._warn_once(warnings, state.value,
                         f"progress file {state.value}: {got.reason or 'unreadable'}; "
                         "the last good snapshot is kept")
+        return None
+
+    def _read_progression(self, warnings: list[str]
+                          ) -> tuple[dict[str, Any], kubeflow.Mapped] | None:
+        """Kubeflow's progression file, when it changed since it was last forwarded: the
+        document and what it maps to. A bad file is a warning (once per kind), as a bad v1
+        snapshot is; a metric that is not a number, a warning once per name."""
+        if self.progression_file is None:
+            return None
+        got = reader.read_snapshot(self.progression_file, validate=False)
+        state = got.state
+        if state is reader.ReadState.MISSING:
+            return None  # optional: most runs never write it
+        if state is reader.ReadState.OK:
+            assert got.snapshot is not None
+            if got.snapshot == self._progression_last:
+                return None
+            try:
+                mapped = kubeflow.from_progression_file(got.snapshot, now=time.time())
+            except ValueError as exc:
+                state, reason = reader.ReadState.INVALID, str(exc)
+            else:
+                for name, text in mapped.problems.items():
+                    self._warn_once(warnings, f"progression-value:{name}",
+                                    f"progression file {text}")
+                return got.snapshot, mapped
+        else:
+            reason = got.reason or "unreadable"
+        self._warn_once(warnings, f"progression-{state.value}",
+                        f"progression file {state.value}: {reason}; the last good "
+                        "progression is kept")
         return None
 
     def _warn_once(self, warnings: list[str], kind: str, text: str) -> None:

@@ -1,4 +1,5 @@
-"""An attempt's uploads at exit: the artifact bundle and the checkpoints the SDK registered.
+"""An attempt's uploads: the checkpoints the SDK registered, as they are registered and at
+exit, and the artifact bundle at exit.
 
 Each call goes through the runner's ``deliver(what, fn)``, which retries while the server is
 unreachable and turns a 409 into the abandon path; a refused upload (a 4xx other than 409)
@@ -35,6 +36,9 @@ class Uploads:
         self.a = assignment
         self.paths = paths
         self._deliver = deliver
+        # How far ``checkpoints.jsonl`` was read: each record is uploaded once.
+        self._offset = 0
+        self._line = 0
 
     def file(self, name: str, kind: str, path: Path) -> tuple[str, int]:
         """Upload one file with its sha256; (sha256, size)."""
@@ -66,49 +70,66 @@ class Uploads:
         finally:
             bundle.unlink(missing_ok=True)
 
-    def checkpoints(self) -> None:
-        """Upload each checkpoint the SDK registered in ``checkpoints.jsonl``."""
+    def checkpoints(self, *, final: bool = True) -> int:
+        """Upload each checkpoint the SDK registered in ``checkpoints.jsonl`` since the last
+        call; only whole lines unless ``final`` (after the exit). Returns how many were
+        registered. Not thread-safe: one caller at a time."""
+        try:
+            with open(self.paths.checkpoints_file, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return 0
+        if not final:
+            data = data[:data.rfind(b"\n") + 1]  # a line being written is left for later
+        done = 0
+        for raw in data.splitlines(keepends=True):
+            self._offset += len(raw)
+            self._line += 1
+            if raw.strip() and self._one(raw.decode("utf-8", errors="replace"), self._line):
+                done += 1
+        return done
+
+    def _one(self, line: str, n: int) -> bool:
+        """Upload one record's checkpoint (when complete) and register it."""
         from runyard.artifacts import archive
 
         try:
-            lines = self.paths.checkpoints_file.read_text("utf-8").splitlines()
-        except OSError:
-            return
-        for n, line in enumerate(lines, 1):
+            rec = json.loads(line)
+            path = Path(rec["path"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s line %d: not a checkpoint record", self.paths.checkpoints_file, n)
+            return False
+        step = rec.get("step") if isinstance(rec.get("step"), int) else 0
+        metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+        if not path.is_absolute():
+            path = self.paths.checkpoint_dir / path
+        name = f"checkpoints/{path.name}" + (".tar.zst" if path.is_dir() else "")
+        sha: str | None = None
+        size: int | None = None
+        status = "incomplete"
+        if rec.get("status") == "complete" and path.exists():
+            tmp = archive.bundle_dir(path, dest_dir=self.paths.root) if path.is_dir() \
+                else None
             try:
-                rec = json.loads(line)
-                path = Path(rec["path"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s line %d: not a checkpoint record", self.paths.checkpoints_file, n)
-                continue
-            step = rec.get("step") if isinstance(rec.get("step"), int) else 0
-            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
-            if not path.is_absolute():
-                path = self.paths.checkpoint_dir / path
-            name = f"checkpoints/{path.name}" + (".tar.zst" if path.is_dir() else "")
-            sha: str | None = None
-            size: int | None = None
-            status = "incomplete"
-            if rec.get("status") == "complete" and path.exists():
-                tmp = archive.bundle_dir(path, dest_dir=self.paths.root) if path.is_dir() \
-                    else None
-                try:
-                    sha, size = self.file(name, "checkpoint", tmp or path)
-                    status = "complete"
-                except errors.RunyardError as exc:
-                    if isinstance(exc, errors.TransportError):
-                        raise
-                    log.warning("run %s: checkpoint %s refused: %s", self.a.run_id, name,
-                                exc.message)
-                finally:
-                    if tmp is not None:
-                        tmp.unlink(missing_ok=True)
-            try:
-                self._deliver(f"checkpoint {name}", functools.partial(
-                    self.api.checkpoint, self.a.attempt_id, self.a.lease, step=step,
-                    status=status, name=name, sha256=sha, size=size, metrics=metrics))
+                sha, size = self.file(name, "checkpoint", tmp or path)
+                status = "complete"
             except errors.RunyardError as exc:
                 if isinstance(exc, errors.TransportError):
                     raise
-                log.warning("run %s: checkpoint record %s refused: %s", self.a.run_id, name,
+                log.warning("run %s: checkpoint %s refused: %s", self.a.run_id, name,
                             exc.message)
+            finally:
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
+        try:
+            self._deliver(f"checkpoint {name}", functools.partial(
+                self.api.checkpoint, self.a.attempt_id, self.a.lease, step=step,
+                status=status, name=name, sha256=sha, size=size, metrics=metrics))
+        except errors.RunyardError as exc:
+            if isinstance(exc, errors.TransportError):
+                raise
+            log.warning("run %s: checkpoint record %s refused: %s", self.a.run_id, name,
+                        exc.message)
+            return False
+        return True

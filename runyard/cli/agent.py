@@ -30,7 +30,8 @@ _PROBE = typer.Option(defaults.PROBE_INTERVAL_S, "--probe-interval-s",
                       envvar="RUNYARD_PROBE_INTERVAL_S",
                       help="Seconds between progress probes when a run sets none.")
 _EXECUTOR = typer.Option("local", "--executor", envvar="RUNYARD_EXECUTOR",
-                         help="Where runs execute: local.")
+                         help="Where runs execute: local (processes on this host) or "
+                              "slurm (batch jobs on a cluster); docs/executors.md.")
 _TRAIN_AS = typer.Option(None, "--train-as", envvar="RUNYARD_TRAIN_AS",
                          help="Start runs as this OS user, so they cannot reach the agent's "
                               "token (the agent must run as root).")
@@ -58,11 +59,24 @@ def agent(
     stop_grace_s: float = typer.Option(defaults.STOP_GRACE_S, "--stop-grace-s",
                                        envvar="RUNYARD_STOP_GRACE_S",
                                        help="Grace period of runs stopped by an agent stop."),
+    sys_interval_s: float = typer.Option(10.0, "--sys-interval-s",
+                                         envvar="RUNYARD_SYS_INTERVAL_S",
+                                         help="Seconds between system metric samples of each "
+                                              "run (sys/ tags); 0 turns them off."),
     claim_max_wait_s: float = typer.Option(5.0, "--claim-max-wait-s",
                                            envvar="RUNYARD_CLAIM_MAX_WAIT_S",
                                            help="Longest pause between claims when idle."),
     check: bool = typer.Option(False, "--check",
                                help="Print the capability self-test and exit."),
+    partition: str | None = typer.Option(None, "--partition", envvar="RUNYARD_SLURM_PARTITION",
+                                         help="Slurm: the partition served (default: the "
+                                              "cluster's default partition)."),
+    account: str | None = typer.Option(None, "--account", envvar="RUNYARD_SLURM_ACCOUNT",
+                                       help="Slurm: the account jobs are charged to, unless "
+                                            "a run names one."),
+    max_jobs: int | None = typer.Option(None, "--max-jobs", envvar="RUNYARD_MAX_JOBS", min=1,
+                                        help="Slurm: most jobs in flight at once "
+                                             "(default 100)."),
 ) -> None:
     """Claim runs this host can serve and supervise them until SIGTERM/SIGINT."""
     if ctx.invoked_subcommand is not None:
@@ -74,12 +88,32 @@ def agent(
     from runyard.agent import capabilities
 
     parsed = capabilities.parse_labels(labels)
-    if check:
+    from runyard.agent import daemon, isolation
+    from runyard.agent import executor as executors
+
+    executors.check_name(executor)
+    if check and executor == "local":
         caps = capabilities.detect(host_id=host_id, labels=parsed, slots=slots,
                                    workdir=os.getcwd())
         typer.echo(capabilities.format_check(caps))
         raise typer.Exit(0)
-    from runyard.agent import daemon, isolation
+    if check:
+        # Another executor's self-test (a Slurm agent's partitions): it talks to its
+        # cluster, not to the server.
+        from runyard.agent.api import WorkerAPI
+
+        config = daemon.AgentConfig(
+            server=server or "http://127.0.0.1:8470", host_id=host_id, slots=slots,
+            labels=parsed, work_dir=work_dir or Path("runyard-work"), executor=executor,
+            slurm_partition=partition, slurm_account=account, max_jobs=max_jobs)
+        api = WorkerAPI(config.server, None)
+        try:
+            chosen = executors.create(config, api)
+            typer.echo(chosen.check_text())
+        finally:
+            api.close()
+        # An executor that cannot work here (Slurm's tools missing or failing) fails the check.
+        raise typer.Exit(1 if getattr(chosen, "problem", None) else 0)
 
     # Runs must not read the token from this process's /proc files, nor inherit it.
     isolation.make_undumpable()
@@ -93,7 +127,8 @@ def agent(
         server=_server_or_fail(server), token=token, host_id=host_id, slots=slots,
         labels=parsed, work_dir=work_dir or Path("runyard-work"),
         probe_interval_s=probe_interval_s, executor=executor, stop_grace_s=stop_grace_s,
-        claim_max_wait_s=claim_max_wait_s, train_as=train_as)
+        claim_max_wait_s=claim_max_wait_s, train_as=train_as, sys_interval_s=sys_interval_s,
+        slurm_partition=partition, slurm_account=account, max_jobs=max_jobs)
     agent_ = daemon.Agent(config)
     # What is loaded by now lives as long as the agent: moved out of the collector's view,
     # so the collections that parsing a run's metric lines sets off do not walk it (as the

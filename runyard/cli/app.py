@@ -14,12 +14,16 @@ from runyard.cli import (
     agent,
     db,
     demo,
+    edit,
     lifecycle,
     manifest,
+    notify,
     outputs,
     reading,
+    rules,
     server,
     submit,
+    supervise,
     sync,
     tokens,
     up,
@@ -46,18 +50,26 @@ app.command()(reading.show)
 app.command()(watch.watch)
 app.command()(outputs.logs)
 app.command()(outputs.metrics)
+app.command()(outputs.checkpoints)
+app.command()(edit.edit)
 app.command()(lifecycle.stop)
+app.command()(lifecycle.checkpoint)
 app.command()(lifecycle.restart)
+app.command()(lifecycle.preempt)
 app.command()(lifecycle.cancel)
 app.command()(lifecycle.requeue)
 app.command("rm")(lifecycle.remove)
 app.command()(lifecycle.wait)
 app.command("server")(server.server)
+app.command("supervise")(supervise.supervise)
 app.command("sync")(sync.sync_cmd)
+app.command("notifications")(notify.notifications)
 
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(db.db_app, name="db")
 app.add_typer(manifest.manifest_app, name="manifest")
+app.add_typer(rules.rules_app, name="rules")
+app.add_typer(notify.channels_app, name="channels")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(workers.workers_app, name="workers")
 

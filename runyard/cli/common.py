@@ -27,7 +27,18 @@ TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="RUNYARD_TOKEN", show_default=False,
     help="API token (env RUNYARD_TOKEN; for a local server, the data dir's admin-token).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-RunArg = Annotated[str, typer.Argument(help="Run id.", show_default=False)]
+RunArg = Annotated[str, typer.Argument(
+    help="Run id (or its start), or run name: the newest run of that name.",
+    show_default=False)]
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", envvar="RUNYARD_PROJECT", show_default=False,
+    help="Project of a RUN given by name (env RUNYARD_PROJECT).")]
+
+
+def find(client: Client, ref: str, project: str | None = None) -> Run:
+    """The run a RUN argument names (:func:`runyard.client.resolve.find_run`): every
+    command resolves its RUN through here."""
+    return client.find_run(ref, project=project)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
@@ -47,6 +58,18 @@ def statuses(values: list[str] | None) -> list[str] | None:
         except errors.ValidationError as exc:
             raise fail(f"--status: {exc.message.removeprefix('status: ')}", EXIT_USAGE) from None
     return out
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """A time option (ISO 8601 or UNIX seconds); a usage error names the option."""
+    if value is None:
+        return None
+    try:
+        seconds = timestamps.parse_time(value, option)
+    except errors.ValidationError:
+        raise fail(f"{option}: expected a time (ISO 8601 or UNIX seconds), got {value!r}",
+                   EXIT_USAGE) from None
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def resolve_token(server: str, token: str | None) -> str | None:

@@ -38,10 +38,11 @@ def demo(
     """Run `runyard up` plus real training jobs with live progress, then list artifacts.
 
     The jobs train gradient-boosted trees, an MLP and a NumPy softmax regression on data sets
-    that ship with scikit-learn (nothing is downloaded).
+    that ship with scikit-learn (nothing is downloaded); one of them is stopped by a plateau
+    rule when its validation loss stops improving.
 
-    Exit code 0 when every job completed. Jobs an earlier demo in the same data directory
-    completed are trained again, as new runs.
+    Exit code 0 when every job completed or was stopped by its rule. Jobs an earlier demo in
+    the same data directory ran are trained again, as new runs.
     """
     import importlib.util
 
@@ -74,7 +75,7 @@ def _train(local: LocalStack, stop: StopSignals, timeout_s: float) -> int:
     up_cmd.print_banner(local)
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: no width to fit, keep the rows whole
-        console = Console(highlight=False, width=max(console.width, 132))
+        console = Console(highlight=False, width=max(console.width, 150))
     token = local.secrets[DEMO_TOKEN]
     with Client(local.url, token) as client:
         queued = demo_jobs.queue(client, token)
@@ -94,11 +95,18 @@ def _train(local: LocalStack, stop: StopSignals, timeout_s: float) -> int:
         if outcome is demo_board.Outcome.TIMED_OUT:
             typer.echo(f"runyard: the demo jobs did not end within {timeout_s:g} s", err=True)
             return 1
+        stops = view.rule_stops()
+        for line in stops:
+            typer.echo(f"runyard: {line}")
         failed = view.failures()
         for line in failed:
             typer.echo(f"runyard: {line}", err=True)
         if failed:
             return 1
-    typer.echo(f"runyard: all {len(queued.runs)} demo jobs completed (`runyard up` on the "
-               "same data directory shows them in the UI)")
+    done = f"all {len(queued.runs)} demo jobs completed"
+    if stops:
+        done = (f"all {len(queued.runs)} demo jobs done: {len(queued.runs) - len(stops)} "
+                f"completed, {len(stops)} stopped by {'its rule' if len(stops) == 1 else 'rules'}")
+    typer.echo(f"runyard: {done} (`runyard up` on the same data directory shows them in the "
+               "UI)")
     return 0

@@ -39,6 +39,40 @@ def _elapsed(run: Run) -> float | None:
     return max(end - run.started_at.timestamp(), 0.0)
 
 
+def stopped_by_rule(run: Run) -> str | None:
+    """"stopped by rule 'flat' at step 256 (val_loss 0.136, best 0.128)" for a run a rule
+    stopped (its ``last_hit`` in ``GET /v1/runs/{id}``), else None."""
+    if run.status not in ("stopped", "failed") or run.termination_reason != "rule":
+        return None
+    hits = [r for r in run.raw.get("rules") or [] if isinstance(r, dict)
+            and isinstance(r.get("last_hit"), dict)
+            and {"stop", "fail"} & set(r.get("then") or [])]
+    if not hits:
+        return f"{run.status} by a rule"
+    rule = max(hits, key=lambda r: str(r["last_hit"].get("at") or ""))
+    hit = rule["last_hit"]
+    text = f"{run.status} by rule '{rule.get('name')}'"
+    if hit.get("step") is not None:
+        text += f" at step {hit['step']}"
+    evidence = [f"{hit['tag']} {_value(hit.get('value'))}"] if hit.get("tag") else []
+    if hit.get("best") is not None:
+        evidence.append(f"best {_value(hit['best'])}")
+    return text + (f" ({', '.join(evidence)})" if evidence else "")
+
+
+def _value(v: Any) -> str:
+    """A hit's value: numbers as the tables show them, "NaN" and the like as they are."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return common.number(float(v))
+    return str(v)
+
+
+def ended_as_planned(run: Run) -> bool:
+    """Completed, or stopped by one of its rules (which is what the rule is for)."""
+    return run.status == "completed" or (run.status == "stopped"
+                                         and run.termination_reason == "rule")
+
+
 def frame(runs: list[Run], title: str) -> Table:
     """One table row per run: status, bar, steps, two metrics, ETA or time taken, host."""
     table = Table("job", "status", "progress", "", "step", "metrics", "eta/took", "host",
@@ -85,7 +119,7 @@ class Board:
             if self._seen.get(run.id) == run.status:
                 continue
             self._seen[run.id] = run.status
-            text = f"demo: {run.name}: {common.status_text(run)}"
+            text = f"demo: {run.name}: {stopped_by_rule(run) or common.status_text(run)}"
             if run.status == "running" and run.host_id:
                 text += f" on {run.host_id}"
             if run.is_terminal:
@@ -131,13 +165,19 @@ class Board:
 
     # --- after the runs ---------------------------------------------------------------------
 
+    def rule_stops(self) -> list[str]:
+        """One line per run a rule stopped: which rule, at which step, on what evidence."""
+        return [f"{run.name}: {text}" for run in self.runs
+                if (text := stopped_by_rule(run)) is not None]
+
     def failures(self) -> list[str]:
-        """One line per run that did not complete: its reason and last stderr line."""
+        """One line per run that did not end as planned (:func:`ended_as_planned`): its
+        reason and last stderr line."""
         out = []
         for run in self.runs:
-            if run.status == "completed":
+            if ended_as_planned(run):
                 continue
-            line = f"{run.name}: {common.status_text(run)}"
+            line = f"{run.name}: {stopped_by_rule(run) or common.status_text(run)}"
             try:
                 events = list(self.client.get_events(run.id, limit=1000).items)
             except errors.RunyardError:

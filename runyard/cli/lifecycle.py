@@ -1,5 +1,5 @@
-"""Commands that move a run through its lifecycle: stop, restart, cancel, requeue, rm, and
-wait for a status (docs/lifecycle.md, docs/cli.md)."""
+"""Commands that move a run through its lifecycle: stop, checkpoint, restart, preempt, cancel,
+requeue, rm, and wait for a status (docs/lifecycle.md, docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from runyard.cli import common
-from runyard.cli.common import EXIT_ERROR, EXIT_USAGE, JsonOpt, RunArg, ServerOpt, TokenOpt, fail
+from runyard.cli.common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    JsonOpt,
+    ProjectOpt,
+    RunArg,
+    ServerOpt,
+    TokenOpt,
+    fail,
+)
 from runyard.client import Run
 from runyard.client.client import DEFAULT_SERVER
 
@@ -24,11 +33,19 @@ def _done(run: Run, verb: str, as_json: bool) -> None:
 def stop(run_ref: RunArg,
          grace: Annotated[float, typer.Option(min=0, help="Seconds between SIGTERM and SIGKILL.")
                           ] = 30.0,
-         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-         as_json: JsonOpt = False) -> None:
+         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Stop a run gracefully (stop file and SIGTERM, SIGKILL after the grace period)."""
     with common.connect(server, token) as client:
-        _done(client.stop(run_ref, grace=grace), "stop requested", as_json)
+        run = common.find(client, run_ref, project)
+        _done(client.stop(run, grace=grace), "stop requested", as_json)
+
+
+def checkpoint(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Ask a running run's training loop to save a checkpoint (cleared when it registers one)."""
+    with common.connect(server, token) as client:
+        _done(client.request_checkpoint(run_ref), "checkpoint requested", as_json)
 
 
 def restart(run_ref: RunArg,
@@ -41,8 +58,8 @@ def restart(run_ref: RunArg,
             min_cpus: Annotated[float | None, typer.Option(min=0)] = None,
             host: Annotated[list[str] | None, typer.Option(
                 "--host", help="Allowed host glob; repeatable.")] = None,
-            server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-            as_json: JsonOpt = False) -> None:
+            project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+            token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Stop the run if active and queue a new attempt, optionally with new resources."""
     resources: dict[str, Any] = {k: v for k, v in (
         ("gpus", gpus), ("require_cuda", require_cuda), ("min_vram_gib", min_vram_gib),
@@ -50,38 +67,54 @@ def restart(run_ref: RunArg,
     if host:
         resources["allowed_hosts"] = list(host)
     with common.connect(server, token) as client:
-        _done(client.restart(run_ref, resources=resources or None), "restarted", as_json)
+        run = common.find(client, run_ref, project)
+        _done(client.restart(run, resources=resources or None), "restarted", as_json)
 
 
-def cancel(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-           as_json: JsonOpt = False) -> None:
+def preempt(run_ref: RunArg,
+            grace: Annotated[float, typer.Option(
+                min=0, help="Seconds to save a checkpoint between SIGTERM and SIGKILL.")
+            ] = 30.0,
+            project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+            token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop an active run so that it is requeued and resumes from its checkpoint
+    (operator)."""
+    with common.connect(server, token) as client:
+        _done(client.preempt(common.find(client, run_ref, project), grace=grace),
+              "preemption requested", as_json)
+
+
+def cancel(run_ref: RunArg, project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+           token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Cancel a run that has not started (operator)."""
     with common.connect(server, token) as client:
-        _done(client.cancel(run_ref), "cancelled", as_json)
+        _done(client.cancel(common.find(client, run_ref, project)), "cancelled", as_json)
 
 
-def requeue(run_ref: RunArg, server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-            as_json: JsonOpt = False) -> None:
+def requeue(run_ref: RunArg, project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+            token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Put a failed, stopped or cancelled run back in the queue (operator)."""
     with common.connect(server, token) as client:
-        _done(client.requeue(run_ref), "requeued", as_json)
+        _done(client.requeue(common.find(client, run_ref, project)), "requeued", as_json)
 
 
 def remove(run_ref: RunArg,
            yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-           server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-           as_json: JsonOpt = False) -> None:
+           project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+           token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a run with its metrics, logs and unreferenced blobs (operator)."""
-    if not yes:
-        if not sys.stdin.isatty():
-            raise fail(f"refusing to delete run {run_ref} without --yes", EXIT_USAGE)
-        typer.confirm(f"delete run {run_ref} and everything it recorded?", abort=True)
+    if not yes and not sys.stdin.isatty():
+        raise fail(f"refusing to delete run {run_ref} without --yes", EXIT_USAGE)
     with common.connect(server, token) as client:
-        client.delete(run_ref)
+        run = common.find(client, run_ref, project)
+        if not yes:
+            typer.confirm(f"delete run {run.id} ({run.name}) and everything it recorded?",
+                          abort=True)
+        client.delete(run)
     if as_json:
-        common.print_json({"id": run_ref, "deleted": True})
+        common.print_json({"id": run.id, "deleted": True})
     else:
-        typer.echo(f"run {run_ref}: deleted")
+        typer.echo(f"run {run.id}: deleted")
 
 
 def wait(run_ref: RunArg,
@@ -90,8 +123,8 @@ def wait(run_ref: RunArg,
          timeout: Annotated[float | None, typer.Option(min=0, help="Give up after S seconds.")
                             ] = None,
          interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
-         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-         as_json: JsonOpt = False) -> None:
+         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Wait for a run; exit 0 when it reaches --until (default completed), 1 otherwise."""
     wanted = common.statuses(until) or ["completed"]
 
@@ -101,7 +134,8 @@ def wait(run_ref: RunArg,
 
     with common.connect(server, token) as client:
         try:
-            final = client.wait(run_ref, until=wanted, timeout=timeout, on_update=report,
+            run = common.find(client, run_ref, project)
+            final = client.wait(run, until=wanted, timeout=timeout, on_update=report,
                                 poll_s=interval)
         except TimeoutError as exc:
             raise fail(str(exc)) from None

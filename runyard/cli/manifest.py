@@ -107,6 +107,9 @@ def _print_plan(result: dict[str, Any]) -> None:
                       f"deny {host.get('deny') or []}, slots {host.get('slots') or '-'}")
     for host in result.get("hosts_removed") or []:
         console.print(f"host policy {host}: no longer listed (kept)")
+    for ch in result.get("channels") or []:
+        if ch["state"] != "unchanged":
+            console.print(f"channel {ch['name']} ({ch['kind']}): {ch['state']}")
     new = len(result.get("new") or [])
     console.print(f"{new} new run{'s' * (new != 1)} {verb} queued, "
                   f"{len(result.get('unchanged') or [])} unchanged, "
@@ -117,7 +120,8 @@ def _print_plan(result: dict[str, Any]) -> None:
 def _print_summary(manifest: Manifest) -> None:
     console = Console(soft_wrap=True)
     console.print(f"[bold]{manifest.source}[/bold]: {len(manifest.hosts)} hosts, "
-                  f"{len(manifest.blueprints)} blueprints, {len(manifest.jobs)} jobs — valid")
+                  f"{len(manifest.blueprints)} blueprints, {len(manifest.jobs)} jobs, "
+                  f"{len(manifest.channels)} channels — valid")
     if manifest.hosts:
         hosts = Table("host", "allow", "deny", "slots", "labels", title="Hosts")
         for h in manifest.hosts:
@@ -130,6 +134,14 @@ def _print_summary(manifest: Manifest) -> None:
         for b in manifest.blueprints:
             bps.add_row(b.name, " ".join(b.command), "yes" if b.config_schema else "none")
         console.print(bps)
+    if manifest.channels:
+        chans = Table("channel", "kind", "url", "secret", title="Channels")
+        for ch in manifest.channels:
+            # The URL redacted even here: it is a credential, and terminals are shared.
+            chans.add_row(ch.name, ch.kind, f"${ch.url_env}" if ch.url_env else
+                          str(ch.to_dict()["url"]),
+                          f"${ch.secret_env}" if ch.secret_env else "-")
+        console.print(chans)
     if manifest.jobs:
         jobs = Table("job", "blueprint", "job id", "config", "constraints", title="Jobs")
         jobs.columns[0].no_wrap = jobs.columns[2].no_wrap = True

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from runyard.cli import common
-from runyard.cli.common import EXIT_USAGE, JsonOpt, RunArg, ServerOpt, TokenOpt, fail
+from runyard.cli.common import EXIT_USAGE, JsonOpt, ProjectOpt, RunArg, ServerOpt, TokenOpt, fail
 from runyard.client import LogChunk
 from runyard.client.client import DEFAULT_SERVER
 
@@ -25,8 +25,10 @@ def logs(run_ref: RunArg,
                             ] = None,
          interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls (-f).")
                              ] = 1.0,
-         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-         as_json: JsonOpt = False) -> None:
+         tail: Annotated[int | None, typer.Option(
+             "--tail", "-n", min=1, help="Only the last N lines (then -f follows on).")] = None,
+         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Print a run's captured stdout (or --stderr)."""
     stream = "stderr" if stderr else "stdout"
     offset = 0
@@ -43,17 +45,25 @@ def logs(run_ref: RunArg,
             sys.stdout.flush()
 
     with common.connect(server, token) as client:
+        run = common.find(client, run_ref, project)
+        if tail is not None:
+            last = client.get_logs(run, stream=stream, attempt=attempt, tail=tail,
+                                   limit_bytes=16 << 20)
+            emit(last, last.offset or 0)
+            offset = last.next_offset
+            if not follow:
+                return
         while True:
-            chunk = client.get_logs(run_ref, stream=stream, offset=offset, attempt=attempt)
+            chunk = client.get_logs(run, stream=stream, offset=offset, attempt=attempt)
             emit(chunk, offset)
             moved = chunk.next_offset > offset
             offset = max(offset, chunk.next_offset)
             if moved and chunk.data:
                 continue  # more may be waiting right away
-            if not follow or client.get_run(run_ref).is_terminal:
+            if not follow or client.get_run(run).is_terminal:
                 # One last read after the end catches output flushed at exit.
                 if follow:
-                    emit(client.get_logs(run_ref, stream=stream, offset=offset,
+                    emit(client.get_logs(run, stream=stream, offset=offset,
                                          attempt=attempt), offset)
                 return
             time.sleep(interval)
@@ -65,12 +75,13 @@ def metrics(run_ref: RunArg,
             as_csv: Annotated[bool, typer.Option("--csv", help="Every point as CSV.")] = False,
             points: Annotated[int | None, typer.Option(
                 min=2, help="Downsample --tag to N buckets (min, max, last).")] = None,
-            server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-            as_json: JsonOpt = False) -> None:
+            project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+            token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """A run's metrics: the tags, one tag's points, a downsampled series, or all as CSV."""
     if points is not None and tag is None:
         raise fail("--points needs --tag", EXIT_USAGE)
     with common.connect(server, token) as client:
+        run_ref = common.find(client, run_ref, project).id
         if points is not None and tag is not None:
             series = client.get_series(run_ref, tag, points=points)
             rows: list[list[Any]] = [[p.step, p.min, p.max, p.last, p.count]
@@ -105,3 +116,42 @@ def metrics(run_ref: RunArg,
         table.add_row(*[common.number(v) if isinstance(v, float) else
                         ("-" if v is None else str(v)) for v in row])
     Console(soft_wrap=True).print(table if rows else "no metrics")
+
+
+def checkpoints(run_ref: RunArg,
+                step: Annotated[list[int] | None, typer.Option(
+                    "--step", min=0, help="Only these steps (repeatable).")] = None,
+                status: Annotated[list[str] | None, typer.Option(
+                    "--status", help="incomplete or complete (repeatable).")] = None,
+                after: Annotated[str | None, typer.Option(
+                    "--after", help="Registered after this time (ISO 8601).")] = None,
+                before: Annotated[str | None, typer.Option(
+                    "--before", help="Registered before this time (ISO 8601).")] = None,
+                sort: Annotated[list[str] | None, typer.Option(
+                    "--sort", help="key:asc|desc of id, step, attempt, created_at "
+                                   "(default step:asc).")] = None,
+                limit: Annotated[int | None, typer.Option(
+                    min=1, help="At most N (default: all).")] = None,
+                project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+                token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """A run's checkpoints: step, status, attempt, size, metrics, when."""
+    filters: dict[str, Any] = {
+        "steps": step or None, "status": status or None, "sort": sort or None,
+        "created_after": common.parse_when(after, "--after"),
+        "created_before": common.parse_when(before, "--before")}
+    with common.connect(server, token) as client:
+        run = common.find(client, run_ref, project)
+        if limit is None:
+            found = client.get_checkpoints(run, **filters)
+        else:
+            found = list(client.list_checkpoints(run, limit=limit, **filters).items)
+    if as_json:
+        common.print_json({"items": [c.raw for c in found]})
+        return
+    table = Table("step", "status", "attempt", "size", "metrics", "created", box=None)
+    for c in found:
+        table.add_row(str(c.step), c.status, str(c.attempt or "-"),
+                      "-" if c.size is None else str(c.size),
+                      " ".join(f"{k}={v}" for k, v in sorted(c.metrics.items())) or "-",
+                      common.iso(c.created_at) or "-")
+    Console(soft_wrap=True).print(table if found else "no checkpoints")

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runyard.cli import common
-from runyard.cli.common import JsonOpt, RunArg, ServerOpt, TokenOpt
+from runyard.cli.common import JsonOpt, ProjectOpt, RunArg, ServerOpt, TokenOpt
 from runyard.client import Run
 from runyard.client.client import DEFAULT_SERVER
 
@@ -28,17 +28,37 @@ def _run_row(run: Run) -> list[Any]:
 def list_runs(
     status: Annotated[list[str] | None, typer.Option(
         "--status", "-s", help="Only these statuses (comma-separated or repeated).")] = None,
-    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
-    name: Annotated[str | None, typer.Option(
-        "--name", help="Name pattern, SQL ILIKE (% any, _ one character).")] = None,
-    host: Annotated[str | None, typer.Option(help="Only runs on this host.")] = None,
+    project: Annotated[list[str] | None, typer.Option(
+        help="Only these projects (repeatable).")] = None,
+    name: Annotated[list[str] | None, typer.Option(
+        "--name", help="Name pattern, SQL ILIKE (% any, _ one character); repeatable.")] = None,
+    host: Annotated[list[str] | None, typer.Option(help="Only runs on these hosts.")] = None,
+    version: Annotated[list[str] | None, typer.Option(help="Only these versions.")] = None,
+    blueprint: Annotated[list[str] | None, typer.Option(help="Only these blueprints.")] = None,
+    owner: Annotated[list[str] | None, typer.Option(help="Only runs of these owners.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Only runs carrying this tag (repeat: every one).")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="Only runs requiring label k=v (repeat: every one).")] = None,
+    sort: Annotated[list[str] | None, typer.Option(
+        "--sort", help="key:asc|desc, repeatable (default created_at:desc), e.g. "
+                       "--sort project:asc --sort created_at:desc.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 20,
     all_pages: Annotated[bool, typer.Option("--all", help="Every matching run.")] = False,
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List runs, newest first: id, name, status, progress and ETA, host, metrics, age."""
-    filters: dict[str, Any] = {"status": common.statuses(status), "project": project,
-                               "name_like": name, "host": host}
+    labels: dict[str, str] = {}
+    for pair in label or ():
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise common.fail(f"--label: expected key=value, got {pair!r}", common.EXIT_USAGE)
+        labels[key] = value
+    filters: dict[str, Any] = {"status": common.statuses(status), "project": project or None,
+                               "name_like": name or None, "host": host or None,
+                               "version": version or None, "blueprint": blueprint or None,
+                               "owner": owner or None, "tags": tag or None,
+                               "labels": labels or None, "sort": sort or None}
     with common.connect(server, token) as client:
         if all_pages:
             runs = list(client.iter_runs(page_size=limit, **filters))
@@ -47,7 +67,8 @@ def list_runs(
             page = client.list_runs(limit=limit, **filters)
             runs, more = list(page.items), page.next
     if as_json:
-        common.print_json({"items": [r.raw for r in runs], "next_after_id": more})
+        common.print_json({"items": [r.raw for r in runs], "next_cursor": more,
+                           "next_after_id": runs[-1].id if more and runs else None})
         return
     table = Table("id", "name", "status", "progress", "host", "metrics", "age", box=None)
     table.columns[0].no_wrap = True
@@ -61,11 +82,11 @@ def list_runs(
 
 def show(run_ref: RunArg, events: Annotated[int, typer.Option(
             min=0, help="How many of the last events to show.")] = 10,
-         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-         as_json: JsonOpt = False) -> None:
+         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Details of one run: status, progress, attempts, last events; for a queued run, why."""
     with common.connect(server, token) as client:
-        run = client.get_run(run_ref)
+        run = common.find(client, run_ref, project)
         recent = list(client.get_events(run, limit=events, order="desc").items) if events else []
         explain = run.explain
         if run.status == "queued" and explain is None:
@@ -81,9 +102,12 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
     cmd = " ".join(run.command) if run.command else "-"
     for key, value in (
         ("run", run.id), ("name", run.name), ("project", run.project),
+        ("tags", " ".join(run.tags)), ("notes", run.notes),
         ("status", common.status_cell(run)),
         ("blueprint", run.blueprint), ("command", cmd), ("host", run.host_id),
-        ("executor", run.executor), ("attempt", f"{run.attempt} of {run.max_attempts}"),
+        ("executor", run.executor), ("launcher", run.launcher), ("slurm", run.slurm),
+        ("job id", run.external_id), ("nodes", ", ".join(run.nodes) if run.nodes else None),
+        ("attempt", f"{run.attempt} of {run.max_attempts}"),
         ("created", f"{common.iso(run.created_at)} ({common.ago(run.created_at)})"),
         ("started", common.iso(run.started_at)), ("ended", common.iso(run.ended_at)),
         ("exit code", run.exit_code), ("config", run.config),
@@ -109,13 +133,29 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         if p.message:
             console.print(f"  {p.message}")
     if run.attempts:
-        table = Table("attempt", "host", "claimed", "ended", "reason", "exit", box=None,
-                      title="attempts", title_justify="left")
+        placed = any(a.external_id for a in run.attempts)
+        table = Table("attempt", "host", *(("job id", "nodes") if placed else ()), "claimed",
+                      "ended", "reason", "exit", box=None, title="attempts",
+                      title_justify="left")
         for a in run.attempts:
-            table.add_row(str(a.number), a.host_id or "-", common.iso(a.claimed_at) or "-",
+            where = (a.external_id or "-", ", ".join(a.nodes or ()) or "-") if placed else ()
+            table.add_row(str(a.number), a.host_id or "-", *where,
+                          common.iso(a.claimed_at) or "-",
                           common.iso(a.ended_at) or ("active" if a.active else "-"),
                           a.termination_reason or "-", common.number(
                               None if a.exit_code is None else float(a.exit_code)))
+        console.print(table)
+    rules = run.raw.get("rules") or []
+    if rules:
+        from runyard.cli.rules import summary
+
+        table = Table("rule", "source", "condition", "hits", "last hit", box=None,
+                      title="rules", title_justify="left")
+        for r in rules:
+            last = r.get("last_hit") or {}
+            hit_at = f"step {last['step']}" if last.get("step") is not None else ""
+            table.add_row(r["name"], r["source"], summary(r), str(r.get("hits") or 0),
+                          hit_at or ("-" if not last else "yes"))
         console.print(table)
     if recent:
         table = Table("seq", "at", "kind", "status", "actor", "details", box=None,

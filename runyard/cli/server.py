@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from runyard import defaults, errors
+from runyard import defaults, enrolment, errors
 from runyard.cli.common import EXIT_USAGE, fail
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,14 @@ def server(
         defaults.FORGET_WORKERS_AFTER_S, "--forget-workers-after-s",
         envvar="RUNYARD_FORGET_WORKERS_AFTER_S",
         help="Remove a worker unseen this long that holds no attempt (0: never)."),
+    max_hosts_per_token: int = typer.Option(
+        enrolment.MAX_HOSTS_PER_TOKEN, "--max-hosts-per-token", min=1,
+        envvar="RUNYARD_MAX_HOSTS_PER_TOKEN",
+        help="Hosts one worker token may have registered at once, unless the token sets "
+             "its own --max-hosts."),
+    max_workers: int = typer.Option(
+        enrolment.MAX_WORKERS, "--max-workers", min=1, envvar="RUNYARD_MAX_WORKERS",
+        help="Workers the server registers in all."),
     max_upload_mb: float = typer.Option(10 * 1024, "--max-upload-mb",
                                         envvar="RUNYARD_MAX_UPLOAD_MB",
                                         help="Largest artifact upload, in MiB."),
@@ -51,6 +59,27 @@ def server(
         envvar="RUNYARD_LIMIT_CONCURRENCY",
         help="Open connections (event streams and idle keep-alive ones included) past which "
              "requests are answered 503 at once."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="RUNYARD_PUBLIC_URL",
+        help="Where people reach this server's web UI; notifications link to run pages "
+             "under it (default: no links)."),
+    notify_timeout_s: float = typer.Option(
+        defaults.NOTIFY_TIMEOUT_S, "--notify-timeout-s", envvar="RUNYARD_NOTIFY_TIMEOUT_S",
+        help="Seconds one notification delivery attempt may take in all."),
+    notify_max_attempts: int = typer.Option(
+        defaults.NOTIFY_MAX_ATTEMPTS, "--notify-max-attempts",
+        envvar="RUNYARD_NOTIFY_MAX_ATTEMPTS",
+        help="Attempts at a notification before it is marked failed."),
+    notify_backoff_s: float = typer.Option(
+        defaults.NOTIFY_BACKOFF_S, "--notify-backoff-s", envvar="RUNYARD_NOTIFY_BACKOFF_S",
+        help="Delay before a notification's first retry; doubled per retry, with jitter."),
+    notify_backoff_max_s: float = typer.Option(
+        defaults.NOTIFY_BACKOFF_MAX_S, "--notify-backoff-max-s",
+        envvar="RUNYARD_NOTIFY_BACKOFF_MAX_S", help="Longest delay between two retries."),
+    notify_concurrency: int = typer.Option(
+        defaults.NOTIFY_CONCURRENCY, "--notify-concurrency",
+        envvar="RUNYARD_NOTIFY_CONCURRENCY",
+        help="Notification deliveries in flight at once in this process."),
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
     from runyard import local
@@ -60,10 +89,14 @@ def server(
         data_dir=(data_dir or local.data_dir()).expanduser(), host=host, port=port,
         db_url=db, artifacts=artifacts, stale_after_s=stale_after_s,
         forget_workers_after_s=forget_workers_after_s,
+        max_hosts_per_token=max_hosts_per_token, max_workers=max_workers,
         max_upload_mb=max_upload_mb, insecure=insecure, no_auth=no_auth,
         tls_cert=tls_cert, tls_key=tls_key,
         admin_token=os.environ.get("RUNYARD_ADMIN_TOKEN") or None,
-        keep_last_checkpoints=keep_last_checkpoints)
+        keep_last_checkpoints=keep_last_checkpoints, public_url=public_url or None,
+        notify_timeout_s=notify_timeout_s, notify_max_attempts=notify_max_attempts,
+        notify_backoff_s=notify_backoff_s, notify_backoff_max_s=notify_backoff_max_s,
+        notify_concurrency=notify_concurrency)
     try:
         settings.check()
     except errors.ConfigError as exc:

@@ -10,7 +10,7 @@ from typer.core import TyperCommand
 
 from runyard.cli import common
 from runyard.cli.common import EXIT_USAGE, JsonOpt, ServerOpt, TokenOpt, fail
-from runyard.client.client import DEFAULT_SERVER
+from runyard.client.client import DEFAULT_SERVER, rule_object
 from runyard.manifest.overrides import parse_config_overrides
 
 
@@ -70,6 +70,9 @@ def submit(
         min=0, help="Retries after a non-zero exit.")] = None,
     stall_after_s: Annotated[float | None, typer.Option(
         help="Seconds without a new step before the run is marked stalled.")] = None,
+    rule: Annotated[list[str] | None, typer.Option(
+        "--rule", help="A rule, e.g. 'nan loss -> stop,no_retry' (docs/rules.md); "
+                       "repeatable.")] = None,
     validate_only: Annotated[bool, typer.Option(
         "--validate", help="Only validate the submission; queue nothing.")] = False,
     server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: JsonOpt = False,
@@ -100,7 +103,8 @@ def submit(
         command=run_command, config=parse_config_overrides(config or []),
         constraints=constraints or None, priority=priority, max_attempts=max_attempts,
         max_restarts_on_errors=max_restarts_on_errors, stall_after_s=stall_after_s,
-        env=_pairs(env, "--env") or None)
+        env=_pairs(env, "--env") or None,
+        rules=[rule_object(r) for r in rule] if rule else None)
     with common.connect(server, token) as client:
         if validate_only:
             if blueprint is None:

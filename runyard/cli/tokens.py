@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import typer
 
-from runyard import errors
+from runyard import errors, models
 from runyard.cli import common
 from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
 from runyard.client.client import DEFAULT_SERVER
@@ -38,18 +38,53 @@ def _call(method: str, server: str, token: str | None, path: str,
 @token_app.command("create")
 def create(name: str = typer.Option(..., "--name", help="Token name (the actor in events)."),
            role: str = typer.Option("user", "--role", help="viewer, user, operator or worker."),
+           host: list[str] | None = typer.Option(
+               None, "--host", help="Bind a worker token to this host id (repeatable)."),
+           hosts: str | None = typer.Option(
+               None, "--hosts",
+               help="Bind a worker token to host-id globs, comma-separated ('gpu-*'), to "
+                    "enrol many hosts with one token."),
+           max_hosts: int | None = typer.Option(
+               None, "--max-hosts", min=1,
+               help="Hosts the worker token may have registered at once (default: the "
+                    "server's --max-hosts-per-token)."),
            server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
            as_json: JsonOpt = False) -> None:
-    """Create a token and print its secret (shown this once only)."""
+    """Create a token and print its secret (shown this once only).
+
+    A worker token given no --host or --hosts binds itself to the first host it claims as.
+    """
     if role not in ROLES:
         raise typer.BadParameter(f"expected one of {', '.join(ROLES)}", param_hint="--role")
-    out = _call("POST", server, token, "/v1/tokens", {"name": name, "role": role})
+    for h in host or []:
+        try:
+            models.validate_host_id(h, "--host")
+        except errors.ValidationError as exc:
+            raise typer.BadParameter(exc.message, param_hint="--host") from None
+    bound = [*(host or []), *([p.strip() for p in hosts.split(",")] if hosts else [])]
+    if (bound or max_hosts is not None) and role != "worker":
+        raise typer.BadParameter("only a worker token is bound to hosts",
+                                 param_hint="--host/--hosts/--max-hosts")
+    body: dict[str, Any] = {"name": name, "role": role}
+    if bound:
+        body["hosts"] = bound
+    if max_hosts is not None:
+        body["max_hosts"] = max_hosts
+    out = _call("POST", server, token, "/v1/tokens", body)
     if as_json:
         common.print_json(out)
     else:
         typer.echo(out["token"])
-        typer.echo(f"runyard: token {name!r} ({role}) created; the secret above is not "
-                   "shown again", err=True)
+        typer.echo(f"runyard: token {name!r} ({role}) created{_bound_to(out)}; the secret "
+                   "above is not shown again", err=True)
+
+
+def _bound_to(out: dict[str, Any]) -> str:
+    if out.get("role") != "worker":
+        return ""
+    if out.get("hosts") is None:
+        return ", bound to the first host it claims as"
+    return f", bound to host {', '.join(out['hosts'])}"
 
 
 @token_app.command("ls")
@@ -60,10 +95,22 @@ def ls(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: Json
     if as_json:
         common.print_json(items)
         return
-    typer.echo(f"{'NAME':24} {'ROLE':9} {'CREATED':24} {'LAST USED':24} REVOKED")
+    typer.echo(f"{'NAME':24} {'ROLE':9} {'HOSTS':20} {'CREATED':24} {'LAST USED':24} "
+               "REVOKED")
     for t in items:
-        typer.echo(f"{t['name']:24} {t['role']:9} {t['created_at'] or '-':24} "
-                   f"{t['last_used_at'] or '-':24} {t['revoked_at'] or '-'}")
+        typer.echo(f"{t['name']:24} {t['role']:9} {_hosts_cell(t):20} "
+                   f"{t['created_at'] or '-':24} {t['last_used_at'] or '-':24} "
+                   f"{t['revoked_at'] or '-'}")
+
+
+def _hosts_cell(t: dict[str, Any]) -> str:
+    """A worker token's binding: its hosts, or that it binds on first claim."""
+    if t.get("role") != "worker":
+        return "-"
+    if t.get("hosts") is None:
+        return "(first claim)"
+    cell = ",".join(t["hosts"])
+    return cell if t.get("max_hosts") is None else f"{cell} (max {t['max_hosts']})"
 
 
 @token_app.command("revoke")

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from runyard import models
 from runyard.cli import common
-from runyard.cli.common import JsonOpt, ServerOpt, TokenOpt
+from runyard.cli.common import JsonOpt, ProjectOpt, ServerOpt, TokenOpt
 from runyard.client import Client, Run
 from runyard.client.client import DEFAULT_SERVER
 
@@ -43,14 +43,14 @@ def watch(run_refs: Annotated[list[str] | None, typer.Argument(
           interval: Annotated[float, typer.Option(
               min=0.1, help="Seconds between full refreshes when no event arrives (changes "
                             "arrive on the server's event stream as they happen).")] = 5.0,
-          server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
-          as_json: JsonOpt = False) -> None:
+          project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+          token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Live progress bars (step/total, epoch, loss, ETA, stalled) until the runs end.
 
     Follows the server's live event stream; with --json, one line per run whenever its
     status or progress changes."""
     with common.connect(server, token) as client:
-        ids = list(run_refs or [])
+        ids = [common.find(client, ref, project).id for ref in run_refs or []]
         if not ids:
             ids = [r.id for r in client.iter_runs(status=list(NOT_ENDED))]
         if not ids:

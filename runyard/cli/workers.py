@@ -42,19 +42,31 @@ def workers(ctx: typer.Context, server: ServerOpt = DEFAULT_SERVER, token: Token
     if not found:
         typer.echo("no workers registered")
         return
-    table = Table("host", "state", "slots", "cpus", "ram GiB", "gpus", "labels", "last seen",
-                  box=None)
+    table = Table("host", "executor", "state", "slots", "cpus", "ram GiB", "gpus", "labels",
+                  "last seen", box=None)
     for w in found:
         caps = w.capabilities
         state = "drained" if w.drained else ("alive" if w.alive is not False else "offline")
         style = {"drained": "yellow", "alive": "green", "offline": "red"}[state]
         labels = caps.get("labels") or {}
-        table.add_row(w.host_id, Text(state, style=style),
+        table.add_row(w.host_id, w.executor, Text(state, style=style),
                       f"{w.active_attempts}/{w.slots if w.slots is not None else '-'}",
                       common.number(caps.get("cpus")), common.number(caps.get("ram_gib")),
                       _gpus(w), ", ".join(f"{k}={v}" for k, v in labels.items()) or "-",
                       common.ago(w.last_seen_at))
-    Console(soft_wrap=True).print(table)
+    console = Console(soft_wrap=True)
+    console.print(table)
+    # What an executor that runs attempts elsewhere has in flight, and where (Slurm jobs).
+    for w in found:
+        jobs = [c for c in w.raw.get("current") or []
+                if isinstance(c, dict) and w.executor != "local"]
+        if jobs:
+            console.print(f"{w.host_id} ({w.executor}), in flight:", markup=False)
+        for c in jobs:
+            nodes = ", ".join(str(n) for n in c.get("nodes") or ()) or "-"
+            job = c.get("external_id") or "not submitted yet"
+            console.print(f"  {c.get('run_id')} {c.get('name') or ''} {c.get('status')}: "
+                          f"job {job} on {nodes}", markup=False, highlight=False)
 
 
 @workers_app.command()

@@ -32,8 +32,21 @@ def encode_param(value: Any) -> str:
     return str(value)
 
 
-def clean_params(params: Mapping[str, Any] | None) -> dict[str, str]:
-    return {k: encode_param(v) for k, v in (params or {}).items() if v is not None}
+class Repeated(tuple[Any, ...]):
+    """A query value sent as the parameter repeated (``?tag=a&tag=b``), not comma-joined."""
+
+
+def clean_params(params: Mapping[str, Any] | None
+                 ) -> list[tuple[str, str | int | float | bool | None]]:
+    out: list[tuple[str, str | int | float | bool | None]] = []
+    for k, v in (params or {}).items():
+        if v is None:
+            continue
+        if isinstance(v, Repeated):
+            out += [(k, encode_param(item)) for item in v if item is not None]
+        else:
+            out.append((k, encode_param(v)))
+    return out
 
 
 class Http:

@@ -2,69 +2,29 @@
 
 Every model keeps the JSON it was parsed from in ``raw`` (for ``--json`` output and fields a
 newer server adds). Times become timezone-aware :class:`datetime` objects; a field the server
-left out (``fields=`` selection) is ``None``.
+left out (``fields=`` selection) is ``None``. Runs, their attempts and progress are in
+:mod:`runyard.client.run_models`, the readers of JSON values in :mod:`runyard.client.decoding`;
+this module names them all (``from runyard.client.models import Run`` works) and holds the
+rest: pages, events, metrics, checkpoints, artifacts, logs and workers.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from runyard import errors, models, nonfinite, timestamps
+from runyard.client.decoding import JSON, opt_int, parse_number, parse_time
+from runyard.client.run_models import RELOADABLE, Attempt, Progress, Run, RunActions
+
+__all__ = [
+    "JSON", "RELOADABLE", "Artifact", "Attempt", "Checkpoint", "Event", "LogChunk", "MetricPoint",
+    "MetricTag", "Page", "Progress", "Run", "RunActions", "Series", "SeriesPoint", "StreamEvent",
+    "Worker", "parse_number", "parse_time",
+]
 
 T = TypeVar("T")
-JSON = Mapping[str, Any]
-
-
-class RunActions(Protocol):
-    """What a bound :class:`Run`'s verbs need from whoever fetched it (a ``Client``)."""
-
-    def get_run(self, run: str) -> Run: ...
-
-    def stop(self, run: Run, grace: float = ...) -> Run: ...
-
-    def restart(self, run: Run, resources: Mapping[str, Any] | models.Constraints | None = ...
-                ) -> Run: ...
-
-    def cancel(self, run: Run) -> Run: ...
-
-    def requeue(self, run: Run) -> Run: ...
-
-    def delete(self, run: Run) -> None: ...
-
-    def wait(self, run: Run, until: Sequence[str] | None = ..., timeout: float | None = ...,
-             on_update: Callable[[Run], None] | None = ..., poll_s: float = ...) -> Run: ...
-
-
-def parse_time(value: Any, name: str = "time") -> datetime | None:
-    """An ISO 8601 string (``...Z``) or null; anything else is a contract breach."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
-                                     field=name)
-    try:
-        return timestamps.parse_iso(value)
-    except ValueError:
-        raise errors.ValidationError(f"{name}: expected an ISO 8601 time, got {value!r}",
-                                     field=name) from None
-
-
-def parse_number(value: Any) -> float | None:
-    """A JSON number or one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return nonfinite.SPECIALS.get(value, math.nan)
-    return float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
@@ -79,223 +39,6 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A run's latest progress snapshot (protocol v1) with the server's ETA and stall flag."""
-
-    step: int | None = None
-    total_steps: int | None = None
-    epoch: float | None = None
-    total_epochs: float | None = None
-    percent: float | None = None
-    phase: str | None = None
-    message: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    rate: dict[str, Any] | None = None
-    seq: int | None = None
-    eta_seconds: float | None = None
-    stalled: bool = False
-    updated_at: datetime | None = None
-    progress_updated_at: datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: JSON) -> Progress:
-        """Accepts both the run's ``progress`` object and ``GET .../progress``'s answer."""
-        snap: JSON = (data.get("snapshot") or {}) if "snapshot" in data else data
-        return cls(
-            step=_opt_int(snap.get("step")),
-            total_steps=_opt_int(snap.get("total_steps")),
-            epoch=parse_number(snap.get("epoch")),
-            total_epochs=parse_number(snap.get("total_epochs")),
-            percent=parse_number(snap.get("percent")),
-            phase=snap.get("phase"),
-            message=snap.get("message"),
-            metrics={str(k): parse_number(v) for k, v in (snap.get("metrics") or {}).items()},
-            rate=snap.get("rate"),
-            seq=_opt_int(snap.get("seq")),
-            eta_seconds=parse_number(data.get("eta_seconds", snap.get("eta_seconds"))),
-            stalled=bool(data.get("stalled", False)),
-            updated_at=parse_time(snap.get("updated_at"), "progress.updated_at"),
-            progress_updated_at=parse_time(data.get("progress_updated_at"),
-                                           "progress_updated_at"),
-            raw=dict(data),
-        )
-
-    @property
-    def fraction(self) -> float | None:
-        """Done fraction in [0, 1]: ``percent`` if sent, else step / total_steps."""
-        if self.percent is not None and math.isfinite(self.percent):
-            return min(max(self.percent / 100.0, 0.0), 1.0)
-        if self.step is not None and self.total_steps:
-            return min(max(self.step / self.total_steps, 0.0), 1.0)
-        return None
-
-    @property
-    def has_snapshot(self) -> bool:
-        return bool(self.raw.get("snapshot")) if "snapshot" in self.raw else bool(self.raw)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One try to execute a run."""
-
-    id: str
-    number: int
-    host_id: str | None = None
-    active: bool = False
-    claimed_at: datetime | None = None
-    running_at: datetime | None = None
-    ended_at: datetime | None = None
-    termination_reason: str | None = None
-    exit_code: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: JSON) -> Attempt:
-        return cls(
-            id=str(data.get("id", "")),
-            number=int(data.get("number", 0)),
-            host_id=data.get("host_id"),
-            active=bool(data.get("active", False)),
-            claimed_at=parse_time(data.get("claimed_at"), "attempt.claimed_at"),
-            running_at=parse_time(data.get("running_at"), "attempt.running_at"),
-            ended_at=parse_time(data.get("ended_at"), "attempt.ended_at"),
-            termination_reason=data.get("termination_reason"),
-            exit_code=_opt_int(data.get("exit_code")),
-            details=dict(data.get("details") or {}),
-            raw=dict(data),
-        )
-
-
-#: Run fields :meth:`Run.reload` may refresh selectively.
-RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
-              "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
-              "updated_at")
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run as the server reports it, bound to the ``Client`` that fetched it."""
-
-    id: str
-    name: str | None = None
-    project: str | None = None
-    version: str | None = None
-    notes: str | None = None
-    status: str | None = None
-    attempt: int | None = None
-    host_id: str | None = None
-    executor: str | None = None
-    blueprint: str | None = None
-    command: tuple[str, ...] | None = None
-    config: dict[str, Any] | None = None
-    seed: int | None = None
-    constraints: dict[str, Any] | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    updated_at: datetime | None = None
-    termination_reason: str | None = None
-    exit_code: int | None = None
-    progress: Progress | None = None
-    progress_updated_at: datetime | None = None
-    attempts: tuple[Attempt, ...] | None = None
-    explain: dict[str, Any] | None = None
-    artifact_store: str | None = None
-    workdir: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    client: RunActions | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: JSON, client: RunActions | None = None) -> Run:
-        command = data.get("command")
-        attempts = data.get("attempts")
-        progress = data.get("progress")
-        return cls(
-            id=str(data["id"]),
-            name=data.get("name"),
-            project=data.get("project"),
-            version=data.get("version"),
-            notes=data.get("notes"),
-            status=data.get("status"),
-            attempt=_opt_int(data.get("attempt")),
-            host_id=data.get("host_id"),
-            executor=data.get("executor"),
-            blueprint=data.get("blueprint"),
-            command=None if command is None else tuple(str(a) for a in command),
-            config=data.get("config"),
-            seed=_opt_int(data.get("seed")),
-            constraints=data.get("constraints"),
-            priority=_opt_int(data.get("priority")),
-            max_attempts=_opt_int(data.get("max_attempts")),
-            created_at=parse_time(data.get("created_at"), "created_at"),
-            started_at=parse_time(data.get("started_at"), "started_at"),
-            ended_at=parse_time(data.get("ended_at"), "ended_at"),
-            updated_at=parse_time(data.get("updated_at"), "updated_at"),
-            termination_reason=data.get("termination_reason"),
-            exit_code=_opt_int(data.get("exit_code")),
-            progress=None if progress is None else Progress.from_json(
-                {"progress_updated_at": data.get("progress_updated_at"), **progress}),
-            progress_updated_at=parse_time(data.get("progress_updated_at"),
-                                           "progress_updated_at"),
-            attempts=None if attempts is None else tuple(Attempt.from_json(a) for a in attempts),
-            explain=data.get("explain"),
-            artifact_store=data.get("artifact_store"),
-            workdir=data.get("workdir"),
-            raw=dict(data),
-            client=client,
-        )
-
-    # ------------------------------------------------------------------ state
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in {s.value for s in models.TERMINAL}
-
-    def _bound(self) -> RunActions:
-        if self.client is None:
-            raise errors.ConfigError(f"run {self.id} is not bound to a client")
-        return self.client
-
-    # ------------------------------------------------------------------ verbs
-    def reload(self, fields: Sequence[str] | None = None) -> Run:
-        """A fresh copy from the server; with ``fields``, only those are refreshed."""
-        fresh = self._bound().get_run(self.id)
-        if fields is None:
-            return fresh
-        unknown = sorted(set(fields) - set(RELOADABLE))
-        if unknown:
-            raise errors.ValidationError(
-                f"fields: cannot reload {unknown[0]!r} (reloadable: {', '.join(RELOADABLE)})",
-                field="fields")
-        changes = {name: getattr(fresh, name) for name in fields}
-        raw = {**self.raw, **{name: fresh.raw.get(name) for name in fields}}
-        return dataclasses.replace(self, raw=raw, **changes)
-
-    def stop(self, grace: float = 30.0) -> Run:
-        return self._bound().stop(self, grace=grace)
-
-    def restart(self, resources: Mapping[str, Any] | models.Constraints | None = None) -> Run:
-        return self._bound().restart(self, resources=resources)
-
-    def cancel(self) -> Run:
-        return self._bound().cancel(self)
-
-    def requeue(self) -> Run:
-        return self._bound().requeue(self)
-
-    def delete(self) -> None:
-        self._bound().delete(self)
-
-    def wait(self, until: Sequence[str] | None = None, timeout: float | None = None,
-             on_update: Callable[[Run], None] | None = None, poll_s: float = 1.0) -> Run:
-        return self._bound().wait(self, until=until, timeout=timeout, on_update=on_update,
-                                  poll_s=poll_s)
 
 
 @dataclass(frozen=True)
@@ -317,9 +60,9 @@ class Event:
     def from_json(cls, data: JSON) -> Event:
         return cls(seq=int(data.get("seq", 0)), run_id=data.get("run_id"),
                    status=data.get("status"), at=parse_time(data.get("at"), "event.at"),
-                   actor=data.get("actor"), attempt=_opt_int(data.get("attempt")),
+                   actor=data.get("actor"), attempt=opt_int(data.get("attempt")),
                    kind=data.get("kind"), details=dict(data.get("details") or {}),
-                   id=_opt_int(data.get("id")), raw=dict(data))
+                   id=opt_int(data.get("id")), raw=dict(data))
 
 
 @dataclass(frozen=True)
@@ -348,7 +91,7 @@ class MetricPoint:
         return cls(step=int(data["step"]), tag=str(data["tag"]),
                    value=parse_number(data.get("value")),
                    at=parse_time(data.get("at"), "metric.at"),
-                   attempt=_opt_int(data.get("attempt")))
+                   attempt=opt_int(data.get("attempt")))
 
 
 @dataclass(frozen=True)
@@ -361,7 +104,7 @@ class MetricTag:
     @classmethod
     def from_json(cls, data: JSON) -> MetricTag:
         return cls(tag=str(data["tag"]), count=int(data.get("count", 0)),
-                   last_step=_opt_int(data.get("last_step")),
+                   last_step=opt_int(data.get("last_step")),
                    last_value=parse_number(data.get("last_value")))
 
 
@@ -410,8 +153,8 @@ class Checkpoint:
     @classmethod
     def from_json(cls, data: JSON) -> Checkpoint:
         return cls(step=int(data["step"]), status=str(data.get("status", "")),
-                   attempt=_opt_int(data.get("attempt")), name=data.get("name"),
-                   sha256=data.get("sha256"), size=_opt_int(data.get("size")),
+                   attempt=opt_int(data.get("attempt")), name=data.get("name"),
+                   sha256=data.get("sha256"), size=opt_int(data.get("size")),
                    metrics=dict(data.get("metrics") or {}),
                    created_at=parse_time(data.get("created_at"), "checkpoint.created_at"),
                    raw=dict(data))
@@ -430,7 +173,7 @@ class Artifact:
     @classmethod
     def from_json(cls, data: JSON) -> Artifact:
         return cls(name=str(data["name"]), sha256=str(data["sha256"]), size=int(data["size"]),
-                   kind=data.get("kind"), attempt=_opt_int(data.get("attempt")),
+                   kind=data.get("kind"), attempt=opt_int(data.get("attempt")),
                    created_at=parse_time(data.get("created_at"), "artifact.created_at"),
                    raw=dict(data))
 
@@ -442,11 +185,13 @@ class LogChunk:
     data: str
     next_offset: int
     attempt: int | None = None
+    #: Where ``data`` starts (with ``tail``: where the last lines begin).
+    offset: int | None = None
 
     @classmethod
     def from_json(cls, data: JSON) -> LogChunk:
         return cls(data=str(data.get("data", "")), next_offset=int(data.get("next_offset", 0)),
-                   attempt=_opt_int(data.get("attempt")))
+                   attempt=opt_int(data.get("attempt")), offset=opt_int(data.get("offset")))
 
 
 @dataclass(frozen=True)
@@ -460,15 +205,21 @@ class Worker:
     registered_at: datetime | None = None
     alive: bool | None = None
     active_attempts: int = 0
+    #: The token that registered it (or last claimed as it).
+    token_name: str | None = None
+    #: The kind of agent: ``local`` or ``slurm`` (docs/executors.md).
+    executor: str = "local"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: JSON) -> Worker:
         return cls(host_id=str(data["host_id"]), hostname=data.get("hostname"),
                    capabilities=dict(data.get("capabilities") or {}),
-                   drained=bool(data.get("drained", False)), slots=_opt_int(data.get("slots")),
+                   drained=bool(data.get("drained", False)), slots=opt_int(data.get("slots")),
                    last_seen_at=parse_time(data.get("last_seen_at"), "worker.last_seen_at"),
                    registered_at=parse_time(data.get("registered_at"), "worker.registered_at"),
                    alive=data.get("alive"),
                    active_attempts=int(data.get("active_attempts") or 0),
+                   token_name=data.get("token_name"),
+                   executor=str(data.get("executor") or "local"),
                    raw=dict(data))

@@ -7,21 +7,28 @@ when it is repeated.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from runyard import models, submission
+from runyard.manifest.channels import resolve_channels
 from runyard.manifest.parser import Manifest
 from runyard.manifest.reload import plan_reload
 from runyard.queue import Queue
 
 
-def apply_manifest(queue: Queue, manifest: Manifest, *, dry_run: bool, actor: str
-                   ) -> dict[str, Any]:
+def apply_manifest(queue: Queue, manifest: Manifest, *, dry_run: bool, actor: str,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Plan ``manifest`` against the store and, unless ``dry_run``, queue its new jobs and
-    store its blueprints and host policies. Returns the ``POST /v1/manifest/reload`` answer."""
+    store its blueprints, host policies and channels. Returns the ``POST /v1/manifest/reload``
+    answer. Channel secrets are read from ``environ`` (default: this process's)."""
     store = queue.store
     source = manifest.source
+    # Before anything changes: a variable missing on the server refuses the whole manifest.
+    channels = resolve_channels(manifest.channels, os.environ if environ is None else environ,
+                                source)
     # A job already queued from elsewhere (another source name) is unchanged, not new.
     known = store.job_keys()
     keys = set(store.job_keys(source)) | {j.key for j in manifest.jobs if j.key in known}
@@ -34,6 +41,15 @@ def apply_manifest(queue: Queue, manifest: Manifest, *, dry_run: bool, actor: st
     requests = [{**job.to_run_request(), "source": source} for job in plan.new_jobs]
     for req in requests:
         submission.build_run(req, bps.get(req.get("blueprint") or ""), owner=actor, now=now)
+    channel_states = []
+    for ch in channels:
+        old = store.get_channel(ch.name)
+        state = "new" if old is None else (
+            "unchanged" if (old["kind"], old["url"], old.get("secret"), old.get("source"))
+            == (ch.kind, ch.url, ch.secret, source) else "changed")
+        channel_states.append({"name": ch.name, "kind": ch.kind, "state": state})
+        if not dry_run and state != "unchanged":
+            store.put_channel(ch.name, ch.kind, ch.url, ch.secret, source)
     if not dry_run:
         for bp in manifest.blueprints:
             if _stored(store.get_blueprint(bp.name)) != (bps[bp.name], source):
@@ -42,7 +58,8 @@ def apply_manifest(queue: Queue, manifest: Manifest, *, dry_run: bool, actor: st
         queue.fleet.set_host_policies([*plan.new_hosts, *plan.changed_hosts], source=source)
         for req in requests:
             queue.submit(req, actor=actor, owner=actor)
-    return {"dry_run": dry_run, "source": source, **plan.to_dict()}
+    return {"dry_run": dry_run, "source": source, **plan.to_dict(),
+            "channels": channel_states}
 
 
 def _stored(row: dict[str, Any] | None) -> tuple[dict[str, Any], str | None] | None:

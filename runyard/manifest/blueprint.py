@@ -51,8 +51,8 @@ PLACEHOLDERS: dict[str, str] = {
 }
 
 BLUEPRINT_KEYS: tuple[str, ...] = (
-    ("name", "command", "description", "config_schema", "config_schema_file")
-    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS
+    ("name", "command", "description", "config_schema", "config_schema_file", "rules")
+    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS + fields.SLURM_KEYS
 )
 
 
@@ -91,6 +91,35 @@ def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ..
                 problems.add(where, f"placeholder {{{name}}} takes no conversion or format spec")
                 ok = False
     return tuple(command) if ok else None
+
+
+def check_placeholders(command: Sequence[str], *, seed: int | None,
+                       field: str = "command") -> None:
+    """Refuse, at submission, a command whose placeholders the agent could not fill (it
+    would fail at claim time with ``setup_error``): a 422 naming the argument, ``command[i]``.
+    """
+    known = ", ".join(sorted(PLACEHOLDERS))
+    hint = "write {{ and }} for a literal brace"
+    for i, arg in enumerate(command):
+        where = f"{field}[{i}]"
+        try:
+            found = _placeholders(arg)
+        except ValueError as exc:
+            raise errors.ValidationError(
+                f"{where}: {arg!r} is not a valid placeholder template ({exc}); {hint}",
+                field=where) from None
+        for name, conv, spec in found:
+            if name not in PLACEHOLDERS:
+                raise errors.ValidationError(
+                    f"{where}: unknown placeholder {{{name}}} in {arg!r} (known: {known}); "
+                    f"{hint}", field=where)
+            if conv or spec:
+                raise errors.ValidationError(
+                    f"{where}: placeholder {{{name}}} takes no conversion or format spec; "
+                    f"{hint}", field=where)
+            if name == "seed" and seed is None:
+                raise errors.ValidationError(
+                    f"{where}: uses {{seed}} but the run sets no seed", field=where)
 
 
 def command_placeholders(command: Sequence[str]) -> set[str]:
@@ -313,6 +342,10 @@ def parse_blueprint(data: Any, path: Path, problems: Problems,
 
     defaults = fields.check_constraints(data, path, problems)
     defaults.update(fields.check_policy(data, path, problems))
+    rules = fields.check_rules(data, path, problems)
+    if rules:
+        defaults["rules"] = rules
+    defaults.update(fields.check_slurm(data, path, problems))
     if name is None or command is None or not schema_ok:
         return None
     return Blueprint(name=name, command=command, config_schema=schema,

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from runyard import errors, models
+from runyard import errors, models, slurm_options
 from runyard.manifest.locator import Path
 from runyard.manifest.problems import Problems
 
@@ -22,6 +22,12 @@ POLICY_KEYS: tuple[str, ...] = (
     "priority", "max_attempts", "max_restarts_on_errors", "retry_on_exit_codes",
     "probe_interval_s", "stall_after_s",
 )
+
+#: A blueprint's defaults for its Slurm runs, and a Slurm job's own (docs/executors.md).
+SLURM_KEYS: tuple[str, ...] = ("launcher", "slurm")
+#: The executors a manifest job may name: the fleet's agents (the default) or Slurm. Runs
+#: started by hand (``local``) are never queued, so no manifest job is one.
+JOB_EXECUTORS: tuple[str, ...] = ("agent", "slurm")
 
 
 def reject_unknown(data: Mapping[str, Any], known: Iterable[str], base: Path,
@@ -47,8 +53,34 @@ def check_constraints(data: Mapping[str, Any], base: Path, problems: Problems) -
         except errors.ValidationError as exc:
             problems.add_validation(base, exc)
             continue
-        out[key] = parsed.to_dict()[key]
+        # Keys at their default are left out of to_dict (nodes = 1): take the attribute.
+        out[key] = parsed.to_dict().get(key, getattr(parsed, key))
     return out
+
+
+def check_slurm(data: Mapping[str, Any], base: Path, problems: Problems) -> dict[str, Any]:
+    """The ``launcher`` and ``slurm`` keys present in ``data`` that are valid, normalised."""
+    out: dict[str, Any] = {}
+    try:
+        if "launcher" in data:
+            out["launcher"] = slurm_options.check_launcher(data["launcher"])
+        if "slurm" in data:
+            out["slurm"] = slurm_options.SlurmOptions.from_dict(data["slurm"]).to_dict()
+    except errors.ValidationError as exc:
+        problems.add_validation(base, exc)
+    return out
+
+
+def check_executor(data: Mapping[str, Any], base: Path, problems: Problems) -> str | None:
+    """A job's ``executor``, or None when it names none (or a bad one, recorded)."""
+    if "executor" not in data:
+        return None
+    value = data["executor"]
+    if value not in JOB_EXECUTORS:
+        problems.add(base + ("executor",), f"expected \"agent\" (the fleet's agents, the "
+                     f"default) or \"slurm\", got {value!r}")
+        return None
+    return str(value)
 
 
 def _int(value: Any, path: Path, problems: Problems, *, minimum: int | None) -> int | None:
@@ -124,3 +156,34 @@ def check_json_value(value: Any, path: Path, problems: Problems) -> bool:
         return all([check_json_value(v, path + (k,), problems) for k, v in value.items()])
     problems.add(path, f"{type(value).__name__} value {value!s} cannot be written as JSON")
     return False
+
+
+def check_rules(data: Mapping[str, Any], base: Path, problems: Problems
+                ) -> list[dict[str, Any]]:
+    """A blueprint's ``rules`` (docs/rules.md), each in its normalised JSON form; each bad
+    rule is one problem naming its key (``blueprints[0].rules[1].pattern``)."""
+    from runyard.rules import spec
+
+    value = data.get("rules")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.add(base + ("rules",), "expected an array of rule tables, e.g. rules = "
+                                        "[{when = \"nan\", tag = \"loss\", then = [\"stop\"]}]")
+        return []
+    out: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        try:
+            rule = spec.parse_rule(item, f"rules[{i}].")
+        except errors.ValidationError as exc:
+            problems.add_validation(base, exc)
+            continue
+        if rule.name in names:
+            problems.add(base + ("rules", i, "name"), f"duplicate rule name {rule.name!r}")
+            continue
+        names.add(rule.name)
+        out.append(rule.to_dict())
+    if len(out) > spec.MAX_RULES:
+        problems.add(base + ("rules",), f"at most {spec.MAX_RULES} rules, got {len(out)}")
+    return out

@@ -17,7 +17,8 @@ so the id is the same on every machine. Constraints are included because they ca
 results (``require_cuda``: GPU and CPU numerics differ).
 
 Left out on purpose: ``name`` (renaming a job must not retrain it), ``project``, ``version``,
-``notes``, ``priority`` and the retry/probe policy (``max_attempts``,
+``notes``, ``priority``, where it executes (``executor``, ``launcher``, ``slurm``: moving a
+job to Slurm does not change the work) and the retry/probe policy (``max_attempts``,
 ``max_restarts_on_errors``, ``retry_on_exit_codes``, ``probe_interval_s``, ``stall_after_s``) --
 they say how to schedule or supervise the work, not what it is; the blueprint's description
 and config schema (tightening a schema does not change valid work). Two jobs of one manifest
@@ -49,7 +50,7 @@ DEFAULT_PROJECT = "default"
 
 JOB_KEYS: tuple[str, ...] = (
     ("name", "blueprint", "command", "config", "seed", "project", "version", "notes")
-    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS
+    + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS + ("executor",) + fields.SLURM_KEYS
 )
 
 
@@ -96,6 +97,11 @@ class Job:
     #: None: the agent's probe interval applies.
     probe_interval_s: float | None = None
     stall_after_s: float = defaults.STALL_AFTER_S
+    #: Where it executes (docs/executors.md): None is the fleet's agents; ``slurm``, with
+    #: the job's own ``launcher`` and ``slurm`` options (laid over its blueprint's).
+    executor: str | None = None
+    launcher: str | None = None
+    slurm: dict[str, Any] | None = None
 
     def render_command(self, **values: Any) -> list[str]:
         """The argv with placeholders filled; ``seed`` and ``name`` come from the job."""
@@ -126,6 +132,9 @@ class Job:
             "probe_interval_s": self.probe_interval_s,
             "stall_after_s": self.stall_after_s,
             "job_key": self.key,
+            **({"executor": self.executor} if self.executor else {}),
+            **({"launcher": self.launcher} if self.launcher else {}),
+            **({"slurm": self.slurm} if self.slurm else {}),
         }
 
 
@@ -196,6 +205,13 @@ def parse_job(data: Any, path: Path, problems: Problems, blueprints: Mapping[str
     project = fields.check_str(data, "project", path, problems, default_project)
     version = fields.check_str(data, "version", path, problems)
     notes = fields.check_str(data, "notes", path, problems)
+    executor = fields.check_executor(data, path, problems)
+    on_slurm = fields.check_slurm(data, path, problems)
+    bad_executor = "executor" in data and executor is None  # already a problem
+    if executor != "slurm" and not bad_executor:
+        for key in fields.SLURM_KEYS:
+            if key in data:
+                problems.add(path + (key,), "only a job with executor = \"slurm\" takes it")
 
     if len(problems.items) != count_before or name is None or command is None or config is None:
         return None
@@ -209,4 +225,5 @@ def parse_job(data: Any, path: Path, problems: Problems, blueprints: Mapping[str
                   seed=seed, constraints=constraints)
     return Job(name=name, key=key, blueprint=bp.name if bp else None, command=command,
                config=config, seed=seed, constraints=constraints, project=project,
-               version=version, notes=notes, **policy)
+               version=version, notes=notes, executor=executor,
+               launcher=on_slurm.get("launcher"), slurm=on_slurm.get("slurm"), **policy)

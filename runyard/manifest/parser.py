@@ -18,11 +18,12 @@ from runyard.manifest.blueprint import (
     schema_file_problem,
     schema_reader,
 )
+from runyard.manifest.channels import ChannelSpec, parse_channels
 from runyard.manifest.job import DEFAULT_PROJECT, Job, parse_job
 from runyard.manifest.locator import LineIndex, Path
 from runyard.manifest.problems import Problems
 
-TOP_KEYS = ("project", "hosts", "blueprints", "jobs")
+TOP_KEYS = ("project", "hosts", "blueprints", "jobs", "channels")
 HOST_KEYS = ("id", "allow", "deny", "slots", "labels")
 
 _TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -37,6 +38,7 @@ class Manifest:
     hosts: list[models.HostPolicy] = field(default_factory=list)
     blueprints: list[Blueprint] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    channels: list[ChannelSpec] = field(default_factory=list)
 
     def job(self, name: str) -> Job:
         for job in self.jobs:
@@ -57,6 +59,7 @@ class Manifest:
             "blueprints": [b.to_dict() for b in self.blueprints],
             "jobs": [dict(j.to_run_request(), command_template=list(j.command))
                      for j in self.jobs],
+            "channels": [c.to_dict() for c in self.channels],
         }
 
 
@@ -208,8 +211,11 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: FsPath | Non
         first_key[job.key] = (job.name, problems.line(path))
         jobs.append(job)
 
+    channel_specs = parse_channels(_tables(data, "channels", problems), problems)
+
     problems.raise_if_any()
-    return Manifest(source=source, hosts=hosts, blueprints=list(blueprints.values()), jobs=jobs)
+    return Manifest(source=source, hosts=hosts, blueprints=list(blueprints.values()), jobs=jobs,
+                    channels=channel_specs)
 
 
 def _first_at(line: int | None) -> str:

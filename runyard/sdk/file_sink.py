@@ -7,6 +7,9 @@ file for the agent to read:
   checkpoint (the agent uploads them);
 * ``events.jsonl`` - ``{"at", "kind", ...details}``: ``start``, ``stop_requested``,
   ``warning``, and last ``status`` with ``status`` and, for failures, ``traceback``.
+
+Two files are watched instead: the stop file and the checkpoint request file
+(:class:`RequestWatch`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class FilePaths:
     checkpoints_file: Path
     events_file: Path
     stop_file: Path | None = None
+    checkpoint_request_file: Path | None = None
     config_file: Path | None = None
     checkpoint_dir: Path | None = None
     artifact_dir: Path | None = None
@@ -47,6 +51,33 @@ def _append_json(path: Path, obj: Mapping[str, Any]) -> None:
                       default=str)
     with open(path, "a", encoding="utf-8", newline="\n") as fh:
         fh.write(line + "\n")
+
+
+class RequestWatch:
+    """Which checkpoint request a request file names, if it is there: its text (the agent
+    writes the server's request time), or its identity on disk when it is empty or
+    unreadable (a file made by hand). One ``stat()`` a call; read only when it changed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key: tuple[int, int, int] | None = None
+        self._name: str | None = None
+
+    def current(self) -> str | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self._key = self._name = None
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._key:
+            self._key = key
+            try:
+                text = self.path.read_text("utf-8", errors="replace").strip()[:256]
+            except OSError:
+                text = ""
+            self._name = text or f"{st.st_ino}:{st.st_mtime_ns}"
+        return self._name
 
 
 def read_config_file(path: Path) -> dict[str, Any] | None:
@@ -81,6 +112,8 @@ class FileSink:
         for directory in {paths.progress_file.parent, paths.metrics_file.parent}:
             directory.mkdir(parents=True, exist_ok=True)
         self._metrics = MetricsStreamWriter(paths.metrics_file)
+        request = paths.checkpoint_request_file
+        self._request = RequestWatch(request) if request is not None else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> FileSink:
@@ -105,6 +138,7 @@ class FileSink:
             checkpoints_file=metrics.with_name(CHECKPOINTS_FILE),
             events_file=metrics.with_name(EVENTS_FILE),
             stop_file=opt("RUNYARD_STOP_FILE"),
+            checkpoint_request_file=opt("RUNYARD_CHECKPOINT_REQUEST_FILE"),
             config_file=opt("RUNYARD_CONFIG_FILE"),
             checkpoint_dir=opt("RUNYARD_CHECKPOINT_DIR"),
             artifact_dir=opt("RUNYARD_ARTIFACT_DIR"),
@@ -137,6 +171,10 @@ class FileSink:
         stop = self.paths.stop_file
         return stop is not None and stop.exists()
 
+    def checkpoint_request(self) -> str | None:
+        """The pending checkpoint request's name, while the request file is there."""
+        return self._request.current() if self._request is not None else None
+
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         self.write_event("status", {"status": status, **details})
         self._metrics.close()
@@ -148,7 +186,8 @@ class LocalDirSink(FileSink):
     ``<data dir>/local-runs/<run_id>/`` holds ``run.json`` (name, project, status...),
     ``config.json``, ``progress.json``, ``metrics.jsonl``, ``checkpoints.jsonl``,
     ``events.jsonl``, ``checkpoints/``, ``artifacts/``; creating a file named ``STOP``
-    there asks the run to stop. The embedded store will replace this sink.
+    there asks the run to stop, one named ``CHECKPOINT`` asks it for a checkpoint (removed
+    when the run registers one). The embedded store will replace this sink.
     """
 
     mode = "local"
@@ -162,6 +201,7 @@ class LocalDirSink(FileSink):
             checkpoints_file=root / CHECKPOINTS_FILE,
             events_file=root / EVENTS_FILE,
             stop_file=root / "STOP",
+            checkpoint_request_file=root / "CHECKPOINT",
             config_file=root / "config.json",
             checkpoint_dir=root / "checkpoints",
             artifact_dir=root / "artifacts",
@@ -191,6 +231,11 @@ class LocalDirSink(FileSink):
 
     def load_config(self) -> dict[str, Any] | None:
         return None  # the config is the one passed to start_run; config.json is its record
+
+    def register_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
+        super().register_checkpoint(record)
+        if self.paths.checkpoint_request_file is not None:  # answered: no agent removes it
+            self.paths.checkpoint_request_file.unlink(missing_ok=True)
 
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         super().close(status, details)

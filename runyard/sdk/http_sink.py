@@ -70,6 +70,7 @@ class HttpSink:
         self._warn = warn
         self._clock = clock
         self._stop = False
+        self._checkpoint: str | None = None  # the pending request's time, from heartbeats
         self._ended = False  # the server ended the attempt (stopped, lost): send nothing more
         self._closing = False
         self._next_beat = clock() + settings.heartbeat_interval_s
@@ -146,6 +147,9 @@ class HttpSink:
 
     def stop_requested(self) -> bool:
         return self._stop  # set by the sender thread from heartbeat answers
+
+    def checkpoint_request(self) -> str | None:
+        return None if self._ended else self._checkpoint  # from heartbeat answers too
 
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         """Send the final status, then wait (bounded) for everything to reach the server."""
@@ -303,8 +307,11 @@ class HttpSink:
             return
         except errors.RunyardError:
             return
-        if isinstance(answer, dict) and answer.get("stop"):
-            self._stop = True
+        if isinstance(answer, dict):
+            if answer.get("stop"):
+                self._stop = True
+            asked = answer.get("checkpoint_requested_at")
+            self._checkpoint = str(asked) if answer.get("checkpoint") and asked else None
 
 
 def _is_metrics(op: Mapping[str, Any]) -> bool:

@@ -3,7 +3,8 @@
 ``log()`` and ``progress()`` only append to a bounded in-memory queue; a daemon thread drains
 it every :data:`DRAIN_INTERVAL_S` into a :class:`~runyard.sdk.sink.Sink`. Nothing in here
 raises into the training loop once the run has started: bad values are dropped with one
-warning, and a failing sink is warned about once and retried on the next drain.
+warning (:mod:`runyard.sdk.values`), and a failing sink is warned about once and retried on
+the next drain (:mod:`runyard.sdk.writer`, what the thread does).
 """
 
 from __future__ import annotations
@@ -21,23 +22,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runyard import defaults, errors, timestamps
-from runyard.progress.metrics_stream import MetricPoint
-from runyard.sdk import choose, file_sink, signals
+from runyard import errors, sysmetrics
+from runyard.sdk import choose, file_sink, settings, signals, values
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import Notices
 from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
+from runyard.sdk.values import MAX_STEP, TAG_MAX
+from runyard.sdk.writer import CHECKPOINT, LOG, PROGRESS, WARNING, SinkWriter
+
+__all__ = ["BATCH_POINTS", "DRAIN_INTERVAL_S", "FINISH_TIMEOUT_S", "MAX_QUEUED", "MAX_STEP",
+           "MAX_WARNING_EVENTS", "MESSAGE_MAX", "TAG_MAX", "Run", "start_run"]
 
 #: How often the background thread drains the queue and polls for a stop request.
 DRAIN_INTERVAL_S = 0.1
 #: Records (log/progress/checkpoint calls) held in memory at most; beyond it new records are
 #: dropped with one warning rather than blocking training or growing without bound.
 MAX_QUEUED = 200_000
-#: Longest metric name: the server's bound (docs/progress-protocol.md), so that every mode keeps
-#: the same points; longer names are dropped with one warning.
-TAG_MAX = defaults.METRIC_NAME_MAX
-#: Largest step (a signed 64-bit integer, what every store holds); larger ones are dropped.
-MAX_STEP = 2**63 - 1
 #: Points handed to the sink in one call at most (a sink's ``batch_points`` if it has one).
 BATCH_POINTS = 50_000
 #: How long ``finish()`` waits for the background thread to flush.
@@ -45,7 +45,6 @@ FINISH_TIMEOUT_S = 10.0
 #: Longest ``message`` kept in a snapshot.
 MESSAGE_MAX = 4096
 
-_LOG, _PROGRESS, _CHECKPOINT, _WARNING = 0, 1, 2, 3
 #: Warnings recorded as run events at most (each distinct one is warned about once anyway).
 MAX_WARNING_EVENTS = 100
 
@@ -54,12 +53,13 @@ def _is_writer(env: Mapping[str, str], all_ranks: bool) -> bool:
     return all_ranks or env.get("RANK", "") in ("", "0")
 
 
-class Run:
+class Run(SinkWriter):
     """A tracked training run. Use ``with start_run(...) as run:`` or call ``finish()``.
 
     Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
     on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
-    None), ``status`` (None until finished).
+    None), ``resume_from`` (the checkpoint to start from, or None), ``status`` (None until
+    finished).
     """
 
     def __init__(self, name: str | None = None, project: str | None = None,
@@ -88,6 +88,14 @@ class Run:
         self._restore_signals: Any = None
         self._stop_file = env.get("RUNYARD_STOP_FILE")
         self._last_stop_check = 0.0
+        # The pending checkpoint request's name (from the sink, or the request file on
+        # non-writing ranks) and the last one the loop answered with checkpoint().
+        self._checkpoint_request: str | None = None
+        self._checkpoint_answered: str | None = None
+        request_file = env.get("RUNYARD_CHECKPOINT_REQUEST_FILE")
+        self._request_watch = file_sink.RequestWatch(Path(request_file)) if request_file \
+            else None
+        self._last_request_check = 0.0
         user_config = dict(config or {})
         info = sink_mod.RunInfo(name=name, project=project, config=user_config,
                                 run_id=run_id, tags=dict(tags or {}))
@@ -118,12 +126,24 @@ class Run:
             self.checkpoint_dir, self.artifact_dir = (self._sink.checkpoint_dir,
                                                       self._sink.artifact_dir)
             loaded = self._sink.load_config()
+        #: The checkpoint an earlier attempt left, when the agent handed one over
+        #: (``RUNYARD_RESUME_FROM``, docs/lifecycle.md); None on a first attempt.
+        self.resume_from: Path | None = Path(env["RUNYARD_RESUME_FROM"]) if env.get(
+            "RUNYARD_RESUME_FROM") else None
         # The orchestrator's validated config wins over the defaults given in code.
         self.config: dict[str, Any] = {**user_config, **(loaded or {})}
         self._tracker = ProgressTracker(
             run_id=self.run_id, attempt=self.attempt, total_steps=total_steps,
             total_epochs=total_epochs, min_interval_s=snapshot_interval_s,
             warmup_steps=warmup_steps)
+        # System metrics of this process (sys/ tags); under an agent the agent samples.
+        self._sys: sysmetrics.Recorder | None = None
+        interval = settings.sys_interval(env) if self._sink is not None \
+            and self.mode != "agent" else 0.0
+        if interval > 0:
+            self._sys = sysmetrics.Recorder(os.getpid(), origin=time.time(),
+                                            interval_s=interval,
+                                            gpus=sysmetrics.visible_gpus(env))
         if handle_sigterm:
             self._restore_signals = signals.install(self._on_sigterm)
         if self._sink is not None:
@@ -145,7 +165,7 @@ class Run:
         if step is None:
             step = self._next_step
         elif type(step) is not int or step < 0 or step > MAX_STEP:
-            step = self._coerce_step(step)
+            step = values.coerce_step(self._notices, step)
             if step is None:
                 return
         self._next_step = step + 1
@@ -159,17 +179,17 @@ class Run:
             return
         for tag, value in items:
             if type(value) is not float and type(value) is not int:
-                value = self._coerce_value(str(tag)[:80], value)
+                value = values.coerce_value(self._notices, str(tag)[:80], value)
                 if value is None:
                     continue
-            if tag not in tags and not self._admit_tag(tag):
+            if tag not in tags and not values.admit_tag(self._notices, tags, tag):
                 continue
             clean[tag] = value
         queue = self._queue
         if len(queue) >= MAX_QUEUED:
             self._drop("log")
             return
-        queue.append((_LOG, step, clean, time.time()))
+        queue.append((LOG, step, clean, time.time()))
 
     def progress(self, step: int | None = None, total_steps: int | None = None,
                  epoch: float | None = None, total_epochs: float | None = None,
@@ -178,13 +198,13 @@ class Run:
         if self._sink is None or self._closed:
             return
         fields: dict[str, Any] = {}
-        if step is not None and (step := self._coerce_step(step)) is not None:
+        if step is not None and (step := values.coerce_step(self._notices, step)) is not None:
             fields["step"] = step
             self._next_step = step + 1
         for key, value in (("total_steps", total_steps), ("epoch", epoch),
                            ("total_epochs", total_epochs)):
             if value is not None:
-                number = self._coerce_value(key, value)
+                number = values.coerce_value(self._notices, key, value)
                 if number is not None and math.isfinite(number) and number >= 0:
                     fields[key] = int(number) if key == "total_steps" else number
                 else:
@@ -197,14 +217,18 @@ class Run:
         if len(self._queue) >= MAX_QUEUED:
             self._drop("progress")
             return
-        self._queue.append((_PROGRESS, fields, time.time()))
+        self._queue.append((PROGRESS, fields, time.time()))
 
     def checkpoint(self, path: str | os.PathLike[str], step: int | None = None,
                    metrics: Mapping[str, Any] | None = None) -> None:
         """Register a checkpoint written at ``path`` (the agent uploads it).
 
-        ``step`` defaults to the latest step and ``metrics`` to the latest values.
+        ``step`` defaults to the latest step and ``metrics`` to the latest values. It answers
+        a pending checkpoint request (:attr:`checkpoint_requested` turns false).
         """
+        if self._sink is None and self._request_watch is not None:
+            self._checkpoint_request = self._request_watch.current()  # as of this save
+        self._checkpoint_answered = self._checkpoint_request
         if self._sink is None or self._closed:
             return
         try:
@@ -221,10 +245,11 @@ class Run:
         if metrics is not None:
             clean = {}
             for key, value in metrics.items():
-                number = self._coerce_value(str(key), value)
+                number = values.coerce_value(self._notices, str(key), value)
                 if number is not None:
                     clean[str(key)] = number
-        self._queue.append((_CHECKPOINT, full, None if step is None else self._coerce_step(step),
+        self._queue.append((CHECKPOINT, full,
+                            None if step is None else values.coerce_step(self._notices, step),
                             clean, status, time.time()))
 
     @property
@@ -237,6 +262,19 @@ class Run:
                 if os.path.exists(self._stop_file):
                     self._request_stop("stop_file")
         return self._stop
+
+    @property
+    def checkpoint_requested(self) -> bool:
+        """True while someone asks this run to save a checkpoint (``runyard checkpoint``, the
+        UI, a rule): save one and register it with :meth:`checkpoint`, which answers the
+        request. Each request is answered once, however long its upload takes."""
+        if self._sink is None and self._request_watch is not None:
+            now = time.monotonic()  # non-writing ranks have no thread: poll, at most 10/s
+            if now - self._last_request_check >= DRAIN_INTERVAL_S:
+                self._last_request_check = now
+                self._checkpoint_request = self._request_watch.current()
+        pending = self._checkpoint_request
+        return pending is not None and pending != self._checkpoint_answered
 
     def finish(self, status: str | None = None, *, error: BaseException | None = None,
                timeout: float = FINISH_TIMEOUT_S) -> None:
@@ -300,53 +338,6 @@ class Run:
         return self.run_id
 
     # ------------------------------------------------------------------ slow paths
-    def _admit_tag(self, tag: Any) -> bool:
-        if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX:
-            self._notices.warn_once(f"tag:{str(tag)[:80]}", f"runyard: metric name "
-                                    f"{str(tag)[:80]!r} dropped: expected a string of 1 to "
-                                    f"{TAG_MAX} characters")
-            return False
-        if len(self._tags) >= defaults.MAX_TAGS_PER_RUN:
-            # The server's cap too: points of further tags would be refused there.
-            self._notices.warn_once(
-                "max-tags", f"runyard: more than {defaults.MAX_TAGS_PER_RUN} distinct metric "
-                f"names; new names are dropped (first dropped: {tag!r})")
-            return False
-        self._tags.add(tag)
-        return True
-
-    def _coerce_value(self, tag: str, value: Any) -> float | None:
-        if isinstance(value, bool):
-            return float(value)
-        if isinstance(value, float):
-            # A subclass (numpy.float64 is one) would reach the sinks with its own repr.
-            return float(value)
-        if isinstance(value, int):
-            return int(value)
-        if not isinstance(value, str | bytes) and hasattr(value, "__float__"):
-            try:  # numpy scalars, 0-d tensors
-                return float(value)
-            except Exception:  # any failure means "not a number"
-                pass
-        self._notices.warn_once(f"value:{tag}", f"runyard: non-numeric value for {tag!r} "
-                                f"dropped ({type(value).__name__}); further ones are "
-                                "dropped silently")
-        return None
-
-    def _coerce_step(self, step: Any) -> int | None:
-        try:
-            number = float(step) if not isinstance(step, int) else step
-            if isinstance(number, float) and not number.is_integer():
-                raise ValueError
-            result = int(number)
-            if not 0 <= result <= MAX_STEP:
-                raise ValueError
-            return result
-        except (TypeError, ValueError, OverflowError):
-            self._notices.warn_once("step", f"runyard: step {str(step)[:40]} is not an integer "
-                                    f"from 0 to {MAX_STEP}; those points are dropped")
-            return None
-
     def _drop(self, what: str) -> None:
         self._notices.warn_once("queue-full", f"runyard: {MAX_QUEUED} records waiting to be "
                                 f"written; {what} calls are dropped until it drains")
@@ -355,7 +346,7 @@ class Run:
         # Called from any thread; deque.append is atomic. The drain sends it as an event.
         if self._warning_events < MAX_WARNING_EVENTS and not self._closed:
             self._warning_events += 1
-            self._queue.append((_WARNING, message[:2000]))
+            self._queue.append((WARNING, message[:2000]))
 
     def _on_sigterm(self) -> None:
         self._request_stop("sigterm")
@@ -383,7 +374,14 @@ class Run:
                     self._request_stop(self._stop_reason or "stop_file")
                     self._call("event", self._sink_write_event, "stop_requested",
                                {"reason": self._stop_reason})
+                self._checkpoint_request = self._safe_checkpoint_request()
+                if self._sys is not None:
+                    rows = self._sys.poll()
+                    if rows:
+                        self._call("points", self._sink_points, rows)
                 if final:
+                    if self._sys is not None:
+                        self._sys.close()
                     assert self._final is not None
                     status, details = self._final
                     self._tracker.finish(status)
@@ -394,88 +392,6 @@ class Run:
             except Exception as exc:  # never let the thread die silently
                 self._notices.warn_once("loop", f"runyard: tracking error: {exc!r}")
             self._wake.wait(DRAIN_INTERVAL_S)
-
-    def _drain(self) -> None:
-        queue, tracker = self._queue, self._tracker
-        rows: list[sink_mod.MetricRow] = []
-        count = 0
-        while queue:
-            record = queue.popleft()
-            kind = record[0]
-            if kind == _LOG:
-                _, step, metrics, t = record
-                rows.append((step, t, metrics))
-                count += len(metrics)
-                tracker.observe_step(step, t)
-                if metrics:
-                    tracker.observe_metrics(metrics)
-            elif kind == _PROGRESS:
-                tracker.apply(record[1], record[2])
-            elif kind == _WARNING:
-                self._call("event", self._sink_write_event, "warning", {"message": record[1]})
-            else:
-                _, path, step, metrics, status, t = record
-                if rows:  # keep the checkpoint after the points logged before it
-                    self._call("points", self._sink_points, rows)
-                    rows, count = [], 0
-                record_ = sink_mod.CheckpointRecord(
-                    path=path, step=tracker.step if step is None else step,
-                    metrics=dict(tracker.metrics) if metrics is None else metrics,
-                    status=status, at=timestamps.format_time(t))
-                self._call("checkpoint", self._sink_checkpoint, record_)
-            if count >= self._batch_points:
-                self._call("points", self._sink_points, rows)
-                rows, count = [], 0
-        if rows:
-            self._call("points", self._sink_points, rows)
-
-    def _flush_snapshot(self, now: float) -> None:
-        if self._tracker.due(now):
-            self._call("snapshot", self._sink_snapshot, self._tracker.build(now))
-
-    def _call(self, what: str, fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:  # a sink failure must not stop training
-            self._notices.warn_once(f"sink:{what}", f"runyard: could not write {what} "
-                                    f"({self.mode} mode): {exc!r}; will keep trying")
-
-    def _safe_stop_requested(self) -> bool:
-        try:
-            return self._sink is not None and self._sink.stop_requested()
-        except Exception as exc:
-            self._notices.warn_once("sink:stop", f"runyard: could not check for a stop "
-                                    f"request: {exc!r}")
-            return False
-
-    def _sink_points(self, rows: list[sink_mod.MetricRow]) -> None:
-        sink = self._sink
-        assert sink is not None
-        write_rows = getattr(sink, "write_rows", None)
-        if write_rows is not None:  # the compact path (HTTP, embedded): no object per point
-            write_rows(rows)
-            return
-        points: list[MetricPoint] = []
-        for step, t, metrics in rows:
-            at = timestamps.format_time(t)
-            points.extend(MetricPoint(step, tag, value, at) for tag, value in metrics.items())
-        sink.write_points(points)
-
-    def _sink_snapshot(self, snap: dict[str, Any]) -> None:
-        assert self._sink is not None
-        self._sink.write_snapshot(snap)
-
-    def _sink_checkpoint(self, record: sink_mod.CheckpointRecord) -> None:
-        assert self._sink is not None
-        self._sink.register_checkpoint(record)
-
-    def _sink_write_event(self, kind: str, details: dict[str, Any]) -> None:
-        assert self._sink is not None
-        self._sink.write_event(kind, details)
-
-    def _sink_close(self, status: str, details: dict[str, Any]) -> None:
-        assert self._sink is not None
-        self._sink.close(status, details)
 
 
 def start_run(name: str | None = None, project: str | None = None,

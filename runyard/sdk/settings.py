@@ -37,6 +37,9 @@ class SdkSettings:
     retry_interval_s: float = RETRY_INTERVAL_S
     #: An ``httpx.BaseTransport`` for tests (``httpx.MockTransport``); None for the network.
     transport: Any = None
+    #: Seconds between system metric samples of a run outside an agent (``sys/`` tags);
+    #: 0 turns them off; None: ``RUNYARD_SYS_INTERVAL_S``, else 10 s.
+    sys_interval_s: float | None = None
 
 
 _lock = threading.Lock()
@@ -61,6 +64,22 @@ def configure(server: str | None = None, token: str | None = None,
     with _lock:
         _configured = replace(_configured, **changes)
         return _configured
+
+
+def sys_interval(env: Mapping[str, str]) -> float:
+    """Seconds between system metric samples: :func:`configure`'s ``sys_interval_s``, else
+    ``RUNYARD_SYS_INTERVAL_S``, else 10 s; a bad value is a warning and turns them off."""
+    from runyard import errors, sysmetrics
+
+    with _lock:
+        value = _configured.sys_interval_s
+    if value is None:
+        return sysmetrics.interval_from_env(env)
+    try:
+        return sysmetrics.parse_interval(value, "sys_interval_s")
+    except errors.ConfigError as exc:
+        sysmetrics.log.warning("runyard: system metrics off: %s", exc.message)
+        return 0.0
 
 
 def reset() -> None:

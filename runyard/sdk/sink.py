@@ -70,7 +70,11 @@ class Sink(Protocol):
         """Record a checkpoint for upload."""
 
     def stop_requested(self) -> bool:
-        """Whether someone asked this run to stop. Called a few times a second."""
+        """Whether someone asked this run to stop. Called a few times a second.
+
+        A sink may also have ``checkpoint_request() -> str | None``, called right after it:
+        the name of the pending checkpoint request (a new name is a new request), or None.
+        """
 
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         """Record the final status (``completed``, ``failed``, ``stopped``) and release."""

@@ -77,6 +77,7 @@ class StoreSink:
         self._clock = clock
         self._next_beat = clock() + heartbeat_interval_s
         self._stop = False
+        self._checkpoint: str | None = None  # the pending request's time, from heartbeats
         self._ended = False
         self._at = timestamps.EpochCache()
 
@@ -131,7 +132,7 @@ class StoreSink:
         self.store.add_checkpoint(self.run_id, self.attempt, record.step or 0, status,
                                   name=name, sha256=sha, size=size,
                                   metrics=nonfinite.to_wire(record.metrics))
-        self.queue.add_event(self.run_id, "checkpoint", {
+        self.queue.checkpoint_recorded(self.run_id, self.attempt, {
             "step": record.step, "status": status, "sha256": sha, "attempt": self.attempt},
             actor=local_actor())
 
@@ -143,7 +144,12 @@ class StoreSink:
                                  running=True, actor=local_actor())
             if order is not None and order.stop:
                 self._stop = True
+            self._checkpoint = None if order is None or order.checkpoint_requested_at is None \
+                else timestamps.format_time(order.checkpoint_requested_at)
         return self._stop
+
+    def checkpoint_request(self) -> str | None:
+        return None if self._ended else self._checkpoint  # from the last heartbeat
 
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         try:

@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error mapping, request metrics, the sweeper's lifetime."""
+"""The FastAPI application: routers, error mapping, request metrics, the lifetimes of the
+sweeper and the notification deliverer."""
 
 from __future__ import annotations
 
@@ -15,23 +16,32 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runyard import errors, jsonvalues
+from runyard import enrolment, errors, jsonvalues
 from runyard.artifacts import open_blob_store
 from runyard.queue import Queue
+from runyard.rules.engine import Engine
 from runyard.server import (
     auth,
     query,
     routes_admin,
     routes_data,
+    routes_notify,
+    routes_preemption,
+    routes_progress,
+    routes_rules,
     routes_runs,
     routes_sync,
+    routes_trainer,
     routes_workers,
+    schemas,
     sse,
 )
+from runyard.server.deliverer import Deliverer
 from runyard.server.eventhub import EventHub
 from runyard.server.hotpath import HotPaths
 from runyard.server.limits import BodyGuard, BodyLimits
 from runyard.server.metrics_prom import ServerMetrics
+from runyard.server.progress import estimate_eta
 from runyard.server.settings import Settings
 from runyard.server.state import ServerState
 from runyard.server.sweeper import Sweeper
@@ -152,30 +162,39 @@ def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
     token_file = None if settings.no_auth else auth.bootstrap_admin(
         store, settings.data_dir, settings.admin_token)
     metrics = ServerMetrics(store, settings.stale_after_s)
+    queue = Queue(store, stale_after_s=settings.stale_after_s)
+    engine = Engine(store, queue, eta=lambda run: estimate_eta(store, run)).attach()
+    queue.fleet.limits = enrolment.Limits(max_hosts_per_token=settings.max_hosts_per_token,
+                                          max_workers=settings.max_workers)
     state = ServerState(
-        settings=settings, store=store,
-        queue=Queue(store, stale_after_s=settings.stale_after_s),
+        settings=settings, store=store, queue=queue,
         blobs=blobs, auth=auth.TokenAuth(store, enabled=not settings.no_auth),
-        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics))
+        metrics=metrics, events=EventHub(store, settings.sse_poll_s, metrics), rules=engine,
+        deliverer=Deliverer(store, settings.notify_policy, public_url=settings.public_url))
     return state, token_file
 
 
 def create_app(settings: Settings, state: ServerState | None = None, *,
-               sweep: bool = True) -> FastAPI:
-    """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper."""
+               sweep: bool = True, deliver: bool = True) -> FastAPI:
+    """The ASGI app. ``state`` defaults to :func:`build_state`; ``sweep`` runs the sweeper,
+    ``deliver`` the notification deliverer."""
     if state is None:
         state, _ = build_state(settings)
     sweeper = Sweeper(state.queue, settings.sweep_interval_s,
-                      forget_workers_after_s=settings.forget_workers_after_s)
+                      forget_workers_after_s=settings.forget_workers_after_s, rules=state.rules)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if sweep:
             sweeper.start()
+        if deliver:
+            state.deliverer.start()
         try:
             yield
         finally:
             sweeper.stop()
+            # In-flight deliveries finish and are recorded while the database is open.
+            state.deliverer.stop()
             await state.events.stop()
             state.store.close()
 
@@ -192,10 +211,12 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     # Every API route refuses the query parameters it does not declare; the UI's pages keep
     # theirs for the page's script.
     strict = [Depends(query.refuse_unknown)]
-    api_modules = (routes_admin, routes_runs, routes_data, routes_sync, routes_workers, sse,
-                   ui_api)
+    api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
+                   routes_workers, routes_notify, sse, ui_api, routes_preemption,
+                   routes_progress, routes_trainer)
     for module in api_modules:
-        app.include_router(module.router, dependencies=strict)
+        # Every error answer is the one shape of error_body, declared once for all routes.
+        app.include_router(module.router, dependencies=strict, responses=schemas.ERRORS)
     app.include_router(routes_ui.router)
 
     @app.get("/metrics", include_in_schema=False, dependencies=strict)

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from runyard import errors, local, models
+from runyard import enrolment, errors, local, models
 from runyard.models import Role
 from runyard.store.base import Row, Store
 
@@ -36,10 +36,15 @@ _RANK = {Role.VIEWER: 1, Role.USER: 2, Role.OPERATOR: 3}
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name (the actor of events) and role."""
+    """Who is calling: the token's name (the actor of events) and role; a worker token's
+    host binding as it was read (None: not bound yet, or not a worker token)."""
 
     name: str
     role: Role
+    hosts: tuple[str, ...] | None = None
+    #: For an attempt's own credential: the one attempt (and its run) it may act on.
+    attempt_id: str | None = None
+    run_id: str | None = None
 
     def at_least(self, role: Role) -> bool:
         """Human roles are ordered viewer < user < operator; a worker is none of them."""
@@ -59,10 +64,13 @@ def hash_token(secret: str) -> str:
 
 
 def parse_role(value: Any) -> Role:
+    """A token's role; ``attempt`` is no token's (attempts get their own credential)."""
     try:
+        if value == Role.ATTEMPT.value:
+            raise ValueError(value)
         return Role(value)
     except ValueError:
-        allowed = ", ".join(r.value for r in Role)
+        allowed = ", ".join(r.value for r in Role if r is not Role.ATTEMPT)
         raise errors.ValidationError(f"role: expected one of {allowed}, got {value!r}",
                                      field="role") from None
 
@@ -89,6 +97,8 @@ class TokenAuth:
         loop, so most requests skip a hop to a worker thread."""
         if not self.enabled:
             return _ANONYMOUS
+        if _secret(header).startswith(models.ATTEMPT_TOKEN_PREFIX):
+            return None  # never cached: it ends with its attempt (resolve reads it)
         now = time.monotonic()
         found, principal = self._fresh(_digest(header), now)
         if not found:
@@ -104,6 +114,8 @@ class TokenAuth:
         if not self.enabled:
             return _ANONYMOUS
         digest = _digest(header)
+        if _secret(header).startswith(models.ATTEMPT_TOKEN_PREFIX):
+            return self._attempt(digest)
         now = time.monotonic()
         found, principal = self._fresh(digest, now)
         if not found:
@@ -112,7 +124,8 @@ class TokenAuth:
             row = self.store.token_by_hash(digest)
             principal = None
             if row is not None and not row.get("revoked_at"):
-                principal = Principal(row["name"], Role(row["role"]))
+                principal = Principal(row["name"], Role(row["role"]),
+                                      enrolment.decode(row.get("hosts")))
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
@@ -121,6 +134,16 @@ class TokenAuth:
             raise errors.AuthError("invalid or revoked token")
         self._touch(principal.name, now)
         return principal
+
+    def _attempt(self, digest: str) -> Principal:
+        """The principal of an attempt's own credential, while the attempt is active. Read
+        from the database every time (one indexed row): a cache would let it outlive its
+        attempt."""
+        row = self.store.attempt_by_token_hash(digest)
+        if row is None or not row["active"]:
+            raise errors.AuthError("invalid or expired attempt credential")
+        return Principal(f"{row['host_id']}/attempt-{row['number']}", Role.ATTEMPT,
+                         attempt_id=row["id"], run_id=row["run_id"])
 
     def _fresh(self, digest: str, now: float) -> tuple[bool, Principal | None]:
         """``(found, principal)`` of a cache entry younger than ``cache_s`` (a refused token
@@ -145,26 +168,47 @@ class TokenAuth:
 _ANONYMOUS = Principal("anonymous", Role.OPERATOR)
 
 
-def _digest(header: str | None) -> str:
-    """The stored hash of a bearer header's secret, or 401 for a missing/malformed header."""
+def _secret(header: str | None) -> str:
+    """A bearer header's secret, or 401 for a missing/malformed header."""
     if not header:
         raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise errors.AuthError("authentication required: send 'Authorization: Bearer <token>'")
-    return hash_token(secret)
+    return secret
 
 
-def create_token(store: Store, name: str, role: Role | str, secret: str | None = None
-                 ) -> tuple[Row, str]:
-    """Store a new token; returns its row and the secret (shown once, never stored)."""
+def _digest(header: str | None) -> str:
+    """The stored hash of a bearer header's secret, or 401 for a missing/malformed header."""
+    return hash_token(_secret(header))
+
+
+def create_token(store: Store, name: str, role: Role | str, secret: str | None = None, *,
+                 hosts: Any = None, max_hosts: int | None = None) -> tuple[Row, str]:
+    """Store a new token; returns its row and the secret (shown once, never stored).
+
+    ``hosts`` binds a worker token to host ids or patterns (None: to the first host it claims
+    as); ``max_hosts`` caps the hosts it may have registered at once."""
     models.validate_name(name, "name")
     role = parse_role(role)
     secret = secret or new_secret()
     if len(secret) < 16:
         raise errors.ValidationError("token: at least 16 characters", field="token")
-    row = store.create_token(name, role.value, hash_token(secret))
+    if secret.startswith(models.ATTEMPT_TOKEN_PREFIX):
+        raise errors.ValidationError(
+            f"token: {models.ATTEMPT_TOKEN_PREFIX!r} starts attempt credentials only",
+            field="token")
+    patterns = enrolment.parse_hosts(hosts) if hosts is not None else None
+    if max_hosts is not None and not 1 <= max_hosts <= enrolment.MAX_HOSTS_LIMIT:
+        raise errors.ValidationError(
+            f"max_hosts: expected 1 to {enrolment.MAX_HOSTS_LIMIT}", field="max_hosts")
+    if role is not Role.WORKER and (patterns is not None or max_hosts is not None):
+        field = "hosts" if patterns is not None else "max_hosts"
+        raise errors.ValidationError(f"{field}: only a worker token is bound to hosts",
+                                     field=field)
+    row = store.create_token(name, role.value, hash_token(secret),
+                             hosts=enrolment.encode(patterns), max_hosts=max_hosts)
     return row, secret
 
 
@@ -236,8 +280,9 @@ def _require(check: Check) -> Callable[..., Any]:
     return dep
 
 
-#: Leased calls: workers, or users on their own (local) runs — checked per run.
-REPORT: Check = (lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR),
+#: Leased calls: workers, users on their own (local) runs — checked per run — and an
+#: attempt's own credential, on that attempt alone (:func:`check_attempt`).
+REPORT: Check = (lambda p: p.role in (Role.WORKER, Role.USER, Role.OPERATOR, Role.ATTEMPT),
                  "report for an attempt")
 
 #: Read access: viewer, user, operator.
@@ -249,12 +294,44 @@ operator = _require((lambda p: p.is_operator, "do this (operator only)"))
 #: Worker endpoints: workers and operators (an operator token may run a local agent).
 worker = _require((lambda p: p.role in (Role.WORKER, Role.OPERATOR), "act as a worker"))
 lease_holder = _require(REPORT)
+#: A Kubeflow trainer status (no lease: the training process never holds one): an attempt's
+#: own credential, for its attempt alone (:func:`check_attempt`), and operators.
+trainer = _require((lambda p: p.role in (Role.ATTEMPT, Role.OPERATOR),
+                    "post a trainer status (an attempt's own credential may)"))
+
+
+def check_attempt(who: Principal, attempt_id: str, run_id: str | None = None) -> None:
+    """An attempt's own credential acts on its attempt (and that attempt's run) only."""
+    if who.role is not Role.ATTEMPT:
+        return
+    if who.attempt_id != attempt_id or (run_id is not None and who.run_id != run_id):
+        raise errors.Forbidden(
+            f"this credential belongs to attempt {who.attempt_id} of run {who.run_id}; it may "
+            f"not act on attempt {attempt_id}" + (f" of run {run_id}" if run_id else ""))
 
 
 def may_see_env(who: Principal, run: Row) -> bool:
     """A run's env values are its owner's secrets (API keys live there): the owner, operators
     and workers (which must run it) see them; everyone else sees the names only."""
     return who.is_operator or who.role is Role.WORKER or run.get("owner") == who.name
+
+
+def check_host(who: Principal, host_id: str, stored: Callable[[], Row | None]) -> None:
+    """403 unless ``who`` may act as ``host_id``: a worker token only within its binding
+    (``stored`` reads the token's row when the request saw it unbound: it may have been bound
+    since). Human roles are not bound (operators run local agents; users never claim)."""
+    if who.role is not Role.WORKER:
+        return
+    patterns = who.hosts
+    if patterns is None:
+        row = stored()
+        patterns = enrolment.decode(row.get("hosts")) if row else None
+    if patterns is None:
+        raise errors.Forbidden(f"worker token {who.name!r} is bound to no host yet: it may "
+                               f"not act as host {host_id!r} before it has claimed as one",
+                               field="host_id")
+    if not enrolment.allows(patterns, host_id):
+        raise enrolment.refuse_host(who.name, patterns, host_id)
 
 
 def check_owner(who: Principal, run: Row, what: str) -> None:

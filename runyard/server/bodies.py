@@ -12,7 +12,8 @@ import pydantic
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from runyard import errors, jsonvalues, models, nonfinite
+from runyard import defaults, enrolment, errors, jsonvalues, models, nonfinite
+from runyard.progress import kubeflow
 from runyard.server.limits import LOG_CHUNK_MAX
 
 #: Integers the database columns hold (models.INT32_MAX): anything wider is a 422 naming
@@ -91,6 +92,7 @@ class RunRequest(Body):
     project: str | None = None
     version: str | None = None
     notes: str | None = None
+    tags: list[str] | None = None
     blueprint: str | None = None
     command: list[str] | None = None
     config: dict[str, Any] | None = None
@@ -105,9 +107,24 @@ class RunRequest(Body):
     job_key: str | None = None
     seed: Annotated[StrictInt, Field(ge=models.INT64_MIN, le=models.INT64_MAX)] | None = None
     executor: Literal["agent", "local", "slurm"] | None = None
+    #: Slurm runs only (docs/executors.md): ``srun`` (default) or ``torchrun``.
+    launcher: str | None = None
+    #: Slurm runs only: ``{partition, account, qos, time_limit, sbatch_args}``.
+    slurm: dict[str, Any] | None = None
     workdir: str | None = None
     #: For ``executor: "local"``: the machine the run executes on (default: "local").
     host_id: str | None = None
+    #: Rule objects (docs/rules.md), checked by :mod:`runyard.rules.spec`.
+    rules: list[Any] | None = None
+
+
+class EditRequest(Body):
+    """``PATCH /v1/runs/{id}``: what an owner may change after submission (checked by
+    :func:`runyard.submission.edit_values`)."""
+
+    name: str | None = None
+    notes: str | None = None
+    tags: list[str] | None = None
 
 
 class ValidateRequest(Body):
@@ -153,6 +170,49 @@ class ProgressRequest(Body):
             if isinstance(value, int) and not -top - 1 <= value <= top:
                 raise ValueError(f"{key}: must be below 2**{top.bit_length()}")
         return snapshot
+
+
+class TrainerMetric(Body):
+    """One metric of a Kubeflow trainer status: its value a string (KEP-2779), or a number."""
+
+    name: str = Field(min_length=1, max_length=defaults.METRIC_NAME_MAX)
+    value: Any = Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "number"}]})
+
+    @field_validator("value")
+    @classmethod
+    def _text_or_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError("expected a string (or a number)")
+        return value
+
+
+#: A trainer status's times and amounts: JSON numbers, never NaN or a string.
+_Amount = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+class TrainerStatus(Body):
+    """``trainerStatus`` of Kubeflow Trainer's progress tracking (KEP-2779); each field is
+    optional. The names are Kubeflow's, so code written for it posts here unchanged."""
+
+    progressPercentage: Annotated[_Amount, Field(le=100)] | None = None
+    estimatedRemainingSeconds: Annotated[_Amount, Field(le=models.INT64_MAX)] | None = None
+    metrics: list[TrainerMetric] | None = Field(None, max_length=defaults.SNAPSHOT_MAX_METRICS)
+    lastUpdatedTime: str | None = None
+
+    @field_validator("lastUpdatedTime")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        try:
+            kubeflow.parse_time(value, "lastUpdatedTime")
+        except errors.ValidationError as exc:
+            raise ValueError(exc.message.removeprefix("lastUpdatedTime: ")) from None
+        return value
+
+
+class TrainerStatusRequest(Body):
+    """``POST /v1/attempts/{id}/trainer-status`` (docs/progress-protocol.md)."""
+
+    trainerStatus: TrainerStatus
 
 
 #: Points one metrics request may carry, ``points`` and ``rows`` together.
@@ -240,6 +300,16 @@ def point_count(points: list[Any], rows: list[Any]) -> int:
                              and type(r[2]) is dict else 1 for r in rows)
 
 
+class PlacementRequest(Body):
+    """``POST /v1/attempts/{id}/placement``: where the executor placed the attempt."""
+
+    lease: str
+    #: The executor's id of the attempt's job (a Slurm job id).
+    external_id: str | None = Field(default=None, max_length=200)
+    #: The nodes it runs on.
+    nodes: list[str] | None = Field(default=None, max_length=4096)
+
+
 class LogChunk(Body):
     stream: Literal["stdout", "stderr"]
     offset: UInt63
@@ -279,6 +349,10 @@ class FailRequest(Body):
 class TokenRequest(Body):
     name: str
     role: Literal["viewer", "user", "operator", "worker"]
+    #: A worker token's binding: host ids or globs (checked by runyard.enrolment); None
+    #: binds it to the first host it claims as.
+    hosts: list[str] | None = None
+    max_hosts: Annotated[int, Field(ge=1, le=enrolment.MAX_HOSTS_LIMIT)] | None = None
 
 
 class ManifestRequest(Body):
@@ -286,3 +360,13 @@ class ManifestRequest(Body):
     source: str = "manifest.toml"
     #: The texts of the ``config_schema_file``s the manifest names, keyed by those names.
     files: dict[str, str] = Field(default_factory=dict)
+
+
+class ChannelRequest(Body):
+    """``POST /v1/channels``: checked in depth by :func:`runyard.notifications.channels.
+    check_channel` (each problem a 422 naming its field)."""
+
+    name: str
+    kind: str
+    url: str
+    secret: str | None = None

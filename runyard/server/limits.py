@@ -51,6 +51,9 @@ class BodyLimits:
     manifest: int = 4 * MIB
     #: ``POST /v1/runs/import`` (an ended run with its attempts and events).
     imports: int = 64 * MIB
+    #: ``POST /v1/attempts/{id}/trainer-status``: a Kubeflow trainer status (at most 256
+    #: metrics), which the training process itself sends.
+    trainer_status: int = 256 * 1024
 
     def for_request(self, method: str, path: str) -> int | None:
         """The limit that applies to one request; None for artifact and checkpoint uploads
@@ -62,6 +65,8 @@ class BodyLimits:
             return self.metrics
         if _LOGS.fullmatch(path):
             return self.logs
+        if _TRAINER_STATUS.fullmatch(path):
+            return self.trainer_status
         if path.startswith("/v1/manifest/"):
             return self.manifest
         if path == "/v1/runs/import":
@@ -72,6 +77,7 @@ class BodyLimits:
 _UPLOAD = re.compile(r"/v1/runs/[^/]+/(import/)?artifacts/.+")
 _METRICS = re.compile(r"/v1/runs/[^/]+/(import/)?metrics")
 _LOGS = re.compile(r"/v1/attempts/[^/]+/logs")
+_TRAINER_STATUS = re.compile(r"/v1/attempts/[^/]+/trainer-status")
 
 
 class _BodyTooLarge(HTTPException):

@@ -47,3 +47,25 @@ def check(route: APIRoute, names: Iterable[str]) -> None:
     for name in names:
         if name not in known:
             raise errors.ValidationError(f"{name}: unknown query parameter", field=name)
+
+
+#: Most values one repeated query parameter may carry.
+MAX_VALUES = 100
+#: Longest single query value a filter takes.
+MAX_VALUE_LEN = 1000
+
+
+def values(raw: list[str] | None, field: str, *, split: bool = False) -> tuple[str, ...]:
+    """The values of a repeated parameter (``?tag=a&tag=b``; with ``split`` also
+    comma-separated), empty ones dropped: at most :data:`MAX_VALUES`, each text a database can
+    hold, else a 422 naming ``field``."""
+    items = [p for v in raw or () for p in (v.split(",") if split else [v])]
+    out = tuple(dict.fromkeys(v.strip() if split else v for v in items if v.strip()))
+    if len(out) > MAX_VALUES:
+        raise errors.ValidationError(f"{field}: at most {MAX_VALUES} values", field=field)
+    for v in out:
+        if len(v) > MAX_VALUE_LEN or "\x00" in v:
+            raise errors.ValidationError(
+                f"{field}: expected text of at most {MAX_VALUE_LEN} characters without NUL",
+                field=field)
+    return out

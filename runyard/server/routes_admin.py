@@ -10,10 +10,10 @@ import pydantic
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from runyard import errors, jsonvalues
+from runyard import enrolment, errors, jsonvalues
 from runyard.manifest import Blueprint, Manifest, parse_manifest
 from runyard.manifest.apply import apply_manifest
-from runyard.server import auth, serialize
+from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
 from runyard.server.bodies import ManifestRequest, TokenRequest
 from runyard.server.state import ServerState, get_state
@@ -23,7 +23,8 @@ router = APIRouter(tags=["admin"])
 MANIFEST_MAX = 4 * 1024 * 1024
 
 
-@router.get("/v1/health")
+@router.get("/v1/health", **schemas.doc(
+    schemas.Health, more={503: {"model": schemas.Health, "description": "database unreachable"}}))
 def health(state: ServerState = Depends(get_state)) -> Any:
     """Liveness and database reachability (no token needed)."""
     ok = state.store.ping()
@@ -35,23 +36,31 @@ def health(state: ServerState = Depends(get_state)) -> Any:
 # --------------------------------------------------------------------------- tokens
 
 
+def _binding(row: dict[str, Any]) -> dict[str, Any]:
+    patterns = enrolment.decode(row.get("hosts"))
+    return {"hosts": list(patterns) if patterns is not None else None,
+            "max_hosts": row.get("max_hosts")}
+
+
 def _token_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"name": row["name"], "role": row["role"],
+    return {"name": row["name"], "role": row["role"], **_binding(row),
             "created_at": serialize.iso(row.get("created_at")),
             "last_used_at": serialize.iso(row.get("last_used_at")),
             "revoked_at": serialize.iso(row.get("revoked_at"))}
 
 
-@router.post("/v1/tokens", status_code=201)
+@router.post("/v1/tokens", status_code=201, **schemas.doc(schemas.TokenCreated, 201))
 def create_token(body: TokenRequest, who: Principal = Depends(auth.operator),
                  state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Create a token; the secret is in this answer only."""
-    row, secret = auth.create_token(state.store, body.name, body.role)
-    return {"name": body.name, "role": body.role, "token": secret,
+    """Create a token; the secret is in this answer only. A worker token is bound to
+    ``hosts`` (host ids or globs; none: the first host it claims as)."""
+    row, secret = auth.create_token(state.store, body.name, body.role, hosts=body.hosts,
+                                    max_hosts=body.max_hosts)
+    return {"name": body.name, "role": body.role, "token": secret, **_binding(row),
             "created_at": serialize.iso(row.get("created_at") if row else time.time())}
 
 
-@router.get("/v1/tokens")
+@router.get("/v1/tokens", **schemas.doc(schemas.TokenPage))
 def list_tokens(who: Principal = Depends(auth.operator),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
     rows = state.store.list_tokens()
@@ -82,14 +91,14 @@ def _put_blueprint(state: ServerState, bp: Blueprint, source: str | None) -> dic
     return row
 
 
-@router.get("/v1/blueprints")
+@router.get("/v1/blueprints", **schemas.doc(schemas.BlueprintPage))
 def list_blueprints(who: Principal = Depends(auth.viewer),
                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
     rows = state.store.list_blueprints()
     return {"items": [_blueprint_out(r) for r in rows], "next_after_id": None}
 
 
-@router.post("/v1/blueprints", status_code=201)
+@router.post("/v1/blueprints", status_code=201, **schemas.doc(schemas.Blueprint, 201))
 def post_blueprint(body: dict[str, Any], who: Principal = Depends(auth.operator),
                    state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Create or replace a blueprint (``name``, ``command``, ``config_schema``, defaults)."""
@@ -141,12 +150,14 @@ _MANIFEST_BODY = {"requestBody": {"content": {
     "text/plain": {"schema": {"type": "string"}}}}}
 
 
-@router.post("/v1/manifest/validate", openapi_extra=_MANIFEST_BODY)
+@router.post("/v1/manifest/validate", openapi_extra=_MANIFEST_BODY,
+             **schemas.doc(schemas.ManifestValid))
 async def validate_manifest(who: Principal = Depends(auth.operator),
                             manifest: Manifest = Depends(_parsed)) -> dict[str, Any]:
     """Parse and validate; 422 with every problem (file, line, field, message)."""
     return {"valid": True, "source": manifest.source, "hosts": len(manifest.hosts),
-            "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs)}
+            "blueprints": len(manifest.blueprints), "jobs": len(manifest.jobs),
+            "channels": len(manifest.channels)}
 
 
 @router.post("/v1/manifest/reload", openapi_extra=_MANIFEST_BODY)

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from runyard import errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.defaults import MAX_TAGS_PER_RUN
-from runyard.server import auth, retention, serialize
+from runyard.server import auth, query, retention, serialize
 from runyard.server.auth import Principal
 from runyard.server.blobs import put_stream
 from runyard.server.bodies import (
@@ -22,6 +22,9 @@ from runyard.server.bodies import (
     point_count,
 )
 from runyard.server.state import ServerState, get_state
+from runyard.store import keyset
+from runyard.store.blobs import CHECKPOINT_SORT, CHECKPOINT_SORTABLE, CHECKPOINT_STATUSES
+from runyard.store.schema import checkpoints, metric_points
 
 router = APIRouter(tags=["data"])
 
@@ -61,8 +64,9 @@ def ingest_metrics(state: ServerState, who: Principal, run_id: str, data: Any
     store."""
     _holder(state, who, run_id, "send metrics for")
     head, points, rows = metric_batch(data, MetricsRequest)
-    _run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
-    written = state.store.add_metric_points(run_id, att["number"], points, rows)
+    auth.check_attempt(who, head.attempt_id, run_id)
+    run, att = state.check_lease(head.attempt_id, head.lease, run_id=run_id)
+    written = state.rules.ingest_metrics(run, att["number"], points, rows)
     state.metrics.metric_points.inc(point_count(points, rows))
     return {"written": int(written)}
 
@@ -73,19 +77,62 @@ def _point_out(p: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/v1/runs/{run_id}/metrics")
-def get_metrics(run_id: str, tag: str | None = None,
+def get_metrics(run_id: str,
+                tag: list[str] | None = Query(None, description="tags (repeat for several)"),
+                steps: list[str] | None = Query(None, description="global steps (repeat or "
+                                                                  "comma-separate)"),
+                created_after: str | None = Query(None, description="points logged after"),
+                created_before: str | None = Query(None, description="points logged before"),
                 after_step: int | None = Query(None, ge=-1, le=models.INT64_MAX),
+                cursor: str | None = Query(None, description="next_cursor of the last page"),
                 attempt: int | None = Query(None, ge=1, le=models.INT64_MAX),
                 limit: int = Query(1000, ge=1, le=10_000),
                 who: Principal = Depends(auth.viewer),
                 state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Points by (tag, step): at each step the newest attempt's point, or with ``attempt``
-    that attempt's own points (docs/metrics-and-artifacts.md)."""
+    that attempt's own points (docs/metrics-and-artifacts.md); ``next_cursor`` continues."""
     state.run_or_404(run_id)
+    tags = query.values(tag, "tag")
+    if after_step is not None and len(tags) != 1:
+        raise errors.ValidationError("after_step: needs exactly one tag (or use cursor)",
+                                     field="after_step")
+    wanted_steps = tuple(_int_value(v, "steps") for v in query.values(steps, "steps",
+                                                                      split=True))
+    after = _metrics_cursor(cursor) if cursor else None
     rows = state.store.list_metric_points(
-        run_id, tag=tag, after_step=after_step, attempt=attempt, limit=limit)
-    nxt = rows[-1]["step"] if len(rows) >= limit else None
-    return {"items": [_point_out(r) for r in rows], "next_after_step": nxt}
+        run_id, tags=tags, steps=wanted_steps, after_step=after_step, attempt=attempt,
+        limit=limit, after=after,
+        at_after=serialize.parse_time(created_after, "created_after"),
+        at_before=serialize.parse_time(created_before, "created_before"))
+    full = len(rows) >= limit
+    nxt = rows[-1]["step"] if full and len(tags) == 1 else None
+    return {"items": [_point_out(r) for r in rows], "next_after_step": nxt,
+            "next_cursor": _metrics_cursor_of(rows[-1]) if full else None}
+
+
+def _int_value(text: str, field: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise errors.ValidationError(f"{field}: expected integers, got {text!r}",
+                                     field=field) from None
+    if not 0 <= value <= models.INT64_MAX:
+        raise errors.ValidationError(f"{field}: {value} is out of range", field=field)
+    return value
+
+
+def _metrics_cursor_of(point: dict[str, Any]) -> str:
+    return keyset.encode_cursor(_METRIC_KEYS, point)
+
+
+def _metrics_cursor(text: str) -> tuple[str, int]:
+    pos = keyset.decode_cursor(text, _METRIC_KEYS, metric_points)
+    tag, step = pos.values
+    return str(tag), int(step)
+
+
+#: The order of metric listings, as a keyset sort (tag, then step; both unique together).
+_METRIC_KEYS = (keyset.SortKey("tag", False), keyset.SortKey("step", False))
 
 
 @router.get("/v1/runs/{run_id}/metrics/tags")
@@ -105,7 +152,8 @@ def metric_tags(run_id: str,
             "next_after": nxt}
 
 
-@router.get("/v1/runs/{run_id}/metrics/{tag}/series")
+# ``tag:path``: tags may hold slashes (the ``sys/`` metrics), sent as ``%2F`` or plain.
+@router.get("/v1/runs/{run_id}/metrics/{tag:path}/series")
 def metric_series(run_id: str, tag: str, points: int = Query(500, ge=1, le=MAX_SERIES_POINTS),
                   min_step: int | None = None, max_step: int | None = None,
                   who: Principal = Depends(auth.viewer),
@@ -129,14 +177,20 @@ def get_logs(run_id: str, attempt: int | None = Query(None, ge=1, le=models.INT6
              stream: str = Query("stdout", pattern="^(stdout|stderr)$"),
              offset: int = Query(0, ge=0, le=models.INT64_MAX),
              limit_bytes: int = Query(1 << 16, ge=1, le=16 << 20),
+             tail: int | None = Query(None, ge=1, le=1_000_000,
+                                      description="the last N lines instead of from offset"),
              who: Principal = Depends(auth.viewer),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Log text from ``offset``; ``attempt`` defaults to the run's latest."""
+    """Log text from ``offset``, or its last ``tail`` lines; ``attempt`` defaults to the
+    run's latest. Follow with ``offset=next_offset``."""
     state.run_or_404(run_id)
+    if tail is not None and offset:
+        raise errors.ValidationError("tail: give tail or offset, not both", field="tail")
     out: dict[str, Any] = state.store.read_logs(
-        run_id, attempt=attempt, stream=stream, offset=offset, limit_bytes=limit_bytes)
-    return {"data": out["data"], "next_offset": out["next_offset"], "attempt": out["attempt"],
-            "stream": stream}
+        run_id, attempt=attempt, stream=stream, offset=offset, limit_bytes=limit_bytes,
+        tail=tail)
+    return {"data": out["data"], "offset": out["offset"], "next_offset": out["next_offset"],
+            "attempt": out["attempt"], "stream": stream}
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -151,11 +205,37 @@ def _checkpoint_out(c: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/v1/runs/{run_id}/checkpoints")
-def list_checkpoints(run_id: str, who: Principal = Depends(auth.viewer),
-                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
+def list_checkpoints(
+        run_id: str,
+        step: list[str] | None = Query(None, description="steps (repeat or comma-separate)"),
+        status: list[str] | None = Query(None, description="incomplete, complete"),
+        created_after: str | None = None, created_before: str | None = None,
+        sort: list[str] | None = Query(None, description="key:asc|desc of id, step, "
+                                                         "attempt, created_at"),
+        cursor: str | None = Query(None, description="next_cursor of the last page"),
+        limit: int = Query(1000, ge=1, le=10_000),
+        who: Principal = Depends(auth.viewer),
+        state: ServerState = Depends(get_state)) -> dict[str, Any]:
+    """A run's checkpoints, filtered and sorted (default by step); ``next_cursor``
+    continues a full page."""
     state.run_or_404(run_id)
-    rows = state.store.list_checkpoints(run_id)
-    return {"items": [_checkpoint_out(c) for c in rows]}
+    statuses = query.values(status, "status", split=True)
+    for s in statuses:
+        if s not in CHECKPOINT_STATUSES:
+            raise errors.ValidationError(
+                f"status: expected incomplete or complete, got {s!r}", field="status")
+    keys = keyset.parse_sort(sort, CHECKPOINT_SORTABLE, CHECKPOINT_SORT)
+    pos = keyset.decode_cursor(cursor, keys, checkpoints) if cursor else None
+    rows = state.store.find_checkpoints(
+        run_id, steps=[_int_value(v, "step") for v in query.values(step, "step", split=True)],
+        statuses=statuses, sort=keyset.sort_text(keys), limit=limit + 1,
+        after=None if pos is None else pos.values,
+        created_after=serialize.parse_time(created_after, "created_after"),
+        created_before=serialize.parse_time(created_before, "created_before"))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [_checkpoint_out(c) for c in rows],
+            "next_cursor": keyset.encode_cursor(keys, rows[-1]) if more else None}
 
 
 @router.post("/v1/attempts/{attempt_id}/checkpoints", status_code=201)
@@ -163,6 +243,7 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
                     who: Principal = Depends(auth.lease_holder),
                     state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Register a checkpoint; a complete one names an uploaded blob and triggers retention."""
+    auth.check_attempt(who, attempt_id)
     att0 = state.store.get_attempt(attempt_id)
     if att0 is None:
         raise errors.NotFound(f"no attempt {attempt_id!r}")
@@ -185,9 +266,10 @@ def post_checkpoint(attempt_id: str, body: CheckpointRequest,
     row = state.store.add_checkpoint(
         run["id"], att["number"], body.step, body.status, name=body.name, sha256=body.sha256,
         size=size, metrics=serialize.json_safe(body.metrics))
-    state.queue.add_event(run["id"], "checkpoint",
-                          {"step": body.step, "status": body.status, "sha256": body.sha256,
-                           "attempt": att["number"]}, actor=who.name)
+    state.queue.checkpoint_recorded(run["id"], att["number"],
+                                    {"step": body.step, "status": body.status,
+                                     "sha256": body.sha256, "attempt": att["number"]},
+                                    actor=who.name)
     deleted = retention.apply(state, run) if body.status == "complete" else []
     out = _checkpoint_out(row)
     out["retention_deleted"] = deleted
@@ -231,6 +313,7 @@ async def put_artifact(
     import anyio.to_thread
 
     def fence() -> dict[str, Any]:
+        auth.check_attempt(who, attempt_id, run_id)
         _holder(state, who, run_id, "upload artifacts for")
         return state.check_lease(attempt_id, x_runyard_lease, run_id=run_id)[1]
 

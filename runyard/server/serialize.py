@@ -14,9 +14,10 @@ __all__ = ["parse_time"]  # the API's times are parsed where the agent can share
 #: Run columns that are internal bookkeeping, never shown.
 _RUN_HIDDEN = frozenset({"event_seq", "budget_start", "error_restarts", "no_retry",
                          "require_cuda", "prefer_cuda", "gpus", "min_vram_gib", "min_ram_gib",
-                         "min_cpus", "labels_key", "stop_deadline", "last_step_at"})
+                         "min_cpus", "labels_key", "stop_deadline", "last_step_at", "rules"})
 _RUN_TIMES = frozenset({"created_at", "queued_at", "started_at", "ended_at", "updated_at",
-                        "progress_updated_at", "stop_requested_at"})
+                        "status_updated_at", "progress_updated_at", "stop_requested_at",
+                        "checkpoint_requested_at"})
 
 
 def iso(ts: float | None) -> str | None:
@@ -75,6 +76,7 @@ def attempt_out(row: Row) -> dict[str, Any]:
         "lease_expires_at": iso(row["lease_expires_at"]) if row["active"] else None,
         "termination_reason": row.get("termination_reason"),
         "exit_code": row.get("exit_code"), "details": json_safe(row.get("details")),
+        "external_id": row.get("external_id"), "nodes": json_safe(row.get("nodes")),
     }
 
 
@@ -90,14 +92,22 @@ def worker_out(row: Row, stale_after_s: float, now: float) -> dict[str, Any]:
     return {
         "host_id": row["host_id"], "hostname": row["hostname"],
         "capabilities": json_safe(row["capabilities"]), "has_cuda": bool(row["has_cuda"]),
+        # The kind of agent (docs/executors.md); registered before executors: local.
+        "executor": _executor_of(row["capabilities"]),
         "slots": row["slots"], "drained": bool(row["drained"]),
         "registered_at": iso(row["registered_at"]), "last_seen_at": iso(row["last_seen_at"]),
         "alive": now - row["last_seen_at"] <= stale_after_s,
         "active_attempts": int(row.get("active_attempts") or 0),
+        "token_name": row.get("token_name"),
         "policy": None if row.get("allow") is None else {
             "allow": row["allow"], "deny": row["deny"], "slots": row.get("policy_slots"),
             "labels": row.get("policy_labels")},
     }
+
+
+def _executor_of(caps: Any) -> str:
+    value = caps.get("executor") if isinstance(caps, dict) else None
+    return value if isinstance(value, str) else "local"
 
 
 def items(rows: Iterable[Row], fn: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runyard import defaults, errors, local
+from runyard import defaults, enrolment, errors, local
+from runyard.notifications import channels
+from runyard.notifications.deliveries import Policy
 
 #: Shortest RUNYARD_ADMIN_TOKEN accepted: tokens are stored as unsalted SHA-256 digests,
 #: which only resist guessing when the secret itself has that much entropy.
@@ -28,6 +30,10 @@ class Settings:
     stale_after_s: float = defaults.STALE_AFTER_S
     #: Workers unseen this long and holding no attempt are removed (0: never).
     forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S
+    #: Hosts a worker token may have registered at once unless it sets its own cap.
+    max_hosts_per_token: int = enrolment.MAX_HOSTS_PER_TOKEN
+    #: Workers registered in all.
+    max_workers: int = enrolment.MAX_WORKERS
     max_upload_mb: float = MAX_UPLOAD_MB
     insecure: bool = False
     no_auth: bool = False
@@ -40,6 +46,15 @@ class Settings:
     #: Seconds between SSE heartbeat comments.
     sse_heartbeat_s: float = 15.0
     keep_last_checkpoints: int | None = KEEP_LAST_CHECKPOINTS
+    #: Where people reach this server's web UI (``https://runyard.lab.example``): messages
+    #: link to run pages under it. None: messages carry no links.
+    public_url: str | None = None
+    #: Notification deliveries (docs/notifications.md).
+    notify_timeout_s: float = defaults.NOTIFY_TIMEOUT_S
+    notify_max_attempts: int = defaults.NOTIFY_MAX_ATTEMPTS
+    notify_backoff_s: float = defaults.NOTIFY_BACKOFF_S
+    notify_backoff_max_s: float = defaults.NOTIFY_BACKOFF_MAX_S
+    notify_concurrency: int = defaults.NOTIFY_CONCURRENCY
 
     @property
     def database_url(self) -> str:
@@ -61,6 +76,14 @@ class Settings:
         return min(self.stale_after_s / 4, defaults.SWEEP_INTERVAL_S)
 
     @property
+    def notify_policy(self) -> Policy:
+        return Policy(timeout_s=self.notify_timeout_s, max_attempts=self.notify_max_attempts,
+                      backoff_s=self.notify_backoff_s,
+                      backoff_max_s=max(self.notify_backoff_max_s, self.notify_backoff_s),
+                      concurrency=self.notify_concurrency,
+                      poll_s=min(defaults.NOTIFY_POLL_S, self.notify_backoff_s))
+
+    @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 
@@ -74,6 +97,24 @@ class Settings:
             raise errors.ConfigError(
                 f"RUNYARD_ADMIN_TOKEN: at least {ADMIN_TOKEN_MIN} characters (e.g. the output "
                 "of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        if not 0 < self.notify_timeout_s <= 600:
+            raise errors.ConfigError("--notify-timeout-s: must be above 0 and at most 600")
+        if self.notify_max_attempts < 1:
+            raise errors.ConfigError("--notify-max-attempts: must be at least 1")
+        if self.notify_backoff_s <= 0 or self.notify_backoff_max_s <= 0:
+            raise errors.ConfigError("--notify-backoff-s, --notify-backoff-max-s: must be "
+                                     "above 0")
+        if self.notify_concurrency < 1:
+            raise errors.ConfigError("--notify-concurrency: must be at least 1")
+        if self.public_url is not None:
+            try:
+                channels.check_url(self.public_url, "--public-url")
+            except errors.ValidationError as exc:
+                raise errors.ConfigError(exc.message) from None
+        if self.max_hosts_per_token < 1:
+            raise errors.ConfigError("--max-hosts-per-token: must be 1 or above")
+        if self.max_workers < 1:
+            raise errors.ConfigError("--max-workers: must be 1 or above")
         if self.max_upload_mb <= 0:
             raise errors.ConfigError("--max-upload-mb: must be above 0")
         if not 0 <= self.port <= 65535:

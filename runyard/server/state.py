@@ -1,4 +1,5 @@
-"""What every route needs, built once per app: store, queue, blob store, auth, metrics."""
+"""What every route needs, built once per app: store, queue, blob store, auth, metrics,
+the notification deliverer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fastapi import Request
 from runyard import errors, models
 from runyard.artifacts import BlobStore
 from runyard.queue import Queue
+from runyard.rules.engine import Engine
 from runyard.server.auth import TokenAuth
+from runyard.server.deliverer import Deliverer
 from runyard.server.eventhub import EventHub
 from runyard.server.metrics_prom import ServerMetrics
 from runyard.server.settings import Settings
@@ -26,6 +29,10 @@ class ServerState:
     metrics: ServerMetrics
     #: The event streams' shared database poller.
     events: EventHub
+    #: The rule engine (docs/rules.md), the queue's observer.
+    rules: Engine
+    #: Sends the notification outbox; ``deliverer.enqueue(...)`` queues a notification.
+    deliverer: Deliverer
 
     def run_or_404(self, run_id: str) -> Row:
         run = self.store.get_run(run_id)

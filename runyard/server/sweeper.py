@@ -9,6 +9,7 @@ import time
 
 from runyard import defaults
 from runyard.queue import Queue
+from runyard.rules.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,11 @@ class Sweeper:
     """
 
     def __init__(self, queue: Queue, interval_s: float, *,
-                 forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S) -> None:
+                 forget_workers_after_s: float = defaults.FORGET_WORKERS_AFTER_S,
+                 rules: Engine | None = None) -> None:
         self.queue = queue
+        #: Evaluates stalled and runtime rules after each sweep (docs/rules.md).
+        self.rules = rules
         self.interval_s = interval_s
         #: Workers unseen this long and holding no attempt are removed (0: never): a lab's
         #: machines come and go, and a gone one would stay listed as offline forever.
@@ -68,6 +72,11 @@ class Sweeper:
         if result.lost or result.stalled:
             log.info("sweep: lost %s, requeued %s, stalled %s",
                      result.lost, result.requeued, result.stalled)
+        if self.rules is not None:
+            try:
+                self.rules.sweep()
+            except Exception:  # a database hiccup must not kill the thread
+                log.warning("evaluating stalled and runtime rules failed", exc_info=True)
         if self.forget_workers_after_s > 0:
             self._forget_workers()
 

@@ -4,184 +4,35 @@ Two levels, as in procrastinate: :class:`Store` answers reads and opens transact
 :class:`Transaction` offers the small set of primitives the queue's rules are written in.
 The rules themselves (what may change, when) live in :mod:`runyard.queue`, never here.
 Rows are plain ``dict``s keyed by column name.
+
+The interface is written one concept per module in :mod:`runyard.store.interfaces` (runs,
+workers, progress, metrics, logs, blobs, catalog, rules, notifications), each matching the
+mixin that implements it in :mod:`runyard.store`; :class:`Store` composes them. This module
+names every part, so ``from runyard.store.base import Row, Store, Transaction`` works.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any
 
-Row = dict[str, Any]
+from runyard.store.interfaces.blobs import BlobsStore
+from runyard.store.interfaces.catalog import CatalogStore
+from runyard.store.interfaces.logs import LogsStore
+from runyard.store.interfaces.metrics import MetricsStore
+from runyard.store.interfaces.notifications import NotificationsStore
+from runyard.store.interfaces.progress import ProgressStore
+from runyard.store.interfaces.rows import Grant, Row, RunFilter, WorkerFilter
+from runyard.store.interfaces.rules import RulesStore
+from runyard.store.interfaces.runs import RunsStore
+from runyard.store.interfaces.transaction import Transaction
+from runyard.store.interfaces.workers import WorkersStore
 
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Filters of ``GET /v1/runs``; every field is optional."""
-
-    status: tuple[str, ...] = ()
-    project: str | None = None
-    name_like: str | None = None
-    created_after: float | None = None
-    created_before: float | None = None
-    host_id: str | None = None
-    ids: tuple[str, ...] = ()
+__all__ = ["Grant", "Row", "RunFilter", "Store", "Transaction", "WorkerFilter"]
 
 
-@dataclass(frozen=True)
-class WorkerFilter:
-    """What the SQL prefilter of a claim knows about the claiming worker."""
-
-    has_cuda: bool
-    gpus: int
-    max_vram_gib: float
-    ram_gib: float
-    cpus: float
-    #: Leave out ``prefer_cuda`` runs (a CPU worker while a CUDA worker has a free slot).
-    skip_prefer_cuda: bool = False
-    #: Keep only runs whose ``labels_key`` is one of these (None: no label prefilter).
-    labels_keys: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One claim to write: the run, read queued with ``attempt = number - 1`` and
-    ``event_seq = seq - 1``, goes to ``host_id`` under a new attempt."""
-
-    run_id: str
-    attempt_id: str
-    number: int
-    seq: int
-    host_id: str
-    lease: str
-    lease_expires_at: float
-    at: float
-    actor: str
-
-
-class Transaction(abc.ABC):
-    """Primitives valid inside one database transaction."""
-
-    @abc.abstractmethod
-    def lock_run(self, run_id: str) -> Row | None:
-        """Read a run and hold its row lock until the transaction ends."""
-
-    @abc.abstractmethod
-    def insert_run(self, row: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def update_run(self, run_id: str, values: Mapping[str, Any],
-                   expect_status: Sequence[str] | None = None) -> bool:
-        """Update a run; with ``expect_status``, only if its status is one of them."""
-
-    @abc.abstractmethod
-    def delete_run(self, run_id: str) -> None: ...
-
-    @abc.abstractmethod
-    def append_event(self, run_id: str, *, kind: str, status: str, actor: str, attempt: int,
-                     at: float, details: Mapping[str, Any] | None) -> int:
-        """Append the run's next event and return its ``seq`` (the run must be locked)."""
-
-    @abc.abstractmethod
-    def claim_runs(self, grants: Sequence[Grant]) -> None:
-        """Move still-queued runs to claimed, each with its new attempt and claim event, in
-        a few statements for the whole batch. A run whose ``event_seq`` moved since it was
-        read (or that is no longer queued) refuses the batch with a conflict."""
-
-    @abc.abstractmethod
-    def insert_event(self, row: Mapping[str, Any]) -> None:
-        """Insert an event whose ``seq`` the caller already took from the run row."""
-
-    @abc.abstractmethod
-    def lock_attempt(self, attempt_id: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def insert_attempt(self, row: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def update_attempt(self, attempt_id: str, values: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def claim_candidates(self, worker: WorkerFilter, after: tuple[int, float, str] | None,
-                         limit: int) -> list[Row]:
-        """Queued runs the worker may be able to serve, best first (priority desc, then age),
-        locked against other claimers where the dialect can (``SKIP LOCKED``). Their
-        ``constraints`` are the stored JSON text."""
-
-    @abc.abstractmethod
-    def claim_candidates_many(self, pages: Sequence[tuple[WorkerFilter, int]]
-                              ) -> list[list[Row]]:
-        """The first page of :meth:`claim_candidates` for each ``(worker, limit)``, read
-        together (in one round trip where the dialect can)."""
-
-    @abc.abstractmethod
-    def worker_states(self, host_ids: Sequence[str]) -> dict[str, Row]:
-        """The rows of these workers (those registered), by host id, each with its host
-        policy and its count of active attempts."""
-
-    def worker_state(self, host_id: str) -> Row | None:
-        """One worker's row, as :meth:`worker_states` gives it."""
-        return self.worker_states([host_id]).get(host_id)
-
-    @abc.abstractmethod
-    def claim_view(self, host_ids: Sequence[str], seen_after: float
-                   ) -> tuple[dict[str, Row], dict[str, int]]:
-        """What a batch of claims starts from, read together (in one round trip where the
-        dialect can): :meth:`worker_states`, and the free slots of each undrained CUDA
-        worker seen after ``seen_after`` that has any (``prefer_cuda`` runs wait for those)."""
-
-    @abc.abstractmethod
-    def expired_attempts(self, now: float, limit: int) -> list[Row]:
-        """Active attempts whose lease has lapsed, locked where the dialect can."""
-
-    @abc.abstractmethod
-    def extend_leases(self, until: float) -> int:
-        """Move every active lease that ends before ``until`` out to ``until``; returns how
-        many moved."""
-
-    @abc.abstractmethod
-    def stalled_candidates(self, now: float, limit: int) -> list[Row]:
-        """Running runs whose last step is older than their ``stall_after_s``, not yet marked."""
-
-    @abc.abstractmethod
-    def upsert_worker(self, row: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def update_worker(self, host_id: str, values: Mapping[str, Any]) -> bool: ...
-
-    @abc.abstractmethod
-    def delete_idle_workers(self, *, host_id: str | None = None,
-                            seen_before: float | None = None) -> list[str]:
-        """Delete the workers with no active attempt (that one, or those last seen before
-        ``seen_before``); returns their host ids."""
-
-    @abc.abstractmethod
-    def active_attempts_on(self, host_id: str) -> list[Row]:
-        """The active attempts held by this host (``id``, ``run_id``, ``number``)."""
-
-    @abc.abstractmethod
-    def upsert_host_policy(self, row: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def insert_progress(self, row: Mapping[str, Any]) -> None: ...
-
-    @abc.abstractmethod
-    def get_blueprint(self, name: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def run_by_job_key(self, job_key: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
-        """Those of ``candidates`` no artifact or checkpoint refers to any more."""
-
-    @abc.abstractmethod
-    def run_blob_refs(self, run_id: str) -> list[str]: ...
-
-
-class Store(abc.ABC):
+class Store(RunsStore, WorkersStore, ProgressStore, MetricsStore, LogsStore, BlobsStore,
+            CatalogStore, RulesStore, NotificationsStore):
     """A Runyard database: SQLite or PostgreSQL behind one interface."""
 
     url: str
@@ -207,148 +58,3 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
-
-    # Reads.
-    @abc.abstractmethod
-    def get_run(self, run_id: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def list_runs(self, filt: RunFilter, *, after_id: str | None = None, limit: int = 50,
-                  sort: str = "-created_at", fields: Sequence[str] | None = None) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def count_runs_by_status(self) -> dict[str, int]: ...
-
-    @abc.abstractmethod
-    def get_attempt(self, attempt_id: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def get_attempt_and_run(self, attempt_id: str) -> tuple[Row, Row | None] | None:
-        """An attempt and its run, read together (the lease check of every data call)."""
-
-    @abc.abstractmethod
-    def list_attempts(self, run_id: str) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def list_events(self, run_id: str, *, after_seq: int = 0, limit: int = 100,
-                    order: str = "asc") -> list[Row]: ...
-
-    @abc.abstractmethod
-    def events_since(self, after_id: int, limit: int = 500) -> list[Row]:
-        """Events of all runs with a global id above ``after_id`` (for live streams)."""
-
-    @abc.abstractmethod
-    def list_workers(self) -> list[Row]:
-        """Workers with their host policy and active attempt count."""
-
-    @abc.abstractmethod
-    def get_worker(self, host_id: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def list_host_policies(self) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def queued_runs(self, limit: int = 1000) -> list[Row]:
-        """Queued runs in the order workers are offered them."""
-
-    @abc.abstractmethod
-    def iter_progress(self, run_id: str, limit: int = 20) -> Iterator[Row]:
-        """The most recent progress snapshots of a run, newest first."""
-
-    # ------------------------------------------------------------------ data plane
-    # Metrics, logs, blobs, artifacts, checkpoints, blueprints, tokens, each implemented once
-    # for both databases (runyard.store.metrics, .logs, .blobs, .catalog); the conventions for
-    # values are in runyard.store.values, those for log offsets in runyard.store.logs.
-    @abc.abstractmethod
-    def add_metric_points(self, run_id: str, attempt: int,
-                          points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
-        """Upsert ``{step, tag, value, at}`` points and ``(step, at, {tag: value})`` rows."""
-
-    @abc.abstractmethod
-    def metric_tags(self, run_id: str, *, after: str | None = None,
-                    limit: int | None = None) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def list_metric_points(self, run_id: str, *, tag: str | None = None,
-                           after_step: int | None = None, attempt: int | None = None,
-                           limit: int = 1000) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def metric_series(self, run_id: str, tag: str, *, points: int,
-                      min_step: int | None = None, max_step: int | None = None
-                      ) -> dict[str, Any]: ...
-
-    @abc.abstractmethod
-    def count_metric_points(self) -> int: ...
-
-    @abc.abstractmethod
-    def add_log_chunks(self, run_id: str, attempt: int, chunks: Sequence[Mapping[str, Any]],
-                       at: float) -> int: ...
-
-    @abc.abstractmethod
-    def read_logs(self, run_id: str, *, attempt: int | None = None, stream: str = "stdout",
-                  offset: int = 0, limit_bytes: int = 65536) -> dict[str, Any]: ...
-
-    @abc.abstractmethod
-    def add_blob(self, sha256: str, size: int) -> Row: ...
-
-    @abc.abstractmethod
-    def get_blob(self, sha256: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def delete_blob(self, sha256: str) -> bool: ...
-
-    @abc.abstractmethod
-    def add_artifact(self, run_id: str, attempt: int, name: str, kind: str, size: int,
-                     sha256: str) -> Row: ...
-
-    @abc.abstractmethod
-    def list_artifacts(self, run_id: str) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def unreferenced_blob_shas(self, candidates: Sequence[str]) -> list[str]: ...
-
-    @abc.abstractmethod
-    def add_checkpoint(self, run_id: str, attempt: int, step: int, status: str,
-                       name: str | None = None, sha256: str | None = None,
-                       size: int | None = None, metrics: Mapping[str, Any] | None = None
-                       ) -> Row: ...
-
-    @abc.abstractmethod
-    def list_checkpoints(self, run_id: str) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def delete_checkpoints(self, run_id: str, ids: Sequence[int]) -> list[str]: ...
-
-    @abc.abstractmethod
-    def put_blueprint(self, name: str, command: Sequence[str],
-                      config_schema: Mapping[str, Any] | None, defaults: Mapping[str, Any],
-                      source: str | None = None) -> Row: ...
-
-    @abc.abstractmethod
-    def list_blueprints(self) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def get_blueprint(self, name: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def create_token(self, name: str, role: str, token_hash: str) -> Row: ...
-
-    @abc.abstractmethod
-    def token_by_hash(self, token_hash: str) -> Row | None: ...
-
-    @abc.abstractmethod
-    def list_tokens(self) -> list[Row]: ...
-
-    @abc.abstractmethod
-    def revoke_token(self, name: str) -> bool: ...
-
-    @abc.abstractmethod
-    def touch_token(self, name: str, at: float) -> None: ...
-
-    @abc.abstractmethod
-    def count_tokens(self) -> int: ...
-
-    @abc.abstractmethod
-    def job_keys(self, source: str | None = None) -> dict[str, Row]: ...

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
+from runyard.store import keyset
 from runyard.store.access import Access, first, rows
 from runyard.store.base import Row
 from runyard.store.schema import IN_BATCH, artifacts, blobs, checkpoints
@@ -21,6 +22,9 @@ from runyard.store.values import check_attempt, check_choice, check_int, check_n
 
 ARTIFACT_KINDS = ("file", "bundle", "checkpoint")
 CHECKPOINT_STATUSES = ("incomplete", "complete")
+#: What a checkpoint listing may sort on, and its default order.
+CHECKPOINT_SORTABLE = frozenset({"id", "step", "attempt", "created_at"})
+CHECKPOINT_SORT = "step:asc,attempt:asc"
 
 
 class BlobsMixin(Access):
@@ -130,6 +134,32 @@ class BlobsMixin(Access):
         with self._read() as conn:
             return rows(conn.execute(sa.select(checkpoints).where(c.run_id == run_id)
                                      .order_by(c.step, c.attempt)))
+
+    def find_checkpoints(self, run_id: str, *, steps: Sequence[int] = (),
+                         statuses: Sequence[str] = (), created_after: float | None = None,
+                         created_before: float | None = None,
+                         sort: str | Sequence[str] | None = None,
+                         after: Sequence[Any] | None = None, limit: int = 1000) -> list[Row]:
+        """A run's checkpoints at any of ``steps``, with any of ``statuses``, registered
+        within the times given, in the order of ``sort`` (:data:`CHECKPOINT_SORTABLE`),
+        after the keyset position ``after``."""
+        keys = keyset.parse_sort(sort, CHECKPOINT_SORTABLE, CHECKPOINT_SORT)
+        c = checkpoints.c
+        stmt = sa.select(checkpoints).where(c.run_id == run_id)
+        if steps:
+            stmt = stmt.where(c.step.in_([check_int(s, "step") for s in steps]))
+        if statuses:
+            stmt = stmt.where(c.status.in_([check_choice(s, "status", CHECKPOINT_STATUSES)
+                                            for s in statuses]))
+        if created_after is not None:
+            stmt = stmt.where(c.created_at > created_after)
+        if created_before is not None:
+            stmt = stmt.where(c.created_at < created_before)
+        if after is not None:
+            stmt = stmt.where(keyset.after(checkpoints, keys, keyset.Position(tuple(after))))
+        stmt = stmt.order_by(*keyset.order_by(checkpoints, keys)).limit(limit)
+        with self._read() as conn:
+            return rows(conn.execute(stmt))
 
     def delete_checkpoints(self, run_id: str, ids: Sequence[int]) -> list[str]:
         """Delete checkpoints of a run by id; returns the blob shas they referred to (the

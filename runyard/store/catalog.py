@@ -18,7 +18,7 @@ from runyard.store.values import check_choice, check_name, check_sha
 TOKEN_ROLES = tuple(r.value for r in models.Role)
 #: A token's columns as the store returns them: never its hash.
 _TOKEN_COLS = (tokens.c.name, tokens.c.role, tokens.c.created_at, tokens.c.last_used_at,
-               tokens.c.revoked_at)
+               tokens.c.revoked_at, tokens.c.hosts, tokens.c.max_hosts)
 
 
 class CatalogMixin(Access):
@@ -60,10 +60,14 @@ class CatalogMixin(Access):
                                     .where(blueprints.c.name == name)))
 
     # ------------------------------------------------------------------ tokens
-    def create_token(self, name: str, role: str, token_hash: str) -> Row:
+    def create_token(self, name: str, role: str, token_hash: str, *, hosts: str | None = None,
+                     max_hosts: int | None = None) -> Row:
         """Store a token by its hash. Conflict while an unrevoked token has the name; a
         revoked token's name can be given to a new token (the old row is replaced)."""
         check_name(name, "name", 200)
+        if (hosts is not None or max_hosts is not None) and role != models.Role.WORKER.value:
+            raise errors.ValidationError("hosts: only a worker token is bound to hosts",
+                                         field="hosts")
         check_choice(role, "role", TOKEN_ROLES)
         check_sha(token_hash, "token_hash")
         t = tokens.c
@@ -74,7 +78,8 @@ class CatalogMixin(Access):
             if old is not None:
                 conn.execute(tokens.delete().where(t.name == name))
             conn.execute(tokens.insert().values(name=name, role=role, token_hash=token_hash,
-                                                created_at=time.time()))
+                                                created_at=time.time(), hosts=hosts,
+                                                max_hosts=max_hosts))
             return dict(conn.execute(sa.select(*_TOKEN_COLS).where(t.name == name))
                         .mappings().one())
 
@@ -85,6 +90,12 @@ class CatalogMixin(Access):
             return first(conn.execute(sa.select(*_TOKEN_COLS)
                                     .where(t.token_hash == token_hash,
                                            t.revoked_at.is_(None))))
+
+    def get_token(self, name: str) -> Row | None:
+        t = tokens.c
+        with self._read() as conn:
+            return first(conn.execute(sa.select(*_TOKEN_COLS)
+                                    .where(t.name == name, t.revoked_at.is_(None))))
 
     def list_tokens(self) -> list[Row]:
         """Every token, revoked ones included, by name; never the hashes."""

@@ -37,7 +37,7 @@ def workers_stmt() -> sa.Select[Any]:
 # Constraints come as their JSON text: runs share a few distinct ones, so the claim decodes
 # and judges each distinct text once, not every candidate row.
 # `attempt` and `event_seq` are what the claim's conditional write expects to find.
-_CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.priority,
+_CANDIDATE_COLS = (runs.c.id, runs.c.name, runs.c.blueprint, runs.c.executor, runs.c.priority,
                    runs.c.created_at, sa.cast(runs.c.constraints, sa.Text).label("constraints"),
                    runs.c.prefer_cuda, runs.c.require_cuda, runs.c.gpus, runs.c.attempt,
                    runs.c.event_seq)
@@ -51,6 +51,8 @@ def candidates_stmt(cpu_only: bool, skip_prefer_cuda: bool, keyset: bool,
     c = runs.c
     stmt = sa.select(*_CANDIDATE_COLS).where(
         QUEUED_ONLY,
+        # A worker takes only the runs of its own executor (docs/executors.md).
+        c.executor == sa.bindparam("w_executor", type_=sa.String),
         c.gpus <= sa.bindparam("w_gpus", type_=sa.Integer),
         c.min_vram_gib <= sa.bindparam("w_vram", type_=sa.Float),
         c.min_ram_gib <= sa.bindparam("w_ram", type_=sa.Float),
@@ -83,7 +85,8 @@ def candidates_query(worker: WorkerFilter, after: tuple[int, float, str] | None,
     variant = (not worker.has_cuda, worker.skip_prefer_cuda, after is not None,
                worker.labels_keys is not None)
     params: dict[str, Any] = {"w_gpus": worker.gpus, "w_vram": worker.max_vram_gib,
-                              "w_ram": worker.ram_gib, "w_cpus": worker.cpus, "limit": limit}
+                              "w_ram": worker.ram_gib, "w_cpus": worker.cpus, "limit": limit,
+                              "w_executor": worker.executor}
     if worker.labels_keys is not None:
         params.update(zip(LABEL_BINDS, worker.labels_keys, strict=True))
     if after is not None:
@@ -144,10 +147,11 @@ _SQLITE_CLAIM_RUNS = Prepared(
             attempt=sa.bindparam("g_number", type_=sa.Integer),
             event_seq=sa.bindparam("g_seq", type_=sa.Integer),
             updated_at=sa.bindparam("g_at", type_=runs.c.updated_at.type),
+            status_updated_at=sa.bindparam("g_at", type_=runs.c.updated_at.type),
             stop_intent=None, stop_requested_at=None, stop_deadline=None, stalled=False,
             termination_reason=None, exit_code=None, ended_at=None))
 _ATTEMPT_KEYS = ("id", "run_id", "number", "host_id", "lease", "lease_expires_at", "active",
-                 "claimed_at")
+                 "claimed_at", "token_hash")
 _SQLITE_INSERT_ATTEMPTS = Prepared(attempts.insert(), column_keys=_ATTEMPT_KEYS)
 _EVENT_KEYS = ("run_id", "seq", "attempt", "at", "kind", "status", "actor", "details")
 _SQLITE_INSERT_EVENTS = Prepared(events.insert(), column_keys=_EVENT_KEYS)
@@ -165,7 +169,7 @@ def sqlite_claim_runs(conn: sa.Connection, grants: Sequence[Grant]) -> int:
     _SQLITE_INSERT_ATTEMPTS.run_many(conn, [
         {"id": g.attempt_id, "run_id": g.run_id, "number": g.number, "host_id": g.host_id,
          "lease": g.lease, "lease_expires_at": g.lease_expires_at, "active": True,
-         "claimed_at": g.at} for g in grants])
+         "claimed_at": g.at, "token_hash": g.token_hash} for g in grants])
     _SQLITE_INSERT_EVENTS.run_many(conn, [
         {"run_id": g.run_id, "seq": g.seq, "attempt": g.number, "at": g.at,
          "kind": "status", "status": "claimed", "actor": g.actor,
@@ -185,11 +189,13 @@ WITH g AS (
     SELECT * FROM unnest(%(run_id)s::varchar[], %(attempt_id)s::varchar[],
                          %(host_id)s::varchar[], %(number)s::int[], %(seq)s::int[],
                          %(at)s::float8[], %(lease)s::varchar[], %(expires)s::float8[],
-                         %(actor)s::varchar[], %(details)s::text[])
-        AS g(run_id, attempt_id, host_id, number, seq, at, lease, expires, actor, details)
+                         %(actor)s::varchar[], %(details)s::text[], %(token_hash)s::varchar[])
+        AS g(run_id, attempt_id, host_id, number, seq, at, lease, expires, actor, details,
+             token_hash)
 ), claimed AS (
     UPDATE runs SET status = 'claimed', attempt_id = g.attempt_id, host_id = g.host_id,
-        attempt = g.number, event_seq = g.seq, updated_at = g.at, stop_intent = NULL,
+        attempt = g.number, event_seq = g.seq, updated_at = g.at, status_updated_at = g.at,
+        stop_intent = NULL,
         stop_requested_at = NULL, stop_deadline = NULL, stalled = false,
         termination_reason = NULL, exit_code = NULL, ended_at = NULL
     FROM g
@@ -198,8 +204,9 @@ WITH g AS (
     RETURNING runs.id
 ), new_attempts AS (
     INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at, active,
-                          claimed_at)
-    SELECT g.attempt_id, g.run_id, g.number, g.host_id, g.lease, g.expires, true, g.at
+                          claimed_at, token_hash)
+    SELECT g.attempt_id, g.run_id, g.number, g.host_id, g.lease, g.expires, true, g.at,
+        g.token_hash
     FROM g JOIN claimed ON claimed.id = g.run_id
 ), new_events AS (
     INSERT INTO events (run_id, seq, attempt, at, kind, status, actor, details)
@@ -218,7 +225,8 @@ def postgres_claim_runs(conn: sa.Connection, grants: Sequence[Grant]) -> int:
         "host_id": [x.host_id for x in g], "number": [x.number for x in g],
         "seq": [x.seq for x in g], "at": [x.at for x in g], "lease": [x.lease for x in g],
         "expires": [x.lease_expires_at for x in g], "actor": [x.actor for x in g],
-        "details": [json.dumps({"worker": x.host_id}) for x in g]})
+        "details": [json.dumps({"worker": x.host_id}) for x in g],
+        "token_hash": [x.token_hash for x in g]})
     try:
         return int(cur.fetchone()[0])
     finally:

@@ -55,6 +55,10 @@ class Dialect(abc.ABC):
                                                      list[rollups.RollupRow]]) -> list[Write]:
         """The statements that merge a batch's aggregates into ``metric_rollups``."""
 
+    @abc.abstractmethod
+    def contains(self, column: Any, text: str) -> sa.ColumnElement[bool]:
+        """Whether ``column``'s stored text holds ``text`` (case-sensitive, no wildcards)."""
+
     def estimated_rows(self, conn: sa.Connection, table: str) -> int | None:
         """The planner's estimate of ``table``'s row count, where the database keeps one
         (None: count the rows)."""

@@ -61,25 +61,25 @@ class LogsMixin(Access):
             return sum(max(conn.execute(stmt, r).rowcount, 0) for r in rows)
 
     def read_logs(self, run_id: str, *, attempt: int | None = None, stream: str = "stdout",
-                  offset: int = 0, limit_bytes: int = 65536) -> dict[str, Any]:
+                  offset: int = 0, limit_bytes: int = 65536,
+                  tail: int | None = None) -> dict[str, Any]:
         """Up to ``limit_bytes`` of consecutive text from byte ``offset`` of a stream:
-        ``{data, next_offset, attempt}``. ``attempt`` None means the run's latest. The read
-        stops at a gap (a chunk not received yet) and never splits a character; pass
-        ``next_offset`` back to continue.
+        ``{data, offset, next_offset, attempt}``. ``attempt`` None means the run's latest. The
+        read stops at a gap (a chunk not received yet) and never splits a character; pass
+        ``next_offset`` back to continue. With ``tail``, the last ``tail`` lines stored
+        instead (at most ``limit_bytes`` of them, back from the last chunk to a gap), and
+        ``offset`` says where they start.
         """
         check_choice(stream, "stream", LOG_STREAMS)
         pos = check_int(offset, "offset")
         check_int(limit_bytes, "limit_bytes", 1, 64 * 2**20)
+        if tail is not None:
+            return self._tail(run_id, attempt, stream, check_int(tail, "tail", 1),
+                              limit_bytes)
         lc = log_chunks.c
         with self._read() as conn:
             if attempt is None:
-                run_attempt = conn.execute(sa.select(runs.c.attempt)
-                                           .where(runs.c.id == run_id)).scalar()
-                if run_attempt is None:
-                    raise errors.NotFound(f"run {run_id!r} not found")
-                logged = conn.execute(sa.select(sa.func.max(lc.attempt))
-                                      .where(lc.run_id == run_id)).scalar()
-                attempt = max(int(run_attempt), int(logged or 0))
+                attempt = self._latest_attempt(conn, run_id)
             else:
                 check_attempt(attempt)
             key = [lc.run_id == run_id, lc.attempt == attempt, lc.stream == stream]
@@ -111,7 +111,71 @@ class LogsMixin(Access):
                         continue
                 break
         text, used = _decode_prefix(bytes(out))
-        return {"data": text, "next_offset": pos - (len(out) - used), "attempt": attempt}
+        return {"data": text, "offset": offset, "next_offset": pos - (len(out) - used),
+                "attempt": attempt}
+
+    def _latest_attempt(self, conn: sa.Connection, run_id: str) -> int:
+        lc = log_chunks.c
+        run_attempt = conn.execute(sa.select(runs.c.attempt).where(runs.c.id == run_id)).scalar()
+        if run_attempt is None:
+            raise errors.NotFound(f"run {run_id!r} not found")
+        logged = conn.execute(sa.select(sa.func.max(lc.attempt))
+                              .where(lc.run_id == run_id)).scalar()
+        return max(int(run_attempt), int(logged or 0))
+
+    def _tail(self, run_id: str, attempt: int | None, stream: str, lines: int,
+              limit_bytes: int) -> dict[str, Any]:
+        """The last ``lines`` lines: chunks read newest first until enough newlines (or a
+        gap, the start, or ``limit_bytes``) are found."""
+        lc = log_chunks.c
+        with self._read() as conn:
+            attempt = (self._latest_attempt(conn, run_id) if attempt is None
+                       else check_attempt(attempt))
+            key = [lc.run_id == run_id, lc.attempt == attempt, lc.stream == stream]
+            parts: list[bytes] = []
+            start = end = None  # byte range held in parts
+            size = newlines = 0
+            cursor: int | None = None
+            done = False
+            while not done:
+                where = key if cursor is None else [*key, lc.offset < cursor]
+                batch = conn.execute(sa.select(lc.offset, lc.data).where(*where)
+                                     .order_by(lc.offset.desc()).limit(_LOG_BATCH)).all()
+                for chunk_offset, data in batch:
+                    raw = data.encode("utf-8")
+                    if start is None:
+                        start, end = chunk_offset + len(raw), chunk_offset + len(raw)
+                    if chunk_offset + len(raw) < start:
+                        done = True  # a gap: what came before is not contiguous with this
+                        break
+                    raw = raw[:start - chunk_offset]  # chunks may overlap
+                    parts.append(raw)
+                    start = chunk_offset
+                    size += len(raw)
+                    newlines += raw.count(b"\n")
+                    # One newline more than lines asked: the text may end with one.
+                    if newlines > lines or size >= limit_bytes or start == 0:
+                        done = True
+                        break
+                if len(batch) < _LOG_BATCH:
+                    break
+                cursor = batch[-1][0]
+        if start is None or end is None:
+            return {"data": "", "offset": 0, "next_offset": 0, "attempt": attempt}
+        raw = b"".join(reversed(parts))
+        if len(raw) > limit_bytes:
+            raw = raw[len(raw) - limit_bytes:]
+        # Back from the end (a final newline ends the last line, it starts none).
+        cut = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
+        for _ in range(lines):
+            cut = raw.rfind(b"\n", 0, cut)
+            if cut < 0:
+                break
+        keep = raw if cut < 0 else raw[cut + 1:]
+        while keep and keep[0] & 0xC0 == 0x80:  # never start inside a character
+            keep = keep[1:]
+        return {"data": keep.decode("utf-8", errors="replace"), "offset": end - len(keep),
+                "next_offset": end, "attempt": attempt}
 
 
 def _decode_prefix(raw: bytes) -> tuple[str, int]:

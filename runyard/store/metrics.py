@@ -7,7 +7,7 @@ as ``value`` NULL plus their spelling in ``special`` and travel as those strings
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,7 @@ from runyard import errors
 from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.store import ingest, rollups
 from runyard.store.access import Access
-from runyard.store.base import Row
+from runyard.store.base import Row, Transaction
 from runyard.store.dialect import run_writes
 from runyard.store.prepared import execute_raw
 from runyard.store.rollups import Agg, Layout
@@ -36,14 +36,21 @@ POINT_UPSERT = (f"ON CONFLICT ({', '.join(POINT_KEY)}) DO UPDATE SET value = exc
 class MetricsMixin(Access):
     """Metric methods of the store."""
 
+    def _transaction(self, conn: sa.Connection) -> Transaction:
+        """The store's transaction primitives over an open write connection."""
+        raise NotImplementedError
+
     def add_metric_points(self, run_id: str, attempt: int,
                           points: Sequence[Mapping[str, Any]],
-                          rows: Sequence[Sequence[Any]] = ()) -> int:
+                          rows: Sequence[Sequence[Any]] = (),
+                          then: Callable[[Transaction, ingest.Batch], None] | None = None
+                          ) -> int:
         """Upsert a batch of points; returns how many distinct (tag, step) were written.
 
         Each point is ``{step, tag, value, at}``, each row ``(step, at, {tag: value})`` (the
         compact form: the points one ``log()`` call recorded); ``at`` (UNIX seconds or ISO
-        8601) defaults to now (see :meth:`runyard.store.ingest.Batch.of`).
+        8601) defaults to now (see :meth:`runyard.store.ingest.Batch.of`). ``then`` runs in
+        the same transaction once they are written, with the run locked (rule evaluation).
         Re-sending a (tag, step) of the same attempt overwrites it; within one batch the last
         occurrence wins. Errors name ``points[i].field`` or ``rows[i][k]`` and nothing is
         written.
@@ -76,6 +83,8 @@ class MetricsMixin(Access):
             run_writes(conn, rollup_writes)
             for tag, steps in changed.items():
                 rollups.recompute(conn, mark, run_id, tag, steps)
+            if then is not None:
+                then(self._transaction(conn), batch)
         return batch.count
 
     def metric_tags(self, run_id: str, *, after: str | None = None,
@@ -112,29 +121,43 @@ class MetricsMixin(Access):
 
     def list_metric_points(self, run_id: str, *, tag: str | None = None,
                            after_step: int | None = None, attempt: int | None = None,
-                           limit: int = 1000) -> list[Row]:
+                           limit: int = 1000, tags: Sequence[str] = (),
+                           steps: Sequence[int] = (), at_after: float | None = None,
+                           at_before: float | None = None,
+                           after: tuple[str, int] | None = None) -> list[Row]:
         """Points ordered by (tag, step): ``[{step, tag, value, at, attempt}]``.
 
         A metric is a function of the step: each (tag, step) gives the point of the newest
         attempt that logged it, unless ``attempt`` asks for that attempt's own points.
-        ``value`` is a float or its special string ("NaN"...). Pagination: pass the last
-        returned step as ``after_step`` (needs ``tag``); there may be more exactly when
-        ``len(page) == limit``.
+        ``value`` is a float or its special string ("NaN"...). Filters: ``tag`` or any of
+        ``tags``, any of ``steps``, logged (``at``) after ``at_after`` / before ``at_before``.
+        Pagination: pass the last returned ``(tag, step)`` as ``after`` (or, with one ``tag``,
+        its step as ``after_step``); there may be more exactly when ``len(page) == limit``.
         """
         check_int(limit, "limit", 1, 100_000)
-        if tag is not None:
-            check_tag(tag, "tag")
+        wanted = ([] if tag is None else [tag]) + list(tags)
+        for t in wanted:
+            check_tag(t, "tag")
         if after_step is not None:
-            if tag is None:
-                raise errors.ValidationError("after_step: needs tag", field="after_step")
+            if len(wanted) != 1:
+                raise errors.ValidationError("after_step: needs one tag", field="after_step")
             check_int(after_step, "after_step", -1)
         mp = metric_points.c
         stmt = sa.select(mp.step, mp.tag, mp.value, mp.special, mp.at, mp.attempt).where(
             mp.run_id == run_id)
-        if tag is not None:
-            stmt = stmt.where(mp.tag == tag)
+        if wanted:
+            stmt = stmt.where(mp.tag.in_(sorted(set(wanted))))
+        if steps:
+            stmt = stmt.where(mp.step.in_(sorted({check_int(x, "steps") for x in steps})))
+        if at_after is not None:
+            stmt = stmt.where(mp.at > at_after)
+        if at_before is not None:
+            stmt = stmt.where(mp.at < at_before)
         if after_step is not None:
             stmt = stmt.where(mp.step > after_step)
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(mp.tag, mp.step) > sa.tuple_(
+                check_tag(after[0], "after"), check_int(after[1], "after", -1)))
         if attempt is not None:
             stmt = stmt.where(mp.attempt == check_attempt(attempt))
         else:

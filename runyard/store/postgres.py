@@ -84,6 +84,9 @@ class PostgresDialect(Dialect):
         merged += [(run_id, *r) for r in others]
         return [Write(rollups.upsert_sql(self.mark), merged, many=True)] if merged else []
 
+    def contains(self, column: Any, text: str) -> sa.ColumnElement[bool]:
+        return sa.func.strpos(sa.cast(column, sa.Text), sa.literal(text, sa.Text)) > 0
+
     def estimated_rows(self, conn: sa.Connection, table: str) -> int | None:
         # The planner's estimate, kept fresh by autovacuum.
         est = conn.execute(sa.text("SELECT reltuples::bigint FROM pg_class WHERE relname = :t"),

@@ -37,6 +37,9 @@ runs = sa.Table(
     sa.Column("project", sa.String(200), nullable=False, server_default="default"),
     sa.Column("version", sa.String(100), nullable=False, server_default=""),
     sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    # A JSON list of short labels users give a run (models.validate_tags); filtered in SQL
+    # by substring (runyard.store.runlist), which their character set makes exact.
+    sa.Column("tags", JSON, nullable=False, server_default="[]"),
     sa.Column("blueprint", sa.String(200)),
     sa.Column("command", JSON),
     sa.Column("config", JSON, nullable=False),
@@ -64,6 +67,10 @@ runs = sa.Table(
     sa.Column("attempt_id", sa.String(40)),
     sa.Column("host_id", sa.String(200)),
     sa.Column("executor", sa.String(20), nullable=False, server_default="agent"),
+    # How a multi-node run starts on its nodes ("srun", "torchrun"); None: not a Slurm run.
+    sa.Column("launcher", sa.String(16)),
+    # Slurm options (partition, account, qos, time_limit, sbatch_args); None: none given.
+    sa.Column("slurm", JSON),
     sa.Column("workdir", sa.Text),
     sa.Column("artifact_store", sa.Text),
     sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -72,6 +79,9 @@ runs = sa.Table(
     sa.Column("stop_requested_at", Time),
     sa.Column("stop_deadline", Time),
     sa.Column("stop_intent", sa.String(20)),
+    # A pending request for the training loop to save a checkpoint (docs/lifecycle.md):
+    # set by `POST /v1/runs/{id}/checkpoint` or a rule, cleared when the attempt registers one.
+    sa.Column("checkpoint_requested_at", Time),
     sa.Column("no_retry", sa.Boolean, nullable=False, server_default=sa.false()),
     # Retry policy.
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
@@ -90,11 +100,19 @@ runs = sa.Table(
     sa.Column("stalled", sa.Boolean, nullable=False, server_default=sa.false()),
     # Per-run event counter: the next event gets event_seq + 1, in the same transaction.
     sa.Column("event_seq", sa.Integer, nullable=False, server_default="0"),
+    # The run's own rules and its blueprint's, as checked at submit, each with its
+    # "source" (docs/rules.md); NULL when it has none. Project and server rules live in
+    # `rules`. How many rule hits the run had (the runs list's alert badge).
+    sa.Column("rules", sa.JSON(none_as_null=True)),
+    sa.Column("rule_hits", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("queued_at", Time),
     sa.Column("started_at", Time),
     sa.Column("ended_at", Time),
     sa.Column("updated_at", Time, nullable=False),
+    # When the status last changed (updated_at moves with every write: progress, stalls,
+    # edits). NULL only where a migration found no better value than updated_at's.
+    sa.Column("status_updated_at", Time),
     # In the claim's order (priority high first, then oldest), so a claim reads the first
     # queued rows of the index instead of sorting every queued run.
     # The prefilter's columns ride along, so rows it rejects are skipped inside the index.
@@ -103,14 +121,17 @@ runs = sa.Table(
     # spell the condition as this literal for the planners to use it (QUEUED_ONLY). The
     # constant status leads all the same: SQLite would otherwise rather look the status
     # up in ix_runs_status_created and sort what it finds.
+    # The executor rides along too: a Slurm agent's claim steps over the fleet's runs
+    # inside the index.
     sa.Index("ix_runs_claim", "status", sa.desc("priority"), "created_at", "id", "gpus",
              "min_vram_gib", "min_ram_gib", "min_cpus", "require_cuda", "prefer_cuda",
-             "labels_key", sqlite_where=sa.text(_QUEUED), postgresql_where=sa.text(_QUEUED)),
+             "labels_key", "executor", sqlite_where=sa.text(_QUEUED),
+             postgresql_where=sa.text(_QUEUED)),
     # The same for the runs a host without CUDA may take. Runs that need CUDA wait for the
     # scarcer GPU hosts and gather at the head of the queue; in ix_runs_claim every claim by
     # a CPU host steps over all of them (a claim's cost growing with the GPU backlog).
     sa.Index("ix_runs_claim_cpu", "status", sa.desc("priority"), "created_at", "id", "gpus",
-             "min_vram_gib", "min_ram_gib", "min_cpus", "prefer_cuda", "labels_key",
+             "min_vram_gib", "min_ram_gib", "min_cpus", "prefer_cuda", "labels_key", "executor",
              sqlite_where=sa.text(_QUEUED_CPU["sqlite"]),
              postgresql_where=sa.text(_QUEUED_CPU["postgresql"])),
     sa.Index("ix_runs_project_created", "project", "created_at"),
@@ -140,7 +161,13 @@ attempts = sa.Table(
     sa.Column("termination_reason", sa.String(20)),
     sa.Column("exit_code", sa.Integer),
     sa.Column("details", JSON),
+    # Where the executor placed the attempt: its job id (Slurm's) and node names.
+    sa.Column("external_id", sa.String(200)),
+    sa.Column("nodes", JSON),
+    # sha256 of the attempt's own credential (docs/security.md); valid while active.
+    sa.Column("token_hash", sa.String(64)),
     sa.UniqueConstraint("run_id", "number"),
+    sa.Index("ix_attempts_token_hash", "token_hash", unique=True),
     # Active attempts only (the sweep's lapsed leases, a new worker's count): an attempt
     # that ends leaves it instead of moving to the inactive part. Queries spell the
     # condition as ``active = true`` (ACTIVE_ONLY), which both planners match to it.
@@ -324,4 +351,93 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time),
     sa.Column("revoked_at", Time),
+    # A worker token's host binding (runyard/enrolment.py): host ids and glob patterns,
+    # comma-separated (a comma is in neither); NULL binds it to the first host it claims as.
+    sa.Column("hosts", sa.Text),
+    # How many hosts it may have registered at once; NULL: the server's default.
+    sa.Column("max_hosts", sa.Integer),
 )
+
+# Project and server-wide rules (docs/rules.md). `project` "" is server-wide; `owner` NULL
+# watches every run of the scope, a user's name only that user's runs.
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("project", "name"),
+)
+
+# One rule's state on one run: O(1) whatever the run's length (runyard.rules.conditions).
+# `rule_key` is "run:<name>", "blueprint:<name>", "project:<id>" or "server:<id>".
+rule_states = sa.Table(
+    "rule_states",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("rule_key", sa.String(100), primary_key=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("feed", sa.String(8)),
+    sa.Column("last_step", sa.BigInteger),
+    sa.Column("best", sa.Float(precision=53)),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fired", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("hits", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_hit_at", Time),
+    sa.Column("last_hit", JSON),
+)
+# Where notifications go (docs/notifications.md). ``url`` and ``secret`` are secrets (a Slack
+# webhook URL is its own credential): no read endpoint shows them.
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text),
+    # "api", or the manifest's source name.
+    sa.Column("source", sa.String(500)),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+_PENDING = "status = 'pending'"
+
+# The outbox: one row per (notification, channel), delivered by the server's deliverer. No
+# foreign key to runs: an enqueue inside an ingest transaction must never fail on one, and
+# the log outlives a deleted run (only operators then see its rows).
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # Pending rows: when the next attempt is due. A claimed row's is pushed out to the end of
+    # its claim, so a deliverer that died mid-delivery leaves it due again, not lost.
+    sa.Column("next_attempt_at", Time),
+    # The claim of the deliverer holding the row: its result is recorded only under it.
+    sa.Column("claim", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("delivered_at", Time),
+    # Pending rows only, by due time: what the deliverer's poll reads.
+    sa.Index("ix_notifications_due", "next_attempt_at",
+             sqlite_where=sa.text(_PENDING), postgresql_where=sa.text(_PENDING)),
+    sa.Index("ix_notifications_run", "run_id", "id"),
+    sa.Index("ix_notifications_channel", "channel", "id"),
+)
+
+#: The condition of ``ix_notifications_due`` as queries spell it.
+PENDING_ONLY = notifications.c.status == sa.literal_column("'pending'")

@@ -7,6 +7,7 @@ What differs between them is behind :class:`runyard.store.dialect.Dialect`, impl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -15,14 +16,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from runyard import errors
-from runyard.store import base, blobs, claims
+from runyard.store import base, blobs, claims, keyset, notifications, rulestore, runlist
 from runyard.store.access import Access, first, rows
 from runyard.store.blobs import BlobsMixin
 from runyard.store.catalog import CatalogMixin
 from runyard.store.dialect import Dialect
 from runyard.store.logs import LogsMixin
 from runyard.store.metrics import MetricsMixin
+from runyard.store.notifications import NotificationsMixin
 from runyard.store.prepared import Prepared, fetch_many
+from runyard.store.progress_history import ProgressMixin
+from runyard.store.rulestore import RulesMixin
 from runyard.store.schema import (
     ACTIVE_ONLY,
     QUEUED_ONLY,
@@ -34,6 +38,7 @@ from runyard.store.schema import (
     host_policies,
     progress_snapshots,
     runs,
+    tokens,
     workers,
 )
 
@@ -42,6 +47,10 @@ from runyard.store.schema import (
 # write lock, which every process on the file waits for.
 _RUN_BY_ID = Prepared(sa.select(runs).where(runs.c.id == sa.bindparam("id")))
 _ATTEMPT_BY_ID = Prepared(sa.select(attempts).where(attempts.c.id == sa.bindparam("id")))
+_ATTEMPT_BY_TOKEN = Prepared(
+    sa.select(attempts.c.id, attempts.c.run_id, attempts.c.number, attempts.c.host_id,
+              attempts.c.active)
+    .where(attempts.c.token_hash == sa.bindparam("h", type_=sa.String)))
 
 
 def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> None:
@@ -49,11 +58,6 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> Non
     Prepared.cached(("insert", table.name, keys),
                     lambda: Prepared(table.insert(), column_keys=keys)).run(conn, **row)
 
-
-#: Columns a listing may sort on (a leading '-' means descending).
-SORTABLE = frozenset({"created_at", "updated_at", "priority", "name", "status", "ended_at"})
-#: The escape character of ``name_like`` patterns: ``\_`` and ``\%`` match themselves.
-LIKE_ESCAPE = "\\"
 
 
 class SQLTransaction(base.Transaction):
@@ -73,10 +77,18 @@ class SQLTransaction(base.Transaction):
         return first(self.conn.execute(stmt))
 
     def insert_run(self, row: Mapping[str, Any]) -> None:
+        if row.get("status_updated_at") is None:
+            row = {**row, "status_updated_at": row.get("updated_at", row.get("created_at"))}
         self.conn.execute(runs.insert().values(**row))
 
     def update_run(self, run_id: str, values: Mapping[str, Any],
                    expect_status: Sequence[str] | None = None) -> bool:
+        if "status" in values and "status_updated_at" not in values:
+            # Only a status that changes moves it (a write may restate the same status).
+            at = values.get("updated_at")
+            values = {**values, "status_updated_at": sa.case(
+                (runs.c.status == values["status"], runs.c.status_updated_at),
+                else_=time.time() if at is None else at)}
         stmt = runs.update().where(runs.c.id == run_id).values(**values)
         if expect_status is not None:
             stmt = stmt.where(runs.c.status.in_(list(expect_status)))
@@ -176,6 +188,34 @@ class SQLTransaction(base.Transaction):
         stmt = workers.update().where(workers.c.host_id == host_id).values(**values)
         return bool(self.conn.execute(stmt).rowcount)
 
+    def refresh_worker(self, host_id: str, token_name: str, values: Mapping[str, Any]) -> bool:
+        stmt = (workers.update()
+                .where(workers.c.host_id == host_id, workers.c.token_name == token_name)
+                .values(**values))
+        return bool(self.conn.execute(stmt).rowcount)
+
+    def count_workers(self, *, token_name: str | None = None, besides: str | None = None
+                      ) -> int:
+        stmt = sa.select(sa.func.count()).select_from(workers)
+        if token_name is not None:
+            stmt = stmt.where(workers.c.token_name == token_name)
+        if besides is not None:
+            stmt = stmt.where(workers.c.host_id != besides)
+        return int(self.conn.execute(stmt).scalar_one())
+
+    def lock_token(self, name: str) -> base.Row | None:
+        stmt = (sa.select(tokens.c.name, tokens.c.role, tokens.c.hosts, tokens.c.max_hosts)
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .with_for_update())
+        return first(self.conn.execute(stmt))
+
+    def bind_token(self, name: str, hosts: str) -> bool:
+        stmt = (tokens.update()
+                .where(tokens.c.name == name, tokens.c.hosts.is_(None),
+                       tokens.c.revoked_at.is_(None))
+                .values(hosts=hosts))
+        return bool(self.conn.execute(stmt).rowcount)
+
     def delete_idle_workers(self, *, host_id: str | None = None,
                             seen_before: float | None = None) -> list[str]:
         idle = [workers.c.active_attempts == 0]
@@ -227,8 +267,31 @@ class SQLTransaction(base.Transaction):
     def unreferenced_blobs(self, candidates: Sequence[str]) -> list[str]:
         return blobs.unreferenced(self.conn, candidates)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.conn.begin_nested():
+            yield
 
-class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.Store):
+    # rules
+    def rule_states(self, run_id: str) -> dict[str, base.Row]:
+        return rulestore.lock_states(self.conn, run_id)
+
+    def put_rule_states(self, run_id: str, states: Mapping[str, Mapping[str, Any]]) -> None:
+        rulestore.put_states(self.conn, self.ops, run_id, states)
+
+    def count_rule_hits(self, run_id: str, n: int) -> None:
+        rulestore.count_hits(self.conn, run_id, n)
+
+
+    def add_notification(self, *, channel: str, run_id: str | None, kind: str, details: Any,
+                         at: float) -> int:
+        return notifications.add_notification(self.conn, channel=channel, run_id=run_id,
+                                              kind=kind, details=details, at=at)
+
+
+class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin, RulesMixin,
+               NotificationsMixin, Access,
+               base.Store):
     """A store over a SQLAlchemy engine, writing ``ops``'s SQL."""
 
     def __init__(self, engine: sa.Engine, ops: Dialect) -> None:
@@ -241,6 +304,9 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
     def transaction(self) -> Iterator[base.Transaction]:
         with self._write() as conn:
             yield SQLTransaction(conn, self.ops)
+
+    def _transaction(self, conn: sa.Connection) -> base.Transaction:
+        return SQLTransaction(conn, self.ops)
 
     # migrations
     def _alembic(self, conn: sa.Connection) -> Any:
@@ -287,66 +353,25 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
             return _RUN_BY_ID.first(conn, id=run_id)
 
     def list_runs(self, filt: base.RunFilter, *, after_id: str | None = None, limit: int = 50,
-                  sort: str = "-created_at", fields: Sequence[str] | None = None
-                  ) -> list[base.Row]:
-        key = sort.lstrip("-")
-        if key not in SORTABLE:
-            raise errors.ValidationError(
-                f"sort: cannot sort by {key!r} (one of: {', '.join(sorted(SORTABLE))})",
-                field="sort")
-        desc = sort.startswith("-")
+                  sort: str | Sequence[str] = "-created_at",
+                  fields: Sequence[str] | None = None,
+                  after: Sequence[Any] | None = None) -> list[base.Row]:
+        keys = runlist.parse_sort(sort)
         cols = [runs.c[f] for f in fields] if fields else list(runs.c)
         if fields:
-            for needed in ("id", key):
-                if needed not in fields:
-                    cols.append(runs.c[needed])
-        c = runs.c
-        stmt = sa.select(*cols)
-        if filt.status:
-            stmt = stmt.where(c.status.in_(filt.status))
-        if filt.project:
-            stmt = stmt.where(c.project == filt.project)
-        if filt.name_like:
-            stmt = stmt.where(c.name.ilike(filt.name_like, escape=LIKE_ESCAPE))
-        if filt.created_after is not None:
-            stmt = stmt.where(c.created_at > filt.created_after)
-        if filt.created_before is not None:
-            stmt = stmt.where(c.created_at < filt.created_before)
-        if filt.host_id:
-            stmt = stmt.where(c.host_id == filt.host_id)
-        if filt.ids:
-            stmt = stmt.where(c.id.in_(filt.ids))
-        sort_col = c[key]
+            cols += [runs.c[k.column] for k in keys if k.column not in fields]
+        stmt = sa.select(*cols).where(*runlist.filter_clauses(filt, self.ops.contains))
         with self._read() as conn:
-            if after_id is not None:
-                # Keyset pagination: continue strictly after (sort value, id) of after_id.
-                pivot = conn.execute(sa.select(sort_col).where(c.id == after_id)).first()
+            if after is None and after_id is not None:
+                pivot = conn.execute(sa.select(*(runs.c[k.column] for k in keys))
+                                     .where(runs.c.id == after_id)).first()
                 if pivot is None:
                     raise errors.ValidationError(f"after_id: no run {after_id!r}",
                                                  field="after_id")
-                v = pivot[0]
-                if not sort_col.nullable:
-                    # A row-value comparison: one index range on both dialects (an OR of
-                    # the same conditions would make the planner scan).
-                    after = (sa.tuple_(sort_col, c.id) < sa.tuple_(v, after_id) if desc
-                             else sa.tuple_(sort_col, c.id) > sa.tuple_(v, after_id))
-                elif v is None:
-                    after = sa.and_(sort_col.is_(None), c.id < after_id if desc
-                                    else c.id > after_id)
-                elif desc:
-                    after = sa.or_(sort_col < v, sa.and_(sort_col == v, c.id < after_id),
-                                   sort_col.is_(None))
-                else:  # NULLs sort last both ways, so they follow every value
-                    after = sa.or_(sort_col > v, sa.and_(sort_col == v, c.id > after_id),
-                                   sort_col.is_(None))
-                stmt = stmt.where(after)
-            if not sort_col.nullable:  # NULLS LAST would keep SQLite from using an index
-                stmt = stmt.order_by(sort_col.desc() if desc else sort_col.asc(),
-                                     c.id.desc() if desc else c.id.asc())
-            elif desc:
-                stmt = stmt.order_by(sort_col.desc().nulls_last(), c.id.desc())
-            else:
-                stmt = stmt.order_by(sort_col.asc().nulls_last(), c.id.asc())
+                after = tuple(pivot)
+            if after is not None:
+                stmt = stmt.where(keyset.after(runs, keys, keyset.Position(tuple(after))))
+            stmt = stmt.order_by(*keyset.order_by(runs, keys))
             return rows(conn.execute(stmt.limit(limit)))
 
     def count_runs_by_status(self) -> dict[str, int]:
@@ -359,12 +384,23 @@ class SQLStore(MetricsMixin, LogsMixin, BlobsMixin, CatalogMixin, Access, base.S
         with self._read() as conn:
             return _ATTEMPT_BY_ID.first(conn, id=attempt_id)
 
+    def attempt_by_token_hash(self, token_hash: str) -> base.Row | None:
+        with self._read() as conn:
+            return _ATTEMPT_BY_TOKEN.first(conn, h=token_hash)
+
     def get_attempt_and_run(self, attempt_id: str) -> tuple[base.Row, base.Row | None] | None:
         with self._read() as conn:
             att = _ATTEMPT_BY_ID.first(conn, id=attempt_id)
             if att is None:
                 return None
             return att, _RUN_BY_ID.first(conn, id=att["run_id"])
+
+    def active_attempts_of(self, host_id: str) -> list[base.Row]:
+        a = attempts.c
+        stmt = (sa.select(a.id, a.run_id, a.number, a.external_id, a.nodes)
+                .where(ACTIVE_ONLY, a.host_id == host_id).order_by(a.run_id))
+        with self._read() as conn:
+            return rows(conn.execute(stmt))
 
     def list_attempts(self, run_id: str) -> list[base.Row]:
         with self._read() as conn:

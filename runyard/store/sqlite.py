@@ -82,6 +82,10 @@ class SQLiteDialect(Dialect):
     def claim_runs(self, conn: sa.Connection, grants: Sequence[Grant]) -> int:
         return claims.sqlite_claim_runs(conn, grants)
 
+    def contains(self, column: Any, text: str) -> sa.ColumnElement[bool]:
+        # instr, not LIKE: SQLite's LIKE ignores the case of ASCII letters.
+        return sa.func.instr(sa.cast(column, sa.Text), sa.literal(text, sa.Text)) > 0
+
     def point_writes(self, run_id: str, attempt: int, batch: ingest.Batch) -> list[Write]:
         """Multi-row statements, one tag at a time: SQLite then runs one statement per few
         hundred rows rather than one per row, which is much cheaper."""

@@ -96,6 +96,8 @@ def tokens(server: LiveServer) -> dict[str, str]:
     """A token of each role the UI tests sign in with, on the module's server."""
     api = admin(server)
     try:
-        return {role: api.token(f"ui-{role}", role) for role in ("viewer", "user", "worker")}
+        # The UI tests' workers are hosts ui-*, all on one token: a pattern binding.
+        return {role: api.token(f"ui-{role}", role, ["ui-*"] if role == "worker" else None)
+                for role in ("viewer", "user", "worker")}
     finally:
         api.close()

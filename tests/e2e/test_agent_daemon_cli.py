@@ -44,7 +44,8 @@ def test_check_prints_the_self_test_with_fake_gpus_marked() -> None:
     ([], "server: give --server URL or set RUNYARD_SERVER"),
     (["--server", "nope"], "server: expected an http:// or https:// URL"),
     (["--server", "http://127.0.0.1:1", "--labels", "novalue"], "labels: expected key=value"),
-    (["--server", "http://127.0.0.1:1", "--executor", "slurm"], "executor:"),
+    (["--server", "http://127.0.0.1:1", "--executor", "kubernetes"],
+     "executor: 'kubernetes' is not available in this agent (available: local, slurm)"),
     (["--server", "http://127.0.0.1:1", "--train-as", "no-such-user-xyz"],
      "train_as: no OS user named 'no-such-user-xyz'"),
 ])

@@ -52,7 +52,7 @@ def test_killed_agent_run_is_lost_requeued_and_finished_elsewhere(
         script = write_train_script(tmp_path)
         rid = api.submit("victim", script, {"steps": 30, "sleep": 0.1,
                                             "sleep_by_attempt": {"2": 0.01}})
-        token = api.worker_token()
+        token = api.worker_token(hosts=["doomed", "survivor"])  # one token, two hosts
         first = AgentProc(server, token, "doomed", tmp_path / "w1")
         agents.append(first)
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)
@@ -144,7 +144,7 @@ def test_frozen_agent_is_fenced_off_and_abandons_cleanly(
         script = write_train_script(tmp_path)
         rid = api.submit("fenced", script, {"steps": 200, "sleep": 0.1,
                                             "sleep_by_attempt": {"2": 0.005}})
-        token = api.worker_token()
+        token = api.worker_token(hosts=["frozen", "other"])  # one token, two hosts
         frozen = AgentProc(server, token, "frozen", tmp_path / "w1")
         agents.append(frozen)
         api.wait(rid, lambda r: r["status"] == "running" and r.get("progress") is not None)

@@ -11,6 +11,7 @@ import pytest
 
 from runyard import errors, submission
 from runyard.agent import daemon
+from runyard.agent.local_executor import LocalHandle
 
 from ..support.agents import Api
 from ..support.live_server import LiveServer
@@ -38,17 +39,17 @@ def test_a_run_without_a_probe_interval_uses_the_agents(tmp_path: Path, server: 
     try:
         for named, expected in [(None, 0.35), (0.2, 0.2)]:
             run_id = _submit(api) if named is None else _submit(api, probe_interval_s=named)
-            runner = agent.claim_once()
-            assert runner is not None and runner.a.run_id == run_id
-            assert runner.probe_interval_s == expected  # what its supervision loop waits
+            handle = agent.claim_once()
+            assert isinstance(handle, LocalHandle) and handle.run_id == run_id
+            assert handle.runner is not None and handle.thread is not None
+            assert handle.runner.probe_interval_s == expected  # what its loop waits
             assert api.run(run_id)["probe_interval_s"] == named
-            _, thread, _ = agent.runners[runner.a.attempt_id]
-            thread.join(60)
+            handle.thread.join(60)
             assert api.wait(run_id, {"completed", "failed"})["status"] == "completed"
             agent.reap()
     finally:
-        for _, thread, _ in agent.runners.values():
-            thread.join(60)  # an attempt reports through the agent's client: close it after
+        for handle in agent.handles.values():
+            agent.executor.join(handle, 60)  # an attempt reports through the agent's client
         agent.api.close()
 
 

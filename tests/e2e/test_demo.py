@@ -23,6 +23,8 @@ from ..support.live_server import free_port
 pytest.importorskip("sklearn")
 
 DEMO = Path(runyard.demo.__file__).parent
+#: The job whose blueprint has a plateau rule that stops it (the others complete).
+RULED = "mlp-early-stop"
 
 
 def test_demo_manifest_has_three_real_trainers_that_download_nothing() -> None:
@@ -35,6 +37,14 @@ def test_demo_manifest_has_three_real_trainers_that_download_nothing() -> None:
         source = (DEMO / f"{bp.command[2].rsplit('.', 1)[1]}.py").read_text()
         assert "runyard.start_run" in source  # reports through the SDK
         assert "fetch_" not in source and "urllib" not in source  # bundled data only
+    # One job's blueprint has a rule (a plateau rule that stops it); the others have none.
+    ruled = {j.blueprint: j.name for j in manifest.jobs}
+    with_rules = {bp.name: bp.defaults["rules"] for bp in manifest.blueprints
+                  if bp.defaults.get("rules")}
+    assert [ruled[name] for name in with_rules] == [RULED]
+    [[rule]] = with_rules.values()
+    assert (rule["name"], rule["when"], rule["tag"], rule["then"]) == (
+        "flat", "plateau", "val_loss", ["stop"])
 
 
 def _demo(tmp_path: Path, data_dir: Path, *args: str) -> subprocess.Popen[str]:
@@ -63,7 +73,16 @@ def test_demo_trains_lists_artifacts_and_runs_again(tmp_path: Path) -> None:
     manifest = parse_manifest(demo_jobs.manifest_text(), source=demo_jobs.SOURCE)
     names = [j.name for j in manifest.jobs]
     for name in names:
-        assert re.search(rf"demo: {name}: completed in \d+s", out), out
+        if name != RULED:
+            assert re.search(rf"demo: {name}: completed in \d+s", out), out
+    # The plateau rule stopped its job, and the demo says so.
+    stop_line = (rf"demo: {RULED}: stopped by rule 'flat' at step (\d+) "
+                 rf"\(val_loss [\d.e-]+, best [\d.e-]+\) in \d+s")
+    stopped_at = re.search(stop_line, out)
+    assert stopped_at is not None, out
+    assert f"runyard: {RULED}: stopped by rule 'flat' at step {stopped_at.group(1)}" in out
+    assert f"all {len(names)} demo jobs done: {len(names) - 1} completed, 1 stopped by its " \
+           "rule" in out
     assert "Artifacts (content-addressed blobs under" in out
     assert out.count("artifacts.tar.zst") == len(names)
     assert "model.pkl, result.json" in out
@@ -75,9 +94,18 @@ def test_demo_trains_lists_artifacts_and_runs_again(tmp_path: Path) -> None:
         runs = http.get("/v1/runs", params={"project": "demo", "limit": 100}).json()["items"]
         assert sorted(r["name"] for r in runs) == sorted(names)
         for run in runs:
-            assert run["status"] == "completed" and run["executor"] != "local", run
+            assert run["executor"] != "local", run
             snap = http.get(f"/v1/runs/{run['id']}/progress").json()["snapshot"]
-            assert snap["step"] == snap["total_steps"] > 0  # live progress went all the way
+            if run["name"] == RULED:
+                assert (run["status"], run["termination_reason"]) == ("stopped", "rule"), run
+                [flat] = http.get(f"/v1/runs/{run['id']}").json()["rules"]
+                assert (flat["source"], flat["hits"]) == ("blueprint", 1)
+                assert flat["last_hit"]["step"] == int(stopped_at.group(1))
+                assert flat["last_hit"]["tag"] == "val_loss"
+                assert 0 < snap["step"] < snap["total_steps"]  # stopped well before the end
+            else:
+                assert run["status"] == "completed", run
+                assert snap["step"] == snap["total_steps"] > 0  # progress went all the way
             tags = {t["tag"] for t in http.get(f"/v1/runs/{run['id']}/metrics/tags")
                     .json()["items"]}
             assert "val_accuracy" in tags
@@ -94,7 +122,7 @@ def test_demo_trains_lists_artifacts_and_runs_again(tmp_path: Path) -> None:
     out2, err2 = second.communicate(timeout=240)
     assert second.returncode == 0, out2 + err2
     assert f"{len(names)} demo jobs queued ({len(names)} of them again, as new runs)" in out2
-    assert f"all {len(names)} demo jobs completed" in out2
+    assert f"all {len(names)} demo jobs done: {len(names) - 1} completed, 1 stopped" in out2
     assert "runyard: stopped" in err2 and "Traceback" not in err2
 
 

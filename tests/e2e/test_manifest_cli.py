@@ -20,7 +20,8 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_validate_prints_a_summary() -> None:
     res = cli("manifest", "validate", "examples/fleet/fleet.toml")
     assert res.returncode == 0, res.stderr
-    assert "examples/fleet/fleet.toml: 3 hosts, 3 blueprints, 8 jobs — valid" in res.stdout
+    assert ("examples/fleet/fleet.toml: 3 hosts, 3 blueprints, 8 jobs, 0 channels — valid"
+            in res.stdout)
     assert "attention-causal" in res.stdout and "pi-arm" in res.stdout
 
 

@@ -212,6 +212,31 @@ def test_token_cli(sqlite_server) -> None:  # type: ignore[no-untyped-def]
     assert out.returncode == 2
 
 
+def test_token_cli_binds_worker_tokens(sqlite_server) -> None:  # type: ignore[no-untyped-def]
+    admin_token = sqlite_server.admin_token
+    out = _cli("create", "--name", "gpu-box", "--role", "worker", "--host", "gpu-box",
+               server=sqlite_server, token=admin_token)
+    assert out.returncode == 0 and "bound to host gpu-box" in out.stderr, out.stderr
+    out = _cli("create", "--name", "rack", "--role", "worker", "--hosts", "r3-*, spare-1",
+               "--max-hosts", "40", "--json", server=sqlite_server, token=admin_token)
+    made = json.loads(out.stdout)
+    assert made["hosts"] == ["r3-*", "spare-1"] and made["max_hosts"] == 40
+    out = _cli("create", "--name", "later", "--role", "worker", server=sqlite_server,
+               token=admin_token)
+    assert "bound to the first host it claims as" in out.stderr
+    table = _cli("ls", server=sqlite_server, token=admin_token).stdout
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
+    assert "gpu-box " in rows["gpu-box"] and "r3-*,spare-1 (max 40)" in rows["rack"]
+    assert "(first claim)" in rows["later"]
+    for bad in (["--role", "user", "--host", "x"], ["--role", "worker", "--host", "gpu-*"],
+                ["--role", "worker", "--max-hosts", "0"]):
+        out = _cli("create", "--name", "bad", *bad, server=sqlite_server, token=admin_token)
+        assert out.returncode == 2, (bad, out.stderr)
+    out = _cli("create", "--name", "bad", "--role", "worker", "--hosts", "a/b",
+               server=sqlite_server, token=admin_token)
+    assert out.returncode == 1 and "422" in out.stderr and "hosts[0]" in out.stderr
+
+
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_flow_on_both_dialects(live_server) -> None:  # type: ignore[no-untyped-def]
     api: Api = admin(live_server)

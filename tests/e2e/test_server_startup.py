@@ -34,6 +34,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key"),
     (["--stale-after-s", "0"], "--stale-after-s"),
     (["--forget-workers-after-s", "-1"], "--forget-workers-after-s"),
+    (["--public-url", "ftp://runyard.example"], "--public-url: only http and https"),
+    (["--notify-timeout-s", "0"], "--notify-timeout-s"),
+    (["--notify-max-attempts", "0"], "--notify-max-attempts"),
+    (["--notify-backoff-s", "-1"], "--notify-backoff-s"),
+    (["--notify-concurrency", "0"], "--notify-concurrency"),
 ])
 def test_unsafe_or_bad_settings_are_refused(tmp_path: Path, args: list[str],
                                             message: str | None) -> None:

@@ -181,6 +181,35 @@ def test_progress_events_logs_and_checkpoint_download(server: LiveServer, browse
         ui.close()
 
 
+def test_a_long_log_opens_at_its_end_and_follows_live(server: LiveServer, browser: Any,
+                                                     tokens: dict[str, str]) -> None:
+    worker = running(server, tokens["worker"], "long-log", "ui-log-box")
+    text = "".join(f"log line {i:05d} {'x' * 40}\n" for i in range(6000))  # ~330 KB
+    pos = 0
+    for start in range(0, len(text), 100_000):
+        piece = text[start:start + 100_000]
+        worker.logs("stdout", pos, piece)
+        pos += len(piece.encode())
+    ui = Page(browser, server, server.admin_token)
+    try:
+        page = ui.goto(f"/runs/{worker.run_id}")
+        page.wait_for_selector("pre.log:has-text('log line 05999')")
+        shown = page.inner_text("pre.log")
+        assert "log line 00000" not in shown  # the end, not the beginning
+        assert "showing the last lines" in page.inner_text("section.panel:has(pre.log)")
+        # One tail read, then reads from where it ended: no probing for the end.
+        asked = [u for u in ui.requests if "/logs" in u]
+        assert any("tail=" in u for u in asked), asked
+        assert not any("limit_bytes=1&" in u or u.endswith("limit_bytes=1") for u in asked)
+        worker.logs("stdout", pos, "fresh output after the tail\n")
+        page.wait_for_selector("pre.log:has-text('fresh output after the tail')",
+                               timeout=20_000)
+        assert page.inner_text("pre.log").rstrip().endswith("fresh output after the tail")
+        ui.assert_clean()
+    finally:
+        ui.close()
+
+
 def test_stop_button_stops_the_run_and_the_page_follows(server: LiveServer, browser: Any,
                                                         tokens: dict[str, str]) -> None:
     worker = running(server, tokens["worker"], "to-stop", "ui-stop-box")

@@ -34,6 +34,14 @@ def app_server(tmp_path: Path) -> Iterator[AppServer]:
     server.stop()
 
 
+@pytest.fixture
+def dialect_app(db_url: str, tmp_path: Path) -> Iterator[AppServer]:
+    """A fresh app on a fresh database of each dialect (SQLite, PostgreSQL)."""
+    server = AppServer(tmp_path / "server", db_url=db_url).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """One app for a whole module: tests that only read, send bad input or use their own runs."""

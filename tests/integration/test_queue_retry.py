@@ -50,6 +50,12 @@ def _run(**kw: Any) -> dict[str, Any]:
     (_run(stop_intent="preempt", attempt=3), Reason.COMPLETED, 0, True, Status.FAILED, False),
     (_run(stop_intent="restart"), Reason.USER_ERROR, 143, True, Status.QUEUED, True),
     (_run(stop_intent="rule"), Reason.USER_ERROR, 143, True, Status.STOPPED, False),
+    (_run(stop_intent="rule", max_restarts_on_errors=3), Reason.USER_ERROR, 143, True,
+     Status.STOPPED, False),
+    (_run(stop_intent="rule"), Reason.COMPLETED, 0, False, Status.COMPLETED, False),
+    (_run(stop_intent="fail"), Reason.COMPLETED, 0, True, Status.FAILED, False),
+    (_run(stop_intent="fail", max_restarts_on_errors=3), Reason.USER_ERROR, 143, True,
+     Status.FAILED, False),
     (_run(), Reason.RULE, None, False, Status.STOPPED, False),
     (_run(), Reason.STOPPED, 0, False, Status.STOPPED, False),
 ])

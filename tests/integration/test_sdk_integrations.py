@@ -1,11 +1,13 @@
 """Framework callbacks with the real frameworks on CPU: tiny randomly initialised models built
 from a config, synthetic data, no hub download. Runs go to the embedded store (a real SQLite
-file), read back through the store; a stop is requested through the queue, as the CLI does."""
+file), read back through the store; a stop or a checkpoint is requested through the queue, as
+the CLI does."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,40 @@ def request_stop(run_id: str) -> None:
         Queue(store).stop(run_id, grace_s=30, actor="test")
     finally:
         store.close()
+
+
+def request_checkpoint(run_id: str) -> None:
+    """What ``runyard checkpoint`` does, through the embedded store's queue."""
+    store = open_store(default_url(data_dir()))
+    try:
+        Queue(store).request_checkpoint(run_id, actor="test")
+    finally:
+        store.close()
+
+
+def until(what: str, cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+
+
+class CheckpointAsker:
+    """Asks for a checkpoint at one step and waits until the run sees the request (the SDK's
+    heartbeat brings it back); later, waits until the registered checkpoint cleared it."""
+
+    def __init__(self, ask_at: int, cleared_by: int) -> None:
+        self.ask_at, self.cleared_by = ask_at, cleared_by
+        self.run: Any = None
+
+    def step(self, step: int) -> None:
+        if step == self.ask_at:
+            request_checkpoint(self.run.run_id)
+            until("the request reaches the loop", lambda: self.run.checkpoint_requested)
+        elif step == self.cleared_by:
+            assert not self.run.checkpoint_requested  # answered by the save
+            until("the request is cleared", lambda: stored(self.run.run_id)["run"][
+                "checkpoint_requested_at"] is None)
 
 
 # --------------------------------------------------------------------------- Transformers
@@ -116,6 +152,29 @@ def test_transformers_stop_request_stops_training(tmp_path: Path) -> None:
     assert 3 <= trainer.state.global_step < 20
     got = stored(callback.run.run_id)
     assert got["run"]["status"] == "stopped"
+
+
+def test_transformers_checkpoint_request_saves_at_the_next_step(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    asker = CheckpointAsker(ask_at=3, cleared_by=8)
+
+    class Ask(transformers.TrainerCallback):  # type: ignore[misc]
+        holder: Any = None
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            asker.run = self.holder.run
+            asker.step(state.global_step)
+
+    ask = Ask()
+    trainer, callback = hf_trainer(tmp_path, 12, [ask])
+    ask.holder = callback
+    trainer.train()
+    got = stored(callback.run.run_id)
+    assert got["run"]["status"] == "completed"
+    # Asked after step 3: saved at step 4 (checkpoint-4), besides the save_steps ones.
+    assert [(c["step"], c["status"]) for c in got["checkpoints"]] == [
+        (4, "complete"), (6, "complete"), (12, "complete")]
+    assert (tmp_path / "hf" / "checkpoint-4").is_dir()
 
 
 # --------------------------------------------------------------------------- Lightning
@@ -204,6 +263,30 @@ def test_lightning_stop_request_sets_should_stop(tmp_path: Path) -> None:
     assert stored(callback.run.run_id)["run"]["status"] == "stopped"
 
 
+def test_lightning_checkpoint_request_saves_and_registers(tmp_path: Path) -> None:
+    pl, model = lightning_module()
+    asker = CheckpointAsker(ask_at=3, cleared_by=10)
+
+    class Ask(pl.Callback):  # type: ignore[misc]
+        holder: Any = None
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            asker.run = self.holder.run
+            asker.step(trainer.global_step)
+
+    ask = Ask()
+    trainer, callback = lightning_trainer(pl, tmp_path, 2, [ask])
+    ask.holder = callback
+    train, val = loaders()
+    trainer.fit(model, train, val)
+    got = stored(callback.run.run_id)
+    assert got["run"]["status"] == "completed"
+    asked = [c for c in got["checkpoints"] if c["name"].startswith("checkpoints/requested-")]
+    assert [(c["step"], c["status"]) for c in asked] == [(4, "complete")]
+    saved = Path(callback.run.checkpoint_dir) / "requested-step=4.ckpt"
+    assert torch.load(saved, weights_only=False)["global_step"] == 4  # a real Lightning file
+
+
 # --------------------------------------------------------------------------- Keras
 
 
@@ -252,3 +335,32 @@ def test_keras_stop_request_stops_fit() -> None:
               callbacks=[callback, StopAtThree()])
     assert StopAtThree.batches < 40  # stopped within a few batches, not 4,000
     assert stored(callback.run.run_id)["run"]["status"] == "stopped"
+
+
+def test_keras_checkpoint_request_saves_the_model() -> None:
+    keras = pytest.importorskip("keras")
+    from runyard.sdk.integrations.keras import RunyardCallback
+
+    callback = RunyardCallback(name="keras-asked")
+    asker = CheckpointAsker(ask_at=3, cleared_by=8)
+
+    class Ask(keras.callbacks.Callback):  # type: ignore[misc]
+        batches = 0
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            Ask.batches += 1
+            asker.run = callback.run
+            asker.step(Ask.batches)
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = torch.randn(64, 3).numpy()
+    model.fit(x, x.sum(axis=1, keepdims=True), epochs=2, batch_size=8, verbose=0,
+              callbacks=[callback, Ask()])
+    got = stored(callback.run.run_id)
+    assert got["run"]["status"] == "completed"
+    assert [(c["step"], c["status"], c["name"]) for c in got["checkpoints"]] == [
+        (4, "complete", "checkpoints/requested-step-4.keras")]
+    loaded = keras.saving.load_model(Path(callback.run.checkpoint_dir) /
+                                     "requested-step-4.keras")
+    assert loaded.count_params() == model.count_params()

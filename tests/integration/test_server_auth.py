@@ -33,6 +33,7 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", f"/v1/runs/{R}", {}, VIEW),
     ("GET", f"/v1/runs/{R}/events", {}, VIEW),
     ("GET", f"/v1/runs/{R}/progress", {}, VIEW),
+    ("GET", f"/v1/runs/{R}/progress/history", {}, VIEW),
     ("GET", f"/v1/runs/{R}/explain", {}, VIEW),
     ("GET", f"/v1/runs/{R}/metrics", {}, VIEW),
     ("GET", f"/v1/runs/{R}/metrics/tags", {}, VIEW),
@@ -48,8 +49,11 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", "/v1/whoami", {}, ANY - {"anonymous"}),
     ("POST", "/v1/runs", {"json": {"name": "m", "command": ["true"]}}, USER),
     ("POST", "/v1/runs/validate", {"json": {"blueprint": "none", "config": {}}}, USER),
+    ("PATCH", f"/v1/runs/{R}", {"json": {"notes": "seen"}}, USER),
     ("POST", f"/v1/runs/{R}/stop", {"json": {"grace_seconds": 1}}, USER),
+    ("POST", f"/v1/runs/{R}/checkpoint", {"json": {}}, USER),
     ("POST", f"/v1/runs/{R}/restart", {"json": {}}, USER),
+    ("POST", f"/v1/runs/{R}/preempt", {"json": {"grace_seconds": 1}}, OPER),
     ("POST", f"/v1/runs/{R}/cancel", {"json": {}}, OPER),
     ("POST", f"/v1/runs/{R}/requeue", {"json": {}}, OPER),
     ("DELETE", f"/v1/runs/{R}", {}, OPER),
@@ -63,16 +67,30 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("GET", "/v1/tokens", {}, OPER),
     ("DELETE", "/v1/tokens/nobody", {}, OPER),
     ("POST", "/v1/blueprints", {"json": {"name": "bp", "command": ["true"]}}, OPER),
+    ("GET", "/v1/rules", {}, VIEW),
+    ("POST", "/v1/rules", {"json": {"when": "nan", "project": "matrix"}}, USER),
+    ("DELETE", "/v1/rules/999999", {}, USER),
+    ("POST", "/v1/channels",
+     {"json": {"name": "matrix", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}}, OPER),
+    ("GET", "/v1/channels", {}, VIEW),
+    ("DELETE", "/v1/channels/nobody", {}, OPER),
+    ("POST", "/v1/channels/nobody/test", {}, OPER),
+    ("GET", "/v1/notifications", {}, VIEW),
     ("POST", "/v1/workers/claim", {"json": {"host_id": "matrix-box", "capabilities": {}}},
      WORK),
     ("POST", f"/v1/attempts/{A}/heartbeat", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/progress", {"json": LEASE}, HOLD),
+    # Kubeflow's trainer status: an attempt's own credential (tested with its attempt in
+    # test_server_trainer_status.py) and operators; no lease, so no worker.
+    ("POST", f"/v1/attempts/{A}/trainer-status", {"json": {"trainerStatus": {}}}, OPER),
     ("POST", f"/v1/attempts/{A}/logs", {"json": {**LEASE, "chunks": []}}, HOLD),
     ("POST", f"/v1/attempts/{A}/complete", {"json": LEASE}, HOLD),
+    ("POST", f"/v1/attempts/{A}/placement", {"json": LEASE}, HOLD),
     ("POST", f"/v1/attempts/{A}/fail", {"json": {**LEASE, "reason": "lost"}}, HOLD),
     ("POST", f"/v1/attempts/{A}/checkpoints",
      {"json": {**LEASE, "step": 1, "status": "incomplete"}}, HOLD),
     ("POST", f"/v1/runs/{R}/metrics", {"json": {**LEASE, "attempt_id": A, "points": []}}, HOLD),
+    ("GET", f"/v1/attempts/{A}/resume", {"headers": {"X-Runyard-Lease": "x" * 32}}, HOLD),
     ("POST", "/v1/runs/import", {"json": {"run": {}}}, USER),
     ("POST", f"/v1/runs/{R}/import/metrics", {"json": {"attempt": 1, "points": []}}, USER),
     ("POST", f"/v1/runs/{R}/import/checkpoints",
@@ -137,8 +155,9 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
 
     routes = set()
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
-                   app_module.routes_sync, app_module.routes_workers, app_module.sse,
-                   app_module.ui_api):
+                   app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
+                   app_module.routes_notify, app_module.sse, app_module.ui_api,
+                   app_module.routes_trainer):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)
@@ -158,7 +177,7 @@ def test_users_change_only_their_own_runs(app_server) -> None:  # type: ignore[n
     bob = Api(app_server, op.token("bob", "user"))
     run = alice.submit("mine")
     assert run["owner"] == "alice"
-    for action in ("stop", "restart"):
+    for action in ("stop", "checkpoint", "restart"):
         r = bob.post(f"/v1/runs/{run['id']}/{action}", {})
         assert r.status_code == 403 and "belongs to 'alice'" in error_of(r)["message"]
     assert alice.ok("POST", f"/v1/runs/{run['id']}/stop", json={})["status"] == "cancelled"

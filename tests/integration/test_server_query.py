@@ -24,10 +24,10 @@ def shared(shared_app: AppServer) -> Iterator[Api]:
 
 def test_an_unknown_filter_is_refused_not_ignored(shared: Api) -> None:
     run = shared.submit("query-check")
-    r = shared.get("/v1/runs", params={"id": run["id"]})
+    r = shared.get("/v1/runs", params={"run_id": run["id"]})
     assert r.status_code == 422, r.text
     err = error_of(r)
-    assert err["type"] == "ValidationError" and err["field"] == "id"
+    assert err["type"] == "ValidationError" and err["field"] == "run_id"
     assert "unknown query parameter" in err["message"]
     # A declared one still filters; a known one beside an unknown one does not save it.
     assert shared.ok("GET", "/v1/runs", params={"limit": 1})["items"]

@@ -41,7 +41,8 @@ def test_logs_read_across_chunks_at_any_offset(store: Store, queue: Queue) -> No
     text = "épöch 1 loss=0.5\n日本語 line\nplain ascii tail\n"
     _send(store, rid, text, [3, 7, 1, 12, 40])
     raw = text.encode()
-    assert store.read_logs(rid) == {"data": text, "next_offset": len(raw), "attempt": 1}
+    assert store.read_logs(rid) == {"data": text, "offset": 0, "next_offset": len(raw),
+                                    "attempt": 1}
     for start in range(len(raw) + 1):
         try:
             want = raw[start:].decode()
@@ -68,18 +69,19 @@ def test_logs_idempotent_gaps_streams_attempts(store: Store, queue: Queue) -> No
     # Re-sent chunk: kept once, first version wins.
     assert store.add_log_chunks(rid, 1, [{"stream": "stdout", "offset": 0, "data": "abc"}],
                                 at=2.0) == 0
-    assert store.read_logs(rid) == {"data": "abc", "next_offset": 3, "attempt": 1}  # gap at 3
+    # A gap at 3: the read stops there.
+    assert store.read_logs(rid) == {"data": "abc", "offset": 0, "next_offset": 3, "attempt": 1}
     store.add_log_chunks(rid, 1, [{"stream": "stdout", "offset": 3, "data": "de\x00"}], at=3.0)
     assert store.read_logs(rid)["data"] == "abcde\x1aghi"
     store.add_log_chunks(rid, 1, [{"stream": "stderr", "offset": 0, "data": "oops"}], at=1.0)
     assert store.read_logs(rid, stream="stderr")["data"] == "oops"
     store.add_log_chunks(rid, 2, [{"stream": "stdout", "offset": 0, "data": "second"}], at=1.0)
-    assert store.read_logs(rid) == {"data": "second", "next_offset": 6, "attempt": 2}
+    assert store.read_logs(rid) == {"data": "second", "offset": 0, "next_offset": 6, "attempt": 2}
     assert store.read_logs(rid, attempt=1, offset=9)["data"] == ""
     assert store.read_logs(rid, attempt=1, offset=9)["next_offset"] == 9
     many = [{"stream": "stdout", "offset": i, "data": "x"} for i in range(300)]
     store.add_log_chunks(rid, 3, many, at=1.0)
-    assert store.read_logs(rid, attempt=3) == {"data": "x" * 300, "next_offset": 300,
+    assert store.read_logs(rid, attempt=3) == {"data": "x" * 300, "offset": 0, "next_offset": 300,
                                                "attempt": 3}
 
 

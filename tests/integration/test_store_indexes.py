@@ -46,7 +46,7 @@ def _plan(store: SQLStore, stmt: sa.Select[Any], values: dict[str, Any]) -> str:
 
 
 _WORKER = {"w_gpus": 0, "w_vram": 0.0, "w_ram": 8.0, "w_cpus": 4.0, "a_prio": 0,
-           "a_created": 0.0, "a_id": "", "limit": 8,
+           "a_created": 0.0, "a_id": "", "limit": 8, "w_executor": "agent",
            **{name: "" for name in claims.LABEL_BINDS}}
 
 

@@ -15,11 +15,12 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0007"
+HEAD = "0013"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
-    "ix_runs_claim": "prefer_cuda, labels_key) WHERE status = 'queued'",
-    "ix_runs_claim_cpu": "prefer_cuda, labels_key) WHERE status = 'queued' AND require_cuda = 0",
+    "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",
+    "ix_runs_claim_cpu":
+        "prefer_cuda, labels_key, executor) WHERE status = 'queued' AND require_cuda = 0",
 }
 
 
@@ -215,4 +216,66 @@ def test_0007_lets_a_run_name_no_probe_interval_and_keeps_every_row(
     store.upgrade()
     assert probes() == {"old": 1.0, "named": 2.5, "none": 1.0}
     engine.dispose()
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0011_binds_existing_worker_tokens_to_the_hosts_they_registered(
+        dialect: str, empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0010")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for n, (name, role) in enumerate([("shared", "worker"), ("solo", "worker"),
+                                          ("fresh", "worker"), ("admin", "operator")]):
+            conn.execute(sa.text(
+                "INSERT INTO tokens (name, role, token_hash, created_at) "
+                "VALUES (:n, :r, :h, 1)"), {"n": name, "r": role, "h": f"{n:064d}"})
+        for host, token in [("gpu-2", "shared"), ("gpu-1", "shared"), ("box", "solo"),
+                            ("laptop", "admin"), ("orphan", None)]:
+            conn.execute(sa.text(
+                "INSERT INTO workers (host_id, capabilities, token_name, registered_at, "
+                "last_seen_at) VALUES (:h, '{}', :t, 1, 1)"), {"h": host, "t": token})
+    store.upgrade()
+
+    def bindings() -> dict[str, tuple[str | None, int | None]]:
+        with engine.connect() as conn:
+            return {r.name: (r.hosts, r.max_hosts) for r in conn.execute(sa.text(
+                "SELECT name, hosts, max_hosts FROM tokens"))}
+
+    # Each keeps working as the hosts it runs; one that ran none binds on its first claim.
+    assert bindings() == {"shared": ("gpu-1,gpu-2", None), "solo": ("box", None),
+                          "fresh": (None, None), "admin": (None, None)}
+    store.downgrade("0010")
+    with engine.connect() as conn:
+        assert "hosts" not in {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
+        assert conn.execute(sa.text("SELECT count(*) FROM tokens")).scalar_one() == 4
+    engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0013_adds_tags_and_fills_status_updated_at(dialect: str,
+                                                   empty_db_url: Callable[[str], str]) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0012")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+            " created_at, updated_at) VALUES ('a', 'a', '{}', '{}', 'queued', '[]', 1, 7.5)"))
+        conn.execute(sa.text("INSERT INTO events (run_id, seq, at, kind, status, actor)"
+                             " VALUES ('a', 1, 1, 'status', 'queued', 'x')"))
+    store.upgrade()
+    run = store.get_run("a")
+    assert run is not None and run["tags"] == [] and run["status_updated_at"] == 7.5
+    store.downgrade("0012")
+    with engine.connect() as conn:
+        # Dropping the columns kept the run and what hangs off it.
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == 1
+        assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+    store.upgrade()
+    assert store.current_revision() == HEAD
     store.close()

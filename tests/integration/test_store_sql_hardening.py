@@ -17,7 +17,7 @@ SECRET = "s3cret-parameter-value"
 
 
 def names(queue: Queue, pattern: str) -> list[str]:
-    return sorted(r["name"] for r in queue.store.list_runs(RunFilter(name_like=pattern)))
+    return sorted(r["name"] for r in queue.store.list_runs(RunFilter(name_likes=(pattern,))))
 
 
 def test_name_like_escapes_match_underscore_and_percent_themselves(queue: Queue) -> None:

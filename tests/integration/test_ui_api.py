@@ -28,7 +28,7 @@ def get(server: AppServer, path: str, **kw: Any) -> httpx.Response:
 
 
 @pytest.mark.parametrize("path", ["/", "/runs/01abc", "/compare", "/workers", "/queue",
-                                  "/login"])
+                                  "/notifications", "/login"])
 def test_every_page_serves_the_shell_with_a_strict_policy(shared_app: AppServer, path: str) -> None:
     r = get(shared_app, path)
     assert r.status_code == 200

@@ -117,8 +117,12 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
-    def worker_token(self, name: str = "agent") -> str:
-        resp = self.http.post("/v1/tokens", json={"name": name, "role": "worker"})
+    def worker_token(self, name: str = "agent", hosts: list[str] | None = None) -> str:
+        """A worker token; with ``hosts``, bound to them (else to its first claim's host)."""
+        body: dict[str, Any] = {"name": name, "role": "worker"}
+        if hosts is not None:
+            body["hosts"] = hosts
+        resp = self.http.post("/v1/tokens", json=body)
         resp.raise_for_status()
         return str(resp.json()["token"])
 

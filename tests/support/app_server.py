@@ -1,5 +1,5 @@
-"""The real server app in the test's own process, on a real SQLite file, reached without a
-socket: for contract tests of the HTTP API.
+"""The real server app in the test's own process, on a real SQLite file (or the database
+``db_url`` names), reached without a socket: for contract tests of the HTTP API.
 
 Neither ``httpx.ASGITransport`` nor Starlette's ``TestClient`` hands back a response before the
 app returns, so a request for the never-ending event stream would hang them; :class:`AppTransport`
@@ -130,15 +130,18 @@ class AppServer:
     url = "http://testserver"
 
     def __init__(self, data_dir: Path, *, stale_after_s: float = 120,
-                 max_upload_mb: float | None = None, no_auth: bool = False) -> None:
+                 max_upload_mb: float | None = None, no_auth: bool = False,
+                 db_url: str | None = None, **extra: Any) -> None:
+        """``db_url``: another database than the SQLite file under ``data_dir``; ``extra``:
+        more :class:`Settings` fields."""
         self.data_dir = data_dir
         self.admin_token = ADMIN_TOKEN
-        extra: dict[str, Any] = {}
         if max_upload_mb is not None:
             extra["max_upload_mb"] = max_upload_mb
         data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = Settings(data_dir=data_dir, admin_token=None if no_auth else ADMIN_TOKEN,
-                                 stale_after_s=stale_after_s, no_auth=no_auth, **extra)
+                                 stale_after_s=stale_after_s, no_auth=no_auth, db_url=db_url,
+                                 **extra)
         self._logs = _LogBuffer()
         self._stack: list[Any] = []
         self.transport: AppTransport | None = None

@@ -9,10 +9,11 @@ from runyard.queue import Queue
 
 
 def caps(host_id: str, *, cpus: float = 8, ram: float = 16, gpus: int = 0, vram: float = 24,
-         slots: int = 1, labels: dict[str, str] | None = None) -> models.Capabilities:
+         slots: int = 1, labels: dict[str, str] | None = None, executor: str = "local",
+         nodes: int = 1) -> models.Capabilities:
     return models.Capabilities.from_dict({
         "host_id": host_id, "cpus": cpus, "ram_gib": ram, "slots": slots,
-        "labels": labels or {},
+        "labels": labels or {}, "executor": executor, "nodes": nodes,
         "gpus": [{"index": i, "name": "fake", "vram_gib": vram} for i in range(gpus)],
     })
 

@@ -50,8 +50,12 @@ class Api:
         return r.json() if r.content else None
 
     # factories
-    def token(self, name: str, role: str) -> str:
-        out = self.ok("POST", "/v1/tokens", 201, json={"name": name, "role": role})
+    def token(self, name: str, role: str, hosts: list[str] | None = None) -> str:
+        """A new token's secret; ``hosts`` binds a worker token (else its first claim does)."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if hosts is not None:
+            body["hosts"] = hosts
+        out = self.ok("POST", "/v1/tokens", 201, json=body)
         assert out["name"] == name and out["role"] == role
         return str(out["token"])
 

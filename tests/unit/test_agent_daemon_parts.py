@@ -200,7 +200,7 @@ def test_gpu_pool_gives_each_attempt_its_own() -> None:
 
 def test_agent_config_refuses_bad_options() -> None:
     with pytest.raises(errors.ConfigError):
-        daemon.AgentConfig(server="http://x", executor="slurm").validate()
+        daemon.AgentConfig(server="http://x", executor="kubernetes").validate()
     with pytest.raises(errors.ValidationError) as info:
         daemon.AgentConfig(server="http://x", slots=0).validate()
     assert info.value.field == "slots"

@@ -152,7 +152,7 @@ def run_attempt(tmp_path: Path, server: FakeServer, steps: int) -> attempt.Attem
                             config={"steps": steps}, probe_interval_s=0.05, seed=None)
     api = WorkerAPI("http://server", "tok", transport=httpx.MockTransport(server.handler))
     runner = attempt.AttemptRunner(assignment, api, AttemptSettings(
-        host_id="h", work_dir=tmp_path / "work", probe_interval_s=0.05))
+        host_id="h", work_dir=tmp_path / "work", probe_interval_s=0.05, sys_interval_s=0))
     runner.run()
     return runner
 

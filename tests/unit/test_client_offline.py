@@ -104,18 +104,23 @@ def test_requests_carry_token_and_encoded_filters() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"items": [RUN], "next_after_id": "r1"})
+        return httpx.Response(200, json={"items": [RUN], "next_after_id": "r1",
+                                         "next_cursor": "c1"})
 
     page = client_answering(handler).list_runs(
         status=["queued", "running"], name_like="mlp%", fields=["name", "status"],
-        created_after=datetime(2030, 1, 1, tzinfo=UTC), limit=5)
+        created_after=datetime(2030, 1, 1, tzinfo=UTC), limit=5, tags=["a", "b"],
+        labels={"pool": "x"}, sort=["project:asc", "created_at:desc"])
     q = seen[0].url.params
     assert seen[0].headers["Authorization"] == "Bearer tok"
-    assert q["status"] == "queued,running" and q["name_like"] == "mlp%"
+    # Several values travel as the parameter repeated.
+    assert q.get_list("status") == ["queued", "running"] and q["name_like"] == "mlp%"
+    assert q.get_list("tag") == ["a", "b"] and q.get_list("label") == ["pool=x"]
+    assert q.get_list("sort") == ["project:asc", "created_at:desc"]
     assert q["fields"] == "id,name,status"  # the id is always selected
     assert q["created_after"] == "2030-01-01T00:00:00.000Z"
     assert "project" not in q  # unset filters are not sent
-    assert page.next == "r1" and [r.id for r in page] == ["r1"]
+    assert page.next == "c1" and [r.id for r in page] == ["r1"]  # the cursor
 
 
 def test_no_token_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,8 +168,8 @@ def test_reload_refreshes_only_selected_fields() -> None:
     assert partial.status == "completed" and partial.name == "mlp" and partial.notes is None
     assert run.status == "running"  # frozen: reload returns a new object
     assert run.reload().name == "renamed"
-    with pytest.raises(errors.ValidationError, match="fields: cannot reload 'name'"):
-        run.reload(fields=["name"])
+    with pytest.raises(errors.ValidationError, match="fields: cannot reload 'config'"):
+        run.reload(fields=["config"])
     with pytest.raises(errors.ConfigError, match="not bound"):
         Run.from_json(RUN).reload()
 

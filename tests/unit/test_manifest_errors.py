@@ -345,3 +345,35 @@ config = { lr = 0 }
     assert info.value.message.endswith("(and 2 more problems)")
     assert info.value.field == "hosts[0].allow[0]"
     assert json.loads(json.dumps(info.value.errors))[2]["line"] == 17
+
+
+def test_slurm_job_keys_are_checked_with_file_line_and_key() -> None:
+    text = """\
+[[jobs]]
+name = "a"
+command = ["python", "t.py"]
+executor = "kubernetes"
+
+[[jobs]]
+name = "b"
+command = ["python", "t.py", "b"]
+launcher = "torchrun"
+slurm = { partition = "gpu" }
+
+[[jobs]]
+name = "c"
+command = ["python", "t.py", "c"]
+executor = "slurm"
+launcher = "mpirun"
+slurm = { time_limit = "soon", sbatch_args = ["--uid=0"] }
+nodes = 0
+"""
+    out = problems(text)
+    assert out[0] == ('fleet.toml:4: jobs[0].executor: expected "agent" (the fleet\'s agents, '
+                      'the default) or "slurm", got \'kubernetes\'')
+    assert out[1:3] == [
+        'fleet.toml:9: jobs[1].launcher: only a job with executor = "slurm" takes it',
+        'fleet.toml:10: jobs[1].slurm: only a job with executor = "slurm" takes it']
+    assert out[3].startswith("fleet.toml:16: jobs[2].launcher: expected one of srun, torchrun")
+    assert any(t.startswith("fleet.toml:18: jobs[2].nodes: ") for t in out), out
+    assert len(out) >= 5, out

@@ -251,3 +251,35 @@ def test_plan_reload() -> None:
                                            "blueprint": None}]
     again = plan_reload(m, {j.key for j in m.jobs}, {h.host_id: h for h in m.hosts})
     assert again.is_noop and again.unchanged_jobs == m.jobs and not again.removed_keys
+
+
+def test_a_slurm_job_becomes_a_slurm_run_request() -> None:
+    from runyard.manifest import parse_manifest
+
+    text = """\
+[[jobs]]
+name = "big"
+command = ["python", "train.py"]
+executor = "slurm"
+launcher = "torchrun"
+nodes = 2
+gpus_per_node = 4
+slurm = { partition = "gpu", time_limit = "02:00:00", sbatch_args = ["--exclusive"] }
+
+[[jobs]]
+name = "small"
+command = ["python", "train.py", "small"]
+"""
+    big, small = parse_manifest(text, source="m.toml").jobs
+    req = big.to_run_request()
+    assert (req["executor"], req["launcher"]) == ("slurm", "torchrun")
+    assert req["slurm"] == {"partition": "gpu", "time_limit": 120,
+                            "sbatch_args": ["--exclusive"]}
+    assert req["constraints"]["nodes"] == 2 and req["constraints"]["gpus"] == 4
+    assert "executor" not in small.to_run_request()
+    # Where a job runs is not what it computes: its stable id does not change with it.
+    moved = parse_manifest(text.replace('executor = "slurm"\nlauncher = "torchrun"\n', "")
+                           .replace('slurm = { partition = "gpu", time_limit = "02:00:00", '
+                                    'sbatch_args = ["--exclusive"] }\n', ""),
+                           source="m.toml").jobs[0]
+    assert moved.key == big.key

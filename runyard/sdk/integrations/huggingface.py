@@ -1,9 +1,11 @@
 """Hugging Face Transformers: ``trainer.add_callback(RunyardCallback())``.
 
 Progress from ``TrainerState`` (``global_step`` of ``max_steps``, ``epoch``), metrics from
-``on_log``, checkpoints from ``on_save`` (the ``checkpoint-N`` directory), and a stop request
+``on_log``, checkpoints from ``on_save`` (the ``checkpoint-N`` directory), a checkpoint
+request (``run.checkpoint_requested``) sets ``control.should_save`` (the Trainer saves at the
+end of that step, and ``on_save`` answers the request), and a stop request
 (``run.should_stop``) sets ``control.should_training_stop`` after saving. Only the world's
-process zero writes; every process sees the stop request.
+process zero writes; every process sees both requests.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class RunyardCallback(TrainerCallback):  # type: ignore[misc,unused-ignore]
             return
         if state.is_world_process_zero:
             run.progress(step=state.global_step, epoch=state.epoch)
+        if run.checkpoint_requested:
+            control.should_save = True
         if run.should_stop:
             control.should_save = True
             control.should_training_stop = True
@@ -59,7 +63,9 @@ class RunyardCallback(TrainerCallback):  # type: ignore[misc,unused-ignore]
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                 **kwargs: Any) -> None:
         run = self._holder.run
-        if run is not None and state.is_world_process_zero:
+        # Other processes' runs write nothing (only process zero's does); checkpoint() on
+        # them answers their view of the request, so that they stop asking for saves.
+        if run is not None and (state.is_world_process_zero or run.mode == "inactive"):
             path = os.path.join(args.output_dir or ".", f"checkpoint-{state.global_step}")
             run.checkpoint(path, step=state.global_step)
 

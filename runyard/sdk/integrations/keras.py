@@ -1,12 +1,14 @@
 """Keras 3 (any backend): ``model.fit(..., callbacks=[RunyardCallback()])``.
 
 Total steps from ``epochs * steps`` (``self.params``); progress and batch metrics after each
-batch, epoch (and validation) metrics after each epoch; a stop request sets
-``model.stop_training``.
+batch, epoch (and validation) metrics after each epoch; a checkpoint request saves the model
+(``model.save``, ``requested-step-N.keras`` in the run's checkpoint directory) and registers
+it; a stop request sets ``model.stop_training``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -50,6 +52,10 @@ class RunyardCallback(keras.callbacks.Callback):  # type: ignore[misc,unused-ign
         epoch = self._epoch + ((batch + 1) / per if per else 0)
         run.progress(step=self._step, epoch=epoch)
         run.log(numbers(logs), step=self._step)
+        if run.checkpoint_requested:
+            path = Path(run.checkpoint_dir or ".") / f"requested-step-{self._step}.keras"
+            self.model.save(path)
+            run.checkpoint(path, step=self._step)
         if run.should_stop:
             self.model.stop_training = True
 

@@ -2,12 +2,15 @@
 
 Total steps from ``trainer.estimated_stepping_batches``; progress and metrics
 (``trainer.callback_metrics``) after each batch, every ``log_every_n_steps``; validation
-metrics after validation; checkpoints as ``ModelCheckpoint`` writes them; a stop request sets
-``trainer.should_stop``. Only global rank zero writes. Needs the ``lightning`` package (2.x).
+metrics after validation; checkpoints as ``ModelCheckpoint`` writes them; a checkpoint request
+makes ``trainer.save_checkpoint`` write ``requested-step=N.ckpt`` into the run's checkpoint
+directory, registered at once; a stop request sets ``trainer.should_stop``. Only global rank
+zero writes. Needs the ``lightning`` package (2.x).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -56,6 +59,13 @@ class RunyardCallback(Callback):  # type: ignore[misc,unused-ignore]
                 self._train_keys |= set(metrics)
                 run.log(metrics, step=step)
             self._note_checkpoints(trainer, run)
+        if self._checkpoint_asked(trainer, run):
+            # Every process calls it (a collective under DDP); global rank zero writes.
+            path = Path(run.checkpoint_dir or trainer.default_root_dir) / \
+                f"requested-step={trainer.global_step}.ckpt"
+            trainer.save_checkpoint(path)
+            if trainer.is_global_zero or run.mode == "inactive":  # the others only answer
+                run.checkpoint(path, step=trainer.global_step)
         if run.should_stop:
             trainer.should_stop = True
 
@@ -77,6 +87,18 @@ class RunyardCallback(Callback):  # type: ignore[misc,unused-ignore]
     def on_exception(self, trainer: Trainer, pl_module: LightningModule,
                      exception: BaseException) -> None:
         self._holder.end(error=exception)
+
+    @staticmethod
+    def _checkpoint_asked(trainer: Trainer, run: Run) -> bool:
+        """Whether to save now. Under several processes they decide together (any of them
+        asked), every ``log_every_n_steps``, since saving is collective and each process
+        sees the request at its own moment."""
+        asked = run.checkpoint_requested
+        if trainer.world_size <= 1:
+            return asked
+        if trainer.global_step % max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1)):
+            return False
+        return bool(trainer.strategy.reduce_boolean_decision(asked, all=False))
 
     def _note_checkpoints(self, trainer: Trainer, run: Run) -> None:
         # ModelCheckpoint runs after every other callback, so its file shows up one hook later.

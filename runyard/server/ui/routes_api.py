@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from runyard.models import Role
-from runyard.server import auth, serialize
+from runyard.server import auth, schemas, serialize
 from runyard.server.auth import Principal
 from runyard.server.state import ServerState, get_state
 
@@ -32,7 +32,7 @@ def abilities(who: Principal) -> dict[str, bool]:
     }
 
 
-@router.get("/v1/whoami")
+@router.get("/v1/whoami", **schemas.doc(schemas.Whoami))
 def whoami(who: Principal = Depends(auth.principal),
            state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """The caller's token name and role, and what that role may do (any valid token)."""
@@ -40,7 +40,7 @@ def whoami(who: Principal = Depends(auth.principal),
             "can": abilities(who)}
 
 
-@router.get("/v1/queue")
+@router.get("/v1/queue", **schemas.doc(schemas.QueuePage))
 def queue(limit: int = Query(100, ge=1, le=MAX_QUEUE), explain: bool = True,
           who: Principal = Depends(auth.viewer),
           state: ServerState = Depends(get_state)) -> dict[str, Any]:

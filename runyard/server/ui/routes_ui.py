@@ -20,7 +20,8 @@ from runyard import errors
 router = APIRouter(include_in_schema=False)
 
 #: The UI's URL paths (each serves the shell). Run ids are validated by the API, not here.
-PAGES = ("/", "/runs/{run_id}", "/compare", "/workers", "/queue", "/login")
+PAGES = ("/", "/runs/{run_id}", "/compare", "/workers", "/queue", "/notifications",
+         "/login")
 ASSET_PREFIX = "/ui/"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}

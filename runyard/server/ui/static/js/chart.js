@@ -1,6 +1,7 @@
 // A small SVG line chart for downsampled series: several series, a min/max band where a
 // bucket holds many points, axes with round ticks, a hover read-out, drag to zoom and
 // double-click to reset. Points come from GET /v1/runs/{id}/metrics/{tag}/series.
+// Marks (rule hits) are drawn at their step on the chart of their tag, with a title.
 
 import { fmtNum, h, num } from "./dom.js";
 
@@ -35,10 +36,12 @@ function finite(v) {
 }
 
 export class LineChart {
-  /** options: {height, onZoom(minStep|null, maxStep|null), logY} */
+  /** options: {height, onZoom(minStep|null, maxStep|null), logY, xLabel (the tooltip's x
+   * name, "step" by default)} */
   constructor(container, options = {}) {
     this.options = { height: 260, ...options };
     this.series = [];
+    this.marks = [];
     this.root = h("div.chart");
     this.legend = h("div.legend");
     this.plot = h("div.plot");
@@ -65,6 +68,19 @@ export class LineChart {
     this.series = series.map((sr, i) => ({ color: COLORS[i % COLORS.length], ...sr }));
     this.range = range;
     this.render();
+  }
+
+  /** marks: [{tag, step, label}]: a flag at `step` on the chart that draws `tag`, whose
+   * title (the browser's tooltip) and hover read-out are `label`. */
+  setMarks(marks) {
+    this.marks = marks || [];
+    this.render();
+  }
+
+  /** The marks this chart draws: those of its series' tags. */
+  shownMarks() {
+    const labels = new Set(this.series.map((sr) => sr.label));
+    return this.marks.filter((m) => labels.has(m.tag) && Number.isFinite(m.step));
   }
 
   setLogY(on) {
@@ -172,6 +188,18 @@ export class LineChart {
     this.sel = s("rect", { y: M.top, height: ph, class: "selection", visibility: "hidden" });
     const overlay = s("rect", { x: M.left, y: M.top, width: pw, height: ph, class: "overlay" });
     svg.append(this.cursor, this.sel, overlay);
+    // Above the overlay so the flag takes the pointer (its title shows); the line lets
+    // drags through (CSS pointer-events).
+    for (const m of this.shownMarks()) {
+      if (m.step < d.x0 || m.step > d.x1) continue;
+      const x = X(m.step);
+      svg.append(s("g", { class: "rulemark", "data-rule": m.rule, "data-tag": m.tag,
+        "data-step": m.step },
+      s("title", {}, m.label),
+      s("line", { x1: x, x2: x, y1: M.top, y2: M.top + ph, class: "markline" }),
+      s("polygon", { points: `${x - 5},${M.top} ${x + 5},${M.top} ${x},${M.top + 9}`,
+        class: "markflag" })));
+    }
     this.wire(overlay);
   }
 
@@ -240,7 +268,11 @@ export class LineChart {
         `${sr.label}: ${fmtNum(p.last)}${spread}`));
     }
     if (!rows.length) return;
-    this.tip.replaceChildren(h("div.muted", `step ${fmtNum(at)}`), ...rows);
+    const { X } = this.geom;
+    for (const m of this.shownMarks()) {
+      if (Math.abs(X(m.step) - x) <= 6) rows.push(h("div.tipmark", m.label));
+    }
+    this.tip.replaceChildren(h("div.muted", `${this.options.xLabel || "step"} ${fmtNum(at)}`), ...rows);
     this.tip.hidden = false;
     const left = x + 12 + 220 > this.geom.W ? x - 232 : x + 12;
     this.tip.style.left = `${Math.max(0, left)}px`;

@@ -11,6 +11,7 @@ const ROUTES = [
   [/^\/compare$/, "compare", () => import("./page_compare.js")],
   [/^\/workers$/, "workers", () => import("./page_workers.js")],
   [/^\/queue$/, "queue", () => import("./page_queue.js")],
+  [/^\/notifications$/, "notifications", () => import("./page_notifications.js")],
 ];
 
 const main = document.getElementById("main");

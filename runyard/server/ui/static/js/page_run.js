@@ -4,9 +4,11 @@
 import { get } from "./api.js";
 import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table } from "./dom.js";
 import { subscribe } from "./live.js";
-import { RunCharts, tagsOf } from "./run_charts.js";
+import { RunCharts, isSys, sysGroups, tagsOf } from "./run_charts.js";
+import { RateChart } from "./run_rate.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
-import { ACTIVE, actionBar, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
+import { RuleMarks, RulesPanel } from "./run_rules.js";
+import { ACTIVE, actionBar, alertMark, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
 
 const CHART_EVERY_MS = 3000;
 const LOG_EVERY_MS = 2000;
@@ -51,19 +53,28 @@ export async function render(main, { me, params }) {
   const progress = h("section.panel.progresspanel");
   const info = h("div.cols");
   main.append(h("p.small", h("a", { href: "/" }, "← all runs")), header, progress);
+  const rate = new RateChart(main, runId);
+  const rules = new RulesPanel(main, runId);
   const charts = new RunCharts(main, runId);
+  const system = new RunCharts(main, runId, { title: "System", accept: isSys,
+    groups: sysGroups, empty: "No system metrics recorded." });
+  // Rule hits become marks on the chart of their tag: from the events (every hit) and from
+  // each rule's last hit (one older than the events loaded).
+  const marks = new RuleMarks((list) => charts.setMarks(list));
   const lower = h("div.cols");
   main.append(lower);
   const left = h("div"), right = h("div");
   lower.append(left, right);
-  const events = new EventsPanel(left, runId);
+  const events = new EventsPanel(left, runId, (ev) => {
+    if (ev.kind === "rule") marks.add({ ...ev.details, attempt: ev.attempt });
+  });
   const logs = new LogPanel(right, runId, run.attempt);
   const files = new FilesPanel(main, runId);
   main.append(info);
 
   function drawHeader() {
     clear(header, h("div",
-      h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled)),
+      h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled), alertMark(run.rule_hits)),
       h("div.muted.small.mono", run.id),
       h("div.small", `project ${run.project}` + (run.version ? ` · version ${run.version}` : "") +
         (run.owner ? ` · owner ${run.owner}` : "") + ` · attempt ${run.attempt}/${run.max_attempts ?? "?"}`)),
@@ -74,6 +85,11 @@ export async function render(main, { me, params }) {
   function drawProgress(p, serverEta, status) {
     const eta = etaOf(p, serverEta);
     clear(progress, h("h2", "Progress"), progressBar(p, status, eta), progressFacts(p, ACTIVE.has(status) ? eta : null));
+  }
+
+  function drawRules() {
+    rules.draw(run.rules);
+    for (const r of run.rules || []) if (r.last_hit) marks.add(r.last_hit);
   }
 
   function drawInfo() {
@@ -116,6 +132,7 @@ export async function render(main, { me, params }) {
     drawHeader();
     drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
     drawInfo();
+    drawRules();
     logs.setAttempts(run.attempt);
     if (!ACTIVE.has(run.status)) logs.poll(); // the last lines arrive with the exit
   }
@@ -126,19 +143,22 @@ export async function render(main, { me, params }) {
   let lastChart = Date.now();
   let chartTimer = null;
   function chartsSoon() {
-    const every = Math.max(CHART_EVERY_MS, 5 * charts.slowestMs);
+    const every = Math.max(CHART_EVERY_MS, 5 * Math.max(charts.slowestMs, system.slowestMs));
     const wait = Math.max(0, lastChart + every - Date.now());
     if (chartTimer) return;
     chartTimer = setTimeout(() => {
       chartTimer = null;
       lastChart = Date.now();
       charts.live().catch(() => {});
+      system.live().catch(() => {});
+      rate.load().catch(() => {});
     }, wait);
   }
 
   drawHeader();
   drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
   drawInfo();
+  drawRules();
   let progressAt = run.progress_updated_at;
   const stream = subscribe({
     runId,
@@ -160,7 +180,7 @@ export async function render(main, { me, params }) {
   const logTimer = setInterval(() => {
     if (ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
-  await Promise.all([charts.load(tags), events.load(), logs.poll(true), files.load()]
+  await Promise.all([charts.load(tags), system.load(tags), rate.load(), events.load(), logs.poll(true), files.load()]
     .map((p) => p.catch((err) => console.warn(err))));
   return () => {
     stream.close();

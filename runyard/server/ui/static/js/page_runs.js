@@ -3,11 +3,12 @@
 import { get } from "./api.js";
 import { badge, clear, debounce, fmtAge, fmtNum, fmtTime, h } from "./dom.js";
 import { subscribe } from "./live.js";
-import { ACTIVE, STATUSES, etaOf, keyMetrics, progressBar, stalledMark } from "./runs_common.js";
+import { ACTIVE, STATUSES, alertMark, etaOf, keyMetrics, progressBar, stalledMark } from "./runs_common.js";
 
 const PAGE = 50;
 const FIELDS = ["id", "name", "project", "status", "attempt", "host_id", "created_at", "started_at",
-  "ended_at", "progress", "progress_updated_at", "stalled", "owner", "termination_reason"];
+  "ended_at", "progress", "progress_updated_at", "stalled", "owner", "termination_reason",
+  "rule_hits"];
 const MAX_COMPARE = 10;
 
 function filtersFrom(query) {
@@ -74,7 +75,7 @@ export async function render(main, { query }) {
       h("td", box),
       h("td.name", h("a", { href: `/runs/${encodeURIComponent(run.id)}` }, run.name),
         h("div.muted.small.mono", run.id)),
-      h("td.status", badge(run.status), stalledMark(run.stalled),
+      h("td.status", badge(run.status), stalledMark(run.stalled), alertMark(run.rule_hits),
         run.termination_reason && run.termination_reason !== run.status
           ? h("div.muted.small", run.termination_reason) : null),
       h("td.prog", progressBar(run.progress, run.status, eta),

@@ -1,5 +1,6 @@
 // The run page's metric charts: every chart draws one or more tags from the downsampled
-// series endpoint. Loss-like tags share the first chart; the rest get one chart each.
+// series endpoint. Loss-like tags share the first chart; the rest get one chart each. System
+// metrics (tags under sys/) have a panel of their own, grouped by kind (sysGroups).
 
 import { get } from "./api.js";
 import { ChartCard } from "./chartcard.js";
@@ -15,6 +16,19 @@ export function defaultGroups(tags) {
   const rest = tags.filter((t) => !/loss/i.test(t));
   const groups = loss.length ? [loss, ...rest.map((t) => [t])] : rest.map((t) => [t]);
   return groups.slice(0, MAX_DEFAULT_CHARTS);
+}
+
+export const isSys = (tag) => tag.startsWith("sys/");
+
+/** System tags into charts by kind: CPU, memory, disk, network, then GPU utilisation and
+ * GPU memory with every GPU on one chart. */
+export function sysGroups(tags) {
+  const kinds = [/^sys\/cpu/, /^sys\/rss/, /^sys\/host_memory/, /^sys\/disk_/, /^sys\/net_/,
+    /^sys\/gpu\d+\/util/, /^sys\/gpu\d+\/memory_used/, /^sys\/gpu\d+\/memory_percent/];
+  const groups = kinds.map((re) => tags.filter((t) => re.test(t)));
+  const known = new Set(groups.flat());
+  return [...groups, ...tags.filter((t) => !known.has(t)).map((t) => [t])]
+    .filter((g) => g.length);
 }
 
 /** Every tag of a run (`{items}`), the endpoint's pages followed. */
@@ -36,16 +50,21 @@ export async function seriesOf(runId, tag, range) {
 }
 
 export class RunCharts {
-  constructor(parent, runId) {
+  /** options: {title, accept(tag) (which tags this panel draws), groups(tags), empty} */
+  constructor(parent, runId, options = {}) {
+    this.options = { title: "Metrics", accept: (t) => !isSys(t), groups: defaultGroups,
+      empty: "No metrics logged yet.", ...options };
     this.runId = runId;
     this.cards = [];
     this.tags = [];
     this.tagsAt = 0;
+    this.marks = [];
     this.box = h("div.charts");
-    this.empty = h("p.muted", "No metrics logged yet.");
+    this.empty = h("p.muted", this.options.empty);
     this.add = h("button", { type: "button", onclick: () => this.addChart([this.tags[0]]) },
       "+ Chart");
-    parent.append(h("section.panel", h("div.chartbar", h("h2", "Metrics"), h("span.spacer"), this.add),
+    parent.append(h("section.panel", { "data-panel": this.options.title },
+      h("div.chartbar", h("h2", this.options.title), h("span.spacer"), this.add),
       this.empty, this.box));
   }
 
@@ -53,13 +72,13 @@ export class RunCharts {
   async load(prefetched = null) {
     this.tagsAt = Date.now();
     const got = await (prefetched || tagsOf(this.runId));
-    const tags = got.items.map((t) => t.tag);
+    const tags = got.items.map((t) => t.tag).filter(this.options.accept);
     const fresh = tags.filter((t) => !this.tags.includes(t));
     this.tags = tags;
     this.empty.hidden = tags.length > 0;
     this.add.disabled = !tags.length;
     if (!this.cards.length) {
-      for (const group of defaultGroups(tags)) this.addChart(group);
+      for (const group of this.options.groups(tags)) this.addChart(group);
     } else if (fresh.length) {
       for (const card of this.cards) this.chips(card);
     }
@@ -79,6 +98,7 @@ export class RunCharts {
       },
     });
     const entry = { card, state, extra };
+    card.chart.setMarks(this.marks);
     this.cards.push(entry);
     this.chips(entry);
     card.refresh();
@@ -102,6 +122,12 @@ export class RunCharts {
     const got = await Promise.all(tags.map((t) => seriesOf(this.runId, t, range)));
     return { series: got.map((g) => ({ label: g.tag, points: g.points })),
       total: got.reduce((n, g) => n + (g.total || 0), 0) };
+  }
+
+  /** Rule hits to mark ([{rule, tag, step, label}]); each chart draws those of its tags. */
+  setMarks(marks) {
+    this.marks = marks;
+    for (const { card } of this.cards) card.chart.setMarks(marks);
   }
 
   /** Redraw charts that follow the newest steps (live); zoomed ones keep their range.

@@ -5,6 +5,7 @@ import { badge, clear, fmtBytes, fmtNum, fmtTime, flash, h, section, table } fro
 
 const LOG_KEEP = 200_000; // characters of log text kept on the page
 const LOG_PAGE = 1 << 20;
+const LOG_LINES = 2000; // lines a page opens with: the end of the log
 
 function detailText(details) {
   if (!details || typeof details !== "object") return "";
@@ -14,8 +15,10 @@ function detailText(details) {
 }
 
 export class EventsPanel {
-  constructor(parent, runId) {
+  /** onAdd(event): called once for each event shown (loaded or live). */
+  constructor(parent, runId, onAdd = null) {
     this.runId = runId;
+    this.onAdd = onAdd;
     this.seen = new Set();
     this.list = h("ol.events");
     parent.append(section("Events", this.list));
@@ -40,6 +43,7 @@ export class EventsPanel {
     // Newest first: insert before the first item with a lower seq.
     const after = [...this.list.children].find((li) => Number(li.dataset.seq) < ev.seq);
     this.list.insertBefore(item, after || null);
+    if (this.onAdd) this.onAdd(ev);
   }
 }
 
@@ -76,40 +80,29 @@ export class LogPanel {
     this.poll(true);
   }
 
-  read(offset, limit) {
+  read(params) {
     return get(`/v1/runs/${encodeURIComponent(this.runId)}/logs`, {
-      stream: this.stream.value, attempt: this.attempt.value, offset, limit_bytes: limit });
+      stream: this.stream.value, attempt: this.attempt.value, ...params });
   }
 
-  /** Where the stored text ends: probe doubling offsets, then bisect (tiny reads). */
-  async findEnd(from) {
-    let lo = from, hi = from * 2 || LOG_PAGE;
-    while ((await this.read(hi, 1)).data) { lo = hi; hi *= 2; }
-    while (hi - lo > 4096) {
-      const mid = Math.floor((lo + hi) / 2);
-      if ((await this.read(mid, 1)).data) lo = mid; else hi = mid;
-    }
-    return lo;
-  }
-
+  /** First the last lines (the server's tail), then whatever follows them, live. */
   async poll(first = false) {
     if (this.busy) return;
     this.busy = true;
     try {
-      let got = await this.read(this.offset, LOG_PAGE);
-      if (first && got.data.length >= LOG_PAGE / 4 && got.next_offset >= LOG_PAGE) {
-        // A long log: show its end, not its beginning.
-        const end = await this.findEnd(got.next_offset);
-        const start = Math.max(got.next_offset, end - LOG_KEEP);
-        this.note.textContent = `showing the end (from byte ${fmtNum(start)})`;
+      if (first) {
+        const got = await this.read({ tail: LOG_LINES, limit_bytes: LOG_KEEP });
         this.text = "";
-        got = await this.read(start, LOG_PAGE);
+        this.note.textContent = got.offset > 0 ? `showing the last lines (from byte ${fmtNum(got.offset)})` : "";
+        this.append(got.data);
+        this.offset = got.next_offset;
       }
+      let got = await this.read({ offset: this.offset, limit_bytes: LOG_PAGE });
       while (got.data) {
         this.append(got.data);
         this.offset = got.next_offset;
         if (got.data.length < LOG_PAGE / 4) break;
-        got = await this.read(this.offset, LOG_PAGE);
+        got = await this.read({ offset: this.offset, limit_bytes: LOG_PAGE });
       }
       if (!this.text) this.pre.textContent = "(no output yet)";
     } catch (err) {

@@ -56,6 +56,14 @@ export function stalledMark(stalled) {
     "stalled") : null;
 }
 
+/** The alert badge of a run some rule fired on (`rule_hits` > 0), its count in the title. */
+export function alertMark(hits) {
+  const n = typeof hits === "number" && Number.isFinite(hits) ? hits : 0;
+  if (n <= 0) return null;
+  return h("span.alert", { title: `${n} rule hit${n === 1 ? "" : "s"}`, dataset: { hits: n } },
+    `⚑ ${n}`);
+}
+
 /** The snapshot's metrics as "loss 0.31 · accuracy 0.88" (at most `max`). */
 export function keyMetrics(p, max = 3) {
   const m = (p && p.metrics) || {};
