@@ -31,7 +31,9 @@ if os.environ.get("CI") and not PG_AVAILABLE:
 #: Where each tier's tests start in the run: real processes first, so that under pytest-xdist
 #: (scripts/test.sh) the many quick unit tests fill the workers' last minutes instead of one
 #: slow end-to-end test running alone at the end.
-_TIER_ORDER = {"e2e": 0, "integration": 1, "unit": 2}
+#: The Slurm tier is one xdist group (one session cluster, tests/slurm/conftest.py): it starts
+#: first, or its worker would run it alone after the rest.
+_TIER_ORDER = {"slurm": 0, "e2e": 1, "integration": 2, "unit": 3}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -42,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         tier = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
-        return (0 if item.get_closest_marker("slow") else 1, _TIER_ORDER.get(tier, 3))
+        return (0 if item.get_closest_marker("slow") else 1, _TIER_ORDER.get(tier, 4))
 
     items.sort(key=rank)  # stable: within a rank, the order of the files
     for item in items:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from runyard import errors
 from runyard.queue import Queue
 from runyard.store import open_store
 
@@ -14,6 +17,21 @@ from runyard.store import open_store
 def retries_once(run_id: str) -> bool:
     """About one run in ten fails its first attempt with worker_shutdown (so it requeues)."""
     return hashlib.sha256(run_id.encode()).digest()[0] < 26
+
+
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[], T], deadline: float) -> T:
+    """``call()``, tried again when it waited for SQLite's write lock past the busy timeout:
+    nothing was done then, the server answers 503 and an agent tries again. 32 processes on a
+    loaded machine can starve one that long (the lock is not granted fairly)."""
+    while True:
+        try:
+            return call()
+        except errors.StoreError as exc:
+            if "database is locked" not in str(exc) or time.time() > deadline:
+                raise
 
 
 def claim_loop(url: str, host_id: str, deadline: float,
@@ -24,18 +42,19 @@ def claim_loop(url: str, host_id: str, deadline: float,
     got: list[tuple[str, int, str]] = []
     try:
         while time.time() < deadline:
-            c = q.claim(host_id)
+            c = _retrying(lambda: q.claim(host_id), deadline)
             if c is None:
-                counts = q.store.count_runs_by_status()
+                counts = _retrying(q.store.count_runs_by_status, deadline)
                 if not any(counts.get(s) for s in ("queued", "claimed", "running")):
                     return got
                 time.sleep(0.005)
                 continue
             got.append((c.run["id"], c.attempt, host_id))
             if c.attempt == 1 and retries_once(c.run["id"]):
-                q.fail(c.attempt_id, c.lease, reason="worker_shutdown")
+                _retrying(partial(q.fail, c.attempt_id, c.lease, reason="worker_shutdown"),
+                          deadline)
             else:
-                q.complete(c.attempt_id, c.lease)
+                _retrying(partial(q.complete, c.attempt_id, c.lease), deadline)
         raise TimeoutError(f"{host_id}: work left at the deadline")
     finally:
         if own:
