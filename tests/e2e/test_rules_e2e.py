@@ -116,7 +116,7 @@ def test_a_project_rule_stops_a_run_started_by_hand(tmp_path: Path, server: Live
     assert resp.status_code == 201, resp.text
     settings.reset()
     env = {"RUNYARD_SERVER": server.url, "RUNYARD_TOKEN": server.admin_token,
-           "RUNYARD_DATA_DIR": str(tmp_path / "data")}
+           "RUNYARD_DATA_DIR": str(tmp_path / "data"), "RUNYARD_SYS_INTERVAL_S": "0"}
     try:
         with sdk.start_run(name="by-hand", project="notebooks", env=env,
                            handle_sigterm=False) as run:

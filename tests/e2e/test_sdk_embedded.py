@@ -24,6 +24,12 @@ from ..support.live_server import LiveServer
 REPO = Path(__file__).resolve().parents[2]
 
 
+def embedded_env(data: Path) -> dict[str, str]:
+    """An embedded run's environment, without system metrics (their sys/ tags would join
+    the points these tests count when a slow machine stretches a run)."""
+    return {"RUNYARD_DATA_DIR": str(data), "RUNYARD_SYS_INTERVAL_S": "0"}
+
+
 @pytest.fixture(autouse=True)
 def _reset_settings() -> Iterator[None]:
     settings.reset()
@@ -33,7 +39,7 @@ def _reset_settings() -> Iterator[None]:
 
 def embedded_run(data: Path, name: str, steps: int, ckpt: Path | None = None) -> sdk.Run:
     with sdk.start_run(name=name, project="nb", config={"lr": 0.01}, total_steps=steps,
-                       env={"RUNYARD_DATA_DIR": str(data)}, handle_sigterm=False) as run:
+                       env=embedded_env(data), handle_sigterm=False) as run:
         assert run.mode == "embedded"
         for step in range(steps):
             run.log({"loss": 1.0 / (step + 1), "acc": 0.5}, step=step)
@@ -76,7 +82,7 @@ def test_stop_from_a_server_on_the_same_data_dir_reaches_the_run(tmp_path: Path)
     api = Api(server)
     try:
         settings.configure(heartbeat_interval_s=0.2)
-        with sdk.start_run(name="stop-me", env={"RUNYARD_DATA_DIR": str(data)},
+        with sdk.start_run(name="stop-me", env=embedded_env(data),
                            handle_sigterm=False) as run:
             assert run.mode == "embedded"
             assert api.run(run.run_id)["status"] == "running"  # live, while it trains
@@ -121,11 +127,11 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
     ckpt.write_bytes(b"abc" * 50)
     emb = embedded_run(data, "emb", 200, ckpt)
     with pytest.raises(RuntimeError), sdk.start_run(
-            name="crashed", env={"RUNYARD_DATA_DIR": str(data)}, handle_sigterm=False) as bad:
+            name="crashed", env=embedded_env(data), handle_sigterm=False) as bad:
         bad.log({"loss": 3.0}, step=0)
         raise RuntimeError("diverged")
     monkeypatch.setattr(choose, "embedded_available", lambda: False)  # as without SQLAlchemy
-    with sdk.start_run(name="files", env={"RUNYARD_DATA_DIR": str(data)},
+    with sdk.start_run(name="files", env=embedded_env(data),
                        handle_sigterm=False) as files:
         assert files.mode == "local"
         for step in range(50):
@@ -188,7 +194,7 @@ def test_bad_values_in_embedded_mode(tmp_path: Path) -> None:
 
     data = tmp_path / "data"
     with pytest.warns(RunyardWarning), sdk.start_run(
-            name="bad", env={"RUNYARD_DATA_DIR": str(data)}, handle_sigterm=False) as run:
+            name="bad", env=embedded_env(data), handle_sigterm=False) as run:
         run.log({"nan": math.nan, "inf": -math.inf, "text": "x", "ok": 1}, step=0)
         run.log({"big": 1.0}, step=2**63 - 1)
         run.log({"huge": 1.0}, step=2**63)

@@ -40,7 +40,10 @@ def _reset_settings() -> Iterator[None]:
 
 def http_env(server: LiveServer, tmp_path: Path, token: str | None = None) -> dict[str, str]:
     return {"RUNYARD_SERVER": server.url, "RUNYARD_TOKEN": token or server.admin_token,
-            "RUNYARD_DATA_DIR": str(tmp_path / "data")}
+            "RUNYARD_DATA_DIR": str(tmp_path / "data"),
+            # No system metrics: a slow machine stretching a run past their interval would
+            # add sys/ tags to runs whose points the tests count.
+            "RUNYARD_SYS_INTERVAL_S": "0"}
 
 
 def test_http_mode_end_to_end(server: LiveServer, api: Api, tmp_path: Path) -> None:

@@ -138,7 +138,8 @@ def test_logs_append_idempotent_and_read(api: Api) -> None:
     api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": chunks})
     api.ok("POST", f"/v1/attempts/{aid}/logs", json={"lease": lease, "chunks": chunks[:1]})
     out = api.ok("GET", f"/v1/runs/{rid}/logs")
-    assert out == {"data": "hello world\n", "next_offset": 12, "attempt": 1, "stream": "stdout"}
+    assert out == {"data": "hello world\n", "offset": 0, "next_offset": 12, "attempt": 1,
+                   "stream": "stdout"}
     out = api.ok("GET", f"/v1/runs/{rid}/logs", params={"stream": "stderr", "attempt": 1})
     assert out["data"] == "warn\n"
     part = api.ok("GET", f"/v1/runs/{rid}/logs", params={"offset": 6, "limit_bytes": 3})

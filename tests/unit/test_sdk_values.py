@@ -31,7 +31,7 @@ def _files_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def local_env(tmp_path: Path) -> dict[str, str]:
-    return {"RUNYARD_DATA_DIR": str(tmp_path / "data")}
+    return {"RUNYARD_DATA_DIR": str(tmp_path / "data"), "RUNYARD_SYS_INTERVAL_S": "0"}
 
 
 def run_dir(run: Run, tmp_path: Path) -> Path:
