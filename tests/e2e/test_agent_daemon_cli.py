@@ -16,7 +16,7 @@ from ..support.live_server import LiveServer, free_port
 
 
 def _runyard(*args: str, env: dict[str, str] | None = None,
-             timeout: float = 30) -> subprocess.CompletedProcess[str]:
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runyard", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
@@ -102,7 +102,7 @@ def test_agent_keeps_trying_an_unreachable_server_and_stops_on_sigint(tmp_path: 
 
 
 def test_second_signal_kills_the_runs_at_once(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "server", stale_after_s=12).start()
+    server = LiveServer(tmp_path / "server", stale_after_s=60).start()
     api = Api(server)
     agent: AgentProc | None = None
     try:

@@ -47,7 +47,7 @@ TRAINER = textwrap.dedent('''
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=12).start()
+    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
     yield srv
     srv.stop()
 

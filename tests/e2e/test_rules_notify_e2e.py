@@ -36,7 +36,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=12,
+    srv = LiveServer(tmp_path / "server", stale_after_s=60,
                      extra_args=["--public-url", PUBLIC_URL]).start()
     yield srv
     srv.stop()

@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[tuple[Api, Path]]:
-    server = LiveServer(tmp_path / "server", stale_after_s=12).start()
+    server = LiveServer(tmp_path / "server", stale_after_s=60).start()
     api = Api(server)
     agent = AgentProc(server, api.worker_token(), "sdk-host", tmp_path / "work")
     script = tmp_path / "train_sdk.py"

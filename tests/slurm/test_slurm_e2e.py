@@ -120,7 +120,8 @@ def test_a_run_goes_through_slurm_with_progress_metrics_and_its_resources(
         db_setup: SlurmSetup) -> None:
     s = db_setup
     s.agent()
-    run_id = s.submit("through-slurm", {"steps": 40, "sleep": 0.25, "points_per_step": 3,
+    # Long enough (about 30 s) that the CLI reads below see it in flight on a slow machine.
+    run_id = s.submit("through-slurm", {"steps": 120, "sleep": 0.25, "points_per_step": 3,
                                         "artifact": "weights"},
                       constraints={"min_cpus": 1, "min_ram_gib": 0.5},
                       slurm={"time_limit": 30, "sbatch_args": ["--nice=3"]})
@@ -139,12 +140,12 @@ def test_a_run_goes_through_slurm_with_progress_metrics_and_its_resources(
     workers = _cli(s.server, "workers")
     assert "login-slurm" in workers and "slurm" in workers and f"job {job}" in workers
 
-    run = s.wait(run_id, {"completed", "failed", "stopped"}, timeout=120)
+    run = s.wait(run_id, {"completed", "failed", "stopped"}, timeout=240)
     assert run["status"] == "completed", run
     points = s.api.metrics(run_id)
     assert sorted((p["tag"], p["step"]) for p in points
                   if not p["tag"].startswith("sys/")) == sorted(
-        (f"m{k}", st) for k in range(3) for st in range(40))
+        (f"m{k}", st) for k in range(3) for st in range(120))
     assert "done" in s.api.logs(run_id)
     names = {a["name"] for a in s.api.http.get(f"/v1/runs/{run_id}/artifacts").json()["items"]}
     assert "artifacts.tar.zst" in names
