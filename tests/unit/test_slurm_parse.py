@@ -44,7 +44,7 @@ SCONTROL_RUNNING = (
     "TRES=cpu=2,node=2,billing=2 Socks/Node=* NtasksPerN:B:S:C=1:0:*:* CoreSpec=* "
     "MinCPUsNode=1 MinMemoryNode=100M MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 "
     "OverSubscribe=YES Contiguous=0 Licenses=(null) Network=(null) Command=(null) "
-    "WorkDir=/work/wt/slurm Comment=runyard run r1 attempt 1  StdErr=/tmp/j/2.out "
+    "WorkDir=/home/lab/runyard Comment=runyard run r1 attempt 1  StdErr=/tmp/j/2.out "
     "StdIn=/dev/null StdOut=/tmp/j/2.out Power= ")
 
 
