@@ -99,17 +99,9 @@ FILE_SCRIPT = textwrap.dedent('''
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server").start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    """The test's own server (tests/e2e/conftest.py)."""
+    return own_server
 
 
 @pytest.fixture

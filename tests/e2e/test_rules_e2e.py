@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +45,9 @@ TRAINER = textwrap.dedent('''
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    """The test's own server (tests/e2e/conftest.py)."""
+    return own_server
 
 
 def _hits(api: Api, run_id: str) -> list[dict[str, Any]]:

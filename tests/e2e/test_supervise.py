@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,9 @@ TASK = [sys.executable, "-m", "runyard", "supervise", "--task", "--rank-from-env
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[Api]:
-    client = Api(server)
-    yield client
-    client.close()
+def server(own_server: LiveServer) -> LiveServer:
+    """The test's own server (tests/e2e/conftest.py)."""
+    return own_server
 
 
 def _claim(server: LiveServer, worker_token: str) -> dict[str, Any]:
