@@ -85,13 +85,14 @@ def gres_gpus(gres: str) -> tuple[int, str]:
     return total, kind
 
 
-def _split_top(text: str) -> list[str]:
-    """Split on commas outside parentheses (``gpu:2(S:0-1),nic:1``)."""
+def _split_top(text: str, brackets: str = "()") -> list[str]:
+    """Split on commas outside ``brackets`` (``gpu:2(S:0-1),nic:1``, ``n[1-3],m1``)."""
+    opening, closing = brackets[0], brackets[1]
     out, depth, cur = [], 0, ""
     for ch in text:
-        if ch == "(":
+        if ch == opening:
             depth += 1
-        elif ch == ")":
+        elif ch == closing:
             depth = max(depth - 1, 0)
         if ch == "," and depth == 0:
             out.append(cur)
@@ -181,22 +182,7 @@ def hostlist(text: str) -> tuple[str, ...]:
     text = _null(text.strip())
     if not text:
         return ()
-    return tuple(h for part in _split_top_brackets(text) for h in _expand(part))
-
-
-def _split_top_brackets(text: str) -> list[str]:
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur:
-        out.append(cur)
-    return out
+    return tuple(h for part in _split_top(text, "[]") for h in _expand(part))
 
 
 def _expand(part: str) -> Iterator[str]:
