@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 DATA_DIR_ENV = "RUNYARD_DATA_DIR"
 #: The file in the data directory where the server keeps its generated operator token.
 ADMIN_TOKEN_FILE = "admin-token"
+#: The embedded SQLite database in the data directory (``runyard up``, embedded-mode runs).
+EMBEDDED_DB_FILE = "runyard.db"
 #: Mode of a data directory Runyard creates: it holds the admin token and every run's data.
 DATA_DIR_MODE = 0o700
 
@@ -59,6 +61,11 @@ def is_local_server(url: str) -> bool:
     except ValueError:
         return False
     return is_loopback_host(host or "")
+
+
+def embedded_db_path(directory: Path) -> Path:
+    """The data directory's embedded database file."""
+    return directory / EMBEDDED_DB_FILE
 
 
 def admin_token_path(directory: Path) -> Path:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.progress_bar import ProgressBar
@@ -23,6 +25,12 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 ServerOpt = Annotated[str, typer.Option(
     "--server", envvar="RUNYARD_SERVER", show_default=True,
     help="Server URL (env RUNYARD_SERVER).")]
+#: ``--server`` of the commands that only read runs: None when neither the option nor the
+#: environment names one, so :func:`reading` may fall back to the local store.
+ReadServerOpt = Annotated[str | None, typer.Option(
+    "--server", envvar="RUNYARD_SERVER", show_default=DEFAULT_SERVER,
+    help="Server URL (env RUNYARD_SERVER). None given and none running at the default: "
+         "the data directory's local store, read-only.")]
 TokenOpt = Annotated[str | None, typer.Option(
     "--token", envvar="RUNYARD_TOKEN", show_default=False,
     help="API token (env RUNYARD_TOKEN; for a local server, the data dir's admin-token).")]
@@ -88,6 +96,45 @@ def connect(server: str | None, token: str | None) -> Iterator[Client]:
         client.close()
 
 
+@contextmanager
+def reading(server: str | None, token: str | None) -> Iterator[Client]:
+    """:func:`connect` for the commands that only read runs (their ``--server`` is
+    :data:`ReadServerOpt`). When no server was named (``server`` None: no ``--server``, no
+    ``RUNYARD_SERVER``) and none answers at the default address, they read the data
+    directory's embedded store in this process instead, and say so on stderr: runs recorded
+    in embedded mode need no server to be looked at. A server that was named and is not
+    there stays an error: the command never quietly reads something else."""
+    url = (server or DEFAULT_SERVER).rstrip("/")
+    store = local.embedded_db_path(local.data_dir())
+    if server or not store.is_file() or _listening(url):
+        with connect(server, token) as client:
+            yield client
+        return
+    from runyard.server import inprocess  # the server's stack: only on this path
+
+    typer.echo(f"runyard: no server at {url}; reading the local store at {store}", err=True)
+    client = inprocess.open_reader(store.parent)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+#: Seconds to wait for the default server's port before reading the local store instead.
+PROBE_TIMEOUT_S = 1.0
+
+
+def _listening(url: str) -> bool:
+    """Whether something accepts connections at the host and port of ``url``."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
@@ -146,12 +193,17 @@ def steps(progress: Progress | None) -> str:
     return f"{progress.step}/{progress.total_steps}" if progress.total_steps else str(progress.step)
 
 
+def metric_items(progress: Progress | None) -> list[str]:
+    """The snapshot's metrics as ``name=value`` items, ``loss`` first, then by name."""
+    if progress is None or not progress.metrics:
+        return []
+    names = sorted(progress.metrics, key=lambda n: (n != "loss", n))
+    return [f"{n}={number(progress.metrics[n])}" for n in names]
+
+
 def key_metrics(progress: Progress | None, limit: int = 2) -> str:
     """The first few metrics of the snapshot, ``loss`` first when present."""
-    if progress is None or not progress.metrics:
-        return "-"
-    names = sorted(progress.metrics, key=lambda n: (n != "loss", n))[:limit]
-    return " ".join(f"{n}={number(progress.metrics[n])}" for n in names)
+    return " ".join(metric_items(progress)[:limit]) or "-"
 
 
 def status_text(run: Run) -> str:

@@ -14,6 +14,7 @@ from runyard.cli.common import (
     EXIT_USAGE,
     JsonOpt,
     ProjectOpt,
+    ReadServerOpt,
     RunArg,
     ServerOpt,
     TokenOpt,
@@ -123,7 +124,7 @@ def wait(run_ref: RunArg,
          timeout: Annotated[float | None, typer.Option(min=0, help="Give up after S seconds.")
                             ] = None,
          interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
-         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         project: ProjectOpt = None, server: ReadServerOpt = None,
          token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Wait for a run; exit 0 when it reaches --until (default completed), 1 otherwise."""
     wanted = common.statuses(until) or ["completed"]
@@ -132,7 +133,7 @@ def wait(run_ref: RunArg,
         if not as_json:
             typer.echo(f"run {run.id}: {common.status_text(run)} {common.percent(run.progress)}")
 
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         try:
             run = common.find(client, run_ref, project)
             final = client.wait(run, until=wanted, timeout=timeout, on_update=report,

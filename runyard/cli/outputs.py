@@ -12,9 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from runyard.cli import common
-from runyard.cli.common import EXIT_USAGE, JsonOpt, ProjectOpt, RunArg, ServerOpt, TokenOpt, fail
+from runyard.cli.common import (
+    EXIT_USAGE,
+    JsonOpt,
+    ProjectOpt,
+    ReadServerOpt,
+    RunArg,
+    TokenOpt,
+    fail,
+)
 from runyard.client import LogChunk
-from runyard.client.client import DEFAULT_SERVER
 
 
 def logs(run_ref: RunArg,
@@ -27,7 +34,7 @@ def logs(run_ref: RunArg,
                              ] = 1.0,
          tail: Annotated[int | None, typer.Option(
              "--tail", "-n", min=1, help="Only the last N lines (then -f follows on).")] = None,
-         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         project: ProjectOpt = None, server: ReadServerOpt = None,
          token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Print a run's captured stdout (or --stderr)."""
     stream = "stderr" if stderr else "stdout"
@@ -44,7 +51,7 @@ def logs(run_ref: RunArg,
             sys.stdout.write(chunk.data)
             sys.stdout.flush()
 
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         run = common.find(client, run_ref, project)
         if tail is not None:
             last = client.get_logs(run, stream=stream, attempt=attempt, tail=tail,
@@ -75,12 +82,12 @@ def metrics(run_ref: RunArg,
             as_csv: Annotated[bool, typer.Option("--csv", help="Every point as CSV.")] = False,
             points: Annotated[int | None, typer.Option(
                 min=2, help="Downsample --tag to N buckets (min, max, last).")] = None,
-            project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+            project: ProjectOpt = None, server: ReadServerOpt = None,
             token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """A run's metrics: the tags, one tag's points, a downsampled series, or all as CSV."""
     if points is not None and tag is None:
         raise fail("--points needs --tag", EXIT_USAGE)
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         run_ref = common.find(client, run_ref, project).id
         if points is not None and tag is not None:
             series = client.get_series(run_ref, tag, points=points)
@@ -132,14 +139,14 @@ def checkpoints(run_ref: RunArg,
                                    "(default step:asc).")] = None,
                 limit: Annotated[int | None, typer.Option(
                     min=1, help="At most N (default: all).")] = None,
-                project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+                project: ProjectOpt = None, server: ReadServerOpt = None,
                 token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """A run's checkpoints: step, status, attempt, size, metrics, when."""
     filters: dict[str, Any] = {
         "steps": step or None, "status": status or None, "sort": sort or None,
         "created_after": common.parse_when(after, "--after"),
         "created_before": common.parse_when(before, "--before")}
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         run = common.find(client, run_ref, project)
         if limit is None:
             found = client.get_checkpoints(run, **filters)

@@ -10,19 +10,24 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runyard.cli import common
-from runyard.cli.common import JsonOpt, ProjectOpt, RunArg, ServerOpt, TokenOpt
+from runyard.cli import common, fit
+from runyard.cli.common import JsonOpt, ProjectOpt, ReadServerOpt, RunArg, TokenOpt
 from runyard.client import Run
-from runyard.client.client import DEFAULT_SERVER
+
+#: ``runyard ls``'s columns; on a narrow terminal the host goes first, then the age, the
+#: metrics (first shortened) and the progress; id, name and status always stay whole.
+RUN_COLUMNS = (fit.Column("id"), fit.Column("name", cut_last=True), fit.Column("status"),
+               fit.Column("progress", rank=1), fit.Column("host", rank=4),
+               fit.Column("metrics", rank=2, items=True), fit.Column("age", rank=3))
 
 
-def _run_row(run: Run) -> list[Any]:
+def _run_row(run: Run) -> list[fit.Cell]:
     p = run.progress
     pct = common.percent(p)
     if p is not None and p.eta_seconds is not None and not run.is_terminal:
         pct += f" eta {common.duration(p.eta_seconds)}"
     return [run.id, run.name or "-", common.status_cell(run), pct,
-            run.host_id or "-", common.key_metrics(p), common.ago(run.created_at)]
+            run.host_id or "-", common.metric_items(p) or ["-"], common.ago(run.created_at)]
 
 
 def list_runs(
@@ -45,9 +50,15 @@ def list_runs(
                        "--sort project:asc --sort created_at:desc.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 20,
     all_pages: Annotated[bool, typer.Option("--all", help="Every matching run.")] = False,
-    server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None, as_json: JsonOpt = False,
+    wide: Annotated[bool, typer.Option(
+        "--wide", "-w", help="Every column and every metric, cut nowhere (lines may wrap).")
+                    ] = False,
+    server: ReadServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """List runs, newest first: id, name, status, progress and ETA, host, metrics, age."""
+    """List runs, newest first: id, name, status, progress and ETA, host, metrics, age.
+
+    The table fits the terminal: columns are left out (host, then age, metrics, progress)
+    before anything is cut; --wide shows them all."""
     labels: dict[str, str] = {}
     for pair in label or ():
         key, eq, value = pair.partition("=")
@@ -59,7 +70,7 @@ def list_runs(
                                "version": version or None, "blueprint": blueprint or None,
                                "owner": owner or None, "tags": tag or None,
                                "labels": labels or None, "sort": sort or None}
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         if all_pages:
             runs = list(client.iter_runs(page_size=limit, **filters))
             more = None
@@ -70,22 +81,22 @@ def list_runs(
         common.print_json({"items": [r.raw for r in runs], "next_cursor": more,
                            "next_after_id": runs[-1].id if more and runs else None})
         return
-    table = Table("id", "name", "status", "progress", "host", "metrics", "age", box=None)
-    table.columns[0].no_wrap = True
-    for run in runs:
-        table.add_row(*_run_row(run))
-    console = Console(soft_wrap=True)
-    console.print(table if runs else "no runs")
+    if not runs:
+        typer.echo("no runs")
+    else:
+        table, width = fit.table(RUN_COLUMNS, [_run_row(r) for r in runs],
+                                 width=None if wide else fit.terminal_width())
+        fit.console(width).print(table)
     if more is not None:
-        console.print("[dim]more runs: --limit, or --all[/dim]")
+        Console(soft_wrap=True).print("[dim]more runs: --limit, or --all[/dim]")
 
 
 def show(run_ref: RunArg, events: Annotated[int, typer.Option(
             min=0, help="How many of the last events to show.")] = 10,
-         project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+         project: ProjectOpt = None, server: ReadServerOpt = None,
          token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Details of one run: status, progress, attempts, last events; for a queued run, why."""
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         run = common.find(client, run_ref, project)
         recent = list(client.get_events(run, limit=events, order="desc").items) if events else []
         explain = run.explain

@@ -13,28 +13,37 @@ from rich.live import Live
 from rich.table import Table
 
 from runyard import models
-from runyard.cli import common
-from runyard.cli.common import JsonOpt, ProjectOpt, ServerOpt, TokenOpt
+from runyard.cli import common, fit
+from runyard.cli.common import JsonOpt, ProjectOpt, ReadServerOpt, TokenOpt
 from runyard.client import Client, Run
-from runyard.client.client import DEFAULT_SERVER
 
 #: The statuses of a run not yet ended: what ``watch`` follows when given no run.
 NOT_ENDED = tuple(s.value for s in models.Status if not s.is_terminal)
 
 
-def _frame(runs: list[Run]) -> Table:
-    table = Table("id", "name", "status", "progress", "", "step", "epoch", "metrics", "eta",
-                  box=None)
-    table.columns[0].no_wrap = True
+#: Width of a run's progress bar.
+BAR_WIDTH = 24
+#: ``watch``'s columns; on a narrow terminal the epoch goes first, then the step, the ETA,
+#: the metrics (first shortened), the bar and the percentage; id, name and status stay whole.
+WATCH_COLUMNS = (fit.Column("id"), fit.Column("name", cut_last=True), fit.Column("status"),
+                 fit.Column("progress", rank=3, width=BAR_WIDTH), fit.Column("", rank=2),
+                 fit.Column("step", rank=6), fit.Column("epoch", rank=7),
+                 fit.Column("metrics", rank=4, items=True), fit.Column("eta", rank=5))
+
+
+def _frame(runs: list[Run]) -> tuple[Table, int]:
+    """The runs as a table fitted to the terminal, and its width."""
+    rows: list[list[fit.Cell]] = []
     for run in runs:
         p = run.progress
-        table.add_row(run.id, run.name or "-", common.status_cell(run),
-                      common.progress_bar(run, width=30), common.percent(p), common.steps(p),
-                      common.number(p.epoch if p else None) + (
-                          f"/{common.number(p.total_epochs)}" if p and p.total_epochs else ""),
-                      common.key_metrics(p, limit=3),
-                      "-" if run.is_terminal else common.duration(p.eta_seconds if p else None))
-    return table
+        rows.append([run.id, run.name or "-", common.status_cell(run),
+                     common.progress_bar(run, width=BAR_WIDTH), common.percent(p),
+                     common.steps(p),
+                     common.number(p.epoch if p else None) + (
+                         f"/{common.number(p.total_epochs)}" if p and p.total_epochs else ""),
+                     common.metric_items(p)[:3] or ["-"],
+                     "-" if run.is_terminal else common.duration(p.eta_seconds if p else None)])
+    return fit.table(WATCH_COLUMNS, rows, width=fit.terminal_width())
 
 
 def watch(run_refs: Annotated[list[str] | None, typer.Argument(
@@ -43,13 +52,13 @@ def watch(run_refs: Annotated[list[str] | None, typer.Argument(
           interval: Annotated[float, typer.Option(
               min=0.1, help="Seconds between full refreshes when no event arrives (changes "
                             "arrive on the server's event stream as they happen).")] = 5.0,
-          project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
+          project: ProjectOpt = None, server: ReadServerOpt = None,
           token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Live progress bars (step/total, epoch, loss, ETA, stalled) until the runs end.
 
     Follows the server's live event stream; with --json, one line per run whenever its
     status or progress changes."""
-    with common.connect(server, token) as client:
+    with common.reading(server, token) as client:
         ids = [common.find(client, ref, project).id for ref in run_refs or []]
         if not ids:
             ids = [r.id for r in client.iter_runs(status=list(NOT_ENDED))]
@@ -64,7 +73,8 @@ def watch(run_refs: Annotated[list[str] | None, typer.Argument(
             if as_json:
                 common.print_json({"items": [r.raw for r in runs]})
             else:
-                Console(soft_wrap=True).print(_frame(runs))
+                table, width = _frame(runs)
+                fit.console(width).print(table)
             return
         if as_json:
             seen: dict[str, Any] = {}
@@ -75,10 +85,10 @@ def watch(run_refs: Annotated[list[str] | None, typer.Argument(
                         seen[run.id] = key
                         common.print_json(run.raw)
             return
-        with Live(_frame(runs), console=Console(), refresh_per_second=4,
+        with Live(_frame(runs)[0], console=Console(), refresh_per_second=4,
                   transient=False) as live:
             for frame in _follow(client, runs, interval):
-                live.update(Group(_frame(frame)))
+                live.update(Group(_frame(frame)[0]))
 
 
 #: A burst of events (progress every probe, several runs) is fetched at most this often.

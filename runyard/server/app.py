@@ -47,7 +47,7 @@ from runyard.server.state import ServerState
 from runyard.server.sweeper import Sweeper
 from runyard.server.ui import routes_api as ui_api
 from runyard.server.ui import routes_ui
-from runyard.store import open_store
+from runyard.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +151,16 @@ class RequestMetrics:
             self.metrics.http_duration.labels(*labels).observe(time.perf_counter() - started)
 
 
-def build_state(settings: Settings) -> tuple[ServerState, Path | None]:
-    """Open the database (migrating it) and the blob store; create the first token.
+def build_state(settings: Settings, store: Store | None = None
+                ) -> tuple[ServerState, Path | None]:
+    """Open the database (migrating it) unless ``store`` is given, and the blob store;
+    create the first token.
 
     Returns the state and, on a first start without RUNYARD_ADMIN_TOKEN, the path of the
     file holding the new operator token.
     """
-    store = open_store(settings.database_url)
+    if store is None:
+        store = open_store(settings.database_url)
     blobs = open_blob_store(settings.artifacts_location)
     token_file = None if settings.no_auth else auth.bootstrap_admin(
         store, settings.data_dir, settings.admin_token)

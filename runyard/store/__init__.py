@@ -11,7 +11,7 @@ from runyard.store.engine import backend, create_engine, sqlite_url
 
 def default_url(data_dir: str | Path | None = None) -> str:
     """The embedded SQLite database under the data directory."""
-    return sqlite_url(Path(data_dir or local.data_dir()) / "runyard.db")
+    return sqlite_url(local.embedded_db_path(Path(data_dir or local.data_dir())))
 
 
 def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -19,7 +20,19 @@ _BACKENDS = {"sqlite": "runyard.store.sqlite", "postgresql": "runyard.store.post
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
+    """The URL of the SQLite file at ``path`` (escaped: a ``?`` or ``%`` in a directory name
+    is part of the path, not a query)."""
+    url = sa.URL.create("sqlite", database=str(Path(path).expanduser().resolve()))
+    return url.render_as_string(hide_password=False)
+
+
+def sqlite_read_only_url(path: str | os.PathLike[str]) -> str:
+    """A URL opening the SQLite file at ``path`` read-only: SQLite itself refuses every write
+    (and a missing file), so whatever reads through it cannot change the database."""
+    # The path is a SQLite URI's (percent-encoded) inside SQLAlchemy's URL (encoded again).
+    where = quote(str(Path(path).expanduser().resolve()))
+    url = sa.URL.create("sqlite", database=f"file:{where}", query={"mode": "ro", "uri": "true"})
+    return url.render_as_string(hide_password=False)
 
 
 def backend(name: str) -> ModuleType:

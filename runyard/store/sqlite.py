@@ -33,10 +33,13 @@ _ROWS_PER_STATEMENT = 512
 
 
 def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
-    """An engine for the SQLite file at ``url``."""
+    """An engine for the SQLite file at ``url`` (read-only for
+    :func:`runyard.store.engine.sqlite_read_only_url`'s URLs)."""
     if url.database in (None, "", ":memory:"):
         raise errors.ConfigError("database URL: SQLite needs a file (sqlite:///path/runyard.db)")
-    local.ensure_data_dir(Path(url.database).parent)  # usually the data directory
+    read_only = url.query.get("mode") == "ro"
+    if not read_only:
+        local.ensure_data_dir(Path(url.database).parent)  # usually the data directory
     engine = sa.create_engine(
         url,
         # We issue BEGIN ourselves (below); the driver must not.
@@ -53,7 +56,8 @@ def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if not read_only:  # a reader takes the file's mode as it is
+            cur.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged write is on disk before we answer, so neither a process
         # crash nor a power cut loses it (NORMAL would only survive the former).
         cur.execute("PRAGMA synchronous=FULL")
@@ -67,7 +71,8 @@ def create_engine(url: sa.URL, **kwargs: Any) -> sa.Engine:
         # SQLITE_BUSY half-way; readers use a deferred BEGIN and never block writers (WAL).
         # On the driver's cursor: every write (a claim, a metrics batch) begins here, and
         # Connection.exec_driver_sql's bookkeeping costs more than the statement.
-        sql = "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE"
+        sql = "BEGIN" if read_only or conn.get_execution_options().get("readonly") \
+            else "BEGIN IMMEDIATE"
         execute_raw(conn, sql, ()).close()
 
     return engine
