@@ -1,4 +1,5 @@
-"""This machine's Runyard: the data directory, its admin-token file, and "is this server local".
+"""This machine's Runyard: the data directory, its admin-token file, the local runs' own files
+under it, and "is this server local".
 
 The CLI, the SDK and the server share these rules, so a notebook, ``runyard runs ls`` and
 ``runyard up`` agree on where the data lives and when the generated operator token may be
@@ -8,7 +9,10 @@ used without being given. Standard library only: ``import runyard`` must stay li
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +25,14 @@ ADMIN_TOKEN_FILE = "admin-token"
 EMBEDDED_DB_FILE = "runyard.db"
 #: Mode of a data directory Runyard creates: it holds the admin token and every run's data.
 DATA_DIR_MODE = 0o700
+#: The folder of the data directory where each local run keeps its files, one folder per run
+#: named by its id (checkpoints, artifacts, the spool of an HTTP-mode run).
+LOCAL_RUNS_DIR = "local-runs"
+#: What a run id may look like to name a folder: server ids are hex, imported ones
+#: alphanumeric; anything else (a separator, "..") never becomes part of a path.
+_RUN_DIR_NAME = re.compile(r"[0-9A-Za-z]{1,40}")
+
+log = logging.getLogger(__name__)
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -95,3 +107,36 @@ def write_admin_token(directory: Path, secret: str) -> Path:
 def local_token(server: str, directory: Path) -> str | None:
     """The admin token to use for ``server`` when none was given: only for a local server."""
     return read_admin_token(directory) if is_local_server(server) else None
+
+
+def local_run_dir(directory: Path, run_id: str) -> Path | None:
+    """The folder of the data directory that holds ``run_id``'s own files, or None for an id
+    that cannot name one. Made from the id alone, never from a path stored with the run (a
+    run's owner chooses those)."""
+    if not _RUN_DIR_NAME.fullmatch(run_id):
+        return None
+    return directory / LOCAL_RUNS_DIR / run_id
+
+
+def remove_local_run(directory: Path, run_id: str) -> bool:
+    """Delete ``run_id``'s own folder under the data directory ``directory``; True when one
+    was there and is gone.
+
+    Only a real folder directly inside ``<directory>/local-runs`` goes: a symbolic link in its
+    place is removed as a link (what it points at stays), and links inside the folder are
+    never followed.
+    """
+    path = local_run_dir(directory, run_id)
+    if path is None:
+        return False
+    try:
+        if path.is_symlink():
+            path.unlink()
+            return True
+        if not path.is_dir():
+            return False
+        shutil.rmtree(path)
+    except OSError as exc:
+        log.warning("could not remove the files of run %s in %s: %s", run_id, path, exc)
+        return False
+    return True

@@ -369,7 +369,8 @@ class Queue:
             run = transitions.lock(tx, run_id)
             if Status(run["status"]).is_active:
                 raise errors.Conflict(
-                    f"run {run_id} is {run['status']}: stop it before deleting it")
+                    f"run {run_id} is {run['status']}: an active run is not deleted (its "
+                    "worker still writes to it); stop it first, then delete it")
             shas = tx.run_blob_refs(run_id)
             tx.delete_run(run_id)
             orphans = tx.unreferenced_blobs(shas)

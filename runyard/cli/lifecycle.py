@@ -103,7 +103,8 @@ def remove(run_ref: RunArg,
            yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
            project: ProjectOpt = None, server: ServerOpt = DEFAULT_SERVER,
            token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Delete a run with its metrics, logs and unreferenced blobs (operator)."""
+    """Delete a run with its metrics, logs, unreferenced blobs and its files in the server's
+    data directory (operator; a user its own local runs)."""
     if not yes and not sys.stdin.isatty():
         raise fail(f"refusing to delete run {run_ref} without --yes", EXIT_USAGE)
     with common.connect(server, token) as client:

@@ -9,9 +9,10 @@ Child processes keep a crash of one from taking the other down, and give the age
 life as on any fleet host.
 
 The database is the embedded SQLite under the data directory. Before the server starts, the
-supervisor opens it once (migrating it), creates the operator token on a first start, and mints
+supervisor opens it once (migrating it), creates the operator token on a first start, mints
 a fresh worker token for the agent (the old one is revoked), which reaches the agent only
-through its environment, never its command line.
+through its environment, never its command line, and makes a one-time sign-in link for the
+browser (:mod:`runyard.server.signin`).
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ class LocalStack:
         self.token_file: Path | None = None
         #: Secrets of ``config.tokens``, by name.
         self.secrets: dict[str, str] = {}
+        #: The one-time link that signs a browser in as an operator, and when it expires.
+        self.signin_url: str | None = None
+        self.signin_expires_at: float | None = None
 
     @property
     def url(self) -> str:
@@ -186,7 +190,7 @@ class LocalStack:
 
         Returns the agent's secret.
         """
-        from runyard.server import auth
+        from runyard.server import auth, signin
         from runyard.store import open_store
 
         cfg = self.config
@@ -201,6 +205,9 @@ class LocalStack:
             for name, role in {AGENT_TOKEN_NAME: "worker", **cfg.tokens}.items():
                 store.revoke_token(name)
                 _, secrets[name] = auth.create_token(store, name, role)
+            code = signin.mint(store, auth.ADMIN_NAME, "operator")
+            self.signin_url = signin.link(self.url, code.secret)
+            self.signin_expires_at = code.expires_at
         finally:
             store.close()
         agent_secret = secrets.pop(AGENT_TOKEN_NAME)

@@ -1,4 +1,5 @@
-"""``runyard token create|ls|revoke``: manage API tokens over HTTP (operator token needed)."""
+"""``runyard token create|ls|revoke|link``: manage API tokens and sign-in links over HTTP
+(operator token needed)."""
 
 from __future__ import annotations
 
@@ -123,3 +124,22 @@ def revoke(name: str = typer.Argument(..., help="Name of the token to revoke."),
         common.print_json({"name": name, "revoked": True})
     else:
         typer.echo(f"runyard: token {name!r} revoked")
+
+
+@token_app.command("link")
+def link(ttl_s: float = typer.Option(600.0, "--ttl-s", min=1, max=86400,
+                                     help="Seconds the link works."),
+         server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
+         as_json: JsonOpt = False) -> None:
+    """Print a one-time link that signs a browser in to the UI as an operator.
+
+    The link works once, for --ttl-s seconds; each use makes its own token (named
+    <your token>@web-...), which `runyard token revoke` signs that browser out.
+    """
+    out = _call("POST", server, token, "/v1/signin-links", {"ttl_s": ttl_s})
+    if as_json:
+        common.print_json(out)
+    else:
+        typer.echo(out["url"])
+        typer.echo(f"runyard: this link signs a browser in once, until {out['expires_at']}",
+                   err=True)

@@ -42,8 +42,14 @@ def resolve_data_dir(data_dir: Path | None) -> Path:
 def print_banner(local: LocalStack) -> None:
     cfg = local.config
     typer.echo(f"runyard: UI and API at {local.url}/")
+    if local.signin_url is not None and local.signin_expires_at is not None:
+        # The link is the one secret printed: it works once, and briefly (docs/security.md).
+        until = time.strftime("%H:%M", time.localtime(local.signin_expires_at))
+        typer.echo(f"runyard: open this link to sign the browser in (it works once, until "
+                   f"{until}; `runyard token link` makes another):")
+        typer.echo(f"    {local.signin_url}")
     if local.token_file is not None:
-        typer.echo(f"runyard: operator token in {local.token_file}")
+        typer.echo(f"runyard: the CLI here uses the operator token in {local.token_file}")
     else:
         typer.echo("runyard: operator token: the one given in RUNYARD_ADMIN_TOKEN")
     typer.echo(f"runyard: data in {cfg.data_dir} (SQLite runyard.db, artifacts/), logs in "

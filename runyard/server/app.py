@@ -30,6 +30,7 @@ from runyard.server import (
     routes_progress,
     routes_rules,
     routes_runs,
+    routes_signin,
     routes_sync,
     routes_trainer,
     routes_workers,
@@ -216,7 +217,7 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
     strict = [Depends(query.refuse_unknown)]
     api_modules = (routes_admin, routes_runs, routes_data, routes_rules, routes_sync,
                    routes_workers, routes_notify, sse, ui_api, routes_preemption,
-                   routes_progress, routes_trainer)
+                   routes_progress, routes_trainer, routes_signin)
     for module in api_modules:
         # Every error answer is the one shape of error_body, declared once for all routes.
         app.include_router(module.router, dependencies=strict, responses=schemas.ERRORS)

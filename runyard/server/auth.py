@@ -342,3 +342,20 @@ def check_owner(who: Principal, run: Row, what: str) -> None:
         raise errors.Forbidden(
             f"token {who.name!r} may not {what} run {run['id']}: it belongs to "
             f"{run.get('owner')!r}")
+
+
+def check_delete(who: Principal, run: Row) -> None:
+    """Operators delete any run; a user only a local run it owns (one it started by hand,
+    whose files are its own); nobody else any."""
+    if who.is_operator:
+        return
+    if who.role is Role.USER and run.get("owner") == who.name and run.get("executor") == "local":
+        return
+    if who.role is Role.USER and run.get("owner") == who.name:
+        raise errors.Forbidden(
+            f"token {who.name!r} may not delete run {run['id']}: users delete only their own "
+            f"local runs, and this one ran on the {run.get('executor')!r} executor (ask an "
+            "operator)")
+    raise errors.Forbidden(
+        f"token {who.name!r} ({who.role.value}) may not delete run {run['id']}: it belongs "
+        f"to {run.get('owner')!r}")

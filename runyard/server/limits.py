@@ -54,6 +54,8 @@ class BodyLimits:
     #: ``POST /v1/attempts/{id}/trainer-status``: a Kubeflow trainer status (at most 256
     #: metrics), which the training process itself sends.
     trainer_status: int = 256 * 1024
+    #: ``POST /v1/signin``: a sign-in link's code, which anyone may send.
+    signin: int = 4 * 1024
 
     def for_request(self, method: str, path: str) -> int | None:
         """The limit that applies to one request; None for artifact and checkpoint uploads
@@ -61,6 +63,8 @@ class BodyLimits:
         it streams them to the blob store."""
         if method == "PUT" and _UPLOAD.fullmatch(path):
             return None
+        if path in PUBLIC_BODY_PATHS:
+            return self.signin
         if _METRICS.fullmatch(path):
             return self.metrics
         if _LOGS.fullmatch(path):
@@ -73,6 +77,10 @@ class BodyLimits:
             return self.imports
         return self.control
 
+
+#: Requests with a body that need no token: their body is the credential (a sign-in link's
+#: code, docs/security.md). They are held to a small limit instead.
+PUBLIC_BODY_PATHS = frozenset({"/v1/signin"})
 
 _UPLOAD = re.compile(r"/v1/runs/[^/]+/(import/)?artifacts/.+")
 _METRICS = re.compile(r"/v1/runs/[^/]+/(import/)?metrics")
@@ -120,7 +128,8 @@ class BodyGuard:
             return
         limit = self.limits.for_request(scope["method"], scope["path"])
         try:
-            who = await auth.authenticate(self.tokens, _header(scope, b"authorization"))
+            who = None if scope["path"] in PUBLIC_BODY_PATHS and scope["method"] == "POST" \
+                else await auth.authenticate(self.tokens, _header(scope, b"authorization"))
             declared = _header(scope, b"content-length")
             if limit is not None and declared is not None and (
                     not declared.isdigit() or int(declared) > limit):
@@ -129,7 +138,8 @@ class BodyGuard:
         except errors.RunyardError as exc:
             await self._refuse(exc, scope, receive, send)
             return
-        scope.setdefault("state", {})[auth.STATE_KEY] = who
+        if who is not None:
+            scope.setdefault("state", {})[auth.STATE_KEY] = who
         if limit is None:
             await self.app(scope, receive, send)
             return

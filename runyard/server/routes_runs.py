@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
-from runyard import errors, models, submission
+from runyard import errors, local, models, submission
 from runyard.models import Status
 from runyard.server import auth, query, schemas, serialize
 from runyard.server.auth import Principal
@@ -246,13 +246,17 @@ def requeue(run_id: str, body: Empty | None = None, who: Principal = Depends(aut
 
 
 @router.delete("/{run_id}", status_code=204)
-def delete(run_id: str, who: Principal = Depends(auth.operator),
+def delete(run_id: str, who: Principal = Depends(auth.user),
            state: ServerState = Depends(get_state)) -> Response:
-    """Remove an ended run, its metrics, logs, index rows, and blobs nobody else uses."""
+    """Remove an ended run, its metrics, logs, index rows, blobs nobody else uses, and its
+    own folder under the server's data directory (a local run's files). Operators delete
+    any run; a user its own local runs (403 otherwise); an active run is 409."""
     from runyard.server.blobs import remove_blobs
 
+    auth.check_delete(who, state.run_or_404(run_id))
     orphans = state.queue.delete(run_id, actor=who.name)
     remove_blobs(state, orphans)
+    local.remove_local_run(state.settings.data_dir, run_id)
     return Response(status_code=204)
 
 

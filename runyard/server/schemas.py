@@ -114,6 +114,24 @@ class TokenCreated(_Closed):
     created_at: str | None
 
 
+class SignedIn(_Closed):
+    """The answer of ``POST /v1/signin``: the browser's own new token."""
+
+    name: str
+    role: Literal["viewer", "user", "operator"]
+    #: The secret, shown this once only.
+    token: str
+
+
+class SigninLink(_Closed):
+    """A new one-time sign-in link (``POST /v1/signin-links``)."""
+
+    #: Opens the UI's sign-in page with the code in the fragment.
+    url: str
+    code: str
+    expires_at: str
+
+
 class TokenPage(_Closed):
     items: list[Token]
     next_after_id: str | None

@@ -1,5 +1,5 @@
-"""Named records beside the runs: blueprints, API tokens, and the job keys of manifest runs
-(:class:`CatalogMixin`, part of :class:`runyard.store.sql.SQLStore`)."""
+"""Named records beside the runs: blueprints, API tokens, one-time sign-in codes, and the job
+keys of manifest runs (:class:`CatalogMixin`, part of :class:`runyard.store.sql.SQLStore`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from runyard import errors, models
 from runyard.store.access import Access, first, rows
 from runyard.store.base import Row
-from runyard.store.schema import blueprints, runs, tokens
+from runyard.store.schema import blueprints, runs, signin_codes, tokens
 from runyard.store.values import check_choice, check_name, check_sha
 
 TOKEN_ROLES = tuple(r.value for r in models.Role)
@@ -119,6 +119,38 @@ class CatalogMixin(Access):
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(tokens)
                                     .where(tokens.c.revoked_at.is_(None))).scalar_one())
+
+    # ------------------------------------------------------------------ sign-in codes
+    def create_signin_code(self, code_hash: str, name: str, role: str, *, created_at: float,
+                           expires_at: float, forget_before: float) -> None:
+        check_name(name, "name", 200)
+        check_choice(role, "role", TOKEN_ROLES)
+        check_sha(code_hash, "code_hash")
+        c = signin_codes.c
+        with self._write() as conn:
+            conn.execute(signin_codes.delete().where(c.expires_at < forget_before))
+            conn.execute(signin_codes.insert().values(
+                code_hash=code_hash, name=name, role=role, created_at=created_at,
+                expires_at=expires_at))
+
+    def signin_code(self, code_hash: str) -> Row | None:
+        with self._read() as conn:
+            return first(conn.execute(sa.select(signin_codes)
+                                      .where(signin_codes.c.code_hash == code_hash)))
+
+    def take_signin_code(self, code_hash: str, *, now: float, token_name: str
+                         ) -> tuple[Row | None, bool]:
+        c = signin_codes.c
+        with self._write() as conn:
+            found = first(conn.execute(sa.select(signin_codes).where(c.code_hash == code_hash)))
+            if found is None or found["used_at"] is not None or found["expires_at"] <= now:
+                return found, False
+            # The condition again in the UPDATE: of two takers racing here, one changes the
+            # row and the other changes nothing.
+            taken = conn.execute(signin_codes.update()
+                                 .where(c.code_hash == code_hash, c.used_at.is_(None))
+                                 .values(used_at=now, token_name=token_name)).rowcount
+            return found, bool(taken)
 
     # ------------------------------------------------------------------ job keys
     def job_keys(self, source: str | None = None) -> dict[str, Row]:

@@ -358,6 +358,22 @@ tokens = sa.Table(
     sa.Column("max_hosts", sa.Integer),
 )
 
+# One-time sign-in links (docs/security.md): each code is used once, before it expires, for a
+# fresh token of ``role`` named after ``name`` (who asked for the link). Only the sha256 of
+# the code is kept: codes are 32 random bytes, like token secrets.
+signin_codes = sa.Table(
+    "signin_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("used_at", Time),
+    # The token the code was exchanged for.
+    sa.Column("token_name", sa.String(200)),
+)
+
 # Project and server-wide rules (docs/rules.md). `project` "" is server-wide; `owner` NULL
 # watches every run of the scope, a user's name only that user's runs.
 rules = sa.Table(

@@ -206,9 +206,9 @@ def test_role_decides_which_buttons_exist(server: LiveServer, browser: Any,
     assert buttons(tokens["viewer"], theirs["id"]) == []
     assert buttons(tokens["viewer"], failed["id"]) == []
     assert buttons(tokens["user"], theirs["id"]) == []  # not the owner
-    assert buttons(tokens["user"], mine["id"]) == ["stop"]
-    assert buttons(server.admin_token, theirs["id"]) == ["stop"]
-    assert buttons(server.admin_token, failed["id"]) == ["restart", "requeue"]
+    assert buttons(tokens["user"], mine["id"]) == ["stop"]  # a user deletes local runs only
+    assert buttons(server.admin_token, theirs["id"]) == ["stop", "delete"]
+    assert buttons(server.admin_token, failed["id"]) == ["restart", "requeue", "delete"]
     # On the runs page a viewer gets no action controls at all.
     ui = Page(browser, server, tokens["viewer"])
     try:

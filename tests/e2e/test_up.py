@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -16,51 +15,7 @@ import psutil
 import pytest
 
 from ..support.agents import pid_alive, write_train_script
-from ..support.live_server import free_port
-
-
-class Up:
-    """One ``python -m runyard up`` process; its stdout and stderr go to files."""
-
-    def __init__(self, tmp_path: Path, data_dir: Path | None, *args: str,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.port = free_port()
-        self.out = tmp_path / f"up-{self.port}.out"
-        self.err = tmp_path / f"up-{self.port}.err"
-        argv = [sys.executable, "-m", "runyard", "up", "--port", str(self.port),
-                "--host-id", "laptop", "--stop-grace-s", "5", *args]
-        if data_dir is not None:
-            argv += ["--data-dir", str(data_dir)]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd,
-                                         env={**clean, **(env or {})})
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stdout(self) -> str:
-        return self.out.read_text()
-
-    def stderr(self) -> str:
-        return self.err.read_text()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while "Ctrl-C stops both" not in self.stdout():
-            assert self.proc.poll() is None, self.stderr()
-            assert time.monotonic() < deadline, self.stdout() + self.stderr()
-            time.sleep(0.1)
-
-    def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=False)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from ..support.up import Up
 
 
 @pytest.fixture

@@ -223,7 +223,7 @@ def test_delete_removes_run_and_refuses_active(queue: Queue) -> None:
     run = submit(queue)
     c = queue.claim("w1")
     assert c is not None
-    with pytest.raises(errors.Conflict, match="stop it before deleting"):
+    with pytest.raises(errors.Conflict, match="stop it first, then delete it"):
         queue.delete(run["id"])
     queue.complete(c.attempt_id, c.lease)
     assert queue.delete(run["id"]) == []

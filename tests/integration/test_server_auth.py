@@ -56,7 +56,8 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
     ("POST", f"/v1/runs/{R}/preempt", {"json": {"grace_seconds": 1}}, OPER),
     ("POST", f"/v1/runs/{R}/cancel", {"json": {}}, OPER),
     ("POST", f"/v1/runs/{R}/requeue", {"json": {}}, OPER),
-    ("DELETE", f"/v1/runs/{R}", {}, OPER),
+    # Users delete their own local runs (tests/integration/test_server_run_delete.py).
+    ("DELETE", f"/v1/runs/{R}", {}, USER),
     ("POST", "/v1/workers/ghost/drain", {}, OPER),
     ("POST", "/v1/workers/ghost/resume", {}, OPER),
     ("DELETE", "/v1/workers/ghost", {}, OPER),
@@ -65,6 +66,9 @@ MATRIX: list[tuple[str, str, dict[str, Any], set[str]]] = [
      OPER),
     ("POST", "/v1/tokens", {"json": {"name": "made-by-matrix", "role": "viewer"}}, OPER),
     ("GET", "/v1/tokens", {}, OPER),
+    # The exchange needs no token (the code is the credential): an unknown code is 404 to all.
+    ("POST", "/v1/signin", {"json": {"code": "x" * 43}}, ANY),
+    ("POST", "/v1/signin-links", {"json": {}}, OPER),
     ("DELETE", "/v1/tokens/nobody", {}, OPER),
     ("POST", "/v1/blueprints", {"json": {"name": "bp", "command": ["true"]}}, OPER),
     ("GET", "/v1/rules", {}, VIEW),
@@ -157,7 +161,7 @@ def test_every_route_has_a_row_in_the_matrix() -> None:
     for module in (app_module.routes_admin, app_module.routes_runs, app_module.routes_data,
                    app_module.routes_rules, app_module.routes_sync, app_module.routes_workers,
                    app_module.routes_notify, app_module.sse, app_module.ui_api,
-                   app_module.routes_trainer):
+                   app_module.routes_trainer, app_module.routes_signin):
         for route in module.router.routes:
             if isinstance(route, APIRoute):
                 routes.update((m, _template(route.path)) for m in route.methods)

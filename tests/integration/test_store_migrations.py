@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0013"
+HEAD = "0014"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",

@@ -29,6 +29,8 @@ def abilities(who: Principal) -> dict[str, bool]:
         "stop_own": who.at_least(Role.USER), "restart_own": who.at_least(Role.USER),
         "stop_any": who.is_operator, "restart_any": who.is_operator,
         "requeue": who.is_operator, "cancel": who.is_operator, "drain": who.is_operator,
+        # Users delete their own local runs only: the UI compares ``owner`` and ``executor``.
+        "delete_any": who.is_operator, "delete_own_local": who.role is Role.USER,
     }
 
 

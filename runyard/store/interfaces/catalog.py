@@ -1,5 +1,5 @@
-"""What operators define: blueprints, API tokens and the manifest's job keys
-(docs/manifest.md, docs/security.md); implemented in ``runyard.store.catalog``."""
+"""What operators define: blueprints, API tokens, one-time sign-in codes and the manifest's job
+keys (docs/manifest.md, docs/security.md); implemented in ``runyard.store.catalog``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,23 @@ class CatalogStore(abc.ABC):
 
     @abc.abstractmethod
     def count_tokens(self) -> int: ...
+
+    @abc.abstractmethod
+    def create_signin_code(self, code_hash: str, name: str, role: str, *, created_at: float,
+                           expires_at: float, forget_before: float) -> None:
+        """Store a one-time sign-in code by its hash, for a token of ``role`` named after
+        ``name``; codes that expired before ``forget_before`` are deleted."""
+
+    @abc.abstractmethod
+    def signin_code(self, code_hash: str) -> Row | None:
+        """The sign-in code with this hash, used or not, or None."""
+
+    @abc.abstractmethod
+    def take_signin_code(self, code_hash: str, *, now: float, token_name: str
+                         ) -> tuple[Row | None, bool]:
+        """Mark the code used at ``now`` for the token ``token_name`` when it is unused and
+        unexpired. Returns the code's row as it was found (None: no such code) and whether
+        this call took it: of concurrent takers, one at most."""
 
     @abc.abstractmethod
     def job_keys(self, source: str | None = None) -> dict[str, Row]: ...

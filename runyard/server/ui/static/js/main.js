@@ -4,6 +4,7 @@
 import { ApiError, get, setToken, setUnauthorizedHandler, token } from "./api.js";
 import { clear, flash, h } from "./dom.js";
 import { onConnectionChange } from "./live.js";
+import { exchange, refusedPage, takeCode } from "./signin.js";
 
 const ROUTES = [
   [/^\/$/, "runs", () => import("./page_runs.js")],
@@ -62,7 +63,8 @@ function loginPage(message) {
       }
     },
   }, h("h1", "Sign in"),
-  h("p.muted", "This server needs a token. Create one with ",
+  h("p.muted", "This server needs a token. Open the sign-in link ", h("code", "runyard up"),
+    " printed (or one from ", h("code", "runyard token link"), "), or create a token with ",
     h("code", "runyard token create --role viewer --name NAME"), "."),
   h("label", { for: "token" }, "Token"), input,
   h("button.primary", { type: "submit" }, "Sign in"), error);
@@ -71,6 +73,17 @@ function loginPage(message) {
 }
 
 async function boot() {
+  const code = takeCode();
+  if (code !== null) {
+    try {
+      await exchange(code);
+    } catch (err) {
+      showWho(null);
+      refusedPage(main, err);
+      return;
+    }
+    history.replaceState(null, "", "/");
+  }
   let me;
   try {
     me = await get("/v1/whoami", null, { quiet401: true });

@@ -6,6 +6,7 @@ import { badge, clear, debounce, fmtDuration, fmtNum, fmtTime, h, section, table
 import { subscribe } from "./live.js";
 import { RunCharts, isSys, sysGroups, tagsOf } from "./run_charts.js";
 import { RateChart } from "./run_rate.js";
+import { deleteControl } from "./run_delete.js";
 import { EventsPanel, FilesPanel, LogPanel } from "./run_panels.js";
 import { RuleMarks, RulesPanel } from "./run_rules.js";
 import { ACTIVE, actionBar, alertMark, etaOf, percentOf, progressBar, stalledMark } from "./runs_common.js";
@@ -72,14 +73,29 @@ export async function render(main, { me, params }) {
   const files = new FilesPanel(main, runId);
   main.append(info);
 
+  // Kept across redraws while the run stays active or ended, so a live update does not
+  // close a confirmation the user has open.
+  let del = null, delActive = null;
+  function deleted() {
+    stopLive();
+    document.title = "Run deleted · Runyard";
+    clear(main, h("p.small", h("a", { href: "/" }, "← all runs")), h("h1", "Run deleted"),
+      h("p", `Run ${run.name} (${run.id}) and everything it recorded are gone.`));
+  }
+
   function drawHeader() {
+    const active = ACTIVE.has(run.status);
+    if (delActive !== active) {
+      del = deleteControl(me, run, deleted);
+      delActive = active;
+    }
     clear(header, h("div",
       h("h1", run.name, " ", badge(run.status), stalledMark(run.stalled), alertMark(run.rule_hits)),
       h("div.muted.small.mono", run.id),
       h("div.small", `project ${run.project}` + (run.version ? ` · version ${run.version}` : "") +
         (run.owner ? ` · owner ${run.owner}` : "") + ` · attempt ${run.attempt}/${run.max_attempts ?? "?"}`)),
     h("span.spacer"),
-    actionBar(me, run, (r) => { run = { ...run, ...r }; drawHeader(); refetch(); }));
+    actionBar(me, run, (r) => { run = { ...run, ...r }; drawHeader(); refetch(); }), del);
   }
 
   function drawProgress(p, serverEta, status) {
@@ -180,11 +196,12 @@ export async function render(main, { me, params }) {
   const logTimer = setInterval(() => {
     if (ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
-  await Promise.all([charts.load(tags), system.load(tags), rate.load(), events.load(), logs.poll(true), files.load()]
-    .map((p) => p.catch((err) => console.warn(err))));
-  return () => {
+  function stopLive() {
     stream.close();
     clearInterval(logTimer);
     clearTimeout(chartTimer);
-  };
+  }
+  await Promise.all([charts.load(tags), system.load(tags), rate.load(), events.load(), logs.poll(true), files.load()]
+    .map((p) => p.catch((err) => console.warn(err))));
+  return stopLive;
 }
