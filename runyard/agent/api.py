@@ -32,6 +32,11 @@ REQUEST_TIMEOUT_S = 10.0
 UPLOAD_TIMEOUT_S = 600.0
 
 
+class LeaseLost(Exception):
+    """The server answered 409 to an attempt's call: another worker owns the run now. Raised
+    by a runner's delivery to unwind to its abandon path."""
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2**n))``.

@@ -23,10 +23,7 @@ a report.
 from __future__ import annotations
 
 import enum
-import json
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from runyard import errors, models, sysmetrics, timestamps
-from runyard.agent import orphans, process, resume, trainer_status, uploads
+from runyard.agent import launch, orphans, process, resume, trainer_status, uploads, verdict
 from runyard.agent import probe as probe_mod
-from runyard.agent.api import Backoff, WorkerAPI
+from runyard.agent.api import Backoff, LeaseLost, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
 from runyard.agent.checkpoint_request import RequestFile
 from runyard.agent.sender import Sender
-from runyard.manifest import blueprint
 from runyard.outbox import Outbox, Spool
 
 log = logging.getLogger(__name__)
@@ -49,11 +45,6 @@ log = logging.getLogger(__name__)
 LEASE_LOST_GRACE_S = 2.0
 #: Longest wait between two checks of the attempt loop (stop flags, lease loss).
 LOOP_STEP_S = 0.25
-#: Agent options that must not leak into the training process (the token above all).
-AGENT_ENV = ("RUNYARD_SERVER", "RUNYARD_TOKEN", "RUNYARD_HOST_ID", "RUNYARD_SLOTS",
-             "RUNYARD_LABELS", "RUNYARD_WORK_DIR", "RUNYARD_PROBE_INTERVAL_S",
-             "RUNYARD_EXECUTOR", "RUNYARD_STOP_GRACE_S", "RUNYARD_CLAIM_MAX_WAIT_S",
-             "RUNYARD_ATTEMPT_TOKEN", "RUNYARD_ATTEMPT_TOKEN_FILE")
 
 
 class Outcome(enum.StrEnum):
@@ -63,10 +54,6 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     ABANDONED = "abandoned"  # lease lost: no report
     UNREPORTED = "unreported"  # forced shutdown before the report went through
-
-
-class LeaseLost(Exception):
-    """Internal: the server answered 409; unwind to the abandon path."""
 
 
 class AttemptRunner:
@@ -172,16 +159,18 @@ class AttemptRunner:
                                  name=f"heartbeat-{self.a.run_id}")
         heart.start()
         try:
-            launch, setup_error = self._prepare()
-            if setup_error is not None:
+            ready = launch.prepare(
+                self.a, self.paths, self.settings, server=self.api.server, gpus=self.gpus,
+                resume_env=self._resume, warn=self._warn)
+            if ready.launch is None:
                 return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
-                                    details={"error": setup_error})
-            assert launch is not None
+                                    details={"error": ready.setup_error})
+            self.cwd = ready.cwd
             with self._lock:
                 if self._shutdown:
                     return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
                                         details={"error": "agent stopping before launch"})
-                self.proc = process.start(launch, self._logs.add)
+                self.proc = process.start(ready.launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
                 self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
@@ -189,8 +178,10 @@ class AttemptRunner:
                                                 gpus=self.gpus)
                 self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
-            live = threading.Thread(target=self._live_checkpoints, daemon=True,
-                                    name=f"checkpoints-{self.a.run_id}")
+            live = threading.Thread(
+                target=self._uploads.follow, daemon=True, name=f"checkpoints-{self.a.run_id}",
+                args=(self._exited, self.probe_interval_s,
+                      lambda: self._lease_lost or self._forced))
             live.start()
             try:
                 result = self._supervise(self.proc)
@@ -229,74 +220,6 @@ class AttemptRunner:
             heart.join(timeout=self.hb_interval_s + 15)
             self._request.close()
 
-    def _prepare(self) -> tuple[process.Launch | None, str | None]:
-        p = self.paths
-        for d in (p.checkpoint_dir, p.artifact_dir, p.log_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        user = self.settings.train_user
-        if user is not None:
-            # The run writes its progress, metrics, checkpoints and artifacts; its logs and
-            # the agent's spool stay the agent's.
-            user.hand_over(p.root, p.checkpoint_dir, p.artifact_dir)
-        p.config_file.write_text(json.dumps(self.a.config, indent=2, sort_keys=True), "utf-8")
-        if not self.a.command or not all(isinstance(x, str) for x in self.a.command):
-            return None, f"command: expected a non-empty argv list, got {self.a.command!r}"
-        try:
-            argv = blueprint.render_command(
-                self.a.command, config_file=p.config_file, run_id=self.a.run_id,
-                attempt=self.a.number, artifact_dir=p.artifact_dir,
-                checkpoint_dir=p.checkpoint_dir, progress_file=p.progress_file,
-                metrics_file=p.metrics_file, stop_file=p.stop_file, seed=self.a.seed,
-                name=self.a.run.get("name"), python=sys.executable)
-            argv = [*self.settings.launch_prefix, *argv]
-        except (errors.ValidationError, ValueError) as exc:
-            return None, getattr(exc, "message", str(exc))
-        env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV}
-        if user is not None:
-            env.update(user.env())
-        env.update(self.a.env)
-        env.update({
-            "RUNYARD_RUN_ID": self.a.run_id, "RUNYARD_ATTEMPT": str(self.a.number),
-            "RUNYARD_PROGRESS_FILE": str(p.progress_file),
-            "RUNYARD_METRICS_FILE": str(p.metrics_file),
-            "RUNYARD_CHECKPOINT_DIR": str(p.checkpoint_dir),
-            "RUNYARD_ARTIFACT_DIR": str(p.artifact_dir),
-            "RUNYARD_CONFIG_FILE": str(p.config_file), "RUNYARD_STOP_FILE": str(p.stop_file),
-            "RUNYARD_CHECKPOINT_REQUEST_FILE": str(p.checkpoint_request_file),
-            **self._resume(),
-            **self._trainer_env(),
-        })
-        if self.gpus is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self.gpus)
-        cwd = self.settings.run_cwd or self.settings.work_dir
-        named = self.a.run.get("workdir")
-        if isinstance(named, str) and named:
-            cwd = cwd / named  # an absolute path replaces the base
-        self.cwd = cwd
-        return process.Launch(argv=argv, cwd=cwd, env=env, log_dir=p.log_dir,
-                              stop_file=p.stop_file, inherit_env=False,
-                              uid=user.uid if user else None, gid=user.gid if user else None,
-                              groups=user.groups if user else None), None
-
-    def _trainer_env(self) -> dict[str, str]:
-        """Kubeflow Trainer's variables (runyard.agent.trainer_status): its push form with
-        this attempt's own credential, never the worker token, and its progression file."""
-        p = self.paths
-        try:
-            return trainer_status.trainer_env(
-                server=self.api.server, attempt_id=self.a.attempt_id,
-                token=self.a.attempt_token, token_file=p.trainer_token_file,
-                progression_file=p.progression_file, user=self.settings.train_user)
-        except OSError as exc:  # the push form is optional: the run goes on without it
-            log.warning("run %s: no Kubeflow trainer status credential: %s", self.a.run_id,
-                        exc)
-            self._queue("progress", {"snapshot": None, "warnings": [
-                f"KUBEFLOW_TRAINER_STATUS_TOKEN not set: its file could not be written "
-                f"({str(exc)[:500]})"]})
-            return trainer_status.trainer_env(
-                server=self.api.server, attempt_id=self.a.attempt_id, token=None,
-                token_file=p.trainer_token_file, progression_file=p.progression_file)
-
     def _resume(self) -> dict[str, str]:
         """``RUNYARD_RESUME_FROM``/``_STEP`` for attempt 2 and later: the checkpoint an
         earlier attempt left (docs/lifecycle.md). One that cannot be had is a warning event
@@ -313,15 +236,18 @@ class AttemptRunner:
         except (errors.RunyardError, OSError) as exc:
             why = getattr(exc, "message", None) or str(exc)
             log.warning("run %s: no checkpoint to resume from: %s", a.run_id, why)
-            self._queue("progress", {"snapshot": None, "warnings": [
-                f"attempt {a.number} starts from scratch: its resume checkpoint could not "
-                f"be fetched ({why[:500]})"]})
+            self._warn(f"attempt {a.number} starts from scratch: its resume checkpoint could "
+                       f"not be fetched ({why[:500]})")
             return {}
         if found is None:
             return {}
         log.info("run %s attempt %d resumes from %s (step %d of attempt %d)", a.run_id,
                  a.number, found.path, found.step, found.attempt)
         return found.env()
+
+    def _warn(self, message: str) -> None:
+        """A warning event on the run (sent in order with its progress)."""
+        self._queue("progress", {"snapshot": None, "warnings": [message]})
 
     def _run_origin(self) -> float:
         """When the run was created: system metric steps count seconds from it."""
@@ -453,28 +379,6 @@ class AttemptRunner:
                 return
             time.sleep(backoff.next_delay())
 
-    def _live_checkpoints(self) -> None:
-        """Upload each checkpoint as the run registers it (on its own thread: a large one must
-        not hold up metrics), so that a checkpoint asked for reaches the server while the run
-        goes on, and none is lost with the host."""
-        seen = 0
-        while not self._exited.wait(self.probe_interval_s):
-            if self._lease_lost or self._forced:
-                return
-            try:
-                size = self.paths.checkpoints_file.stat().st_size
-            except OSError:
-                continue
-            if size == seen:
-                continue
-            seen = size
-            try:
-                self._uploads.checkpoints(final=False)
-            except (LeaseLost, errors.TransportError):  # abandoned, or a forced stop gave up
-                return
-            except Exception:  # a bug here must not end the attempt: the exit retries
-                log.exception("run %s: checkpoint upload failed", self.a.run_id)
-
     # --- heartbeats -------------------------------------------------------------------------
 
     def _heartbeats(self) -> None:
@@ -532,44 +436,22 @@ class AttemptRunner:
     # --- the report -------------------------------------------------------------------------
 
     def _report_result(self, result: process.ExitResult) -> Outcome:
-        details: dict[str, Any] = {"host": self.settings.host_id, "workdir": str(self.cwd),
-                                   "message": result.message,
-                                   "duration_s": round(result.duration_s, 3)}
-        if result.signal is not None:
-            details["signal"] = process.signal_name(result.signal)
-        if result.setup_error is not None:
-            return self._report("fail", reason=models.Reason.SETUP_ERROR.value,
-                                details={**details, "error": result.setup_error})
-        if not self.settings.report_on_shutdown and self._stop_ordered is None and \
-                not result.succeeded and (self._shutdown or result.signal is not None):
-            # Whoever runs this supervisor reports the attempt: a stop from outside, or a
-            # process killed by a signal it did not send (a Slurm agent reads why its job
-            # ended: scancel, a time limit, an out-of-memory kill, a preemption).
+        with self._lock:
+            ordered = self._stop_ordered
+        v = verdict.judge(result, host_id=self.settings.host_id, cwd=self.cwd,
+                          shutdown=self._shutdown, stop_ordered=ordered is not None,
+                          intent=ordered[0] if ordered else None,
+                          report_on_shutdown=self.settings.report_on_shutdown)
+        if v.verb == "leave":
             log.warning("run %s: %s; the attempt is left for the executor to report",
                         self.a.run_id, "stopped from outside" if self._shutdown
                         else result.message)
             self.reason = "left unreported"
-            self.left = {"why": "signal" if self._shutdown else "killed",
-                         "exit_code": result.exit_code, "stderr_tail": result.stderr_tail,
-                         "details": details}
+            self.left = {"why": v.left_why, "exit_code": v.exit_code,
+                         "stderr_tail": v.stderr_tail, "details": v.details}
             return Outcome.UNREPORTED
-        if self._shutdown and result.stopped_by_request:
-            # Only a process the agent's stop ended: one that had already exited on its own
-            # (its training done, the agent still uploading) is reported as it ended, so a
-            # finished run is not requeued and trained again.
-            return self._report("fail", reason=models.Reason.WORKER_SHUTDOWN.value,
-                                exit_code=result.exit_code, stderr_tail=result.stderr_tail,
-                                details=details)
-        if result.exit_code == 0:
-            return self._report("complete", exit_code=0, details=details)
-        if self._stop_ordered is not None or result.stopped_by_request:
-            intent = self._stop_ordered[0] if self._stop_ordered else None
-            return self._report("fail", reason=models.Reason.STOPPED.value,
-                                exit_code=result.exit_code, stderr_tail=result.stderr_tail,
-                                details={**details, "intent": intent})
-        return self._report("fail", reason=models.Reason.USER_ERROR.value,
-                            exit_code=result.exit_code, stderr_tail=result.stderr_tail,
-                            details=details)
+        return self._report(v.verb, reason=v.reason, exit_code=v.exit_code,
+                            stderr_tail=v.stderr_tail, details=v.details)
 
     def _report(self, verb: str, *, reason: str | None = None, exit_code: int | None = None,
                 stderr_tail: Sequence[str] = (),

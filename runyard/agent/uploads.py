@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from runyard import errors
-from runyard.agent.api import WorkerAPI
+from runyard.agent.api import LeaseLost, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, sha256_file
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,29 @@ class Uploads:
         # How far ``checkpoints.jsonl`` was read: each record is uploaded once.
         self._offset = 0
         self._line = 0
+
+    def follow(self, exited: threading.Event, interval_s: float,
+               abandoned: Callable[[], bool]) -> None:
+        """Upload each checkpoint as the run registers it, until ``exited`` is set (on a
+        thread of its own: a large one must not hold up metrics), so that a checkpoint asked
+        for reaches the server while the run goes on, and none is lost with the host."""
+        seen = 0
+        while not exited.wait(interval_s):
+            if abandoned():
+                return
+            try:
+                size = self.paths.checkpoints_file.stat().st_size
+            except OSError:
+                continue
+            if size == seen:
+                continue
+            seen = size
+            try:
+                self.checkpoints(final=False)
+            except (LeaseLost, errors.TransportError):  # abandoned, or a forced stop gave up
+                return
+            except Exception:  # a bug here must not end the attempt: the exit retries
+                log.exception("run %s: checkpoint upload failed", self.a.run_id)
 
     def file(self, name: str, kind: str, path: Path) -> tuple[str, int]:
         """Upload one file with its sha256; (sha256, size)."""

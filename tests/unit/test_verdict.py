@@ -1,0 +1,71 @@
+"""The report an attempt's exit gets (runyard.agent.verdict): each row of the decision table."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runyard.agent.process import ExitResult
+from runyard.agent.verdict import judge
+
+
+def ended(code: int | None = 0, sig: int | None = None, *, by_request: bool = False,
+          setup_error: str | None = None) -> ExitResult:
+    return ExitResult(exit_code=code, signal=sig, stopped_by_request=by_request,
+                      killed_after_grace=False, stderr_tail=["last line"],
+                      setup_error=setup_error, duration_s=1.23456)
+
+
+def verdict_of(result: ExitResult, **kw: Any) -> tuple[str, str | None]:
+    args: dict[str, Any] = {"host_id": "h1", "cwd": Path("/runs/x"), "shutdown": False,
+                            "stop_ordered": False, "intent": None,
+                            "report_on_shutdown": True, **kw}
+    v = judge(result, **args)
+    return v.verb, v.reason
+
+
+@pytest.mark.parametrize(("result", "kw", "expected"), [
+    (ended(0), {}, ("complete", None)),
+    (ended(3), {}, ("fail", "user_error")),
+    (ended(None, signal.SIGKILL), {}, ("fail", "user_error")),
+    (ended(None, setup_error="no such file"), {}, ("fail", "setup_error")),
+    # The server's stop: whatever the exit code, the run was stopped.
+    (ended(1, by_request=True), {"stop_ordered": True, "intent": "preempt"},
+     ("fail", "stopped")),
+    # The agent stopping ended the process: requeued as a worker shutdown ...
+    (ended(None, signal.SIGTERM, by_request=True), {"shutdown": True},
+     ("fail", "worker_shutdown")),
+    # ... but one that had already finished on its own is reported as it ended.
+    (ended(0), {"shutdown": True}, ("complete", None)),
+    # A supervisor inside a Slurm job leaves a kill from outside to its executor.
+    (ended(None, signal.SIGTERM), {"report_on_shutdown": False}, ("leave", None)),
+    (ended(None, signal.SIGTERM), {"report_on_shutdown": False, "shutdown": True},
+     ("leave", None)),
+    # ... except a stop the server ordered, which it reports itself.
+    (ended(None, signal.SIGTERM, by_request=True),
+     {"report_on_shutdown": False, "stop_ordered": True}, ("fail", "stopped")),
+    (ended(0), {"report_on_shutdown": False, "shutdown": True}, ("complete", None)),
+])
+def test_each_exit_gets_its_report(result: ExitResult, kw: dict[str, Any],
+                                   expected: tuple[str, str | None]) -> None:
+    assert verdict_of(result, **kw) == expected
+
+
+def test_the_details_carry_where_and_how_it_ended() -> None:
+    v = judge(ended(None, signal.SIGTERM, by_request=True), host_id="h1", cwd=Path("/w"),
+              shutdown=False, stop_ordered=True, intent="preempt", report_on_shutdown=True)
+    assert v.details == {"host": "h1", "workdir": "/w", "message": v.details["message"],
+                         "duration_s": 1.235, "signal": "SIGTERM", "intent": "preempt"}
+    assert "SIGTERM" in v.details["message"]
+    assert v.stderr_tail == ["last line"]
+
+
+def test_a_kill_left_to_the_executor_says_what_stopped_it() -> None:
+    outside = judge(ended(None, signal.SIGTERM), host_id="h", cwd=None, shutdown=True,
+                    stop_ordered=False, intent=None, report_on_shutdown=False)
+    killed = judge(ended(None, signal.SIGKILL), host_id="h", cwd=None, shutdown=False,
+                   stop_ordered=False, intent=None, report_on_shutdown=False)
+    assert (outside.left_why, killed.left_why) == ("signal", "killed")
