@@ -112,7 +112,8 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         ("started", common.iso(run.started_at)), ("ended", common.iso(run.ended_at)),
         ("exit code", run.exit_code), ("config", run.config),
         ("constraints", {k: v for k, v in (run.constraints or {}).items() if v}),
-        ("workdir", run.workdir), ("artifacts", run.artifact_store),
+        ("workdir", ran_in(run)), ("artifacts", run.artifact_store),
+        ("archived", "yes" if run.archived else "no"),
     ):
         if value in (None, "", {}):
             value = "-"
@@ -166,6 +167,15 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         console.print(table)
     if explain:
         _print_explain(console, explain)
+
+
+def ran_in(run: Run) -> str | None:
+    """Where the run's latest attempt ran, as its holder reported it; else the work directory
+    the run asked for (an agent's runs: relative to the agent's directory)."""
+    for attempt in reversed(run.attempts or ()):
+        if attempt.workdir:
+            return attempt.workdir
+    return run.workdir
 
 
 def _details(details: dict[str, Any]) -> str:
