@@ -32,7 +32,7 @@ def start(tx: Transaction, request: Mapping[str, Any], *, host_id: str, actor: s
     grant = claiming.grant(queued, host_id, now, actor, lease_s)
     tx.claim_runs([grant])
     tx.update_run(row["id"], {"status": Status.RUNNING.value, "started_at": now})
-    tx.update_attempt(grant.attempt_id, {"running_at": now})
+    tx.update_attempt(grant.attempt_id, {"running_at": now, "workdir": workdir})
     transitions.event(tx, row["id"], "status", Status.RUNNING, actor, grant.number, now,
                       {"worker": host_id, "executor": "local"})
     run = tx.lock_run(row["id"])

@@ -1,8 +1,12 @@
-"""Where an executor placed an attempt: its external id (a Slurm job id) and its nodes,
-recorded by the attempt's holder through ``POST /v1/attempts/{id}/placement`` (docs/executors.md).
+"""Where an executor placed an attempt: its external id (a Slurm job id), its nodes and the
+directory its process runs in, recorded by the attempt's holder through
+``POST /v1/attempts/{id}/placement`` (docs/executors.md); and, for a run started by hand, where
+its artifact files are until they are archived (:mod:`runyard.archiving`).
 
 Kept on the attempt (each attempt of a run may land elsewhere) and shown by
-``GET /v1/runs/{id}`` for the run's latest attempt; each change is a ``placement`` event.
+``GET /v1/runs/{id}`` for the run's latest attempt; each change of job id or nodes is a
+``placement`` event (the directory and the artifact location are facts of the start, not
+news).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runyard import errors, models, transitions
+from runyard import archiving, errors, models, transitions
 
 if TYPE_CHECKING:
     from runyard.queue import Queue
@@ -38,11 +42,16 @@ def check(external_id: Any, nodes: Any) -> tuple[str | None, list[str] | None]:
     return external_id, nodes
 
 
-def record(queue: Queue, attempt_id: str, lease: str, *, external_id: str | None,
-           nodes: Sequence[str] | None, actor: str) -> dict[str, Any]:
+def record(queue: Queue, attempt_id: str, lease: str, *, external_id: str | None = None,
+           nodes: Sequence[str] | None = None, workdir: str | None = None,
+           artifact_store: str | None = None, actor: str) -> dict[str, Any]:
     """Record where the attempt runs (fenced by its lease like any leased call); returns
-    ``{external_id, nodes}`` as now stored. What did not change appends no event."""
+    ``{external_id, nodes, workdir, artifact_store}`` as now stored. A new job id or node
+    list appends a ``placement`` event; ``artifact_store`` is the run's and changes nothing
+    once the run is archived (its files are in the server's store then)."""
     external_id, node_list = check(external_id, None if nodes is None else list(nodes))
+    workdir = archiving.check_location(workdir, "workdir")
+    artifact_store = archiving.check_location(artifact_store, "artifact_store")
     now = queue.clock()
     peek = queue._peek(attempt_id, now)
     with queue.store.transaction() as tx:
@@ -53,8 +62,17 @@ def record(queue: Queue, attempt_id: str, lease: str, *, external_id: str | None
         if node_list is not None and node_list != att.get("nodes"):
             values["nodes"] = node_list
         if values:
-            tx.update_attempt(attempt_id, values)
             transitions.event(tx, run["id"], "placement", models.Status(run["status"]),
                               actor, att["number"], now, {**values, "attempt": att["number"]})
+        if workdir is not None and workdir != att.get("workdir"):
+            values["workdir"] = workdir
+        if values:
+            tx.update_attempt(attempt_id, values)
+        store_now = run.get("artifact_store")
+        if artifact_store is not None and not run.get("archived") \
+                and artifact_store != store_now:
+            tx.update_run(run["id"], {"artifact_store": artifact_store, "updated_at": now})
+            store_now = artifact_store
     return {"external_id": values.get("external_id", att.get("external_id")),
-            "nodes": values.get("nodes", att.get("nodes"))}
+            "nodes": values.get("nodes", att.get("nodes")),
+            "workdir": values.get("workdir", att.get("workdir")), "artifact_store": store_now}

@@ -206,11 +206,16 @@ class WorkerAPI:
         except httpx.HTTPError as exc:
             raise errors.TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
     def placement(self, attempt_id: str, lease: str, *, external_id: str | None = None,
-                  nodes: Sequence[str] | None = None) -> dict[str, Any]:
-        """Record where the executor placed the attempt (a Slurm job id, its nodes)."""
-        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/placement", json={
-            "lease": lease, "external_id": external_id,
-            "nodes": None if nodes is None else list(nodes)}))
+                  nodes: Sequence[str] | None = None,
+                  workdir: str | None = None) -> dict[str, Any]:
+        """Record where the executor placed the attempt (a Slurm job id, its nodes) and the
+        directory its process runs in."""
+        body: dict[str, Any] = {"lease": lease, "external_id": external_id,
+                                "nodes": None if nodes is None else list(nodes)}
+        if workdir is not None:
+            body["workdir"] = workdir
+        return self._json(self.request("POST", f"/v1/attempts/{attempt_id}/placement",
+                                       json=body))
 
     def complete(self, attempt_id: str, lease: str, exit_code: int = 0,
                  details: Mapping[str, Any] | None = None) -> dict[str, Any]:

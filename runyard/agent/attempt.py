@@ -178,6 +178,7 @@ class AttemptRunner:
                                                 gpus=self.gpus)
                 self._sys.poll()  # primes the sampler: CPU percent is measured from here
             self._beat()  # marks the run running at once
+            self._queue("placement", {"workdir": str(self.cwd)})  # where it executes
             live = threading.Thread(
                 target=self._uploads.follow, daemon=True, name=f"checkpoints-{self.a.run_id}",
                 args=(self._exited, self.probe_interval_s,
@@ -304,6 +305,8 @@ class AttemptRunner:
                              rows=body.get("rows") or ())
         elif kind == "logs":
             self.api.logs(a.attempt_id, a.lease, body["chunks"])
+        elif kind == "placement":
+            self.api.placement(a.attempt_id, a.lease, workdir=body.get("workdir"))
         else:
             raise errors.ValidationError(f"kind: unknown outbox message {kind!r}", field="kind")
 

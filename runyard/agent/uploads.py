@@ -19,10 +19,9 @@ from typing import Any
 from runyard import errors
 from runyard.agent.api import LeaseLost, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, sha256_file
+from runyard.artifacts.names import BUNDLE_KIND, BUNDLE_NAME
 
 log = logging.getLogger(__name__)
-
-ARTIFACT_BUNDLE = "artifacts.tar.zst"
 
 #: ``deliver(what, fn)``: call ``fn`` until the server takes it.
 Deliver = Callable[[str, Callable[[], Any]], Any]
@@ -85,7 +84,7 @@ class Uploads:
             return
         bundle = archive.bundle_dir(root, dest_dir=self.paths.root)
         try:
-            self.file(ARTIFACT_BUNDLE, "bundle", bundle)
+            self.file(BUNDLE_NAME, BUNDLE_KIND, bundle)
         except errors.RunyardError as exc:
             if isinstance(exc, errors.TransportError):
                 raise

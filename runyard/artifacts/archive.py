@@ -72,7 +72,14 @@ def bundle_dir(
 
 def _walk(root: Path, skip: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
     """(archive name, path) of every entry under ``root``, depth first, sorted by name."""
-    for full in sorted(root.iterdir(), key=lambda p: p.name):
+    try:
+        entries = sorted(root.iterdir(), key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError):
+        if not prefix:
+            raise  # the directory being bundled itself
+        logger.warning("bundle: skipping %r (removed while it was packed)", prefix[:-1])
+        return
+    for full in entries:
         if full == skip:
             continue
         arcname = f"{prefix}{full.name}"
@@ -87,6 +94,15 @@ def _walk(root: Path, skip: Path, prefix: str = "") -> Iterator[tuple[str, Path]
 
 
 def _add(tar: tarfile.TarFile, arcname: str, full: Path, root: Path) -> None:
+    # A training process may still be writing the directory: what it removes between the
+    # listing and the packing is left out, not a reason to lose the rest.
+    try:
+        _add_entry(tar, arcname, full, root)
+    except (FileNotFoundError, NotADirectoryError):
+        logger.warning("bundle: skipping %r (removed while it was packed)", arcname)
+
+
+def _add_entry(tar: tarfile.TarFile, arcname: str, full: Path, root: Path) -> None:
     st = full.lstat()
     info = tarfile.TarInfo(arcname)
     info.mtime = 0

@@ -13,6 +13,11 @@ from runyard import errors
 NAME_MAX = 255
 #: Longest archive member path, in characters (one segment stays within NAME_MAX).
 MEMBER_PATH_MAX = 4096
+#: A run's artifact directory packed as one file, as its artifact index names it; its upload
+#: archives the run (runyard.archiving).
+BUNDLE_NAME = "artifacts.tar.zst"
+#: The artifact kind of that bundle.
+BUNDLE_KIND = "bundle"
 
 
 def _is_control(char: str) -> bool:

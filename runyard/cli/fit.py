@@ -162,3 +162,9 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *,
 def console(table_width: int) -> Console:
     """A console exactly as wide as the table, so Rich wraps nothing and pads no further."""
     return Console(width=max(table_width, 1), soft_wrap=True)
+
+
+def unbounded() -> Console:
+    """A console for a pipe or a file: no value is wrapped or cut, whatever ``COLUMNS`` says
+    (a script reading the output finds each value on its line)."""
+    return Console(width=1_000_000, soft_wrap=True)

@@ -106,7 +106,6 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         common.print_json({"run": run.raw, "events": [e.raw for e in recent],
                            "explain": explain})
         return
-    console = Console(soft_wrap=True)
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -123,13 +122,17 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         ("started", common.iso(run.started_at)), ("ended", common.iso(run.ended_at)),
         ("exit code", run.exit_code), ("config", run.config),
         ("constraints", {k: v for k, v in (run.constraints or {}).items() if v}),
-        ("workdir", run.workdir), ("artifacts", run.artifact_store),
+        ("workdir", ran_in(run)), ("artifacts", run.artifact_store),
+        ("archived", "yes" if run.archived else "no"),
     ):
         if value in (None, "", {}):
             value = "-"
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         head.add_row(key, value if isinstance(value, Text) else str(value))
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # a pipe or a file: long paths and details stay whole
+        console = fit.unbounded()
     console.print(head)
     p = run.progress
     if p is not None and p.has_snapshot:
@@ -177,6 +180,15 @@ def show(run_ref: RunArg, events: Annotated[int, typer.Option(
         console.print(table)
     if explain:
         _print_explain(console, explain)
+
+
+def ran_in(run: Run) -> str | None:
+    """Where the run's latest attempt ran, as its holder reported it; else the work directory
+    the run asked for (an agent's runs: relative to the agent's directory)."""
+    for attempt in reversed(run.attempts or ()):
+        if attempt.workdir:
+            return attempt.workdir
+    return run.workdir
 
 
 def _details(details: dict[str, Any]) -> str:

@@ -23,7 +23,8 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
              dry_run: Annotated[bool, typer.Option("--dry-run",
                                                    help="List what would be sent.")] = False,
              as_json: JsonOpt = False) -> None:
-    """Upload ended local runs (embedded store and run files) and leftover HTTP spools.
+    """Upload ended local runs (embedded store and run files) and leftover HTTP spools;
+    archive the artifacts of the runs that asked for it.
 
     Idempotent: runs keep their ids, so running it twice creates nothing new.
     """
@@ -42,7 +43,8 @@ def sync_cmd(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
     verb = "would upload" if dry_run else "uploaded"
     typer.echo(f"{verb} {len(report.created)} new run(s), resent {len(report.completed)}, "
                f"{len(report.skipped)} already synced; {report.points} point(s), "
-               f"{report.checkpoints} checkpoint(s); {len(report.spools_sent)} spool(s) sent")
+               f"{report.checkpoints} checkpoint(s); {len(report.spools_sent)} spool(s) sent; "
+               f"{len(report.archived)} run(s) archived")
     for line in report.spools_dropped:
         typer.echo(f"runyard: spool dropped: {line}", err=True)
     for line in report.problems:

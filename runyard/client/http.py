@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -79,7 +79,7 @@ class Http:
             ) from exc
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                json_body: Any = None, content: bytes | None = None,
+                json_body: Any = None, content: bytes | BinaryIO | None = None,
                 headers: Mapping[str, str] | None = None) -> httpx.Response:
         """Send one request; any status of 400 or more raises the mapped error."""
         with self._mapped():

@@ -118,6 +118,8 @@ class Attempt:
     #: Where its executor placed it: a Slurm job id, and the nodes.
     external_id: str | None = None
     nodes: tuple[str, ...] | None = None
+    #: The directory its process ran in, as its holder reported it.
+    workdir: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -135,6 +137,7 @@ class Attempt:
             details=dict(data.get("details") or {}),
             external_id=data.get("external_id"),
             nodes=nodes_of(data.get("nodes")),
+            workdir=data.get("workdir"),
             raw=dict(data),
         )
 
@@ -142,7 +145,8 @@ class Attempt:
 #: Run fields :meth:`Run.reload` may refresh selectively.
 RELOADABLE = ("status", "attempt", "host_id", "started_at", "ended_at", "termination_reason",
               "exit_code", "progress", "progress_updated_at", "notes", "attempts", "explain",
-              "updated_at", "status_updated_at", "name", "tags", "checkpoint_requested_at")
+              "updated_at", "status_updated_at", "name", "tags", "checkpoint_requested_at",
+              "artifact_store", "archived")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,11 @@ class Run:
     checkpoint_requested_at: datetime | None = None
     attempts: tuple[Attempt, ...] | None = None
     explain: dict[str, Any] | None = None
+    #: Where its artifact files are (a local run's directory, or the server's store), and
+    #: whether its artifact directory is archived in the server's store.
     artifact_store: str | None = None
+    archived: bool = False
+    #: The work directory it asked for; where each attempt ran is ``attempts[i].workdir``.
     workdir: str | None = None
     #: Slurm runs (docs/executors.md): the launcher, the options, and where the latest
     #: attempt runs (the Slurm job id and its nodes).
@@ -231,6 +239,7 @@ class Run:
             attempts=None if attempts is None else tuple(Attempt.from_json(a) for a in attempts),
             explain=data.get("explain"),
             artifact_store=data.get("artifact_store"),
+            archived=bool(data.get("archived")),
             workdir=data.get("workdir"),
             launcher=data.get("launcher"),
             slurm=data.get("slurm"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,7 +184,8 @@ class FileSink:
 class LocalDirSink(FileSink):
     """A run started by hand with no agent and no server: the same files in one directory.
 
-    ``<data dir>/local-runs/<run_id>/`` holds ``run.json`` (name, project, status...),
+    ``<data dir>/local-runs/<run_id>/`` holds ``run.json`` (name, project, status, whether
+    ``runyard sync`` archives the artifacts...),
     ``config.json``, ``progress.json``, ``metrics.jsonl``, ``checkpoints.jsonl``,
     ``events.jsonl``, ``checkpoints/``, ``artifacts/``; creating a file named ``STOP``
     there asks the run to stop, one named ``CHECKPOINT`` asks it for a checkpoint (removed
@@ -226,7 +228,9 @@ class LocalDirSink(FileSink):
     def _write_run_json(self, status: str, **extra: Any) -> None:
         meta = {"run_id": self.run_id, "name": self.info.name, "project": self.info.project,
                 "executor": "local", "status": status, "started_at": self.started_at,
-                "cwd": os.getcwd(), "pid": os.getpid(), "tags": self.info.tags, **extra}
+                "cwd": os.getcwd(), "host_id": socket.gethostname() or "local",
+                "pid": os.getpid(), "tags": self.info.tags,
+                "archive": self.info.archive, **extra}
         snapshot_mod.write_json_atomic(self.root / "run.json", meta)
 
     def load_config(self) -> dict[str, Any] | None:

@@ -52,14 +52,16 @@ class ServerApi:
             raise errors.TransportError(f"cannot reach {self.server}: {exc!r}") from exc
         return self._answer(resp)
 
-    def put_file(self, path: str, file: Path, sha256: str, lease: str) -> Any:
-        """Stream ``file`` as the body of a PUT (artifact upload)."""
+    def put_file(self, path: str, file: Path, sha256: str, lease: str | None) -> Any:
+        """Stream ``file`` as the body of a PUT (artifact upload; ``lease`` None for an
+        ended run's import)."""
+        headers = {"X-Content-SHA256": sha256, "Content-Type": "application/octet-stream",
+                   "Content-Length": str(file.stat().st_size)}
+        if lease is not None:
+            headers["X-Runyard-Lease"] = lease
         with open(file, "rb") as fh:
             try:
-                resp = self.http.put(path, content=fh, headers={
-                    "X-Content-SHA256": sha256, "X-Runyard-Lease": lease,
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(file.stat().st_size)})
+                resp = self.http.put(path, content=fh, headers=headers)
             except httpx.HTTPError as exc:
                 raise errors.TransportError(f"cannot reach {self.server}: {exc!r}") from exc
         return self._answer(resp)

@@ -13,6 +13,11 @@ is replayed in order, and new requests queue behind it, so the server sees them 
 the run made them. Every request is idempotent (points are upserts by attempt, tag and
 step), so one resent after a crash duplicates nothing. Encoding and sending overlap, which
 is what keeps a fast loop's points flowing to the server.
+
+A run started with ``archive=True`` packs its artifact directory at its end and uploads it
+with the lease, as an agent does, before its final status (:mod:`.artifact_bundle`); the
+server then marks it archived. Like points, that upload still goes once the server ended the
+run (through the ended run's import), and a spooled one is sent by ``runyard sync``.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class HttpSink:
     mode = "http"
 
     def __init__(self, api: ServerApi, claim: Mapping[str, Any], settings: SdkSettings,
-                 local_root: Path, *, warn: Warn = no_warn,
+                 local_root: Path, *, warn: Warn = no_warn, archive: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.settings = settings
@@ -63,6 +68,10 @@ class HttpSink:
         self.lease = str(claim["lease"])
         self.checkpoint_dir: Path | None = local_root / "checkpoints"
         self.artifact_dir: Path | None = local_root / "artifacts"
+        #: Whether the artifact directory is uploaded at the end, and whether it was.
+        self.archive = archive
+        self.archived = False
+        self._bundle: Any = None  # packed once, kept while the server is away
         self.spool = run_spool(local_root / "spool")
         self.outbox = Outbox(self.spool, self._send, delays=FixedDelay(settings.retry_interval_s),
                              clock=clock, encode=_encode_op, on_down=self._went_down,
@@ -93,7 +102,19 @@ class HttpSink:
             claim["run"]["id"])
         for sub in ("checkpoints", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        return cls(api, claim, settings, root, warn=warn)
+        try:  # where its artifact files are, until they are archived
+            api.post(f"/v1/attempts/{claim['attempt']['id']}/placement",
+                     {"lease": claim["lease"], "artifact_store": str(root / "artifacts")})
+        except errors.RunyardError as exc:
+            warn("http-placement", "runyard: the server did not record where the run's "
+                 f"artifacts are ({exc.message})")
+        if info.archive:
+            from runyard.sdk import artifact_bundle
+
+            if not artifact_bundle.available():  # said now, not after hours of training
+                warn("archive", "runyard: this run will not be archived: archiving needs "
+                     "zstandard (pip install zstandard, or runyard[server])")
+        return cls(api, claim, settings, root, warn=warn, archive=info.archive)
 
     # ------------------------------------------------------------------ Sink (drain thread)
     def load_config(self) -> dict[str, Any] | None:
@@ -154,12 +175,14 @@ class HttpSink:
     def close(self, status: str, details: Mapping[str, Any]) -> None:
         """Send the final status, then wait (bounded) for everything to reach the server."""
         self._closing = True  # no heartbeat may follow the final status
+        if self.archive:
+            self._put({"archive": {"dir": str(self.artifact_dir)}})
         self._put(self._final_op(status, details))
         self._queue.put(None)
         self._thread.join(CLOSE_WAIT_S + self.settings.request_timeout_s)
 
     def _put(self, op: Op) -> None:
-        if not self._ended or _is_metrics(op):
+        if not self._ended or _after_end(op):
             self._queue.put(op)
 
     # ------------------------------------------------------------------ sender thread
@@ -204,8 +227,14 @@ class HttpSink:
             self._warn("http-left", f"runyard: the server at {self.api.server} is unreachable; "
                        f"the rest of run {self.run_id} is kept in {self.spool.directory} "
                        "and `runyard sync` sends it")
+            if self.archive and not self.archived:
+                self._warn("archive-left", f"runyard: run {self.run_id} is not archived yet: "
+                           f"its artifacts stay in {self.artifact_dir} and `runyard sync` "
+                           "archives them")
         else:
             self.spool.remove()
+        if self._bundle is not None:
+            self._bundle.cleanup()
         self.api.close()
 
     def _final_op(self, status: str, details: Mapping[str, Any]) -> Op:
@@ -221,8 +250,8 @@ class HttpSink:
             "exit_code": None if stopped else 1, "stderr_tail": tail, "details": clean})}
 
     def _submit(self, op: Op) -> None:
-        if self._ended and not _is_metrics(op):
-            return  # the run ended on the server: only its points are still delivered
+        if self._ended and not _after_end(op):
+            return  # the run ended on the server: only its points and archive still go
         self.outbox.post(op)
 
     def _went_down(self, outbox: Outbox, why: str) -> None:
@@ -242,7 +271,9 @@ class HttpSink:
     def _send(self, op: Mapping[str, Any]) -> None:
         """One request; :class:`errors.TransportError` propagates, the rest is settled here."""
         try:
-            if self._ended:
+            if "archive" in op:
+                self._send_archive(op["archive"])
+            elif self._ended:
                 if _is_metrics(op):
                     self.api.post(f"/v1/runs/{self.run_id}/import/metrics", self._imported(op))
             elif "checkpoint" in op:
@@ -258,10 +289,10 @@ class HttpSink:
                            f"ended run, which are dropped: {exc.message}")
                 return
             self._lease_lost(exc)
-            if _is_metrics(op):
+            if _after_end(op):
                 self._send(op)  # the points still go, through the ended run's import
         except errors.RunyardError as exc:
-            self._warn(f"refused:{op.get('path', 'checkpoint')}", "runyard: the server "
+            self._warn(f"refused:{op.get('path') or next(iter(op))}", "runyard: the server "
                        f"refused a request, which is dropped: {exc.message}")
 
     def _send_checkpoint(self, ck: Mapping[str, Any]) -> None:
@@ -281,6 +312,34 @@ class HttpSink:
                 packed.cleanup()
             body.update(status="complete", name=name, sha256=packed.sha256, size=packed.size)
         self.api.post(f"/v1/attempts/{self.attempt_id}/checkpoints", body)
+
+    def _send_archive(self, spec: Mapping[str, Any]) -> None:
+        """Pack the artifact directory once and upload it: with the lease while the run is
+        running here, through the ended run's import otherwise."""
+        from runyard.sdk import artifact_bundle
+
+        directory = Path(str(spec.get("dir")))
+        if self._bundle is None or not self._bundle.file.exists():
+            try:
+                self._bundle = artifact_bundle.pack(directory)
+            except (errors.NotFound, errors.ConfigError, OSError) as exc:
+                why = exc.message if isinstance(exc, errors.RunyardError) else repr(exc)
+                self._warn("archive", f"runyard: run {self.run_id} is not archived: {why}")
+                return
+            if self._bundle is None:
+                self._warn("archive", f"runyard: run {self.run_id} is not archived: its "
+                           f"artifact directory {directory} is empty")
+                return
+        bundle = self._bundle
+        if self._ended:
+            self.api.put_file(artifact_bundle.url(artifact_bundle.import_upload(
+                self.run_id, self.attempt)), bundle.file, bundle.sha256, None)
+        else:
+            self.api.put_file(artifact_bundle.url(artifact_bundle.leased_upload(
+                self.run_id, self.attempt_id)), bundle.file, bundle.sha256, self.lease)
+        bundle.cleanup()
+        self._bundle = None
+        self.archived = True
 
     def _lease_lost(self, exc: errors.RunyardError) -> None:
         self._ended = self._stop = True
@@ -316,6 +375,11 @@ class HttpSink:
 
 def _is_metrics(op: Mapping[str, Any]) -> bool:
     return str(op.get("path", "")).endswith("/metrics")
+
+
+def _after_end(op: Mapping[str, Any]) -> bool:
+    """What still goes once the server ended the run: its points and its archive."""
+    return _is_metrics(op) or "archive" in op
 
 
 def run_spool(directory: Path) -> Spool:

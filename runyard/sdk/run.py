@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from runyard import errors, sysmetrics
-from runyard.sdk import choose, file_sink, settings, signals, values
+from runyard.sdk import choose, file_sink, projects, settings, signals, values
 from runyard.sdk import sink as sink_mod
 from runyard.sdk.notice import Notices
 from runyard.sdk.tracker import DEFAULT_MIN_INTERVAL_S, DEFAULT_WARMUP_STEPS, ProgressTracker
@@ -56,10 +56,15 @@ def _is_writer(env: Mapping[str, str], all_ranks: bool) -> bool:
 class Run(SinkWriter):
     """A tracked training run. Use ``with start_run(...) as run:`` or call ``finish()``.
 
-    Attributes: ``run_id``, ``attempt``, ``mode`` (``agent``, ``local``, ... or ``inactive``
-    on non-zero ranks), ``config`` (dict), ``checkpoint_dir`` and ``artifact_dir`` (Path or
-    None), ``resume_from`` (the checkpoint to start from, or None), ``status`` (None until
-    finished).
+    Attributes: ``run_id`` (also ``id``), ``attempt``, ``mode`` (``agent``, ``local``, ... or
+    ``inactive`` on non-zero ranks), ``project``, ``config`` (dict), ``checkpoint_dir`` and
+    ``artifact_dir`` (Path or None), ``resume_from`` (the checkpoint to start from, or None),
+    ``archive`` (whether the artifact directory is archived at the end), ``status`` (None
+    until finished).
+
+    ``project`` defaults to ``RUNYARD_PROJECT``, else ``project`` in the directory's
+    ``runyard.toml``, else the directory's name (:mod:`runyard.sdk.projects`); ``archive``
+    to ``RUNYARD_ARCHIVE`` (default off). Under an agent both are the run's already.
     """
 
     def __init__(self, name: str | None = None, project: str | None = None,
@@ -70,9 +75,8 @@ class Run(SinkWriter):
                  sink: sink_mod.Sink | None = None, env: Mapping[str, str] | None = None,
                  snapshot_interval_s: float = DEFAULT_MIN_INTERVAL_S,
                  warmup_steps: int = DEFAULT_WARMUP_STEPS,
-                 handle_sigterm: bool = True) -> None:
+                 handle_sigterm: bool = True, archive: bool | None = None) -> None:
         env = dict(os.environ if env is None else env)
-        self.name, self.project = name, project
         self.status: str | None = None
         self._notices = Notices(on_warn=self._record_warning)
         self._warning_events = 0
@@ -81,6 +85,12 @@ class Run(SinkWriter):
         self._next_step = 0
         self._closed = False
         self._stop = False
+        under_agent = bool(env.get("RUNYARD_PROGRESS_FILE"))
+        if not under_agent:
+            project = projects.resolve(project, env, warn=self._notices.warn_once)
+        self.name, self.project = name, project
+        self.archive = not under_agent and settings.archive_wanted(
+            archive, env, self._notices.warn_once)
         self._stop_reason: str | None = None
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -98,7 +108,7 @@ class Run(SinkWriter):
         self._last_request_check = 0.0
         user_config = dict(config or {})
         info = sink_mod.RunInfo(name=name, project=project, config=user_config,
-                                run_id=run_id, tags=dict(tags or {}))
+                                run_id=run_id, tags=dict(tags or {}), archive=self.archive)
         self._sink: sink_mod.Sink | None = None
         if sink is not None or _is_writer(env, all_ranks):
             try:

@@ -7,7 +7,7 @@ everything else falls back to the documented module defaults below.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,24 @@ def sys_interval(env: Mapping[str, str]) -> float:
     except errors.ConfigError as exc:
         sysmetrics.log.warning("runyard: system metrics off: %s", exc.message)
         return 0.0
+
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
+
+
+def archive_wanted(explicit: bool | None, env: Mapping[str, str],
+                   warn: Callable[[str, str], object]) -> bool:
+    """Whether a run started by hand archives its artifact directory (docs/sdk.md,
+    "Archiving"): ``start_run(archive=...)``, else ``RUNYARD_ARCHIVE``; default off."""
+    if explicit is not None:
+        return bool(explicit)
+    raw = env.get("RUNYARD_ARCHIVE", "").strip().lower()
+    if raw in _YES or raw in _NO:
+        return raw in _YES
+    warn("archive-env", f"runyard: RUNYARD_ARCHIVE={raw!r} is not one of 1, 0, true, false, "
+         "yes, no, on, off; the run is not archived")
+    return False
 
 
 def reset() -> None:

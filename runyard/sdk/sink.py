@@ -36,6 +36,9 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: Upload the artifact directory to the server's store at the end (docs/sdk.md,
+    #: "Archiving"); a run with no server records the wish for ``runyard sync``.
+    archive: bool = False
 
 
 #: What ``log()`` recorded: ``(step, time in UNIX seconds, {tag: value})``. A sink that has

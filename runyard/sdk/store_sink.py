@@ -29,6 +29,9 @@ from runyard.sdk.settings import HEARTBEAT_INTERVAL_S
 
 Warn = Callable[[str, str], object]
 
+#: The event of a run that asked to be archived; ``runyard sync`` archives such runs.
+ARCHIVE_REQUESTED = "archive_requested"
+
 
 def local_actor() -> str:
     """Who started a local run, as events and the owner column show it."""
@@ -73,6 +76,7 @@ class StoreSink:
         self.artifact_dir: Path | None = root / "artifacts"
         for directory in (self.checkpoint_dir, self.artifact_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        self._locate(info.archive, actor)
         self._heartbeat_interval_s = heartbeat_interval_s
         self._clock = clock
         self._next_beat = clock() + heartbeat_interval_s
@@ -80,6 +84,18 @@ class StoreSink:
         self._checkpoint: str | None = None  # the pending request's time, from heartbeats
         self._ended = False
         self._at = timestamps.EpochCache()
+
+    def _locate(self, archive: bool, actor: str) -> None:
+        """Record where the run's artifact files are and, when asked, that ``runyard sync``
+        archives them (an ``archive_requested`` event, which travels with the run)."""
+        from runyard import placement
+
+        assert self.artifact_dir is not None
+        placement.record(self.queue, self.attempt_id, self.lease,
+                         artifact_store=str(self.artifact_dir), actor=actor)
+        if archive:
+            self.queue.add_event(self.run_id, ARCHIVE_REQUESTED,
+                                 {"artifact_dir": str(self.artifact_dir)}, actor=actor)
 
     # ------------------------------------------------------------------ Sink
     def load_config(self) -> dict[str, Any] | None:

@@ -301,13 +301,19 @@ def point_count(points: list[Any], rows: list[Any]) -> int:
 
 
 class PlacementRequest(Body):
-    """``POST /v1/attempts/{id}/placement``: where the executor placed the attempt."""
+    """``POST /v1/attempts/{id}/placement``: where the executor placed the attempt (checked
+    by :func:`runyard.placement.record`)."""
 
     lease: str
     #: The executor's id of the attempt's job (a Slurm job id).
     external_id: str | None = Field(default=None, max_length=200)
     #: The nodes it runs on.
     nodes: list[str] | None = Field(default=None, max_length=4096)
+    #: The directory its process runs in.
+    workdir: str | None = None
+    #: Where the run's artifact files are (a local run's artifact directory); ignored once
+    #: the run is archived.
+    artifact_store: str | None = None
 
 
 class LogChunk(Body):

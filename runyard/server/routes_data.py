@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from runyard import errors, models
+from runyard import archiving, errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.defaults import MAX_TAGS_PER_RUN
 from runyard.server import auth, query, retention, serialize
@@ -323,6 +323,8 @@ async def put_artifact(
     def index() -> dict[str, Any]:
         row: dict[str, Any] = state.store.add_artifact(
             run_id, att["number"], name, kind, info.size, info.sha256)
+        archiving.record_upload(state.queue, run_id, att["number"], kind,
+                                state.blobs.root_url, actor=who.name)
         return row
 
     row = await anyio.to_thread.run_sync(index)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import Field
 
-from runyard import errors, models
+from runyard import archiving, errors, models
 from runyard.artifacts import validate_artifact_name, validate_sha256
 from runyard.server import auth, serialize
 from runyard.server.auth import Principal
@@ -91,7 +91,8 @@ async def import_artifact(run_id: str, name: str, request: Request,
                           x_content_sha256: str = Header(..., alias="X-Content-SHA256"),
                           who: Principal = Depends(auth.user),
                           state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """A synced run's blob (a checkpoint file), verified against its sha256."""
+    """A synced run's blob (a checkpoint file, or its artifact bundle, which archives it),
+    verified against its sha256."""
     import anyio.to_thread
 
     validate_artifact_name(name)
@@ -102,6 +103,8 @@ async def import_artifact(run_id: str, name: str, request: Request,
     def index() -> dict[str, Any]:
         row: dict[str, Any] = state.store.add_artifact(run_id, attempt, name, kind, info.size,
                                                        info.sha256)
+        archiving.record_upload(state.queue, run_id, attempt, kind, state.blobs.root_url,
+                                actor=who.name)
         return row
 
     await anyio.to_thread.run_sync(index)

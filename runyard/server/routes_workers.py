@@ -154,10 +154,12 @@ def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease
 def set_placement(attempt_id: str, body: PlacementRequest,
                   who: Principal = Depends(auth.lease_holder),
                   state: ServerState = Depends(get_state)) -> dict[str, Any]:
-    """Where the executor placed the attempt: its job id and nodes (docs/executors.md)."""
+    """Where the executor placed the attempt: its job id, nodes and work directory, and where
+    the run's artifact files are (docs/executors.md)."""
     _attempt_owner(state, who, attempt_id, "record the placement of")
     return placement.record(state.queue, attempt_id, body.lease, external_id=body.external_id,
-                            nodes=body.nodes, actor=who.name)
+                            nodes=body.nodes, workdir=body.workdir,
+                            artifact_store=body.artifact_store, actor=who.name)
 
 
 @router.post("/v1/attempts/{attempt_id}/complete", **schemas.doc(schemas.Run))

@@ -243,8 +243,12 @@ class RunFields(_Open):
     attempt_id: str | None = None
     host_id: str | None = None
     executor: str | None = None
+    #: The work directory the run asked for (an agent's runs: relative to its directory);
+    #: where each attempt ran is its ``workdir``.
     workdir: str | None = None
+    #: Where its artifact files are: a local run's directory, or the server's store.
     artifact_store: str | None = None
+    #: Whether its artifact directory is in the server's store (docs/metrics-and-artifacts.md).
     archived: bool | None = None
     termination_reason: str | None = None
     exit_code: int | None = None
@@ -303,6 +307,8 @@ class Attempt(_Closed):
     details: dict[str, Any] | None
     external_id: str | None = None
     nodes: list[str] | None = None
+    #: The directory its process ran in, as its holder reported it.
+    workdir: str | None = None
 
 
 class RunDetail(Run):

@@ -77,6 +77,7 @@ def attempt_out(row: Row) -> dict[str, Any]:
         "termination_reason": row.get("termination_reason"),
         "exit_code": row.get("exit_code"), "details": json_safe(row.get("details")),
         "external_id": row.get("external_id"), "nodes": json_safe(row.get("nodes")),
+        "workdir": row.get("workdir"),
     }
 
 

@@ -164,6 +164,8 @@ attempts = sa.Table(
     # Where the executor placed the attempt: its job id (Slurm's) and node names.
     sa.Column("external_id", sa.String(200)),
     sa.Column("nodes", JSON),
+    # The directory its process ran in, as its holder reported it (docs/executors.md).
+    sa.Column("workdir", sa.Text),
     # sha256 of the attempt's own credential (docs/security.md); valid while active.
     sa.Column("token_hash", sa.String(64)),
     sa.UniqueConstraint("run_id", "number"),

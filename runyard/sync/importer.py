@@ -106,6 +106,7 @@ def import_run(queue: Queue, record: Mapping[str, Any], *, owner: str,
                                           f"attempts[{i}].termination_reason"),
             "exit_code": _int(att.get("exit_code"), f"attempts[{i}].exit_code"),
             "details": att.get("details") if isinstance(att.get("details"), dict) else None,
+            "workdir": _text(att.get("workdir"), f"attempts[{i}].workdir", 2000),
         })
     events = [{
         "attempt": _int(ev.get("attempt"), f"events[{i}].attempt") or 0,

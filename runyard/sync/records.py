@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runyard import defaults, nonfinite, timestamps
+from runyard import defaults, errors, fields, nonfinite, timestamps
 from runyard.progress.reader import MetricsTail, read_snapshot
+from runyard.sdk.store_sink import ARCHIVE_REQUESTED
 
 #: Points per upload request.
 ROWS_PER_REQUEST = 20_000
@@ -44,6 +45,8 @@ class LocalRun:
     record: dict[str, Any]
     points: Any = None  # () -> Iterator[tuple[attempt, list[row]]]
     checkpoints: list[CheckpointFile] = field(default_factory=list)
+    #: The artifact directory to archive on the server, for a run that asked for it.
+    archive_dir: Path | None = None
 
 
 def _epoch(at: Any) -> float | None:
@@ -89,7 +92,8 @@ def _embedded_run(store: Any, row: dict[str, Any], data_dir: Path) -> LocalRun:
     run_id = row["id"]
     attempts = [{k: a.get(k) for k in ("number", "host_id", "claimed_at", "running_at",
                                        "ended_at", "termination_reason", "exit_code",
-                                       "details")} for a in store.list_attempts(run_id)]
+                                       "details", "workdir")}
+                for a in store.list_attempts(run_id)]
     events: list[dict[str, Any]] = []
     after = 0
     while True:
@@ -102,7 +106,7 @@ def _embedded_run(store: Any, row: dict[str, Any], data_dir: Path) -> LocalRun:
     run = {k: row.get(k) for k in ("id", "name", "project", "version", "notes", "config",
                                    "status", "termination_reason", "exit_code", "created_at",
                                    "started_at", "ended_at", "host_id", "workdir", "progress",
-                                   "progress_updated_at")}
+                                   "progress_updated_at", "artifact_store")}
     def points() -> Iterator[tuple[int, list[list[Any]]]]:
         # Re-open: the generator runs after embedded_runs() closed its store.
         from runyard.store import default_url, open_store
@@ -129,7 +133,16 @@ def _embedded_run(store: Any, row: dict[str, Any], data_dir: Path) -> LocalRun:
                             sha256=c.get("sha256"))
              for c in store.list_checkpoints(run_id)]
     return LocalRun(run_id, "embedded", {"run": run, "attempts": attempts, "events": events},
-                    points, ckpts)
+                    points, ckpts, _archive_dir(events, data_dir / "local-runs" / run_id))
+
+
+def _archive_dir(events: list[dict[str, Any]], root: Path) -> Path | None:
+    """Where the run that asked to be archived keeps its artifacts (its request's event)."""
+    for ev in events:
+        if ev.get("kind") == ARCHIVE_REQUESTED:
+            named = (ev.get("details") or {}).get("artifact_dir")
+            return Path(named) if isinstance(named, str) and named else root / "artifacts"
+    return None
 
 
 # --------------------------------------------------------------------------- local-run files
@@ -161,6 +174,14 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         if isinstance(obj, dict):
             out.append(obj)
     return out
+
+
+def _local_host(host: Any) -> str:
+    """The host a files run records, as the other local runs do (``local/<host>``)."""
+    try:
+        return fields.local_host(host)
+    except errors.ValidationError:  # a run.json from before, or a host name out of bounds
+        return "local"
 
 
 def file_runs(data_dir: Path) -> Iterator[LocalRun]:
@@ -203,10 +224,12 @@ def _file_run(directory: Path, meta: dict[str, Any], status: str) -> LocalRun:
            "status": status, "termination_reason": reason,
            "exit_code": 0 if status == "completed" else (1 if status == "failed" else None),
            "created_at": started, "started_at": started, "ended_at": ended or started,
-           "host_id": meta.get("host_id") or "local", "workdir": meta.get("cwd"),
+           "host_id": _local_host(meta.get("host_id")), "workdir": meta.get("cwd"),
+           "artifact_store": str(directory / "artifacts"),
            "progress": nonfinite.to_wire(snap) if snap else None,
            "progress_updated_at": _epoch(snap.get("updated_at")) if snap else None}
-    attempts = [{"number": 1, "host_id": run["host_id"], "claimed_at": started,
+    attempts = [{"number": 1, "host_id": run["host_id"], "workdir": run["workdir"],
+                 "claimed_at": started,
                  "running_at": started, "ended_at": ended, "termination_reason": reason,
                  "exit_code": run["exit_code"],
                  "details": {k: v for k, v in final.items() if k not in ("at", "kind")}}]
@@ -240,4 +263,5 @@ def _file_run(directory: Path, meta: dict[str, Any], status: str) -> LocalRun:
         ckpts.append(CheckpointFile(attempt=1, step=step, status=str(c.get("status")),
                                     metrics=dict(c.get("metrics") or {}), path=path))
     return LocalRun(run_id, "files", {"run": run, "attempts": attempts, "events": events},
-                    points, ckpts)
+                    points, ckpts, directory / "artifacts" if meta.get("archive") is True
+                    else None)

@@ -1,7 +1,8 @@
 """Upload local runs to a server, idempotently; replay HTTP spools left by an outage.
 
 Each run is created with its own id (``POST /v1/runs/import``: 201 new, 200 known), then its
-points (upserts), then its checkpoints; only when all of that went through is the run noted
+points (upserts), then its checkpoints, then, for a run that asked for it, its artifact
+directory (which archives it on the server); only when all of that went through is the run noted
 in ``<data dir>/synced.json`` for that server, so an interrupted sync resends (harmlessly)
 and a finished one is skipped next time: running ``runyard sync`` twice creates nothing new.
 """
@@ -18,7 +19,7 @@ from typing import Any
 from runyard import errors, nonfinite
 from runyard.client.http import Http
 from runyard.progress import snapshot as snapshot_mod
-from runyard.sdk import checkpoint_files
+from runyard.sdk import artifact_bundle, checkpoint_files
 from runyard.sdk.http_sink import run_spool
 from runyard.sync import records
 
@@ -36,6 +37,8 @@ class SyncReport:
     checkpoints: int = 0
     spools_sent: list[str] = field(default_factory=list)
     spools_dropped: list[str] = field(default_factory=list)
+    #: Runs whose artifact directory reached the server's store.
+    archived: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +107,10 @@ def _upload(data_dir: Path, http: Http, run: records.LocalRun, report: SyncRepor
     for ck in run.checkpoints:
         _upload_checkpoint(data_dir, http, run, ck)
         report.checkpoints += 1
+    if run.archive_dir is not None:
+        attempts = run.record.get("attempts") or [{}]
+        _archive(http, run.run_id, run.archive_dir, report,
+                 imported=int(attempts[-1].get("number") or 1))
 
 
 def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
@@ -137,6 +144,35 @@ def _upload_checkpoint(data_dir: Path, http: Http, run: records.LocalRun,
     http.post_json(f"/v1/runs/{run.run_id}/import/checkpoints", body)
 
 
+def _archive(http: Http, run_id: str, directory: Path, report: SyncReport, *,
+             imported: int | None = None, attempt_id: str | None = None,
+             lease: str | None = None) -> None:
+    """Pack the run's artifact directory and upload it: through the ended run's import
+    (``imported``: its last attempt's number) or with the attempt's lease. A directory that
+    is gone is a problem reported, not a reason to hold back the rest of the run."""
+    try:
+        bundle = artifact_bundle.pack(directory)
+    except (errors.NotFound, errors.ConfigError) as exc:
+        report.problems.append(f"run {run_id}: not archived: {exc.message}")
+        return
+    if bundle is None:
+        return  # nothing in it: nothing to archive
+    if imported is not None:
+        (path, query), headers = artifact_bundle.import_upload(run_id, imported), {}
+    else:
+        assert attempt_id is not None and lease is not None
+        (path, query), headers = artifact_bundle.leased_upload(run_id, attempt_id), {
+            "X-Runyard-Lease": lease}
+    try:
+        with open(bundle.file, "rb") as fh:
+            http.request("PUT", path, params=query, content=fh, headers={
+                **headers, "X-Content-SHA256": bundle.sha256,
+                "Content-Type": "application/octet-stream", "Content-Length": str(bundle.size)})
+    finally:
+        bundle.cleanup()
+    report.archived.append(run_id)
+
+
 def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
     """Send what HTTP-mode runs spooled and could not deliver before they ended."""
     root = data_dir / "local-runs"
@@ -151,19 +187,18 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
             report.problems.append(f"spool of run {meta.get('run_id')} belongs to "
                                    f"{meta.get('server')}; sync with --server there")
             continue
-        ended: str | None = None  # why the lease was refused: then only points still go
+        ended: str | None = None  # why the lease was refused: then only points and archive go
         for op, end in spool.entries():
             try:
                 if ended is None:
-                    _replay_op(http, meta, op)
-                elif str(op.get("path", "")).endswith("/metrics"):
-                    _import_points(http, meta, op)
+                    _replay_op(http, meta, op, report)
+                else:
+                    _after_end(http, meta, op, report)
             except errors.Conflict as exc:
                 if ended is not None:
                     raise
                 ended = exc.message
-                if str(op.get("path", "")).endswith("/metrics"):
-                    _import_points(http, meta, op)
+                _after_end(http, meta, op, report)
             spool.ack(end)
         spool.remove()
         if ended is None:
@@ -173,13 +208,27 @@ def replay_spools(data_dir: Path, http: Http, report: SyncReport) -> None:
                                          "still delivered; its status and snapshots not)")
 
 
-def _replay_op(http: Http, meta: dict[str, Any], op: dict[str, Any]) -> None:
+def _replay_op(http: Http, meta: dict[str, Any], op: dict[str, Any],
+               report: SyncReport) -> None:
     if "checkpoint" in op:
         _replay_checkpoint(http, meta, op["checkpoint"])
+    elif "archive" in op:
+        _archive(http, str(meta["run_id"]), Path(str(op["archive"].get("dir"))), report,
+                 attempt_id=str(meta["attempt_id"]), lease=str(meta["lease"]))
     else:
         http.request("POST", op["path"], content=json.dumps(
             op["body"], separators=(",", ":")).encode(),
             headers={"Content-Type": "application/json"})
+
+
+def _after_end(http: Http, meta: dict[str, Any], op: dict[str, Any],
+               report: SyncReport) -> None:
+    """What still goes once the server ended the run: its points and its archive."""
+    if str(op.get("path", "")).endswith("/metrics"):
+        _import_points(http, meta, op)
+    elif "archive" in op:
+        _archive(http, str(meta["run_id"]), Path(str(op["archive"].get("dir"))), report,
+                 imported=int(meta.get("attempt") or 1))
 
 
 def _import_points(http: Http, meta: dict[str, Any], op: dict[str, Any]) -> None:

@@ -71,6 +71,15 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
     assert [(c["step"], c["status"]) for c in checkpoints] == [(12, "complete")]
     blob = api.http.get(f"/v1/blobs/{artifacts['checkpoints/final.ckpt']['sha256']}")
     assert blob.content == b"weights"
+    # Where it ran, and its artifacts archived in the server's store by the agent's upload.
+    assert (run["executor"], run["host_id"]) == ("agent", "box")
+    assert [a["workdir"] for a in run["attempts"]] == [str(script.parent)]
+    store = (server.data_dir / "artifacts").absolute()
+    assert run["archived"] is True and run["artifact_store"] == store.as_uri()
+    bundle = artifacts["artifacts.tar.zst"]["sha256"]
+    assert (store / bundle[:2] / bundle[2:4] / bundle).is_file()
+    assert [e["details"]["artifact_store"] for e in _events(api, ok, "archived")] \
+        == [store.as_uri()]
 
     run = api.wait(bad, {"failed"})
     assert run["termination_reason"] == "user_error" and run["exit_code"] == 3
@@ -78,6 +87,7 @@ def test_runs_report_progress_metrics_logs_artifacts_and_failures(
     assert "the end" in final["details"]["stderr_tail"]
     run = api.wait(missing, {"failed"})
     assert run["termination_reason"] == "setup_error", run
+    assert run["archived"] is False  # it left no artifacts: nothing was archived
     detail = _events(api, missing, "status")[-1]["details"]
     assert "no-such-binary-xyz" in detail["error"]
     assert api.wait(relative, {"completed", "failed"})["status"] == "completed"

@@ -346,8 +346,10 @@ def test_refused_batches_are_dropped_and_an_ended_run_stops(tmp_path: Path) -> N
     settings.configure(server="http://fake", data_dir=tmp_path, heartbeat_interval_s=0.05,
                        transport=httpx.MockTransport(fake))
     said: list[str] = []
-    sink = http_sink.HttpSink.create(settings.resolve({}), sdk.RunInfo(name="x"),
+    sink = http_sink.HttpSink.create(settings.resolve({}), sdk.RunInfo(name="x", archive=True),
                                      warn=lambda key, text: said.append(text))
+    assert sink.artifact_dir is not None
+    (sink.artifact_dir / "kept.txt").write_text("the run's files")
     sink.write_rows([(0, 1.0, {"bad": 1.0})])
     sink.write_rows([(1, 1.0, {"good": 1.0})])
     deadline = time.monotonic() + 30
@@ -360,8 +362,11 @@ def test_refused_batches_are_dropped_and_an_ended_run_stops(tmp_path: Path) -> N
     assert any("was ended on the server" in t for t in said)
     steps = [row[0] for body in fake.metric_bodies for row in body["rows"]]
     assert steps == [1, 2]  # the refused batch is not retried
-    # After the end only points are sent, through the ended run's import; no status.
+    # After the end only points and the archive are sent, through the ended run's import;
+    # no status.
     assert fake.paths.count("/v1/runs/r1/import/metrics") == 1
+    assert fake.paths[-1] == "/v1/runs/r1/import/artifacts/artifacts.tar.zst"
+    assert sink.archived
     assert "/v1/attempts/a1/complete" not in fake.paths
 
 
@@ -407,8 +412,11 @@ def test_sync_delivers_the_points_of_a_spool_whose_run_was_ended(
     data = tmp_path / "data"
     try:
         with pytest.warns(RunyardWarning), sdk.start_run(
-                name="ended", env=http_env(server, tmp_path), handle_sigterm=False) as run:
+                name="ended", env=http_env(server, tmp_path), handle_sigterm=False,
+                archive=True) as run:
             run.log({"loss": 0.0}, step=0)
+            assert run.artifact_dir is not None
+            (run.artifact_dir / "report.txt").write_text("kept")
             time.sleep(0.3)
             server.kill()
             for step in range(1, 60):
@@ -428,7 +436,12 @@ def test_sync_delivers_the_points_of_a_spool_whose_run_was_ended(
         assert report["spools_sent"] == [] and len(report["spools_dropped"]) == 1
         assert "points were still delivered" in report["spools_dropped"][0]
         assert sorted(p["step"] for p in api.metrics(run.run_id)) == list(range(60))
-        assert api.run(run.run_id)["termination_reason"] == "lost"
+        got = api.run(run.run_id)
+        assert got["termination_reason"] == "lost"
+        # Its archive went too, through the ended run's import.
+        assert report["archived"] == [run.run_id] and got["archived"] is True
+        (bundle,) = api.http.get(f"/v1/runs/{run.run_id}/artifacts").json()["items"]
+        assert bundle["name"] == "artifacts.tar.zst" and bundle["kind"] == "bundle"
     finally:
         api.close()
         server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any
 
 from ..support.live_server import LiveServer
@@ -135,6 +136,16 @@ def test_progress_events_logs_and_checkpoint_download(server: LiveServer, browse
                     metrics={"loss": 0.42, "accuracy": 0.91})
     worker.logs("stdout", 0, "".join(f"step {i}: loss {1 / (i + 1):.3f}\n" for i in range(50)))
     worker.logs("stderr", 0, "warning: slow data loader\n")
+    # Where its process runs, and its artifact directory archived in the server's store.
+    r = worker.http.post(f"/v1/attempts/{worker.attempt_id}/placement",
+                         json={"lease": worker.lease, "workdir": "/srv/ui-files"})
+    assert r.status_code == 200, r.text
+    bundle = b"the artifact bundle of with-files"
+    r = worker.http.put(f"/v1/runs/{worker.run_id}/artifacts/artifacts.tar.zst",
+                        params={"attempt_id": worker.attempt_id, "kind": "bundle"},
+                        headers={"X-Content-SHA256": hashlib.sha256(bundle).hexdigest(),
+                                 "X-Runyard-Lease": worker.lease}, content=bundle)
+    assert r.status_code == 201, r.text
     ui = Page(browser, server, server.admin_token)
     try:
         page = ui.goto(f"/runs/{worker.run_id}")
@@ -146,6 +157,9 @@ def test_progress_events_logs_and_checkpoint_download(server: LiveServer, browse
         assert "claimed" in events and "running" in events and "by ui-worker" in events
         where = page.inner_text("div.cols >> nth=-1")
         assert "ui-files-box" in where and '"lr": 0.05' in where
+        assert re.search(r"work dir\s+/srv/ui-files", where), where
+        store = (server.data_dir / "artifacts").absolute().as_uri()
+        assert re.search(rf"artifact store\s+{re.escape(store)}\s+archived\s+yes", where), where
         page.select_option("select[aria-label='log stream']", "stderr")
         page.wait_for_selector("pre.log:has-text('slow data loader')")
         # More output is tailed while the run is active.
@@ -173,7 +187,8 @@ def test_progress_events_logs_and_checkpoint_download(server: LiveServer, browse
         assert download.suggested_filename == "step-120.pt"
         with open(download.path(), "rb") as fh:
             assert fh.read() == blob
-        arts = page.locator("section.panel", has_text="Artifacts").inner_text()
+        heading = page.locator("h2", has_text=re.compile("^Artifacts$"))
+        arts = page.locator("section.panel", has=heading).inner_text()
         assert "ckpt/step-120.pt" in arts and sha[:12] in arts
         ui.shot("run-page")
         ui.assert_clean()

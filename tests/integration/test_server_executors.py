@@ -125,13 +125,18 @@ def test_placement_is_recorded_by_the_lease_holder_and_shown(api: Api) -> None:
     att, lease = got["attempt"]["id"], got["lease"]
     path = f"/v1/attempts/{att}/placement"
     assert worker.ok("POST", path, json={"lease": lease, "external_id": "4242"}) == {
-        "external_id": "4242", "nodes": None}
+        "external_id": "4242", "nodes": None, "workdir": None, "artifact_store": None}
     assert worker.ok("POST", path, json={"lease": lease, "nodes": ["n1", "n2"]}) == {
-        "external_id": "4242", "nodes": ["n1", "n2"]}
+        "external_id": "4242", "nodes": ["n1", "n2"], "workdir": None, "artifact_store": None}
     worker.ok("POST", path, json={"lease": lease, "nodes": ["n1", "n2"]})  # no change, no event
+    # The directory its process runs in: recorded on the attempt, not an event.
+    assert worker.ok("POST", path, json={"lease": lease, "workdir": "/scratch/job"}) == {
+        "external_id": "4242", "nodes": ["n1", "n2"], "workdir": "/scratch/job",
+        "artifact_store": None}
     shown = api.ok("GET", f"/v1/runs/{run['id']}")
     assert shown["external_id"] == "4242" and shown["nodes"] == ["n1", "n2"]
     assert shown["attempts"][0]["external_id"] == "4242"
+    assert shown["attempts"][0]["workdir"] == "/scratch/job" and shown["workdir"] is None
     events = api.ok("GET", f"/v1/runs/{run['id']}/events")["items"]
     assert [e["details"] for e in events if e["kind"] == "placement"] == [
         {"external_id": "4242", "attempt": 1}, {"nodes": ["n1", "n2"], "attempt": 1}]
@@ -148,12 +153,17 @@ def test_placement_is_recorded_by_the_lease_holder_and_shown(api: Api) -> None:
             ({"lease": lease, "nodes": ["ok", "../etc"]}, 422, "nodes[1]"),
             ({"lease": lease, "nodes": "n1"}, 422, "nodes"),
             ({"lease": lease, "extra": 1}, 422, "extra"),
+            ({"lease": lease, "workdir": ""}, 422, "workdir"),
+            ({"lease": lease, "workdir": "/a\x00b"}, 422, "workdir"),
+            ({"lease": lease, "artifact_store": "x" * 2001}, 422, "artifact_store"),
+            ({"lease": lease, "workdir": 7}, 422, "workdir"),
             ({"lease": "0" * 32, "external_id": "1"}, 409, None)):
         r = worker.post(path, body)
         assert r.status_code == status, r.text
         if field:
             assert error_of(r)["field"] == field, r.text
-    assert api.ok("GET", f"/v1/runs/{run['id']}")["external_id"] == "4242"
+    after = api.ok("GET", f"/v1/runs/{run['id']}")
+    assert after["external_id"] == "4242" and after["attempts"][0]["workdir"] == "/scratch/job"
     worker.close()
 
 

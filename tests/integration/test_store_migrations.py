@@ -15,7 +15,7 @@ from runyard.store import open_store
 from runyard.store.schema import metadata
 
 DIALECTS = ["sqlite", "postgresql"]
-HEAD = "0014"
+HEAD = "0015"
 # Indexes with a DESC column, which Alembic cannot reflect on SQLite, and how their SQL ends.
 _DESC_INDEXES = {
     "ix_runs_claim": "prefer_cuda, labels_key, executor) WHERE status = 'queued'",
@@ -275,6 +275,34 @@ def test_0013_adds_tags_and_fills_status_updated_at(dialect: str,
         # Dropping the columns kept the run and what hangs off it.
         assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar() == 1
         assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+    store.upgrade()
+    assert store.current_revision() == HEAD
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_0015_adds_attempts_workdir_and_keeps_attempts(dialect: str,
+                                                      empty_db_url: Callable[[str], str]
+                                                      ) -> None:
+    url = empty_db_url(dialect)
+    store = open_store(url, upgrade=False)
+    store.upgrade("0014")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO runs (id, name, config, constraints, status, retry_on_exit_codes,"
+            " created_at, updated_at) VALUES ('a', 'a', '{}', '{}', 'running', '[]', 1, 1)"))
+        conn.execute(sa.text(
+            "INSERT INTO attempts (id, run_id, number, host_id, lease, lease_expires_at,"
+            " active, claimed_at) VALUES ('t', 'a', 1, 'h', 'L', 9, true, 1)"))
+    store.upgrade()
+    (att,) = store.list_attempts("a")
+    assert att["workdir"] is None  # an attempt from before: nobody reported it
+    store.downgrade("0014")
+    with engine.connect() as conn:
+        assert "workdir" not in {c["name"] for c in sa.inspect(conn).get_columns("attempts")}
+        assert conn.execute(sa.text("SELECT count(*) FROM attempts")).scalar() == 1
     engine.dispose()
     store.upgrade()
     assert store.current_revision() == HEAD

@@ -304,3 +304,44 @@ def test_dest_must_be_absent_or_empty(tree: Path, tmp_path: Path) -> None:
             extract_archive(bundle, dest)
         assert caught.value.field == "dest"
     assert [p.name for p in busy.iterdir()] == ["keep"]
+
+
+def test_bundle_leaves_out_what_is_removed_while_it_is_packed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A training process may still be writing the directory: a file or a directory removed
+    between the listing and the packing is skipped with a warning, the rest is bundled."""
+    from runyard.artifacts import archive
+
+    src = tmp_path / "src"
+    (src / "logs").mkdir(parents=True)
+    (src / "logs" / "1.txt").write_text("log")
+    (src / "a.txt").write_text("kept")
+    (src / "gone.txt").write_text("removed while packed")
+    (src / "z.txt").write_text("kept too")
+    walk = archive._walk
+
+    def racing_walk(root: Path, skip: Path, prefix: str = ""):  # type: ignore[no-untyped-def]
+        for arcname, full in walk(root, skip, prefix):
+            if arcname == "gone.txt":
+                full.unlink()  # listed, then removed before it is read
+            if arcname == "logs":
+                (full / "1.txt").unlink()
+                full.rmdir()  # listed, then removed before its entries are listed
+            yield arcname, full
+
+    monkeypatch.setattr(archive, "_walk", racing_walk)
+    with caplog.at_level("WARNING", logger="runyard.artifacts.archive"):
+        bundle = bundle_dir(src, dest_dir=tmp_path)
+    out = tmp_path / "out"
+    assert sorted(extract_archive(bundle, out)) == ["a.txt", "z.txt"]
+    assert (out / "a.txt").read_text() == "kept" and (out / "z.txt").read_text() == "kept too"
+    said = caplog.text
+    assert "'gone.txt' (removed while it was packed)" in said
+    assert "'logs' (removed while it was packed)" in said
+
+
+def test_bundle_of_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(errors.ValidationError, match="is not a directory"):
+        bundle_dir(tmp_path / "nowhere", dest_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind

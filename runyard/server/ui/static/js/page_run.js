@@ -108,6 +108,13 @@ export async function render(main, { me, params }) {
     for (const r of run.rules || []) if (r.last_hit) marks.add(r.last_hit);
   }
 
+  // Where the latest attempt ran, as its holder reported it (the run's own workdir is what
+  // it asked for, which an agent resolves against its directory).
+  function ranIn(attempts) {
+    for (let i = attempts.length - 1; i >= 0; i--) if (attempts[i].workdir) return attempts[i].workdir;
+    return null;
+  }
+
   function drawInfo() {
     const attempts = run.attempts || [];
     const explain = run.explain ? section("Why it is waiting",
@@ -120,7 +127,8 @@ export async function render(main, { me, params }) {
       ], run.explain.workers) : null) : null;
     clear(info,
       h("div", explain, section("Where it ran", kv([
-        ["executor", run.executor], ["host", run.host_id || "—"], ["work dir", run.workdir],
+        ["executor", run.executor], ["host", run.host_id || "—"],
+        ["work dir", ranIn(attempts) || run.workdir],
         ["artifact store", run.artifact_store || "—"], ["archived", run.archived ? "yes" : "no"],
         ["created", fmtTime(run.created_at)], ["started", fmtTime(run.started_at)],
         ["ended", run.ended_at ? fmtTime(run.ended_at) : null],
