@@ -33,14 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runyard import errors, models, sysmetrics, timestamps
+from runyard import errors, models, placeholders, sysmetrics, timestamps
 from runyard.agent import orphans, process, resume, trainer_status, uploads
 from runyard.agent import probe as probe_mod
 from runyard.agent.api import Backoff, WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings, heartbeat_interval
 from runyard.agent.checkpoint_request import RequestFile
 from runyard.agent.sender import Sender
-from runyard.manifest import blueprint
 from runyard.outbox import Outbox, Spool
 
 log = logging.getLogger(__name__)
@@ -242,7 +241,7 @@ class AttemptRunner:
         if not self.a.command or not all(isinstance(x, str) for x in self.a.command):
             return None, f"command: expected a non-empty argv list, got {self.a.command!r}"
         try:
-            argv = blueprint.render_command(
+            argv = placeholders.render_command(
                 self.a.command, config_file=p.config_file, run_id=self.a.run_id,
                 attempt=self.a.number, artifact_dir=p.artifact_dir,
                 checkpoint_dir=p.checkpoint_dir, progress_file=p.progress_file,
