@@ -183,11 +183,12 @@ class AttemptRunner:
                 self.proc = process.start(launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
+            self._beat()  # marks the run running at once
+            if self.proc.pid is not None:
                 self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
                                                 interval_s=self.settings.sys_interval_s,
                                                 gpus=self.gpus)
                 self._sys.poll()  # primes the sampler: CPU percent is measured from here
-            self._beat()  # marks the run running at once
             live = threading.Thread(target=self._live_checkpoints, daemon=True,
                                     name=f"checkpoints-{self.a.run_id}")
             live.start()
