@@ -1,18 +1,22 @@
 """Slurm executor benchmark. Prints JSON.
 
     python benchmarks/slurm_bench.py [--samples 20] [--inflight 100] [--drain 1000]
-                                     [--cpu-seconds 30] [--only latency|cpu|drain]
+                                     [--cpu-seconds 30] [--phase-s 1] [--only latency|cpu|drain]
 
 Needs root and Debian's ``slurm-wlm``/``munge`` (``scripts/lib.sh`` ``ensure_slurm``): it starts
 the test suite's throwaway two-node cluster (``tests/support/slurm.py``), a real
 ``runyard server`` (embedded SQLite) and a real ``runyard agent --executor slurm``.
 
 * ``latency``: submit-to-running. A job whose command only writes the time it started
-  (``date +%s.%N``) goes through Runyard (``POST /v1/runs`` -> claim -> ``sbatch`` -> ``runyard
-  supervise`` in the job -> the command) and, on the same cluster, through a plain ``sbatch``
+  (``date +%s.%N``) goes through Runyard (``POST /v1/runs`` -> claim -> ``sbatch`` -> the
+  supervisor in the job -> the command) and, on the same cluster, through a plain ``sbatch``
   of a script doing the same; one at a time, ``--samples`` of each, alternating. Latency is
   the command's start time minus the submit time (one host, one clock). Medians and the
-  overhead (target: at most 1 s).
+  overhead (target: at most 1 s). Slurm starts pending jobs at its scheduler's passes, about
+  once a second on the test cluster: each submission first waits a random part of
+  ``--phase-s`` so that neither side meets that cycle at a favoured point (alternating
+  without it, the Runyard job's ``sbatch`` came just after a pass, every time, and waited
+  almost a whole cycle more than the plain job).
 * ``cpu``: the Slurm agent's CPU (its process and the Slurm commands it ran, as a share of
   one core) over ``--cpu-seconds`` with ``--inflight`` runs in flight. The jobs wait in a
   DOWN partition (the two-node test cluster cannot run 100 supervisors at once), so the agent
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -115,15 +120,17 @@ class Bench:
         self.server.stop()
 
 
-def measure_latency(b: Bench, samples: int) -> dict[str, Any]:
+def measure_latency(b: Bench, samples: int, phase_s: float) -> dict[str, Any]:
     b.start_agent()
     plain_lat: list[float] = []
     ry_lat: list[float] = []
     ry_running: list[float] = []
+    ry_claimed: list[float] = []
     for i in range(samples):
         # Plain sbatch of the same one-liner.
         name = f"plain-{i}"
         script = f"#!/bin/sh\ndate +%s.%N > {b.marks / name}\n"
+        time.sleep(random.uniform(0, phase_s))
         t0 = time.time()
         subprocess.run(["sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=1",
                         f"--output={b.work / 'plain-%j.out'}"], input=script, text=True,
@@ -131,6 +138,7 @@ def measure_latency(b: Bench, samples: int) -> dict[str, Any]:
         plain_lat.append(b.mark(name) - t0)
         # Through Runyard.
         name = f"ry-{i}"
+        time.sleep(random.uniform(0, phase_s))
         t0 = time.time()
         run_id = b.submit(name, ["sh", "-c", f"date +%s.%N > {b.marks / name}"])
         ry_lat.append(b.mark(name) - t0)
@@ -140,6 +148,7 @@ def measure_latency(b: Bench, samples: int) -> dict[str, Any]:
             raise RuntimeError(f"latency run failed: {json.dumps(run)[:2000]}")
         att = run["attempts"][0]
         ry_running.append(_ts(att["running_at"]) - _ts(run["created_at"]))
+        ry_claimed.append(_ts(att["claimed_at"]) - _ts(run["created_at"]))
     b.stop_agent()
     return {"samples": samples,
             "plain_sbatch_median_s": round(statistics.median(plain_lat), 3),
@@ -147,6 +156,7 @@ def measure_latency(b: Bench, samples: int) -> dict[str, Any]:
             "overhead_median_s": round(statistics.median(ry_lat)
                                        - statistics.median(plain_lat), 3),
             "runyard_running_status_median_s": round(statistics.median(ry_running), 3),
+            "runyard_claimed_median_s": round(statistics.median(ry_claimed), 3),
             "plain_sbatch_s": [round(x, 3) for x in plain_lat],
             "runyard_s": [round(x, 3) for x in ry_lat]}
 
@@ -209,6 +219,8 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=100)
     ap.add_argument("--cpu-seconds", type=float, default=30.0)
     ap.add_argument("--drain", type=int, default=1000)
+    ap.add_argument("--phase-s", type=float, default=1.0,
+                    help="each latency submission first waits a random part of this")
     ap.add_argument("--only", choices=("latency", "cpu", "drain"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="slurm-bench-"))
@@ -219,7 +231,7 @@ def main() -> None:
         cluster.start()
         b = bench = Bench(work, cluster)
         steps: dict[str, Callable[[], dict[str, Any]]] = {
-            "latency": lambda: measure_latency(bench, args.samples),
+            "latency": lambda: measure_latency(bench, args.samples, args.phase_s),
             "cpu": lambda: measure_cpu(bench, args.inflight, args.cpu_seconds),
             "drain": lambda: measure_drain(bench, args.drain)}
         for what, fn in steps.items():

@@ -58,3 +58,6 @@ NOTIFY_BACKOFF_MAX_S = 1800.0
 NOTIFY_CONCURRENCY = 4
 #: Seconds between two looks at the outbox for deliveries that came due.
 NOTIFY_POLL_S = 1.0
+
+#: Format of the log lines of ``runyard`` commands (the level comes from RUNYARD_LOG_LEVEL).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

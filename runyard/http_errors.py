@@ -16,11 +16,12 @@ differently, so :func:`error_from_response` takes ``lease_holder``:
 from __future__ import annotations
 
 import contextlib
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from runyard import errors
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Statuses besides 5xx that mean "try again later".
 RETRY_STATUSES = frozenset({408, 429})

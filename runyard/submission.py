@@ -12,7 +12,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runyard import config_schema, defaults, eligibility, errors, models, slurm_options
+from runyard import (
+    config_schema,
+    defaults,
+    eligibility,
+    errors,
+    models,
+    placeholders,
+    slurm_options,
+)
 from runyard.rules import spec as rule_spec
 
 _KNOWN = frozenset({
@@ -189,10 +197,8 @@ def build_run(req: Mapping[str, Any], blueprint: Mapping[str, Any] | None, *,
                              or not models.INT64_MIN <= seed <= models.INT64_MAX):
         raise errors.ValidationError("seed: expected a 64-bit integer", field="seed")
     if command is not None:
-        from runyard.manifest.blueprint import check_placeholders
-
         # Checked here, not when an agent claims the run and fails it with setup_error.
-        check_placeholders(command, seed=seed)
+        placeholders.check_placeholders(command, seed=seed)
 
     return {
         "id": new_id(),

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import orjson
 
 from runyard import errors, http_errors
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +86,27 @@ class WorkerAPI:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.server = server.rstrip("/")
-        self._client = httpx.Client(base_url=self.server, headers=headers,
-                                    timeout=timeout, transport=transport)
+        self._options: dict[str, Any] = {"base_url": self.server, "headers": headers,
+                                         "timeout": timeout, "transport": transport}
+        self._http: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> httpx.Client:
+        """The HTTP client, built (and httpx imported) by the first request: a supervisor
+        starts its training command before it talks to the server (runyard.agent.supervise)."""
+        if self._http is None:
+            with self._lock:
+                if self._http is None:
+                    import httpx
+
+                    self._http = httpx.Client(**self._options)
+        return self._http
 
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -96,6 +115,8 @@ class WorkerAPI:
                 headers: Mapping[str, str] | None = None,
                 timeout: float | None = None) -> httpx.Response:
         """One request; a non-2xx answer or no answer raises a :mod:`runyard.errors` class."""
+        import httpx
+
         what = f"{method} {path}"
         try:
             resp = self._client.request(
@@ -188,6 +209,8 @@ class WorkerAPI:
                         ) -> dict[str, str] | None:
         """Write the checkpoint this attempt resumes from to the binary file ``dest``;
         its ``X-Runyard-Checkpoint-*`` and ``X-Content-SHA256`` headers, or None (204)."""
+        import httpx
+
         what = f"GET /v1/attempts/{attempt_id}/resume"
         try:
             with self._client.stream("GET", f"/v1/attempts/{attempt_id}/resume",

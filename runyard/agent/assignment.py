@@ -16,7 +16,6 @@ from typing import Any
 
 from runyard import errors, models, timestamps
 from runyard.agent.isolation import TrainUser
-from runyard.sdk import file_sink
 
 #: Bounds of the heartbeat interval, min(stale_after / 4, 5 s).
 HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 0.1, 5.0
@@ -142,7 +141,7 @@ class AttemptPaths:
 
     progress_file = property(lambda self: self.root / "progress.json")
     metrics_file = property(lambda self: self.root / "metrics.jsonl")
-    checkpoints_file = property(lambda self: self.root / file_sink.CHECKPOINTS_FILE)
+    checkpoints_file = property(lambda self: self.root / "checkpoints.jsonl")
     checkpoint_dir = property(lambda self: self.root / "checkpoints")
     artifact_dir = property(lambda self: self.root / "artifacts")
     config_file = property(lambda self: self.root / "config.json")

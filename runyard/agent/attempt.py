@@ -173,11 +173,12 @@ class AttemptRunner:
                 self.proc = process.start(ready.launch, self._logs.add)
             if self.proc.pid is not None:
                 orphans.record(self.paths.root, self.proc.pid)
+            self._beat()  # marks the run running at once
+            if self.proc.pid is not None:
                 self._sys = sysmetrics.Recorder(self.proc.pid, origin=self._run_origin(),
                                                 interval_s=self.settings.sys_interval_s,
                                                 gpus=self.gpus)
                 self._sys.poll()  # primes the sampler: CPU percent is measured from here
-            self._beat()  # marks the run running at once
             self._queue("placement", {"workdir": str(self.cwd)})  # where it executes
             live = threading.Thread(
                 target=self._uploads.follow, daemon=True, name=f"checkpoints-{self.a.run_id}",

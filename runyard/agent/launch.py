@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runyard import errors
+from runyard import errors, placeholders
 from runyard.agent import process, trainer_status
 from runyard.agent.assignment import Assignment, AttemptPaths, AttemptSettings
-from runyard.manifest import blueprint
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def prepare(a: Assignment, paths: AttemptPaths, settings: AttemptSettings, *, se
     if not a.command or not all(isinstance(x, str) for x in a.command):
         return Prepared(None, f"command: expected a non-empty argv list, got {a.command!r}")
     try:
-        argv = blueprint.render_command(
+        argv = placeholders.render_command(
             a.command, config_file=p.config_file, run_id=a.run_id, attempt=a.number,
             artifact_dir=p.artifact_dir, checkpoint_dir=p.checkpoint_dir,
             progress_file=p.progress_file, metrics_file=p.metrics_file, stop_file=p.stop_file,

@@ -18,10 +18,23 @@ under ``runyard supervise --task`` (:func:`run_task`): it sets the rank variable
 every output line with its node and rank (the launcher carries them back into the one
 supervisor's logs), and turns the SIGTERM the launcher forwards into the stop file and a stop
 with grace, so every rank sees a stop request.
+
+Start-up: in a job, the time from its start to the training command's is the supervisor's
+own start, so an executor starts it as ``python -m runyard.agent.supervise`` (:func:`main`:
+the options, messages and exit codes of ``runyard supervise``, parsed with argparse), not
+through the ``runyard`` command, which imports Typer, Rich and every command's module first.
+Before the launch only what launching needs is imported: the HTTP client (httpx, and its TLS
+context) is built by the first request (:class:`~runyard.agent.api.WorkerAPI`), the heartbeat
+sent right after the launch that marks the run running, before the system metric sampler
+(psutil) starts; the uploads' archive support (zstandard) is imported where it is first used;
+the command's placeholders are filled by :mod:`runyard.placeholders`, without the manifest
+parser and its JSON Schema library. The figures are in benchmarks/README.md
+(``slurm_bench``).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -36,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from runyard import errors
+from runyard import defaults, errors
 from runyard.agent import process, signals
 from runyard.agent.api import WorkerAPI
 from runyard.agent.assignment import Assignment, AttemptSettings
@@ -250,3 +263,78 @@ def run_task(argv: Sequence[str], *, rank_from_env: bool, grace_s: float) -> int
         return result.exit_code
     return 128 + (result.signal or 0)
 
+
+# ------------------------------------------------------------------------------ the command
+
+
+def command(*, server: str | None, spec: Path | None, token_file: Path | None,
+            work_dir: Path, host_id: str | None, probe_interval_s: float,
+            stop_grace_s: float, on_signal: str, task: bool, rank_from_env: bool,
+            argv: Sequence[str] = ()) -> int:
+    """``runyard supervise`` (and :func:`main`) once its options are parsed: check them, then
+    :func:`run_task` with ``--task``, else :func:`supervise`. Returns the exit code; a bad
+    option raises :class:`errors.ValidationError` or :class:`errors.ConfigError`."""
+    if task:
+        if not argv:
+            raise errors.ValidationError("command: --task needs the command after --",
+                                         field="command")
+        return run_task(argv, rank_from_env=rank_from_env, grace_s=stop_grace_s)
+    if argv:
+        raise errors.ValidationError("command: only --task takes a command; the attempt's "
+                                     "comes from --spec", field="command")
+    if not server:
+        raise errors.ConfigError("server: give --server URL or set RUNYARD_SERVER",
+                                 field="server")
+    if spec is None:
+        raise errors.ConfigError("spec: give --spec FILE (the claim's answer)", field="spec")
+    if on_signal not in ("report", "leave"):
+        raise errors.ValidationError(f"on_signal: expected report or leave, got {on_signal!r}",
+                                     field="on_signal")
+    token = read_token(token_file)
+    os.environ.pop("RUNYARD_TOKEN", None)  # a worker token has no business here
+    if not os.environ.get("RUNYARD_LOG_LEVEL"):
+        logging.getLogger("runyard.agent").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(max(logging.getLogger().level, logging.WARNING))
+    return supervise(SuperviseOptions(
+        server=server, spec=spec, token=token, work_dir=work_dir, host_id=host_id,
+        probe_interval_s=probe_interval_s, stop_grace_s=stop_grace_s,
+        report_on_signal=on_signal == "report"))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """``python -m runyard.agent.supervise``: ``runyard supervise`` with the same options and
+    exit codes, for executors (see the module's docstring, "Start-up")."""
+    ap = argparse.ArgumentParser(prog="python -m runyard.agent.supervise",
+                                 description="runyard supervise (docs/cli.md)")
+    env = os.environ.get
+    ap.add_argument("--server", default=env("RUNYARD_SERVER"))
+    ap.add_argument("--spec", type=Path)
+    ap.add_argument("--token-file", type=Path, default=env(TOKEN_FILE_ENV) or None)
+    ap.add_argument("--work-dir", type=Path, default=Path("runyard-work"))
+    ap.add_argument("--host-id")
+    ap.add_argument("--probe-interval-s", type=float, default=defaults.PROBE_INTERVAL_S)
+    ap.add_argument("--stop-grace-s", type=float, default=defaults.STOP_GRACE_S)
+    ap.add_argument("--on-signal", default="report")
+    ap.add_argument("--task", action="store_true")
+    ap.add_argument("--rank-from-env", action="store_true")
+    ap.add_argument("argv", nargs=argparse.REMAINDER)
+    ns = ap.parse_args(args)
+    logging.basicConfig(level=os.environ.get("RUNYARD_LOG_LEVEL", "WARNING").upper(),
+                        format=defaults.LOG_FORMAT)
+    argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
+    try:
+        return command(server=ns.server, spec=ns.spec, token_file=ns.token_file,
+                       work_dir=ns.work_dir, host_id=ns.host_id,
+                       probe_interval_s=ns.probe_interval_s, stop_grace_s=ns.stop_grace_s,
+                       on_signal=ns.on_signal, task=ns.task, rank_from_env=ns.rank_from_env,
+                       argv=argv)
+    except errors.RunyardError as exc:
+        print(f"runyard: {exc.message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    # Run as this module's real name, so loggers and classes are the ones other modules see.
+    from runyard.agent.supervise import main as _main
+
+    sys.exit(_main())

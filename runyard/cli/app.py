@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from runyard import errors
+from runyard import defaults, errors
 from runyard.cli import (
     agent,
     db,
@@ -78,7 +78,7 @@ def run_app(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes become one line on stderr, never a traceback."""
     logging.basicConfig(
         level=os.environ.get("RUNYARD_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=defaults.LOG_FORMAT,
     )
     try:
         # Outside standalone mode click returns a command's exit code instead of raising it.

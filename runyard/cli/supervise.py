@@ -1,15 +1,14 @@
 """``runyard supervise``: supervise one attempt claimed elsewhere, or one node's share of it
-(docs/executors.md, docs/cli.md)."""
+(docs/executors.md, docs/cli.md). Executors start the same code as ``python -m
+runyard.agent.supervise`` (:func:`runyard.agent.supervise.main`)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import typer
 
-from runyard import defaults, errors
+from runyard import defaults
 
 
 def supervise(
@@ -49,29 +48,7 @@ def supervise(
     completed, 1 failed, 3 lease lost, 4 not reported); with --task, one node's command."""
     from runyard.agent import supervise as sup
 
-    if task:
-        if not command:
-            raise errors.ValidationError("command: --task needs the command after --",
-                                         field="command")
-        raise typer.Exit(sup.run_task(command, rank_from_env=rank_from_env,
-                                      grace_s=stop_grace_s))
-    if command:
-        raise errors.ValidationError("command: only --task takes a command; the attempt's "
-                                     "comes from --spec", field="command")
-    if not server:
-        raise errors.ConfigError("server: give --server URL or set RUNYARD_SERVER",
-                                 field="server")
-    if spec is None:
-        raise errors.ConfigError("spec: give --spec FILE (the claim's answer)", field="spec")
-    if on_signal not in ("report", "leave"):
-        raise errors.ValidationError(f"on_signal: expected report or leave, got {on_signal!r}",
-                                     field="on_signal")
-    token = sup.read_token(token_file)
-    os.environ.pop("RUNYARD_TOKEN", None)  # a worker token has no business here
-    if not os.environ.get("RUNYARD_LOG_LEVEL"):
-        logging.getLogger("runyard.agent").setLevel(logging.INFO)
-    logging.getLogger("httpx").setLevel(max(logging.getLogger().level, logging.WARNING))
-    raise typer.Exit(sup.supervise(sup.SuperviseOptions(
-        server=server, spec=spec, token=token, work_dir=work_dir, host_id=host_id,
-        probe_interval_s=probe_interval_s, stop_grace_s=stop_grace_s,
-        report_on_signal=on_signal == "report")))
+    raise typer.Exit(sup.command(
+        server=server, spec=spec, token_file=token_file, work_dir=work_dir, host_id=host_id,
+        probe_interval_s=probe_interval_s, stop_grace_s=stop_grace_s, on_signal=on_signal,
+        task=task, rank_from_env=rank_from_env, argv=command or ()))

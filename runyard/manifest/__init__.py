@@ -13,19 +13,14 @@ Array indexes in field paths count from 0.
 
 from __future__ import annotations
 
-from runyard.manifest.blueprint import (
-    PLACEHOLDERS,
-    Blueprint,
-    config_errors,
-    render_command,
-    validate_config,
-)
+from runyard.manifest.blueprint import Blueprint, config_errors, validate_config
 from runyard.manifest.job import Job, canonical_json, job_key
 from runyard.manifest.locator import LineIndex, format_path, parse_path
 from runyard.manifest.overrides import parse_config_overrides
 from runyard.manifest.parser import Manifest, load_manifest, parse_manifest, request_body
 from runyard.manifest.problems import format_error
 from runyard.manifest.reload import ReloadPlan, plan_reload
+from runyard.placeholders import PLACEHOLDERS, render_command
 
 __all__ = [
     "PLACEHOLDERS",

@@ -1,22 +1,7 @@
 """Blueprints: a named command template, a JSON Schema for its config, default resources.
 
-Command placeholders (``{name}`` in any argv element; ``{{`` and ``}}`` are literal braces):
-
-==================  ======================================================================
-``{config_file}``   path of the run's validated config as JSON (same as RUNYARD_CONFIG_FILE)
-``{run_id}``        the run id
-``{attempt}``       the attempt number (1, 2, ...)
-``{artifact_dir}``  RUNYARD_ARTIFACT_DIR
-``{checkpoint_dir}`` RUNYARD_CHECKPOINT_DIR
-``{progress_file}`` RUNYARD_PROGRESS_FILE
-``{metrics_file}``  RUNYARD_METRICS_FILE
-``{stop_file}``     RUNYARD_STOP_FILE
-``{seed}``          the job's ``seed`` (a job whose command uses it must set one)
-``{name}``          the run's name
-``{python}``        the Python interpreter running the agent (its virtualenv's, not ``PATH``'s)
-==================  ======================================================================
-
-Anything else in braces is refused when the manifest is validated, not when the run starts.
+A command's ``{name}`` placeholders are :mod:`runyard.placeholders`' (checked here when a
+manifest is validated, filled by the agent when the run starts).
 """
 
 from __future__ import annotations
@@ -24,42 +9,21 @@ from __future__ import annotations
 import errno
 import json
 import os
-import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from runyard import config_schema, errors, models
+from runyard import config_schema, errors, models, placeholders
 from runyard.manifest import fields
 from runyard.manifest.locator import Path, format_path, parse_path
 from runyard.manifest.problems import Problems
-
-#: Every placeholder a command may use, with what fills it.
-PLACEHOLDERS: dict[str, str] = {
-    "config_file": "path of the run's config JSON",
-    "run_id": "run id",
-    "attempt": "attempt number",
-    "artifact_dir": "artifact directory",
-    "checkpoint_dir": "checkpoint directory",
-    "progress_file": "progress snapshot file",
-    "metrics_file": "metrics stream file",
-    "stop_file": "stop request file",
-    "seed": "the job's seed",
-    "name": "the run's name",
-    "python": "the agent's Python interpreter",
-}
+from runyard.placeholders import PLACEHOLDERS, command_placeholders, render_command
 
 BLUEPRINT_KEYS: tuple[str, ...] = (
     ("name", "command", "description", "config_schema", "config_schema_file", "rules")
     + fields.CONSTRAINT_KEYS + fields.POLICY_KEYS + fields.SLURM_KEYS
 )
-
-
-def _placeholders(arg: str) -> list[tuple[str, str | None, str | None]]:
-    """``(field, conversion, spec)`` of each placeholder in one argv element."""
-    return [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(arg)
-            if name is not None]
 
 
 def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ...] | None:
@@ -76,7 +40,7 @@ def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ..
             ok = False
             continue
         try:
-            found = _placeholders(arg)
+            found = placeholders.fields_of(arg)
         except ValueError as exc:
             problems.add(where, f"bad placeholder syntax in {arg!r}: {exc} "
                                 "(write {{ and }} for literal braces)")
@@ -91,62 +55,6 @@ def check_command(command: Any, path: Path, problems: Problems) -> tuple[str, ..
                 problems.add(where, f"placeholder {{{name}}} takes no conversion or format spec")
                 ok = False
     return tuple(command) if ok else None
-
-
-def check_placeholders(command: Sequence[str], *, seed: int | None,
-                       field: str = "command") -> None:
-    """Refuse, at submission, a command whose placeholders the agent could not fill (it
-    would fail at claim time with ``setup_error``): a 422 naming the argument, ``command[i]``.
-    """
-    known = ", ".join(sorted(PLACEHOLDERS))
-    hint = "write {{ and }} for a literal brace"
-    for i, arg in enumerate(command):
-        where = f"{field}[{i}]"
-        try:
-            found = _placeholders(arg)
-        except ValueError as exc:
-            raise errors.ValidationError(
-                f"{where}: {arg!r} is not a valid placeholder template ({exc}); {hint}",
-                field=where) from None
-        for name, conv, spec in found:
-            if name not in PLACEHOLDERS:
-                raise errors.ValidationError(
-                    f"{where}: unknown placeholder {{{name}}} in {arg!r} (known: {known}); "
-                    f"{hint}", field=where)
-            if conv or spec:
-                raise errors.ValidationError(
-                    f"{where}: placeholder {{{name}}} takes no conversion or format spec; "
-                    f"{hint}", field=where)
-            if name == "seed" and seed is None:
-                raise errors.ValidationError(
-                    f"{where}: uses {{seed}} but the run sets no seed", field=where)
-
-
-def command_placeholders(command: Sequence[str]) -> set[str]:
-    """Names of the placeholders a (checked) command uses."""
-    return {name for arg in command for name, _, _ in _placeholders(arg)}
-
-
-def render_command(command: Sequence[str], **values: Any) -> list[str]:
-    """Fill every placeholder of ``command``; missing or unknown value names are refused."""
-    unknown = sorted(set(values) - set(PLACEHOLDERS))
-    if unknown:
-        raise errors.ValidationError(f"command: unknown placeholder value {unknown[0]!r}",
-                                     field="command")
-    out = []
-    for arg in command:
-        text = ""
-        for literal, name, _, _ in string.Formatter().parse(arg):
-            text += literal
-            if name is None:
-                continue
-            if values.get(name) is None:
-                raise errors.ValidationError(
-                    f"command: no value for placeholder {{{name}}} in {arg!r}", field="command"
-                )
-            text += str(values[name])
-        out.append(text)
-    return out
 
 
 # --------------------------------------------------------------------------- config schemas

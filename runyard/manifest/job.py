@@ -35,15 +35,10 @@ from typing import Any
 
 from runyard import defaults, errors, models
 from runyard.manifest import fields
-from runyard.manifest.blueprint import (
-    Blueprint,
-    check_command,
-    command_placeholders,
-    config_errors,
-    render_command,
-)
+from runyard.manifest.blueprint import Blueprint, check_command, config_errors
 from runyard.manifest.locator import Path
 from runyard.manifest.problems import Problems
+from runyard.placeholders import command_placeholders, render_command
 
 JOB_KEY_VERSION = "runyard.job/v1"
 DEFAULT_PROJECT = "default"

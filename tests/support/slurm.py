@@ -16,6 +16,8 @@ leftover. A ``bench`` partition with ``OverSubscribe=FORCE:64`` is there for the
 ``held`` partition that is DOWN keeps the jobs sent to it pending.
 ``SlurmdTimeout`` is short, so a killed ``slurmd`` turns its node DOWN (and its jobs
 NODE_FAIL) within seconds; ``ReturnToService=2`` brings it back when it registers again.
+``batch_sched_delay=0``: a submitted job is scheduled at the controller's next pass, within
+about a second (with Slurm's default of 3 s, jobs waited for the full pass, every 2 s here).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ MessageTimeout=10
 KillWait=5
 MinJobAge=300
 MpiDefault=none
-SchedulerParameters=sched_interval=2
+SchedulerParameters=sched_interval=2,batch_sched_delay=0
 {node_lines}
 PartitionName=debug Nodes={nodes} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 PartitionName=bench Nodes={nodes} Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:64

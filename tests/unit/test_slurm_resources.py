@@ -85,7 +85,7 @@ def test_launch_prefixes() -> None:
     assert launch.launch_prefix("torchrun", nodes=1, gpus_per_node=2, python="/py") == [
         "/py", "-m", "runyard.agent.slurm.launch", "torchrun", "--nnodes=1",
         "--nproc-per-node=2", "--"]
-    task = ["srun", "--kill-on-bad-exit=1", "/py", "-m", "runyard", "supervise", "--task",
+    task = ["srun", "--kill-on-bad-exit=1", "/py", "-m", "runyard.agent.supervise", "--task",
             "--rank-from-env", "--"]
     assert launch.launch_prefix("srun", nodes=3, gpus_per_node=4, python="/py") == task
     assert launch.launch_prefix("torchrun", nodes=2, gpus_per_node=0, python="/py") == [

@@ -28,7 +28,7 @@ def test_prepare_writes_the_spec_and_a_private_credential(tmp_path: Path) -> Non
     argv = supervision.prepare(a, root, server="http://s:1", work_dir=tmp_path,
                                probe_interval_s=0.5, stop_grace_s=12, launch_prefix=prefix,
                                python="/py")
-    assert argv == ["/py", "-m", "runyard", "supervise", "--server", "http://s:1", "--spec",
+    assert argv == ["/py", "-m", "runyard.agent.supervise", "--server", "http://s:1", "--spec",
                     str(root / "spec.json"), "--token-file", str(root / "attempt.token"),
                     "--work-dir", str(tmp_path), "--probe-interval-s", "0.5",
                     "--stop-grace-s", "12", "--on-signal", "leave"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from runyard import errors, submission
-from runyard.manifest.blueprint import render_command
+from runyard.placeholders import render_command
 
 
 def _build(command: list[str], **req: object) -> dict[str, object]:

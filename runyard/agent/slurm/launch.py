@@ -5,11 +5,11 @@ node, and reports for the whole attempt. What it starts is the run's command beh
 *launch prefix* this module builds (:func:`launch_prefix`), the spec's ``launch_prefix``:
 
 * one node, ``launcher: "srun"``: no prefix, the command runs as on a local agent;
-* several nodes, ``launcher: "srun"``: ``srun --kill-on-bad-exit=1 python -m runyard
-  supervise --task --rank-from-env -- CMD``: one task per node (the job has
-  ``--ntasks-per-node=1``), each setting ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``NODE_RANK``
-  from ``SLURM_*``, prefixing its lines ``[node rank N]`` and turning SIGTERM into the stop
-  file;
+* several nodes, ``launcher: "srun"``: ``srun --kill-on-bad-exit=1 python -m
+  runyard.agent.supervise --task --rank-from-env -- CMD`` (``runyard supervise --task``): one
+  task per node (the job has ``--ntasks-per-node=1``), each setting
+  ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``NODE_RANK`` from ``SLURM_*``, prefixing its lines
+  ``[node rank N]`` and turning SIGTERM into the stop file;
 * ``launcher: "torchrun"``: the same, with ``python -m runyard.agent.slurm.launch torchrun``
   between ``--`` and the command, which on each node runs ``torchrun --nnodes N
   --nproc-per-node G --node-rank NODE_RANK --master-addr A --master-port P`` with the
@@ -78,7 +78,7 @@ def launch_prefix(launcher: str, *, nodes: int, gpus_per_node: int,
                 f"--nproc-per-node={max(gpus_per_node, 1)}", "--"]
     if nodes <= 1:
         return torchrun if launcher == "torchrun" else []
-    task = ["srun", "--kill-on-bad-exit=1", python, "-m", "runyard", "supervise", "--task",
+    task = ["srun", "--kill-on-bad-exit=1", python, "-m", "runyard.agent.supervise", "--task",
             "--rank-from-env", "--"]
     return task + (torchrun if launcher == "torchrun" else [])
 

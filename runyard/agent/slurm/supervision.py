@@ -34,7 +34,8 @@ TOKEN_FILE = "attempt.token"
 def prepare(a: Assignment, root: Path, *, server: str, work_dir: Path, probe_interval_s: float,
             stop_grace_s: float, launch_prefix: Sequence[str] = (),
             python: str = sys.executable) -> list[str]:
-    """Write the attempt's files; the ``runyard supervise`` argv of its job.
+    """Write the attempt's files; the supervisor's argv for its job (``runyard supervise``
+    as ``python -m runyard.agent.supervise``, the light start of :mod:`runyard.agent.supervise`).
 
     ``--on-signal leave``: a SIGTERM that reaches the supervisor from Slurm (an outside
     ``scancel``, the time-limit warning, a preemption) stops the run within its grace but
@@ -47,7 +48,7 @@ def prepare(a: Assignment, root: Path, *, server: str, work_dir: Path, probe_int
     spec["lease_s"] = a.stale_after_s  # the spec is read later, when the job starts
     (root / SPEC_FILE).write_text(json.dumps(spec, sort_keys=True), "utf-8")
     script.write_secret(root / TOKEN_FILE, a.attempt_token)
-    return [python, "-m", "runyard", "supervise", "--server", server,
+    return [python, "-m", "runyard.agent.supervise", "--server", server,
             "--spec", str(root / SPEC_FILE), "--token-file", str(root / TOKEN_FILE),
             "--work-dir", str(work_dir), "--probe-interval-s", f"{probe_interval_s:g}",
             "--stop-grace-s", f"{stop_grace_s:g}", "--on-signal", "leave"]
