@@ -182,7 +182,7 @@ def test_stop_with_grace_period(tmp_path: Path, server: LiveServer, api: Api,
     run = api.wait(polite, {"stopped"}, timeout=60)
     assert run["exit_code"] == 0 and run["termination_reason"] == "stopped"
     assert "stopping cleanly" in api.logs(polite)
-    stop_file = attempt_dir(agents[0], polite, 1) / "STOP"
+    stop_file = attempt_dir(agents[0], polite, run["attempt"]) / "STOP"
     assert 0 < json.loads(stop_file.read_text())["grace_s"] <= GRACE  # RUNYARD_STOP_FILE
     # It did not need its grace period: it ended on the SIGTERM, not on the SIGKILL after it.
     # (Measured by what happened, not by the clock: the stop reaches the agent with its next
