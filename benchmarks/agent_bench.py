@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,10 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
-ADMIN_TOKEN = "ry_bench_operator_token_0123456789abcdef"
+import common
 
 WRITER = textwrap.dedent('''
     import json, os, sys, time
@@ -66,26 +64,6 @@ WRITER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited early")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(int(len(ordered) * q), len(ordered) - 1)]
@@ -94,17 +72,10 @@ def _percentile(values: list[float], q: float) -> float:
 class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "RUNYARD_ADMIN_TOKEN": ADMIN_TOKEN}
         self.log = open(work / "server.log", "ab")  # closed in close()
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "runyard", "server", "--port", str(port),
-             "--data-dir", str(work / "server"), "--stale-after-s", "30"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        _wait_healthy(self.url, self.server)
-        self.http = httpx.Client(base_url=self.url, timeout=10,
-                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.server = common.Server(work / "server", "--stale-after-s", "30", log=self.log,
+                                    http_timeout=10)
+        self.url, self.http = self.server.url, self.server.http
         token = self.http.post("/v1/tokens", json={"name": "bench-agent", "role": "worker"})
         token.raise_for_status()
         self.script = work / "writer.py"
@@ -117,13 +88,8 @@ class Bench:
             stdout=self.log, stderr=subprocess.STDOUT, env=agent_env)
 
     def close(self) -> None:
-        for proc in (self.agent, self.server):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.http.close()
+        common.stop(self.agent, 20)
+        self.server.close()
         self.log.close()
 
     def submit(self, name: str, probe_s: float, config: dict[str, Any]) -> str:

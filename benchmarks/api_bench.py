@@ -19,82 +19,28 @@ import argparse
 import concurrent.futures
 import importlib.util
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-TOKEN = "ry_bench_operator_token_0123456789abcdef"
+import common
+
 BATCH = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return round(statistics.median(times), 2)
 
 
 # --------------------------------------------------------------------------- runyard
 
 
-class Runyard:
+class Runyard(common.Server):
     def __init__(self, work: Path, db: str | None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "runyard", "server", "--port", str(self.port),
-                "--data-dir", str(work / "runyard")]
-        if db:
-            args += ["--db", db]
-        env = {**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN}
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_up(f"{self.url}/v1/health", self.proc)
-        self.http = httpx.Client(base_url=self.url, timeout=300,
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
-        self.db = db or f"sqlite:///{work / 'runyard' / 'runyard.db'}"
-
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        self.proc.wait(30)
-
-    def local_run(self, name: str) -> tuple[str, str, str]:
-        r = self.http.post("/v1/runs", json={"name": name, "executor": "local"})
-        r.raise_for_status()
-        out = r.json()
-        return out["run"]["id"], out["attempt"]["id"], out["lease"]
+        super().__init__(work / "runyard", db=db)
 
     def ingest(self, clients: int, batches: int) -> float:
         """Points per second with ``clients`` concurrent writers (one run each)."""
@@ -102,8 +48,7 @@ class Runyard:
 
         def writer(run: tuple[str, str, str]) -> None:
             rid, aid, lease = run
-            with httpx.Client(base_url=self.url, timeout=300,
-                              headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            with self.client() as c:
                 for b in range(batches):
                     pts = [{"step": b * BATCH + i, "tag": "loss", "value": 1.0 / (i + 1)}
                            for i in range(BATCH)]
@@ -128,15 +73,13 @@ class Runyard:
                     for s in range(start, min(points, start + 50_000))])
         finally:
             store.close()
-        return median_ms(lambda: self.http.get(f"/v1/runs/{rid}/metrics/loss/series",
-                                               params={"points": 2000}).raise_for_status(),
-                         repeat)
+        return common.median_ms(
+            lambda: self.http.get(f"/v1/runs/{rid}/metrics/loss/series",
+                                  params={"points": 2000}).raise_for_status(), repeat)
 
     def listing(self, runs: int, repeat: int) -> float:
-        import sqlalchemy as sa
-
         from runyard import submission
-        from runyard.store import open_store, schema
+        from runyard.store import open_store
 
         store = open_store(self.db, upgrade=False)
         statuses = ["queued", "completed", "failed", "cancelled"]
@@ -147,13 +90,10 @@ class Runyard:
                                            owner="bench", now=time.time() - runs + i)
                 row["status"] = statuses[i % 4]
                 rows.append(row)
-            engine: sa.Engine = store.engine  # type: ignore[attr-defined]
-            with engine.begin() as conn:
-                for i in range(0, len(rows), 5000):
-                    conn.execute(schema.runs.insert(), rows[i:i + 5000])
+            common.insert_runs(store.engine, rows)
         finally:
             store.close()
-        return median_ms(lambda: self.http.get("/v1/runs", params={
+        return common.median_ms(lambda: self.http.get("/v1/runs", params={
             "status": "failed", "limit": 50}).raise_for_status(), repeat)
 
 
@@ -164,15 +104,15 @@ class MLflow:
     """A local MLflow tracking server (SQLite backend), driven through its REST API."""
 
     def __init__(self, work: Path, cmd: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = common.free_port()
+        self.url = f"http://127.0.0.1:{port}"
         db = work / "mlflow.db"
         self.proc = subprocess.Popen(
-            [*cmd, "server", "--host", "127.0.0.1", "--port", str(self.port),
+            [*cmd, "server", "--host", "127.0.0.1", "--port", str(port),
              "--backend-store-uri", f"sqlite:///{db}", "--workers", "4",
              "--default-artifact-root", str(work / "mlruns")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_up(f"{self.url}/health", self.proc, timeout=300)
+        common.wait_healthy(f"{self.url}/health", self.proc, timeout=300)
         self.http = httpx.Client(base_url=f"{self.url}/api/2.0/mlflow", timeout=600)
         r = self.http.post("/experiments/create", json={"name": "bench"})
         r.raise_for_status()
@@ -180,8 +120,7 @@ class MLflow:
 
     def close(self) -> None:
         self.http.close()
-        self.proc.terminate()
-        self.proc.wait(30)
+        common.stop(self.proc)
 
     def run(self, name: str) -> str:
         r = self.http.post("/runs/create", json={"experiment_id": self.experiment,
@@ -226,7 +165,7 @@ class MLflow:
                 token = r.json().get("next_page_token")
                 if not token:
                     return
-        return median_ms(history, repeat)
+        return common.median_ms(history, repeat)
 
     def listing(self, runs: int, repeat: int) -> float:
         statuses = ["RUNNING", "FINISHED", "FAILED", "KILLED"]
@@ -234,7 +173,7 @@ class MLflow:
             rid = self.run(f"r{i}")
             self.http.post("/runs/update", json={"run_id": rid, "status": statuses[i % 4]}
                            ).raise_for_status()
-        return median_ms(lambda: self.http.post("/runs/search", json={
+        return common.median_ms(lambda: self.http.post("/runs/search", json={
             "experiment_ids": [self.experiment], "filter": "attributes.status = 'FAILED'",
             "max_results": 50}).raise_for_status(), repeat)
 

@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,21 +35,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+import common
 from runyard import defaults
 from runyard.notifications import enqueue, messages
 from runyard.store import default_url, open_store
 
-TOKEN = "ry_bench_operator_token_0123456789abcdef"
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret-of-enough-length"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:
@@ -94,11 +81,6 @@ class Receiver:
             return self.arrived[str(delivery)]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,45 +92,18 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="runyard-notify-bench-"))
     if not args.postgresql:
         return bench(args, default_url(tmp), tmp)
-    import sqlalchemy as sa
-
-    admin_url = os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"runyard_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        return bench(args, admin_url.rsplit("/", 1)[0] + "/" + name, tmp)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with common.throwaway_database(common.pg_admin_url()) as db:
+        return bench(args, db, tmp)
 
 
 def bench(args: argparse.Namespace, db: str, tmp: Path) -> int:
     """Both paths against a server on ``db``; prints the JSON document."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN}
     log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "runyard", "server", "--port", str(port),
-                             "--data-dir", str(tmp), "--db", db], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    server = common.Server(tmp, db=db, log=log, http_timeout=30)
+    http = server.http
     receiver = Receiver()
     results: dict[str, list[tuple[float, float]]] = {"woken": [], "polled": []}
     try:
-        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"},
-                            timeout=30)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if http.get("/v1/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the server did not start; see {tmp / 'server.log'}")
-            time.sleep(0.2)
         http.post("/v1/channels", json={"name": "bench", "kind": "webhook",
                                         "url": receiver.url, "secret": SECRET}
                   ).raise_for_status()
@@ -167,12 +122,11 @@ def bench(args: argparse.Namespace, db: str, tmp: Path) -> int:
                                    payload={})
                 polled.append((receiver.wait(delivery) - started) * 1000)
             for name, values in (("woken", woken), ("polled", polled)):
-                results[name].append((percentile(values, 0.5), percentile(values, 0.95)))
+                results[name].append((common.percentile(values, 0.5),
+                                      common.percentile(values, 0.95)))
         store.close()
-        http.close()
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.close()
         receiver.server.shutdown()
     out = {
         "database": "sqlite" if db.startswith("sqlite") else "postgresql",

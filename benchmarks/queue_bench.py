@@ -31,6 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import common
 from runyard import models, submission
 from runyard.queue import Queue
 from runyard.store import open_store
@@ -38,7 +39,6 @@ from runyard.store.base import Grant
 from runyard.store.engine import sqlite_url
 from runyard.store.schema import runs
 
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: One-row commits per raw-rate measurement.
 RAW_COMMITS = 1000
 
@@ -59,7 +59,7 @@ def fleet() -> list[models.Capabilities]:
 def empty_queue(url: str) -> Queue:
     """A queue over the database at ``url``, emptied of what an earlier round left."""
     store = open_store(url)
-    with store.engine.begin() as conn:  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
         for t in ("events", "attempts", "runs", "workers", "host_policies"):
             conn.exec_driver_sql(f"DELETE FROM {t}")
     return Queue(store)
@@ -77,9 +77,7 @@ def fill(q: Queue, n: int) -> None:
         req = {"name": f"run-{i}", "command": ["true"], "constraints": rng.choice(kinds),
                "priority": rng.randint(0, 2)}
         rows.append(submission.build_run(req, None, owner="bench", now=now + i * 1e-6))
-    # Bulk insert: filling is not what is measured.
-    with q.store.engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(runs.insert(), rows)
+    common.insert_runs(q.store.engine, rows)
 
 
 def claim_round(q: Queue, claimers: int, total: int) -> dict[str, float]:
@@ -134,7 +132,7 @@ def raw_commit_rate(engine: sa.Engine, n: int = RAW_COMMITS) -> float:
 def claim_writes_round(q: Queue, n: int) -> dict[str, float]:
     """Claims/s of the claim's writes alone (``Transaction.claim_runs``, one run per
     transaction and commit), the runs read beforehand."""
-    with q.store.engine.connect() as conn:  # type: ignore[attr-defined]
+    with q.store.engine.connect() as conn:
         chosen = conn.execute(sa.select(runs.c.id, runs.c.attempt, runs.c.event_seq)
                               .where(runs.c.status == "queued").limit(n)).all()
     if len(chosen) < n:
@@ -162,8 +160,7 @@ def backlog_claim_ms(url: str, backlog: int, claims: int = 300) -> float:
         {"name": f"run-{i}", "command": ["true"],
          "constraints": {"require_cuda": True} if i < backlog else {}},
         None, owner="bench", now=now + i * 1e-6) for i in range(backlog + claims)]
-    with store.engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(runs.insert(), rows)
+    common.insert_runs(store.engine, rows)
     latencies = []
     for _ in range(claims):
         t0 = time.perf_counter()
@@ -190,7 +187,7 @@ def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.repeat):
         q = empty_queue(url)
         store = q.store
-        engine = store.engine  # type: ignore[attr-defined]
+        engine = store.engine
         fill(q, args.runs)
         for n in (1, 4, 16):
             rounds[str(n)].append(against_raw(
@@ -229,7 +226,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--backlog", type=int, default=5_000,
                    help="CUDA-only runs queued ahead of a CPU host's runs (last figure)")
-    p.add_argument("--pg", default=os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT),
+    p.add_argument("--pg", default=common.pg_admin_url(),
                    help="PostgreSQL admin URL, or 'none'")
     args = p.parse_args()
     if args.runs < 4 * args.claims:
@@ -239,16 +236,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out["sqlite"] = bench(sqlite_url(os.path.join(tmp, "bench.db")), args)
     if args.pg != "none":
-        admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
-        name = f"runyard_bench_{secrets.token_hex(4)}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            out["postgresql"] = bench(args.pg.rsplit("/", 1)[0] + f"/{name}", args)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+        with common.throwaway_database(args.pg) as url:
+            out["postgresql"] = bench(url, args)
     print(json.dumps(out, indent=2))
 
 

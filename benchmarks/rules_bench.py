@@ -19,25 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import common
 
-TOKEN = "ry_bench_operator_token_0123456789abcdef"
 BATCH = 1000
 TAGS = ("loss", "val_loss", "acc", "lr", "grad_norm")
 #: Five rules on the batch's tags that never fire on its values.
-RULES = [
+RULES: list[dict[str, Any]] = [
     {"name": "any-nan", "when": "nan", "tag": "*", "then": ["stop"]},
     {"name": "loss-nan", "when": "nan", "tag": "loss", "then": ["stop", "no_retry"]},
     {"name": "exploded", "when": "threshold", "tag": "loss", "op": ">", "value": 1e9,
@@ -49,61 +44,12 @@ RULES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, work: Path, db: str | None) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        args = [sys.executable, "-m", "runyard", "server", "--port", str(port),
-                "--data-dir", str(work / "runyard")]
-        if db:
-            args += ["--db", db]
-        self.proc = subprocess.Popen(args, env={**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("server did not come up")
-            time.sleep(0.2)
-        self.http = self.client()
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=300,
-                            headers={"Authorization": f"Bearer {TOKEN}"})
-
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        self.proc.wait(30)
-
-    def local_run(self, name: str, rules: list[dict[str, Any]] | None) -> tuple[str, str, str]:
-        body: dict[str, Any] = {"name": name, "executor": "local"}
-        if rules:
-            body["rules"] = rules
-        r = self.http.post("/v1/runs", json=body)
-        r.raise_for_status()
-        out = r.json()
-        return out["run"]["id"], out["attempt"]["id"], out["lease"]
-
-
 def _rows(start: int) -> list[list[Any]]:
     return [[s, None, {"loss": 1.0 / (s + 1), "val_loss": 2.0 - s * 1e-7, "acc": 0.5,
                        "lr": 0.001, "grad_norm": 1.5}] for s in range(start, start + BATCH)]
 
 
-def measure_ingest(server: Server, rounds: int, batches: int) -> dict[str, Any]:
+def measure_ingest(server: common.Server, rounds: int, batches: int) -> dict[str, Any]:
     runs = {"rules": server.local_run("with-rules", RULES),
             "none": server.local_run("without", None)}
     next_step = {k: 0 for k in runs}
@@ -143,7 +89,7 @@ def measure_ingest(server: Server, rounds: int, batches: int) -> dict[str, Any]:
             "rounds_points_per_s": {k: [round(x) for x in v] for k, v in rates.items()}}
 
 
-def measure_latency(server: Server, samples: int, heartbeat_s: float) -> dict[str, Any]:
+def measure_latency(server: common.Server, samples: int, heartbeat_s: float) -> dict[str, Any]:
     rnd = random.Random(18)
     rule = [{"name": "diverged", "when": "nan", "tag": "loss", "then": ["stop"]}]
     latencies = []
@@ -177,11 +123,10 @@ def measure_latency(server: Server, samples: int, heartbeat_s: float) -> dict[st
         latencies.append(seen[0] - t_sent)
         server.http.post(f"/v1/attempts/{aid}/fail", json={
             "lease": lease, "reason": "stopped"}).raise_for_status()
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
     return {"samples": samples, "heartbeat_s": heartbeat_s,
-            "p50_s": round(statistics.median(latencies), 3), "p95_s": round(p95, 3),
-            "max_s": round(latencies[-1], 3), "target_p95_s": round(1.0 + heartbeat_s, 3)}
+            "p50_s": round(statistics.median(latencies), 3),
+            "p95_s": round(common.percentile(latencies, 0.95), 3),
+            "max_s": round(max(latencies), 3), "target_p95_s": round(1.0 + heartbeat_s, 3)}
 
 
 def main() -> None:
@@ -197,7 +142,7 @@ def main() -> None:
     out: dict[str, Any] = {"database": "postgresql" if args.db and "postgres" in args.db
                            else "sqlite"}
     with tempfile.TemporaryDirectory() as work:
-        server = Server(Path(work), args.db)
+        server = common.Server(Path(work) / "runyard", db=args.db)
         try:
             if args.only in (None, "ingest"):
                 out["ingest"] = measure_ingest(server, args.rounds, args.batches)

@@ -24,7 +24,6 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,10 +34,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import common
 
 REPO = Path(__file__).resolve().parents[1]
-TOKEN = "ry_bench_operator_token_0123456789abcdef"
 Log = Callable[[dict[str, float], int], Any]
 #: Seconds between two reads of the readability poll (see :func:`wait_points`).
 POLL_S = 0.05
@@ -60,12 +58,6 @@ with runyard.start_run(total_steps=steps) as run:
     end = time.time()
 json.dump({"timings": timings, "loop_end": end, "mode": run.mode}, open(cfg["out"], "w"))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stats(timings: list[int]) -> dict[str, float]:
@@ -101,32 +93,13 @@ def clean_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def runyard_server(data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**clean_env(), "RUNYARD_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    log = open(data_dir.parent / f"server-{port}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "runyard", "server", "--port", str(port),
-                             "--data-dir", str(data_dir)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/v1/health", proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up in {timeout} s")
+    env = {**clean_env(), "PYTHONPATH": str(REPO)}
+    with open(data_dir.parent / f"server-{data_dir.name}.log", "ab") as log:
+        server = common.Server(data_dir, env=env, log=log)
+        try:
+            yield server.url
+        finally:
+            server.close()
 
 
 def wait_points(url: str, run_id: str, want: int, tags: tuple[str, ...] = ("loss", "acc", "lr"),
@@ -138,9 +111,8 @@ def wait_points(url: str, run_id: str, want: int, tags: tuple[str, ...] = ("loss
     machine (mostly the web framework), so polling every 10 ms took a fifth of the server
     away from the ingest being measured. The coarser poll can only add to the figure (by
     25 ms on average), never take from it."""
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+    with common.client(url, 30) as http:
         pending = list(tags)
         while pending and time.monotonic() < deadline:
             items = http.get(f"/v1/runs/{run_id}/metrics", params={
@@ -166,7 +138,7 @@ def bench_http(steps: int, work: Path) -> dict[str, Any]:
     from runyard import sdk
 
     with runyard_server(work / "server") as url:
-        env = {**clean_env(), "RUNYARD_SERVER": url, "RUNYARD_TOKEN": TOKEN,
+        env = {**clean_env(), "RUNYARD_SERVER": url, "RUNYARD_TOKEN": common.TOKEN,
                "RUNYARD_DATA_DIR": str(work / "client")}
         run = sdk.start_run(name="bench-http", env=env, total_steps=steps,
                             handle_sigterm=False)
@@ -208,8 +180,7 @@ def bench_agent(steps: int, work: Path) -> dict[str, Any]:
     script.write_text(WORKER)
     out = work / "agent-result.json"
     with runyard_server(work / "agent-server") as url:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        http = httpx.Client(base_url=url, headers=headers, timeout=30)
+        http = common.client(url, 30)
         worker_token = http.post("/v1/tokens", json={"name": "bench-agent",
                                                      "role": "worker"}).json()["token"]
         env = {**clean_env(), "RUNYARD_TOKEN": worker_token, "PYTHONPATH": str(REPO)}
@@ -240,7 +211,7 @@ def bench_agent(steps: int, work: Path) -> dict[str, Any]:
 def bench_mlflow(sync_steps: int, async_steps: int, work: Path) -> dict[str, Any]:
     import mlflow
 
-    port = free_port()
+    port = common.free_port()
     store = work / "mlflow"
     store.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -250,7 +221,7 @@ def bench_mlflow(sync_steps: int, async_steps: int, work: Path) -> dict[str, Any
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=clean_env())
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc)
+        common.wait_healthy(f"http://127.0.0.1:{port}/health", proc)
         mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")
         out: dict[str, Any] = {}
         for label, steps, synchronous in (("sync", sync_steps, True),

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -22,15 +21,13 @@ import threading
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
+import common
 from runyard.queue import Queue
 from runyard.store import open_store
 from runyard.store.base import Store
 from runyard.store.engine import sqlite_url
 
 BATCH = 1000
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def ingest(store: Store, run_id: str, n: int, seed: int) -> None:
@@ -61,7 +58,7 @@ def bench(store: Store, n: int, buckets: int) -> dict[str, Any]:
 
     if store.dialect == "postgresql":
         # Steady state: autovacuum would have run by now on a live server.
-        with store.engine.connect().execution_options(  # type: ignore[attr-defined]
+        with store.engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE metric_points")
     times = []
@@ -95,21 +92,12 @@ def run_sqlite(n: int, buckets: int) -> dict[str, Any]:
 
 
 def run_postgres(n: int, buckets: int) -> dict[str, Any]:
-    admin_url = os.environ.get("RUNYARD_BENCH_PG", PG_DEFAULT)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"runyard_bench_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        store = open_store(admin_url.rsplit("/", 1)[0] + "/" + name)
+    with common.throwaway_database(common.pg_admin_url()) as url:
+        store = open_store(url)
         try:
             return bench(store, n, buckets)
         finally:
             store.close()
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,9 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import common
 
-TOKEN = "ry_bench_operator_token_0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -41,53 +37,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 CHUNK = 50_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stats(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
             "max": round(max(values), 1), "n": len(values)}
 
 
-class Server:
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = f"sqlite:///{work / 'runyard.db'}"
-        args = [sys.executable, "-m", "runyard", "server", "--port", str(self.port),
-                "--data-dir", str(work)]
-        self.proc = subprocess.Popen(args, env={**os.environ, "RUNYARD_ADMIN_TOKEN": TOKEN},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("server did not come up")
-            time.sleep(0.2)
-        self.http = httpx.Client(base_url=self.url, timeout=600,
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
-
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
 def seed_runs(db: str, count: int) -> None:
     """``count`` runs of mixed status; 50 running ones carry a progress snapshot."""
-    import sqlalchemy as sa
-
     from runyard import submission
-    from runyard.store import open_store, schema
+    from runyard.store import open_store
 
     store = open_store(db, upgrade=False)
     statuses = ["completed", "failed", "queued", "stopped"]
@@ -108,20 +66,16 @@ def seed_runs(db: str, count: int) -> None:
             else:
                 row["status"] = statuses[i % 4]
             rows.append(row)
-        engine: sa.Engine = store.engine  # type: ignore[attr-defined]
-        with engine.begin() as conn:
-            for i in range(0, len(rows), 5000):
-                conn.execute(schema.runs.insert(), rows[i:i + 5000])
+        common.insert_runs(store.engine, rows)
     finally:
         store.close()
 
 
-def long_run(server: Server, points: int) -> str:
+def long_run(server: common.Server, points: int) -> str:
     """One running run (real claim and lease) with a ``points``-long ``loss`` history."""
     r = server.http.post("/v1/tokens", json={"name": "bench-worker", "role": "worker"})
     r.raise_for_status()
-    worker = httpx.Client(base_url=server.url, timeout=600,
-                          headers={"Authorization": f"Bearer {r.json()['token']}"})
+    worker = common.client(server.url, 600, token=r.json()["token"])
     server.http.post("/v1/runs", json={"name": "the-long-one", "project": "bench",
                                        "priority": 100, "command": ["true"]}).raise_for_status()
     claim = worker.post("/v1/workers/claim", json={"host_id": "bench-box", "capabilities": {
@@ -192,23 +146,22 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="runyard-ui-bench-") as tmp:
-        server = Server(Path(tmp))
+        server = common.Server(Path(tmp), http_timeout=600)
         try:
             t = time.perf_counter()
             seed_runs(server.db, args.runs)
             run_id = long_run(server, args.points)
             seed_s = time.perf_counter() - t
-            series_ms = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                server.http.get(f"/v1/runs/{run_id}/metrics/loss/series",
-                                params={"points": 1300}).raise_for_status()
-                series_ms.append((time.perf_counter() - t) * 1000)
+            series_ms = common.times_ms(
+                lambda: server.http.get(f"/v1/runs/{run_id}/metrics/loss/series",
+                                        params={"points": 1300}).raise_for_status(),
+                args.repeat)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=CHROMIUM_ARGS)
                 context = browser.new_context(viewport={"width": 1400, "height": 900})
-                context.add_init_script(f"localStorage.setItem('runyard.token', '{TOKEN}')")
+                context.add_init_script(
+                    f"localStorage.setItem('runyard.token', '{common.TOKEN}')")
                 page = context.new_page()
                 runs = timed_loads(page, server.url + "/", runs_ready, args.repeat + 1)
                 run = timed_loads(page, f"{server.url}/runs/{run_id}", run_ready,
