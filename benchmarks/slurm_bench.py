@@ -70,7 +70,7 @@ class Bench:
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "runyard", "agent", "--executor", "slurm", "--server",
              self.server.url, "--host-id", "bench-slurm", "--work-dir", str(self.work / "jobs"),
-             "--claim-max-wait-s", "1", *extra],
+             *extra],
             env={**os.environ, "RUNYARD_TOKEN": self.token}, stdout=log,
             stderr=subprocess.STDOUT, cwd=self.work)
         log.close()

@@ -122,7 +122,7 @@ class Agent:
         return stop.graceful.is_set() or self._manual_stop.graceful.is_set()
 
     def _loop(self, stop: signals.StopSignals) -> None:
-        idle = Backoff(base=0.1, cap=self.config.claim_max_wait_s, minimum=0.05)
+        idle = Backoff(base=0.1, cap=self.config.idle_claim_cap_s, minimum=0.05)
         down = Backoff(base=0.5, cap=UNREACHABLE_MAX_WAIT_S, minimum=0.1)
         while not self._stopping(stop):
             self.reap()

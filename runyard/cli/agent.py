@@ -63,9 +63,10 @@ def agent(
                                          envvar="RUNYARD_SYS_INTERVAL_S",
                                          help="Seconds between system metric samples of each "
                                               "run (sys/ tags); 0 turns them off."),
-    claim_max_wait_s: float = typer.Option(5.0, "--claim-max-wait-s",
-                                           envvar="RUNYARD_CLAIM_MAX_WAIT_S",
-                                           help="Longest pause between claims when idle."),
+    claim_max_wait_s: float | None = typer.Option(
+        None, "--claim-max-wait-s", envvar="RUNYARD_CLAIM_MAX_WAIT_S", show_default=False,
+        help="Longest pause between claims when idle (default 5 s; 1 s for --executor "
+             "slurm, whose one agent serves the whole cluster)."),
     check: bool = typer.Option(False, "--check",
                                help="Print the capability self-test and exit."),
     partition: str | None = typer.Option(None, "--partition", envvar="RUNYARD_SLURM_PARTITION",

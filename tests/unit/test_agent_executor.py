@@ -152,3 +152,13 @@ def test_a_spec_names_its_launcher_as_an_argv(tmp_path: Path) -> None:
     spec.write_text("not json")
     with pytest.raises(errors.ConfigError):
         supervise.Spec.read(spec)
+
+
+def test_the_idle_claim_pause_defaults_by_executor() -> None:
+    local = daemon.AgentConfig(server="http://x")
+    slurm = daemon.AgentConfig(server="http://x", executor="slurm")
+    assert (local.idle_claim_cap_s, slurm.idle_claim_cap_s) == (5.0, 1.0)
+    assert daemon.AgentConfig(server="http://x", executor="slurm",
+                              claim_max_wait_s=3.0).idle_claim_cap_s == 3.0
+    with pytest.raises(errors.ValidationError, match="claim_max_wait_s: must be positive"):
+        daemon.AgentConfig(server="http://x", claim_max_wait_s=0.0).validate()
