@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,9 @@ class AttemptSettings:
     #: Whether a stop of the supervisor itself (an agent's exit, SIGTERM) is reported as
     #: ``worker_shutdown``; False leaves the attempt for its executor to report.
     report_on_shutdown: bool = True
+    #: When a stop signal reached the supervisor (monotonic; None: none), read when the exit
+    #: is judged: the signal handler's own time, not when the supervisor got round to it.
+    signalled_at: Callable[[], float | None] | None = None
 
 
 @dataclass(frozen=True)

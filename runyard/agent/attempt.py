@@ -92,6 +92,7 @@ class AttemptRunner:
         self._wake = threading.Event()  # cuts the supervisor's sleep short
         self._lease_lost = False
         self._shutdown = False  # the agent is stopping: report worker_shutdown
+        self._exited_at = 0.0  # monotonic: when the supervisor saw the process end
         self._forced = False
         self._stop_ordered: tuple[str | None, float] | None = None
         self._sys: sysmetrics.Recorder | None = None
@@ -187,6 +188,7 @@ class AttemptRunner:
             live.start()
             try:
                 result = self._supervise(self.proc)
+                self._exited_at = time.monotonic()
             finally:
                 if self.proc.result is not None:
                     orphans.forget(self.paths.root)
@@ -442,10 +444,12 @@ class AttemptRunner:
     def _report_result(self, result: process.ExitResult) -> Outcome:
         with self._lock:
             ordered = self._stop_ordered
+        signal_at = self.settings.signalled_at() if self.settings.signalled_at else None
         v = verdict.judge(result, host_id=self.settings.host_id, cwd=self.cwd,
                           shutdown=self._shutdown, stop_ordered=ordered is not None,
                           intent=ordered[0] if ordered else None,
-                          report_on_shutdown=self.settings.report_on_shutdown)
+                          report_on_shutdown=self.settings.report_on_shutdown,
+                          signalled=verdict.signalled_before(signal_at, self._exited_at))
         if v.verb == "leave":
             log.warning("run %s: %s; the attempt is left for the executor to report",
                         self.a.run_id, "stopped from outside" if self._shutdown

@@ -62,6 +62,8 @@ class StopSignals:
         self.force = StopFlag()
         self.count = 0
         self.last_signal: int | None = None
+        #: When the first signal came (monotonic).
+        self.first_at: float | None = None
         #: False when the handlers could not be installed (not the main thread).
         self.installed = False
 
@@ -70,6 +72,7 @@ class StopSignals:
         self.count += 1
         self.last_signal = signum
         if self.count == 1:
+            self.first_at = time.monotonic()
             self.graceful.set()
         else:
             self.graceful.set()
@@ -77,13 +80,15 @@ class StopSignals:
 
 
 @contextlib.contextmanager
-def on_stop(signals: Sequence[int] = DEFAULT_SIGNALS) -> Iterator[StopSignals]:
+def on_stop(signals: Sequence[int] = DEFAULT_SIGNALS,
+            state: StopSignals | None = None) -> Iterator[StopSignals]:
     """Install the stop handlers for the duration of the block, then restore the old ones.
+    ``state``: the flags to set (new ones unless given).
 
     Off the main thread (where Python forbids ``signal.signal``) it installs nothing and
     yields flags that only change when set by hand.
     """
-    state = StopSignals()
+    state = state if state is not None else StopSignals()
     if threading.current_thread() is not threading.main_thread():
         log.debug("not on the main thread: stop signals are not handled here")
         yield state

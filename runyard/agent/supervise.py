@@ -148,11 +148,13 @@ def supervise(opts: SuperviseOptions) -> int:
     # The spec never holds the credential; the run's Kubeflow trainer status needs it.
     a = dataclasses.replace(spec.assignment, attempt_token=opts.token)
     api = WorkerAPI(opts.server, opts.token)
+    stop = signals.StopSignals()
     settings = AttemptSettings(
         host_id=opts.host_id or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         work_dir=opts.work_dir.resolve(), probe_interval_s=opts.probe_interval_s,
         stop_grace_s=opts.stop_grace_s, run_cwd=Path.cwd(),
-        launch_prefix=spec.launch_prefix, report_on_shutdown=opts.report_on_signal)
+        launch_prefix=spec.launch_prefix, report_on_shutdown=opts.report_on_signal,
+        signalled_at=lambda: stop.first_at)
     # GPUs: the allocation's own CUDA_VISIBLE_DEVICES stands (None).
     runner = AttemptRunner(a, api, settings, gpus=None)
     thread = threading.Thread(target=runner.run, name=f"attempt-{a.run_id}", daemon=True)
@@ -160,7 +162,7 @@ def supervise(opts: SuperviseOptions) -> int:
              " ".join(spec.launch_prefix) or "no launcher")
     asked = forced = False
     try:
-        with signals.on_stop() as stop:
+        with signals.on_stop(state=stop):
             thread.start()
             while thread.is_alive():
                 if stop.force.is_set() and not forced:

@@ -5,18 +5,24 @@ period. The handler here only sets a flag (``run.should_stop`` turns true) and c
 handler that was installed before it. When that previous handler was the default one (which
 would have killed the process), a *second* SIGTERM raises :class:`SystemExit` in the main
 thread, so a script that never checks ``should_stop`` still ends, recorded as ``stopped``.
+A SIGTERM within :data:`REPEAT_WINDOW_S` of the first is the same stop arriving twice, not a
+second one: a Slurm job's end signals every process of the job, and the supervisor in it
+passes the stop on too, moments later; the trainer must still get to save its checkpoint.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 #: Exit status of a process ended by SIGTERM, as shells report it.
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
+#: Seconds after the first SIGTERM in which another one is the same stop.
+REPEAT_WINDOW_S = 1.0
 
 
 class SigtermHandler:
@@ -26,13 +32,17 @@ class SigtermHandler:
         self.on_term = on_term
         self.previous = previous
         self.count = 0
+        self.first_at: float | None = None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
         self.on_term()
         if callable(self.previous):
             self.previous(signum, frame)
-        elif self.previous == signal.SIG_DFL and self.count >= 2:
+        elif self.previous == signal.SIG_DFL and now - self.first_at >= REPEAT_WINDOW_S:
             raise SystemExit(SIGTERM_EXIT_CODE)
 
 

@@ -380,15 +380,20 @@ def test_exit_result_messages() -> None:
 
 def test_on_stop_first_signal_graceful_second_forces_then_restores() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with signals.on_stop() as stop:
-        assert stop.installed
-        assert not stop.graceful and not stop.force
+    given = signals.StopSignals()
+    with signals.on_stop(state=given) as stop:
+        assert stop is given and stop.installed
+        assert not stop.graceful and not stop.force and stop.first_at is None
+        sent = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.graceful.wait(30)
+        first = stop.first_at
+        assert first is not None and sent <= first <= time.monotonic()
         assert not stop.force.is_set()
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.force.wait(30)
         assert stop.count == 2 and stop.last_signal == signal.SIGTERM
+        assert stop.first_at == first  # the first signal's time, kept
     assert signal.getsignal(signal.SIGTERM) is before
 
 

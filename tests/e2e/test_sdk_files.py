@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard.progress.reader import MetricsTail, read_snapshot
+from runyard.sdk import signals as sdk_signals
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -190,13 +191,28 @@ def test_second_sigterm_ends_a_script_that_ignores_should_stop(tmp_path: Path) -
     env = agent_env(tmp_path)
     proc = _start("CHECK = False\n" + textwrap.dedent(STOPPABLE), env)
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    time.sleep(0.3)
     assert proc.poll() is None  # the first one only asks
+    proc.send_signal(signal.SIGTERM)  # within the window: the same stop again
+    time.sleep(sdk_signals.REPEAT_WINDOW_S)
+    assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
     last = jsonl(tmp_path / "attempt" / "events.jsonl")[-1]
     assert last["status"] == "stopped"
+
+
+def test_two_sigterms_at_once_are_one_stop(tmp_path: Path) -> None:
+    """Slurm's end of a job and the supervisor's stop reach the trainer together: it still
+    stops at its own pace (where it would save a checkpoint), not by the second one."""
+    env = agent_env(tmp_path)
+    proc = _start("CHECK = True\n" + textwrap.dedent(STOPPABLE), env)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping at" in out
 
 
 def test_stop_file_sets_should_stop(tmp_path: Path) -> None:

@@ -18,6 +18,15 @@ leftover. A ``bench`` partition with ``OverSubscribe=FORCE:64`` is there for the
 NODE_FAIL) within seconds; ``ReturnToService=2`` brings it back when it registers again.
 ``batch_sched_delay=0``: a submitted job is scheduled at the controller's next pass, within
 about a second (with Slurm's default of 3 s, jobs waited for the full pass, every 2 s here).
+
+Preemption: a ``high`` partition over the same nodes with a higher ``PriorityTier``
+(``preempt/partition_prio``, ``PreemptMode=REQUEUE``) preempts the jobs of the others when it
+needs their node; nothing but a preemption test submits to it.
+
+``SlurmCluster(root, memory_enforced=True)`` is a second kind of cluster, for out-of-memory
+kills: one node of its own name, memory a consumable resource (``CR_Core_Memory``) and
+``task/cgroup`` holding each job to its ``--mem`` (cgroup v1 memory controller). It is not the
+session's cluster because there a job without ``--mem`` would take its node's whole memory.
 """
 
 from __future__ import annotations
@@ -69,6 +78,13 @@ class SlurmCluster:
     name: str = field(default_factory=lambda: f"ry{secrets.token_hex(4)}")
     pids: dict[str, int] = field(default_factory=dict)
     started_munged: bool = False
+    memory_enforced: bool = False
+    nodes: tuple[str, ...] = NODES
+
+    def __post_init__(self) -> None:
+        if self.memory_enforced and self.nodes == NODES:
+            # Its own node name: slurmd's cgroups (slurm_<node>) never meet another cluster's.
+            self.nodes = (f"m{secrets.token_hex(3)}",)
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -97,7 +113,7 @@ class SlurmCluster:
         if os.geteuid() != 0:
             raise SlurmUnavailable("the test cluster's daemons need root (munged runs as the "
                                    "munge user, slurmd starts jobs as their submitter)")
-        for d in ("state", "log", "run", "spool-n1", "spool-n2", "jobs"):
+        for d in ("state", "log", "run", "jobs", *(f"spool-{n}" for n in self.nodes)):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         # The job output directory is written by jobs of any submitter.
         (self.root / "jobs").chmod(0o1777)
@@ -105,9 +121,9 @@ class SlurmCluster:
         self._ensure_munged()
         try:
             self._spawn("slurmctld", [_exe("slurmctld")])
-            for node in NODES:
+            for node in self.nodes:
                 self.start_node(node)
-            self.wait_idle()
+            self.wait_idle(self.nodes)
         except BaseException:
             self.stop()
             raise
@@ -119,8 +135,8 @@ class SlurmCluster:
         host = socket.gethostname()
         node_lines = "\n".join(
             f"NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={free_port()} CPUs=1 "
-            f"RealMemory=4000 State=UNKNOWN" for n in NODES)
-        nodes = ",".join(NODES)
+            f"RealMemory=4000 State=UNKNOWN" for n in self.nodes)
+        nodes = ",".join(self.nodes)
         self.conf.write_text(f"""\
 ClusterName={self.name}
 SlurmctldHost={host}(127.0.0.1)
@@ -146,11 +162,23 @@ KillWait=5
 MinJobAge=300
 MpiDefault=none
 SchedulerParameters=sched_interval=2,batch_sched_delay=0
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 {node_lines}
 PartitionName=debug Nodes={nodes} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
 PartitionName=bench Nodes={nodes} Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:64
 PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
+PartitionName=high Nodes={nodes} MaxTime=INFINITE State=UP PriorityTier=2 PreemptMode=OFF
 """)
+        if self.memory_enforced:
+            text = self.conf.read_text()
+            self.conf.write_text(text.replace("TaskPlugin=task/none", "TaskPlugin=task/cgroup")
+                                 .replace("SelectTypeParameters=CR_Core\n",
+                                          "SelectTypeParameters=CR_Core_Memory\n"))
+            # Read by slurmd from beside slurm.conf.
+            (self.root / "cgroup.conf").write_text(
+                "CgroupPlugin=cgroup/v1\nCgroupAutomount=yes\nConstrainRAMSpace=yes\n"
+                "ConstrainSwapSpace=no\nConstrainCores=no\nConstrainDevices=no\n")
 
     def _ensure_munged(self) -> None:
         if subprocess.run([_exe("munge"), "-n"], capture_output=True).returncode == 0:
@@ -211,6 +239,8 @@ PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.memory_enforced:
+            _remove_cgroups(self.nodes)
         if self.started_munged and not keep_munged:
             pid_file = MUNGE_DIR / "munged.pid"
             try:
@@ -240,9 +270,10 @@ PartitionName=held Nodes={nodes} Default=NO MaxTime=INFINITE State=DOWN
                 states.setdefault(parts[0], parts[1])
         return states
 
-    def wait_idle(self, nodes: tuple[str, ...] = NODES,
+    def wait_idle(self, nodes: tuple[str, ...] | None = None,
                   deadline_s: float = START_DEADLINE_S) -> None:
         """Until every node answers (idle, or busy with a leftover job); the logs on failure."""
+        nodes = nodes or self.nodes
         deadline = time.monotonic() + deadline_s
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -290,3 +321,21 @@ def _stepd_pids(root: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _remove_cgroups(nodes: tuple[str, ...]) -> None:
+    """The (empty, once the jobs are gone) memory cgroups slurmd made for ``nodes``."""
+    for node in nodes:
+        top = Path("/sys/fs/cgroup/memory") / f"slurm_{node}"
+        if not top.is_dir():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()),
+                        key=lambda p: len(p.parts), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        try:
+            top.rmdir()
+        except OSError:
+            pass

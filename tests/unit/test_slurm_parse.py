@@ -155,3 +155,67 @@ def test_state_verdicts(state: str | None, active: bool, reason: Reason | None) 
 def test_exit_codes() -> None:
     assert states.exit_code("1:0") == 1 and states.exit_code("0:0") == 0
     assert states.exit_code("0:15") is None and states.exit_code("") is None
+
+
+# How Slurm ended three jobs on the test clusters (tests/support/slurm.py): a one-minute time
+# limit, a preemption by a job of the `high` partition, and a `--mem=100M` job over its memory
+# on the cluster that enforces it. `squeue -h -t all -o parse.SQUEUE_FORMAT`, then
+# `scontrol show job -o` (the middle of each record left out).
+ENDED_SQUEUE = {
+    "TIMEOUT": "1|TIMEOUT|TimeLimit|n2|(null)|wrap\n",
+    "PREEMPTED": "2|PREEMPTED|None|n1|(null)|wrap\n",
+    "OUT_OF_MEMORY": "1|OUT_OF_MEMORY|OutOfMemory|m48b732|(null)|wrap\n",
+}
+ENDED_SCONTROL = {
+    "TIMEOUT": (
+        "JobId=1 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+        "Priority=4294901759 Nice=0 Account=(null) QOS=(null) JobState=TIMEOUT "
+        "Reason=TimeLimit Dependency=(null) Requeue=0 Restarts=0 BatchFlag=1 Reboot=0 "
+        "ExitCode=0:15 RunTime=00:01:27 TimeLimit=00:01:00 TimeMin=N/A "
+        "Partition=debug NodeList=n2 BatchHost=n2 NumNodes=1 NumCPUs=1 MinMemoryNode=0 "
+        "StdOut=/dev/null Power= "),
+    "PREEMPTED": (
+        "JobId=2 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+        "Priority=4294901758 Nice=0 Account=(null) QOS=(null) JobState=PREEMPTED Reason=None "
+        "Dependency=(null) Requeue=0 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:15 "
+        "RunTime=00:00:01 TimeLimit=UNLIMITED PreemptEligibleTime=2026-12-07T16:56:48 "
+        "PreemptTime=2026-12-07T16:56:49 Partition=debug NodeList=n1 BatchHost=n1 "
+        "NumNodes=1 StdOut=/dev/null Power= "),
+    "OUT_OF_MEMORY": (
+        "JobId=1 JobName=wrap UserId=root(0) GroupId=root(0) MCS_label=N/A "
+        "Priority=4294901759 Nice=0 Account=(null) QOS=(null) JobState=OUT_OF_MEMORY "
+        "Reason=OutOfMemory Dependency=(null) Requeue=0 Restarts=0 BatchFlag=1 Reboot=0 "
+        "ExitCode=0:125 RunTime=00:00:01 TimeLimit=UNLIMITED Partition=debug "
+        "NodeList=m48b732 BatchHost=m48b732 NumNodes=1 TRES=cpu=1,mem=100M,node=1,billing=1 "
+        "MinMemoryNode=100M StdOut=/dev/null Power= "),
+}
+# The same ends as `sacct -P -n -X -o parse.SACCT_FIELDS` prints them (the test clusters keep
+# no accounting, so these follow sacct's documented format).
+ENDED_SACCT = ("7|TIMEOUT|0:15|n2|runyard-a\n7.batch|CANCELLED|0:15|n2|batch\n"
+               "8|PREEMPTED|0:15|n1|runyard-b\n"
+               "9|OUT_OF_MEMORY|0:125|n1|runyard-c\n9.batch|OUT_OF_MEMORY|0:125|n1|batch\n")
+ENDED_REASONS = {"TIMEOUT": Reason.TIMEOUT, "PREEMPTED": Reason.PREEMPTED,
+                 "OUT_OF_MEMORY": Reason.OOM}
+
+
+@pytest.mark.parametrize("state", sorted(ENDED_REASONS))
+def test_how_slurm_ended_a_job_reads_as_its_reason(state: str) -> None:
+    (queued,) = parse.squeue_jobs(ENDED_SQUEUE[state])
+    shown = parse.scontrol_job(ENDED_SCONTROL[state])
+    assert shown is not None and (queued.state, shown.state) == (state, state)
+    assert queued.nodes == shown.nodes and queued.nodes
+    for seen in (queued.state, shown.state):
+        v = states.verdict(seen)
+        assert not v.active and v.reason is ENDED_REASONS[state] and v.message
+    # Slurm's own signal (TERM) or its out-of-memory code: no exit status of the run's.
+    record = parse.scontrol_record(ENDED_SCONTROL[state])
+    assert states.exit_code(record["ExitCode"]) is None
+    assert record["Requeue"] == "0" and record["Restarts"] == "0"
+
+
+def test_how_slurm_ended_a_job_reads_the_same_from_accounting() -> None:
+    jobs = parse.sacct_jobs(ENDED_SACCT)
+    assert [(j.job_id, j.state) for j in jobs] == [
+        ("7", "TIMEOUT"), ("8", "PREEMPTED"), ("9", "OUT_OF_MEMORY")]
+    assert [states.verdict(j.state).reason for j in jobs] == [
+        Reason.TIMEOUT, Reason.PREEMPTED, Reason.OOM]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from runyard.agent.process import ExitResult
-from runyard.agent.verdict import judge
+from runyard.agent.verdict import SIGNAL_SLACK_S, judge, signalled_before
 
 
 def ended(code: int | None = 0, sig: int | None = None, *, by_request: bool = False,
@@ -47,7 +47,20 @@ def verdict_of(result: ExitResult, **kw: Any) -> tuple[str, str | None]:
     # ... except a stop the server ordered, which it reports itself.
     (ended(None, signal.SIGTERM, by_request=True),
      {"report_on_shutdown": False, "stop_ordered": True}, ("fail", "stopped")),
+    # ... but one that had already finished on its own is reported as it ended.
     (ended(0), {"report_on_shutdown": False, "shutdown": True}, ("complete", None)),
+    # The signal came first (Slurm's end of the job reaches every process): whatever the
+    # exit, even a clean one after saving a checkpoint, the executor says why.
+    (ended(0), {"report_on_shutdown": False, "shutdown": True, "signalled": True},
+     ("leave", None)),
+    (ended(0), {"report_on_shutdown": False, "signalled": True}, ("leave", None)),
+    (ended(0, by_request=True), {"report_on_shutdown": False, "shutdown": True},
+     ("leave", None)),
+    (ended(1), {"report_on_shutdown": False, "signalled": True}, ("leave", None)),
+    # A local agent's own stop is unchanged by when the signal came.
+    (ended(0), {"shutdown": True, "signalled": True}, ("complete", None)),
+    (ended(0, by_request=True), {"shutdown": True, "signalled": True},
+     ("fail", "worker_shutdown")),
 ])
 def test_each_exit_gets_its_report(result: ExitResult, kw: dict[str, Any],
                                    expected: tuple[str, str | None]) -> None:
@@ -68,4 +81,18 @@ def test_a_kill_left_to_the_executor_says_what_stopped_it() -> None:
                     stop_ordered=False, intent=None, report_on_shutdown=False)
     killed = judge(ended(None, signal.SIGKILL), host_id="h", cwd=None, shutdown=False,
                    stop_ordered=False, intent=None, report_on_shutdown=False)
-    assert (outside.left_why, killed.left_why) == ("signal", "killed")
+    saved = judge(ended(0), host_id="h", cwd=None, shutdown=False, stop_ordered=False,
+                  intent=None, report_on_shutdown=False, signalled=True)
+    assert (outside.left_why, killed.left_why, saved.left_why) == ("signal", "killed", "signal")
+    assert saved.exit_code == 0
+
+
+@pytest.mark.parametrize(("signal_at", "exited_at", "expected"), [
+    (None, 10.0, False),  # no signal
+    (9.0, 10.0, True),  # before the end
+    (10.0 + SIGNAL_SLACK_S, 10.0, True),  # with it: the child got its copy first
+    (10.0 + SIGNAL_SLACK_S + 0.01, 10.0, False),  # after an end of its own
+])
+def test_a_signal_counts_when_it_came_before_the_end(signal_at: float | None, exited_at: float,
+                                                     expected: bool) -> None:
+    assert signalled_before(signal_at, exited_at) is expected
