@@ -32,8 +32,8 @@ if os.environ.get("CI") and not PG_AVAILABLE:
 #: Where each tier's tests start in the run: real processes first, so that under pytest-xdist
 #: (scripts/test.sh) the many quick unit tests fill the workers' last minutes instead of one
 #: slow end-to-end test running alone at the end.
-#: The Slurm tier is one xdist group (one session cluster, tests/slurm/conftest.py): it starts
-#: first, or its worker would run it alone after the rest.
+#: The Slurm tier is two xdist groups (a cluster each, tests/slurm/conftest.py): it starts
+#: first, or its workers would run it alone after the rest.
 _TIER_ORDER = {"slurm": 0, "e2e": 1, "integration": 2, "unit": 3}
 
 

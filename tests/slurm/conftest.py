@@ -4,9 +4,9 @@ session, and tests that submit to it, with and without a Runyard server and agen
 Slurm missing or unable to start here skips this tier with the reason, except under ``CI``,
 where it fails (as PostgreSQL does in tests/conftest.py): CI must not silently skip it.
 
-Under pytest-xdist every test of this tier is in one ``xdist_group`` ("slurm"), so with
-``--dist loadgroup`` one worker runs them all and starts one cluster. Under any other
-distribution each worker that gets a Slurm test starts a cluster of its own: each has its own
+Under pytest-xdist the tests of this tier are dealt into two ``xdist_group``s, so with
+``--dist loadgroup`` two workers run them, each starting one cluster. Under any other
+distribution each worker that gets a Slurm test starts a cluster of its own too: each has its own
 name, ports, state and spool directories, so two can live side by side, and a file lock
 keeps two bring-ups (and the shared ``munged``) from racing.
 """
@@ -30,14 +30,19 @@ LOCK = Path(tempfile.gettempdir()) / "runyard-test-slurm.lock"
 USERS = Path(tempfile.gettempdir()) / "runyard-test-slurm.users"
 
 
+#: How many xdist workers share this tier, each with a cluster of its own: on one worker the
+#: tier (minutes of waiting on Slurm) would end long after the rest of the suite.
+GROUPS = 2
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test of this tier goes to one xdist worker (--dist loadgroup), whatever group
-    another hook gave it: they share one session cluster."""
+    """This tier's tests go to :data:`GROUPS` xdist workers (--dist loadgroup), dealt in
+    their order, whatever group another hook gave them: each worker starts one cluster."""
     here = Path(__file__).parent
-    for item in items:
-        if Path(str(item.path)).is_relative_to(here):
-            item.own_markers[:] = [m for m in item.own_markers if m.name != "xdist_group"]
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+    mine = [item for item in items if Path(str(item.path)).is_relative_to(here)]
+    for n, item in enumerate(mine):
+        item.own_markers[:] = [m for m in item.own_markers if m.name != "xdist_group"]
+        item.add_marker(pytest.mark.xdist_group(f"slurm-{n % GROUPS}"))
 
 
 @pytest.fixture(scope="session")
