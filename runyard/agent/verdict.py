@@ -55,8 +55,8 @@ def judge(result: process.ExitResult, *, host_id: str, cwd: Path | None, shutdow
                        details={**details, "error": result.setup_error})
     failure: dict[str, Any] = {"exit_code": result.exit_code, "stderr_tail": result.stderr_tail}
     outside = signalled or (shutdown and result.stopped_by_request)
-    if not report_on_shutdown and not stop_ordered and (outside or not result.succeeded and (
-            shutdown or result.signal is not None)):
+    killed = not result.succeeded and (shutdown or result.signal is not None)
+    if not report_on_shutdown and not stop_ordered and (outside or killed):
         # A stop from outside, or a process killed by a signal it did not send: a Slurm
         # agent reads why its job ended (scancel, a time limit, an out-of-memory kill, a
         # preemption) and reports it. Whatever the exit code once the stop came first: Slurm

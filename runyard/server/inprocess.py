@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from runyard.server.app import build_state, create_app
 from runyard.server.settings import Settings
 from runyard.store import open_store
 from runyard.store.engine import sqlite_read_only_url
+from runyard.store.sql import head_revision
 
 #: The base URL the in-process client's requests carry (never resolved or connected to).
 BASE_URL = "http://local-store"
@@ -73,17 +73,6 @@ class AppTransport(httpx.BaseTransport):
             if not self._loop.is_closed():
                 self._loop.close()
                 self._on_close()
-
-
-def head_revision() -> str | None:
-    """The newest schema revision this Runyard's migrations know."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("runyard.store") / "migrations"))
-    head: str | None = ScriptDirectory.from_config(cfg).get_current_head()
-    return head
 
 
 def open_reader(data_dir: Path) -> Client:

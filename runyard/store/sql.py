@@ -60,6 +60,23 @@ def _insert(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> Non
 
 
 
+
+def alembic_config() -> Any:
+    """Alembic's configuration of Runyard's migrations (runyard/store/migrations)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("runyard.store") / "migrations"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    """The newest schema revision this Runyard's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head
+
 class SQLTransaction(base.Transaction):
     """Primitives over one open connection; the transaction is the connection's.
 
@@ -310,11 +327,7 @@ class SQLStore(MetricsMixin, ProgressMixin, LogsMixin, BlobsMixin, CatalogMixin,
 
     # migrations
     def _alembic(self, conn: sa.Connection) -> Any:
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location",
-                            str(resources.files("runyard.store") / "migrations"))
+        cfg = alembic_config()
         cfg.attributes["connection"] = conn
         return cfg
 

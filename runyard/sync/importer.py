@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from runyard import errors, models, submission
+from runyard import archiving, errors, models, submission
 from runyard.queue import Queue
 from runyard.store.base import Row
 
@@ -86,7 +86,8 @@ def import_run(queue: Queue, record: Mapping[str, Any], *, owner: str,
         attempt=len(attempts), progress=src.get("progress") if isinstance(
             src.get("progress"), dict) else None,
         progress_updated_at=_time(src.get("progress_updated_at"), "run.progress_updated_at"),
-        artifact_store=_text(src.get("artifact_store"), "run.artifact_store", 2000))
+        artifact_store=archiving.check_location(src.get("artifact_store"),
+                                              "run.artifact_store"))
     rows = []
     for i, att in enumerate(attempts):
         number = att.get("number", i + 1)
@@ -106,7 +107,7 @@ def import_run(queue: Queue, record: Mapping[str, Any], *, owner: str,
                                           f"attempts[{i}].termination_reason"),
             "exit_code": _int(att.get("exit_code"), f"attempts[{i}].exit_code"),
             "details": att.get("details") if isinstance(att.get("details"), dict) else None,
-            "workdir": _text(att.get("workdir"), f"attempts[{i}].workdir", 2000),
+            "workdir": archiving.check_location(att.get("workdir"), f"attempts[{i}].workdir"),
         })
     events = [{
         "attempt": _int(ev.get("attempt"), f"events[{i}].attempt") or 0,

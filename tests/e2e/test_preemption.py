@@ -8,40 +8,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from ..support.agents import AgentProc, Api
+from ..support.agents import AgentProc, Api, resumable_trainer
 from ..support.live_server import LiveServer
 
 pytestmark = pytest.mark.timeout(180)
 
 #: Attempt 1 is slow (so it is still running when preempted), later ones are fast.
-TRAINER = textwrap.dedent('''
-    import os, time
-    import runyard.sdk as sdk
-
-    STEPS = 300
-    with sdk.start_run(name="preempted", total_steps=STEPS) as run:
-        start = 0
-        if run.resume_from is not None:
-            start = int(run.resume_from.read_text()) + 1
-            print("resumed from", run.resume_from.read_text(),
-                  os.environ["RUNYARD_RESUME_STEP"], flush=True)
-        pace = 0.05 if run.attempt == 1 else 0.0
-        for step in range(start, STEPS):
-            run.log({"loss": 1.0 / (step + 1)}, step=step)
-            run.progress(step=step)
-            if run.should_stop:
-                path = run.checkpoint_dir / "state.txt"
-                path.write_text(str(step))
-                run.checkpoint(path, step=step)
-                print("saved at", step, flush=True)
-                break
-            time.sleep(pace)
-''')
+TRAINER = resumable_trainer(300)
 
 
 def cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:

@@ -130,6 +130,15 @@ def test_import_is_idempotent_and_fenced(shared_app: AppServer, admin: httpx.Cli
     assert running.status_code == 422 and "only ended runs" in running.text
     bad_id = alice.post("/v1/runs/import", json=record("../etc"))
     assert bad_id.status_code == 422
+    # Where a run ran is shown to others and stored: a NUL (which PostgreSQL cannot store)
+    # or an empty place is refused naming the field, as the placement route does.
+    for where, value in (("run", {"artifact_store": "/a\x00b"}),
+                         ("attempt", {"workdir": ""})):
+        doc = record("fedcba9876543211")
+        (doc["run"] if where == "run" else doc["attempts"][0]).update(value)
+        bad = alice.post("/v1/runs/import", json=doc)
+        field = "run.artifact_store" if where == "run" else "attempts[0].workdir"
+        assert bad.status_code == 422 and field in bad.text, bad.text
     alice.close()
     bob.close()
 

@@ -5,6 +5,7 @@ its run with the reason it means."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -79,32 +80,31 @@ class SlurmSetup:
         self.api.close()
 
 
-def _setup(server: LiveServer, tmp_path: Path, slurm: SlurmCluster) -> Iterator[SlurmSetup]:
+@contextlib.contextmanager
+def slurm_setup(tmp_path: Path, slurm: SlurmCluster,
+                db_url: str | None = None) -> Iterator[SlurmSetup]:
+    """A real server (``db_url``, else embedded SQLite) and a :class:`SlurmSetup` on it;
+    afterwards nothing of the test stays in the cluster for the next one."""
+    server = LiveServer(tmp_path / "server", db_url, stale_after_s=30).start()
     s = SlurmSetup(server, tmp_path, slurm)
     try:
         yield s
     finally:
         s.close()
-        # Nothing of this test stays in the cluster for the next one.
         slurm.run("scancel", "-u", "root", check=False)
+        server.stop()
 
 
 @pytest.fixture
 def setup(tmp_path: Path, slurm: SlurmCluster) -> Iterator[SlurmSetup]:
-    server = LiveServer(tmp_path / "server", stale_after_s=30).start()
-    try:
-        yield from _setup(server, tmp_path, slurm)
-    finally:
-        server.stop()
+    with slurm_setup(tmp_path, slurm) as s:
+        yield s
 
 
 @pytest.fixture
 def db_setup(tmp_path: Path, slurm: SlurmCluster, db_url: str) -> Iterator[SlurmSetup]:
-    server = LiveServer(tmp_path / "server", db_url, stale_after_s=30).start()
-    try:
-        yield from _setup(server, tmp_path, slurm)
-    finally:
-        server.stop()
+    with slurm_setup(tmp_path, slurm, db_url) as s:
+        yield s
 
 
 def _cli(server: LiveServer, *args: str) -> str:

@@ -11,7 +11,6 @@ mapping of OUT_OF_MEMORY itself is tested with captured records (tests/unit)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import textwrap
@@ -21,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from ..support.live_server import LiveServer
+from ..support.agents import resumable_trainer
 from ..support.slurm import SlurmCluster, SlurmUnavailable
-from .test_slurm_e2e import SlurmSetup, until
+from .test_slurm_e2e import SlurmSetup, slurm_setup, until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -32,20 +31,8 @@ ENDED = {"completed", "failed", "stopped"}
 
 @pytest.fixture
 def setup(tmp_path: Path, slurm: SlurmCluster) -> Iterator[SlurmSetup]:
-    with _setup(tmp_path, slurm) as s:
+    with slurm_setup(tmp_path, slurm) as s:
         yield s
-
-
-@contextlib.contextmanager
-def _setup(tmp_path: Path, slurm: SlurmCluster) -> Iterator[SlurmSetup]:
-    server = LiveServer(tmp_path / "server", stale_after_s=30).start()
-    s = SlurmSetup(server, tmp_path, slurm)
-    try:
-        yield s
-    finally:
-        s.close()
-        slurm.run("scancel", "-u", "root", check=False)
-        server.stop()
 
 
 def _attempt(run: dict[str, Any], number: int) -> dict[str, Any]:
@@ -77,28 +64,7 @@ def test_a_run_past_its_slurm_time_limit_ends_as_timeout(setup: SlurmSetup) -> N
 
 #: Saves a checkpoint when told to stop (Slurm's SIGTERM reaches it as ``should_stop``) and
 #: resumes from it on a later attempt. Attempt 1 is slow, so it is running when preempted.
-TRAINER = textwrap.dedent('''
-    import os, time
-    import runyard.sdk as sdk
-
-    STEPS = 2000
-    with sdk.start_run(total_steps=STEPS) as run:
-        start = 0
-        if run.resume_from is not None:
-            start = int(run.resume_from.read_text()) + 1
-            print("resumed from", run.resume_from.read_text(), flush=True)
-        pace = 0.05 if run.attempt == 1 else 0.0
-        for step in range(start, STEPS):
-            run.log({"loss": 1.0 / (step + 1)}, step=step)
-            run.progress(step=step)
-            if run.should_stop:
-                path = run.checkpoint_dir / "state.txt"
-                path.write_text(str(step))
-                run.checkpoint(path, step=step)
-                print("saved at", step, flush=True)
-                break
-            time.sleep(pace)
-''')
+TRAINER = resumable_trainer(2000)
 
 
 def test_a_higher_tier_job_preempts_the_run_which_is_requeued_and_resumes(
@@ -183,7 +149,7 @@ HOG = textwrap.dedent('''
                            "rest of the suite (see the module's docstring)")
 def test_a_run_over_its_memory_is_killed_and_ends_as_oom(
         tmp_path: Path, memory_slurm: SlurmCluster) -> None:
-    with _setup(tmp_path, memory_slurm) as s:
+    with slurm_setup(tmp_path, memory_slurm) as s:
         s.agent()
         script = s.tmp / "hog.py"
         script.write_text(HOG)

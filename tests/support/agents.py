@@ -273,3 +273,32 @@ def kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def resumable_trainer(steps: int) -> str:
+    """An SDK training script that saves a checkpoint when asked to stop and resumes from it:
+    attempt 1 is slow (still running when it is stopped or preempted), later ones fast. It
+    prints ``saved at STEP`` and, resumed, ``resumed from STEP RUNYARD_RESUME_STEP``."""
+    return textwrap.dedent(f'''
+        import os, time
+        import runyard.sdk as sdk
+
+        STEPS = {steps}
+        with sdk.start_run(total_steps=STEPS) as run:
+            start = 0
+            if run.resume_from is not None:
+                start = int(run.resume_from.read_text()) + 1
+                print("resumed from", run.resume_from.read_text(),
+                      os.environ["RUNYARD_RESUME_STEP"], flush=True)
+            pace = 0.05 if run.attempt == 1 else 0.0
+            for step in range(start, STEPS):
+                run.log({{"loss": 1.0 / (step + 1)}}, step=step)
+                run.progress(step=step)
+                if run.should_stop:
+                    path = run.checkpoint_dir / "state.txt"
+                    path.write_text(str(step))
+                    run.checkpoint(path, step=step)
+                    print("saved at", step, flush=True)
+                    break
+                time.sleep(pace)
+    ''')
