@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,16 +20,8 @@ KEP_BODY = {"trainerStatus": {
 
 
 @pytest.fixture
-def server(tmp_path: Path, db_url: str) -> Iterator[AppServer]:
-    """The app over each database dialect."""
-    srv = AppServer(tmp_path / "server", db_url=db_url).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def api(server: AppServer) -> Iterator[Api]:
-    client = admin(server)
+def api(dialect_app: AppServer) -> Iterator[Api]:
+    client = admin(dialect_app)
     yield client
     client.close()
 
