@@ -31,6 +31,12 @@ from ..support.live_server import LiveServer
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def server(server_process: LiveServer) -> LiveServer:
+    """A server process: some tests kill it mid-run and start it again."""
+    return server_process
+
+
 @pytest.fixture(autouse=True)
 def _reset_settings() -> Iterator[None]:
     settings.reset()

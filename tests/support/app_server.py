@@ -111,7 +111,9 @@ class AppTransport(httpx.BaseTransport):
                               request=request)
 
 
-class _LogBuffer(logging.Handler):
+class LogBuffer(logging.Handler):
+    """The log records of an in-process server, kept for ``log()``."""
+
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
@@ -121,6 +123,10 @@ class _LogBuffer(logging.Handler):
         line = self.format(record)
         with self._lock_lines:
             self.lines.append(line)
+
+    def text(self) -> str:
+        with self._lock_lines:
+            return "\n".join(self.lines)
 
 
 class AppServer:
@@ -142,7 +148,7 @@ class AppServer:
         self.settings = Settings(data_dir=data_dir, admin_token=None if no_auth else ADMIN_TOKEN,
                                  stale_after_s=stale_after_s, no_auth=no_auth, db_url=db_url,
                                  **extra)
-        self._logs = _LogBuffer()
+        self._logs = LogBuffer()
         self._stack: list[Any] = []
         self.transport: AppTransport | None = None
 
@@ -178,4 +184,4 @@ class AppServer:
         return {"Authorization": f"Bearer {token or self.admin_token}"}
 
     def log(self) -> str:
-        return "\n".join(self._logs.lines)
+        return self._logs.text()
