@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from .support.migrated import migrated_sqlite
 
 PG_ADMIN_URL = os.environ.get("RUNYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -133,29 +135,13 @@ def pg_databases() -> Iterator[PgDatabases]:
     dbs.drop_all()
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated SQLite file that each test's database copies (migrating costs more than
-    the rest of most store tests), as PostgreSQL's databases clone a template."""
-    from runyard.store import open_store
-    from runyard.store.engine import sqlite_url
-
-    path = str(tmp_path_factory.mktemp("sqlite-template") / "runyard.db")
-    open_store(sqlite_url(path)).close()
-    for leftover in ("-wal", "-shm"):  # closed cleanly: everything is in the main file
-        assert not os.path.exists(path + leftover), path + leftover
-    return path
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
     """A fresh, migrated database URL of each dialect."""
     if request.param == "sqlite":
         from runyard.store.engine import sqlite_url
 
-        path = os.path.join(tmp_path, "runyard.db")
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return sqlite_url(path)
+        return sqlite_url(str(migrated_sqlite(Path(tmp_path) / "runyard.db")))
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
     url = dbs.new()
     request.addfinalizer(lambda: dbs.drop(url))

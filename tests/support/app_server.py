@@ -26,6 +26,7 @@ from runyard.server.app import create_app
 from runyard.server.settings import Settings
 
 from .live_server import ADMIN_TOKEN
+from .migrated import migrated_data_dir
 
 _END = object()
 
@@ -145,6 +146,8 @@ class AppServer:
         if max_upload_mb is not None:
             extra["max_upload_mb"] = max_upload_mb
         data_dir.mkdir(parents=True, exist_ok=True)
+        if db_url is None:
+            migrated_data_dir(data_dir)
         self.settings = Settings(data_dir=data_dir, admin_token=None if no_auth else ADMIN_TOKEN,
                                  stale_after_s=stale_after_s, no_auth=no_auth, db_url=db_url,
                                  **extra)

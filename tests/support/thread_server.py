@@ -22,6 +22,7 @@ from runyard.server import Settings, build_state, create_app
 
 from .app_server import LogBuffer
 from .live_server import ADMIN_TOKEN, free_port
+from .migrated import migrated_data_dir
 
 
 class ThreadServer:
@@ -46,6 +47,8 @@ class ThreadServer:
 
     def start(self, timeout: float = 120.0) -> ThreadServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.db_url is None:
+            migrated_data_dir(self.data_dir)
         logging.getLogger().addHandler(self._logs)
         state, _ = build_state(self.settings)
         # The options `runyard server` gives uvicorn (runyard/cli/server.py).
