@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,9 @@ from runyard import errors
 from runyard.cli import common
 from runyard.cli.common import EXIT_ERROR, JsonOpt, ServerOpt, TokenOpt
 from runyard.client.client import DEFAULT_SERVER
-from runyard.manifest import Manifest, load_manifest
+
+if TYPE_CHECKING:
+    from runyard.manifest import Manifest
 
 manifest_app = typer.Typer(help="Validate and reload the TOML manifest.", no_args_is_help=True)
 
@@ -76,6 +78,10 @@ def blueprints(server: ServerOpt = DEFAULT_SERVER, token: TokenOpt = None,
 
 
 def _load_or_exit(file: Path, as_json: bool) -> Manifest:
+    # Here, not at the top: the manifest parser brings jsonschema, which every other
+    # command (all of them load this module) would otherwise import at start.
+    from runyard.manifest import load_manifest
+
     try:
         return load_manifest(file)
     except errors.ManifestError as exc:

@@ -11,7 +11,6 @@ from typer.core import TyperCommand
 from runyard.cli import common
 from runyard.cli.common import EXIT_USAGE, JsonOpt, ServerOpt, TokenOpt, fail
 from runyard.client.client import DEFAULT_SERVER, rule_object
-from runyard.manifest.overrides import parse_config_overrides
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
@@ -98,6 +97,8 @@ def submit(
         constraints["allowed_hosts"] = list(host)
     if label:
         constraints["labels"] = _pairs(label, "--label")
+    from runyard.manifest.overrides import parse_config_overrides  # brings jsonschema
+
     kwargs: dict[str, Any] = dict(
         project=project, version=version, notes=notes, blueprint=blueprint,
         command=run_command, config=parse_config_overrides(config or []),
