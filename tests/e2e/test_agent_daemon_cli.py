@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ..support.agents import AgentProc, Api, pid_alive, training_pid, write_train_script
-from ..support.live_server import LiveServer, free_port
+from ..support.live_server import free_port
+from ..support.thread_server import ThreadServer
 
 
 def _runyard(*args: str, env: dict[str, str] | None = None,
@@ -102,7 +103,7 @@ def test_agent_keeps_trying_an_unreachable_server_and_stops_on_sigint(tmp_path: 
 
 
 def test_second_signal_kills_the_runs_at_once(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "server", stale_after_s=60).start()
+    server = ThreadServer(tmp_path / "server", stale_after_s=60).start()
     api = Api(server)
     agent: AgentProc | None = None
     try:

@@ -19,7 +19,7 @@ from runyard.client import Client
 from runyard.sdk import settings
 
 from ..support.agents import AgentProc, Api, attempt_dir
-from ..support.live_server import LiveServer
+from ..support.thread_server import ThreadServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ FILE_LOOP = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, AgentProc, Path]]:
     root = tmp_path_factory.mktemp("checkpoint-fleet")
-    server = LiveServer(root / "server").start()
+    server = ThreadServer(root / "server").start()
     api = Api(server)
     agent = AgentProc(server, api.worker_token(), "ckpt-host", root / "work")
     (root / "sdk_loop.py").write_text(SDK_LOOP.format(repo=str(REPO)))
@@ -181,7 +181,7 @@ def test_a_loop_without_the_sdk_answers_through_the_request_file(
 
 
 def test_http_mode_run_sees_and_answers_each_request(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path / "server").start()
+    server = ThreadServer(tmp_path / "server").start()
     api = Api(server)
     settings.configure(server=server.url, token=server.admin_token,
                        data_dir=tmp_path / "data", heartbeat_interval_s=0.2)

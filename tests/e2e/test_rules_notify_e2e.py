@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from ..support.agents import AgentProc, Api, write_train_script
-from ..support.live_server import LiveServer
 from ..support.receiver import Received, Receiver
+from ..support.thread_server import ThreadServer
 from ..support.ui import wait_until
 from .test_rules_e2e import TRAINER
 
@@ -35,15 +35,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "server", stale_after_s=60,
-                     extra_args=["--public-url", PUBLIC_URL]).start()
+def server(tmp_path: Path) -> Iterator[ThreadServer]:
+    srv = ThreadServer(tmp_path / "server", stale_after_s=60,
+                     public_url=PUBLIC_URL).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def api(server: LiveServer, receiver: Receiver) -> Iterator[Api]:
+def api(server: ThreadServer, receiver: Receiver) -> Iterator[Api]:
     client = Api(server)
     resp = client.http.post("/v1/channels", json={"name": "team", "kind": "webhook",
                                                   "url": receiver.url, "secret": SECRET})
@@ -79,7 +79,7 @@ def delivered(api: Api, receiver: Receiver, run_id: str) -> tuple[dict[str, Any]
 
 
 def test_a_status_rule_notifies_when_a_real_run_completes(
-        tmp_path: Path, server: LiveServer, api: Api, receiver: Receiver) -> None:
+        tmp_path: Path, server: ThreadServer, api: Api, receiver: Receiver) -> None:
     script = write_train_script(tmp_path)
     run_id = api.submit("finishes", script, {"steps": 10, "sleep": 0.02}, rules=[
         {"name": "ended", "when": "status", "status": ["completed", "failed"],
@@ -103,7 +103,7 @@ def test_a_status_rule_notifies_when_a_real_run_completes(
     assert api.run(run_id)["rule_hits"] == 1 and len(deliveries(api, run_id)) == 1
 
 
-def test_a_nan_rule_stops_its_run_and_notifies(tmp_path: Path, server: LiveServer, api: Api,
+def test_a_nan_rule_stops_its_run_and_notifies(tmp_path: Path, server: ThreadServer, api: Api,
                                               receiver: Receiver) -> None:
     script = tmp_path / "trainer.py"
     script.write_text(TRAINER)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ..support.agents import AgentProc, Api
-from ..support.live_server import LiveServer
+from ..support.thread_server import ThreadServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[tuple[Api, Path]]:
-    server = LiveServer(tmp_path / "server", stale_after_s=60).start()
+    server = ThreadServer(tmp_path / "server", stale_after_s=60).start()
     api = Api(server)
     agent = AgentProc(server, api.worker_token(), "sdk-host", tmp_path / "work")
     script = tmp_path / "train_sdk.py"

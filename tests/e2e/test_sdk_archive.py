@@ -27,6 +27,7 @@ from runyard.store import default_url, open_store
 
 from ..support.agents import Api
 from ..support.live_server import LiveServer
+from ..support.thread_server import ThreadServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -261,7 +262,7 @@ def test_sync_archives_the_embedded_and_file_runs_that_asked(
     finally:
         local.close()
 
-    remote = LiveServer(tmp_path / "remote").start()
+    remote = ThreadServer(tmp_path / "remote").start()
     api = Api(remote)
     try:
         report = sync(data, remote)

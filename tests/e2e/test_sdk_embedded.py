@@ -19,7 +19,7 @@ from runyard.sdk import choose, settings
 from runyard.store import default_url, open_store
 
 from ..support.agents import Api
-from ..support.live_server import LiveServer
+from ..support.thread_server import ThreadServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_embedded_run_is_visible_to_a_server_on_the_data_dir(tmp_path: Path) -> 
     (ckpt / "weights.bin").write_bytes(b"w" * 1000)  # a directory checkpoint (HF style)
     run = embedded_run(data, "emb", 300, ckpt)
     assert (data / "runyard.db").exists()
-    server = LiveServer(data, stale_after_s=60).start()  # `runyard up` uses this database
+    server = ThreadServer(data, stale_after_s=60).start()  # `runyard up` uses this database
     api = Api(server)
     try:
         got = api.run(run.run_id)
@@ -78,7 +78,7 @@ def test_embedded_run_is_visible_to_a_server_on_the_data_dir(tmp_path: Path) -> 
 def test_stop_from_a_server_on_the_same_data_dir_reaches_the_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
     open_store(default_url(data)).close()
-    server = LiveServer(data, stale_after_s=60).start()
+    server = ThreadServer(data, stale_after_s=60).start()
     api = Api(server)
     try:
         settings.configure(heartbeat_interval_s=0.2)
@@ -112,7 +112,7 @@ def test_a_local_run_whose_lease_lapses_fails_and_is_never_requeued(tmp_path: Pa
     store.close()
 
 
-def sync(data: Path, server: LiveServer, *extra: str) -> subprocess.CompletedProcess[str]:
+def sync(data: Path, server: ThreadServer, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNYARD_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "runyard", "sync", "--server", server.url,
@@ -144,7 +144,7 @@ def test_sync_uploads_embedded_and_file_runs_once(tmp_path: Path,
         fh.write(json.dumps({"step": 61, "tag": "loss", "value": 1.0, "at": "soon"}) + "\n")
         fh.write(json.dumps({"step": 50, "tag": "loss", "value": 50.0}) + "\n")
 
-    server = LiveServer(tmp_path / "remote", stale_after_s=60).start()
+    server = ThreadServer(tmp_path / "remote", stale_after_s=60).start()
     api = Api(server)
     try:
         first = sync(data, server, "--json")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin, caps, error_of, shared_server
+from ..support.thread_server import ThreadServer
 
 BIG = 2**63
 I32 = 2**31
@@ -29,7 +29,7 @@ def shared(request, tmp_path_factory):  # type: ignore[no-untyped-def]
             client.close()
         return
     url = request.getfixturevalue("pg_databases").new()
-    server = LiveServer(tmp_path_factory.mktemp("pg-server"), url, stale_after_s=600).start()
+    server = ThreadServer(tmp_path_factory.mktemp("pg-server"), url, stale_after_s=600).start()
     client = admin(server)
     yield client
     client.close()

@@ -18,8 +18,8 @@ import pytest
 from runyard.queue import Queue
 from runyard.store import open_store
 
-from ..support.live_server import LiveServer
 from ..support.server_api import Api, admin, error_of
+from ..support.thread_server import ThreadServer
 
 MANIFEST = """
 [[hosts]]
@@ -46,13 +46,16 @@ min_ram_gib = 4
 
 
 def read_sse(server: Any, token: str, stop: threading.Event, out: list[tuple[str, str, Any]],
-             headers: dict[str, str] | None = None, params: dict[str, str] | None = None
-             ) -> None:
-    """Collect (id, event, data) frames until ``stop`` is set."""
+             headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+             opened: threading.Event | None = None) -> None:
+    """Collect (id, event, data) frames until ``stop`` is set; ``opened`` is set once the
+    stream has answered (from then on it sees every new event)."""
     h = {"Authorization": f"Bearer {token}", **(headers or {})}
     with httpx.Client(timeout=httpx.Timeout(10, read=1.0)) as c, \
             c.stream("GET", f"{server.url}/v1/events/stream", headers=h, params=params) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        if opened is not None:
+            opened.set()
         frame: dict[str, str] = {}
         lines = r.iter_lines()
         while not stop.is_set():
@@ -72,7 +75,7 @@ def read_sse(server: Any, token: str, stop: threading.Event, out: list[tuple[str
                 frame[k] = v.strip()
 
 
-def wait_for(cond: Any, timeout: float = 10) -> None:
+def wait_for(cond: Any, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if cond():
@@ -84,11 +87,13 @@ def wait_for(cond: Any, timeout: float = 10) -> None:
 def test_event_stream_status_progress_and_resume(sqlite_server) -> None:  # type: ignore[no-untyped-def]
     api = admin(sqlite_server)
     got: list[tuple[str, str, Any]] = []
-    stop = threading.Event()
-    t = threading.Thread(target=read_sse, args=(sqlite_server, api.secret, stop, got))
+    stop, opened = threading.Event(), threading.Event()
+    t = threading.Thread(target=read_sse, args=(sqlite_server, api.secret, stop, got),
+                         kwargs={"opened": opened})
     t.start()
     try:
-        time.sleep(0.5)
+        # A stream without Last-Event-ID starts at its answer: what happens before is not in it.
+        assert opened.wait(30), "the event stream did not answer"
         run = api.submit("streamed")
         claim = api.claim()
         assert claim
@@ -138,7 +143,7 @@ def test_prometheus(sqlite_server) -> None:  # type: ignore[no-untyped-def]
 
 def test_sweeper_ends_a_lapsed_lease(tmp_path: Path) -> None:
     """A lease of 1 s that nothing renews: the background sweep ends it as lost."""
-    server = LiveServer(tmp_path / "server", stale_after_s=1).start()
+    server = ThreadServer(tmp_path / "server", stale_after_s=1).start()
     api = admin(server)
     try:
         run = api.submit("lost-one", max_attempts=1)
@@ -266,7 +271,7 @@ def test_flow_on_both_dialects(live_server) -> None:  # type: ignore[no-untyped-
     assert api.get(f"/v1/blobs/{digest}").status_code == 404
 
 
-def test_a_stream_resuming_far_behind_gets_every_event_once(sqlite_server: LiveServer) -> None:
+def test_a_stream_resuming_far_behind_gets_every_event_once(sqlite_server: ThreadServer) -> None:
     api = admin(sqlite_server)
     run = api.submit("backlog")
     direct = open_store(f"sqlite:///{sqlite_server.data_dir / 'runyard.db'}", upgrade=False)

@@ -15,9 +15,9 @@ import pytest
 from runyard.queue import SYSTEM, Queue
 from runyard.store import default_url, open_store
 
-from ..support.live_server import LiveServer
 from ..support.receiver import Receiver
 from ..support.server_api import Api, admin
+from ..support.thread_server import ThreadServer
 from ..support.ui import Page, Worker, wait_until
 from .test_ui_hostile import HOSTILE, IMG, assert_nothing_injected
 
@@ -34,10 +34,10 @@ def receivers() -> Iterator[dict[str, Receiver]]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, receivers: dict[str, Receiver]
-           ) -> Iterator[LiveServer]:
+           ) -> Iterator[ThreadServer]:
     # One attempt: a refused delivery is failed at once (no backoff to wait out).
-    srv = LiveServer(tmp_path_factory.mktemp("ui-rules"), stale_after_s=120,
-                     extra_args=["--notify-max-attempts", "1"]).start()
+    srv = ThreadServer(tmp_path_factory.mktemp("ui-rules"), stale_after_s=120,
+                     notify_max_attempts=1).start()
     api = admin(srv)
     try:
         api.ok("POST", "/v1/channels", 201, json={"name": "team", "kind": "webhook",
@@ -51,7 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receivers: dict[str, Receiv
     srv.stop()
 
 
-def running(server: LiveServer, name: str, rules: list[dict[str, Any]], host: str) -> Worker:
+def running(server: ThreadServer, name: str, rules: list[dict[str, Any]], host: str) -> Worker:
     admin(server).submit(name, project="ui-rules", rules=rules)
     worker = Worker(server, admin(server).token(f"{host}-w", "worker"), host_id=host)
     assert worker.claim()["run"]["name"] == name
@@ -70,7 +70,7 @@ def settled(api: Api, run_id: str, count: int) -> list[dict[str, Any]]:
 
 
 def test_a_nan_rule_that_fired_is_a_mark_a_badge_and_two_deliveries(
-        server: LiveServer, browser: Any, tokens: dict[str, str],
+        server: ThreadServer, browser: Any, tokens: dict[str, str],
         receivers: dict[str, Receiver]) -> None:
     worker = running(server, "diverging", [
         {"name": "diverged", "when": "nan", "tag": "loss",
@@ -156,7 +156,7 @@ def test_a_nan_rule_that_fired_is_a_mark_a_badge_and_two_deliveries(
         api.close()
 
 
-def test_hostile_rule_tags_and_names_render_as_text(server: LiveServer, browser: Any) -> None:
+def test_hostile_rule_tags_and_names_render_as_text(server: ThreadServer, browser: Any) -> None:
     worker = running(server, "hostile-rules", [
         {"name": "odd-tag", "when": "nan", "tag": TAG, "then": []},
         {"name": "odd-pattern", "when": "log", "pattern": "<script>x</script>", "then": []}],
