@@ -12,6 +12,7 @@ import pytest
 
 from .app_server import AppServer
 from .live_server import LiveServer
+from .thread_server import ThreadServer
 
 
 def caps(host_id: str = "box-1", **extra: Any) -> dict[str, Any]:
@@ -76,18 +77,18 @@ class Api:
 
 @contextmanager
 def shared_server(tmp_path_factory: pytest.TempPathFactory, *, stale_after_s: float = 5
-                  ) -> Iterator[LiveServer]:
+                  ) -> Iterator[ThreadServer]:
     """One server for a whole module (tests that only read or send bad input, or that drive
     their own runs: the UI tests, with a lease long enough for a browser's pace)."""
-    server = LiveServer(tmp_path_factory.mktemp("shared-server"),
-                        stale_after_s=stale_after_s).start()
+    server = ThreadServer(tmp_path_factory.mktemp("shared-server"),
+                          stale_after_s=stale_after_s).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def admin(server: LiveServer | AppServer) -> Api:
+def admin(server: LiveServer | ThreadServer | AppServer) -> Api:
     return Api(server, server.admin_token)
 
 
