@@ -6,11 +6,18 @@ import gc
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from runyard import defaults, enrolment, errors
 from runyard.cli.common import EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
+    from runyard.server import Settings
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +116,28 @@ def server(
     scheme = "https" if settings.tls else "http"
     typer.echo(f"runyard: serving on {scheme}://{host}:{port} "
                f"(database {state.store.url}, artifacts {state.blobs.root_url})")
-    config = uvicorn.Config(
-        create_app(settings, state), host=host, port=port, log_level="warning",
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        # Live event streams never end on their own: give them a moment, then close them.
-        timeout_graceful_shutdown=3, proxy_headers=False, server_header=False,
-        # A shared server: a flood of connections is answered 503 instead of exhausting
-        # file descriptors, and an idle keep-alive connection does not hold a place for
-        # long. What this does not cover (slow headers and bodies) is in docs/security.md.
-        limit_concurrency=limit_concurrency, timeout_keep_alive=defaults.KEEP_ALIVE_S)
+    config = uvicorn_config(create_app(settings, state), settings,
+                            limit_concurrency=limit_concurrency)
     # What is loaded by now (the framework, the schema, compiled statements) lives as long
     # as the process: moved out of the collector's view, so the full collections that a
     # stream of metric batches sets off do not walk it.
     gc.freeze()
     uvicorn.Server(config).run()
     return 0
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, *,
+                   limit_concurrency: int = defaults.LIMIT_CONCURRENCY) -> uvicorn.Config:
+    """How ``runyard server`` serves ``app`` on uvicorn (the tests' on-thread server too)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning",
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        # Live event streams never end on their own: give them a moment, then close them.
+        timeout_graceful_shutdown=3, proxy_headers=False, server_header=False,
+        # A shared server: a flood of connections is answered 503 instead of exhausting
+        # file descriptors, and an idle keep-alive connection does not hold a place for
+        # long. What this does not cover (slow headers and bodies) is in docs/security.md.
+        limit_concurrency=limit_concurrency, timeout_keep_alive=defaults.KEEP_ALIVE_S)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from runyard import defaults
+from runyard.cli.server import uvicorn_config
 from runyard.server import Settings, build_state, create_app
 
 from .app_server import LogBuffer
@@ -51,12 +51,7 @@ class ThreadServer:
             migrated_data_dir(self.data_dir)
         logging.getLogger().addHandler(self._logs)
         state, _ = build_state(self.settings)
-        # The options `runyard server` gives uvicorn (runyard/cli/server.py).
-        config = uvicorn.Config(create_app(self.settings, state), host="127.0.0.1",
-                                port=self.port, log_level="warning",
-                                timeout_graceful_shutdown=3, proxy_headers=False,
-                                server_header=False, limit_concurrency=defaults.LIMIT_CONCURRENCY,
-                                timeout_keep_alive=defaults.KEEP_ALIVE_S)
+        config = uvicorn_config(create_app(self.settings, state), self.settings)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"server-{self.port}",
                                         daemon=True)
