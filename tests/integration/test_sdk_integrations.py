@@ -26,6 +26,8 @@ pytestmark = [
     # The frameworks warn about CPU-only runs, few data-loader workers and the like.
     pytest.mark.filterwarnings("ignore::UserWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
+    # On one xdist worker: each framework's import costs seconds of CPU, paid once so.
+    pytest.mark.xdist_group("sdk-integrations"),
 ]
 
 
