@@ -20,7 +20,8 @@ from runyard.manifest import parse_manifest
 
 from ..support.live_server import free_port
 
-pytest.importorskip("sklearn")
+if importlib.util.find_spec("sklearn") is None:  # the processes it starts import it
+    pytest.skip("scikit-learn is not installed", allow_module_level=True)
 
 DEMO = Path(runyard.demo.__file__).parent
 #: The job whose blueprint has a plateau rule that stops it (the others complete).

@@ -5,6 +5,7 @@ the CLI does."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KERAS_BACKEND", "torch")  # the backend that installs here (CPU torch)
 
-torch = pytest.importorskip("torch")
+if importlib.util.find_spec("torch") is None:
+    pytest.skip("torch is not installed", allow_module_level=True)
+#: Imported by the first test here, not at collection: every xdist worker collects this module,
+#: and only the one that runs it (its xdist group) should pay for importing torch.
+torch: Any = None
 
 from runyard.queue import Queue  # noqa: E402
 from runyard.sdk import settings  # noqa: E402
@@ -33,6 +38,10 @@ pytestmark = [
 
 @pytest.fixture(autouse=True)
 def _fast_heartbeat() -> Iterator[None]:
+    global torch
+    import torch as imported
+
+    torch = imported
     settings.configure(heartbeat_interval_s=0.05)
     torch.manual_seed(0)
     yield
