@@ -33,3 +33,21 @@ def test_import_runyard_is_light_and_side_effect_free(tmp_path: Path) -> None:
     out = json.loads(proc.stdout)
     assert out == {"heavy": [], "handlers": 0, "sdk_logger": 0, "configure": True}
     assert list(tmp_path.iterdir()) == []  # no data directory, no files: nothing happened
+
+
+CLI_PROBE = """
+import json, sys
+import runyard.cli.app
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {
+    "jsonschema", "sqlalchemy", "alembic", "fastapi", "uvicorn", "torch"}
+    or m.startswith(("runyard.manifest", "runyard.server", "runyard.store")))))
+"""
+
+
+def test_the_cli_starts_without_the_manifest_parser_or_the_server_stack() -> None:
+    """Every ``runyard`` call imports the whole command tree: a command's heavy imports wait
+    until it runs, or every call pays for them (benchmarks/README.md)."""
+    proc = subprocess.run([sys.executable, "-c", CLI_PROBE], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
