@@ -5,27 +5,25 @@ test databases clone a template likewise, tests/conftest.py)."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-_template: list[Path] = []
 
-
+@functools.cache
 def _template_path() -> Path:
-    if not _template:
-        from runyard.store import open_store
-        from runyard.store.engine import sqlite_url
+    from runyard.store import open_store
+    from runyard.store.engine import sqlite_url
 
-        directory = Path(tempfile.mkdtemp(prefix="runyard-template-"))
-        atexit.register(shutil.rmtree, directory, True)
-        path = directory / "runyard.db"
-        open_store(sqlite_url(str(path))).close()
-        for leftover in ("-wal", "-shm"):  # closed cleanly: everything is in the main file
-            assert not os.path.exists(f"{path}{leftover}"), f"{path}{leftover}"
-        _template.append(path)
-    return _template[0]
+    directory = Path(tempfile.mkdtemp(prefix="runyard-template-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "runyard.db"
+    open_store(sqlite_url(str(path))).close()
+    for leftover in ("-wal", "-shm"):  # closed cleanly: everything is in the main file
+        assert not os.path.exists(f"{path}{leftover}"), f"{path}{leftover}"
+    return path
 
 
 def migrated_sqlite(path: Path) -> Path:

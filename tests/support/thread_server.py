@@ -49,9 +49,9 @@ class ThreadServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.db_url is None:
             migrated_data_dir(self.data_dir)
-        logging.getLogger().addHandler(self._logs)
         state, _ = build_state(self.settings)
         config = uvicorn_config(create_app(self.settings, state), self.settings)
+        logging.getLogger().addHandler(self._logs)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"server-{self.port}",
                                         daemon=True)
@@ -59,6 +59,7 @@ class ThreadServer:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
+                logging.getLogger().removeHandler(self._logs)
                 raise RuntimeError(f"server thread ended before it served:\n{self.log()}")
             if time.monotonic() > deadline:
                 self.stop()
