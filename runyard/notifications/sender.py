@@ -85,9 +85,19 @@ class _Transport(httpx.BaseTransport):
     """An httpx transport over a connection pool whose network backend keeps the deadline."""
 
     def __init__(self, concurrency: int) -> None:
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), max_connections=max(concurrency, 1) * 2,
-            network_backend=_DeadlineBackend())
+        self._max_connections = max(concurrency, 1) * 2
+        self._pool: httpcore.ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    def _connections(self) -> httpcore.ConnectionPool:
+        # Made at the first delivery: loading the CA certificates is a fifth of an app's
+        # start, and most servers never deliver a notification.
+        with self._lock:
+            if self._pool is None:
+                self._pool = httpcore.ConnectionPool(
+                    ssl_context=httpx.create_ssl_context(),
+                    max_connections=self._max_connections, network_backend=_DeadlineBackend())
+            return self._pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
@@ -98,7 +108,7 @@ class _Transport(httpx.BaseTransport):
             headers=request.headers.raw, content=request.stream,
             extensions=request.extensions)
         try:
-            resp = self._pool.handle_request(req)
+            resp = self._connections().handle_request(req)
         except httpcore.TimeoutException as exc:
             raise httpx.TimeoutException(str(exc), request=request) from exc
         except httpcore.ConnectError as exc:
@@ -112,7 +122,9 @@ class _Transport(httpx.BaseTransport):
                               stream=_Body(resp), extensions=resp.extensions)
 
     def close(self) -> None:
-        self._pool.close()
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
 
 
 class _Body(httpx.SyncByteStream):

@@ -208,6 +208,14 @@ def create_app(settings: Settings, state: ServerState | None = None, *,
                   description="Schedule, supervise and watch ML training runs.",
                   docs_url=None, redoc_url=None)
     app.state.runyard = state
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas.add_components(generate())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(errors.RunyardError, _runyard_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -117,7 +117,7 @@ def snapshot_problem(snapshot: dict[str, Any]) -> str | None:
     return None
 
 
-@router.post("/v1/attempts/{attempt_id}/progress", **schemas.doc(schemas.Empty))
+@router.post("/v1/attempts/{attempt_id}/progress", **schemas.doc(schemas.Accepted))
 def progress(attempt_id: str, body: ProgressRequest,
              who: Principal = Depends(auth.lease_holder),
              state: ServerState = Depends(get_state)) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def progress(attempt_id: str, body: ProgressRequest,
     return {}
 
 
-@router.post("/v1/attempts/{attempt_id}/logs", **schemas.doc(schemas.Empty))
+@router.post("/v1/attempts/{attempt_id}/logs", **schemas.doc(schemas.Accepted))
 def logs(attempt_id: str, body: LogsRequest, who: Principal = Depends(auth.lease_holder),
          state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Append log chunks; idempotent by (attempt, stream, offset)."""

@@ -5,13 +5,21 @@ these models only document them, through :func:`doc`, and the schema test
 (tests/integration/test_server_schema.py) checks every answer it provokes against them. A
 model with ``extra="forbid"`` declares the whole shape; a run allows more fields, since the
 runs table gains columns.
+
+A route names its answer by reference (:func:`answer`), and the models' schemas join the
+document when it is first asked for (:func:`add_components`). Given as a route's ``"model"``
+instead, each answer would get its own pydantic validator, built for every route of every app
+on the route's first request, though nothing but the document reads it: nine of them per
+route with the error answers, which was two thirds of an app's first requests.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
 
 
 class _Closed(BaseModel):
@@ -61,17 +69,43 @@ _ERROR_STATUSES = {
     429: "Over a cap on concurrent use (TooManyRequests)",
 }
 
+#: Where the OpenAPI document keeps the models' schemas.
+_REF = "#/components/schemas/{model}"
+#: The models that answers name, in the order they were first named.
+_NAMED: list[type[BaseModel]] = []
+
+
+def answer(model: Any) -> dict[str, Any]:
+    """An answer of the OpenAPI document whose JSON body is ``model`` (a model, or a union of
+    models), by reference to the document's components."""
+    members = get_args(model) or (model,)
+    _NAMED.extend(m for m in members if m not in _NAMED)
+    refs = [{"$ref": _REF.format(model=m.__name__)} for m in members]
+    return {"content": {"application/json": {"schema": refs[0] if len(refs) == 1
+                                              else {"anyOf": refs}}}}
+
+
+def add_components(document: dict[str, Any]) -> None:
+    """Add to ``document`` (the app's OpenAPI document) the schemas of the models that answers
+    name, and of the models those hold."""
+    _, top = models_json_schema([(m, "serialization") for m in _NAMED], ref_template=_REF)
+    found = document.setdefault("components", {}).setdefault("schemas", {})
+    # Without nulls, as FastAPI writes the rest of the document ("default": null goes).
+    found.update(jsonable_encoder(top.get("$defs", {}), exclude_none=True))
+    document["components"]["schemas"] = dict(sorted(found.items()))
+
+
 #: Error answers every API route may give, declared once for all (app.include_router).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()}
+    status: {**answer(ErrorBody), "description": text}
+    for status, text in _ERROR_STATUSES.items()}
 
 
 def doc(model: Any, status: int = 200, more: dict[int | str, dict[str, Any]] | None = None
         ) -> dict[str, Any]:
     """Route keyword arguments declaring ``model`` as the answer for ``status`` (and the
     ``more`` answers), without making FastAPI validate or filter the answer at run time."""
-    return {"response_model": None,
-            "responses": {status: {"model": model}, **(more or {})}}
+    return {"response_model": None, "responses": {status: answer(model), **(more or {})}}
 
 
 # --------------------------------------------------------------------------- server
@@ -410,7 +444,7 @@ class StopOrder(_Closed):
     checkpoint_requested_at: str | None
 
 
-class Empty(_Closed):
+class Accepted(_Closed):
     """Accepted; nothing to say."""
 
 

@@ -3,6 +3,9 @@ every answer matches the schema the OpenAPI document declares for its status."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -72,6 +75,18 @@ def test_openapi_document(server) -> None:  # type: ignore[no-untyped-def]
         "$ref": "#/components/schemas/Claim"} and "204" in claim
     assert schemas["Token"]["additionalProperties"] is False
     assert {"hosts", "max_hosts"} <= set(schemas["Token"]["required"])
+    # Answers name their models by reference, and the models join the components when the
+    # document is made: every reference resolves, nested models' included (ErrorBody holds
+    # ErrorInfo, which holds ErrorItem), and no null default is written.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert {"ErrorBody", "ErrorInfo", "ErrorItem", "Health", "Accepted", "Run", "LocalStart",
+            "RunRequest"} <= refs
+    assert refs <= set(schemas), refs - set(schemas)
+    assert list(schemas) == sorted(schemas)
+    assert "default" not in schemas["ErrorItem"]["properties"]["field"]
+    submit = paths["/v1/runs"]["post"]["responses"]["201"]["content"]["application/json"]
+    assert submit["schema"] == {"anyOf": [{"$ref": "#/components/schemas/Run"},
+                                          {"$ref": "#/components/schemas/LocalStart"}]}
 
 
 @pytest.mark.parametrize("role", ROLES)
