@@ -10,8 +10,11 @@ import pytest
 
 from runyard.queue import Queue
 from runyard.store import Store, open_store
+from runyard.store.engine import sqlite_url
 
+from ..conftest import PgDatabases
 from ..support.app_server import AppServer
+from ..support.migrated import migrated_sqlite
 
 
 @pytest.fixture
@@ -38,6 +41,23 @@ def app_server(tmp_path: Path) -> Iterator[AppServer]:
 def dialect_app(db_url: str, tmp_path: Path) -> Iterator[AppServer]:
     """A fresh app on a fresh database of each dialect (SQLite, PostgreSQL)."""
     server = AppServer(tmp_path / "server", db_url=db_url).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_dialect_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[AppServer]:
+    """One app of each dialect for a whole module whose tests each drive their own runs on
+    their own hosts; ``settings.db_url`` is its database."""
+    data_dir = tmp_path_factory.mktemp(f"shared-{request.param}-app")
+    if request.param == "sqlite":
+        url = sqlite_url(str(migrated_sqlite(data_dir / "runyard.db")))
+    else:
+        dbs: PgDatabases = request.getfixturevalue("pg_databases")
+        url = dbs.new()
+        request.addfinalizer(lambda: dbs.drop(url))
+    server = AppServer(data_dir / "server", db_url=url).start()
     yield server
     server.stop()
 

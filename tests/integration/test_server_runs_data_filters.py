@@ -1,9 +1,12 @@
 """A run's checkpoints and metric points filtered, sorted and paged, on both dialects:
 ``GET /v1/runs/{id}/checkpoints`` (step, status, created before/after, sort, limit and
-cursor) and ``GET /v1/runs/{id}/metrics`` (several tags, a list of steps, before/after)."""
+cursor) and ``GET /v1/runs/{id}/metrics`` (several tags, a list of steps, before/after).
+
+The tests share one app of each dialect: each drives its own run on its own host."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,15 +20,22 @@ from ..support.server_api import Api, admin, error_of, sha
 
 
 @pytest.fixture
-def api(dialect_app: AppServer) -> Iterator[Api]:
-    client = admin(dialect_app)
+def api(shared_dialect_app: AppServer) -> Iterator[Api]:
+    client = admin(shared_dialect_app)
     yield client
     client.close()
 
 
+@pytest.fixture
+def db_url(shared_dialect_app: AppServer) -> str:
+    url = shared_dialect_app.settings.db_url
+    assert url is not None
+    return url
+
+
 def _running(api: Api) -> tuple[str, str, str]:
     run = api.submit("data")
-    claim = api.claim("box-1")
+    claim = api.claim(f"box-{secrets.token_hex(4)}")
     assert claim and claim["run"]["id"] == run["id"]
     return run["id"], claim["attempt"]["id"], claim["lease"]
 
