@@ -75,8 +75,22 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
 
 
 class PgDatabases:
-    """Creates databases cloned from a migrated template; each is dropped when its test ends
-    (so the session's end does not drop hundreds at once), the rest at the end."""
+    """Migrated databases for tests, cloned from a migrated template.
+
+    A migrated database that a test gave back is emptied and handed to the next test instead
+    of being dropped: cloning costs PostgreSQL about 0.15 s and dropping one more, emptying
+    about 5 ms. It is reused only when it still has the template's shape (its tables,
+    indexes, sequences and revision), with its sequences restarted and any connection a test
+    left behind ended; anything else is dropped, as are unmigrated ones. The rest are dropped
+    at the end."""
+
+    #: The shape of a database: its schemas, the objects in ``public`` and its revision.
+    _SHAPE = ("SELECT (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace "
+              "WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'), "
+              "(SELECT string_agg(c.relname || ':' || c.relkind::text, ',' ORDER BY "
+              "c.relname, c.relkind) FROM pg_class c JOIN pg_namespace n ON "
+              "n.oid = c.relnamespace WHERE n.nspname = 'public'), "
+              "(SELECT string_agg(version_num, ',') FROM alembic_version)")
 
     def __init__(self) -> None:
         import psycopg
@@ -84,15 +98,24 @@ class PgDatabases:
         self._psycopg = psycopg
         self.template: str | None = None
         self.created: list[str] = []
+        self._idle: list[str] = []
+        self._shape: tuple[str, ...] | None = None
+        self._empty_it = ""
 
     def _admin(self):  # type: ignore[no-untyped-def]
         return self._psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+    def _connect(self, name: str):  # type: ignore[no-untyped-def]
+        return self._psycopg.connect(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}",
+                                     autocommit=True)
 
     def url(self, name: str) -> str:
         base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
         return f"{base}/{name}"
 
     def new(self, migrated: bool = True) -> str:
+        if migrated and self._idle:
+            return self.url(self._idle.pop())
         name = f"runyard_t_{os.getpid()}_{secrets.token_hex(4)}"
         with self._admin() as conn:
             if migrated:
@@ -111,11 +134,46 @@ class PgDatabases:
                 conn.execute(f'CREATE DATABASE "{name}"')
             self.created.append(name)
             open_store(self.url(name)).close()
+            with self._connect(name) as conn:
+                self._shape = tuple(conn.execute(self._SHAPE).fetchone())
+                tables = [row[0] for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'")]
+                sequences = [row[0] for row in conn.execute(
+                    "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")]
+                seeded = any(conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{t}")').fetchone()[0]
+                             for t in tables)
+            # A migration that writes rows would need them back: such a template is not reused.
+            if not seeded:
+                # Foreign keys are not checked (replica role): every table is emptied anyway.
+                self._empty_it = "SET LOCAL session_replication_role = replica; " + " ".join(
+                    [f'DELETE FROM "{t}";' for t in tables]
+                    + [f'ALTER SEQUENCE "{q}" RESTART;' for q in sequences])
             self.template = name
         return self.template
 
+    def _emptied(self, name: str) -> bool:
+        """Whether ``name`` still has the template's shape and is now empty."""
+        if not self._empty_it:
+            return False
+        try:
+            with self._connect(name) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                if tuple(conn.execute(self._SHAPE).fetchone()) != self._shape:
+                    return False
+                with conn.transaction():
+                    conn.execute(self._empty_it)
+            return True
+        except self._psycopg.Error:
+            return False
+
     def drop(self, url: str) -> None:
+        """Give back a test's database: emptied for the next test, or dropped."""
         name = url.rsplit("/", 1)[1]
+        if self._emptied(name):
+            self._idle.append(name)
+            return
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.created.remove(name)
