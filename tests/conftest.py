@@ -193,17 +193,23 @@ def pg_databases() -> Iterator[PgDatabases]:
     dbs.drop_all()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
-    """A fresh, migrated database URL of each dialect."""
-    if request.param == "sqlite":
+def fresh_database(request: pytest.FixtureRequest, dialect: str, directory: Path) -> str:
+    """The URL of a fresh, migrated database of ``dialect`` (a SQLite file in ``directory``),
+    given back when ``request``'s fixture ends."""
+    if dialect == "sqlite":
         from runyard.store.engine import sqlite_url
 
-        return sqlite_url(str(migrated_sqlite(Path(tmp_path) / "runyard.db")))
+        return sqlite_url(str(migrated_sqlite(directory / "runyard.db")))
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
     url = dbs.new()
     request.addfinalizer(lambda: dbs.drop(url))
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database URL of each dialect."""
+    return fresh_database(request, request.param, tmp_path)
 
 
 @pytest.fixture

@@ -91,7 +91,9 @@ def add_components(document: dict[str, Any]) -> None:
     _, top = models_json_schema([(m, "serialization") for m in _NAMED], ref_template=_REF)
     found = document.setdefault("components", {}).setdefault("schemas", {})
     # Without nulls, as FastAPI writes the rest of the document ("default": null goes).
-    found.update(jsonable_encoder(top.get("$defs", {}), exclude_none=True))
+    for name, schema in jsonable_encoder(top.get("$defs", {}), exclude_none=True).items():
+        if found.setdefault(name, schema) != schema:
+            raise RuntimeError(f"the OpenAPI document has two models named {name}")
     document["components"]["schemas"] = dict(sorted(found.items()))
 
 

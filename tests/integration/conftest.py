@@ -10,11 +10,9 @@ import pytest
 
 from runyard.queue import Queue
 from runyard.store import Store, open_store
-from runyard.store.engine import sqlite_url
 
-from ..conftest import PgDatabases
+from ..conftest import fresh_database
 from ..support.app_server import AppServer
-from ..support.migrated import migrated_sqlite
 
 
 @pytest.fixture
@@ -51,12 +49,7 @@ def shared_dialect_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     """One app of each dialect for a whole module whose tests each drive their own runs on
     their own hosts; ``settings.db_url`` is its database."""
     data_dir = tmp_path_factory.mktemp(f"shared-{request.param}-app")
-    if request.param == "sqlite":
-        url = sqlite_url(str(migrated_sqlite(data_dir / "runyard.db")))
-    else:
-        dbs: PgDatabases = request.getfixturevalue("pg_databases")
-        url = dbs.new()
-        request.addfinalizer(lambda: dbs.drop(url))
+    url = fresh_database(request, request.param, data_dir)
     server = AppServer(data_dir / "server", db_url=url).start()
     yield server
     server.stop()

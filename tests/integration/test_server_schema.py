@@ -151,3 +151,12 @@ def test_the_worker_paths_real_answers_match_their_declared_models(app_server) -
         schemas.RunPage.model_validate(api.ok("GET", "/v1/runs"))
     finally:
         api.close()
+
+
+def test_two_models_of_one_name_are_refused_not_merged() -> None:
+    """A request body named like an answer's model would be overwritten in the components."""
+    from runyard.server import schemas
+
+    document = {"components": {"schemas": {"ErrorBody": {"type": "object", "properties": {}}}}}
+    with pytest.raises(RuntimeError, match="two models named ErrorBody"):
+        schemas.add_components(document)
