@@ -46,6 +46,37 @@ def delete_button(page: Any) -> Any:
     return page.get_by_role("button", name="Delete", exact=True)
 
 
+def test_a_live_event_during_the_deletion_asks_nothing_of_the_deleted_run(
+        server: LiveServer, browser: Any) -> None:
+    """The page fetches its run again 300 ms after a live event: an event just before the
+    deletion must not have it ask for the run once the deletion is sent (a 404 in the
+    console, once seen in a full run)."""
+    run_id = ended_run(server, "edited-then-deleted")
+    api = admin(server)
+    ui = Page(browser, server, server.admin_token)
+    sent: list[tuple[str, str]] = []
+    ui.page.on("request", lambda req: sent.append((req.method, req.url)))
+    try:
+        page = open_run(ui, run_id, "edited-then-deleted")
+        # The live stream has answered (it starts there), so the edit below reaches the page.
+        page.wait_for_function(
+            "document.getElementById('live').title === 'live updates: connected'")
+        delete_button(page).click()
+        api.ok("PATCH", f"/v1/runs/{run_id}", json={"notes": "one last edit"})
+        page.locator("ol.events li[data-kind='edited']").wait_for()
+        page.get_by_role("button", name="Delete for good").click()
+        page.get_by_role("heading", name="Run deleted").wait_for()
+        page.wait_for_timeout(1000)  # past the refetch that the edit scheduled
+        deletion = sent.index(("DELETE", f"{server.url}/v1/runs/{run_id}"))
+        late = [req for req in sent[deletion + 1:] if run_id in req[1]]
+        assert late == [], late
+        assert api.get(f"/v1/runs/{run_id}").status_code == 404
+        ui.assert_clean()
+    finally:
+        ui.context.close()
+        api.close()
+
+
 def test_an_operator_deletes_an_ended_run_after_confirming(
         server: LiveServer, browser: Any) -> None:
     run_id = ended_run(server, "doomed")

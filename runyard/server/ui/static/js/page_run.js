@@ -76,6 +76,10 @@ export async function render(main, { me, params }) {
   // Kept across redraws while the run stays active or ended, so a live update does not
   // close a confirmation the user has open.
   let del = null, delActive = null;
+  // Nothing asks for the run while its deletion is on the way (a live event would have the
+  // page fetch it again), nor after: the answer would be a 404.
+  let paused = false;
+  const deleting = { sending() { paused = true; }, failed() { paused = false; }, deleted };
   function deleted() {
     stopLive();
     document.title = "Run deleted · Runyard";
@@ -86,7 +90,7 @@ export async function render(main, { me, params }) {
   function drawHeader() {
     const active = ACTIVE.has(run.status);
     if (delActive !== active) {
-      del = deleteControl(me, run, deleted);
+      del = deleteControl(me, run, deleting);
       delActive = active;
     }
     clear(header, h("div",
@@ -148,11 +152,13 @@ export async function render(main, { me, params }) {
   }
 
   async function refetch() {
+    if (paused) return;
     try {
       run = await get(`/v1/runs/${encodeURIComponent(runId)}`);
     } catch {
       return;
     }
+    if (paused) return;
     drawHeader();
     drawProgress(run.progress, run.progress ? run.progress.eta_seconds : null, run.status);
     drawInfo();
@@ -172,6 +178,7 @@ export async function render(main, { me, params }) {
     if (chartTimer) return;
     chartTimer = setTimeout(() => {
       chartTimer = null;
+      if (paused) return;
       lastChart = Date.now();
       charts.live().catch(() => {});
       system.live().catch(() => {});
@@ -187,6 +194,7 @@ export async function render(main, { me, params }) {
   const stream = subscribe({
     runId,
     onFrame(event, data) {
+      if (paused) return;
       if (event === "progress") {
         run = { ...run, status: data.status, progress: data.progress, stalled: data.stalled };
         drawProgress(data.progress, data.eta_seconds, data.status);
@@ -202,7 +210,7 @@ export async function render(main, { me, params }) {
     },
   });
   const logTimer = setInterval(() => {
-    if (ACTIVE.has(run.status)) logs.poll();
+    if (!paused && ACTIVE.has(run.status)) logs.poll();
   }, LOG_EVERY_MS);
   function stopLive() {
     stream.close();

@@ -12,8 +12,11 @@ export function mayDelete(me, run) {
   return Boolean(me.can.delete_any || (me.can.delete_own_local && ownLocal));
 }
 
-/** The control, or null when this token may not delete the run; `onDeleted()` after. */
-export function deleteControl(me, run, onDeleted) {
+/**
+ * The control, or null when this token may not delete the run. `page.sending()` is called
+ * as the deletion is sent, `page.failed()` if it fails and `page.deleted()` once done.
+ */
+export function deleteControl(me, run, page) {
   if (!mayDelete(me, run)) return null;
   const box = h("div.actions.delete");
   const active = ACTIVE.has(run.status);
@@ -29,15 +32,17 @@ export function deleteControl(me, run, onDeleted) {
     confirmBtn.addEventListener("click", async () => {
       confirmBtn.disabled = true;
       cancelBtn.disabled = true;
+      page.sending();
       try {
         await api("DELETE", `/v1/runs/${encodeURIComponent(run.id)}`);
       } catch (err) {
+        page.failed();
         flash(`Delete failed: ${err.message}`);
         idle();
         return;
       }
       flash(`Run ${run.name} deleted.`, "note");
-      onDeleted();
+      page.deleted();
     });
     cancelBtn.addEventListener("click", idle);
     clear(box, group);
