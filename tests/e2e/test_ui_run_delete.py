@@ -59,8 +59,7 @@ def test_a_live_event_during_the_deletion_asks_nothing_of_the_deleted_run(
     try:
         page = open_run(ui, run_id, "edited-then-deleted")
         # The live stream has answered (it starts there), so the edit below reaches the page.
-        page.wait_for_function(
-            "document.getElementById('live').title === 'live updates: connected'")
+        page.locator("#live[title='live updates: connected']").wait_for(state="attached")
         delete_button(page).click()
         api.ok("PATCH", f"/v1/runs/{run_id}", json={"notes": "one last edit"})
         page.locator("ol.events li[data-kind='edited']").wait_for()
