@@ -76,10 +76,15 @@ export async function render(main, { me, params }) {
   // Kept across redraws while the run stays active or ended, so a live update does not
   // close a confirmation the user has open.
   let del = null, delActive = null;
-  // Nothing asks for the run while its deletion is on the way (a live event would have the
-  // page fetch it again), nor after: the answer would be a 404.
+  // Nothing asks the server about the run while its deletion is on the way (a live event
+  // would have the page fetch it again), nor after: the answer would be a 404. Live frames
+  // are still taken; a deletion that fails has the page catch up.
   let paused = false;
-  const deleting = { sending() { paused = true; }, failed() { paused = false; }, deleted };
+  const deleting = {
+    sending() { paused = true; },
+    failed() { paused = false; refetch(); },
+    deleted,
+  };
   function deleted() {
     stopLive();
     document.title = "Run deleted · Runyard";
@@ -194,7 +199,6 @@ export async function render(main, { me, params }) {
   const stream = subscribe({
     runId,
     onFrame(event, data) {
-      if (paused) return;
       if (event === "progress") {
         run = { ...run, status: data.status, progress: data.progress, stalled: data.stalled };
         drawProgress(data.progress, data.eta_seconds, data.status);
@@ -205,7 +209,7 @@ export async function render(main, { me, params }) {
       }
       if (data.run_id !== runId) return;
       events.add(data);
-      if (event === "checkpoint") files.load().catch(() => {});
+      if (event === "checkpoint" && !paused) files.load().catch(() => {});
       refetchSoon();
     },
   });
