@@ -82,7 +82,8 @@ class PgDatabases:
     about 5 ms. It is reused only when it still has the template's shape (its tables,
     indexes, sequences and revision), with its sequences restarted and any connection a test
     left behind ended; anything else is dropped, as are unmigrated ones. The rest are dropped
-    at the end."""
+    at the end. An emptied database keeps its table statistics, so the planner may choose
+    otherwise than on a new one: tests of plans ask for a new one (``reused=False``)."""
 
     #: The shape of a database: its schemas, the objects in ``public`` and its revision.
     _SHAPE = ("SELECT (SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace "
@@ -113,8 +114,10 @@ class PgDatabases:
         base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
         return f"{base}/{name}"
 
-    def new(self, migrated: bool = True) -> str:
-        if migrated and self._idle:
+    def new(self, migrated: bool = True, reused: bool = True) -> str:
+        """A migrated database (``reused``: possibly one another test gave back), or an
+        empty one."""
+        if migrated and reused and self._idle:
             return self.url(self._idle.pop())
         name = f"runyard_t_{os.getpid()}_{secrets.token_hex(4)}"
         with self._admin() as conn:
@@ -193,15 +196,17 @@ def pg_databases() -> Iterator[PgDatabases]:
     dbs.drop_all()
 
 
-def fresh_database(request: pytest.FixtureRequest, dialect: str, directory: Path) -> str:
+def fresh_database(request: pytest.FixtureRequest, dialect: str, directory: Path, *,
+                   reused: bool = True) -> str:
     """The URL of a fresh, migrated database of ``dialect`` (a SQLite file in ``directory``),
-    given back when ``request``'s fixture ends."""
+    given back when ``request``'s fixture ends. ``reused=False``: a PostgreSQL database no
+    other test had, for tests of the planner (an emptied one keeps its table statistics)."""
     if dialect == "sqlite":
         from runyard.store.engine import sqlite_url
 
         return sqlite_url(str(migrated_sqlite(directory / "runyard.db")))
     dbs: PgDatabases = request.getfixturevalue("pg_databases")
-    url = dbs.new()
+    url = dbs.new(reused=reused)
     request.addfinalizer(lambda: dbs.drop(url))
     return url
 

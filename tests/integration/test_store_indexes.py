@@ -9,6 +9,7 @@ the statement without its parameters' values (as it does a statement the driver 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,6 +19,15 @@ from sqlalchemy.dialects import postgresql
 
 from runyard.store import claims, schema
 from runyard.store.sql import SQLStore
+
+from ..conftest import fresh_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database no other test used: a reused one keeps the table statistics of its last
+    test, and with them the planner may choose another index."""
+    return fresh_database(request, request.param, tmp_path, reused=False)
 
 
 def _plan(store: SQLStore, stmt: sa.Select[Any], values: dict[str, Any]) -> str:
