@@ -90,7 +90,7 @@ def server(
 ) -> int:
     """Run the HTTP API (migrates the database first; SIGTERM stops it gracefully)."""
     from runyard import local
-    from runyard.server import Settings, build_state, create_app
+    from runyard.server import Settings
 
     settings = Settings(
         data_dir=(data_dir or local.data_dir()).expanduser(), host=host, port=port,
@@ -108,7 +108,10 @@ def server(
         settings.check()
     except errors.ConfigError as exc:
         raise fail(exc.message, EXIT_USAGE) from None
+    # Loaded only now (most of the start's CPU), so that bad settings are refused at once.
     import uvicorn
+
+    from runyard.server import build_state, create_app
 
     state, token_file = build_state(settings)
     if token_file is not None:

@@ -51,3 +51,21 @@ def test_the_cli_starts_without_the_manifest_parser_or_the_server_stack() -> Non
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+SETTINGS_PROBE = """
+import json, sys
+from runyard.server import Settings
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {
+    "sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn"}
+    or m in {"runyard.server.app", "runyard.store"})))
+"""
+
+
+def test_server_settings_load_without_the_app() -> None:
+    """``runyard server`` checks its settings before it loads the web framework and the store,
+    so a bad flag is refused at once (runyard/server/__init__.py)."""
+    proc = subprocess.run([sys.executable, "-c", SETTINGS_PROBE], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
