@@ -97,9 +97,11 @@ def agents() -> Iterator[list[AgentProc]]:
         agent.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """A headless Chromium for one module's UI tests (tests/support/ui.py)."""
+    """One headless Chromium for all the UI tests of a test process (tests/support/ui.py):
+    each page has a browser context of its own, so tests share no cookies or storage, and
+    the browser and Playwright's driver start once instead of once per module."""
     with chromium() as b:
         yield b
 
