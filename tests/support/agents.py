@@ -203,9 +203,11 @@ class AgentProc:
         self.work_dir = work_dir
         self.log_path = work_dir.parent / f"agent-{host_id}.log"
         work_dir.mkdir(parents=True, exist_ok=True)
+        # An idle agent claims at most every second (5 s by default): queued runs start
+        # soon, and the idle agents of a test run do not keep the machine's cores busy.
         args = [sys.executable, "-m", "runyard", "agent", "--server", server.url,
                 "--host-id", host_id, "--slots", str(slots), "--work-dir", str(work_dir),
-                "--probe-interval-s", "0.2", "--claim-max-wait-s", "0.3",
+                "--probe-interval-s", "0.2", "--claim-max-wait-s", "1.0",
                 "--stop-grace-s", str(stop_grace_s), *(extra_args or [])]
         if labels:
             args += ["--labels", labels]
