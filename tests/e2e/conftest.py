@@ -97,11 +97,11 @@ def agents() -> Iterator[list[AgentProc]]:
         agent.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for all the UI tests of a test process (tests/support/ui.py):
-    each page has a browser context of its own, so tests share no cookies or storage, and
-    the browser and Playwright's driver start once instead of once per module."""
+    """A headless Chromium for one module's UI tests (tests/support/ui.py). Not one per
+    session: Playwright's sync API keeps an event loop running on the test thread while it
+    is open, and the later tests of that process that call ``asyncio.run`` would fail."""
     with chromium() as b:
         yield b
 
