@@ -13,6 +13,8 @@ import pytest
 from .support.migrated import migrated_sqlite
 
 PG_ADMIN_URL = os.environ.get("RUNYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+#: The server of PG_ADMIN_URL, without a database.
+_PG_SERVER = PG_ADMIN_URL.rsplit("/", 1)[0]
 
 
 def _pg_available() -> bool:
@@ -114,12 +116,10 @@ class PgDatabases:
         return self._psycopg.connect(PG_ADMIN_URL, autocommit=True)
 
     def _connect(self, name: str):  # type: ignore[no-untyped-def]
-        return self._psycopg.connect(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}",
-                                     autocommit=True)
+        return self._psycopg.connect(f"{_PG_SERVER}/{name}", autocommit=True)
 
     def url(self, name: str) -> str:
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        return f"{base}/{name}"
+        return f"{_PG_SERVER.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
 
     def new(self, migrated: bool = True, reused: bool = True) -> str:
         """A migrated database (``reused``: possibly one another test gave back), or an

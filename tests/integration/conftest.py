@@ -13,6 +13,7 @@ from runyard.store import Store, open_store
 
 from ..conftest import fresh_database
 from ..support.app_server import AppServer
+from ..support.server_api import Api, admin
 
 
 @pytest.fixture
@@ -53,6 +54,14 @@ def shared_dialect_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     server = AppServer(data_dir / "server", db_url=url).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def shared_admin(shared_dialect_app: AppServer) -> Iterator[Api]:
+    """The operator on the module's app of each dialect (``shared_dialect_app``)."""
+    client = admin(shared_dialect_app)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")

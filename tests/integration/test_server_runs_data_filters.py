@@ -7,7 +7,6 @@ The tests share one app of each dialect: each drives its own run on its own host
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,12 @@ from runyard.store import open_store
 from runyard.store.schema import checkpoints
 
 from ..support.app_server import AppServer
-from ..support.server_api import Api, admin, error_of, sha
+from ..support.server_api import Api, error_of, sha
 
 
 @pytest.fixture
-def api(shared_dialect_app: AppServer) -> Iterator[Api]:
-    client = admin(shared_dialect_app)
-    yield client
-    client.close()
+def api(shared_admin: Api) -> Api:
+    return shared_admin
 
 
 @pytest.fixture

@@ -20,15 +20,6 @@ def op(dialect_app: AppServer) -> Iterator[Api]:
     client.close()
 
 
-@pytest.fixture
-def shared_op(shared_dialect_app: AppServer) -> Iterator[Api]:
-    """The operator on the module's app of each dialect, for tests that touch only their
-    own run."""
-    client = admin(shared_dialect_app)
-    yield client
-    client.close()
-
-
 def _events(api: Api, run_id: str) -> list[dict[str, Any]]:
     return list(api.ok("GET", f"/v1/runs/{run_id}/events")["items"])
 
@@ -90,8 +81,8 @@ def test_others_may_not_edit_but_operators_may(op: Api, dialect_app: AppServer) 
     ({"owner": "bob"}, "owner"),
 ])
 def test_bad_edits_are_422_naming_the_field_and_change_nothing(
-        shared_op: Api, body: dict[str, Any] | str, field: str) -> None:
-    op = shared_op
+        shared_admin: Api, body: dict[str, Any] | str, field: str) -> None:
+    op = shared_admin
     run = op.submit("orig", notes="keep", tags=["keep"])
     kw: dict[str, Any] = ({"content": body.encode(), "headers": {
         "content-type": "application/json"}} if isinstance(body, str) else {"json": body})
